@@ -1,0 +1,1 @@
+namespace MaskBit.Bench; class P{static void Main(){}}

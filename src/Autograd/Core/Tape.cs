@@ -1,0 +1,127 @@
+namespace MaskBit.Autograd;
+
+/// <summary>One recorded op: its inputs and a function from the output's gradient to the inputs' gradients
+/// (null where an input needs none). Backward functions are written with the same tensor ops, run under no-grad.</summary>
+internal sealed class GradNode(string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+{
+    public string Name { get; } = name;
+    public Tensor[] Inputs { get; } = inputs;
+    public Func<Tensor, Tensor?[]> Backward { get; } = backward;
+}
+
+/// <summary>The reverse-mode tape: recording, no-grad scopes, and the backward pass.</summary>
+public static class Tape
+{
+    [ThreadStatic] private static int _noGradDepth;
+
+    public static bool IsGradEnabled => _noGradDepth == 0;
+
+    /// <summary>Within the returned scope no op is recorded (as torch.no_grad()).</summary>
+    public static IDisposable NoGrad() { _noGradDepth++; return new Scope(); }
+
+    private sealed class Scope : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
+    }
+
+    /// <summary>Attaches <paramref name="output"/> to the tape if grad mode is on and any input requires grad.</summary>
+    public static void Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    {
+        if (!IsGradEnabled) return;
+        foreach (var t in inputs)
+        {
+            if (!t.RequiresGrad) continue;
+            output.Node = new GradNode(name, inputs, backward);
+            output.RequiresGrad = true;
+            return;
+        }
+    }
+
+    /// <summary>Back-propagates from <paramref name="root"/> and accumulates into every reachable leaf's Grad.</summary>
+    public static void Backward(Tensor root, Tensor? gradient = null)
+    {
+        var grads = Propagate(new[] { root }, new[] { gradient }, stopAt: null);
+        foreach (var (leaf, g) in grads)
+        {
+            if (!leaf.IsLeaf) continue;
+            // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer.
+            leaf.Grad = leaf.Grad == null ? g.CloneNoGrad() : leaf.Grad.AddNoGrad(g);
+        }
+    }
+
+    /// <summary>The gradients of <paramref name="output"/> w.r.t. <paramref name="inputs"/> (as torch.autograd.grad),
+    /// without touching any Grad field: used to take two losses' gradients w.r.t. one parameter in one step.
+    /// An input that the output does not depend on gets a zero tensor.</summary>
+    public static Tensor[] Grad(Tensor output, IReadOnlyList<Tensor> inputs, Tensor? gradient = null)
+    {
+        var wanted = new HashSet<Tensor>(inputs, ReferenceEqualityComparer.Instance);
+        var grads = Propagate(new[] { output }, new[] { gradient }, wanted);
+        var result = new Tensor[inputs.Count];
+        for (int i = 0; i < inputs.Count; i++)
+            result[i] = grads.TryGetValue(inputs[i], out var g) ? g : Tensor.Zeros(inputs[i].Shape, inputs[i].Device);
+        return result;
+    }
+
+    private static Dictionary<Tensor, Tensor> Propagate(Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt)
+    {
+        var order = TopologicalOrder(roots, stopAt);
+        var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        using var _ = NoGrad();
+        for (int i = 0; i < roots.Length; i++)
+        {
+            var r = roots[i];
+            if (!r.RequiresGrad) throw new InvalidOperationException($"backward: {r} does not require grad (nothing on the tape leads to it)");
+            var seed = seeds[i];
+            if (seed == null)
+            {
+                if (r.Numel != 1) throw new InvalidOperationException($"backward: a gradient is needed for non-scalar {r}");
+                seed = Tensor.Full(r.Shape, 1f, r.Device);
+            }
+            else ShapeUtil.RequireSame(seed.Shape, r.Shape, "backward seed");
+            Accumulate(grads, r, seed);
+        }
+        for (int i = order.Count - 1; i >= 0; i--)
+        {
+            var t = order[i];
+            if (t.Node == null || !grads.TryGetValue(t, out var g)) continue;
+            if (stopAt != null && stopAt.Contains(t)) continue;
+            var inputGrads = t.Node.Backward(g);
+            for (int k = 0; k < t.Node.Inputs.Length; k++)
+            {
+                var input = t.Node.Inputs[k];
+                var ig = inputGrads[k];
+                if (ig == null || !input.RequiresGrad) continue;
+                if (!ig.Shape.AsSpan().SequenceEqual(input.Shape))
+                    throw new InvalidOperationException($"backward of {t.Node.Name}: gradient {ShapeUtil.Format(ig.Shape)} for input {ShapeUtil.Format(input.Shape)}");
+                Accumulate(grads, input, ig);
+            }
+        }
+        return grads;
+    }
+
+    private static void Accumulate(Dictionary<Tensor, Tensor> grads, Tensor t, Tensor g)
+    {
+        grads[t] = grads.TryGetValue(t, out var prev) ? prev.AddNoGrad(g) : g;
+    }
+
+    /// <summary>Tensors reachable from the roots through recorded nodes, inputs before outputs.</summary>
+    private static List<Tensor> TopologicalOrder(Tensor[] roots, HashSet<Tensor>? stopAt)
+    {
+        var order = new List<Tensor>();
+        var visited = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<(Tensor t, bool expanded)>();
+        foreach (var r in roots) stack.Push((r, false));
+        while (stack.Count > 0)
+        {
+            var (t, expanded) = stack.Pop();
+            if (expanded) { order.Add(t); continue; }
+            if (!visited.Add(t)) continue;
+            stack.Push((t, true));
+            if (t.Node == null || (stopAt != null && stopAt.Contains(t))) continue;
+            foreach (var input in t.Node.Inputs)
+                if (input.RequiresGrad && !visited.Contains(input)) stack.Push((input, false));
+        }
+        return order;
+    }
+}

@@ -1,0 +1,185 @@
+using MaskBit.Kernels;
+
+namespace MaskBit.Autograd;
+
+/// <summary>
+/// A dense row-major tensor: a contiguous view (offset, shape) on a device <see cref="Storage"/>. Reshape and
+/// slicing along the first axis are views; everything else copies. Float32 is the compute type; Int32 tensors
+/// carry indices. Ops that involve a tensor with <see cref="RequiresGrad"/> record a node on the tape (see
+/// <see cref="Tape"/>).
+/// </summary>
+public sealed partial class Tensor
+{
+    public Storage Storage { get; }
+    public long Offset { get; }
+    public int[] Shape { get; }
+    public long Numel { get; }
+
+    /// <summary>True for leaves that want a gradient and for every result computed from one.</summary>
+    public bool RequiresGrad { get; set; }
+    /// <summary>Accumulated gradient of a leaf after <see cref="Backward"/>.</summary>
+    public Tensor? Grad { get; set; }
+    /// <summary>The op that produced this tensor (null for leaves and for results computed under no-grad).</summary>
+    internal GradNode? Node { get; set; }
+    /// <summary>Optional name (parameter name) used in error messages and profiles.</summary>
+    public string? Name { get; set; }
+
+    internal Tensor(Storage storage, long offset, int[] shape)
+    {
+        Storage = storage;
+        Offset = offset;
+        Shape = shape;
+        Numel = ShapeUtil.Numel(shape);
+        if (offset < 0 || offset + Numel > storage.Length)
+            throw new ArgumentException($"view [{offset}, {offset + Numel}) lies outside a storage of {storage.Length} elements");
+    }
+
+    public IBackend Device => Storage.Backend;
+    public DType DType => Storage.DType;
+    public int Rank => Shape.Length;
+    public bool IsLeaf => Node == null;
+    public Buf Buf => new(Storage, Offset);
+    public int Size(int dim) => Shape[ShapeUtil.Axis(dim, Rank)];
+    public override string ToString() => $"Tensor{ShapeUtil.Format(Shape)} {DType} on {Device.Name}{(RequiresGrad ? " requires_grad" : "")}";
+
+    // ---- creation -------------------------------------------------------------------------------------------
+    public static Tensor Empty(int[] shape, IBackend? device = null, DType dtype = DType.Float32)
+    {
+        ShapeUtil.Validate(shape);
+        var dev = device ?? MaskBit.Autograd.Device.Default;
+        return new Tensor(dev.Allocate(ShapeUtil.Numel(shape), dtype, zero: false), 0, (int[])shape.Clone());
+    }
+
+    public static Tensor Zeros(int[] shape, IBackend? device = null, DType dtype = DType.Float32)
+    {
+        ShapeUtil.Validate(shape);
+        var dev = device ?? MaskBit.Autograd.Device.Default;
+        return new Tensor(dev.Allocate(ShapeUtil.Numel(shape), dtype, zero: true), 0, (int[])shape.Clone());
+    }
+
+    public static Tensor Zeros(params int[] shape) => Zeros(shape, null);
+
+    public static Tensor Full(int[] shape, float value, IBackend? device = null)
+    {
+        var t = Empty(shape, device);
+        t.Device.Fill(t.Buf, t.Numel, value);
+        return t;
+    }
+
+    public static Tensor Ones(params int[] shape) => Full(shape, 1f);
+    public static Tensor Scalar(float value, IBackend? device = null) => Full(Array.Empty<int>(), value, device);
+
+    public static Tensor FromArray(ReadOnlySpan<float> data, int[] shape, IBackend? device = null)
+    {
+        if (data.Length != ShapeUtil.Numel(shape))
+            throw new ArgumentException($"{data.Length} values do not fill shape {ShapeUtil.Format(shape)}");
+        var t = Empty(shape, device);
+        t.Device.Upload(data, t.Buf);
+        return t;
+    }
+
+    public static Tensor FromArray(float[] data, params int[] shape) => FromArray(data.AsSpan(), shape);
+
+    public static Tensor FromInts(ReadOnlySpan<int> data, int[] shape, IBackend? device = null)
+    {
+        if (data.Length != ShapeUtil.Numel(shape))
+            throw new ArgumentException($"{data.Length} values do not fill shape {ShapeUtil.Format(shape)}");
+        var t = Empty(shape, device, DType.Int32);
+        t.Device.Upload(data, t.Buf);
+        return t;
+    }
+
+    public static Tensor FromInts(int[] data, params int[] shape) => FromInts(data.AsSpan(), shape);
+
+    // ---- host access ----------------------------------------------------------------------------------------
+    public float[] ToArray()
+    {
+        RequireDType(DType.Float32);
+        var a = new float[Numel];
+        Device.Download(Buf, a);
+        return a;
+    }
+
+    public int[] ToIntArray()
+    {
+        RequireDType(DType.Int32);
+        var a = new int[Numel];
+        Device.Download(Buf, a);
+        return a;
+    }
+
+    public float Item()
+    {
+        if (Numel != 1) throw new InvalidOperationException($"Item() needs one element, tensor has shape {ShapeUtil.Format(Shape)}");
+        return ToArray()[0];
+    }
+
+    /// <summary>A copy of this tensor on another device (this tensor if it is already there).</summary>
+    public Tensor To(IBackend device)
+    {
+        if (ReferenceEquals(device, Device)) return this;
+        if (DType == DType.Int32) return FromInts(ToIntArray(), Shape, device);
+        var t = FromArray(ToArray(), Shape, device);
+        if (RequiresGrad) Tape.Record(t, "to_device", new[] { this }, g => new[] { g.To(Device) });
+        return t;
+    }
+
+    internal void RequireDType(DType dtype)
+    {
+        if (DType != dtype) throw new InvalidOperationException($"expected a {dtype} tensor, got {this}");
+    }
+
+    // ---- autograd surface -----------------------------------------------------------------------------------
+    /// <summary>Marks a leaf as wanting a gradient (returns this, like torch's requires_grad_()).</summary>
+    public Tensor RequiresGrad_(bool requires = true)
+    {
+        if (!IsLeaf) throw new InvalidOperationException("requires_grad can only be changed on leaf tensors");
+        RequiresGrad = requires;
+        return this;
+    }
+
+    /// <summary>A view on the same storage that is cut off from the tape.</summary>
+    public Tensor Detach() => new(Storage, Offset, Shape);
+
+    /// <summary>Back-propagates from this tensor (a scalar unless <paramref name="gradient"/> is given) and
+    /// accumulates into the <see cref="Grad"/> of every leaf that requires one.</summary>
+    public void Backward(Tensor? gradient = null) => Tape.Backward(this, gradient);
+
+    /// <summary>Sets <see cref="Grad"/> to null (as torch's zero_grad(set_to_none=True)).</summary>
+    public void ZeroGrad() => Grad = null;
+
+    /// <summary>An independent contiguous copy that stays on the tape.</summary>
+    public Tensor Clone()
+    {
+        var t = Empty(Shape, Device, DType);
+        Device.Copy(Buf, t.Buf, Numel);
+        if (RequiresGrad) Tape.Record(t, "clone", new[] { this }, g => new[] { g });
+        return t;
+    }
+
+    // ---- in-place updates (optimizers, EMA, state-dict loading); never recorded ------------------------------
+    /// <summary>Overwrites the values with those of <paramref name="src"/> (same shape and device).</summary>
+    public void CopyFrom_(Tensor src)
+    {
+        ShapeUtil.RequireSame(Shape, src.Shape, "copy_");
+        if (!ReferenceEquals(src.Device, Device)) src = src.To(Device);
+        Device.Copy(src.Buf, Buf, Numel);
+    }
+
+    public void CopyFrom_(ReadOnlySpan<float> values)
+    {
+        if (values.Length != Numel) throw new ArgumentException($"{values.Length} values for a tensor of {Numel}");
+        Device.Upload(values, Buf);
+    }
+
+    public void Fill_(float value) => Device.Fill(Buf, Numel, value);
+    public void Mul_(float value) => Device.Unary(UnaryOp.Scale, Buf, Buf, Numel, value);
+    /// <summary>this += alpha·other.</summary>
+    public void Add_(Tensor other, float alpha = 1f)
+    {
+        ShapeUtil.RequireSame(Shape, other.Shape, "add_");
+        var src = other;
+        if (alpha != 1f) { src = Empty(Shape, Device); Device.Unary(UnaryOp.Scale, other.Buf, src.Buf, Numel, alpha); }
+        Device.Binary(BinaryOp.Add, Buf, ShapeUtil.ContiguousStrides(Shape), src.Buf, ShapeUtil.ContiguousStrides(Shape), Buf, Shape);
+    }
+}

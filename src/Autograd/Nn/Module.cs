@@ -1,0 +1,128 @@
+namespace MaskBit.Autograd.Nn;
+
+/// <summary>
+/// Base of all layers. Children, parameters and buffers are registered under the names the reference
+/// PyTorch module uses, so <see cref="StateDict"/> yields the reference's keys (e.g.
+/// <c>encoder.down.0.res_blocks.1.conv2.weight</c>) in the reference's order: a module's own parameters,
+/// then its own buffers, then each child in registration order.
+/// </summary>
+public abstract class Module
+{
+    private readonly List<(string Name, Module Module)> _children = new();
+    private readonly List<(string Name, Tensor Tensor)> _parameters = new();
+    private readonly List<(string Name, Tensor Tensor)> _buffers = new();
+
+    /// <summary>Train mode (the default) or eval mode; see <see cref="Train"/>.</summary>
+    public bool Training { get; private set; } = true;
+
+    protected T Register<T>(string name, T module) where T : Module
+    {
+        CheckName(name);
+        _children.Add((name, module));
+        return module;
+    }
+
+    /// <summary>Registers a trainable parameter (a leaf that requires grad).</summary>
+    protected Tensor Parameter(string name, Tensor value)
+    {
+        CheckName(name);
+        var p = value.IsLeaf ? value : value.Detach();
+        p.RequiresGrad = true;
+        p.Name = name;
+        _parameters.Add((name, p));
+        return p;
+    }
+
+    /// <summary>Registers a persistent buffer (in the state dict, no gradient).</summary>
+    protected Tensor Buffer(string name, Tensor value)
+    {
+        CheckName(name);
+        value.Name = name;
+        _buffers.Add((name, value));
+        return value;
+    }
+
+    private void CheckName(string name)
+    {
+        if (string.IsNullOrEmpty(name) || name.Contains('.')) throw new ArgumentException($"invalid member name '{name}'");
+        if (_children.Any(c => c.Name == name) || _parameters.Any(p => p.Name == name) || _buffers.Any(b => b.Name == name))
+            throw new ArgumentException($"'{name}' is registered twice in {GetType().Name}");
+    }
+
+    public IEnumerable<(string Name, Module Module)> NamedChildren() => _children;
+
+    public IEnumerable<(string Name, Tensor Tensor)> NamedParameters(string prefix = "")
+    {
+        foreach (var (n, p) in _parameters) yield return (prefix + n, p);
+        foreach (var (n, c) in _children)
+            foreach (var x in c.NamedParameters(prefix + n + ".")) yield return x;
+    }
+
+    public IEnumerable<(string Name, Tensor Tensor)> NamedBuffers(string prefix = "")
+    {
+        foreach (var (n, b) in _buffers) yield return (prefix + n, b);
+        foreach (var (n, c) in _children)
+            foreach (var x in c.NamedBuffers(prefix + n + ".")) yield return x;
+    }
+
+    public IEnumerable<Tensor> Parameters() => NamedParameters().Select(p => p.Tensor);
+
+    /// <summary>Parameters and buffers in PyTorch's state_dict order.</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> StateDict(string prefix = "")
+    {
+        foreach (var (n, p) in _parameters) yield return (prefix + n, p);
+        foreach (var (n, b) in _buffers) yield return (prefix + n, b);
+        foreach (var (n, c) in _children)
+            foreach (var x in c.StateDict(prefix + n + ".")) yield return x;
+    }
+
+    public long ParameterCount() => Parameters().Sum(p => p.Numel);
+
+    /// <summary>Copies values into the registered tensors (in place, so references stay valid). Strict mode
+    /// lists every missing key, unexpected key and shape mismatch in one error; otherwise those are returned.</summary>
+    public IReadOnlyList<string> LoadStateDict(IReadOnlyDictionary<string, Tensor> values, bool strict = true)
+    {
+        var own = StateDict().ToList();
+        var problems = new List<string>();
+        var ownNames = new HashSet<string>(own.Select(o => o.Name));
+        foreach (var (name, target) in own)
+        {
+            if (!values.TryGetValue(name, out var src)) { problems.Add($"missing key '{name}' {ShapeUtil.Format(target.Shape)}"); continue; }
+            if (!src.Shape.AsSpan().SequenceEqual(target.Shape))
+            { problems.Add($"shape mismatch for '{name}': checkpoint {ShapeUtil.Format(src.Shape)}, model {ShapeUtil.Format(target.Shape)}"); continue; }
+            if (src.DType != target.DType)
+            { problems.Add($"dtype mismatch for '{name}': checkpoint {src.DType}, model {target.DType}"); continue; }
+            target.CopyFrom_(src);
+        }
+        foreach (var key in values.Keys) if (!ownNames.Contains(key)) problems.Add($"unexpected key '{key}'");
+        if (strict && problems.Count > 0)
+            throw new InvalidDataException($"state dict does not match {GetType().Name}:\n  " + string.Join("\n  ", problems));
+        return problems;
+    }
+
+    /// <summary>Sets train (true) or eval (false) mode on this module and all children.</summary>
+    public Module Train(bool on = true)
+    {
+        Training = on;
+        foreach (var (_, c) in _children) c.Train(on);
+        return this;
+    }
+
+    public Module Eval() => Train(false);
+
+    public void ZeroGrad() { foreach (var p in Parameters()) p.Grad = null; }
+
+    /// <summary>Turns gradient tracking of all parameters on or off (as requires_grad_ on a module).</summary>
+    public void RequiresGrad_(bool on) { foreach (var p in Parameters()) p.RequiresGrad = on; }
+}
+
+/// <summary>An indexed list of child modules, keyed "0", "1", … as torch.nn.ModuleList.</summary>
+public sealed class ModuleList<T> : Module where T : Module
+{
+    private readonly List<T> _items = new();
+    public ModuleList(IEnumerable<T>? items = null) { if (items != null) foreach (var m in items) Add(m); }
+    public void Add(T module) { Register(_items.Count.ToString(), module); _items.Add(module); }
+    public T this[int i] => _items[i];
+    public int Count => _items.Count;
+    public IEnumerator<T> GetEnumerator() => _items.GetEnumerator();
+}

@@ -1,0 +1,68 @@
+using MaskBit.Kernels;
+
+namespace MaskBit.Autograd;
+
+// Matrix products: 2-D, batched (leading axes), and linear layers.
+public sealed partial class Tensor
+{
+    /// <summary>Matrix product over the last two axes. Supported: (M,K)·(K,N), (…,M,K)·(K,N) (the right side is
+    /// shared by every batch item), and (…,M,K)·(…,K,N) with equal batch shapes. Optional transposes read
+    /// an operand as its transpose without copying it.</summary>
+    public static Tensor MatMul(Tensor a, Tensor b, bool transA = false, bool transB = false)
+    {
+        if (a.Rank < 2 || b.Rank < 2) throw new ArgumentException($"matmul needs rank ≥ 2, got {a} and {b}");
+        int M = transA ? a.Shape[^1] : a.Shape[^2], Ka = transA ? a.Shape[^2] : a.Shape[^1];
+        int Kb = transB ? b.Shape[^1] : b.Shape[^2], N = transB ? b.Shape[^2] : b.Shape[^1];
+        if (Ka != Kb) throw new ArgumentException($"matmul: inner sizes differ: {ShapeUtil.Format(a.Shape)}{(transA ? "ᵀ" : "")} · {ShapeUtil.Format(b.Shape)}{(transB ? "ᵀ" : "")}");
+        var batchShape = a.Shape[..^2];
+        int batch = (int)ShapeUtil.Numel(batchShape);
+        bool bShared = b.Rank == 2;
+        if (!bShared && !b.Shape[..^2].AsSpan().SequenceEqual(batchShape))
+            throw new ArgumentException($"matmul: batch shapes {ShapeUtil.Format(batchShape)} and {ShapeUtil.Format(b.Shape[..^2])} differ");
+
+        // A shared right operand with a non-transposed left one folds the batch into M: one big GEMM.
+        if (bShared && !transA && batch > 1)
+            return MatMul(a.Reshape(-1, a.Shape[^1]), b, false, transB).Reshape(batchShape.Append(N).ToArray());
+
+        var y = Empty(batchShape.Append(M).Append(N).ToArray(), a.Device);
+        var desc = new GemmDesc(M, N, Ka, transA, transB, batch, (long)M * Ka, bShared ? 0 : (long)Ka * N, (long)M * N);
+        a.Device.Gemm(desc, a.Buf, b.Buf, y.Buf);
+        Tape.Record(y, "matmul", new[] { a, b }, g =>
+        {
+            // y = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, then undo the transposes.
+            Tensor? da = null, db = null;
+            if (a.RequiresGrad)
+                da = transA ? MatMul(b, g, transB, true) : MatMul(g, b, false, !transB);
+            if (b.RequiresGrad)
+            {
+                if (bShared)
+                {
+                    var a2 = a.Reshape(-1, a.Shape[^1]); var g2 = g.Reshape(-1, N);
+                    // Batched A with transA cannot fold; sum per-batch products instead.
+                    db = transA ? SumBatchedWeightGrad(a, g, transB) : (transB ? MatMul(g2, a2, true, false) : MatMul(a2, g2, true, false));
+                }
+                else db = transB ? MatMul(g, a, true, transA) : MatMul(a, g, !transA, false);
+            }
+            return new[] { da, db };
+        });
+        return y;
+    }
+
+    private static Tensor SumBatchedWeightGrad(Tensor a, Tensor g, bool transB)
+    {
+        // a: (batch, K, M) read transposed; g: (batch, M, N). dB (K,N) = Σ_b a_b·g_b, or its transpose.
+        var per = transB ? MatMul(g, a, true, true) : MatMul(a, g, false, false);
+        return per.Sum(Enumerable.Range(0, per.Rank - 2).ToArray());
+    }
+
+    public Tensor MatMul(Tensor other) => MatMul(this, other);
+
+    /// <summary>y = x·Wᵀ + b with W (out, in), as torch.nn.functional.linear.</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        if (weight.Rank != 2 || x.Shape[^1] != weight.Shape[1])
+            throw new ArgumentException($"linear: input {ShapeUtil.Format(x.Shape)} does not match weight {ShapeUtil.Format(weight.Shape)}");
+        var y = MatMul(x, weight, transB: true);
+        return bias == null ? y : y.Add(bias);
+    }
+}

@@ -1,0 +1,97 @@
+namespace MaskBit.Kernels;
+
+/// <summary>
+/// One compute device. Every op of the engine is a method here, taking buffers (<see cref="Buf"/>) and sizes;
+/// kernels never allocate (scratch comes from the backend's pool) and never hand out raw host arrays, so the
+/// CPU and the ILGPU implementation share one interface. Outputs are overwritten unless a parameter says
+/// "accumulate". Shapes are validated by the autograd layer; kernels trust them.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+
+    // ---- memory -------------------------------------------------------------------------------------------
+    Storage Allocate(long length, DType dtype = DType.Float32, bool zero = true);
+    void Upload(ReadOnlySpan<float> src, Buf dst);
+    void Upload(ReadOnlySpan<int> src, Buf dst);
+    void Download(Buf src, Span<float> dst);
+    void Download(Buf src, Span<int> dst);
+    /// <summary>Waits for queued work (no-op on the CPU).</summary>
+    void Synchronize();
+
+    // ---- element-wise (Elementwise/) ---------------------------------------------------------------------
+    void Fill(Buf y, long n, float value);
+    void Copy(Buf x, Buf y, long n);
+    void Unary(UnaryOp op, Buf x, Buf y, long n, float alpha = 0f);
+    /// <summary>dx (+)= dy · f'(x) for the unary op (y is f(x) where the derivative is cheaper from it).</summary>
+    void UnaryBackward(UnaryOp op, Buf x, Buf y, Buf dy, Buf dx, long n, float alpha = 0f, bool accumulate = false);
+    /// <summary>y = a ∘ b element-wise over <paramref name="shape"/> with per-operand element strides
+    /// (stride 0 broadcasts). y is contiguous.</summary>
+    void Binary(BinaryOp op, Buf a, int[] aStrides, Buf b, int[] bStrides, Buf y, int[] shape);
+    /// <summary>y = cond ≠ 0 ? a : b, all contiguous, n elements.</summary>
+    void Where(Buf cond, Buf a, Buf b, Buf y, long n);
+    /// <summary>General strided copy: y[idx·yStrides] (+)= x[idx·xStrides] for every index of shape.
+    /// Covers permute, slice, concat, expand.</summary>
+    void CopyStrided(Buf x, int[] xStrides, Buf y, int[] yStrides, int[] shape, bool accumulate = false);
+    /// <summary>y[o, i] (+)= scale · Σ_m x[o, m, i] over a contiguous (outer, mid, inner) view.</summary>
+    void ReduceSum(Buf x, Buf y, int outer, int mid, int inner, float scale = 1f, bool accumulate = false);
+    /// <summary>y[o, i] = max_m x[o, m, i].</summary>
+    void ReduceMax(Buf x, Buf y, int outer, int mid, int inner);
+
+    // ---- linear algebra (Gemm/) --------------------------------------------------------------------------
+    void Gemm(in GemmDesc d, Buf a, Buf b, Buf c, float alpha = 1f, float beta = 0f);
+
+    // ---- convolution (Conv/) -----------------------------------------------------------------------------
+    void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y);
+    /// <summary>dx = conv_transpose(dy, w) (overwritten).</summary>
+    void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx);
+    /// <summary>dw = Σ dy ⋆ x (overwritten); dbias = Σ dy when given.</summary>
+    void Conv2dBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw, Buf? dbias);
+
+    // ---- resampling (Resample/) --------------------------------------------------------------------------
+    /// <summary>2×2 average pool, stride 2, over planes (NC, H, W); odd trailing rows/columns are dropped.</summary>
+    void AvgPool2x2Forward(int planes, int h, int w, Buf x, Buf y);
+    void AvgPool2x2Backward(int planes, int h, int w, Buf dy, Buf dx);
+    /// <summary>torch AdaptiveMaxPool2d: bin i covers [floor(i·in/out), ceil((i+1)·in/out)). argmax (Int32)
+    /// holds the flat in-plane index of the first maximum.</summary>
+    void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax);
+    /// <summary>dx (overwritten) = scatter-add of dy at argmax.</summary>
+    void AdaptiveMaxPoolBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx);
+    void UpsampleNearest2xForward(int planes, int h, int w, Buf x, Buf y);
+    void UpsampleNearest2xBackward(int planes, int h, int w, Buf dy, Buf dx);
+
+    // ---- normalisation (Norm/) ---------------------------------------------------------------------------
+    /// <summary>y = [silu](GN(x)·γ + β); saves per-(n, group) mean and rstd.</summary>
+    void GroupNormForward(in GroupNormDesc d, Buf x, Buf gamma, Buf beta, Buf y, Buf mean, Buf rstd);
+    /// <summary>dx overwritten; dgamma/dbeta overwritten.</summary>
+    void GroupNormBackward(in GroupNormDesc d, Buf x, Buf gamma, Buf beta, Buf mean, Buf rstd, Buf dy,
+        Buf dx, Buf dgamma, Buf dbeta);
+    /// <summary>LayerNorm over the last axis of (rows, cols).</summary>
+    void LayerNormForward(int rows, int cols, float eps, Buf x, Buf gamma, Buf beta, Buf y, Buf mean, Buf rstd);
+    void LayerNormBackward(int rows, int cols, Buf x, Buf gamma, Buf mean, Buf rstd, Buf dy,
+        Buf dx, Buf dgamma, Buf dbeta);
+
+    // ---- softmax family (Softmax/) -----------------------------------------------------------------------
+    /// <summary>Softmax (or log-softmax) over the last axis of (rows, cols).</summary>
+    void SoftmaxForward(int rows, int cols, Buf x, Buf y, bool log);
+    /// <summary>dx = backward of softmax / log-softmax given its output y.</summary>
+    void SoftmaxBackward(int rows, int cols, Buf y, Buf dy, Buf dx, bool log);
+    /// <summary>Per-row label-smoothed cross-entropy: loss[r] = −(1−ε)·logp[r, t_r] − ε/C·Σ_c logp[r, c].
+    /// targets is Int32; lse receives each row's log-sum-exp for the backward.</summary>
+    void CrossEntropyForward(int rows, int cols, Buf logits, Buf targets, float labelSmoothing, Buf loss, Buf lse);
+    /// <summary>dlogits = dloss[r] · (softmax − smoothed one-hot) (overwritten).</summary>
+    void CrossEntropyBackward(int rows, int cols, Buf logits, Buf targets, float labelSmoothing, Buf lse,
+        Buf dloss, Buf dlogits);
+
+    // ---- embedding (Embedding/) --------------------------------------------------------------------------
+    void EmbeddingForward(int count, int dim, Buf weight, Buf indices, Buf y);
+    /// <summary>dweight[idx[i]] += dy[i] (accumulates; the caller zeroes dweight).</summary>
+    void EmbeddingBackward(int count, int dim, Buf dy, Buf indices, Buf dweight);
+
+    // ---- attention (Attention/) --------------------------------------------------------------------------
+    /// <summary>out = softmax(q·kᵀ·scale)·v for (batchHeads, seq, headDim) contiguous q, k, v; lse (batchHeads,
+    /// seq) is saved for the backward. No seq×seq matrix is kept.</summary>
+    void AttentionForward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output, Buf lse);
+    void AttentionBackward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output,
+        Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv);
+}

@@ -1,0 +1,93 @@
+using System.Reflection;
+using System.Text.Json;
+using MaskBit.Autograd;
+using MaskBit.Kernels;
+using MaskBit.Models.Interop;
+
+namespace MaskBit.Tests.Golden;
+
+/// <summary>One fixture folder made with the reference PyTorch code: case.json (kind, meta, array list),
+/// io.npz (inputs, outputs, gradients) and optionally config.yaml / model.bin.</summary>
+public sealed class GoldenCase
+{
+    public string Dir { get; }
+    public string Source { get; }
+    public string Name => Path.GetFileName(Dir);
+    public string Kind { get; }
+    public JsonElement Json { get; }
+    private readonly Lazy<Dictionary<string, NpyArray>> _io;
+
+    public GoldenCase(string dir, string source)
+    {
+        Dir = dir;
+        Source = source;
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "case.json")));
+        Json = doc.RootElement.Clone();
+        Kind = Json.GetProperty("kind").GetString() ?? throw new InvalidDataException($"{dir}/case.json has no kind");
+        _io = new(() =>
+        {
+            string file = Json.TryGetProperty("files", out var f) && f.TryGetProperty("io", out var io) ? io.GetString()! : "io.npz";
+            return Npy.ReadNpz(Path.Combine(dir, file));
+        });
+    }
+
+    public JsonElement Meta => Json.GetProperty("meta");
+    public IReadOnlyDictionary<string, NpyArray> Io => _io.Value;
+    public bool Has(string name) => Io.ContainsKey(name);
+
+    public NpyArray Array(string name) =>
+        Io.TryGetValue(name, out var a) ? a : throw new KeyNotFoundException($"{Name}/io.npz has no array '{name}'");
+
+    /// <summary>A float32 (or, for integer arrays, Int32) tensor from io.npz.</summary>
+    public Tensor Tensor(string name, IBackend? device = null, bool requiresGrad = false)
+    {
+        var a = Array(name);
+        if (a.Type is NpyType.Int64 or NpyType.Int32)
+            return Autograd.Tensor.FromInts(a.ToInt32(), a.Shape, device);
+        var t = Autograd.Tensor.FromArray(a.ToFloat32(), a.Shape, device);
+        return requiresGrad ? t.RequiresGrad_() : t;
+    }
+
+    public override string ToString() => $"{Source}/{Name}";
+}
+
+/// <summary>Finds fixture folders: the repository's own (tests/Fixtures/golden) and, when the environment
+/// variable MASKBIT_GOLDEN_DIR names a folder, every case folder under it.</summary>
+public static class GoldenCases
+{
+    public const string EnvVar = "MASKBIT_GOLDEN_DIR";
+
+    public static string RepoDir => Path.Combine(TestContext.CurrentContext?.TestDirectory ?? AppContext.BaseDirectory, "Fixtures", "golden");
+
+    public static IEnumerable<GoldenCase> All()
+    {
+        foreach (var c in Discover(Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden"), "repo")) yield return c;
+        var extra = Environment.GetEnvironmentVariable(EnvVar);
+        if (!string.IsNullOrEmpty(extra))
+        {
+            if (!Directory.Exists(extra)) throw new DirectoryNotFoundException($"{EnvVar}={extra} is not a folder");
+            foreach (var c in Discover(extra, "env")) yield return c;
+        }
+    }
+
+    private static IEnumerable<GoldenCase> Discover(string root, string source)
+    {
+        if (!Directory.Exists(root)) yield break;
+        foreach (var dir in Directory.GetDirectories(root).OrderBy(d => d, StringComparer.Ordinal))
+            if (File.Exists(Path.Combine(dir, "case.json"))) yield return new GoldenCase(dir, source);
+    }
+}
+
+/// <summary>Marks a static method <c>void Run(GoldenCase c)</c> as the parity runner of a case kind.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class GoldenKindAttribute(string kind) : Attribute
+{
+    public string Kind { get; } = kind;
+
+    public static Dictionary<string, MethodInfo> Runners() =>
+        typeof(GoldenKindAttribute).Assembly.GetTypes()
+            .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
+            .Select(m => (m, a: m.GetCustomAttribute<GoldenKindAttribute>()))
+            .Where(x => x.a != null)
+            .ToDictionary(x => x.a!.Kind, x => x.m);
+}
