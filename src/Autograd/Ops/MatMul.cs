@@ -22,7 +22,7 @@ public sealed partial class Tensor
 
         // A shared right operand with a non-transposed left one folds the batch into M: one big GEMM.
         if (bShared && !transA && batch > 1)
-            return MatMul(a.Reshape(-1, a.Shape[^1]), b, false, transB).Reshape(batchShape.Append(N).ToArray());
+            return MatMul(a.Reshape(-1, a.Shape[^1]), b, false, transB).Reshape(a.Shape[..^1].Append(N).ToArray());
 
         var y = Empty(batchShape.Append(M).Append(N).ToArray(), a.Device);
         var desc = new GemmDesc(M, N, Ka, transA, transB, batch, (long)M * Ka, bShared ? 0 : (long)Ka * N, (long)M * N);
@@ -32,7 +32,11 @@ public sealed partial class Tensor
             // y = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, then undo the transposes.
             Tensor? da = null, db = null;
             if (a.RequiresGrad)
-                da = transA ? MatMul(b, g, transB, true) : MatMul(g, b, false, !transB);
+            {
+                if (!transA) da = MatMul(g, b, false, !transB);
+                else if (!bShared) da = MatMul(b, g, transB, true);
+                else da = MatMul(g, b, false, !transB).Transpose(-1, -2); // a shared op(B) cannot lead a batched product
+            }
             if (b.RequiresGrad)
             {
                 if (bShared)
