@@ -42,3 +42,9 @@ public enum UnaryOp
 }
 
 public enum BinaryOp { Add, Sub, Mul, Div, Max, Min, Greater, GreaterEqual, Equal }
+
+/// <summary>Per-step scalars of AdamW, computed on the host in float64 as PyTorch does and rounded to float32:
+/// p ← p·Decay; m ← m·Beta1 + OneMinusBeta1·g; v ← v·Beta2 + OneMinusBeta2·g·g;
+/// p ← p + (−StepSize·m) / (sqrt(v)/Bc2Sqrt + Eps).</summary>
+public readonly record struct AdamWScalars(float Decay, float Beta1, float OneMinusBeta1, float Beta2, float OneMinusBeta2,
+    float StepSize, float Bc2Sqrt, float Eps);

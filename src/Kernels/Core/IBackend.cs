@@ -94,4 +94,10 @@ public interface IBackend : IDisposable
     void AttentionForward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output, Buf lse);
     void AttentionBackward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output,
         Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv);
+
+    // ---- optimizer updates (Optim/) ------------------------------------------------------------------------
+    /// <summary>One AdamW step in place, in torch's single-tensor order (see <see cref="AdamWScalars"/>).</summary>
+    void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s);
+    /// <summary>shadow −= oneMinusDecay·(shadow − param), the EMA rule of the reference.</summary>
+    void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay);
 }

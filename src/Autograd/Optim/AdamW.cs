@@ -1,0 +1,80 @@
+using MaskBit.Kernels;
+
+namespace MaskBit.Autograd.Optim;
+
+/// <summary>torch.optim.AdamW (PyTorch 1.13 single-tensor path, amsgrad off): decoupled weight decay, bias
+/// corrections in float64 on the host, one fused update pass per parameter on its device.</summary>
+public sealed class AdamW
+{
+    public IReadOnlyList<Tensor> Parameters { get; }
+    /// <summary>Current learning rate (a scheduler sets it before each step).</summary>
+    public double LearningRate { get; set; }
+    public double Beta1 { get; }
+    public double Beta2 { get; }
+    public double Eps { get; }
+    public double WeightDecay { get; }
+    /// <summary>Steps taken (torch keeps one counter per parameter; they are equal here as every parameter is
+    /// stepped each time, parameters without a gradient excepted — see <see cref="StepOf"/>).</summary>
+    private readonly Dictionary<Tensor, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)> _state = new(ReferenceEqualityComparer.Instance);
+
+    public AdamW(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999,
+        double eps = 1e-8, double weightDecay = 1e-2)
+    {
+        Parameters = parameters.ToList();
+        if (lr < 0) throw new ArgumentOutOfRangeException(nameof(lr), $"learning rate {lr} < 0");
+        if (beta1 is < 0 or >= 1 || beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), $"betas ({beta1}, {beta2}) must lie in [0, 1)");
+        LearningRate = lr; Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
+    }
+
+    public long StepOf(Tensor p) => _state.TryGetValue(p, out var s) ? s.Step : 0;
+    public Tensor? ExpAvgOf(Tensor p) => _state.TryGetValue(p, out var s) ? s.ExpAvg : null;
+    public Tensor? ExpAvgSqOf(Tensor p) => _state.TryGetValue(p, out var s) ? s.ExpAvgSq : null;
+
+    /// <summary>Updates every parameter that has a gradient.</summary>
+    public void Step()
+    {
+        foreach (var p in Parameters)
+        {
+            if (p.Grad == null) continue;
+            if (!_state.TryGetValue(p, out var st))
+                st = (Tensor.Zeros(p.Shape, p.Device), Tensor.Zeros(p.Shape, p.Device), 0);
+            long step = st.Step + 1;
+            _state[p] = (st.ExpAvg, st.ExpAvgSq, step);
+            double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
+            var scalars = new AdamWScalars(
+                Decay: (float)(1 - LearningRate * WeightDecay),
+                Beta1: (float)Beta1, OneMinusBeta1: (float)(1 - Beta1),
+                Beta2: (float)Beta2, OneMinusBeta2: (float)(1 - Beta2),
+                StepSize: (float)(LearningRate / bc1), Bc2Sqrt: (float)Math.Sqrt(bc2), Eps: (float)Eps);
+            p.Device.AdamWUpdate(p.Buf, p.Grad.Buf, st.ExpAvg.Buf, st.ExpAvgSq.Buf, p.Numel, scalars);
+        }
+    }
+
+    public void ZeroGrad() { foreach (var p in Parameters) p.Grad = null; }
+
+    /// <summary>Restores moment buffers and step counts (checkpoint resume).</summary>
+    public void LoadState(Tensor p, Tensor expAvg, Tensor expAvgSq, long step) =>
+        _state[p] = (expAvg.CloneNoGrad(), expAvgSq.CloneNoGrad(), step);
+}
+
+/// <summary>torch.nn.utils.clip_grad_norm_ (2-norm).</summary>
+public static class GradClip
+{
+    /// <summary>Scales all gradients by min(maxNorm/(total + 1e-6), 1) and returns the total norm before clipping.</summary>
+    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm)
+    {
+        var grads = parameters.Select(p => p.Grad).Where(g => g != null).Cast<Tensor>().ToList();
+        if (grads.Count == 0) return 0f;
+        Tensor total;
+        using (Tape.NoGrad())
+        {
+            // As torch: the norm of the per-tensor norms.
+            var norms = grads.Select(g => g.Square().Sum().Sqrt().Reshape(1)).ToList();
+            total = Tensor.Cat(norms, 0).Square().Sum().Sqrt();
+        }
+        float totalNorm = total.Item();
+        float coef = maxNorm / (totalNorm + 1e-6f);
+        if (coef < 1f) foreach (var g in grads) g.Mul_(coef);
+        return totalNorm;
+    }
+}
