@@ -100,4 +100,15 @@ public interface IBackend : IDisposable
     void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s);
     /// <summary>shadow −= oneMinusDecay·(shadow − param), the EMA rule of the reference.</summary>
     void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay);
+
+    // ---- lookup-free quantization (Lfq/) --------------------------------------------------------------------
+    /// <summary>z (B, K, HW) → zq = ±1 (z &gt; 0 → +1, else −1), indices (B, HW) Int32 with channel k worth 2^k,
+    /// commitmentSum[0] = Σ (zq − z)².</summary>
+    void LfqQuantize(int batch, int bits, int hw, Buf z, Buf zq, Buf indices, Buf commitmentSum);
+    /// <summary>Entropy terms of p = softmax(2·z·codebookᵀ·invTemperature) over all 2^K codes, streamed (no N×2^K
+    /// buffer): result[0] = mean over positions of −Σ_c p·log(max(p, 1e-5)), result[1] = −Σ_c p̄·log(max(p̄, 1e-5))
+    /// with p̄ the mean distribution, written to avgProbs (2^K) for the backward.</summary>
+    void LfqEntropyForward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf result);
+    /// <summary>dz (overwritten) = ∂(dResult[0]·result[0] + dResult[1]·result[1]) / ∂z.</summary>
+    void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz);
 }
