@@ -12,8 +12,8 @@ namespace MaskBit.Kernels.Cpu;
 public sealed partial class CpuBackend
 {
     /// <summary>Floats of unfolded patches per chunk (4 MiB): wide enough for an efficient GEMM, small enough to
-    /// stay in the last-level cache between the unfolding and the GEMM.</summary>
-    private const int ChunkFloats = 1 << 20;
+    /// stay in the last-level cache between the unfolding and the GEMM. Tests shrink it to exercise chunk edges.</summary>
+    internal static int ChunkFloats { get; set; } = 1 << 20;
 
     public void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
