@@ -1,11 +1,131 @@
 namespace MaskBit.Kernels.Cpu;
 
+// Pooling and nearest upsampling over independent (N·C) planes; every kernel is split over planes.
 public sealed partial class CpuBackend
 {
-    public void AvgPool2x2Forward(int planes, int h, int w, Buf x, Buf y) => throw new NotImplementedException();
-    public void AvgPool2x2Backward(int planes, int h, int w, Buf dy, Buf dx) => throw new NotImplementedException();
-    public void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax) => throw new NotImplementedException();
-    public void AdaptiveMaxPoolBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx) => throw new NotImplementedException();
-    public void UpsampleNearest2xForward(int planes, int h, int w, Buf x, Buf y) => throw new NotImplementedException();
-    public void UpsampleNearest2xBackward(int planes, int h, int w, Buf dy, Buf dx) => throw new NotImplementedException();
+    public void AvgPool2x2Forward(int planes, int h, int w, Buf x, Buf y)
+    {
+        float[] X = Arr(x), Y = Arr(y);
+        int xOff = Off(x), yOff = Off(y), oh = h / 2, ow = w / 2;
+        CpuParallel.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+                for (int i = 0; i < oh; i++)
+                {
+                    int top = xOff + (p * h + 2 * i) * w, bottom = top + w, dst = yOff + (p * oh + i) * ow;
+                    for (int j = 0; j < ow; j++)
+                        Y[dst + j] = 0.25f * (X[top + 2 * j] + X[top + 2 * j + 1] + X[bottom + 2 * j] + X[bottom + 2 * j + 1]);
+                }
+        }, costPerItem: (double)h * w);
+    }
+
+    public void AvgPool2x2Backward(int planes, int h, int w, Buf dy, Buf dx)
+    {
+        float[] DY = Arr(dy), DX = Arr(dx);
+        int dyOff = Off(dy), dxOff = Off(dx), oh = h / 2, ow = w / 2;
+        CpuParallel.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                // A dropped odd last row/column gets no gradient.
+                if (h % 2 == 1 || w % 2 == 1) DX.AsSpan(dxOff + p * h * w, h * w).Clear();
+                for (int i = 0; i < oh; i++)
+                {
+                    int top = dxOff + (p * h + 2 * i) * w, bottom = top + w, src = dyOff + (p * oh + i) * ow;
+                    for (int j = 0; j < ow; j++)
+                    {
+                        float g = 0.25f * DY[src + j];
+                        DX[top + 2 * j] = g; DX[top + 2 * j + 1] = g; DX[bottom + 2 * j] = g; DX[bottom + 2 * j + 1] = g;
+                    }
+                }
+            }
+        }, costPerItem: (double)h * w);
+    }
+
+    /// <summary>torch's adaptive bin [floor(i·in/out), ceil((i+1)·in/out)) of output index i.</summary>
+    private static (int Start, int End) AdaptiveBin(int i, int inSize, int outSize) =>
+        ((int)((long)i * inSize / outSize), (int)(((long)(i + 1) * inSize + outSize - 1) / outSize));
+
+    public void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax)
+    {
+        float[] X = Arr(x), Y = Arr(y);
+        int[] A = IntArr(argmax);
+        int xOff = Off(x), yOff = Off(y), aOff = Off(argmax);
+        CpuParallel.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                var plane = X.AsSpan(xOff + p * h * w, h * w);
+                for (int i = 0; i < oh; i++)
+                {
+                    var (h0, h1) = AdaptiveBin(i, h, oh);
+                    for (int j = 0; j < ow; j++)
+                    {
+                        var (w0, w1) = AdaptiveBin(j, w, ow);
+                        // As torch: the first maximum in row-major order wins; a NaN always wins.
+                        int best = h0 * w + w0;
+                        float max = float.NegativeInfinity;
+                        for (int r = h0; r < h1; r++)
+                            for (int c = w0; c < w1; c++)
+                            {
+                                float v = plane[r * w + c];
+                                if (v > max || float.IsNaN(v)) { max = v; best = r * w + c; }
+                            }
+                        int o = (p * oh + i) * ow + j;
+                        Y[yOff + o] = max;
+                        A[aOff + o] = best;
+                    }
+                }
+            }
+        }, costPerItem: (double)Math.Max(h * w, oh * ow) * 2);
+    }
+
+    public void AdaptiveMaxPoolBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx)
+    {
+        float[] DY = Arr(dy), DX = Arr(dx);
+        int[] A = IntArr(argmax);
+        int dyOff = Off(dy), aOff = Off(argmax), dxOff = Off(dx), outPlane = oh * ow;
+        CpuParallel.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                // Bins overlap when upsampling (or for non-divisible sizes): gradients accumulate.
+                var plane = DX.AsSpan(dxOff + p * h * w, h * w);
+                plane.Clear();
+                for (int o = 0; o < outPlane; o++) plane[A[aOff + p * outPlane + o]] += DY[dyOff + p * outPlane + o];
+            }
+        }, costPerItem: (double)Math.Max(h * w, outPlane));
+    }
+
+    public void UpsampleNearest2xForward(int planes, int h, int w, Buf x, Buf y)
+    {
+        float[] X = Arr(x), Y = Arr(y);
+        int xOff = Off(x), yOff = Off(y);
+        CpuParallel.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+                for (int i = 0; i < h; i++)
+                {
+                    int src = xOff + (p * h + i) * w, top = yOff + (p * 2 * h + 2 * i) * 2 * w;
+                    for (int j = 0; j < w; j++) { float v = X[src + j]; Y[top + 2 * j] = v; Y[top + 2 * j + 1] = v; }
+                    Array.Copy(Y, top, Y, top + 2 * w, 2 * w);
+                }
+        }, costPerItem: 4.0 * h * w);
+    }
+
+    public void UpsampleNearest2xBackward(int planes, int h, int w, Buf dy, Buf dx)
+    {
+        float[] DY = Arr(dy), DX = Arr(dx);
+        int dyOff = Off(dy), dxOff = Off(dx);
+        CpuParallel.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+                for (int i = 0; i < h; i++)
+                {
+                    int dst = dxOff + (p * h + i) * w, top = dyOff + (p * 2 * h + 2 * i) * 2 * w, bottom = top + 2 * w;
+                    for (int j = 0; j < w; j++)
+                        DX[dst + j] = DY[top + 2 * j] + DY[top + 2 * j + 1] + DY[bottom + 2 * j] + DY[bottom + 2 * j + 1];
+                }
+        }, costPerItem: 4.0 * h * w);
+    }
 }
