@@ -72,6 +72,19 @@ public static class LfqGolden
         Check("clamp_log.y", y, 2e-6);
         Check("clamp_log.grad_x", x.Grad, 2e-6);
 
+        foreach (var v in c.Meta.GetProperty("entropy_fn_variants").EnumerateArray())
+        {
+            string pre = $"entropy_fn.{v.GetProperty("name").GetString()}";
+            float temperature = (float)v.GetProperty("temperature").GetDouble(), gamma = (float)v.GetProperty("gamma").GetDouble();
+            var affinity = c.Tensor($"{pre}.affinity", requiresGrad: true);
+            var (perSampleTerm, avgTerm) = F.EntropyLoss(affinity, temperature, gamma);
+            Check($"{pre}.per_sample_entropy", perSampleTerm);
+            Check($"{pre}.avg_entropy", avgTerm);
+            Check($"{pre}.grad_affinity_per_sample", Tape.Grad(perSampleTerm, new[] { affinity })[0]);
+            Check($"{pre}.grad_affinity_avg", Tape.Grad(avgTerm, new[] { affinity })[0]);
+            Check($"{pre}.grad_affinity", Tape.Grad(perSampleTerm.Sub(avgTerm), new[] { affinity })[0]);
+        }
+
         // The codebook buffer equals the reference's (the checkpoint loader checks the file itself).
         var codebook = q.StateDict().First(s => s.Name == "codebook").Tensor.ToArray();
         Assert.That(codebook.Length, Is.EqualTo(q.CodebookSize * q.TokenBits));

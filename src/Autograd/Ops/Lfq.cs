@@ -51,3 +51,18 @@ public static partial class F
     /// <summary>log(max(x, eps)), the gradient passing where x ≥ eps (the reference's clamp_log).</summary>
     public static Tensor ClampLog(Tensor x, float eps = 1e-5f) => x.ClampMin(eps).Log();
 }
+
+public static partial class F
+{
+    /// <summary>The reference's entropy_loss_fn on an explicit affinity (…, codes): softmax(affinity/T) per row;
+    /// returns (mean per-row entropy, gamma × entropy of the mean distribution), both with clamp_log.</summary>
+    public static (Tensor PerSample, Tensor Average) EntropyLoss(Tensor affinity, float temperature, float gamma = 1f)
+    {
+        var flat = affinity.Reshape(-1, affinity.Shape[^1]).MulScalar(1f / temperature);
+        var p = flat.Softmax(-1);
+        var avgP = p.Mean(0);
+        var perSample = p.Mul(ClampLog(p)).Sum(-1).Mean().Neg();
+        var avg = avgP.Mul(ClampLog(avgP)).Sum().Neg();
+        return (perSample, avg.MulScalar(gamma));
+    }
+}

@@ -65,3 +65,22 @@ public sealed partial class Tensor
 
     private Tensor MulScalarIf(float s) => s == 1f ? this : MulScalar(s);
 }
+
+public sealed partial class Tensor
+{
+    /// <summary>Index of the first minimum along the last axis (Int32, that axis removed). Evaluated on the host:
+    /// used for codebook look-ups where the scores are small; a device kernel arrives with the GPU backend.</summary>
+    public Tensor ArgMinLastAxis()
+    {
+        int cols = Shape[^1];
+        var v = ToArray();
+        var idx = new int[v.Length / Math.Max(cols, 1)];
+        for (int r = 0; r < idx.Length; r++)
+        {
+            int best = 0; float bestV = v[r * cols];
+            for (int c = 1; c < cols; c++) if (v[r * cols + c] < bestV) { bestV = v[r * cols + c]; best = c; }
+            idx[r] = best;
+        }
+        return FromInts(idx, Shape[..^1], Device);
+    }
+}
