@@ -97,7 +97,7 @@ public static partial class TorchCheckpoint
             return Build(path, $"torch zip ({pickles[0]})", root, StorageBytes);
         }
         catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
-        catch (InvalidDataException e) { throw new CheckpointFormatException(path, $"not a valid zip archive ({e.Message})", e); }
+        catch (InvalidDataException e) { throw new CheckpointFormatException(path, $"damaged or invalid zip archive ({e.Message})", e); }
         catch (IOException e) { throw new CheckpointFormatException(path, e is FileNotFoundException ? "no such file" : $"cannot read the zip archive ({e.Message})", e); }
         catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, e.Message, e); }
     }
