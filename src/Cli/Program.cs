@@ -1,25 +1,80 @@
 using System.CommandLine;
 using System.Runtime.Intrinsics.X86;
 using MaskBit.Kernels.Cpu;
+using MaskBit.Models.Interop;
 
 namespace MaskBit.Cli;
 
 /// <summary>The `maskbit` command. Sub-commands arrive with the tokenizer, generator and interop work;
-/// `info` reports the compute devices this machine offers.</summary>
+/// `info` reports the compute devices this machine offers, `inspect` lists the tensors of a weights file.</summary>
 public static class Program
 {
-    public static int Main(string[] args)
+    public const int ExitOk = 0, ExitBadFile = 1, ExitUsage = 2;
+
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the command line with explicit output streams (tests call this in-process).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = new RootCommand("MaskBit in .NET: bit-token image tokenizer and generator on a from-scratch engine.");
         var info = new Command("info", "Show the compute devices and CPU features MaskBit will use.");
         info.SetAction(_ =>
         {
-            Console.WriteLine($"cpu: {Environment.ProcessorCount} cores, AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, " +
-                              $"worker threads {CpuParallel.Workers}");
-            Console.WriteLine($"default device: {CpuBackend.Instance.Name}");
-            return 0;
+            stdout.WriteLine($"cpu: {Environment.ProcessorCount} cores, AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, " +
+                             $"worker threads {CpuParallel.Workers}");
+            stdout.WriteLine($"default device: {CpuBackend.Instance.Name}");
+            return ExitOk;
         });
         root.Subcommands.Add(info);
-        return root.Parse(args).Invoke();
+        root.Subcommands.Add(InspectCommand(stdout, stderr));
+
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var e in parsed.Errors) stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine("usage: see 'maskbit --help'");
+            return ExitUsage;
+        }
+        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+
+    private static Command InspectCommand(TextWriter stdout, TextWriter stderr)
+    {
+        var file = new Argument<string>("file") { Description = "A torch checkpoint (zip or legacy), .safetensors or .npz file." };
+        var inspect = new Command("inspect", "List the tensors of a weights file (name, dtype, shape, bytes), totals and metadata. " +
+                                             "Reads torch checkpoints without running any pickled code.") { file };
+        inspect.SetAction(parse =>
+        {
+            string path = parse.GetValue(file)!;
+            StateDict sd;
+            try { sd = CheckpointFile.Load(path); }
+            catch (CheckpointFormatException e)
+            {
+                stderr.WriteLine($"error: {e.FilePath}: {e.Problem}");
+                return ExitBadFile;
+            }
+            PrintInspection(sd, stdout);
+            return ExitOk;
+        });
+        return inspect;
+    }
+
+    private static void PrintInspection(StateDict sd, TextWriter o)
+    {
+        o.WriteLine($"{sd.Source}: {sd.Format}");
+        var rows = sd.Select(t => (t.Name, Dtype: t.DType.Name(), Shape: "[" + string.Join(", ", t.Shape) + "]", Bytes: t.ByteCount.ToString("N0"))).ToList();
+        int nameW = rows.Select(r => r.Name.Length).Append(4).Max();
+        int dtypeW = rows.Select(r => r.Dtype.Length).Append(5).Max();
+        int shapeW = rows.Select(r => r.Shape.Length).Append(5).Max();
+        int bytesW = rows.Select(r => r.Bytes.Length).Append(5).Max();
+        o.WriteLine($"  {"name".PadRight(nameW)}  {"dtype".PadRight(dtypeW)}  {"shape".PadRight(shapeW)}  {"bytes".PadLeft(bytesW)}");
+        foreach (var r in rows)
+            o.WriteLine($"  {r.Name.PadRight(nameW)}  {r.Dtype.PadRight(dtypeW)}  {r.Shape.PadRight(shapeW)}  {r.Bytes.PadLeft(bytesW)}");
+        o.WriteLine($"{sd.Count} tensors, {sd.ParameterCount:N0} parameters, {sd.ByteCount:N0} bytes");
+        if (sd.Metadata.Count > 0)
+        {
+            o.WriteLine("metadata:");
+            foreach (var (key, value) in sd.Metadata) o.WriteLine($"  {key}: {StateDict.FormatValue(value)}");
+        }
     }
 }

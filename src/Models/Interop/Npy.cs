@@ -89,9 +89,13 @@ public static class Npy
             var d => throw new InvalidDataException($"{where}: unsupported dtype '{d}' (float32, float64, int64, int32, bool, uint8 are)"),
         };
         var shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
+        if (shape.Any(d => d < 0)) throw new InvalidDataException($"{where}: negative dimension in shape ({shapeM.Groups[1].Value})");
         long count = shape.Aggregate(1L, (a, b) => a * b);
         long bytes = count * NpyArray.ElementSize(type);
         if (bytes > Array.MaxLength) throw new InvalidDataException($"{where}: array of {bytes} bytes is too large");
+        // Check the claimed size against what is there before allocating it.
+        if (stream.CanSeek && bytes > stream.Length - stream.Position)
+            throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, {stream.Length - stream.Position} left)");
         var data = br.ReadBytes((int)bytes);
         if (data.Length != bytes) throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, got {data.Length})");
         return new NpyArray(type, shape, data);

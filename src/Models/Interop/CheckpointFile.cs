@@ -1,0 +1,52 @@
+using System.IO.Compression;
+
+namespace MaskBit.Models.Interop;
+
+public enum CheckpointKind { TorchZip, TorchLegacy, SafeTensors, Npz }
+
+/// <summary>Loads any weights file MaskBit understands, telling the format from the file's content (not its name).</summary>
+public static class CheckpointFile
+{
+    public static CheckpointKind Detect(string path)
+    {
+        byte[] head = TorchCheckpoint.ReadHead(path, 16);
+        if (TorchCheckpoint.IsLegacy(head)) return CheckpointKind.TorchLegacy;
+        if (TorchCheckpoint.IsZip(head)) return IsNpz(path) ? CheckpointKind.Npz : CheckpointKind.TorchZip;
+        if (SafeTensors.LooksLikeSafeTensors(head, new FileInfo(path).Length)) return CheckpointKind.SafeTensors;
+        throw new CheckpointFormatException(path, "unrecognised format (expected a torch checkpoint, safetensors or npz file)");
+    }
+
+    public static StateDict Load(string path) => Detect(path) switch
+    {
+        CheckpointKind.TorchZip => TorchCheckpoint.LoadZip(path),
+        CheckpointKind.TorchLegacy => TorchCheckpoint.LoadLegacy(path),
+        CheckpointKind.SafeTensors => SafeTensors.Load(path),
+        _ => LoadNpz(path),
+    };
+
+    /// <summary>A zip of .npy arrays and no torch data.pkl. A damaged zip counts as torch, whose loader reports it.</summary>
+    private static bool IsNpz(string path)
+    {
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            var names = zip.Entries.Select(e => e.FullName).ToList();
+            return names.Count > 0 && names.All(n => n.EndsWith(".npy", StringComparison.Ordinal));
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException) { return false; }
+    }
+
+    private static StateDict LoadNpz(string path)
+    {
+        try
+        {
+            var arrays = Npy.ReadNpz(path);
+            return new StateDict(path, "npz", arrays.Select(kv => TensorRecord.FromNpy(kv.Key, kv.Value)));
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or FormatException or OverflowException or ArgumentException)
+        {
+            string problem = e.Message.StartsWith(path + ":", StringComparison.Ordinal) ? e.Message[(path.Length + 1)..].TrimStart() : e.Message;
+            throw new CheckpointFormatException(path, problem, e);
+        }
+    }
+}

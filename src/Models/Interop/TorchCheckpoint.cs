@@ -1,0 +1,305 @@
+using System.Buffers.Binary;
+using System.Collections;
+using System.IO.Compression;
+using System.Numerics;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace MaskBit.Models.Interop;
+
+/// <summary>
+/// Reads <c>torch.save</c> checkpoints without Python: the zip format (<c>&lt;top&gt;/data.pkl</c> plus whole
+/// storages under <c>&lt;top&gt;/data/&lt;key&gt;</c>) and the legacy format (a row of pickles followed by raw
+/// storages). The pickle goes through a restricted unpickler (<see cref="TorchPickle"/>); every size, offset and
+/// stride is checked against the bytes actually in the file before anything is allocated. The state dict may be
+/// the top-level object or sit under "state_dict" / "model"; the other top-level entries become metadata.
+/// Any problem with the file → <see cref="CheckpointFormatException"/>.
+/// </summary>
+public static partial class TorchCheckpoint
+{
+    /// <summary>Keys under which training checkpoints nest the state dict, in order of preference.</summary>
+    private static readonly string[] NestedStateDictKeys = { "state_dict", "model" };
+
+    private const int MaxMetadataDepth = 32;
+    private const long MaxPickleBytes = 1L << 30;
+    /// <summary>Deflate cannot expand data by more than about 1032×; a larger declared size is a lie.</summary>
+    private const long MaxDeflateRatio = 1100;
+
+    private static readonly byte[] LegacyMagic = Convert.FromHexString("80028a0a6cfc9c46f9206aa850192e");
+    private static readonly BigInteger LegacyMagicNumber = BigInteger.Parse("01950a86a20f9469cfc6c", System.Globalization.NumberStyles.HexNumber);
+
+    public static bool IsZip(ReadOnlySpan<byte> head) => head.Length >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] is 3 or 5 && head[3] is 4 or 6;
+    /// <summary>True when the file starts with the pickled legacy magic number.</summary>
+    public static bool IsLegacy(ReadOnlySpan<byte> head) => head.StartsWith(LegacyMagic);
+
+    public static StateDict Load(string path)
+    {
+        byte[] head = ReadHead(path, 16);
+        if (IsZip(head)) return LoadZip(path);
+        if (IsLegacy(head)) return LoadLegacy(path);
+        throw new CheckpointFormatException(path, "not a PyTorch checkpoint (neither a zip archive nor the legacy pickle format)");
+    }
+
+    internal static byte[] ReadHead(string path, int count)
+    {
+        try
+        {
+            using var fs = File.OpenRead(path);
+            var head = new byte[Math.Min(count, fs.Length)];
+            fs.ReadExactly(head);
+            return head;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointFormatException(path, e is FileNotFoundException or DirectoryNotFoundException ? "no such file" : e.Message, e);
+        }
+    }
+
+    // ---- zip format --------------------------------------------------------------------------------------------
+
+    public static StateDict LoadZip(string path)
+    {
+        try
+        {
+            long fileLength = new FileInfo(path).Length;
+            using var zip = ZipFile.OpenRead(path);
+            var entries = new Dictionary<string, ZipArchiveEntry>(StringComparer.Ordinal);
+            foreach (var e in zip.Entries)
+                if (!entries.TryAdd(e.FullName, e)) throw new FormatProblem($"zip entry '{e.FullName}' occurs twice");
+
+            var pickles = entries.Keys.Where(n => n == "data.pkl" || n.EndsWith("/data.pkl", StringComparison.Ordinal)).ToList();
+            if (pickles.Count == 0) throw new FormatProblem("zip archive has no data.pkl (not a torch.save file)");
+            if (pickles.Count > 1) throw new FormatProblem($"zip archive has several data.pkl entries ({string.Join(", ", pickles)})");
+            string prefix = pickles[0][..^"data.pkl".Length];
+
+            if (entries.TryGetValue(prefix + "byteorder", out var byteOrder))
+            {
+                string order = Encoding.ASCII.GetString(ReadEntry(byteOrder, byteOrder.Length, fileLength, 64)).Trim();
+                if (order != "little") throw new FormatProblem($"storages are stored {order}-endian; only little-endian is supported");
+            }
+
+            var pkl = entries[pickles[0]];
+            var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
+            var (root, _) = TorchPickle.Load(ReadEntry(pkl, pkl.Length, fileLength, MaxPickleBytes), 0, storages);
+
+            var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+            byte[] StorageBytes(StorageRef s)
+            {
+                if (bytesByKey.TryGetValue(s.Key, out var b)) return b;
+                if (!StorageKey().IsMatch(s.Key)) throw new FormatProblem($"storage key '{s.Key}' is not a plain name");
+                long bytes = StorageByteCount(s);
+                if (!entries.TryGetValue(prefix + "data/" + s.Key, out var entry))
+                    throw new FormatProblem($"storage '{s.Key}' is missing from the archive");
+                if (entry.Length != bytes)
+                    throw new FormatProblem($"storage '{s.Key}' holds {entry.Length} bytes but is declared as {s.Numel} {s.DType.Name()} values ({bytes} bytes)");
+                return bytesByKey[s.Key] = ReadEntry(entry, bytes, fileLength, Array.MaxLength);
+            }
+            return Build(path, $"torch zip ({pickles[0]})", root, StorageBytes);
+        }
+        catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
+        catch (InvalidDataException e) { throw new CheckpointFormatException(path, $"damaged or invalid zip archive ({e.Message})", e); }
+        catch (IOException e) { throw new CheckpointFormatException(path, e is FileNotFoundException ? "no such file" : $"cannot read the zip archive ({e.Message})", e); }
+        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, e.Message, e); }
+    }
+
+    [GeneratedRegex(@"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")]
+    private static partial Regex StorageKey();
+
+    /// <summary>Reads exactly <paramref name="expected"/> bytes of a zip entry, after checking that the archive can
+    /// really hold that many (a central directory may claim anything).</summary>
+    private static byte[] ReadEntry(ZipArchiveEntry entry, long expected, long fileLength, long limit)
+    {
+        if (expected > limit || expected > Array.MaxLength) throw new FormatProblem($"zip entry '{entry.FullName}' is too large ({expected} bytes)");
+        long maxPossible = entry.CompressedLength == entry.Length ? fileLength : entry.CompressedLength * MaxDeflateRatio;
+        if (entry.Length != expected || entry.CompressedLength > fileLength || expected > maxPossible)
+            throw new FormatProblem($"zip entry '{entry.FullName}' declares an impossible size ({entry.Length} bytes, {entry.CompressedLength} compressed, file {fileLength})");
+        var buffer = new byte[expected];
+        using var s = entry.Open();
+        try { s.ReadExactly(buffer); }
+        catch (EndOfStreamException) { throw new FormatProblem($"zip entry '{entry.FullName}' is truncated"); }
+        if (s.ReadByte() >= 0) throw new FormatProblem($"zip entry '{entry.FullName}' is longer than declared");
+        return buffer;
+    }
+
+    // ---- legacy format -----------------------------------------------------------------------------------------
+
+    public static StateDict LoadLegacy(string path)
+    {
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists) throw new FormatProblem("no such file");
+            if (info.Length > Array.MaxLength) throw new FormatProblem($"legacy checkpoints over {Array.MaxLength} bytes are not supported");
+            byte[] data = File.ReadAllBytes(path);
+            var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
+
+            var (magic, pos) = TorchPickle.Load(data, 0, storages);
+            if (!(magic is BigInteger m && m == LegacyMagicNumber)) throw new FormatProblem("bad legacy magic number");
+            (var protocol, pos) = TorchPickle.Load(data, pos, storages);
+            if (!(protocol is int p && p == 1001)) throw new FormatProblem($"unsupported legacy protocol version {TorchPickle.Describe(protocol)}");
+            (var sysInfo, pos) = TorchPickle.Load(data, pos, storages);
+            if (sysInfo is Hashtable sys && sys["little_endian"] is false) throw new FormatProblem("big-endian legacy checkpoints are not supported");
+            (var root, pos) = TorchPickle.Load(data, pos, storages);
+            (var keyList, pos) = TorchPickle.Load(data, pos, storages);
+            if (keyList is not ArrayList keys) throw new FormatProblem("legacy storage key list is missing");
+
+            // Raw storages follow in the key list's order, each as int64 element count + bytes.
+            var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+            foreach (var k in keys)
+            {
+                if (k is not string key || !storages.TryGetValue(key, out var storage))
+                    throw new FormatProblem($"legacy key list names storage {TorchPickle.Describe(k)} that no tensor uses");
+                if (bytesByKey.ContainsKey(key)) throw new FormatProblem($"legacy key list names storage '{key}' twice");
+                if (data.Length - pos < 8) throw new FormatProblem($"file ends before storage '{key}'");
+                long count = BinaryPrimitives.ReadInt64LittleEndian(data.AsSpan(pos, 8));
+                pos += 8;
+                if (count != storage.Numel) throw new FormatProblem($"storage '{key}' holds {count} elements but is declared with {storage.Numel}");
+                long bytes = StorageByteCount(storage);
+                if (bytes > data.Length - pos) throw new FormatProblem($"file ends inside storage '{key}' ({bytes} bytes wanted, {data.Length - pos} left)");
+                bytesByKey[key] = data.AsSpan(pos, (int)bytes).ToArray();
+                pos += (int)bytes;
+            }
+            if (pos != data.Length) throw new FormatProblem($"{data.Length - pos} unexpected bytes after the last storage");
+
+            return Build(path, "torch legacy", root, s => bytesByKey.TryGetValue(s.Key, out var b) ? b
+                : throw new FormatProblem($"storage '{s.Key}' is not in the legacy key list"));
+        }
+        catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
+        catch (IOException e) { throw new CheckpointFormatException(path, e.Message, e); }
+        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, e.Message, e); }
+    }
+
+    private static long StorageByteCount(StorageRef s)
+    {
+        if (s.Numel > Array.MaxLength / s.DType.Size()) throw new FormatProblem($"storage '{s.Key}' is too large ({s.Numel} {s.DType.Name()} values)");
+        return s.Numel * s.DType.Size();
+    }
+
+    // ---- from the unpickled object to records -------------------------------------------------------------------
+
+    private static StateDict Build(string path, string format, object? root, Func<StorageRef, byte[]> storageBytes)
+    {
+        if (root is not Hashtable top) throw new FormatProblem($"top-level object is {TorchPickle.Describe(root)}, not a state dict");
+        var topEntries = Entries(top);
+        Hashtable stateDict = top;
+        var metadata = new List<KeyValuePair<string, object?>>();
+        if (!topEntries.Any(kv => kv.Value is TensorView))
+        {
+            var nested = NestedStateDictKeys.FirstOrDefault(k => top[k] is Hashtable)
+                ?? throw new FormatProblem($"no state dict found: no tensors at the top level and no {string.Join(" or ", NestedStateDictKeys.Select(k => $"'{k}'"))} entry (keys: {string.Join(", ", topEntries.Select(kv => kv.Key))})");
+            stateDict = (Hashtable)top[nested]!;
+            metadata.AddRange(topEntries.Where(kv => kv.Key != nested).Select(kv => KeyValuePair.Create(kv.Key, Plain(kv.Value, 0))));
+        }
+
+        var records = new List<TensorRecord>();
+        foreach (var (name, value) in Entries(stateDict))
+        {
+            if (value is TensorView view) records.Add(Materialize(name, view, storageBytes(view.Storage)));
+            else metadata.Add(KeyValuePair.Create(name, Plain(value, 0)));   // e.g. a module's _extra_state
+        }
+        return new StateDict(path, format, records, metadata);
+    }
+
+    /// <summary>Entries of a pickled dict: OrderedDicts in file order, plain dicts (whose order Razorvine loses)
+    /// sorted by key.</summary>
+    private static List<KeyValuePair<string, object?>> Entries(Hashtable dict)
+    {
+        var keys = new List<string>();
+        foreach (var k in dict.Keys)
+            keys.Add(k as string ?? throw new FormatProblem($"dict key {TorchPickle.Describe(k)} is not a string"));
+        if (dict is PickledOrderedDict { FileOrder: { } order } && order.Count == keys.Count && order.All(dict.ContainsKey)) keys = order;
+        else keys.Sort(StringComparer.Ordinal);
+        return keys.Select(k => KeyValuePair.Create(k, dict[k])).ToList();
+    }
+
+    /// <summary>A pickled value as plain data (see <see cref="StateDict.Metadata"/>); depth-limited, which also
+    /// stops self-referencing lists.</summary>
+    private static object? Plain(object? value, int depth)
+    {
+        if (depth > MaxMetadataDepth) throw new FormatProblem($"metadata nested deeper than {MaxMetadataDepth} levels");
+        return value switch
+        {
+            null or bool or long or double or string or BigInteger or byte[] => value,
+            int i => (long)i,
+            TensorView v => new TensorSummary(v.Storage.DType, v.Size),
+            StorageRef s => $"<{s.DType.Name()} storage '{s.Key}'>",
+            Hashtable h => h.Keys.Cast<object?>().All(k => k is string)
+                ? Entries(h).Select(kv => KeyValuePair.Create(kv.Key, Plain(kv.Value, depth + 1))).ToList()
+                : h.Keys.Cast<object?>().Select(k => KeyValuePair.Create(StateDict.FormatValue(Plain(k, depth + 1)), Plain(h[k!], depth + 1)))
+                    .OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList(),
+            object?[] tuple => tuple.Select(v => Plain(v, depth + 1)).ToList(),
+            IEnumerable list => list.Cast<object?>().Select(v => Plain(v, depth + 1)).ToList(),
+            _ => value.GetType().Name,
+        };
+    }
+
+    /// <summary>Copies a strided view out of its storage into contiguous bytes, after checking that every element
+    /// it reaches lies inside the storage.</summary>
+    internal static TensorRecord Materialize(string name, TensorView view, byte[] storage)
+    {
+        var s = view.Storage;
+        int elem = s.DType.Size();
+        if (storage.LongLength != s.Numel * elem)
+            throw new FormatProblem($"tensor '{name}': storage '{s.Key}' holds {storage.LongLength} bytes, not {s.Numel} {s.DType.Name()} values");
+        if (view.Size.Length > 64) throw new FormatProblem($"tensor '{name}' has {view.Size.Length} dimensions");
+        string where = $"tensor '{name}' (size [{string.Join(", ", view.Size)}], stride [{string.Join(", ", view.Stride)}], offset {view.Offset})";
+
+        long count = 1, last = view.Offset;
+        var shape = new int[view.Size.Length];
+        for (int d = 0; d < shape.Length; d++)
+        {
+            if (view.Size[d] < 0 || view.Size[d] > int.MaxValue) throw new FormatProblem($"{where} has an invalid size");
+            if (view.Stride[d] < 0) throw new FormatProblem($"{where} has a negative stride");
+            shape[d] = (int)view.Size[d];
+            count = count * view.Size[d] is var c && c <= Array.MaxLength ? c : throw new FormatProblem($"{where} is too large");
+        }
+        if (view.Offset < 0) throw new FormatProblem($"{where} has a negative storage offset");
+        if (count > 0)
+        {
+            // Highest element the view reaches; sizes ≤ 2^31 and strides < 2^63 can overflow, so check as we go.
+            for (int d = 0; d < shape.Length; d++)
+            {
+                if (shape[d] > 1 && view.Stride[d] > (long.MaxValue - last) / (shape[d] - 1)) throw new FormatProblem($"{where} reaches past any storage");
+                last += (shape[d] - 1) * view.Stride[d];
+            }
+            if (last >= s.Numel)
+                throw new FormatProblem($"{where} reaches element {last} of storage '{s.Key}', which has only {s.Numel} elements");
+        }
+        else if (view.Offset > s.Numel) throw new FormatProblem($"{where} starts past the end of storage '{s.Key}' ({s.Numel} elements)");
+
+        var data = new byte[count * elem];
+        if (count > 0) CopyStrided(storage, elem, view.Offset, shape, view.Stride, data);
+        return new TensorRecord(name, s.DType, shape, data, new StorageOrigin(s.Key, view.Offset, view.Stride, s.Numel, view.IsParameter));
+    }
+
+    /// <summary>Walks the view's index space in C order (odometer over all but the last dim), copying runs of the
+    /// last dim in one block when it is contiguous.</summary>
+    private static void CopyStrided(byte[] storage, int elem, long offset, int[] shape, long[] stride, byte[] dest)
+    {
+        if (shape.Length == 0) { Buffer.BlockCopy(storage, (int)(offset * elem), dest, 0, elem); return; }
+        int rank = shape.Length, inner = shape[^1];
+        long innerStride = stride[^1];
+        var index = new int[rank - 1];
+        long rowStart = offset;
+        int written = 0;
+        while (true)
+        {
+            if (innerStride == 1 || inner == 1)
+                Buffer.BlockCopy(storage, (int)(rowStart * elem), dest, written, inner * elem);
+            else
+                for (int j = 0; j < inner; j++)
+                    Buffer.BlockCopy(storage, (int)((rowStart + j * innerStride) * elem), dest, written + j * elem, elem);
+            written += inner * elem;
+
+            int d = rank - 2;
+            for (; d >= 0; d--)
+            {
+                rowStart += stride[d];
+                if (++index[d] < shape[d]) break;
+                rowStart -= stride[d] * shape[d];
+                index[d] = 0;
+            }
+            if (d < 0) return;
+        }
+    }
+}
