@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace MaskBit.Kernels.Cpu;
 
@@ -183,8 +185,11 @@ public sealed partial class CpuBackend
             else TensorPrimitives.Add(s, seg, s);
             return;
         }
-        if (gather) for (int o = 0; o < seg.Length; o++) seg[o] = src[start + o * stride];
-        else for (int o = 0; o < seg.Length; o++) src[start + o * stride] += seg[o];
+        // Indices were clipped to the row by ValidTaps: skip the bounds checks of the strided loop.
+        ref float s0 = ref src[start];
+        ref float c0 = ref MemoryMarshal.GetReference(seg);
+        if (gather) for (int o = 0; o < seg.Length; o++) Unsafe.Add(ref c0, o) = Unsafe.Add(ref s0, o * stride);
+        else for (int o = 0; o < seg.Length; o++) Unsafe.Add(ref s0, o * stride) += Unsafe.Add(ref c0, o);
     }
 
     /// <summary>Moves output rows [r0, r1) of group g between the NCHW tensor and a (CoutG × chunk columns)
@@ -244,14 +249,33 @@ public sealed partial class CpuBackend
     }
 
     // ---- depthwise (groups == Cin == Cout) -----------------------------------------------------------------
+    // Strided taps read every s-th input element; splitting each input row into its s phases first makes every
+    // tap row a contiguous slice, so all three passes run as SIMD multiply-adds and dot products.
 
     private enum DepthwisePass { Forward, BackwardInput, BackwardWeight }
 
-    /// <summary>One (image, channel) plane of a depthwise conv. Forward: output += taps ⋆ input; BackwardInput:
-    /// input (the gradient) += taps ⋆ᵀ output gradient; BackwardWeight: taps (the gradient) += Σ outGrad·input.
-    /// All three walk the same (oh, kh, kw) rows with the padding clipped out of the inner loop.</summary>
-    private static void DepthwisePlane(in Conv2dDesc d, DepthwisePass pass, Span<float> input, Span<float> taps, Span<float> output)
+    private static int PhaseLength(in Conv2dDesc d) => (d.W + d.StrideW - 1) / d.StrideW;
+
+    /// <summary>phased[(ih·s + ph)·len + j] ↔ plane[ih·W + j·s + ph]: splits rows into phases (toPhases) or
+    /// merges them back.</summary>
+    private static void MovePhases(in Conv2dDesc d, Span<float> plane, Span<float> phased, bool toPhases)
     {
+        int s = d.StrideW, len = PhaseLength(d);
+        for (int ih = 0; ih < d.H; ih++)
+            for (int ph = 0; ph < s; ph++)
+            {
+                var p = phased.Slice((ih * s + ph) * len, len);
+                for (int j = 0, i = ih * d.W + ph; j * s + ph < d.W; j++, i += s)
+                    if (toPhases) p[j] = plane[i]; else plane[i] = p[j];
+            }
+    }
+
+    /// <summary>One (image, channel) plane of a depthwise conv over a phase-split input (see MovePhases).
+    /// Forward: output += taps ⋆ input; BackwardInput: input (the gradient) += taps ⋆ᵀ output gradient;
+    /// BackwardWeight: taps (the gradient) += Σ outGrad·input. The padding is clipped out of every row.</summary>
+    private static void DepthwisePlane(in Conv2dDesc d, DepthwisePass pass, Span<float> phased, Span<float> taps, Span<float> output)
+    {
+        int s = d.StrideW, len = PhaseLength(d);
         for (int oh = 0; oh < d.OH; oh++)
         {
             var outRow = output.Slice(oh * d.OW, d.OW);
@@ -259,29 +283,31 @@ public sealed partial class CpuBackend
             {
                 int ih = oh * d.StrideH + kh - d.PadTop;
                 if (ih < 0 || ih >= d.H) continue;
-                var inRow = input.Slice(ih * d.W, d.W);
                 for (int kw = 0; kw < d.KW; kw++)
                 {
-                    var (lo, hi) = ValidTaps(kw, d.PadLeft, d.StrideW, d.W, d.OW);
-                    int start = lo * d.StrideW + kw - d.PadLeft, s = d.StrideW;
-                    ref float tap = ref taps[kh * d.KW + kw];
+                    var (lo, hi) = ValidTaps(kw, d.PadLeft, s, d.W, d.OW);
+                    if (lo == hi) continue;
+                    int start = lo * s + kw - d.PadLeft, t = kh * d.KW + kw;
+                    var inSeg = phased.Slice((ih * s + start % s) * len + start / s, hi - lo);
+                    var outSeg = outRow[lo..hi];
                     switch (pass)
                     {
-                        case DepthwisePass.Forward:
-                            for (int o = lo; o < hi; o++) outRow[o] += tap * inRow[start + (o - lo) * s];
-                            break;
-                        case DepthwisePass.BackwardInput:
-                            for (int o = lo; o < hi; o++) inRow[start + (o - lo) * s] += tap * outRow[o];
-                            break;
-                        default:
-                            float acc = 0;
-                            for (int o = lo; o < hi; o++) acc += outRow[o] * inRow[start + (o - lo) * s];
-                            tap += acc;
-                            break;
+                        case DepthwisePass.Forward: TensorPrimitives.MultiplyAdd(inSeg, taps[t], outSeg, outSeg); break;
+                        case DepthwisePass.BackwardInput: TensorPrimitives.MultiplyAdd(outSeg, taps[t], inSeg, inSeg); break;
+                        default: taps[t] += TensorPrimitives.Dot(outSeg, inSeg); break;
                     }
                 }
             }
         }
+    }
+
+    /// <summary>Runs body with one phase buffer for the calling worker
+    /// (null when the stride is 1: rows are already contiguous).</summary>
+    private static void WithPhaseScratch(in Conv2dDesc d, Action<float[]?> body)
+    {
+        float[]? scratch = d.StrideW == 1 ? null : BufferPool<float>.Shared.Rent(d.H * d.StrideW * PhaseLength(d));
+        try { body(scratch); }
+        finally { if (scratch != null) BufferPool<float>.Shared.Return(scratch); }
     }
 
     private static void DepthwiseForward(Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
@@ -290,16 +316,18 @@ public sealed partial class CpuBackend
         float[]? B = bias is Buf b ? Arr(b) : null;
         int xOff = Off(x), wOff = Off(w), yOff = Off(y), bOff = bias is Buf bo ? Off(bo) : 0;
         int inPlane = d.H * d.W, outPlane = d.OH * d.OW, taps = d.KH * d.KW, channels = d.Cin;
-        CpuParallel.For(d.N * channels, (p0, p1) =>
+        CpuParallel.For(d.N * channels, (p0, p1) => WithPhaseScratch(d, scratch =>
         {
             for (int p = p0; p < p1; p++)
             {
                 int c = p % channels;
+                var input = X.AsSpan(xOff + p * inPlane, inPlane);
+                if (scratch != null) MovePhases(d, input, scratch, toPhases: true);
                 var output = Y.AsSpan(yOff + p * outPlane, outPlane);
                 output.Fill(B == null ? 0f : B[bOff + c]);
-                DepthwisePlane(d, DepthwisePass.Forward, X.AsSpan(xOff + p * inPlane, inPlane), W.AsSpan(wOff + c * taps, taps), output);
+                DepthwisePlane(d, DepthwisePass.Forward, scratch ?? input, W.AsSpan(wOff + c * taps, taps), output);
             }
-        }, costPerItem: 2.0 * outPlane * taps);
+        }), costPerItem: 2.0 * outPlane * taps);
     }
 
     private static void DepthwiseBackwardInput(Conv2dDesc d, Buf dy, Buf w, Buf dx)
@@ -307,15 +335,17 @@ public sealed partial class CpuBackend
         float[] DY = Arr(dy), W = Arr(w), DX = Arr(dx);
         int dyOff = Off(dy), wOff = Off(w), dxOff = Off(dx);
         int inPlane = d.H * d.W, outPlane = d.OH * d.OW, taps = d.KH * d.KW, channels = d.Cin;
-        CpuParallel.For(d.N * channels, (p0, p1) =>
+        CpuParallel.For(d.N * channels, (p0, p1) => WithPhaseScratch(d, scratch =>
         {
             for (int p = p0; p < p1; p++)
             {
-                var input = DX.AsSpan(dxOff + p * inPlane, inPlane);
-                input.Clear();
-                DepthwisePlane(d, DepthwisePass.BackwardInput, input, W.AsSpan(wOff + p % channels * taps, taps), DY.AsSpan(dyOff + p * outPlane, outPlane));
+                var grad = DX.AsSpan(dxOff + p * inPlane, inPlane);
+                Span<float> phased = scratch ?? grad;
+                phased.Clear();
+                DepthwisePlane(d, DepthwisePass.BackwardInput, phased, W.AsSpan(wOff + p % channels * taps, taps), DY.AsSpan(dyOff + p * outPlane, outPlane));
+                if (scratch != null) MovePhases(d, grad, scratch, toPhases: false);
             }
-        }, costPerItem: 2.0 * outPlane * taps);
+        }), costPerItem: 2.0 * outPlane * taps);
     }
 
     private static void DepthwiseBackwardWeight(Conv2dDesc d, Buf x, Buf dy, Buf dw)
@@ -323,7 +353,7 @@ public sealed partial class CpuBackend
         float[] X = Arr(x), DY = Arr(dy), DW = Arr(dw);
         int xOff = Off(x), dyOff = Off(dy), dwOff = Off(dw);
         int inPlane = d.H * d.W, outPlane = d.OH * d.OW, taps = d.KH * d.KW, channels = d.Cin, batch = d.N;
-        CpuParallel.For(channels, (c0, c1) =>
+        CpuParallel.For(channels, (c0, c1) => WithPhaseScratch(d, scratch =>
         {
             for (int c = c0; c < c1; c++)
             {
@@ -332,9 +362,11 @@ public sealed partial class CpuBackend
                 for (int n = 0; n < batch; n++)
                 {
                     int p = n * channels + c;
-                    DepthwisePlane(d, DepthwisePass.BackwardWeight, X.AsSpan(xOff + p * inPlane, inPlane), grad, DY.AsSpan(dyOff + p * outPlane, outPlane));
+                    var input = X.AsSpan(xOff + p * inPlane, inPlane);
+                    if (scratch != null) MovePhases(d, input, scratch, toPhases: true);
+                    DepthwisePlane(d, DepthwisePass.BackwardWeight, scratch ?? input, grad, DY.AsSpan(dyOff + p * outPlane, outPlane));
                 }
             }
-        }, costPerItem: 2.0 * batch * outPlane * taps);
+        }), costPerItem: 2.0 * batch * outPlane * taps);
     }
 }
