@@ -1,0 +1,172 @@
+using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
+using MaskBit.Models.Config;
+
+namespace MaskBit.Models.Tokenizer;
+
+/// <summary>Architecture settings of the conv tokenizer (config section model.vq_model).</summary>
+public sealed record TokenizerConfig(
+    string QuantizerType, int CodebookSize, int TokenSize, float CommitmentCost, float EntropyLossWeight,
+    float EntropyLossTemperature, float EntropyGamma, bool UseL2Normalisation, int NumChannels, int HiddenChannels,
+    int[] ChannelMult, int NumResolutions, int NumResBlocks, int NumResBlocksDecoder, bool SampleWithConv, string ModelClass)
+{
+    public static TokenizerConfig From(MaskBitConfig c)
+    {
+        const string p = "model.vq_model.";
+        int resBlocks = (int)c.GetInt(p + "num_res_blocks", 2);
+        var cfg = new TokenizerConfig(
+            c.GetString(p + "quantizer_type"), (int)c.GetInt(p + "codebook_size"), (int)c.GetInt(p + "token_size"),
+            (float)c.GetDouble(p + "commitment_cost", 0.25), (float)c.GetDouble(p + "entropy_loss_weight", 0.0),
+            (float)c.GetDouble(p + "entropy_loss_temperature", 0.01), (float)c.GetDouble(p + "entropy_gamma", 1.0),
+            c.GetBool(p + "use_l2_normalisation", false), (int)c.GetInt(p + "num_channels", 3),
+            (int)c.GetInt(p + "hidden_channels", 128), c.Has(p + "channel_mult") ? c.GetIntList(p + "channel_mult") : new[] { 1, 1, 2, 2, 4 },
+            (int)c.GetInt(p + "num_resolutions", 5), resBlocks, (int)c.GetInt(p + "num_res_blocks_decoder", resBlocks),
+            c.GetBool(p + "sample_with_conv", true), c.GetString(p + "model_class", "vqgan+"));
+        if (cfg.QuantizerType is not ("lookup" or "lookup-free"))
+            throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{cfg.QuantizerType}' is not supported (lookup, lookup-free)");
+        if (cfg.QuantizerType == "lookup-free" && cfg.CodebookSize != 1 << cfg.TokenSize)
+            throw new ConfigException($"{c.File}: lookup-free codebook_size {cfg.CodebookSize} must be 2^token_size = {1 << cfg.TokenSize}");
+        if (cfg.ChannelMult.Length < cfg.NumResolutions)
+            throw new ConfigException($"{c.File}: model.vq_model.channel_mult has {cfg.ChannelMult.Length} entries, num_resolutions is {cfg.NumResolutions}");
+        if (cfg.ChannelMult.Any(m => cfg.HiddenChannels * m % 32 != 0))
+            throw new ConfigException($"{c.File}: hidden_channels × channel_mult must be multiples of 32 (GroupNorm(32))");
+        return cfg;
+    }
+}
+
+public sealed class ConvEncoder : Module
+{
+    public Conv2d ConvIn { get; }
+    public ModuleList<Stage> Down { get; }
+    public ResidualStage Mid { get; }
+    public GroupNorm NormOut { get; }
+    public Conv2d ConvOut { get; }
+
+    public ConvEncoder(TokenizerConfig c, Random rng)
+    {
+        ConvIn = Register("conv_in", Conv2d.SamePadded(c.NumChannels, c.HiddenChannels, 3, bias: false, rng: rng));
+        var mult = new[] { 1 }.Concat(c.ChannelMult).ToArray();
+        Down = Register("down", new ModuleList<Stage>());
+        int outCh = c.HiddenChannels;
+        for (int level = 0; level < c.NumResolutions; level++)
+        {
+            int inCh = c.HiddenChannels * mult[level];
+            outCh = c.HiddenChannels * mult[level + 1];
+            Down.Add(level < c.NumResolutions - 1
+                ? new DownsamplingStage(inCh, outCh, c.NumResBlocks, c.SampleWithConv, rng)
+                : new ResidualStage(inCh, outCh, c.NumResBlocks, rng));
+        }
+        Mid = Register("mid", new ResidualStage(outCh, outCh, c.NumResBlocks, rng));
+        NormOut = Register("norm_out", new GroupNorm(32, outCh, ResidualBlock.NormEps));
+        ConvOut = Register("conv_out", Conv2d.SamePadded(outCh, c.TokenSize, 1, rng: rng));
+    }
+
+    public Tensor Forward(Tensor pixels)
+    {
+        var h = ConvIn.Forward(pixels);
+        foreach (var stage in Down) h = stage.Forward(h);
+        h = Mid.Forward(h);
+        return ConvOut.Forward(NormOut.ForwardSilu(h));
+    }
+}
+
+/// <summary>The decoder. <paramref name="legacy"/> selects ConvDecoderLegacy's key numbering (model_class maskgit):
+/// the same computation with `up` stored in reverse order, and no num_res_blocks_decoder.</summary>
+public sealed class ConvDecoder : Module
+{
+    public bool Legacy { get; }
+    public Conv2d ConvIn { get; }
+    public ResidualStage Mid { get; }
+    public ModuleList<Stage> Up { get; }
+    public GroupNorm NormOut { get; }
+    public Conv2d ConvOut { get; }
+    private readonly Stage[] _runOrder;
+
+    public ConvDecoder(TokenizerConfig c, bool legacy, Random rng)
+    {
+        Legacy = legacy;
+        int resBlocks = legacy ? c.NumResBlocks : c.NumResBlocksDecoder;
+        int blockIn = c.HiddenChannels * c.ChannelMult[c.NumResolutions - 1];
+        var mult = c.ChannelMult.Take(c.NumResolutions).Append(c.ChannelMult[c.NumResolutions - 1]).ToArray();
+        ConvIn = Register("conv_in", Conv2d.SamePadded(c.TokenSize, blockIn, 3, rng: rng));
+        Mid = Register("mid", new ResidualStage(blockIn, blockIn, resBlocks, rng));
+        var stages = new List<Stage>();   // in run order: lowest resolution first
+        int outCh = blockIn;
+        for (int level = c.NumResolutions - 1; level >= 0; level--)
+        {
+            int inCh = c.HiddenChannels * mult[level + 1];
+            outCh = c.HiddenChannels * mult[level];
+            stages.Add(level > 0 ? new UpsamplingStage(inCh, outCh, resBlocks, rng) : new ResidualStage(inCh, outCh, resBlocks, rng));
+        }
+        _runOrder = stages.ToArray();
+        Up = Register("up", new ModuleList<Stage>(legacy ? Enumerable.Reverse(stages) : stages));
+        NormOut = Register("norm_out", new GroupNorm(32, outCh, ResidualBlock.NormEps));
+        ConvOut = Register("conv_out", Conv2d.SamePadded(outCh, c.NumChannels, 3, rng: rng));
+    }
+
+    public Tensor Forward(Tensor zQuantized)
+    {
+        var h = Mid.Forward(ConvIn.Forward(zQuantized));
+        foreach (var stage in _runOrder) h = stage.Forward(h);
+        return ConvOut.Forward(NormOut.ForwardSilu(h));
+    }
+}
+
+/// <summary>
+/// The MaskBit / VQGAN+ tokenizer (reference: modeling/conv_vqgan.py ConvVQModel): conv encoder → LFQ or VQ
+/// quantizer → conv decoder. State-dict keys match the reference (encoder.*, decoder.*, quantize.*).
+/// </summary>
+public sealed class ConvVQModel : Module
+{
+    public TokenizerConfig Config { get; }
+    public ConvEncoder Encoder { get; }
+    public ConvDecoder Decoder { get; }
+    public Module Quantize { get; }
+
+    public ConvVQModel(TokenizerConfig config, bool? legacy = null, int seed = 0)
+    {
+        Config = config;
+        var rng = new Random(seed);
+        Encoder = Register("encoder", new ConvEncoder(config, rng));
+        Decoder = Register("decoder", new ConvDecoder(config, legacy ?? config.ModelClass == "maskgit", rng));
+        Quantize = Register<Module>("quantize", config.QuantizerType == "lookup-free"
+            ? new LookupFreeQuantizer(config.TokenSize, config.CommitmentCost, config.EntropyLossWeight, config.EntropyLossTemperature, config.EntropyGamma)
+            : new VectorQuantizer(config.CodebookSize, config.TokenSize, config.CommitmentCost, config.EntropyLossWeight,
+                config.EntropyLossTemperature, config.EntropyGamma, config.UseL2Normalisation, rng));
+    }
+
+    /// <summary>The decoder's last conv weight (the adaptive GAN weight differentiates w.r.t. it).</summary>
+    public Tensor LastLayer => Decoder.ConvOut.Weight;
+
+    public (Tensor Quantized, QuantizerResult Result) Encode(Tensor pixels) => QuantizeLatents(Encoder.Forward(pixels));
+
+    public (Tensor Quantized, QuantizerResult Result) QuantizeLatents(Tensor z) => Quantize switch
+    {
+        LookupFreeQuantizer lfq => lfq.Forward(z),
+        VectorQuantizer vq => vq.Forward(z),
+        _ => throw new InvalidOperationException("unknown quantizer"),
+    };
+
+    public Tensor Decode(Tensor zQuantized) => Decoder.Forward(zQuantized);
+
+    /// <summary>Decodes (B, h·w) Int32 tokens (row-major over a square grid, as the generator emits them).</summary>
+    public Tensor DecodeTokens(Tensor tokens)
+    {
+        if (tokens.Rank != 2) throw new ArgumentException($"decode_tokens expects (B, h·w) tokens, got {ShapeUtil.Format(tokens.Shape)}");
+        int n = tokens.Shape[1], side = (int)Math.Sqrt(n);
+        if (side * side != n) throw new ArgumentException($"{n} tokens per image do not form a square grid");
+        var entries = Quantize switch
+        {
+            LookupFreeQuantizer lfq => lfq.GetCodebookEntry(tokens),
+            VectorQuantizer vq => vq.GetCodebookEntry(tokens),
+            _ => throw new InvalidOperationException("unknown quantizer"),
+        };
+        return Decode(entries.Reshape(tokens.Shape[0], side, side, -1).Permute(0, 3, 1, 2));
+    }
+
+    public (Tensor Decoded, QuantizerResult Result) Forward(Tensor pixels)
+    {
+        var (zq, result) = Encode(pixels);
+        return (Decode(zq), result);
+    }
+}
