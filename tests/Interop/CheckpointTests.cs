@@ -211,6 +211,20 @@ public class CheckpointTests
     }
 
     [Test]
+    public void SharedListBombInMetadataIsRefused()
+    {
+        // 30 levels of lists that each hold the previous one twice: ~200 bytes of pickle, 2^30 leaves if expanded.
+        var p = new PickleBytes().Op(']').Op('q').Raw(new byte[] { 0 }).Op('0');
+        for (byte i = 0; i < 30; i++)
+            p.Op('(').Op('h').Raw(new[] { i }).Op('h').Raw(new[] { i }).Op('l').Op('q').Raw(new[] { (byte)(i + 1) }).Op('0');
+        var pickle = p.Op('}').Op('(').Str("model").Global("collections", "OrderedDict").Op(')').Op('R')
+            .Str("bomb").Op('h').Raw(new byte[] { 30 }).Op('u').Stop();
+        string path = TorchFiles.TempFile("bomb.bin");
+        TorchFiles.WriteZip(path, pickle);
+        Assert.That(LoadFails(path).Problem, Does.Contain("metadata expands to more than"));
+    }
+
+    [Test]
     public void StorageKeysCannotEscapeTheArchive()
     {
         string path = TorchFiles.TempFile("escape.bin");

@@ -20,7 +20,6 @@ public static partial class TorchCheckpoint
     /// <summary>Keys under which training checkpoints nest the state dict, in order of preference.</summary>
     private static readonly string[] NestedStateDictKeys = { "state_dict", "model" };
 
-    private const int MaxMetadataDepth = 32;
     private const long MaxPickleBytes = 1L << 30;
     /// <summary>Deflate cannot expand data by more than about 1032×; a larger declared size is a lie.</summary>
     private const long MaxDeflateRatio = 1100;
@@ -183,19 +182,20 @@ public static partial class TorchCheckpoint
         var topEntries = Entries(top);
         Hashtable stateDict = top;
         var metadata = new List<KeyValuePair<string, object?>>();
+        var plain = new PlainConverter();
         if (!topEntries.Any(kv => kv.Value is TensorView))
         {
             var nested = NestedStateDictKeys.FirstOrDefault(k => top[k] is Hashtable)
                 ?? throw new FormatProblem($"no state dict found: no tensors at the top level and no {string.Join(" or ", NestedStateDictKeys.Select(k => $"'{k}'"))} entry (keys: {string.Join(", ", topEntries.Select(kv => kv.Key))})");
             stateDict = (Hashtable)top[nested]!;
-            metadata.AddRange(topEntries.Where(kv => kv.Key != nested).Select(kv => KeyValuePair.Create(kv.Key, Plain(kv.Value, 0))));
+            metadata.AddRange(topEntries.Where(kv => kv.Key != nested).Select(kv => KeyValuePair.Create(kv.Key, plain.Convert(kv.Value))));
         }
 
         var records = new List<TensorRecord>();
         foreach (var (name, value) in Entries(stateDict))
         {
             if (value is TensorView view) records.Add(Materialize(name, view, storageBytes(view.Storage)));
-            else metadata.Add(KeyValuePair.Create(name, Plain(value, 0)));   // e.g. a module's _extra_state
+            else metadata.Add(KeyValuePair.Create(name, plain.Convert(value)));   // e.g. a module's _extra_state
         }
         return new StateDict(path, format, records, metadata);
     }
@@ -212,25 +212,34 @@ public static partial class TorchCheckpoint
         return keys.Select(k => KeyValuePair.Create(k, dict[k])).ToList();
     }
 
-    /// <summary>A pickled value as plain data (see <see cref="StateDict.Metadata"/>); depth-limited, which also
-    /// stops self-referencing lists.</summary>
-    private static object? Plain(object? value, int depth)
+    /// <summary>Turns pickled values into plain data (see <see cref="StateDict.Metadata"/>). Limited in depth (which
+    /// also stops self-referencing lists) and in total size: the memo lets a few bytes of pickle reference one
+    /// list many times, so a tree of shared lists would otherwise expand exponentially.</summary>
+    private sealed class PlainConverter
     {
-        if (depth > MaxMetadataDepth) throw new FormatProblem($"metadata nested deeper than {MaxMetadataDepth} levels");
-        return value switch
+        private const int MaxDepth = 32;
+        private const int MaxValues = 1_000_000;
+        private int _values;
+
+        public object? Convert(object? value, int depth = 0)
         {
-            null or bool or long or double or string or BigInteger or byte[] => value,
-            int i => (long)i,
-            TensorView v => new TensorSummary(v.Storage.DType, v.Size),
-            StorageRef s => $"<{s.DType.Name()} storage '{s.Key}'>",
-            Hashtable h => h.Keys.Cast<object?>().All(k => k is string)
-                ? Entries(h).Select(kv => KeyValuePair.Create(kv.Key, Plain(kv.Value, depth + 1))).ToList()
-                : h.Keys.Cast<object?>().Select(k => KeyValuePair.Create(StateDict.FormatValue(Plain(k, depth + 1)), Plain(h[k!], depth + 1)))
-                    .OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList(),
-            object?[] tuple => tuple.Select(v => Plain(v, depth + 1)).ToList(),
-            IEnumerable list => list.Cast<object?>().Select(v => Plain(v, depth + 1)).ToList(),
-            _ => value.GetType().Name,
-        };
+            if (depth > MaxDepth) throw new FormatProblem($"metadata nested deeper than {MaxDepth} levels");
+            if (++_values > MaxValues) throw new FormatProblem($"metadata expands to more than {MaxValues} values");
+            return value switch
+            {
+                null or bool or long or double or string or BigInteger or byte[] => value,
+                int i => (long)i,
+                TensorView v => new TensorSummary(v.Storage.DType, v.Size),
+                StorageRef s => $"<{s.DType.Name()} storage '{s.Key}'>",
+                Hashtable h => h.Keys.Cast<object?>().All(k => k is string)
+                    ? Entries(h).Select(kv => KeyValuePair.Create(kv.Key, Convert(kv.Value, depth + 1))).ToList()
+                    : h.Keys.Cast<object?>().Select(k => KeyValuePair.Create(StateDict.FormatValue(Convert(k, depth + 1)), Convert(h[k!], depth + 1)))
+                        .OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList(),
+                object?[] tuple => tuple.Select(v => Convert(v, depth + 1)).ToList(),
+                IEnumerable list => list.Cast<object?>().Select(v => Convert(v, depth + 1)).ToList(),
+                _ => value.GetType().Name,
+            };
+        }
     }
 
     /// <summary>Copies a strided view out of its storage into contiguous bytes, after checking that every element
