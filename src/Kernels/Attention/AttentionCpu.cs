@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MaskBit.Kernels.Cpu;
 
@@ -76,6 +77,7 @@ public sealed partial class CpuBackend
 
         private static float* At(float* basePtr, Buf b) => basePtr + b.Offset;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void ForwardRange(int first, int end)
         {
             var pool = BufferPool<float>.Shared;
@@ -85,6 +87,7 @@ public sealed partial class CpuBackend
                 fixed (float* qArr = Arr(_q), kArr = Arr(_k), vArr = Arr(_v), oArr = Arr(_out), lArr = Arr(_lse), kt = kTransposed, s = scoreRows)
                 {
                     float* q = At(qArr, _q), k = At(kArr, _k), v = At(vArr, _v), o = At(oArr, _out), lse = At(lArr, _lse);
+                    float* inverseSums = stackalloc float[QueryBlock];
                     int packedHead = -1;
                     long headSize = (long)_seq * _dim;
                     for (int item = first; item < end; item++)
@@ -95,8 +98,18 @@ public sealed partial class CpuBackend
 
                         Tiles.Gemm(rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, s, _seqPadded, accumulate: false);
                         for (int i = 0; i < rows; i++)
-                            lse[(long)head * _seq + row0 + i] = SoftmaxRowInPlace(s + (long)i * _seqPadded, _seq, _scale);
+                        {
+                            float sum = ExpShiftedRowInPlace(s + (long)i * _seqPadded, _seq, _scale, out float max);
+                            lse[(long)head * _seq + row0 + i] = max + MathF.Log(sum);
+                            inverseSums[i] = 1f / sum;
+                        }
+                        // Normalising the (rows × dim) output is cheaper than normalising the (rows × seq) weights.
                         Tiles.Gemm(rows, _dim, _seq, s, _seqPadded, 1, v + h, _dim, o + rowOff, _dim, accumulate: false);
+                        for (int i = 0; i < rows; i++)
+                        {
+                            var outRow = new Span<float>(o + rowOff + (long)i * _dim, _dim);
+                            TensorPrimitives.Multiply(outRow, inverseSums[i], outRow);
+                        }
                     }
                 }
             }
@@ -106,6 +119,7 @@ public sealed partial class CpuBackend
         // With P = softmax(scale·Q·Kᵀ) and dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O))·scale:
         // dQ = dS·K (per query block, owned by the item), dV = Σ_blocks Pᵀ·dO and dK = Σ_blocks dSᵀ·Q (per head,
         // accumulated in worker scratch and flushed when the worker leaves the head).
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void BackwardRange(int first, int end)
         {
             var pool = BufferPool<float>.Shared;
@@ -176,26 +190,55 @@ public sealed partial class CpuBackend
         }
 
         /// <summary>(seq, dim) → (dim, seqPadded) with zero columns past seq, so score GEMMs run whole 16-wide tiles.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void TransposePadded(float* src, float* dst)
         {
+            int seq8 = Avx.IsSupported ? _seq & ~7 : 0, dim8 = Avx.IsSupported ? _dim & ~7 : 0;
+            for (int j = 0; j < seq8; j += 8)
+                for (int d = 0; d < dim8; d += 8)
+                    Transpose8x8(src + (long)j * _dim + d, _dim, dst + (long)d * _seqPadded + j, _seqPadded);
             for (int d = 0; d < _dim; d++)
             {
                 float* row = dst + (long)d * _seqPadded;
-                for (int j = 0; j < _seq; j++) row[j] = src[(long)j * _dim + d];
+                for (int j = d < dim8 ? seq8 : 0; j < _seq; j++) row[j] = src[(long)j * _dim + d];
                 for (int j = _seq; j < _seqPadded; j++) row[j] = 0f;
             }
         }
+
+        /// <summary>Transposes an 8×8 block (rows ldSrc apart) into dst (rows ldDst apart) in registers.</summary>
+        private static void Transpose8x8(float* src, nint ldSrc, float* dst, nint ldDst)
+        {
+            Vector256<float> r0 = Avx.LoadVector256(src), r1 = Avx.LoadVector256(src + ldSrc),
+                r2 = Avx.LoadVector256(src + 2 * ldSrc), r3 = Avx.LoadVector256(src + 3 * ldSrc),
+                r4 = Avx.LoadVector256(src + 4 * ldSrc), r5 = Avx.LoadVector256(src + 5 * ldSrc),
+                r6 = Avx.LoadVector256(src + 6 * ldSrc), r7 = Avx.LoadVector256(src + 7 * ldSrc);
+            // Interleave pairs of rows, then pairs of pairs (within 128-bit lanes), then swap lanes.
+            Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3),
+                t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+            Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE),
+                u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+            Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(dst + ldDst, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(dst + 2 * ldDst, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(dst + 3 * ldDst, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(dst + 4 * ldDst, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(dst + 5 * ldDst, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(dst + 6 * ldDst, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(dst + 7 * ldDst, Avx.Permute2x128(u3, u7, 0x31));
+        }
     }
 
-    /// <summary>Turns raw scores s into softmax(scale·s) in place; returns the row's log-sum-exp of scale·s.</summary>
-    private static unsafe float SoftmaxRowInPlace(float* row, int n, float scale)
+    /// <summary>Replaces raw scores s by exp(scale·s − max) (unnormalised softmax) and returns their sum;
+    /// <paramref name="max"/> is the row's max of scale·s, so the log-sum-exp is max + log(sum).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float ExpShiftedRowInPlace(float* row, int n, float scale, out float max)
     {
         // The max of scale·s (not of s) keeps the shift right for any sign of scale.
         var maxV = Vector256.Create(float.NegativeInfinity);
         var scaleV = Vector256.Create(scale);
         int j = 0;
         for (; j <= n - 8; j += 8) maxV = Vector256.Max(maxV, Vector256.Load(row + j) * scaleV);
-        float max = float.NegativeInfinity;
+        max = float.NegativeInfinity;
         for (int e = 0; e < 8; e++) max = MathF.Max(max, maxV[e]);
         for (; j < n; j++) max = MathF.Max(max, row[j] * scale);
 
@@ -209,13 +252,12 @@ public sealed partial class CpuBackend
         }
         float sum = Vector256.Sum(sumV);
         for (; j < n; j++) { float e = MathF.Exp(MathF.FusedMultiplyAdd(row[j], scale, -max)); row[j] = e; sum += e; }
-
-        TensorPrimitives.Multiply(new ReadOnlySpan<float>(row, n), 1f / sum, new Span<float>(row, n));
-        return max + MathF.Log(sum);
+        return sum;
     }
 
     /// <summary>From raw scores s and dP = dO·vᵀ of one query row: s ← P = exp(scale·s − lse) and
     /// dP ← dS = P·(dP − rowDot)·scale, where rowDot = dO·o (= Σ P·dP).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void SoftmaxGradRowInPlace(float* s, float* dp, int n, float scale, float lse, float rowDot)
     {
         var scaleV = Vector256.Create(scale);
@@ -241,6 +283,7 @@ public sealed partial class CpuBackend
     {
         /// <summary>C[m×n] (+)= A·B with A(r, p) = a[r·rsA + p·csA] (so Aᵀ is read in place), B row-major (ldb),
         /// C row-major (ldc). Column tiles are the outer loop so a B panel (k × 16) stays in L1 across row strips.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Gemm(int m, int n, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
         {
             int wide = n & ~15;
