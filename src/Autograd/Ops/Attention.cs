@@ -18,20 +18,57 @@ public static partial class F
         if (!ReferenceEquals(q.Device, k.Device) || !ReferenceEquals(q.Device, v.Device))
             throw new ArgumentException("scaled_dot_product_attention: q, k, v live on different devices");
 
-        int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
-        float s = scale ?? 1f / MathF.Sqrt(dim);
-        var device = q.Device;
-
-        var output = Tensor.Empty(q.Shape, device);
-        var lse = Tensor.Empty(new[] { batchHeads, seq }, device);
-        device.AttentionForward(batchHeads, seq, dim, s, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf);
+        float s = scale ?? 1f / MathF.Sqrt(q.Shape[^1]);
+        var (output, lse) = FusedAttention(q, k, v, s);
         Tape.Record(output, "scaled_dot_product_attention", new[] { q, k, v }, g =>
         {
-            Tensor dq = Tensor.Empty(q.Shape, device), dk = Tensor.Empty(q.Shape, device), dv = Tensor.Empty(q.Shape, device);
-            device.AttentionBackward(batchHeads, seq, dim, s, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf, g.Buf, dq.Buf, dk.Buf, dv.Buf);
+            Tensor dq = Tensor.Empty(q.Shape, g.Device), dk = Tensor.Empty(q.Shape, g.Device), dv = Tensor.Empty(q.Shape, g.Device);
+            FusedAttentionBackward(q, k, v, output, lse, s, g, dq, dk, dv);
             return new[] { dq, dk, dv };
         });
         return output;
+    }
+
+    /// <summary>Self-attention on the packed in-projection output qkv (B·S, 3E) → (B, H, S, Dh). One permute to
+    /// (3, B, H, S, Dh) on the way in and one back for the gradient, instead of three slices whose backward would
+    /// each zero-fill a full-size gradient.</summary>
+    private static Tensor PackedSelfAttention(Tensor qkv, int batch, int seq, int heads, int headDim)
+    {
+        Tensor packed;
+        using (Tape.NoGrad()) packed = qkv.Reshape(batch, seq, 3, heads, headDim).Permute(2, 0, 3, 1, 4);
+        var headShape = new[] { batch, heads, seq, headDim };
+        long partSize = ShapeUtil.Numel(headShape);
+        Tensor Part(Tensor t, int i) => new(t.Storage, t.Offset + i * partSize, headShape);
+        float scale = 1f / MathF.Sqrt(headDim);
+
+        var (output, lse) = FusedAttention(Part(packed, 0), Part(packed, 1), Part(packed, 2), scale);
+        Tape.Record(output, "packed_self_attention", new[] { qkv }, g =>
+        {
+            var dPacked = Tensor.Empty(packed.Shape, g.Device);
+            FusedAttentionBackward(Part(packed, 0), Part(packed, 1), Part(packed, 2), output, lse, scale, g,
+                Part(dPacked, 0), Part(dPacked, 1), Part(dPacked, 2));
+            return new[] { dPacked.Permute(1, 3, 0, 2, 4).Reshape(qkv.Shape) };
+        });
+        return output;
+    }
+
+    /// <summary>The forward kernel on same-shaped contiguous q, k, v: the output and the per-row log-sum-exp.</summary>
+    private static (Tensor Output, Tensor Lse) FusedAttention(Tensor q, Tensor k, Tensor v, float scale)
+    {
+        int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
+        var output = Tensor.Empty(q.Shape, q.Device);
+        var lse = Tensor.Empty(new[] { batchHeads, seq }, q.Device);
+        q.Device.AttentionForward(batchHeads, seq, dim, scale, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf);
+        return (output, lse);
+    }
+
+    /// <summary>The backward kernel: overwrites dq, dk, dv.</summary>
+    private static void FusedAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale,
+        Tensor dOutput, Tensor dq, Tensor dk, Tensor dv)
+    {
+        int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
+        q.Device.AttentionBackward(batchHeads, seq, dim, scale, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf,
+            dOutput.Buf, dq.Buf, dk.Buf, dv.Buf);
     }
 
     /// <summary>torch.nn.functional.multi_head_attention_forward for batch-first (B, S, E) inputs, without masks
@@ -50,23 +87,15 @@ public static partial class F
         // Projections run on (B·S, E) rows: one GEMM each, and independent of how MatMul folds batch axes.
         Tensor Linear2d(Tensor x, Tensor w, Tensor? b) => Tensor.Linear(x.Reshape(batch * seq, embed), w, b);
 
-        Tensor q, k, v;
+        Tensor attended;   // (B, H, S, Dh)
         if (ReferenceEquals(query, key) && ReferenceEquals(key, value))
-        {
-            // Self-attention: one GEMM for all three projections, then (B, S, 3, H, Dh) → (3, B, H, S, Dh).
-            var qkv = Linear2d(query, inProjWeight, inProjBias)
-                .Reshape(batch, seq, 3, numHeads, headDim).Permute(2, 0, 3, 1, 4);
-            (q, k, v) = (qkv.Select0(0), qkv.Select0(1), qkv.Select0(2));
-        }
+            attended = PackedSelfAttention(Linear2d(query, inProjWeight, inProjBias), batch, seq, numHeads, headDim);
         else
         {
-            Tensor Project(Tensor x, int part) => SplitHeads(Linear2d(x, inProjWeight.Narrow(0, part * embed, embed),
-                inProjBias?.Narrow(0, part * embed, embed)));
-            Tensor SplitHeads(Tensor x) => x.Reshape(batch, seq, numHeads, headDim).Permute(0, 2, 1, 3);
-            (q, k, v) = (Project(query, 0), Project(key, 1), Project(value, 2));
+            Tensor Project(Tensor x, int part) => Linear2d(x, inProjWeight.Narrow(0, part * embed, embed), inProjBias?.Narrow(0, part * embed, embed))
+                .Reshape(batch, seq, numHeads, headDim).Permute(0, 2, 1, 3);
+            attended = ScaledDotProductAttention(Project(query, 0), Project(key, 1), Project(value, 2), 1f / MathF.Sqrt(headDim));
         }
-
-        var attended = ScaledDotProductAttention(q, k, v, 1f / MathF.Sqrt(headDim));   // (B, H, S, Dh)
         var merged = attended.Permute(0, 2, 1, 3);
         return Linear2d(merged, outProjWeight, outProjBias).Reshape(batch, seq, embed);
     }
