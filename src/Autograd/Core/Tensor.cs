@@ -172,6 +172,13 @@ public sealed partial class Tensor
         Device.Upload(values, Buf);
     }
 
+    public void CopyFromInts_(ReadOnlySpan<int> values)
+    {
+        RequireDType(DType.Int32);
+        if (values.Length != Numel) throw new ArgumentException($"{values.Length} values for a tensor of {Numel}");
+        Device.Upload(values, Buf);
+    }
+
     public void Fill_(float value) => Device.Fill(Buf, Numel, value);
     public void Mul_(float value) => Device.Unary(UnaryOp.Scale, Buf, Buf, Numel, value);
     /// <summary>this += alpha·other.</summary>

@@ -1,0 +1,173 @@
+using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
+using MaskBit.Models.Config;
+
+namespace MaskBit.Models.Generator;
+
+/// <summary>Generator settings, derived from a config as the reference's train_maskbit.py does.</summary>
+public sealed record GeneratorConfig(string ModelClass, int ImageSize, int InputStride, int CodebookSize, int Splits,
+    int HiddenDim, int Depth, int Heads, int MlpDim, float Dropout, int NumClasses, bool UsePrenorm)
+{
+    public int SeqLen => (ImageSize / InputStride) * (ImageSize / InputStride);
+    public int Bits => (int)Math.Round(Math.Log2(CodebookSize));
+    public int Shift => Bits / Splits;
+    public int EffectiveCodebookSize => 1 << Shift;
+    public int MaskToken => EffectiveCodebookSize;
+    public int DropLabel => NumClasses;
+
+    public static GeneratorConfig From(MaskBitConfig c)
+    {
+        const string m = "model.mlm_model.", v = "model.vq_model.";
+        bool lfq = c.GetString(v + "quantizer_type") == "lookup-free";
+        var cfg = new GeneratorConfig(
+            c.GetString(m + "model_cls"), (int)c.GetInt("dataset.preprocessing.resolution", 256),
+            1 << (int)(c.GetInt(v + "num_resolutions", 5) - 1),
+            lfq ? 1 << (int)c.GetInt(v + "token_size") : (int)c.GetInt(v + "codebook_size"),
+            (int)c.GetInt(m + "codebook_splits", 1), (int)c.GetInt(m + "hidden_dim", 1024), (int)c.GetInt(m + "depth", 24),
+            (int)c.GetInt(m + "heads", 16), (int)c.GetInt(m + "mlp_dim", 4096), (float)c.GetDouble(m + "dropout", 0.1),
+            (int)c.GetInt(m + "nclass", 1000), c.GetBool(m + "use_prenorm", false));
+        if (cfg.ModelClass is not ("lfq_bert" or "bert"))
+            throw new ConfigException($"{c.File}: model.mlm_model.model_cls '{cfg.ModelClass}' is not supported (lfq_bert, bert)");
+        if (1 << cfg.Bits != cfg.CodebookSize) throw new ConfigException($"{c.File}: codebook size {cfg.CodebookSize} is not a power of two");
+        if (cfg.Bits % cfg.Splits != 0)
+            throw new ConfigException($"{c.File}: {cfg.Bits} token bits cannot be split into {cfg.Splits} equal groups (model.mlm_model.codebook_splits)");
+        if (cfg.HiddenDim % cfg.Heads != 0) throw new ConfigException($"{c.File}: hidden_dim {cfg.HiddenDim} is not divisible by heads {cfg.Heads}");
+        return cfg;
+    }
+}
+
+/// <summary>
+/// The masked-token generators of the reference (modeling/bert.py): <c>LFQBert</c> (embedding-free: each token
+/// group enters as its ±1 bits, a masked group as zeros, through one linear projection) and the VQ <c>Bert</c>
+/// (summed per-split token embeddings, tied output projection plus a per-position bias). Both append the class
+/// token after the image tokens and return logits (B, seq_len, splits, 2^(bits/splits)).
+/// </summary>
+public sealed class MaskedGenerator : Module
+{
+    public GeneratorConfig Config { get; }
+    public bool IsLfq => Config.ModelClass == "lfq_bert";
+    public Embedding ClassEmb { get; }
+    public Linear? InputProj { get; }
+    public ModuleList<Embedding>? TokEmbList { get; }
+    public Tensor PosEmb { get; }
+    public LayerNorm FirstLayerNorm { get; }
+    public TransformerEncoder Transformer { get; }
+    public LayerNorm? NormAfterTransformer { get; }
+    public Linear LastLinear { get; }
+    public LayerNorm LastNorm { get; }
+    public Linear? PredictionLayer { get; }
+    public IReadOnlyList<Tensor> OutputBias { get; } = Array.Empty<Tensor>();
+
+    public MaskedGenerator(GeneratorConfig config, int seed = 0)
+    {
+        Config = config;
+        var rng = new Random(seed);
+        int h = config.HiddenDim, c = config.EffectiveCodebookSize;
+        PosEmb = Parameter("pos_emb", TruncNormal(new[] { 1, config.SeqLen + 1, h }, rng));
+        if (IsLfq) Buffer("bits_to_indices", Tensor.FromInts(Enumerable.Range(0, config.Shift).Select(k => 1 << k).ToArray(), config.Shift));
+        ClassEmb = Register("class_emb", new Embedding(config.NumClasses + 1, h, rng));
+        if (IsLfq) InputProj = Register("input_proj", new Linear(config.Bits, h, rng: rng));
+        else
+        {
+            TokEmbList = Register("tok_emb_list", new ModuleList<Embedding>());
+            for (int i = 0; i < config.Splits; i++) TokEmbList.Add(new Embedding(c + 1, h, rng));
+        }
+        var first = Register("first_layer", new IndexedModules());
+        FirstLayerNorm = first.Add(0, new LayerNorm(h, BertAttention.LayerNormEps));
+        Transformer = Register("transformer", new TransformerEncoder(h, config.Depth, config.Heads, config.MlpDim, config.UsePrenorm, rng));
+        if (config.UsePrenorm) NormAfterTransformer = Register("norm_after_transformer", new LayerNorm(h, BertAttention.LayerNormEps));
+        var last = Register("last_layer", new IndexedModules());
+        LastLinear = last.Add(0, new Linear(h, h, rng: rng));
+        LastNorm = last.Add(2, new LayerNorm(h, BertAttention.LayerNormEps));
+        if (IsLfq) PredictionLayer = Register("prediction_layer", new Linear(h, config.Splits * c, rng: rng));
+        else
+        {
+            var biases = Register("bias", new IndexedModules());
+            OutputBias = Enumerable.Range(0, config.Splits).Select(i => biases.AddParameter(i, Tensor.Zeros(config.SeqLen, c))).ToList();
+        }
+        InitWeights(rng);
+    }
+
+    /// <summary>The reference's init: trunc-normal(0.02) for linear and embedding weights, zero biases, LN (1, 0).</summary>
+    private void InitWeights(Random rng)
+    {
+        foreach (var (name, p) in NamedParameters())
+        {
+            if (name.EndsWith(".weight") && p.Rank == 2) p.CopyFrom_(TruncNormal(p.Shape, rng));
+            else if (name.EndsWith(".weight") && p.Rank == 1) p.Fill_(1f);   // LayerNorm
+            else if (name.EndsWith(".bias")) p.Fill_(0f);
+        }
+    }
+
+    private static Tensor TruncNormal(int[] shape, Random rng)
+    {
+        var v = new float[ShapeUtil.Numel(shape)];
+        for (int i = 0; i < v.Length; i++)
+        {
+            double x;
+            do { x = Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()); } while (Math.Abs(x) > 2 / 0.02);
+            v[i] = (float)(0.02 * x);
+        }
+        return Tensor.FromArray(v, shape);
+    }
+
+    /// <summary>LFQBert input: each group's bits least significant first as ±1, a masked group as zeros, groups
+    /// concatenated group-major: (B, n, splits) Int32 → (B, n, bits).</summary>
+    public Tensor PreprocessTokens(Tensor tokens)
+    {
+        int shift = Config.Shift, splits = Config.Splits;
+        var t = tokens.ToIntArray();
+        var bits = new float[t.Length * shift];
+        for (int i = 0; i < t.Length; i++)
+        {
+            if (t[i] == Config.MaskToken) continue;
+            if (t[i] < 0 || t[i] > Config.MaskToken) throw new ArgumentException($"token group value {t[i]} outside 0…{Config.MaskToken}");
+            for (int k = 0; k < shift; k++) bits[i * shift + k] = (t[i] >> k & 1) != 0 ? 1f : -1f;
+        }
+        return Tensor.FromArray(bits, new[] { tokens.Shape[0], tokens.Shape[1], splits * shift }, tokens.Device);
+    }
+
+    /// <summary>Logits (B, seq_len, splits, C) for tokens (B, seq_len, splits) Int32 and labels (B) Int32.
+    /// Labels where <paramref name="dropLabelMask"/> is true are replaced by the drop label (in place, as the
+    /// reference does); a null mask drops every label (the unconditional pass).</summary>
+    public Tensor Forward(Tensor tokens, Tensor classLabels, bool[]? dropLabelMask, Action<string, Tensor>? observe = null)
+    {
+        int b = tokens.Shape[0], n = tokens.Shape[1];
+        if (n != Config.SeqLen || tokens.Shape[2] != Config.Splits)
+            throw new ArgumentException($"generator expects tokens (B, {Config.SeqLen}, {Config.Splits}), got {ShapeUtil.Format(tokens.Shape)}");
+        var labels = classLabels.ToIntArray();
+        for (int i = 0; i < b; i++)
+            if (dropLabelMask == null || dropLabelMask[i]) labels[i] = Config.DropLabel;
+            else if (labels[i] < 0 || labels[i] >= Config.NumClasses) throw new ArgumentException($"class label {labels[i]} outside 0…{Config.NumClasses - 1}");
+        classLabels.CopyFromInts_(labels);
+
+        var cls = ClassEmb.Forward(classLabels.Reshape(b, 1));
+        Tensor tok;
+        if (IsLfq) tok = InputProj!.Forward(PreprocessTokens(tokens));
+        else
+        {
+            tok = TokEmbList![0].Forward(tokens.Narrow(2, 0, 1).Squeeze(2));
+            for (int i = 1; i < Config.Splits; i++) tok = tok.Add(TokEmbList[i].Forward(tokens.Narrow(2, i, 1).Squeeze(2)));
+        }
+        var x = Tensor.Cat(new[] { tok, cls }, 1).Add(PosEmb);
+        observe?.Invoke("embeddings", x);
+        x = FirstLayerNorm.Forward(x);
+        observe?.Invoke("first_layer", x);
+        x = Transformer.Forward(x, observe == null ? null : (l, what, a) => observe($"layer{l}.{what}", a));
+        if (NormAfterTransformer != null) { x = NormAfterTransformer.Forward(x); observe?.Invoke("norm_after_transformer", x); }
+        x = LastNorm.Forward(LastLinear.Forward(x).Gelu());
+        observe?.Invoke("last_layer", x);
+        int c = Config.EffectiveCodebookSize;
+        if (IsLfq)
+            return PredictionLayer!.Forward(x).Reshape(b, n + 1, Config.Splits, c).Narrow(1, 0, n);
+        var xs = x.Narrow(1, 0, n);
+        var perSplit = new List<Tensor>();
+        for (int i = 0; i < Config.Splits; i++)
+        {
+            // Tied output projection: the first C rows of the split's embedding table.
+            var table = TokEmbList![i].Weight.Narrow(0, 0, c);
+            perSplit.Add(Tensor.MatMul(xs, table, transB: true).Add(OutputBias[i]));
+        }
+        return Tensor.Stack(perSplit, 2);
+    }
+}

@@ -1,0 +1,94 @@
+using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
+
+namespace MaskBit.Models.Generator;
+
+// The BERT encoder of the MaskBit generator (reference: modeling/bert.py). Every LayerNorm has eps 1e-12;
+// GELU is the exact erf form; dropout is not applied (the reference configs train with 0.1, which this port
+// does not implement yet — see GeneratorConfig).
+
+public sealed class BertAttention : Module
+{
+    public const float LayerNormEps = 1e-12f;
+    public MultiheadAttention Mha { get; }
+    public LayerNorm Norm { get; }
+    public bool UsePrenorm { get; }
+
+    public BertAttention(int dim, int heads, bool usePrenorm, Random rng)
+    {
+        UsePrenorm = usePrenorm;
+        Mha = Register("mha", new MultiheadAttention(dim, heads, rng: rng));
+        Norm = Register("norm", new LayerNorm(dim, LayerNormEps));
+    }
+
+    public Tensor Forward(Tensor x) => UsePrenorm
+        ? Mha.Forward(Norm.Forward(x)).Add(x)
+        : Norm.Forward(Mha.Forward(x).Add(x));
+}
+
+/// <summary>The MLP block: `net.0` Linear → GELU → `net.2` Linear (index 1 is the activation, 3 the dropout).</summary>
+public sealed class BertFeedForward : Module
+{
+    public Linear Fc1 { get; }
+    public Linear Fc2 { get; }
+    public LayerNorm Norm { get; }
+    public bool UsePrenorm { get; }
+
+    public BertFeedForward(int dim, int hidden, bool usePrenorm, Random rng)
+    {
+        UsePrenorm = usePrenorm;
+        var net = Register("net", new IndexedModules());
+        Fc1 = net.Add(0, new Linear(dim, hidden, rng: rng));
+        Fc2 = net.Add(2, new Linear(hidden, dim, rng: rng));
+        Norm = Register("norm", new LayerNorm(dim, BertAttention.LayerNormEps));
+    }
+
+    private Tensor Mlp(Tensor x) => Fc2.Forward(Fc1.Forward(x).Gelu());
+
+    public Tensor Forward(Tensor x) => UsePrenorm ? Mlp(Norm.Forward(x)).Add(x) : Norm.Forward(Mlp(x).Add(x));
+}
+
+/// <summary>torch.nn.Sequential children addressed by their index, for sequences with parameter-free members
+/// (activations, dropout) whose indices must still be skipped in the state-dict keys.</summary>
+public sealed class IndexedModules : Module
+{
+    public T Add<T>(int index, T module) where T : Module => Register(index.ToString(), module);
+    public Tensor AddParameter(int index, Tensor value) => Parameter(index.ToString(), value);
+}
+
+/// <summary>One layer: `layers.L.0` attention block and `layers.L.1` MLP block.</summary>
+public sealed class TransformerLayer : Module
+{
+    public BertAttention Attention { get; }
+    public BertFeedForward FeedForward { get; }
+
+    public TransformerLayer(int dim, int heads, int mlpDim, bool usePrenorm, Random rng)
+    {
+        Attention = Register("0", new BertAttention(dim, heads, usePrenorm, rng));
+        FeedForward = Register("1", new BertFeedForward(dim, mlpDim, usePrenorm, rng));
+    }
+}
+
+public sealed class TransformerEncoder : Module
+{
+    public ModuleList<TransformerLayer> Layers { get; }
+
+    public TransformerEncoder(int dim, int depth, int heads, int mlpDim, bool usePrenorm, Random rng)
+    {
+        Layers = Register("layers", new ModuleList<TransformerLayer>());
+        for (int i = 0; i < depth; i++) Layers.Add(new TransformerLayer(dim, heads, mlpDim, usePrenorm, rng));
+    }
+
+    /// <summary>Runs all layers; <paramref name="observe"/> receives (layer, "attn"|"ffn", activation) for inspection.</summary>
+    public Tensor Forward(Tensor x, Action<int, string, Tensor>? observe = null)
+    {
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            x = Layers[i].Attention.Forward(x);
+            observe?.Invoke(i, "attn", x);
+            x = Layers[i].FeedForward.Forward(x);
+            observe?.Invoke(i, "ffn", x);
+        }
+        return x;
+    }
+}
