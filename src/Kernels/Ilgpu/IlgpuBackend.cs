@@ -1,0 +1,144 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+
+namespace MaskBit.Kernels.Ilgpu;
+
+/// <summary>Launch geometry of an <see cref="IlgpuBackend"/>. The CPU accelerator emulates every GPU thread with
+/// an OS thread (each barrier costs microseconds per thread, and once a group of G threads has run every later
+/// launch wakes G threads), so it gets warp-sized groups; CUDA gets groups that fill a multiprocessor.</summary>
+/// <param name="ElementGroup">Threads per group of the grid-stride element-wise kernels.</param>
+/// <param name="MaxElementGroups">Upper bound on groups of a grid-stride launch (enough to fill the device).</param>
+/// <param name="ReduceGroup">Threads per group of the reductions (a multiple of the warp size).</param>
+/// <param name="LargeGemmTile">64×64 GEMM tiles with 256 threads (GPU) instead of 32×32 with 64 threads.</param>
+public readonly record struct IlgpuLaunchSizes(int ElementGroup, int MaxElementGroups, int ReduceGroup, bool LargeGemmTile)
+{
+    public static IlgpuLaunchSizes For(Accelerator accelerator) => accelerator.AcceleratorType == AcceleratorType.CPU
+        ? new(ElementGroup: accelerator.WarpSize, MaxElementGroups: 4, ReduceGroup: accelerator.WarpSize, LargeGemmTile: false)
+        : new(ElementGroup: 256, MaxElementGroups: accelerator.NumMultiprocessors * Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / 256),
+              ReduceGroup: 256, LargeGemmTile: true);
+}
+
+/// <summary>
+/// The GPU device: ILGPU kernels over device buffers (<see cref="IlgpuStorage"/>), all launched on the
+/// accelerator's default stream. Ops only enqueue work: nothing synchronises or copies to the host except
+/// <see cref="Download"/> and <see cref="Synchronize"/>. Kernels are compiled on first use and cached for the
+/// lifetime of the backend (ILGPU caches IR per context, so one context per backend). Op families live in
+/// partial files next to their CPU counterparts (Elementwise/ElementwiseIlgpu.cs, Gemm/GemmIlgpu.cs, ...).
+/// </summary>
+public sealed partial class IlgpuBackend : IBackend
+{
+    private readonly Accelerator _accelerator;
+    private readonly bool _ownsAccelerator;
+    private readonly Lock _kernelLock = new();
+    private bool _disposed;
+
+    internal DeviceBufferPool<float> FloatPool { get; }
+    internal DeviceBufferPool<int> IntPool { get; }
+
+    /// <summary>A backend on an accelerator the caller owns (its context needs <c>EnableAlgorithms()</c>).</summary>
+    public IlgpuBackend(Accelerator accelerator, IlgpuLaunchSizes? sizes = null)
+        : this(accelerator, sizes, ownsAccelerator: false) { }
+
+    private IlgpuBackend(Accelerator accelerator, IlgpuLaunchSizes? sizes, bool ownsAccelerator)
+    {
+        _accelerator = accelerator;
+        _ownsAccelerator = ownsAccelerator;
+        Sizes = sizes ?? IlgpuLaunchSizes.For(accelerator);
+        int largestGroup = Math.Max(Math.Max(Sizes.ElementGroup, Sizes.ReduceGroup), Sizes.LargeGemmTile ? GemmThreads<GemmTile64>() : GemmThreads<GemmTile32>());
+        if (largestGroup > accelerator.MaxNumThreadsPerGroup)
+            throw new ArgumentException($"launch sizes {Sizes} exceed {accelerator.MaxNumThreadsPerGroup} threads per group of {accelerator.Name}");
+        if (Sizes.ReduceGroup % accelerator.WarpSize != 0)
+            throw new ArgumentException($"reduce group {Sizes.ReduceGroup} is not a multiple of the warp size {accelerator.WarpSize}");
+        // Device memory is cached up to 1/4 of the device (CPU accelerator: 1 GiB).
+        long budget = accelerator.AcceleratorType == AcceleratorType.CPU ? 1L << 30 : accelerator.MemorySize / 4;
+        FloatPool = new DeviceBufferPool<float>(accelerator, budget);
+        IntPool = new DeviceBufferPool<int>(accelerator, budget / 8);
+    }
+
+    /// <summary>The CPU accelerator (an emulator, for tests): warps of 32 as on CUDA, at most 8 warps (256
+    /// threads) per group so a test cannot launch a 1024-thread group by accident, one multiprocessor, and the
+    /// Parallel mode (Auto falls back to the 5–25× slower Sequential mode under a debugger).</summary>
+    public static IlgpuBackend CreateCpu(IlgpuLaunchSizes? sizes = null)
+    {
+        var context = Context.Create(b => b.CPU().EnableAlgorithms());
+        var device = new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
+        return new IlgpuBackend(device.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel), sizes, ownsAccelerator: true);
+    }
+
+    /// <summary>The CUDA device with the given index.</summary>
+    public static IlgpuBackend CreateCuda(int device = 0)
+    {
+        Context context;
+        try { context = Context.Create(b => b.Cuda().EnableAlgorithms()); }
+        catch (Exception e) { throw new InvalidOperationException($"CUDA is not available (driver missing?): {e.Message}", e); }
+        var devices = context.GetCudaDevices();
+        if (device < 0 || device >= devices.Count)
+        {
+            context.Dispose();
+            throw new InvalidOperationException(devices.Count == 0
+                ? "no CUDA device found (no NVIDIA GPU or no CUDA driver on this machine)"
+                : $"CUDA device {device} does not exist; this machine has {devices.Count}");
+        }
+        return new IlgpuBackend(devices[device].CreateCudaAccelerator(context), null, ownsAccelerator: true);
+    }
+
+    public string Name => $"ilgpu-{_accelerator.AcceleratorType.ToString().ToLowerInvariant()}";
+    public IlgpuLaunchSizes Sizes { get; }
+    public Accelerator Accelerator => _accelerator;
+    internal AcceleratorStream Stream => _accelerator.DefaultStream;
+    public override string ToString() => $"{Name} ({_accelerator.Name})";
+
+    // ---- memory -------------------------------------------------------------------------------------------
+    public Storage Allocate(long length, DType dtype = DType.Float32, bool zero = true) => new IlgpuStorage(this, length, dtype, zero);
+
+    public void Upload(ReadOnlySpan<float> src, Buf dst) { if (!src.IsEmpty) F(dst, src.Length).CopyFromCPU(Stream, src); }
+    public void Upload(ReadOnlySpan<int> src, Buf dst) { if (!src.IsEmpty) I(dst, src.Length).CopyFromCPU(Stream, src); }
+    /// <summary>Copies to the host after all queued work (CopyToCPU synchronises the stream).</summary>
+    public void Download(Buf src, Span<float> dst) { if (!dst.IsEmpty) F(src, dst.Length).CopyToCPU(Stream, dst); }
+    public void Download(Buf src, Span<int> dst) { if (!dst.IsEmpty) I(src, dst.Length).CopyToCPU(Stream, dst); }
+    public void Synchronize() => _accelerator.Synchronize();
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        FloatPool.Dispose();
+        IntPool.Dispose();
+        if (!_ownsAccelerator) return;
+        var context = _accelerator.Context;
+        _accelerator.Dispose();
+        context.Dispose();
+    }
+
+    /// <summary>The float elements [offset, offset + n) of a buffer of this backend, as a kernel argument.</summary>
+    internal ArrayView<float> F(Buf b, long n) => Own(b).Floats(b.Offset, n);
+    internal ArrayView<int> I(Buf b, long n) => Own(b).Ints(b.Offset, n);
+
+    private IlgpuStorage Own(Buf b) => b.Storage is IlgpuStorage s && ReferenceEquals(s.Backend, this)
+        ? s : throw new ArgumentException($"a buffer on {b.Storage.Backend.Name} was passed to {Name}");
+
+    // ---- kernels ------------------------------------------------------------------------------------------
+    /// <summary>The loaded kernel in <paramref name="slot"/>, compiled on first use.</summary>
+    private T Kernel<T>(ref T? slot, Func<Accelerator, T> load) where T : class
+    {
+        if (slot == null) lock (_kernelLock) slot ??= load(_accelerator);
+        return slot;
+    }
+
+    /// <summary>A 1-D grid-stride launch over n items: as many groups as needed, at most enough to fill the device.</summary>
+    private KernelConfig GridStride(long n, int group)
+    {
+        long groups = Math.Clamp((n + group - 1) / group, 1, Sizes.MaxElementGroups);
+        return new KernelConfig((int)groups, group);
+    }
+
+    /// <summary>Stride of a 1-D grid-stride loop inside a kernel: all threads of the grid.</summary>
+    private static int GridStrideStep => Grid.DimX * Group.DimX;
+
+    /// <summary>Every kernel entry point with the type arguments it is launched with (for the offline PTX check).</summary>
+    internal static IReadOnlyList<MethodInfo> KernelEntryPoints =>
+        [.. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints];
+}

@@ -1,0 +1,53 @@
+using System.Reflection;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using MaskBit.Kernels.Ilgpu;
+using MaskBit.Tests.Support;
+
+namespace MaskBit.Tests.Ilgpu;
+
+/// <summary>Every ILGPU kernel compiles to PTX for SM_90 without a GPU (ILGPU's PTX backend works offline).
+/// This proves code generation, not that ptxas accepts the result. The shared test backend's context is used
+/// because ILGPU caches kernel IR per context.</summary>
+[NonParallelizable]
+public sealed class PtxCompileTests
+{
+    private PTXBackend? _ptx;
+
+    [OneTimeSetUp]
+    public void CreateBackend()
+    {
+        var sm90 = CudaArchitecture.SM_90;
+        _ptx = new PTXBackend(TestDevices.SharedIlgpuCpu.Accelerator.Context, new CudaCapabilityContext(sm90), sm90,
+            CudaInstructionSet.ISA_80, nvvmAPI: null);
+    }
+
+    [OneTimeTearDown]
+    public void DisposeBackend() => _ptx?.Dispose();
+
+    private static IEnumerable<TestCaseData> Kernels() =>
+        IlgpuBackend.KernelEntryPoints.Select(m => new TestCaseData(m).SetArgDisplayNames(Describe(m)));
+
+    private static string Describe(MethodInfo m) =>
+        m.IsGenericMethod ? $"{m.Name}<{string.Join(", ", m.GetGenericArguments().Select(t => t.Name))}>" : m.Name;
+
+    [TestCaseSource(nameof(Kernels))]
+    public void CompilesToPtxForSm90(MethodInfo kernel)
+    {
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+        var compiled = (PTXCompiledKernel)_ptx!.Compile(entry, KernelSpecialization.Empty);
+        Assert.That(compiled.PTXAssembly, Does.Contain(".entry"));
+    }
+
+    [Test]
+    public void EveryKernelMethodIsListed()
+    {
+        // A kernel added without an entry in KernelEntryPoints would escape the PTX check.
+        var listed = IlgpuBackend.KernelEntryPoints.Select(m => m.IsGenericMethod ? m.GetGenericMethodDefinition() : m).ToHashSet();
+        var declared = typeof(IlgpuBackend).GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public)
+            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal) && m.ReturnType == typeof(void));
+        Assert.That(declared.Where(m => !listed.Contains(m)).Select(m => m.Name), Is.Empty);
+    }
+}
