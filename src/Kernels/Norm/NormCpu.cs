@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -9,7 +10,8 @@ namespace MaskBit.Kernels.Cpu;
 // double (Chan et al.), so x is read from memory once and eps-sized variances of offset data stay exact.
 // Values are normalised as (x − mean)·scale, not x·scale + shift, which would cancel when |mean| ≫ std.
 // GroupNorm works on one (n, group) at a time — a contiguous run of C/G·HW elements — so its second pass
-// finds the group still in cache.
+// finds the group still in cache. Inner loops are jitted fully optimised from the first call
+// (AggressiveOptimization): tier-0 code of Vector256 loops is ~10× slower.
 public sealed partial class CpuBackend
 {
     private const int MomentBlock = 2048;
@@ -171,6 +173,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>(Σ (x − center), Σ (x − center)²).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double Sum, double SumSquares) DeviationSums(ReadOnlySpan<float> x, float center)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);
@@ -191,6 +194,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>y = act((x − mean)·scale + shift) with act = SiLU or the identity.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void NormalizeRow(ReadOnlySpan<float> x, float mean, float scale, float shift, bool silu, Span<float> y)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);
@@ -212,6 +216,7 @@ public sealed partial class CpuBackend
 
     /// <summary>One GroupNorm channel: dv = dy·act'(v) at v = x̂·γ + β (act = SiLU when dvOut is given, which then
     /// receives dv; the identity otherwise). Returns (Σ dv, Σ dv·x̂).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double SumDv, double SumDvXhat) GroupNormChannelSums(ReadOnlySpan<float> x, ReadOnlySpan<float> dy,
         Span<float> dvOut, float mean, float rstd, float gamma, float beta)
     {
@@ -258,6 +263,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>One LayerNorm row: accumulates dγ += dy·x̂ and dβ += dy, returns (Σ g, Σ g·x̂) with g = γ·dy.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double SumG, double SumGXhat) LayerNormRowSums(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, ReadOnlySpan<float> gamma,
         float mean, float rstd, Span<float> dgamma, Span<float> dbeta)
     {
@@ -290,6 +296,7 @@ public sealed partial class CpuBackend
 
     /// <summary>dx = scale·dv + (x − mean)·kx + k0: the normalisation input gradient with its group sums folded
     /// into constants. dv may alias dx.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradRow(ReadOnlySpan<float> x, ReadOnlySpan<float> dv, float mean, float scale, float kx, float k0, Span<float> dx)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);
