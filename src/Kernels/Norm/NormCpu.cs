@@ -6,9 +6,10 @@ using System.Runtime.Intrinsics;
 namespace MaskBit.Kernels.Cpu;
 
 // GroupNorm (optionally fused with SiLU) and LayerNorm, forward and backward.
-// Statistics: every L1-sized block gets an exact two-pass mean and M2 in float, and the blocks are merged in
-// double (Chan et al.), so x is read from memory once and eps-sized variances of offset data stay exact.
-// Values are normalised as (x − mean)·scale, not x·scale + shift, which would cancel when |mean| ≫ std.
+// Statistics: every L1-sized block gets a corrected two-pass mean and M2, and the blocks are merged in double
+// (Chan et al.), so the statistics read x from memory once and eps-sized variances of offset data stay exact.
+// Values are normalised as (x − mean)·scale, not x·scale + shift, which would cancel when |mean| ≫ std; the
+// part of the double mean lost in rounding it to float goes into the shift.
 // GroupNorm works on one (n, group) at a time — a contiguous run of C/G·HW elements — so its second pass
 // finds the group still in cache. Inner loops are jitted fully optimised from the first call
 // (AggressiveOptimization): tier-0 code of Vector256 loops is ~10× slower.
@@ -33,7 +34,6 @@ public sealed partial class CpuBackend
                 for (int c = 0; c < perGroup; c++)
                 {
                     int ch = firstChannel + c, at = start + c * hw;
-                    // x − m is exact for x near m; the part of the mean lost to float rounding moves into the shift.
                     float scale = rs * ga[go + ch], shift = (float)(ba[bo + ch] - (mu - m) * scale);
                     NormalizeRow(xa.AsSpan(xo + at, hw), m, scale, shift, silu, ya.AsSpan(yo + at, hw));
                 }
@@ -104,7 +104,7 @@ public sealed partial class CpuBackend
                 var (mu, variance) = Moments(xr);
                 float m = (float)mu, rs = (float)(1.0 / Math.Sqrt(variance + eps));
                 ma[mo + r] = m; ra[ro + r] = rs;
-                NormalizeRow(xr, m, rs, 0f, silu: false, yr);
+                NormalizeRow(xr, m, rs, (float)(-(mu - m) * rs), silu: false, yr);
                 TensorPrimitives.MultiplyAdd(yr, ga.AsSpan(go, cols), ba.AsSpan(bo, cols), yr);
             }
         }, costPerItem: cols * 6.0);
