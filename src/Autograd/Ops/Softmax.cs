@@ -16,6 +16,7 @@ public sealed partial class Tensor
         if (d != Rank - 1) return Transpose(d, -1).SoftmaxAlong(-1, log).Transpose(d, -1);
         int cols = Shape[^1], rows = (int)ShapeUtil.Numel(Shape[..^1]);
         var y = Empty(Shape, Device);
+        if (Numel == 0) return y;
         Device.SoftmaxForward(rows, cols, Buf, y.Buf, log);
         Tape.Record(y, log ? "log_softmax" : "softmax", new[] { this }, g =>
         {

@@ -1,15 +1,18 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace MaskBit.Kernels.Cpu;
 
 // GroupNorm (optionally fused with SiLU) and LayerNorm, forward and backward.
-// Statistics: every L1-sized block gets an exact two-pass mean and M2 in float, and the blocks are merged in
-// double (Chan et al.), so x is read from memory once and eps-sized variances of offset data stay exact.
-// Values are normalised as (x − mean)·scale, not x·scale + shift, which would cancel when |mean| ≫ std.
+// Statistics: every L1-sized block gets a corrected two-pass mean and M2, and the blocks are merged in double
+// (Chan et al.), so the statistics read x from memory once and eps-sized variances of offset data stay exact.
+// Values are normalised as (x − mean)·scale, not x·scale + shift, which would cancel when |mean| ≫ std; the
+// part of the double mean lost in rounding it to float goes into the shift.
 // GroupNorm works on one (n, group) at a time — a contiguous run of C/G·HW elements — so its second pass
-// finds the group still in cache.
+// finds the group still in cache. Inner loops are jitted fully optimised from the first call
+// (AggressiveOptimization): tier-0 code of Vector256 loops is ~10× slower.
 public sealed partial class CpuBackend
 {
     private const int MomentBlock = 2048;
@@ -31,7 +34,6 @@ public sealed partial class CpuBackend
                 for (int c = 0; c < perGroup; c++)
                 {
                     int ch = firstChannel + c, at = start + c * hw;
-                    // x − m is exact for x near m; the part of the mean lost to float rounding moves into the shift.
                     float scale = rs * ga[go + ch], shift = (float)(ba[bo + ch] - (mu - m) * scale);
                     NormalizeRow(xa.AsSpan(xo + at, hw), m, scale, shift, silu, ya.AsSpan(yo + at, hw));
                 }
@@ -102,7 +104,7 @@ public sealed partial class CpuBackend
                 var (mu, variance) = Moments(xr);
                 float m = (float)mu, rs = (float)(1.0 / Math.Sqrt(variance + eps));
                 ma[mo + r] = m; ra[ro + r] = rs;
-                NormalizeRow(xr, m, rs, 0f, silu: false, yr);
+                NormalizeRow(xr, m, rs, (float)(-(mu - m) * rs), silu: false, yr);
                 TensorPrimitives.MultiplyAdd(yr, ga.AsSpan(go, cols), ba.AsSpan(bo, cols), yr);
             }
         }, costPerItem: cols * 6.0);
@@ -171,6 +173,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>(Σ (x − center), Σ (x − center)²).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double Sum, double SumSquares) DeviationSums(ReadOnlySpan<float> x, float center)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);
@@ -191,6 +194,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>y = act((x − mean)·scale + shift) with act = SiLU or the identity.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void NormalizeRow(ReadOnlySpan<float> x, float mean, float scale, float shift, bool silu, Span<float> y)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);
@@ -212,6 +216,7 @@ public sealed partial class CpuBackend
 
     /// <summary>One GroupNorm channel: dv = dy·act'(v) at v = x̂·γ + β (act = SiLU when dvOut is given, which then
     /// receives dv; the identity otherwise). Returns (Σ dv, Σ dv·x̂).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double SumDv, double SumDvXhat) GroupNormChannelSums(ReadOnlySpan<float> x, ReadOnlySpan<float> dy,
         Span<float> dvOut, float mean, float rstd, float gamma, float beta)
     {
@@ -258,6 +263,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>One LayerNorm row: accumulates dγ += dy·x̂ and dβ += dy, returns (Σ g, Σ g·x̂) with g = γ·dy.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (double SumG, double SumGXhat) LayerNormRowSums(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, ReadOnlySpan<float> gamma,
         float mean, float rstd, Span<float> dgamma, Span<float> dbeta)
     {
@@ -290,6 +296,7 @@ public sealed partial class CpuBackend
 
     /// <summary>dx = scale·dv + (x − mean)·kx + k0: the normalisation input gradient with its group sums folded
     /// into constants. dv may alias dx.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradRow(ReadOnlySpan<float> x, ReadOnlySpan<float> dv, float mean, float scale, float kx, float k0, Span<float> dx)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);

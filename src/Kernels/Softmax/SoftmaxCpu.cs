@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -96,6 +97,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>dst = a − scale·e^(x − shift) + offset (a = 0 when empty).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SubtractScaledExp(ReadOnlySpan<float> a, ReadOnlySpan<float> x, float shift, float scale, Span<float> dst, float offset = 0f)
     {
         ref float ar = ref MemoryMarshal.GetReference(a);
@@ -126,6 +128,7 @@ public sealed partial class CpuBackend
         return (sumExp, sumX);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (float SumExp, float SumX) ExpSumBlock(ReadOnlySpan<float> x, float shift, Span<float> expOut)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);
