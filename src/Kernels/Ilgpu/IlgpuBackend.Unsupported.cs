@@ -32,4 +32,11 @@ public sealed partial class IlgpuBackend
 
     public void AttentionForward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output, Buf lse) => throw NoKernel(nameof(AttentionForward));
     public void AttentionBackward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output, Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv) => throw NoKernel(nameof(AttentionBackward));
+
+    public void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s) => throw NoKernel(nameof(AdamWUpdate));
+    public void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay) => throw NoKernel(nameof(EmaUpdate));
+
+    public void LfqQuantize(int batch, int bits, int hw, Buf z, Buf zq, Buf indices, Buf commitmentSum) => throw NoKernel(nameof(LfqQuantize));
+    public void LfqEntropyForward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf result) => throw NoKernel(nameof(LfqEntropyForward));
+    public void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz) => throw NoKernel(nameof(LfqEntropyBackward));
 }
