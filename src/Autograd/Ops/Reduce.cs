@@ -70,7 +70,12 @@ public sealed partial class Tensor
 {
     /// <summary>Index of the first minimum along the last axis (Int32, that axis removed). Evaluated on the host:
     /// used for codebook look-ups where the scores are small; a device kernel arrives with the GPU backend.</summary>
-    public Tensor ArgMinLastAxis()
+    public Tensor ArgMinLastAxis() => ArgExtremeLastAxis(min: true);
+
+    /// <summary>Index of the first maximum along the last axis (Int32, that axis removed), on the host.</summary>
+    public Tensor ArgMaxLastAxis() => ArgExtremeLastAxis(min: false);
+
+    private Tensor ArgExtremeLastAxis(bool min)
     {
         int cols = Shape[^1];
         var v = ToArray();
@@ -78,7 +83,11 @@ public sealed partial class Tensor
         for (int r = 0; r < idx.Length; r++)
         {
             int best = 0; float bestV = v[r * cols];
-            for (int c = 1; c < cols; c++) if (v[r * cols + c] < bestV) { bestV = v[r * cols + c]; best = c; }
+            for (int c = 1; c < cols; c++)
+            {
+                float x = v[r * cols + c];
+                if (min ? x < bestV : x > bestV) { bestV = x; best = c; }
+            }
             idx[r] = best;
         }
         return FromInts(idx, Shape[..^1], Device);
