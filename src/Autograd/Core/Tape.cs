@@ -42,6 +42,7 @@ public static class Tape
     public static void Backward(Tensor root, Tensor? gradient = null)
     {
         var grads = Propagate(new[] { root }, new[] { gradient }, stopAt: null);
+        using var _ = TensorScope.Outside();   // leaf gradients outlive any scope of the step
         foreach (var (leaf, g) in grads)
         {
             if (!leaf.IsLeaf) continue;

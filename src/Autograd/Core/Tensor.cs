@@ -47,17 +47,24 @@ public sealed partial class Tensor
     {
         ShapeUtil.Validate(shape);
         var dev = device ?? MaskBit.Autograd.Device.Default;
-        return new Tensor(dev.Allocate(ShapeUtil.Numel(shape), dtype, zero: false), 0, (int[])shape.Clone());
+        return Owned(dev.Allocate(ShapeUtil.Numel(shape), dtype, zero: false), shape);
     }
 
     public static Tensor Zeros(int[] shape, IBackend? device = null, DType dtype = DType.Float32)
     {
         ShapeUtil.Validate(shape);
         var dev = device ?? MaskBit.Autograd.Device.Default;
-        return new Tensor(dev.Allocate(ShapeUtil.Numel(shape), dtype, zero: true), 0, (int[])shape.Clone());
+        return Owned(dev.Allocate(ShapeUtil.Numel(shape), dtype, zero: true), shape);
     }
 
     public static Tensor Zeros(params int[] shape) => Zeros(shape, null);
+
+    /// <summary>A tensor over a fresh storage, registered with the open <see cref="TensorScope"/>.</summary>
+    private static Tensor Owned(Storage storage, int[] shape)
+    {
+        TensorScope.Track(storage);
+        return new Tensor(storage, 0, (int[])shape.Clone());
+    }
 
     public static Tensor Full(int[] shape, float value, IBackend? device = null)
     {

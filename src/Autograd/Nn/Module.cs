@@ -27,6 +27,7 @@ public abstract class Module
     {
         CheckName(name);
         var p = value.IsLeaf ? value : value.Detach();
+        TensorScope.Untrack(p);
         p.RequiresGrad = true;
         p.Name = name;
         _parameters.Add((name, p));
@@ -37,6 +38,7 @@ public abstract class Module
     protected Tensor Buffer(string name, Tensor value)
     {
         CheckName(name);
+        TensorScope.Untrack(value);
         value.Name = name;
         _buffers.Add((name, value));
         return value;

@@ -37,7 +37,7 @@ public sealed class AdamW
         {
             if (p.Grad == null) continue;
             if (!_state.TryGetValue(p, out var st))
-                st = (Tensor.Zeros(p.Shape, p.Device), Tensor.Zeros(p.Shape, p.Device), 0);
+                using (TensorScope.Outside()) st = (Tensor.Zeros(p.Shape, p.Device), Tensor.Zeros(p.Shape, p.Device), 0);
             long step = st.Step + 1;
             _state[p] = (st.ExpAvg, st.ExpAvgSq, step);
             double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
@@ -53,8 +53,11 @@ public sealed class AdamW
     public void ZeroGrad() { foreach (var p in Parameters) p.Grad = null; }
 
     /// <summary>Restores moment buffers and step counts (checkpoint resume).</summary>
-    public void LoadState(Tensor p, Tensor expAvg, Tensor expAvgSq, long step) =>
+    public void LoadState(Tensor p, Tensor expAvg, Tensor expAvgSq, long step)
+    {
+        using var _ = TensorScope.Outside();
         _state[p] = (expAvg.CloneNoGrad(), expAvgSq.CloneNoGrad(), step);
+    }
 }
 
 /// <summary>torch.nn.utils.clip_grad_norm_ (2-norm).</summary>

@@ -23,6 +23,7 @@ public sealed class Ema
         if (updateEvery < 1) throw new ArgumentOutOfRangeException(nameof(updateEvery), $"update_every {updateEvery} must be ≥ 1");
         Decay = decay; MinDecay = minDecay; UpdateAfterStep = updateAfterStep; UpdateEvery = updateEvery;
         UseEmaWarmup = useEmaWarmup; InvGamma = invGamma; Power = power; OptimizationStep = currentStep;
+        using var _ = TensorScope.Outside();
         Shadow = parameters.Select(p => p.Detach().CloneNoGrad()).ToList();
     }
 
