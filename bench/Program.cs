@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using MaskBit.Kernels.Cpu;
@@ -28,7 +29,8 @@ public static class Program
             return JsonRunner.Run(filter, runs, seconds);
         }
 
-        var config = DefaultConfig.Instance.AddColumn(ThroughputColumn.All);
+        var config = DefaultConfig.Instance.AddColumn(ThroughputColumn.All)
+            .WithSummaryStyle(SummaryStyle.Default.WithMaxParameterColumnWidth(40));
         if (Take(rest, "--quick"))
             config = config.AddJob(Job.ShortRun.WithWarmupCount(2).WithIterationCount(5).WithLaunchCount(1)
                 .WithToolchain(InProcessEmitToolchain.Instance).AsDefault());
