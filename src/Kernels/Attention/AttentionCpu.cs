@@ -245,7 +245,7 @@ public sealed partial class CpuBackend
             var sumV = Vector256<float>.Zero;
             for (j = 0; j <= n - 8; j += 8)
             {
-                var e = Exp(Vector256.FusedMultiplyAdd(Vector256.Load(row + j), scaleV, shiftV));
+                var e = SimdMath.Exp(Vector256.FusedMultiplyAdd(Vector256.Load(row + j), scaleV, shiftV));
                 e.Store(row + j);
                 sumV += e;
             }
@@ -265,7 +265,7 @@ public sealed partial class CpuBackend
             int j = 0;
             for (; j <= n - 8; j += 8)
             {
-                var p = Exp(Vector256.FusedMultiplyAdd(Vector256.Load(s + j), scaleV, shiftV));
+                var p = SimdMath.Exp(Vector256.FusedMultiplyAdd(Vector256.Load(s + j), scaleV, shiftV));
                 p.Store(s + j);
                 (p * (Vector256.Load(dp + j) - dotV) * scaleV).Store(dp + j);
             }
@@ -275,28 +275,6 @@ public sealed partial class CpuBackend
                 s[j] = p;
                 dp[j] = p * (dp[j] - rowDot) * scale;
             }
-        }
-
-        /// <summary>e^x for x ≤ 88 in float arithmetic (Cephes expf: x = n·ln2 + r, degree-5 polynomial in r, 2ⁿ
-        /// built in the exponent bits); relative error ≤ 2e-7, about twice the speed of Vector256.Exp (which
-        /// works in double). Inputs below −87.3 give ~1e-38 instead of 0, harmless next to a softmax row sum ≥ 1.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Exp(Vector256<float> x)
-        {
-            x = Vector256.Min(Vector256.Max(x, Vector256.Create(-87.3f)), Vector256.Create(88.3f));
-            var n = Vector256.Round(x * Vector256.Create(1.44269504088896341f));
-            // r = x − n·ln2 with ln2 split in two so that n·ln2_hi is exact.
-            var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-0.693359375f), x);
-            r = Vector256.FusedMultiplyAdd(n, Vector256.Create(2.12194440e-4f), r);
-            var p = Vector256.Create(1.9875691500e-4f);
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.3981999507e-3f));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
-            p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
-            var twoToN = (Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23;
-            return p * twoToN.AsSingle();
         }
 
         /// <summary>Small strided GEMMs on L1/L2-resident blocks for the attention kernels.</summary>

@@ -3,7 +3,7 @@ using System.Runtime.Intrinsics;
 
 namespace MaskBit.Kernels.Cpu;
 
-/// <summary>Vector transcendental functions for the softmax and normalisation kernels. .NET's Vector256.Exp
+/// <summary>Vector transcendental functions shared by the CPU kernels (softmax, norms, attention). .NET's Vector256.Exp
 /// widens to double and is ~8× slower; this float-only version (Cephes expf) is within 2 ulp.</summary>
 internal static class SimdMath
 {
