@@ -1,0 +1,143 @@
+using System.Numerics;
+using MaskBit.Models.Interop;
+
+namespace MaskBit.Models.Metrics;
+
+/// <summary>Mean and covariance of Inception features (float64; sigma row-major Dim×Dim).</summary>
+public sealed class GaussianStatistics
+{
+    public int Dim { get; }
+    public double[] Mu { get; }
+    public double[] Sigma { get; }
+
+    public GaussianStatistics(double[] mu, double[] sigma)
+    {
+        if (sigma.Length != mu.Length * mu.Length)
+            throw new ArgumentException($"sigma has {sigma.Length} values, expected {mu.Length}² for mu of length {mu.Length}");
+        Dim = mu.Length;
+        Mu = mu;
+        Sigma = sigma;
+    }
+
+    /// <summary>Reference statistics from an .npz with arrays `mu` (D) and `sigma` (D, D), as the reference's
+    /// `read_imagenet_train_stats` reads them.</summary>
+    public static GaussianStatistics LoadNpz(string path)
+    {
+        var arrays = Npy.ReadNpz(path);
+        if (!arrays.TryGetValue("mu", out var mu)) throw new InvalidDataException($"{path}: no 'mu' array");
+        if (!arrays.TryGetValue("sigma", out var sigma)) throw new InvalidDataException($"{path}: no 'sigma' array");
+        if (mu.Shape.Length != 1 || sigma.Shape.Length != 2 || sigma.Shape[0] != mu.Shape[0] || sigma.Shape[1] != mu.Shape[0])
+            throw new InvalidDataException($"{path}: mu [{string.Join(",", mu.Shape)}] and sigma [{string.Join(",", sigma.Shape)}] are not (D) and (D, D)");
+        return new GaussianStatistics(mu.ToFloat64(), sigma.ToFloat64());
+    }
+}
+
+/// <summary>Running float64 sums Σf and Σffᵀ over feature rows, turned into the mean and the unbiased covariance
+/// (Σffᵀ − (Σf)(Σf)ᵀ/N)/(N − 1), as the reference's `get_covariance`.</summary>
+public sealed class FeatureMoments(int dim)
+{
+    private readonly double[] _sum = new double[dim];
+    // Upper triangle (j ≥ i) of Σffᵀ only; the lower one is mirrored when the covariance is formed.
+    private readonly double[] _sumOuter = new double[dim * dim];
+
+    public int Dim { get; } = dim;
+    public long Count { get; private set; }
+
+    public void Add(ReadOnlySpan<double> row)
+    {
+        if (row.Length != Dim) throw new ArgumentException($"feature row has {row.Length} values, expected {Dim}");
+        for (int i = 0; i < Dim; i++)
+        {
+            double fi = row[i];
+            _sum[i] += fi;
+            AddScaled(_sumOuter.AsSpan(i * Dim + i, Dim - i), row[i..], fi);
+        }
+        Count++;
+    }
+
+    public GaussianStatistics ToStatistics()
+    {
+        if (Count < 2) throw new InvalidOperationException($"a covariance needs at least 2 feature rows, got {Count}");
+        var mu = new double[Dim];
+        for (int i = 0; i < Dim; i++) mu[i] = _sum[i] / Count;
+        var sigma = new double[Dim * Dim];
+        for (int i = 0; i < Dim; i++)
+            for (int j = i; j < Dim; j++)
+                sigma[i * Dim + j] = sigma[j * Dim + i] = (_sumOuter[i * Dim + j] - _sum[i] * _sum[j] / Count) / (Count - 1);
+        return new GaussianStatistics(mu, sigma);
+    }
+
+    /// <summary>dst += scale·src.</summary>
+    internal static void AddScaled(Span<double> dst, ReadOnlySpan<double> src, double scale)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vs = new Vector<double>(scale);
+            for (; i <= dst.Length - Vector<double>.Count; i += Vector<double>.Count)
+                (new Vector<double>(dst[i..]) + vs * new Vector<double>(src[i..])).CopyTo(dst[i..]);
+        }
+        for (; i < dst.Length; i++) dst[i] += scale * src[i];
+    }
+}
+
+public static class Frechet
+{
+    /// <summary>Fréchet distance between two Gaussians: ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·tr sqrtm(Σ1·Σ2).</summary>
+    public static double Distance(ReadOnlySpan<double> mu1, ReadOnlySpan<double> sigma1, ReadOnlySpan<double> mu2, ReadOnlySpan<double> sigma2)
+    {
+        int n = mu1.Length;
+        if (mu2.Length != n || sigma1.Length != n * n || sigma2.Length != n * n)
+            throw new ArgumentException($"mu1 ({mu1.Length}), mu2 ({mu2.Length}), sigma1 ({sigma1.Length}), sigma2 ({sigma2.Length}) do not describe the same dimension");
+        double meanTerm = 0, traces = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double d = mu1[i] - mu2[i];
+            meanTerm += d * d;
+            traces += sigma1[i * n + i] + sigma2[i * n + i];
+        }
+        return meanTerm + traces - 2 * TraceSqrtmProduct(sigma1, sigma2, n);
+    }
+
+    public static double Distance(GaussianStatistics a, GaussianStatistics b) => Distance(a.Mu, a.Sigma, b.Mu, b.Sigma);
+
+    /// <summary>tr sqrtm(A·B) for symmetric positive semi-definite A and B (n×n, row-major). A·B itself is not
+    /// symmetric, but it is similar to the symmetric PSD sqrt(A)·B·sqrt(A), whose eigenvalues it shares; the trace
+    /// of the principal square root is Σ sqrt(λ). Eigenvalues that rounding pushes below zero count as 0, which is
+    /// what the reference gets from scipy's sqrtm by keeping the real part.</summary>
+    public static double TraceSqrtmProduct(ReadOnlySpan<double> a, ReadOnlySpan<double> b, int n)
+    {
+        var sqrtA = SymmetricSqrt(a, n);
+        var product = Multiply(Multiply(sqrtA, b, n), sqrtA, n);
+        var (values, _) = SymmetricEigen.Decompose(product, n, computeVectors: false);
+        double trace = 0;
+        foreach (double v in values) trace += Math.Sqrt(Math.Max(v, 0));
+        return trace;
+    }
+
+    /// <summary>The symmetric PSD square root V·diag(sqrt(max(λ, 0)))·Vᵀ of a symmetric matrix.</summary>
+    public static double[] SymmetricSqrt(ReadOnlySpan<double> a, int n)
+    {
+        var (values, vectors) = SymmetricEigen.Decompose(a, n);
+        var root = new double[n * n];
+        for (int k = 0; k < n; k++)
+        {
+            double r = Math.Sqrt(Math.Max(values[k], 0));
+            if (r == 0) continue;
+            var v = vectors!.AsSpan(k * n, n);
+            for (int i = 0; i < n; i++) FeatureMoments.AddScaled(root.AsSpan(i * n, n), v, r * v[i]);
+        }
+        return root;
+    }
+
+    private static double[] Multiply(ReadOnlySpan<double> x, ReadOnlySpan<double> y, int n)
+    {
+        var result = new double[n * n];
+        for (int i = 0; i < n; i++)
+        {
+            var row = result.AsSpan(i * n, n);
+            for (int k = 0; k < n; k++) FeatureMoments.AddScaled(row, y.Slice(k * n, n), x[i * n + k]);
+        }
+        return result;
+    }
+}

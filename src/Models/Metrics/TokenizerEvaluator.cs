@@ -1,0 +1,164 @@
+namespace MaskBit.Models.Metrics;
+
+[Flags]
+public enum TokenizerMetric
+{
+    None = 0,
+    Mae = 1 << 0,
+    Mse = 1 << 1,
+    Psnr = 1 << 2,
+    Ssim = 1 << 3,
+    InceptionScore = 1 << 4,
+    Rfid = 1 << 5,
+    CodebookUsage = 1 << 6,
+    CodebookEntropy = 1 << 7,
+    All = Mae | Mse | Psnr | Ssim | InceptionScore | Rfid | CodebookUsage | CodebookEntropy,
+}
+
+/// <summary>The reference's `TokenizerEvaluator` (without LPIPS): metrics of reconstructions accumulated over
+/// `Update` batches, host-side in float64. Per-image metrics (MAE, MSE, PSNR, SSIM) are averaged over images;
+/// IS uses one split over all fake images; rFID compares the Inception feature statistics of real and fake
+/// images; codebook usage / entropy count the token indices.</summary>
+public sealed class TokenizerEvaluator
+{
+    private readonly TokenizerMetric _metrics;
+    private readonly IFeatureExtractor? _inception;
+    private readonly Ssim _ssim = new();
+    private double _sumMae, _sumMse, _sumPsnr, _sumSsim;
+    private InceptionScoreAccumulator? _inceptionScore;
+    private FeatureMoments? _realMoments, _fakeMoments;
+    private readonly bool[] _codebookSeen;
+    private readonly double[] _codebookFrequencies;
+
+    public int NumCodebookEntries { get; }
+    public long NumExamples { get; private set; }
+
+    /// <param name="inception">Computes features and logits from images; needed for IS / rFID unless every
+    /// `Update` passes them precomputed.</param>
+    public TokenizerEvaluator(TokenizerMetric metrics, int numCodebookEntries = 1024, IFeatureExtractor? inception = null)
+    {
+        _metrics = metrics;
+        _inception = inception;
+        NumCodebookEntries = numCodebookEntries;
+        _codebookSeen = new bool[numCodebookEntries];
+        _codebookFrequencies = new double[numCodebookEntries];
+    }
+
+    private bool Enabled(TokenizerMetric m) => (_metrics & m) != 0;
+
+    public void Reset()
+    {
+        _sumMae = _sumMse = _sumPsnr = _sumSsim = 0;
+        _inceptionScore = null;
+        _realMoments = _fakeMoments = null;
+        Array.Clear(_codebookSeen);
+        Array.Clear(_codebookFrequencies);
+        NumExamples = 0;
+    }
+
+    /// <summary>Adds a batch, running the Inception network on `(img·255).to(uint8)` when IS or rFID is on.</summary>
+    public void Update(ImageBatch real, ImageBatch fake, ReadOnlySpan<int> codebookIndices = default)
+    {
+        InceptionOutputs? realOut = null, fakeOut = null;
+        if (Enabled(TokenizerMetric.InceptionScore | TokenizerMetric.Rfid))
+        {
+            var net = _inception ?? throw new InvalidOperationException("IS / rFID need an IFeatureExtractor (or precomputed Inception outputs)");
+            fakeOut = net.Extract(fake.ToUInt8(), fake.N, fake.H, fake.W);
+            if (Enabled(TokenizerMetric.Rfid)) realOut = net.Extract(real.ToUInt8(), real.N, real.H, real.W);
+        }
+        Update(real, fake, codebookIndices, realOut, fakeOut);
+    }
+
+    /// <summary>Adds a batch with precomputed Inception outputs: `fakeInception` (features and logits) for IS and
+    /// rFID, `realInception` (features) for rFID.</summary>
+    public void Update(ImageBatch real, ImageBatch fake, ReadOnlySpan<int> codebookIndices, InceptionOutputs? realInception, InceptionOutputs? fakeInception)
+    {
+        if (real.N != fake.N || real.ImageSize != fake.ImageSize || real.Data.Length != fake.Data.Length)
+            throw new ArgumentException($"real ({real.N}×{real.C}×{real.H}×{real.W}) and fake ({fake.N}×{fake.C}×{fake.H}×{fake.W}) batches differ");
+        for (int i = 0; i < real.N; i++)
+        {
+            var r = real.Image(i);
+            var f = fake.Image(i);
+            if (Enabled(TokenizerMetric.Mae)) _sumMae += ImageQuality.MeanAbsoluteError(r, f);
+            if (Enabled(TokenizerMetric.Mse)) _sumMse += ImageQuality.MeanSquaredError(r, f);
+            if (Enabled(TokenizerMetric.Psnr)) _sumPsnr += ImageQuality.Psnr(r, f);
+            if (Enabled(TokenizerMetric.Ssim)) _sumSsim += _ssim.Compute(r, f, real.C, real.H, real.W);
+        }
+
+        if (Enabled(TokenizerMetric.InceptionScore))
+        {
+            var fo = RequireRows(fakeInception, real.N, "fake", needLogits: true);
+            _inceptionScore ??= new InceptionScoreAccumulator(fo.LogitsDim);
+            for (int i = 0; i < fo.Count; i++) _inceptionScore.Add(fo.LogitsRow(i));
+        }
+        if (Enabled(TokenizerMetric.Rfid))
+        {
+            var ro = RequireRows(realInception, real.N, "real", needLogits: false);
+            var fo = RequireRows(fakeInception, real.N, "fake", needLogits: false);
+            if (ro.FeatureDim != fo.FeatureDim) throw new ArgumentException($"real ({ro.FeatureDim}) and fake ({fo.FeatureDim}) feature sizes differ");
+            _realMoments ??= new FeatureMoments(ro.FeatureDim);
+            _fakeMoments ??= new FeatureMoments(fo.FeatureDim);
+            for (int i = 0; i < ro.Count; i++)
+            {
+                _realMoments.Add(ro.FeatureRow(i));
+                _fakeMoments.Add(fo.FeatureRow(i));
+            }
+        }
+
+        if (Enabled(TokenizerMetric.CodebookUsage | TokenizerMetric.CodebookEntropy))
+        {
+            if (codebookIndices.IsEmpty) throw new ArgumentException("codebook metrics need the codebook indices of the batch");
+            foreach (int index in codebookIndices)
+            {
+                if ((uint)index >= (uint)NumCodebookEntries) throw new ArgumentOutOfRangeException(nameof(codebookIndices), $"index {index} is outside the {NumCodebookEntries} codebook entries");
+                _codebookSeen[index] = true;
+                _codebookFrequencies[index]++;
+            }
+        }
+        NumExamples += real.N;
+    }
+
+    private static InceptionOutputs RequireRows(InceptionOutputs? outputs, int count, string which, bool needLogits)
+    {
+        if (outputs == null) throw new ArgumentException($"Inception outputs of the {which} images are missing");
+        if (outputs.Count != count) throw new ArgumentException($"{outputs.Count} Inception rows for {count} {which} images");
+        if (needLogits && outputs.Logits == null) throw new ArgumentException($"the Inception Score needs the logits of the {which} images");
+        return outputs;
+    }
+
+    /// <summary>Mean and unbiased covariance of the real / fake features seen so far (rFID on).</summary>
+    public (GaussianStatistics Real, GaussianStatistics Fake) FeatureStatistics() =>
+        _realMoments == null || _fakeMoments == null
+            ? throw new InvalidOperationException("no rFID features were accumulated")
+            : (_realMoments.ToStatistics(), _fakeMoments.ToStatistics());
+
+    /// <summary>The enabled metrics under the reference's names (MAE, MSE, PSNR, SSIM, InceptionScore, rFID,
+    /// CodebookUsage, CodebookEntropy).</summary>
+    public IReadOnlyDictionary<string, double> Result()
+    {
+        if (NumExamples < 1) throw new InvalidOperationException("No examples to evaluate.");
+        var scores = new Dictionary<string, double>();
+        if (Enabled(TokenizerMetric.Mae)) scores["MAE"] = _sumMae / NumExamples;
+        if (Enabled(TokenizerMetric.Mse)) scores["MSE"] = _sumMse / NumExamples;
+        if (Enabled(TokenizerMetric.Psnr)) scores["PSNR"] = _sumPsnr / NumExamples;
+        if (Enabled(TokenizerMetric.Ssim)) scores["SSIM"] = _sumSsim / NumExamples;
+        if (Enabled(TokenizerMetric.InceptionScore)) scores["InceptionScore"] = _inceptionScore!.Result();
+        if (Enabled(TokenizerMetric.Rfid))
+        {
+            var (realStats, fakeStats) = FeatureStatistics();
+            scores["rFID"] = Frechet.Distance(realStats, fakeStats);
+        }
+        if (Enabled(TokenizerMetric.CodebookUsage)) scores["CodebookUsage"] = (double)_codebookSeen.Count(s => s) / NumCodebookEntries;
+        if (Enabled(TokenizerMetric.CodebookEntropy))
+        {
+            double total = _codebookFrequencies.Sum(), entropy = 0;
+            foreach (double count in _codebookFrequencies)
+            {
+                double p = count / total;
+                entropy -= Math.Log2(p + 1e-8) * p;
+            }
+            scores["CodebookEntropy"] = entropy;
+        }
+        return scores;
+    }
+}
