@@ -1,0 +1,62 @@
+using MaskBit.Autograd;
+using MaskBit.Models.Data;
+using MaskBit.Models.Metrics;
+using MaskBit.Models.Tokenizer;
+
+namespace MaskBit.Models.Training;
+
+/// <summary>Reconstruction with a trained tokenizer and its evaluation (the reference's eval_reconstruction and
+/// generate_images): eval mode, no gradients, reconstructions clamped to [0, 1].</summary>
+public static class TokenizerEvaluation
+{
+    /// <summary>The metrics computed without an Inception network.</summary>
+    public const TokenizerMetric HostMetrics = TokenizerMetric.Mae | TokenizerMetric.Mse | TokenizerMetric.Psnr |
+                                               TokenizerMetric.Ssim | TokenizerMetric.CodebookUsage | TokenizerMetric.CodebookEntropy;
+
+    /// <summary>Reconstructs (B,C,H,W) images in [0,1]; returns the clamped reconstructions and the token indices.</summary>
+    public static (Tensor Reconstructions, int[] Tokens) Reconstruct(ConvVQModel model, Tensor images)
+    {
+        bool wasTraining = model.Training;
+        model.Eval();
+        try
+        {
+            using var _ = Tape.NoGrad();
+            var (decoded, result) = model.Forward(images);
+            return (decoded.Clamp(0f, 1f), result.MinEncodingIndices.ToIntArray());
+        }
+        finally { model.Train(wasTraining); }
+    }
+
+    /// <summary>Runs the model over <paramref name="batches"/> (at most <paramref name="maxImages"/> images) and
+    /// returns the reference evaluator's metrics (MAE, MSE, PSNR, SSIM, CodebookUsage, CodebookEntropy).</summary>
+    public static IReadOnlyDictionary<string, double> Evaluate(ConvVQModel model, IEnumerable<Batch> batches, long maxImages = long.MaxValue)
+    {
+        var evaluator = new TokenizerEvaluator(HostMetrics, model.Config.CodebookSize);
+        foreach (var batch in batches)
+        {
+            if (evaluator.NumExamples >= maxImages) break;
+            using var scope = TensorScope.Begin();
+            var images = batch.Images;
+            long room = maxImages - evaluator.NumExamples;
+            if (images.Shape[0] > room) images = images.Narrow(0, 0, (int)room);
+            var (reconstructions, tokens) = Reconstruct(model, images);
+            evaluator.Update(ImageBatch.FromTensor(images.Clamp(0f, 1f)), ImageBatch.FromTensor(reconstructions), tokens);
+        }
+        if (evaluator.NumExamples == 0) throw new InvalidOperationException("evaluation: the data yielded no images");
+        return evaluator.Result();
+    }
+
+    /// <summary>A loader over the whole data set in order, with the evaluation transform (resize, centre crop).</summary>
+    public static DataLoader EvalLoader(IImageDataset dataset, ImageTransform transform, int batchSize, int workers) =>
+        new(dataset, new DataLoaderOptions
+        {
+            BatchSize = batchSize, Shuffle = false, Workers = workers, Transform = (image, _) => transform.Eval(image),
+        });
+
+    /// <summary>Originals in the top row, reconstructions below (one column per image).</summary>
+    public static HostImage ComparisonGrid(Tensor originals, Tensor reconstructions)
+    {
+        int n = originals.Shape[0];
+        return ImageIO.MakeGrid(Tensor.Cat(new[] { originals.Clamp(0f, 1f), reconstructions }, 0), nrow: n);
+    }
+}
