@@ -1,15 +1,20 @@
 using System.CommandLine;
 using System.Runtime.Intrinsics.X86;
+using MaskBit.Cli.Commands;
 using MaskBit.Kernels.Cpu;
 using MaskBit.Models.Interop;
 
 namespace MaskBit.Cli;
 
-/// <summary>The `maskbit` command. Sub-commands arrive with the tokenizer, generator and interop work;
-/// `info` reports the compute devices this machine offers, `inspect` lists the tensors of a weights file.</summary>
+/// <summary>The `maskbit` command: `info` reports the compute devices this machine offers, `inspect` lists the
+/// tensors of a weights file; `train tokenizer`, `eval tokenizer` and `reconstruct` live in Commands/.</summary>
 public static class Program
 {
     public const int ExitOk = 0, ExitBadFile = 1, ExitUsage = 2;
+    /// <summary>A run that failed on its own terms (e.g. a training loss became NaN).</summary>
+    public const int ExitFailed = 3;
+    /// <summary>Stopped by Ctrl-C / SIGTERM after writing a resumable checkpoint (128 + SIGINT).</summary>
+    public const int ExitCancelled = 130;
 
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
@@ -27,6 +32,9 @@ public static class Program
         });
         root.Subcommands.Add(info);
         root.Subcommands.Add(InspectCommand(stdout, stderr));
+        root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
+        root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ReconstructCommand.Create(stdout, stderr));
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -35,7 +43,8 @@ public static class Program
             stderr.WriteLine("usage: see 'maskbit --help'");
             return ExitUsage;
         }
-        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+        // Ctrl-C is handled by the commands that need a clean stop (train), not by System.CommandLine's timeout.
+        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null });
     }
 
     private static Command InspectCommand(TextWriter stdout, TextWriter stderr)

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using MaskBit.Models.Config;
+using MaskBit.Models.Training;
+
+namespace MaskBit.Cli.Commands;
+
+/// <summary>`maskbit eval tokenizer`: reconstruction metrics of a trained tokenizer (the reference's
+/// eval_reconstruction): PSNR, SSIM, MAE, MSE, codebook usage and entropy, printed and written to metrics.json.</summary>
+internal static class EvalCommand
+{
+    public const string MetricsFileName = "metrics.json";
+
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var eval = new Command("eval", "Evaluate a model.");
+        eval.Subcommands.Add(Tokenizer(stdout, stderr));
+        return eval;
+    }
+
+    private static Command Tokenizer(TextWriter stdout, TextWriter stderr)
+    {
+        var config = CommandSupport.ConfigOption();
+        var overrides = CommandSupport.OverridesArgument();
+        var weights = new Option<string>("--weights") { Required = true, Description = "A training checkpoint or official tokenizer weights (.bin, .safetensors)." };
+        var data = new Option<string?>("--data") { Description = "Images: webdataset shard pattern, image folder or fashion-mnist (default: dataset.params.eval_shards_path_or_url)." };
+        var maxImages = new Option<int?>("--max-images") { Description = "Evaluate at most this many images." };
+        var batchSize = new Option<int?>("--batch-size") { Description = "Images per batch (default: training.per_gpu_batch_size, else 32)." };
+        var output = new Option<string>("--out") { Description = "Folder for metrics.json.", DefaultValueFactory = _ => "." };
+        var noEma = CommandSupport.NoEmaOption();
+        var command = new Command("tokenizer", "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy). " +
+                                               "rFID / IS need the FID InceptionV3, which this build does not include.")
+        {
+            config, overrides, weights, data, maxImages, batchSize, output, noEma,
+        };
+        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        {
+            var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
+            string source = parse.GetValue(data)
+                ?? (cfg.Has("dataset.params.eval_shards_path_or_url") ? cfg.GetString("dataset.params.eval_shards_path_or_url")
+                    : throw new ConfigException($"{cfg.File}: no evaluation data: pass --data or set dataset.params.eval_shards_path_or_url"));
+            int batch = parse.GetValue(batchSize) ?? (int)cfg.GetInt("training.per_gpu_batch_size", 32);
+            if (batch < 1) throw new ConfigException($"--batch-size must be at least 1, not {batch}");
+
+            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout);
+            var dataset = TrainingData.Open(source, train: false, TrainingData.Channels(cfg));
+            IReadOnlyDictionary<string, double> scores;
+            try
+            {
+                var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1);
+                long limit = parse.GetValue(maxImages) ?? long.MaxValue;
+                stdout.WriteLine($"evaluating on {source}: {Math.Min(limit, dataset.Count)} of {dataset.Count} images");
+                scores = TokenizerEvaluation.Evaluate(model, loader.Epoch(0), limit);
+            }
+            finally { (dataset as IDisposable)?.Dispose(); }
+
+            foreach (var (name, value) in scores)
+                stdout.WriteLine($"{name,-16}{value.ToString("F4", CultureInfo.InvariantCulture)}");
+            string outputDir = parse.GetValue(output)!;
+            Directory.CreateDirectory(outputDir);
+            string path = Path.Combine(outputDir, MetricsFileName);
+            File.WriteAllText(path, JsonSerializer.Serialize(scores, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            stdout.WriteLine($"wrote {path}");
+            return Program.ExitOk;
+        }));
+        return command;
+    }
+}
