@@ -1,0 +1,292 @@
+using System.Text.Json;
+using MaskBit.Cli;
+using MaskBit.Models.Config;
+using MaskBit.Models.Data;
+using MaskBit.Models.Interop;
+using MaskBit.Models.Tokenizer;
+using MaskBit.Models.Training;
+using MaskBit.Tests.Data;
+
+namespace MaskBit.Tests.Training;
+
+/// <summary>Stage-I training on a tiny tokenizer (hidden 32, channel_mult [1, 2], 8 bits) over a folder of
+/// synthetic 16×16 images the test writes, through <see cref="TokenizerTrainer"/> and the CLI.</summary>
+[TestFixture]
+public class TokenizerTrainerTests
+{
+    private TempDirectory _dir = null!;
+    private string _images = null!;
+    private string _config = null!;
+
+    /// <summary>The GAN term and the discriminator start at step 2 (0-based), so short runs cover both steps,
+    /// the adaptive weight and LeCAM.</summary>
+    private const string TinyConfig = """
+        experiment:
+            name: "tiny"
+            save_every: 1000
+            generate_every: 1000
+            eval_every: 0
+            log_every: 1
+            resume: True
+        model:
+            vq_model:
+                quantizer_type: "lookup-free"
+                codebook_size: 256
+                token_size: 8
+                commitment_cost: 0.25
+                entropy_loss_weight: 0.02
+                entropy_loss_temperature: 0.01
+                entropy_gamma: 1.0
+                num_channels: 3
+                hidden_channels: 32
+                channel_mult: [1, 2]
+                num_resolutions: 2
+                num_res_blocks: 1
+            discriminator:
+                name: "VQGAN+Discriminator"
+                num_channels: 3
+                num_stages: 1
+                hidden_channels: 32
+                blur_resample: False
+        losses:
+            quantizer_weight: 1.0
+            perceptual_loss: "resnet50"
+            perceptual_weight: 0.0
+            reconstruction_loss: "l2"
+            reconstruction_weight: 4.0
+            discriminator_start: 2
+            discriminator_loss: "hinge"
+            discriminator_factor: 1.0
+            discriminator_weight: 0.1
+            discriminator_gradient_penalty: "adopt_weight"
+            lecam_regularization_weight: 0.001
+            entropy_annealing_steps: 10
+            entropy_annealing_factor: 2.0
+        dataset:
+            params:
+                train_shards_path_or_url: "IMAGES"
+                num_workers_per_gpu: 1
+            preprocessing:
+                resolution: 16
+                use_aspect_ratio_aug: False
+                use_random_crop: False
+                min_scale: 1.0
+        optimizer:
+            name: adamw
+            params:
+                learning_rate: 2e-3
+                discriminator_learning_rate: 1e-3
+                beta1: 0.9
+                beta2: 0.99
+                weight_decay: 1e-4
+                epsilon: 1e-8
+        lr_scheduler:
+            scheduler: "cosine_with_minimum"
+            params:
+                warmup_steps: 1
+        training:
+            gradient_accumulation_steps: 1
+            per_gpu_batch_size: 4
+            use_ema: True
+            seed: 7
+            max_train_steps: 4
+            num_generated_images: 2
+            max_grad_norm: 1.0
+        """;
+
+    [OneTimeSetUp]
+    public void WriteImagesAndConfig()
+    {
+        _dir = new TempDirectory();
+        _images = _dir.File("images");
+        for (int i = 0; i < 12; i++)
+            ImageIO.Write(_dir.File("images", $"class{i % 2}", $"img{i:D2}.png"), TestImages.Gradient(16, 16, 3, phase: 37 * i));
+        _config = _dir.File("tiny.yaml");
+        File.WriteAllText(_config, TinyConfig.Replace("IMAGES", _images));
+    }
+
+    [OneTimeTearDown]
+    public void Cleanup() => _dir.Dispose();
+
+    private string NewRunDir() => _dir.File("runs", Guid.NewGuid().ToString("N"));
+
+    private TokenizerTrainer Trainer(string output, Action<TrainingStepReport>? onStep = null, params string[] overrides) =>
+        new(MaskBitConfig.Load(_config, overrides), new TokenizerTrainerOptions { OutputDir = output, OnStep = onStep });
+
+    private static List<Dictionary<string, double?>> Metrics(string runDir) =>
+        File.ReadAllLines(Path.Combine(runDir, TokenizerTrainer.MetricsFileName))
+            .Select(line => JsonSerializer.Deserialize<Dictionary<string, double?>>(line)!)
+            .ToList();
+
+    private static (int Code, string Out, string Err) Cli(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = Program.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Test]
+    public void FewStepsLogFiniteLossesCheckpointAndGrid()
+    {
+        string run = NewRunDir();
+        using (var trainer = Trainer(run, null, "experiment.generate_every=2"))
+        {
+            var result = trainer.Run();
+            Assert.That(result.Outcome, Is.EqualTo(TrainingOutcome.Completed));
+            Assert.That(result.Step, Is.EqualTo(4));
+        }
+        var lines = Metrics(run);
+        Assert.That(lines.Select(l => l["step"]), Is.EqualTo(new double?[] { 1, 2, 3, 4 }));
+        foreach (var key in new[] { "total_loss", "reconstruction_loss", "quantizer_loss", "commitment_loss", "entropy_loss", "weighted_gan_loss", "lr", "it_per_s", "grad_norm" })
+            Assert.That(lines.All(l => l[key] is { } v && double.IsFinite(v)), $"{key} logged and finite on every line");
+        Assert.That(lines[0].ContainsKey("discriminator_loss"), Is.False, "no discriminator step before discriminator_start");
+        Assert.That(lines[2]["discriminator_loss"], Is.Not.Null, "the discriminator trains from step 3 on");
+        Assert.That(lines[3]["weighted_gan_loss"], Is.Not.EqualTo(0.0), "the GAN term is active after discriminator_start");
+        Assert.That(File.Exists(Path.Combine(run, "checkpoint-4.safetensors")));
+        Assert.That(File.Exists(Path.Combine(run, TokenizerTrainer.ConfigFileName)));
+
+        var grid = ImageIO.Read(Path.Combine(run, TokenizerTrainer.ImagesFolder, "00000002.png"));
+        Assert.That((grid.Height, grid.Width), Is.EqualTo((2 + 2 * 18, 2 + 2 * 18)), "2 originals above their 2 reconstructions");
+    }
+
+    [Test]
+    public void LossGoesDownWhenOverfittingOneBatch()
+    {
+        string run = NewRunDir();
+        using (var trainer = Trainer(run, null, "training.overfit_batch=true", "training.max_train_steps=30", "losses.discriminator_start=1000",
+                   "training.use_ema=false", "lr_scheduler.params.warmup_steps=0"))
+            trainer.Run();
+        var reconstruction = Metrics(run).Select(l => l["reconstruction_loss"]!.Value).ToList();
+        Assert.That(reconstruction, Has.Count.EqualTo(30));
+        Assert.That(reconstruction.TakeLast(3).Average(), Is.LessThan(0.5 * reconstruction.Take(3).Average()),
+            $"reconstruction loss falls: {string.Join(", ", reconstruction.Select(r => r.ToString("F4")))}");
+    }
+
+    [Test]
+    public void InterruptedRunResumesExactlyLikeTheUninterruptedOne()
+    {
+        string[] settings = { "training.max_train_steps=6", "training.gradient_accumulation_steps=2" };
+        string whole = NewRunDir();
+        using (var trainer = Trainer(whole, null, settings)) trainer.Run();
+
+        string interrupted = NewRunDir();
+        using var stop = new CancellationTokenSource();
+        using (var trainer = Trainer(interrupted, r => { if (r.Step == 3) stop.Cancel(); }, settings))
+        {
+            var result = trainer.Run(stop.Token);
+            Assert.That(result.Outcome, Is.EqualTo(TrainingOutcome.Cancelled));
+            Assert.That(result.Step, Is.EqualTo(3));
+            Assert.That(result.LastCheckpoint, Does.EndWith("checkpoint-3.safetensors"));
+        }
+        using (var trainer = Trainer(interrupted, null, settings))
+            Assert.That(trainer.Run().Outcome, Is.EqualTo(TrainingOutcome.Completed));
+
+        var expected = Metrics(whole);
+        var actual = Metrics(interrupted);
+        Assert.That(actual, Has.Count.EqualTo(expected.Count));
+        for (int i = 0; i < expected.Count; i++)
+            foreach (var (key, value) in expected[i])
+                if (key is not ("it_per_s" or "samples_per_s"))
+                    Assert.That(actual[i][key], Is.EqualTo(value), $"step {i + 1}: {key}");
+
+        var finalWhole = SafeTensors.Load(Path.Combine(whole, "checkpoint-6.safetensors"));
+        var finalResumed = SafeTensors.Load(Path.Combine(interrupted, "checkpoint-6.safetensors"));
+        foreach (var record in finalWhole)
+            Assert.That(finalResumed[record.Name].Data, Is.EqualTo(record.Data), record.Name);
+    }
+
+    [Test]
+    public void NonFiniteLossStopsNamingTermAndStepAndKeepsTheLastCheckpoint()
+    {
+        string run = NewRunDir();
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=2");
+        Assert.That(code, Is.EqualTo(0), error);
+
+        // An absurd learning rate blows the weights up on the first resumed step; the next loss overflows.
+        (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=8", "optimizer.params.learning_rate=1e30");
+        Assert.That(code, Is.EqualTo(Program.ExitFailed), error);
+        Assert.That(error, Does.Match(@"training stopped: \w+.* is (NaN|-?Infinity|∞|-∞) at step [4-8]"));
+        Assert.That(error, Does.Contain("checkpoint-2.safetensors"));
+        TestContext.Out.WriteLine(error);
+        Assert.That(TokenizerTrainer.LatestCheckpoint(run), Does.EndWith("checkpoint-2.safetensors"), "nothing of the diverged steps was saved");
+        var model = new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_config)));
+        Assert.That(TokenizerWeights.Load(model, TokenizerTrainer.LatestCheckpoint(run)!), Is.EqualTo(WeightsSource.TrainingEma));
+        Assert.That(model.Parameters().All(p => p.ToArray().All(float.IsFinite)));
+    }
+
+    [Test]
+    public void BadConfigKeyFailsNamingTheKey()
+    {
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "training.max_train_stepz=3");
+        Assert.That(code, Is.EqualTo(Program.ExitUsage));
+        Assert.That(error, Does.Contain("training.max_train_stepz").And.Contain("did you mean 'training.max_train_steps'"));
+
+        string typo = _dir.File("typo.yaml");
+        File.WriteAllText(typo, TinyConfig.Replace("IMAGES", _images).Replace("num_res_blocks: 1", "num_res_block: 1"));
+        (code, _, error) = Cli("train", "tokenizer", "--config", typo, "--out", NewRunDir());
+        Assert.That(code, Is.EqualTo(Program.ExitUsage));
+        Assert.That(error, Does.Contain("model.vq_model.num_res_block'"));
+    }
+
+    [Test]
+    public void PerceptualWeightWithoutNetworkNeedsExplicitConsent()
+    {
+        string run = NewRunDir();
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "losses.perceptual_weight=0.1");
+        Assert.That(code, Is.EqualTo(Program.ExitUsage));
+        Assert.That(error, Does.Contain("losses.perceptual_weight").And.Contain("--allow-no-perceptual"));
+
+        (code, var output, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "--allow-no-perceptual",
+            "losses.perceptual_weight=0.1", "training.max_train_steps=1");
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(output, Does.Contain("perceptual term off"));
+    }
+
+    [Test]
+    public void EvalAndReconstructWriteTheirFiles()
+    {
+        string run = NewRunDir();
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=1");
+        Assert.That(code, Is.EqualTo(0), error);
+        string weights = Path.Combine(run, "checkpoint-1.safetensors");
+
+        string evalDir = _dir.File("eval");
+        (code, var output, error) = Cli("eval", "tokenizer", "--config", _config, "--weights", weights, "--data", _images, "--max-images", "6", "--out", evalDir);
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(output, Does.Contain("PSNR").And.Contain("SSIM").And.Contain("CodebookUsage"));
+        using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(evalDir, "metrics.json"))))
+        {
+            Assert.That(metrics.RootElement.GetProperty("PSNR").GetDouble(), Is.GreaterThan(0));
+            Assert.That(metrics.RootElement.GetProperty("CodebookUsage").GetDouble(), Is.InRange(1.0 / 256, 1.0));
+        }
+
+        string reconDir = _dir.File("recon");
+        string single = Path.Combine(_images, "class0", "img00.png");
+        (code, _, error) = Cli("reconstruct", "--config", _config, "--weights", weights, "--no-ema",
+            "--images", Path.Combine(_images, "class1"), single, "--out", reconDir);
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(Directory.GetFiles(reconDir, "img*.png"), Has.Length.EqualTo(7));
+        var grid = ImageIO.Read(Path.Combine(reconDir, "grid.png"));
+        Assert.That((grid.Height, grid.Width), Is.EqualTo((2 + 2 * 18, 2 + 7 * 18)));
+
+        (code, _, error) = Cli("reconstruct", "--config", _config, "--weights", Path.Combine(run, "absent.bin"), "--images", single, "--out", reconDir);
+        Assert.That(code, Is.EqualTo(Program.ExitBadFile));
+        Assert.That(error, Does.Contain("absent.bin"));
+    }
+
+    [Test]
+    public void FashionMnistConfigIsValid()
+    {
+        string? root = TestContext.CurrentContext.TestDirectory;
+        while (root != null && !File.Exists(Path.Combine(root, "MaskBit.sln"))) root = Path.GetDirectoryName(root);
+        Assert.That(root, Is.Not.Null, "repository root");
+        var config = MaskBitConfig.Load(Path.Combine(root!, "configs", "fashion_mnist_tokenizer.yaml"), new[] { "training.max_train_steps=20" });
+        var tokenizer = TokenizerConfig.From(config);
+        Assert.That((tokenizer.QuantizerType, tokenizer.TokenSize, tokenizer.NumResolutions), Is.EqualTo(("lookup-free", 10, 3)));
+        Assert.That(VqganLossConfig.From(config).PerceptualWeight, Is.Zero);
+        Assert.That(DiscriminatorConfig.From(config).NumChannels, Is.EqualTo(3));
+        var settings = TokenizerTrainingSettings.From(config);
+        Assert.That((settings.MaxTrainSteps, settings.TrainSource), Is.EqualTo((20L, TrainingData.FashionMnistName)));
+    }
+}
