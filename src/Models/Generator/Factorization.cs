@@ -1,0 +1,63 @@
+using MaskBit.Autograd;
+
+namespace MaskBit.Models.Generator;
+
+/// <summary>
+/// Token factorization (modeling/modules/factorization.py): a token of log2(codebookSize) bits is split into
+/// <c>splits</c> groups of equal width, group i holding bits i·shift … i·shift + shift − 1 (group 0 least
+/// significant). The generator predicts groups; the tokenizer decodes combined tokens.
+/// </summary>
+public static class Factorization
+{
+    /// <summary>Bits per group. The reference floors silently (dropping top bits); uneven splits are rejected here.</summary>
+    public static int BitsPerGroup(int codebookSize, int splits)
+    {
+        if (codebookSize < 2 || (codebookSize & (codebookSize - 1)) != 0)
+            throw new ArgumentException($"codebook size {codebookSize} is not a power of two");
+        int bits = System.Numerics.BitOperations.Log2((uint)codebookSize);
+        if (splits < 1 || bits % splits != 0)
+            throw new ArgumentException($"{bits} token bits cannot be split into {splits} equal groups");
+        return bits / splits;
+    }
+
+    /// <summary>split_factorized_tokens: (…, n) Int32 tokens → (…, n, splits) group values.</summary>
+    public static Tensor Split(Tensor tokens, int codebookSize, int splits)
+    {
+        var groups = Split(tokens.ToIntArray(), codebookSize, splits);
+        return Tensor.FromInts(groups, tokens.Shape.Append(splits).ToArray(), tokens.Device);
+    }
+
+    public static int[] Split(ReadOnlySpan<int> tokens, int codebookSize, int splits)
+    {
+        int shift = BitsPerGroup(codebookSize, splits), groupMask = (1 << shift) - 1;
+        var groups = new int[tokens.Length * splits];
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            if ((uint)tokens[t] >= (uint)codebookSize) throw new ArgumentException($"token {tokens[t]} outside 0…{codebookSize - 1}");
+            for (int i = 0; i < splits; i++) groups[t * splits + i] = tokens[t] >> (i * shift) & groupMask;
+        }
+        return groups;
+    }
+
+    /// <summary>combine_factorized_tokens: (…, n, splits) group values → (…, n) Int32 tokens. (The reference
+    /// returns float32 holding the same exact integers.)</summary>
+    public static Tensor Combine(Tensor groups, int codebookSize, int splits)
+    {
+        if (groups.Shape[^1] != splits) throw new ArgumentException($"expected {splits} groups on the last axis, got {ShapeUtil.Format(groups.Shape)}");
+        return Tensor.FromInts(Combine(groups.ToIntArray(), codebookSize, splits), groups.Shape[..^1], groups.Device);
+    }
+
+    public static int[] Combine(ReadOnlySpan<int> groups, int codebookSize, int splits)
+    {
+        int shift = BitsPerGroup(codebookSize, splits);
+        var tokens = new int[groups.Length / splits];
+        for (int t = 0; t < tokens.Length; t++)
+            for (int i = 0; i < splits; i++)
+            {
+                int g = groups[t * splits + i];
+                if ((uint)g >> shift != 0) throw new ArgumentException($"group value {g} outside 0…{(1 << shift) - 1}");
+                tokens[t] |= g << (i * shift);
+            }
+        return tokens;
+    }
+}
