@@ -31,10 +31,17 @@ public static class FormulaNetsGolden
                 failures.Add($"{name}: pooled L2 {pooled:E2} (≤ {GradPooledTol:E0}), scaled {scaled:E2} (≤ {GradScaledTol:E0})");
         }
 
-        CheckResize(c, failures);
-        CheckResNet50(c, Check, CheckGrad);
-        CheckInception(c, Check);
-        CheckLpips(c, Check, CheckGrad);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        void Timed(string what, Action check)
+        {
+            var start = clock.Elapsed;
+            check();
+            TestContext.Out.WriteLine($"{c}: {what} {(clock.Elapsed - start).TotalSeconds:F2} s");
+        }
+        Timed("tf1 resize", () => CheckResize(c, failures));
+        Timed("resnet50 + perceptual", () => CheckResNet50(c, Check, CheckGrad));
+        Timed("inception", () => CheckInception(c, Check));
+        Timed("lpips", () => CheckLpips(c, Check, CheckGrad));
         if (failures.Count > 0) Assert.Fail($"{c}:\n  " + string.Join("\n  ", failures));
     }
 
