@@ -13,6 +13,8 @@ namespace MaskBit.Tests.Perceptual;
 /// evaluated in float64 as written and rounded to float32. `fixed` entries are read from io.npz.</summary>
 public static class FormulaWeights
 {
+    private const int Chunk = 1 << 16;
+
     /// <summary>Builds the state dict of a params file and loads it strictly into <paramref name="module"/>.</summary>
     public static void LoadInto(Module module, string paramsPath, IReadOnlyDictionary<string, NpyArray>? io = null)
     {
@@ -38,31 +40,29 @@ public static class FormulaWeights
                 result[name] = Tensor.FromArray(stored.ToFloat32(), stored.Shape);
                 continue;
             }
-            Func<double, double> value = rule switch
+            // Every rule is offset + (v·factor)·gain, which for the non-weight rules (gain 1) is the formula as written.
+            var (offset, factor, ruleGain) = rule switch
             {
-                "conv_or_linear_weight" => FanInScaled(gain, numel / shape[0]),
-                "bias" => v => v * 0.02,
-                "bn_weight" => v => 1.0 + v * 0.1,
-                "bn_bias" => v => v * 0.05,
-                "bn_running_mean" => v => v * 0.05,
-                "bn_running_var" => v => 1.0 + v * 0.1,
+                "conv_or_linear_weight" => (0.0, Math.Sqrt(3.0 / (numel / shape[0])), gain),
+                "bias" => (0.0, 0.02, 1.0),
+                "bn_weight" => (1.0, 0.1, 1.0),
+                "bn_bias" => (0.0, 0.05, 1.0),
+                "bn_running_mean" => (0.0, 0.05, 1.0),
+                "bn_running_var" => (1.0, 0.1, 1.0),
                 _ => throw new InvalidDataException($"{paramsPath}: unknown rule '{rule}' of {name}"),
             };
             var data = new float[numel];
-            for (long k = 0; k < numel; k++)
+            Parallel.For(0, (numel + Chunk - 1) / Chunk, chunk =>
             {
-                long h = (31 * k * k + 17 * k + 7919 * t + 12345) % 65521;
-                data[k] = (float)value((2.0 * h) / 65521.0 - 1.0);
-            }
+                for (long k = (long)chunk * Chunk, end = Math.Min(k + Chunk, numel); k < end; k++)
+                {
+                    long h = (31 * k * k + 17 * k + 7919 * t + 12345) % 65521;
+                    data[k] = (float)(offset + (2.0 * h / 65521.0 - 1.0) * factor * ruleGain);
+                }
+            });
             result[name] = Tensor.FromArray(data, shape);
         }
         return result;
-    }
-
-    private static Func<double, double> FanInScaled(double gain, int fanIn)
-    {
-        double bound = Math.Sqrt(3.0 / fanIn);
-        return v => v * bound * gain;
     }
 
     /// <summary>The params file of a network next to a case (a sibling `formula_nets` folder), else the repository's

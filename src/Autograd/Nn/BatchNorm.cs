@@ -31,9 +31,17 @@ public sealed class BatchNorm2d : Module
             throw new NotSupportedException("BatchNorm2d supports eval mode only (running statistics); call Eval() on the network");
         if (x.Rank != 4 || x.Size(1) != NumFeatures)
             throw new ArgumentException($"BatchNorm2d({NumFeatures}) needs (N, {NumFeatures}, H, W), got {x}");
-        // As aten's eval path: scale = weight/√(var + eps), shift = bias − mean·scale, y = x·scale + shift.
-        var scale = Weight.Mul(RunningVar.AddScalar(Eps).Rsqrt());
-        var shift = Bias.Sub(RunningMean.Mul(scale));
+        var (scale, shift) = ScaleShift();
         return x.Mul(scale.Reshape(1, NumFeatures, 1, 1)).Add(shift.Reshape(1, NumFeatures, 1, 1));
+    }
+
+    /// <summary>The eval-mode map y = x·scale + shift per channel, as aten computes it: scale = weight/√(var + eps),
+    /// shift = bias − mean·scale. A preceding conv can absorb it (scaled weights, shift as bias).</summary>
+    public (Tensor Scale, Tensor Shift) ScaleShift()
+    {
+        if (Training)
+            throw new NotSupportedException("BatchNorm2d supports eval mode only (running statistics); call Eval() on the network");
+        var scale = Weight.Mul(RunningVar.AddScalar(Eps).Rsqrt());
+        return (scale, Bias.Sub(RunningMean.Mul(scale)));
     }
 }

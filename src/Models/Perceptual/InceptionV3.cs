@@ -15,7 +15,7 @@ public sealed class InceptionV3 : Module
 
     private readonly BasicConv2d _conv1a, _conv2a, _conv2b, _conv3b, _conv4a;
     private readonly Func<Tensor, Tensor>[] _mixed5, _mixed6, _mixed7;
-    public Linear Fc { get; }
+    public PretrainedLinear Fc { get; }
 
     /// <summary>The pooled features of one batch (all (N, C), float32).</summary>
     public sealed record Features(Tensor Pool64, Tensor Pool192, Tensor Pool768, Tensor Pool2048, Tensor LogitsUnbiased, Tensor Logits);
@@ -47,7 +47,7 @@ public sealed class InceptionV3 : Module
             Register("Mixed_7b", new InceptionE(1280, maxPoolBranch: false)).Forward,
             Register("Mixed_7c", new InceptionE(2048, maxPoolBranch: true)).Forward,
         };
-        Fc = Register("fc", new Linear(2048, 1008, rng: new Random(0)));
+        Fc = Register("fc", new PretrainedLinear(2048, 1008));
         Eval();
         RequiresGrad_(false);
     }
@@ -78,7 +78,7 @@ public sealed class InceptionV3 : Module
         foreach (var block in _mixed7) x = block(x);
         var pool2048 = F.GlobalAvgPool2d(x);
         var logitsUnbiased = Tensor.MatMul(pool2048, Fc.Weight, transB: true);
-        var logits = logitsUnbiased.Add(Fc.Bias!);
+        var logits = logitsUnbiased.Add(Fc.Bias);
         return new Features(pool64, pool192, pool768, pool2048, logitsUnbiased, logits);
     }
 
@@ -125,12 +125,11 @@ public sealed class InceptionV3 : Module
     }
 }
 
-/// <summary>Conv (no bias, rectangular kernel and padding allowed) → BatchNorm (eps 1e-3) → ReLU; keys
-/// <c>conv.weight</c>, <c>bn.*</c>.</summary>
+/// <summary>Conv (no bias, rectangular kernel and padding allowed) → BatchNorm (eps 1e-3, folded into the conv)
+/// → ReLU; keys <c>conv.weight</c>, <c>bn.*</c>.</summary>
 public sealed class BasicConv2d : Module
 {
-    private readonly int _stride, _padH, _padW;
-    public Tensor Weight { get; }
+    public PretrainedConv2d Conv { get; }
     public BatchNorm2d Bn { get; }
 
     public BasicConv2d(int inChannels, int outChannels, int kernel, int stride = 1, int padding = 0)
@@ -138,21 +137,11 @@ public sealed class BasicConv2d : Module
 
     public BasicConv2d(int inChannels, int outChannels, (int H, int W) kernel, int stride, (int H, int W) padding)
     {
-        _stride = stride; _padH = padding.H; _padW = padding.W;
-        // The weights always come from a checkpoint, so the conv starts at zero instead of a random init.
-        Weight = Register("conv", new ConvWeight(new[] { outChannels, inChannels, kernel.H, kernel.W })).Weight;
+        Conv = Register("conv", new PretrainedConv2d(inChannels, outChannels, kernel, stride, padding));
         Bn = Register("bn", new BatchNorm2d(outChannels, eps: 1e-3f));
     }
 
-    public Tensor Forward(Tensor x) =>
-        Bn.Forward(F.Conv2d(x, Weight, null, _stride, new Padding2d(_padW, _padW, _padH, _padH))).Relu();
-
-    /// <summary>A module holding just <c>weight</c> (the conv's parameters; its geometry lives in the parent).</summary>
-    private sealed class ConvWeight : Module
-    {
-        public Tensor Weight { get; }
-        public ConvWeight(int[] shape) => Weight = Parameter("weight", Tensor.Zeros(shape));
-    }
+    public Tensor Forward(Tensor x) => Conv.ForwardWithBatchNorm(x, Bn).Relu();
 }
 
 /// <summary>InceptionA (35×35): 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg-pool 3 (count_include_pad=False)→1×1.</summary>

@@ -64,12 +64,12 @@ public sealed class ScalingLayer : Module
 public sealed class LinHead : Module
 {
     public Tensor Weight => Conv.Weight;
-    private Conv2d Conv { get; }
+    private PretrainedConv2d Conv { get; }
 
     public LinHead(int channels)
     {
         var model = Register("model", new IndexedLayers());
-        Conv = model.Add(1, new Conv2d(channels, 1, 1, bias: false, rng: new Random(0)));
+        Conv = model.Add(1, new PretrainedConv2d(channels, 1, 1));
     }
 }
 
@@ -80,20 +80,19 @@ public sealed class Vgg16Features : Module
     // Convs per slice; every slice after the first starts with a 2×2 max pool.
     private static readonly (int Convs, int Channels)[] Slices = { (2, 64), (2, 128), (3, 256), (3, 512), (3, 512) };
 
-    private readonly List<List<Conv2d>> _slices = new();
+    private readonly List<List<PretrainedConv2d>> _slices = new();
 
     public Vgg16Features()
     {
-        var rng = new Random(0);
         int index = 0, inChannels = 3;
         for (int s = 0; s < Slices.Length; s++)
         {
             var slice = Register($"slice{s + 1}", new IndexedLayers());
-            var convs = new List<Conv2d>();
+            var convs = new List<PretrainedConv2d>();
             if (s > 0) index++;                       // the max pool
             for (int k = 0; k < Slices[s].Convs; k++)
             {
-                convs.Add(slice.Add(index, new Conv2d(inChannels, Slices[s].Channels, 3, padding: 1, rng: rng)));
+                convs.Add(slice.Add(index, new PretrainedConv2d(inChannels, Slices[s].Channels, 3, padding: 1, bias: true)));
                 inChannels = Slices[s].Channels;
                 index += 2;                           // conv, ReLU
             }

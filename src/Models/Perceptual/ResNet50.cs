@@ -13,15 +13,14 @@ public sealed class ResNet50 : Module
 {
     private static readonly (int Blocks, int Width, int Stride)[] Stages = { (3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2) };
 
-    public Conv2d Conv1 { get; }
+    public PretrainedConv2d Conv1 { get; }
     public BatchNorm2d Bn1 { get; }
     public IReadOnlyList<ModuleList<Bottleneck>> Layers { get; }
-    public Linear Fc { get; }
+    public PretrainedLinear Fc { get; }
 
     public ResNet50(int numClasses = 1000)
     {
-        var rng = new Random(0);
-        Conv1 = Register("conv1", new Conv2d(3, 64, 7, stride: 2, bias: false, padding: 3, rng: rng));
+        Conv1 = Register("conv1", new PretrainedConv2d(3, 64, 7, stride: 2, padding: 3));
         Bn1 = Register("bn1", new BatchNorm2d(64));
         var layers = new List<ModuleList<Bottleneck>>();
         int inChannels = 64;
@@ -31,13 +30,13 @@ public sealed class ResNet50 : Module
             var layer = new ModuleList<Bottleneck>();
             for (int b = 0; b < blocks; b++)
             {
-                layer.Add(new Bottleneck(inChannels, width, b == 0 ? stride : 1, rng));
+                layer.Add(new Bottleneck(inChannels, width, b == 0 ? stride : 1));
                 inChannels = width * Bottleneck.Expansion;
             }
             layers.Add(Register($"layer{s + 1}", layer));
         }
         Layers = layers;
-        Fc = Register("fc", new Linear(inChannels, numClasses, rng: rng));
+        Fc = Register("fc", new PretrainedLinear(inChannels, numClasses));
         Eval();
         RequiresGrad_(false);
     }
@@ -46,7 +45,7 @@ public sealed class ResNet50 : Module
     /// batch.</summary>
     public (Tensor Logits, Tensor Layer4) Forward(Tensor x)
     {
-        x = Bn1.Forward(Conv1.Forward(x)).Relu();
+        x = Conv1.ForwardWithBatchNorm(x, Bn1).Relu();
         x = F.MaxPool2d(x, 3, 2, 1);
         foreach (var layer in Layers)
             foreach (var block in layer) x = block.Forward(x);
@@ -55,40 +54,41 @@ public sealed class ResNet50 : Module
     }
 }
 
-/// <summary>torchvision's Bottleneck: 1×1 → 3×3 (stride) → 1×1 (×4 channels), each with BatchNorm, ReLU after
+/// <summary>torchvision's Bottleneck: 1×1 → 3×3 (stride) → 1×1 (×4 channels), each with BatchNorm (folded into
+/// the conv), ReLU after
 /// the first two and after the residual sum; the shortcut is <c>downsample</c> (1×1 strided conv + BatchNorm)
 /// where the shape changes.</summary>
 public sealed class Bottleneck : Module
 {
     public const int Expansion = 4;
 
-    public Conv2d Conv1 { get; }
+    public PretrainedConv2d Conv1 { get; }
     public BatchNorm2d Bn1 { get; }
-    public Conv2d Conv2 { get; }
+    public PretrainedConv2d Conv2 { get; }
     public BatchNorm2d Bn2 { get; }
-    public Conv2d Conv3 { get; }
+    public PretrainedConv2d Conv3 { get; }
     public BatchNorm2d Bn3 { get; }
     public ConvBatchNorm? Downsample { get; }
 
-    public Bottleneck(int inChannels, int width, int stride, Random rng)
+    public Bottleneck(int inChannels, int width, int stride)
     {
         int outChannels = width * Expansion;
-        Conv1 = Register("conv1", new Conv2d(inChannels, width, 1, bias: false, rng: rng));
+        Conv1 = Register("conv1", new PretrainedConv2d(inChannels, width, 1));
         Bn1 = Register("bn1", new BatchNorm2d(width));
-        Conv2 = Register("conv2", new Conv2d(width, width, 3, stride: stride, bias: false, padding: 1, rng: rng));
+        Conv2 = Register("conv2", new PretrainedConv2d(width, width, 3, stride: stride, padding: 1));
         Bn2 = Register("bn2", new BatchNorm2d(width));
-        Conv3 = Register("conv3", new Conv2d(width, outChannels, 1, bias: false, rng: rng));
+        Conv3 = Register("conv3", new PretrainedConv2d(width, outChannels, 1));
         Bn3 = Register("bn3", new BatchNorm2d(outChannels));
         if (stride != 1 || inChannels != outChannels)
-            Downsample = Register("downsample", new ConvBatchNorm(new Conv2d(inChannels, outChannels, 1, stride: stride, bias: false, rng: rng),
+            Downsample = Register("downsample", new ConvBatchNorm(new PretrainedConv2d(inChannels, outChannels, 1, stride: stride),
                 new BatchNorm2d(outChannels)));
     }
 
     public Tensor Forward(Tensor x)
     {
-        var h = Bn1.Forward(Conv1.Forward(x)).Relu();
-        h = Bn2.Forward(Conv2.Forward(h)).Relu();
-        h = Bn3.Forward(Conv3.Forward(h));
+        var h = Conv1.ForwardWithBatchNorm(x, Bn1).Relu();
+        h = Conv2.ForwardWithBatchNorm(h, Bn2).Relu();
+        h = Conv3.ForwardWithBatchNorm(h, Bn3);
         var identity = Downsample?.Forward(x) ?? x;
         return h.Add(identity).Relu();
     }
@@ -97,14 +97,14 @@ public sealed class Bottleneck : Module
 /// <summary>nn.Sequential(conv, BatchNorm2d) with torch's index keys <c>0</c> and <c>1</c>.</summary>
 public sealed class ConvBatchNorm : Module
 {
-    public Conv2d Conv { get; }
+    public PretrainedConv2d Conv { get; }
     public BatchNorm2d Bn { get; }
 
-    public ConvBatchNorm(Conv2d conv, BatchNorm2d bn)
+    public ConvBatchNorm(PretrainedConv2d conv, BatchNorm2d bn)
     {
         Conv = Register("0", conv);
         Bn = Register("1", bn);
     }
 
-    public Tensor Forward(Tensor x) => Bn.Forward(Conv.Forward(x));
+    public Tensor Forward(Tensor x) => Conv.ForwardWithBatchNorm(x, Bn);
 }
