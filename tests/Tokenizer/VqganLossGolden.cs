@@ -2,8 +2,10 @@ using System.Text.Json;
 using MaskBit.Autograd;
 using MaskBit.Models.Config;
 using MaskBit.Models.Interop;
+using MaskBit.Models.Perceptual;
 using MaskBit.Models.Tokenizer;
 using MaskBit.Tests.Golden;
+using MaskBit.Tests.Perceptual;
 using MaskBit.Tests.Support;
 
 namespace MaskBit.Tests.Tokenizer;
@@ -26,7 +28,7 @@ public static class VqganLossGolden
             IPerceptualLoss? perceptual = null;
             if (run.TryGetProperty("perceptual", out var kind))
             {
-                perceptual = PerceptualFor(kind.GetString()!);
+                perceptual = PerceptualFor(c, kind.GetString()!);
                 if (perceptual == null)
                 {
                     TestContext.Out.WriteLine($"{c}: run {name} not covered: no '{kind.GetString()}' perceptual network yet");
@@ -45,8 +47,15 @@ public static class VqganLossGolden
         if (failures.Count > 0) Assert.Fail($"{c}:\n  " + string.Join("\n  ", failures));
     }
 
-    /// <summary>The perceptual network a run names; null while it is not implemented.</summary>
-    private static IPerceptualLoss? PerceptualFor(string kind) => null;
+    /// <summary>The perceptual network a run names (null for one not implemented): `formula_resnet50` is the
+    /// reference PerceptualLoss("resnet50", on logits) over the ResNet-50 with the `formula_nets` weights.</summary>
+    private static IPerceptualLoss? PerceptualFor(GoldenCase c, string kind)
+    {
+        if (kind != "formula_resnet50") return null;
+        var resnet = new ResNet50();
+        FormulaWeights.LoadInto(resnet, FormulaWeights.ParamsPath(c, "resnet50"));
+        return new PerceptualLoss(resnet);
+    }
 
     private static string Yaml(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
 

@@ -57,6 +57,19 @@ public interface IBackend : IDisposable
     void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax);
     /// <summary>dx (overwritten) = scatter-add of dy at argmax.</summary>
     void AdaptiveMaxPoolBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx);
+    /// <summary>torch max_pool2d with a square window (floor mode): output (oh, ow) over planes (NC, H, W), input
+    /// position of output i is i·stride − padding + [0, kernel); padded positions never win (−∞). argmax (Int32)
+    /// holds the flat in-plane index of the first maximum in row-major window order; a NaN wins.</summary>
+    void MaxPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf x, Buf y, Buf argmax);
+    /// <summary>dx (overwritten) = scatter-add of dy at argmax.</summary>
+    void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx);
+    /// <summary>torch avg_pool2d with a square window (floor mode): the window sum divided by kernel² when
+    /// <paramref name="countIncludePad"/>, else by the number of window positions inside the input.</summary>
+    void AvgPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow,
+        bool countIncludePad, Buf x, Buf y);
+    /// <summary>dx (overwritten): each dy spread over its window with the forward's divisor.</summary>
+    void AvgPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow,
+        bool countIncludePad, Buf dy, Buf dx);
     void UpsampleNearest2xForward(int planes, int h, int w, Buf x, Buf y);
     void UpsampleNearest2xBackward(int planes, int h, int w, Buf dy, Buf dx);
 

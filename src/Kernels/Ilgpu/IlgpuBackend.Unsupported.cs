@@ -14,6 +14,10 @@ public sealed partial class IlgpuBackend
     public void AvgPool2x2Backward(int planes, int h, int w, Buf dy, Buf dx) => throw NoKernel(nameof(AvgPool2x2Backward));
     public void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax) => throw NoKernel(nameof(AdaptiveMaxPoolForward));
     public void AdaptiveMaxPoolBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx) => throw NoKernel(nameof(AdaptiveMaxPoolBackward));
+    public void MaxPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf x, Buf y, Buf argmax) => throw NoKernel(nameof(MaxPool2dForward));
+    public void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx) => throw NoKernel(nameof(MaxPool2dBackward));
+    public void AvgPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, bool countIncludePad, Buf x, Buf y) => throw NoKernel(nameof(AvgPool2dForward));
+    public void AvgPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, bool countIncludePad, Buf dy, Buf dx) => throw NoKernel(nameof(AvgPool2dBackward));
     public void UpsampleNearest2xForward(int planes, int h, int w, Buf x, Buf y) => throw NoKernel(nameof(UpsampleNearest2xForward));
     public void UpsampleNearest2xBackward(int planes, int h, int w, Buf dy, Buf dx) => throw NoKernel(nameof(UpsampleNearest2xBackward));
 
