@@ -49,12 +49,21 @@ public static class Program
 
     private static Command InspectCommand(TextWriter stdout, TextWriter stderr)
     {
-        var file = new Argument<string>("file") { Description = "A torch checkpoint (zip or legacy), .safetensors or .npz file." };
+        var file = new Argument<string?>("file") { Arity = ArgumentArity.ZeroOrOne, Description = "A torch checkpoint (zip or legacy), .safetensors or .npz file." };
+        var config = new Option<string?>("--config") { Description = "Instead of a file: build the models this config describes and print their parameter counts." };
+        var overrides = new Option<string[]>("--set") { Description = "Config overrides a.b.c=value (with --config).", AllowMultipleArgumentsPerToken = true };
         var inspect = new Command("inspect", "List the tensors of a weights file (name, dtype, shape, bytes), totals and metadata. " +
-                                             "Reads torch checkpoints without running any pickled code.") { file };
+                                             "Reads torch checkpoints without running any pickled code. With --config, print the " +
+                                             "parameter counts of the models a config describes.") { file, config, overrides };
         inspect.SetAction(parse =>
         {
-            string path = parse.GetValue(file)!;
+            if (parse.GetValue(config) is { } configPath)
+                return CommandSupport.Guard(stderr, () => InspectConfigCommand.Run(configPath, parse.GetValue(overrides) ?? Array.Empty<string>(), stdout));
+            if (parse.GetValue(file) is not { } path)
+            {
+                stderr.WriteLine("error: inspect needs a FILE or --config CONFIG");
+                return ExitUsage;
+            }
             StateDict sd;
             try { sd = CheckpointFile.Load(path); }
             catch (CheckpointFormatException e)
