@@ -71,6 +71,33 @@ public sealed record Workload(string Name, string Group, string Shape, double Fl
             [["groupnorm_silu_128x256_fwd"]], be => GroupNorm(be, gn, backward: false));
         yield return new Workload("groupnorm_silu_128x256_fb", "norm", "[1,128,256,256] groups=32", 0, 5 * 4 * elems,
             [["groupnorm_silu_128x256_fb"]], be => GroupNorm(be, gn, backward: true));
+
+        // ---- LFQ quantizer in train mode: binarize + indices + commitment, and the entropy terms over all 2^K codes
+        // (streamed; the peer materialises N×2^K). FLOPs as the peer counts them (its einsum), for comparability.
+        foreach (int bits in new[] { 12, 18 })
+        {
+            const int batch = 8, hw = 16 * 16;
+            double einsum = 2.0 * batch * hw * bits * (1 << bits);
+            yield return new Workload($"lfq{bits}_b8_fwd", "lfq", $"z[{batch},{bits},16,16] codebook 2^{bits}", einsum, 0,
+                [[$"lfq{bits}_b8_fwd"]], be => Lfq(be, batch, bits, hw, backward: false));
+            yield return new Workload($"lfq{bits}_b8_fb", "lfq", $"z[{batch},{bits},16,16] codebook 2^{bits}", 2 * einsum, 0,
+                [[$"lfq{bits}_b8_fb"]], be => Lfq(be, batch, bits, hw, backward: true));
+        }
+    }
+
+    private static PreparedWorkload Lfq(IBackend be, int batch, int bits, int hw, bool backward)
+    {
+        long len = (long)batch * bits * hw;
+        Storage z = Random(be, len), zq = be.Allocate(len), idx = be.Allocate(batch * hw, DType.Int32), sum = be.Allocate(1);
+        Storage avg = be.Allocate(1L << bits), result = be.Allocate(2), dResult = Random(be, 2), dz = be.Allocate(len);
+        const float invTemperature = 100f;
+        return new PreparedWorkload(() =>
+        {
+            be.LfqQuantize(batch, bits, hw, new Buf(z, 0), new Buf(zq, 0), new Buf(idx, 0), new Buf(sum, 0));
+            be.LfqEntropyForward(batch, bits, hw, invTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(result, 0));
+            if (backward)
+                be.LfqEntropyBackward(batch, bits, hw, invTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(dResult, 0), new Buf(dz, 0));
+        }, [z, zq, idx, sum, avg, result, dResult, dz]);
     }
 
     private static Workload Gemm(string name, GemmDesc d, string[][] peer)
