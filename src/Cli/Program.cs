@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.Intrinsics.X86;
+using MaskBit.Cli.Commands;
 using MaskBit.Kernels.Cpu;
 using MaskBit.Models.Interop;
 
@@ -27,6 +28,7 @@ public static class Program
         });
         root.Subcommands.Add(info);
         root.Subcommands.Add(InspectCommand(stdout, stderr));
+        GeneratorCommands.Register(root, stdout, stderr);
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -25,7 +25,9 @@ public static class GeneratorSetup
     public static ConvVQModel LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null)
     {
         var tokenizer = new ConvVQModel(TokenizerConfig.From(config));
-        log?.Invoke("tokenizer: " + LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null));
+        // Not inside log?.Invoke(...): a null log would skip evaluating the load.
+        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null);
+        log?.Invoke("tokenizer: " + loaded);
         tokenizer.Eval();
         tokenizer.RequiresGrad_(false);
         return tokenizer;
@@ -36,7 +38,8 @@ public static class GeneratorSetup
     public static MaskedGenerator LoadGenerator(MaskBitConfig config, string path, Action<string>? log = null)
     {
         var generator = new MaskedGenerator(GeneratorConfig.From(config));
-        log?.Invoke("generator: " + LoadWeights(generator, path, new[] { "model", "generator", "mlm_model" }, OfficialGeneratorRenames));
+        string loaded = LoadWeights(generator, path, new[] { "model", "generator", "mlm_model" }, OfficialGeneratorRenames);
+        log?.Invoke("generator: " + loaded);
         generator.Eval();
         generator.RequiresGrad_(false);
         return generator;
@@ -99,6 +102,17 @@ public static class GeneratorSetup
         }
         if (Directory.Exists(source)) return (new ImageFolderDataset(source), $"folder:{Path.GetFullPath(source)}");
         return (new WebDatasetShards(source), $"shards:{source}");
+    }
+
+    /// <summary>The first <paramref name="count"/> samples of a dataset (experiment.max_train_examples).</summary>
+    public static IImageDataset Take(IImageDataset dataset, int count) => count >= dataset.Count ? dataset : new Prefix(dataset, count);
+
+    private sealed class Prefix(IImageDataset inner, int count) : IImageDataset
+    {
+        public int Count => count;
+        public string KeyOf(int index) => inner.KeyOf(Check(index));
+        public RawSample Load(int index) => inner.Load(Check(index));
+        private int Check(int index) => (uint)index < (uint)count ? index : throw new ArgumentOutOfRangeException(nameof(index), index, $"the dataset is cut to {count} samples");
     }
 
     /// <summary>The per-sample transform for training (augmenting) or token caching (deterministic): none when

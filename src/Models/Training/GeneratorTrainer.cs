@@ -223,6 +223,11 @@ public sealed class GeneratorTrainer
     private IEnumerable<TokenBatch> Batches(DataPosition position)
     {
         var (dataset, key) = _options.Dataset ?? GeneratorSetup.OpenTrainDataset(_config);
+        if (_config.Has("experiment.max_train_examples"))
+        {
+            int limit = Positive("experiment.max_train_examples", 1);
+            if (limit < dataset.Count) (dataset, key) = (GeneratorSetup.Take(dataset, limit), $"{key}[:{limit}]");
+        }
         int seqLen = Generator.Config.SeqLen;
         ITokenBatches source = _options.CacheTokens
             ? CachedTokenBatches.LoadOrBuild(Path.Combine(_options.OutputDir, CachedTokenBatches.FileName), _tokenizerPath, Tokenizer, dataset, key,
