@@ -142,7 +142,9 @@ public class GeneratorTrainerTests
     public void AFewStepsLogFiniteLossesAndWriteCheckpointWeightsAndTokenCache()
     {
         string run = Path.Combine(_dir, "run");
-        var result = Trainer(run, new[] { "experiment.generate_every=3" }).Run();
+        // 24 samples: the 3 steps see each once, which completes the token cache.
+        var overrides = new[] { "experiment.generate_every=3", "experiment.max_train_examples=24" };
+        var result = Trainer(run, overrides).Run();
         Assert.That(result.Step, Is.EqualTo(3));
         Assert.That(result.Interrupted, Is.False);
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
@@ -160,12 +162,12 @@ public class GeneratorTrainerTests
         Assert.That(grid.Height, Is.EqualTo(10 * (16 + 2) + 2), "one row per class");
         Assert.That(File.Exists(result.WeightsPath));
         var cache = Npy.ReadNpz(Path.Combine(run, CachedTokenBatches.FileName));
-        Assert.That(cache["tokens"].Shape, Is.EqualTo(new[] { 64, 64 }));
-        Assert.That(cache["labels"].Shape, Is.EqualTo(new[] { 64 }));
+        Assert.That(cache["tokens"].Shape, Is.EqualTo(new[] { 24, 64 }));
+        Assert.That(cache["labels"].Shape, Is.EqualTo(new[] { 24 }));
 
         // A second run in the same folder reuses the cache (and, with resume off, starts afresh).
         var log = new StringWriter();
-        Trainer(run, new[] { "experiment.resume=false", "training.max_train_steps=1" }, log: log).Run();
+        Trainer(run, overrides.Append("experiment.resume=false").Append("training.max_train_steps=1"), log: log).Run();
         Assert.That(log.ToString(), Does.Contain("token cache: reusing"));
     }
 

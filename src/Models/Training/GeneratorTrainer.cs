@@ -44,7 +44,8 @@ public sealed class GeneratorTrainerOptions
     public int? Seed { get; init; }
     /// <summary>Training images instead of the config's dataset (with a key identifying them for the token cache).</summary>
     public (IImageDataset Dataset, string Key)? Dataset { get; init; }
-    /// <summary>Encode the dataset once into tokens.npz (no augmentation) instead of encoding augmented batches each step.</summary>
+    /// <summary>Encode each sample once (no augmentation; kept in tokens.npz once all are done) instead of encoding
+    /// augmented batches every step.</summary>
     public bool CacheTokens { get; init; } = true;
     /// <summary>Decoding threads of the on-the-fly loader.</summary>
     public int DataWorkers { get; init; } = 2;
@@ -230,7 +231,7 @@ public sealed class GeneratorTrainer
         }
         int seqLen = Generator.Config.SeqLen;
         ITokenBatches source = _options.CacheTokens
-            ? CachedTokenBatches.LoadOrBuild(Path.Combine(_options.OutputDir, CachedTokenBatches.FileName), _tokenizerPath, Tokenizer, dataset, key,
+            ? new CachedTokenBatches(Path.Combine(_options.OutputDir, CachedTokenBatches.FileName), _tokenizerPath, Tokenizer, dataset, key,
                 GeneratorSetup.Transform(_config, augment: false), seqLen, _batchSize, _seed, Log)
             : new EncodedTokenBatches(new DataLoader(dataset, new DataLoaderOptions
             {
