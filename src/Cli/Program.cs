@@ -35,6 +35,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
         root.Subcommands.Add(ReconstructCommand.Create(stdout, stderr));
+        GeneratorCommands.Register(root, stdout, stderr);   // adds `train generator`, `eval generator`, `generate`
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -51,6 +51,7 @@ public sealed class MaskedGenerator : Module
     public ModuleList<Embedding>? TokEmbList { get; }
     public Tensor PosEmb { get; }
     public LayerNorm FirstLayerNorm { get; }
+    public Dropout FirstLayerDropout { get; }
     public TransformerEncoder Transformer { get; }
     public LayerNorm? NormAfterTransformer { get; }
     public Linear LastLinear { get; }
@@ -74,7 +75,8 @@ public sealed class MaskedGenerator : Module
         }
         var first = Register("first_layer", new IndexedModules());
         FirstLayerNorm = first.Add(0, new LayerNorm(h, BertAttention.LayerNormEps));
-        Transformer = Register("transformer", new TransformerEncoder(h, config.Depth, config.Heads, config.MlpDim, config.UsePrenorm, rng));
+        FirstLayerDropout = first.Add(1, new Dropout(config.Dropout));
+        Transformer = Register("transformer", new TransformerEncoder(h, config.Depth, config.Heads, config.MlpDim, config.Dropout, config.UsePrenorm, rng));
         if (config.UsePrenorm) NormAfterTransformer = Register("norm_after_transformer", new LayerNorm(h, BertAttention.LayerNormEps));
         var last = Register("last_layer", new IndexedModules());
         LastLinear = last.Add(0, new Linear(h, h, rng: rng));
@@ -86,6 +88,19 @@ public sealed class MaskedGenerator : Module
             OutputBias = Enumerable.Range(0, config.Splits).Select(i => biases.AddParameter(i, Tensor.Zeros(config.SeqLen, c))).ToList();
         }
         InitWeights(rng);
+        DropoutGenerator = new Rng((ulong)seed);
+    }
+
+    /// <summary>The generator drawing every dropout mask of a training forward (a trainer hands in its own,
+    /// checkpointed one). Only used in train mode with dropout &gt; 0.</summary>
+    public Rng DropoutGenerator
+    {
+        get => FirstLayerDropout.Generator!;
+        set
+        {
+            FirstLayerDropout.Generator = value;
+            foreach (var layer in Transformer.Layers) layer.Attention.Dropout.Generator = layer.FeedForward.Dropout.Generator = value;
+        }
     }
 
     /// <summary>The reference's init: trunc-normal(0.02) for linear and embedding weights, zero biases, LN (1, 0).</summary>
@@ -151,7 +166,7 @@ public sealed class MaskedGenerator : Module
         }
         var x = Tensor.Cat(new[] { tok, cls }, 1).Add(PosEmb);
         observe?.Invoke("embeddings", x);
-        x = FirstLayerNorm.Forward(x);
+        x = FirstLayerDropout.Forward(FirstLayerNorm.Forward(x));
         observe?.Invoke("first_layer", x);
         x = Transformer.Forward(x, observe == null ? null : (l, what, a) => observe($"layer{l}.{what}", a));
         if (NormAfterTransformer != null) { x = NormAfterTransformer.Forward(x); observe?.Invoke("norm_after_transformer", x); }

@@ -4,46 +4,50 @@ using MaskBit.Autograd.Nn;
 namespace MaskBit.Models.Generator;
 
 // The BERT encoder of the MaskBit generator (reference: modeling/bert.py). Every LayerNorm has eps 1e-12;
-// GELU is the exact erf form; dropout is not applied (the reference configs train with 0.1, which this port
-// does not implement yet — see GeneratorConfig).
+// GELU is the exact erf form. Dropout sits where the reference's does (attention output, MLP `net.3`) and acts
+// in train mode only; the dropout inside torch's MultiheadAttention (on the attention weights) is not applied.
 
 public sealed class BertAttention : Module
 {
     public const float LayerNormEps = 1e-12f;
     public MultiheadAttention Mha { get; }
+    public Dropout Dropout { get; }
     public LayerNorm Norm { get; }
     public bool UsePrenorm { get; }
 
-    public BertAttention(int dim, int heads, bool usePrenorm, Random rng)
+    public BertAttention(int dim, int heads, float dropout, bool usePrenorm, Random rng)
     {
         UsePrenorm = usePrenorm;
         Mha = Register("mha", new MultiheadAttention(dim, heads, rng: rng));
+        Dropout = Register("dropout", new Dropout(dropout));
         Norm = Register("norm", new LayerNorm(dim, LayerNormEps));
     }
 
     public Tensor Forward(Tensor x) => UsePrenorm
-        ? Mha.Forward(Norm.Forward(x)).Add(x)
-        : Norm.Forward(Mha.Forward(x).Add(x));
+        ? Dropout.Forward(Mha.Forward(Norm.Forward(x))).Add(x)
+        : Norm.Forward(Dropout.Forward(Mha.Forward(x)).Add(x));
 }
 
-/// <summary>The MLP block: `net.0` Linear → GELU → `net.2` Linear (index 1 is the activation, 3 the dropout).</summary>
+/// <summary>The MLP block: `net.0` Linear → GELU → `net.2` Linear → `net.3` Dropout (index 1 is the activation).</summary>
 public sealed class BertFeedForward : Module
 {
     public Linear Fc1 { get; }
     public Linear Fc2 { get; }
+    public Dropout Dropout { get; }
     public LayerNorm Norm { get; }
     public bool UsePrenorm { get; }
 
-    public BertFeedForward(int dim, int hidden, bool usePrenorm, Random rng)
+    public BertFeedForward(int dim, int hidden, float dropout, bool usePrenorm, Random rng)
     {
         UsePrenorm = usePrenorm;
         var net = Register("net", new IndexedModules());
         Fc1 = net.Add(0, new Linear(dim, hidden, rng: rng));
         Fc2 = net.Add(2, new Linear(hidden, dim, rng: rng));
+        Dropout = net.Add(3, new Dropout(dropout));
         Norm = Register("norm", new LayerNorm(dim, BertAttention.LayerNormEps));
     }
 
-    private Tensor Mlp(Tensor x) => Fc2.Forward(Fc1.Forward(x).Gelu());
+    private Tensor Mlp(Tensor x) => Dropout.Forward(Fc2.Forward(Fc1.Forward(x).Gelu()));
 
     public Tensor Forward(Tensor x) => UsePrenorm ? Mlp(Norm.Forward(x)).Add(x) : Norm.Forward(Mlp(x).Add(x));
 }
@@ -62,10 +66,10 @@ public sealed class TransformerLayer : Module
     public BertAttention Attention { get; }
     public BertFeedForward FeedForward { get; }
 
-    public TransformerLayer(int dim, int heads, int mlpDim, bool usePrenorm, Random rng)
+    public TransformerLayer(int dim, int heads, int mlpDim, float dropout, bool usePrenorm, Random rng)
     {
-        Attention = Register("0", new BertAttention(dim, heads, usePrenorm, rng));
-        FeedForward = Register("1", new BertFeedForward(dim, mlpDim, usePrenorm, rng));
+        Attention = Register("0", new BertAttention(dim, heads, dropout, usePrenorm, rng));
+        FeedForward = Register("1", new BertFeedForward(dim, mlpDim, dropout, usePrenorm, rng));
     }
 }
 
@@ -73,10 +77,10 @@ public sealed class TransformerEncoder : Module
 {
     public ModuleList<TransformerLayer> Layers { get; }
 
-    public TransformerEncoder(int dim, int depth, int heads, int mlpDim, bool usePrenorm, Random rng)
+    public TransformerEncoder(int dim, int depth, int heads, int mlpDim, float dropout, bool usePrenorm, Random rng)
     {
         Layers = Register("layers", new ModuleList<TransformerLayer>());
-        for (int i = 0; i < depth; i++) Layers.Add(new TransformerLayer(dim, heads, mlpDim, usePrenorm, rng));
+        for (int i = 0; i < depth; i++) Layers.Add(new TransformerLayer(dim, heads, mlpDim, dropout, usePrenorm, rng));
     }
 
     /// <summary>Runs all layers; <paramref name="observe"/> receives (layer, "attn"|"ffn", activation) for inspection.</summary>

@@ -1,0 +1,136 @@
+using System.CommandLine;
+using System.Globalization;
+using MaskBit.Autograd;
+using MaskBit.Models.Config;
+using MaskBit.Models.Data;
+using MaskBit.Models.Generator;
+using MaskBit.Models.Interop;
+using MaskBit.Models.Training;
+
+namespace MaskBit.Cli.Commands;
+
+/// <summary>The sampling flags shared by `generate` and `eval generator`, and the loaded models they act on.</summary>
+internal sealed class SamplingFlags
+{
+    public Option<string> Config { get; } = GeneratorCommands.ConfigOption();
+    public Argument<string[]> Overrides { get; } = GeneratorCommands.OverridesArgument();
+    public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer weights (MaskBit training checkpoint or official .bin).", Required = true };
+    public Option<string> Generator { get; } = new("--generator") { Description = "Generator weights: generator.safetensors, a training checkpoint (its EMA weights) or an official .bin.", Required = true };
+    public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps (default: model.mlm_model.num_steps)." };
+    public Option<double?> Guidance { get; } = new("--guidance") { Description = "Classifier-free guidance scale, 0 for none (default: model.mlm_model.guidance_scale)." };
+    public Option<double?> Temperature { get; } = new("--temperature") { Description = "Softmax temperature (default: model.mlm_model.softmax_temperature)." };
+    public Option<long> Seed { get; } = new("--seed") { Description = "Seed of the sampling draws; the same seed gives the same images.", DefaultValueFactory = _ => 0 };
+    public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images sampled per forward batch.", DefaultValueFactory = _ => 32 };
+
+    public void AddTo(Command command)
+    {
+        command.Arguments.Add(Overrides);
+        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize }) command.Options.Add(o);
+    }
+
+    /// <summary>Checks the values, loads config and both models. Null with <paramref name="exitCode"/> set on failure.</summary>
+    public Loaded? Load(ParseResult parse, TextWriter stderr, out int exitCode)
+    {
+        exitCode = Program.ExitUsage;
+        if (parse.GetValue(Steps) is < 1) { GeneratorCommands.Usage(stderr, "--steps", $"must be at least 1, got {parse.GetValue(Steps)}"); return null; }
+        if (parse.GetValue(Guidance) is { } g && (g < 0 || !double.IsFinite(g))) { GeneratorCommands.Usage(stderr, "--guidance", $"must be a finite number ≥ 0, got {g}"); return null; }
+        if (parse.GetValue(Temperature) is { } t && (t <= 0 || !double.IsFinite(t))) { GeneratorCommands.Usage(stderr, "--temperature", $"must be a positive number, got {t}"); return null; }
+        if (parse.GetValue(BatchSize) < 1) { GeneratorCommands.Usage(stderr, "--batch-size", $"must be at least 1, got {parse.GetValue(BatchSize)}"); return null; }
+        exitCode = Program.ExitBadFile;
+        if (!GeneratorCommands.RequireFile(parse.GetValue(Tokenizer), "--tokenizer", stderr) || !GeneratorCommands.RequireFile(parse.GetValue(Generator), "--generator", stderr))
+            return null;
+        var config = GeneratorCommands.LoadConfig(parse.GetValue(Config)!, parse.GetValue(Overrides) ?? Array.Empty<string>(), stderr, out exitCode);
+        if (config == null) return null;
+        var defaults = SamplerOptions.FromConfig(config);
+        var options = defaults with
+        {
+            NumSteps = parse.GetValue(Steps) ?? defaults.NumSteps,
+            GuidanceScale = parse.GetValue(Guidance) ?? defaults.GuidanceScale,
+            SoftmaxTemperature = parse.GetValue(Temperature) ?? defaults.SoftmaxTemperature,
+        };
+        var tokenizer = GeneratorSetup.LoadTokenizer(config, parse.GetValue(Tokenizer)!);
+        var generator = GeneratorSetup.LoadGenerator(config, parse.GetValue(Generator)!);
+        exitCode = Program.ExitOk;
+        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize));
+    }
+
+    internal sealed record Loaded(MaskBitConfig Config, Sampler Sampler, SamplerOptions Options, long Seed, int BatchSize)
+    {
+        public int NumClasses => Sampler.Generator.Config.NumClasses;
+
+        /// <summary>Samples the labels in batches from one seeded stream: images (N,3,H,W) clamped to [0,1] and
+        /// combined tokens (N, seq_len).</summary>
+        public (float[] Images, int[] Shape, int[] Tokens) Sample(IReadOnlyList<int> labels)
+        {
+            var random = new SeededRandomSource(Seed);
+            var images = new List<float>();
+            var tokens = new List<int>();
+            int[] shape = Array.Empty<int>();
+            for (int start = 0; start < labels.Count; start += BatchSize)
+            {
+                using var scope = TensorScope.Begin();
+                var batch = labels.Skip(start).Take(BatchSize).ToArray();
+                var result = Sampler.Sample(batch, Options, random);
+                images.AddRange(result.Images.Clamp(0f, 1f).ToArray());
+                tokens.AddRange(result.CombinedTokens.ToIntArray());
+                shape = result.Images.Shape;
+            }
+            return (images.ToArray(), new[] { labels.Count, shape[1], shape[2], shape[3] }, tokens.ToArray());
+        }
+    }
+}
+
+/// <summary>`maskbit generate --config C --tokenizer W1 --generator W2 --classes 1,7,282 [--per-class N] [--steps S]
+/// [--guidance G] [--temperature T] [--seed K] --out DIR`: one PNG per sample, grid.png (one row per class) and
+/// samples.npz (images (N,3,H,W) float32 in [0,1], labels int64, tokens (N, seq_len) int64).</summary>
+public static class GenerateCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var flags = new SamplingFlags();
+        var classes = new Option<string>("--classes") { Description = "Comma-separated class ids, e.g. 1,7,282.", Required = true };
+        var perClass = new Option<int>("--per-class") { Description = "Samples per class.", DefaultValueFactory = _ => 1 };
+        var output = new Option<string>("--out") { Description = "Output folder.", Required = true };
+        var command = new Command("generate", "Sample class-conditional images with a trained generator and tokenizer.");
+        flags.AddTo(command);
+        command.Options.Add(classes);
+        command.Options.Add(perClass);
+        command.Options.Add(output);
+        command.SetAction(parse => GeneratorCommands.Guard(stderr, () =>
+        {
+            var classIds = new List<int>();
+            foreach (var part in parse.GetValue(classes)!.Split(',', StringSplitOptions.TrimEntries))
+            {
+                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int id))
+                    return GeneratorCommands.Usage(stderr, "--classes", $"'{part}' is not a class id (expected comma-separated non-negative integers, e.g. 1,7,282)");
+                classIds.Add(id);
+            }
+            int n = parse.GetValue(perClass);
+            if (n < 1) return GeneratorCommands.Usage(stderr, "--per-class", $"must be at least 1, got {n}");
+            var loaded = flags.Load(parse, stderr, out int code);
+            if (loaded == null) return code;
+            if (classIds.FirstOrDefault(c => c >= loaded.NumClasses, -1) is var bad and >= 0)
+                return GeneratorCommands.Usage(stderr, "--classes", $"class {bad} is outside 0…{loaded.NumClasses - 1} (model.mlm_model.nclass = {loaded.NumClasses})");
+
+            var labels = classIds.SelectMany(c => Enumerable.Repeat(c, n)).ToArray();
+            var (images, shape, tokens) = loaded.Sample(labels);
+            string outDir = parse.GetValue(output)!;
+            Directory.CreateDirectory(outDir);
+            var batch = Tensor.FromArray(images, shape);
+            int size = shape[1] * shape[2] * shape[3];
+            for (int i = 0; i < labels.Length; i++)
+                ImageIO.Write(Path.Combine(outDir, $"class{labels[i]:D4}_{i % n:D3}.png"),
+                    ImageIO.FromTensor(Tensor.FromArray(images.AsSpan(i * size, size), shape[1..])));
+            ImageIO.SaveGrid(Path.Combine(outDir, "grid.png"), batch, nrow: n);
+            Npy.WriteNpz(Path.Combine(outDir, "samples.npz"), new Dictionary<string, NpyArray>
+            {
+                ["images"] = NpyArray.FromFloats(images, shape),
+                ["labels"] = NpyArray.FromInt64(labels.Select(l => (long)l).ToArray(), labels.Length),
+                ["tokens"] = NpyArray.FromInt64(tokens.Select(t => (long)t).ToArray(), labels.Length, tokens.Length / labels.Length),
+            });
+            stdout.WriteLine($"wrote {labels.Length} samples, grid.png and samples.npz to {outDir}");
+            return Program.ExitOk;
+        }));
+        return command;
+    }
+}
