@@ -36,6 +36,11 @@ py=/usr/bin/python3
 missing=()
 "$py" -c 'import torch' 2>/dev/null || missing+=(python3-torch)
 dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q 'ok installed' || missing+=(libopenblas0-pthread)
+# With a real reference checkout the peer imports modeling/, which pulls in torchvision (LPIPS) and tqdm.
+if [[ -n "${MASKBIT_REF:-}" ]]; then
+    "$py" -c 'import torchvision' 2>/dev/null || missing+=(python3-torchvision)
+    "$py" -c 'import tqdm' 2>/dev/null || missing+=(python3-tqdm)
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing ${missing[*]}"
     sudo_cmd=(); [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)

@@ -21,13 +21,16 @@ internal readonly unsafe struct MatrixView(float* p, int ld, bool trans)
 /// <summary>
 /// Single-threaded SGEMM, C = alpha·op(A)·op(B) + beta·C, in the GotoBLAS/BLIS scheme: B is packed into
 /// KC×NR column panels (one panel streams from L1), A into MR×KC row panels (a block of them sits in L2), and a
-/// 6×16 register tile of FMAs does the arithmetic. Transposes are absorbed by the packing, so the micro-kernel
+/// 6×NR register tile of FMAs does the arithmetic: 6×16 with AVX2 (ymm), 6×32 where AVX-512 is available (zmm;
+/// Zen 4/5 and recent Xeons, where the 512-bit FMAs double the throughput). Transposes are absorbed by the packing, so the micro-kernel
 /// only ever sees one layout. Callers split work over threads; see <see cref="CpuBackend.Gemm"/>.
 /// </summary>
 internal static unsafe class Sgemm
 {
-    // Micro-tile: 6 rows × 16 columns = 12 ymm accumulators + 2 B vectors + 1 A broadcast (15 of 16 registers).
-    public const int MR = 6, NR = 16;
+    // Micro-tile: 6 rows × 2 vectors = 12 accumulators + 2 B vectors + 1 A broadcast (15 of the 16 ymm registers;
+    // with AVX-512 the same shape in zmm registers covers 32 columns).
+    public const int MR = 6;
+    public static readonly int NR = Avx512F.IsSupported ? 32 : 16;
     // Cache blocks for Zen 3 (32 KB L1d, 512 KB L2 per core): a KC×NR B panel is 16 KB (L1), an MC×KC A block
     // 144 KB (L2), a KC×NC B block 4 MB (L3, 32 MB shared).
     public const int KC = 256, MC = 144, NC = 4096;
@@ -37,7 +40,7 @@ internal static unsafe class Sgemm
 
     /// <summary>Floats of scratch <see cref="Run"/> needs per thread for packed A and packed B (each includes
     /// slack so the panels can start on a 64-byte boundary, and for PackA's overhanging stores).</summary>
-    public const int PackedALength = MC * KC + 32, PackedBLength = KC * NC + 16;
+    public const int PackedALength = MC * KC + 32, PackedBLength = KC * NC + 32;
 
     public static bool Vectorized => Fma.IsSupported && Avx2.IsSupported;
 
@@ -73,7 +76,7 @@ internal static unsafe class Sgemm
                         {
                             float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
                             int mr = Math.Min(MR, mc - ir);
-                            if (mr == MR && nr == NR) Kernel6x16(kc, ap + ir * kc, bPanel, cTile, ldc, alpha, blockBeta);
+                            if (mr == MR && nr == NR) MicroKernel(kc, ap + ir * kc, bPanel, cTile, ldc, alpha, blockBeta);
                             else EdgeTile(kc, ap + ir * kc, bPanel, cTile, ldc, alpha, blockBeta, mr, nr);
                         }
                     }
@@ -140,10 +143,7 @@ internal static unsafe class Sgemm
                 float* src = b.P + c0;
                 if (cols == NR)
                     for (int p = 0; p < kc; p++, src += b.Ld)
-                    {
-                        Avx.Store(dst + p * NR, Avx.LoadVector256(src));
-                        Avx.Store(dst + p * NR + 8, Avx.LoadVector256(src + 8));
-                    }
+                        for (int j0 = 0; j0 < NR; j0 += 8) Avx.Store(dst + p * NR + j0, Avx.LoadVector256(src + j0));
                 else
                     for (int p = 0; p < kc; p++, src += b.Ld)
                     {
@@ -160,8 +160,7 @@ internal static unsafe class Sgemm
                     for (; p + 8 <= kc; p += 8)
                     {
                         float* src = b.P + (long)c0 * b.Ld + p;
-                        Transpose8x8(src, b.Ld, dst + p * NR, NR);
-                        Transpose8x8(src + 8L * b.Ld, b.Ld, dst + p * NR + 8, NR);
+                        for (int j0 = 0; j0 < NR; j0 += 8) Transpose8x8(src + (long)j0 * b.Ld, b.Ld, dst + p * NR + j0, NR);
                     }
                 for (; p < kc; p++)
                 {
@@ -202,7 +201,60 @@ internal static unsafe class Sgemm
         Avx.Store(dst + 7L * ldd, Avx.Permute2x128(s3, s7, 0x31));
     }
 
-    // ---- micro-kernel -------------------------------------------------------------------------------------------
+    // ---- micro-kernels ------------------------------------------------------------------------------------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        if (NR == 32) Kernel6x32(kc, a, b, c, ldc, alpha, beta);
+        else Kernel6x16(kc, a, b, c, ldc, alpha, beta);
+    }
+
+    /// <summary>The AVX-512 tile: 6×32 of C, the same scheme as <see cref="Kernel6x16"/> with zmm registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x32(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int i = 0; i < MR; i++) { Sse.Prefetch0(c + (long)i * ldc); Sse.Prefetch0(c + (long)i * ldc + 16); Sse.Prefetch0(c + (long)i * ldc + 31); }
+        for (int p = 0; p < kc; p++, a += MR, b += 32)
+        {
+            var b0 = Vector512.LoadAligned(b);
+            var b1 = Vector512.LoadAligned(b + 16);
+            var ai = Vector512.Create(a[0]);
+            c00 = Avx512F.FusedMultiplyAdd(ai, b0, c00); c01 = Avx512F.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector512.Create(a[1]);
+            c10 = Avx512F.FusedMultiplyAdd(ai, b0, c10); c11 = Avx512F.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector512.Create(a[2]);
+            c20 = Avx512F.FusedMultiplyAdd(ai, b0, c20); c21 = Avx512F.FusedMultiplyAdd(ai, b1, c21);
+            ai = Vector512.Create(a[3]);
+            c30 = Avx512F.FusedMultiplyAdd(ai, b0, c30); c31 = Avx512F.FusedMultiplyAdd(ai, b1, c31);
+            ai = Vector512.Create(a[4]);
+            c40 = Avx512F.FusedMultiplyAdd(ai, b0, c40); c41 = Avx512F.FusedMultiplyAdd(ai, b1, c41);
+            ai = Vector512.Create(a[5]);
+            c50 = Avx512F.FusedMultiplyAdd(ai, b0, c50); c51 = Avx512F.FusedMultiplyAdd(ai, b1, c51);
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        Finish512(c, c00, c01, va, vb, beta); Finish512(c + ldc, c10, c11, va, vb, beta); Finish512(c + 2L * ldc, c20, c21, va, vb, beta);
+        Finish512(c + 3L * ldc, c30, c31, va, vb, beta); Finish512(c + 4L * ldc, c40, c41, va, vb, beta); Finish512(c + 5L * ldc, c50, c51, va, vb, beta);
+    }
+
+    /// <summary>c[0..32) = alpha·acc (+ beta·c unless beta is 0: C may hold garbage then).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish512(float* c, Vector512<float> lo, Vector512<float> hi, Vector512<float> alpha, Vector512<float> vbeta, float beta)
+    {
+        if (beta == 0f)
+        {
+            (lo * alpha).Store(c);
+            (hi * alpha).Store(c + 16);
+        }
+        else
+        {
+            Avx512F.FusedMultiplyAdd(lo, alpha, vbeta * Vector512.Load(c)).Store(c);
+            Avx512F.FusedMultiplyAdd(hi, alpha, vbeta * Vector512.Load(c + 16)).Store(c + 16);
+        }
+    }
 
     /// <summary>The 6×16 tile of C at c (row stride ldc) = alpha·Σ_k a[k]·b[k] + beta·C, a and b packed panels.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -261,7 +313,7 @@ internal static unsafe class Sgemm
     private static void EdgeTile(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, int mr, int nr)
     {
         float* tile = stackalloc float[MR * NR];
-        Kernel6x16(kc, a, b, tile, NR, 1f, 0f);
+        MicroKernel(kc, a, b, tile, NR, 1f, 0f);
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++)
             {
