@@ -12,8 +12,8 @@ namespace MaskBit.Cli.Commands;
 /// <summary>The sampling flags shared by `generate` and `eval generator`, and the loaded models they act on.</summary>
 internal sealed class SamplingFlags
 {
-    public Option<string> Config { get; } = GeneratorCommands.ConfigOption();
-    public Argument<string[]> Overrides { get; } = GeneratorCommands.OverridesArgument();
+    public Option<string> Config { get; } = CommandSupport.ConfigOption();
+    public Argument<string[]> Overrides { get; } = CommandSupport.OverridesArgument();
     public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer weights (MaskBit training checkpoint or official .bin).", Required = true };
     public Option<string> Generator { get; } = new("--generator") { Description = "Generator weights: generator.safetensors, a training checkpoint (its EMA weights) or an official .bin.", Required = true };
     public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps (default: model.mlm_model.num_steps)." };

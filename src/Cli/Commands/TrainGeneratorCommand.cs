@@ -26,12 +26,6 @@ public static class GeneratorCommands
         return group;
     }
 
-    public static Option<string> ConfigOption() =>
-        new("--config") { Description = "Config YAML in the original MaskBit schema.", Required = true };
-
-    public static Argument<string[]> OverridesArgument() =>
-        new("overrides") { Description = "Config overrides a.b.c=value.", Arity = ArgumentArity.ZeroOrMore };
-
     /// <summary>Loads the config; a bad override is a usage error (2), anything else about the file a failure (1).</summary>
     public static MaskBitConfig? LoadConfig(string path, string[] overrides, TextWriter stderr, out int exitCode)
     {
@@ -79,8 +73,8 @@ public static class TrainGeneratorCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var config = GeneratorCommands.ConfigOption();
-        var overrides = GeneratorCommands.OverridesArgument();
+        var config = CommandSupport.ConfigOption();
+        var overrides = CommandSupport.OverridesArgument();
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer weights (overrides experiment.vqgan_checkpoint): a MaskBit training checkpoint or an official .bin." };
         var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else runs/<experiment.name>). An existing checkpoint there is resumed." };
         var seed = new Option<int?>("--seed") { Description = "Overrides training.seed." };

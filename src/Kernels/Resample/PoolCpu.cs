@@ -13,42 +13,8 @@ public sealed partial class CpuBackend
         return (Math.Max(start, 0), Math.Min(start + kernel, size));
     }
 
-    public void MaxPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf x, Buf y, Buf argmax)
-    {
-        float[] X = Arr(x), Y = Arr(y);
-        int[] A = IntArr(argmax);
-        int xOff = Off(x), yOff = Off(y), aOff = Off(argmax);
-        CpuParallel.For(planes, (p0, p1) =>
-        {
-            for (int p = p0; p < p1; p++)
-            {
-                var plane = X.AsSpan(xOff + p * h * w, h * w);
-                for (int i = 0; i < oh; i++)
-                {
-                    var (r0, r1) = PoolWindow(i, h, kernel, stride, padding);
-                    for (int j = 0; j < ow; j++)
-                    {
-                        var (c0, c1) = PoolWindow(j, w, kernel, stride, padding);
-                        // As torch: the first maximum in row-major window order wins; a NaN always wins.
-                        int best = r0 * w + c0;
-                        float max = float.NegativeInfinity;
-                        for (int r = r0; r < r1; r++)
-                        {
-                            var row = plane.Slice(r * w, w);
-                            for (int c = c0; c < c1; c++)
-                            {
-                                float v = row[c];
-                                if (v > max || float.IsNaN(v)) { max = v; best = r * w + c; }
-                            }
-                        }
-                        int o = (p * oh + i) * ow + j;
-                        Y[yOff + o] = max;
-                        A[aOff + o] = best;
-                    }
-                }
-            }
-        }, costPerItem: (double)oh * ow * kernel * kernel);
-    }
+    public void MaxPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf x, Buf y, Buf argmax) =>
+        WindowMaxPool(planes, h, w, oh, ow, i => PoolWindow(i, h, kernel, stride, padding), j => PoolWindow(j, w, kernel, stride, padding), x, y, argmax);
 
     public void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx) =>
         AdaptiveMaxPoolBackward(planes, h, w, oh, ow, dy, argmax, dx);   // the same scatter-add of dy at argmax

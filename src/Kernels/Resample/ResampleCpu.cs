@@ -46,7 +46,13 @@ public sealed partial class CpuBackend
     private static (int Start, int End) AdaptiveBin(int i, int inSize, int outSize) =>
         ((int)((long)i * inSize / outSize), (int)(((long)(i + 1) * inSize + outSize - 1) / outSize));
 
-    public void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax)
+    public void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax) =>
+        WindowMaxPool(planes, h, w, oh, ow, i => AdaptiveBin(i, h, oh), j => AdaptiveBin(j, w, ow), x, y, argmax);
+
+    /// <summary>Max over the window [rows(i)) × [cols(j)) of each output (i, j), shared by adaptive and strided max
+    /// pooling. As torch: the first maximum in row-major window order wins; a NaN always wins.</summary>
+    private static void WindowMaxPool(int planes, int h, int w, int oh, int ow, Func<int, (int Start, int End)> rows,
+        Func<int, (int Start, int End)> cols, Buf x, Buf y, Buf argmax)
     {
         float[] X = Arr(x), Y = Arr(y);
         int[] A = IntArr(argmax);
@@ -58,19 +64,21 @@ public sealed partial class CpuBackend
                 var plane = X.AsSpan(xOff + p * h * w, h * w);
                 for (int i = 0; i < oh; i++)
                 {
-                    var (h0, h1) = AdaptiveBin(i, h, oh);
+                    var (r0, r1) = rows(i);
                     for (int j = 0; j < ow; j++)
                     {
-                        var (w0, w1) = AdaptiveBin(j, w, ow);
-                        // As torch: the first maximum in row-major order wins; a NaN always wins.
-                        int best = h0 * w + w0;
+                        var (c0, c1) = cols(j);
+                        int best = r0 * w + c0;
                         float max = float.NegativeInfinity;
-                        for (int r = h0; r < h1; r++)
-                            for (int c = w0; c < w1; c++)
+                        for (int r = r0; r < r1; r++)
+                        {
+                            var row = plane.Slice(r * w, w);
+                            for (int c = c0; c < c1; c++)
                             {
-                                float v = plane[r * w + c];
+                                float v = row[c];
                                 if (v > max || float.IsNaN(v)) { max = v; best = r * w + c; }
                             }
+                        }
                         int o = (p * oh + i) * ow + j;
                         Y[yOff + o] = max;
                         A[aOff + o] = best;
