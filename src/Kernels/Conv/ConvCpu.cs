@@ -31,6 +31,8 @@ public sealed partial class CpuBackend
             return;
         }
 
+        if (d.StrideH == 1 && d.StrideW == 1 && d.Groups == 1 && Sgemm.Vectorized) { ImplicitForward(d, x, w, bias, y); return; }
+
         var plan = new ChunkPlan(d);
         using var cols = Scratch(plan.ColumnsFloats);
         using var product = Scratch(plan.OutputFloats);
@@ -46,6 +48,84 @@ public sealed partial class CpuBackend
                     new Buf(cols, 0), new Buf(product, 0));
                 MoveOutputChunk(d, toChunk: false, Y, Off(y), g, r0, r1, product.Floats, bias0, biasOff);
             }
+    }
+
+    /// <summary>
+    /// Stride-1 convolution as one implicit GEMM per image: with the input zero-padded to (Hp, Wp), patch row
+    /// k = (ci, kh, kw) of output position n = oy·Wp + ox is xpad[ci·Hp·Wp + kh·Wp + kw + n], i.e. every row of the
+    /// patch matrix is a shifted window of the padded input. The GEMM reads those windows through a row-offset
+    /// table while packing B, so no im2col matrix is written; the Wp − OW columns that wrap around a row are
+    /// computed and dropped when the result is copied out.
+    /// </summary>
+    private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
+    {
+        int hp = d.OH + d.KH - 1, wp = d.OW + d.KW - 1, k = d.Cin * d.KH * d.KW;
+        int width = (d.OH - 1) * wp + d.OW;                    // last valid output column + 1
+        long plane = (long)hp * wp;
+        using var padded = Scratch(d.Cin * plane);
+        using var product = Scratch((long)d.Cout * width);
+        var rows = BufferPool<long>.Shared.Rent(k);
+        for (int ci = 0, r = 0; ci < d.Cin; ci++)
+            for (int kh = 0; kh < d.KH; kh++)
+                for (int kw = 0; kw < d.KW; kw++) rows[r++] = ci * plane + (long)kh * wp + kw;
+        float[] X = Arr(x), Y = Arr(y), P = padded.Floats, C = product.Floats;
+        var desc = d;
+        try
+        {
+            for (int n = 0; n < d.N; n++)
+            {
+                int xBase = Off(x) + n * d.Cin * d.H * d.W;
+                CpuParallel.For(d.Cin, (c0, c1) =>
+                {
+                    for (int ci = c0; ci < c1; ci++)
+                    {
+                        var dst = P.AsSpan((int)(ci * plane), (int)plane);
+                        dst.Clear();
+                        for (int r = 0; r < desc.H; r++)
+                            X.AsSpan(xBase + (ci * desc.H + r) * desc.W, desc.W).CopyTo(dst.Slice((r + desc.PadTop) * wp + desc.PadLeft, desc.W));
+                    }
+                }, costPerItem: plane);
+                fixed (float* pw = Arr(w), pp = P, pc = C)
+                fixed (long* pr = rows)
+                    GemmColumns(d.Cout, width, k, new MatrixView(pw + Off(w), k, false), new MatrixView(pp, 0, false, pr), pc, width);
+                float[]? biasArr = bias is Buf bb ? Arr(bb) : null;
+                int biasOff = bias is Buf bo ? Off(bo) : 0, yBase = Off(y) + n * d.Cout * d.OH * d.OW;
+                CpuParallel.For(d.Cout, (o0, o1) =>
+                {
+                    for (int co = o0; co < o1; co++)
+                    {
+                        float b = biasArr != null ? biasArr[biasOff + co] : 0f;
+                        for (int oy = 0; oy < desc.OH; oy++)
+                        {
+                            var src = C.AsSpan(co * width + oy * wp, desc.OW);
+                            var dst = Y.AsSpan(yBase + (co * desc.OH + oy) * desc.OW, desc.OW);
+                            if (b == 0f) src.CopyTo(dst); else TensorPrimitives.Add(src, b, dst);
+                        }
+                    }
+                }, costPerItem: (double)desc.OH * desc.OW);
+            }
+        }
+        finally { BufferPool<long>.Shared.Return(rows); }
+    }
+
+    /// <summary>C (m×n, row stride ldc) = A·B for views the Buf-based Gemm cannot express, split over the cores
+    /// by column ranges.</summary>
+    private static unsafe void GemmColumns(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc)
+    {
+        int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n / Sgemm.NR));
+        nint cAddr = (nint)c;
+        CpuParallel.For(workers, (w0, w1) =>
+        {
+            float[] packA = BufferPool<float>.Shared.Rent(Sgemm.PackedALength), packB = BufferPool<float>.Shared.Rent(Sgemm.PackedBLength);
+            fixed (float* pa = packA, pb = packB)
+                for (int wk = w0; wk < w1; wk++)
+                {
+                    int lo = (int)((long)n * wk / workers / Sgemm.NR * Sgemm.NR), hi = wk + 1 == workers ? n : (int)((long)n * (wk + 1) / workers / Sgemm.NR * Sgemm.NR);
+                    if (lo < hi) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, 0f, pa, pb);
+                }
+            BufferPool<float>.Shared.Return(packA);
+            BufferPool<float>.Shared.Return(packB);
+        }, costPerItem: 2.0 * m * n * k / workers);
     }
 
     public void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx)

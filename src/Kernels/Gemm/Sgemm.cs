@@ -5,17 +5,23 @@ using System.Runtime.Intrinsics.X86;
 namespace MaskBit.Kernels.Cpu;
 
 /// <summary>A row-major matrix operand seen through an optional transpose: element (i, j) of op(X) is
-/// P[i·Ld + j], or P[j·Ld + i] when Trans.</summary>
-internal readonly unsafe struct MatrixView(float* p, int ld, bool trans)
+/// P[i·Ld + j], or P[j·Ld + i] when Trans. A non-transposed view may instead take each row's start from a table
+/// (Rows[i]): the implicit-GEMM convolution reads its patch matrix as shifted windows of the input this way.</summary>
+internal readonly unsafe struct MatrixView(float* p, int ld, bool trans, long* rows = null)
 {
     public readonly float* P = p;
     public readonly int Ld = ld;
     public readonly bool Trans = trans;
+    public readonly long* Rows = rows;
 
-    public float this[int i, int j] => Trans ? P[(long)j * Ld + i] : P[(long)i * Ld + j];
+    public float this[int i, int j] => Trans ? P[(long)j * Ld + i] : Row(i)[j];
+
+    /// <summary>Start of row i (non-transposed views).</summary>
+    public float* Row(int i) => Rows != null ? P + Rows[i] : P + (long)i * Ld;
 
     /// <summary>The view whose (0, 0) is this view's (i, j).</summary>
-    public MatrixView At(int i, int j) => new(Trans ? P + (long)j * Ld + i : P + (long)i * Ld + j, Ld, Trans);
+    public MatrixView At(int i, int j) =>
+        Rows != null ? new(P + j, Ld, false, Rows + i) : new(Trans ? P + (long)j * Ld + i : P + (long)i * Ld + j, Ld, Trans);
 }
 
 /// <summary>
@@ -140,13 +146,16 @@ internal static unsafe class Sgemm
             if (!b.Trans)
             {
                 // Stored K×N: one k's NR values are contiguous.
-                float* src = b.P + c0;
                 if (cols == NR)
-                    for (int p = 0; p < kc; p++, src += b.Ld)
-                        for (int j0 = 0; j0 < NR; j0 += 8) Avx.Store(dst + p * NR + j0, Avx.LoadVector256(src + j0));
-                else
-                    for (int p = 0; p < kc; p++, src += b.Ld)
+                    for (int p = 0; p < kc; p++)
                     {
+                        float* src = b.Row(p) + c0;
+                        for (int j0 = 0; j0 < NR; j0 += 8) Avx.Store(dst + p * NR + j0, Avx.LoadVector256(src + j0));
+                    }
+                else
+                    for (int p = 0; p < kc; p++)
+                    {
+                        float* src = b.Row(p) + c0;
                         float* d = dst + p * NR;
                         for (int j = 0; j < cols; j++) d[j] = src[j];
                         for (int j = cols; j < NR; j++) d[j] = 0f;
