@@ -32,6 +32,7 @@ public static class Program
         });
         root.Subcommands.Add(info);
         root.Subcommands.Add(InspectCommand(stdout, stderr));
+        root.Subcommands.Add(ConvertCommand.Create(stdout, stderr));
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
         root.Subcommands.Add(ReconstructCommand.Create(stdout, stderr));
