@@ -29,10 +29,11 @@ internal static class EvalCommand
         var batchSize = new Option<int?>("--batch-size") { Description = "Images per batch (default: training.per_gpu_batch_size, else 32)." };
         var output = new Option<string>("--out") { Description = "Folder for metrics.json.", DefaultValueFactory = _ => "." };
         var noEma = CommandSupport.NoEmaOption();
+        var nonStrict = CommandSupport.NonStrictOption();
         var command = new Command("tokenizer", "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy). " +
                                                "rFID / IS need the FID InceptionV3, which this build does not include.")
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, () =>
         {
@@ -43,7 +44,7 @@ internal static class EvalCommand
             int batch = parse.GetValue(batchSize) ?? (int)cfg.GetInt("training.per_gpu_batch_size", 32);
             if (batch < 1) throw new ConfigException($"--batch-size must be at least 1, not {batch}");
 
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout);
+            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             var dataset = TrainingData.Open(source, train: false, TrainingData.Channels(cfg));
             IReadOnlyDictionary<string, double> scores;
             try

@@ -26,15 +26,16 @@ internal static class ReconstructCommand
         };
         var output = new Option<string>("--out") { Required = true, Description = "Folder for the reconstructions and grid.png." };
         var noEma = CommandSupport.NoEmaOption();
+        var nonStrict = CommandSupport.NonStrictOption();
         var command = new Command("reconstruct", "Reconstruct images with a tokenizer: writes <name>.png per image and grid.png.")
         {
-            config, overrides, weights, images, output, noEma,
+            config, overrides, weights, images, output, noEma, nonStrict,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, () =>
         {
             var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
             var files = ImageFiles(parse.GetValue(images)!);
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout);
+            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             var transform = TrainingData.Transform(cfg);
             int channels = TrainingData.Channels(cfg);
             string outputDir = parse.GetValue(output)!;
