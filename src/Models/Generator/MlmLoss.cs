@@ -23,13 +23,15 @@ public sealed class MlmLoss(float labelSmoothing = 0.1f, bool sumSplits = false)
         int splits = logits.Shape[2], c = logits.Shape[3];
         var flat = logits.Reshape(-1, c);
         var flatTargets = targets.Reshape(-1);
-        var loss = F.CrossEntropy(flat, flatTargets, LabelSmoothing);
+        // Per-position losses once: their mean is the backpropagated loss, the masked ones are logged.
+        var perPosition = F.CrossEntropy(flat, flatTargets, LabelSmoothing, Reduction.None);
+        var loss = perPosition.Mean();
         if (SumSplits) loss = loss.MulScalar(splits);
 
         MlmLossLog log;
         using (Tape.NoGrad())
         {
-            var rows = F.CrossEntropy(flat.Detach(), flatTargets, LabelSmoothing, Reduction.None).ToArray();
+            var rows = perPosition.ToArray();
             var t = flatTargets.ToIntArray();
             var argmax = flat.Detach().ArgMaxLastAxis().ToIntArray();
             int masked = 0, correct = 0, maskedCorrect = 0; double maskedLoss = 0;
