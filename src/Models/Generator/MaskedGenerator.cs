@@ -106,6 +106,7 @@ public sealed class MaskedGenerator : Module
     /// <summary>The reference's init: trunc-normal(0.02) for linear and embedding weights, zero biases, LN (1, 0).</summary>
     private void InitWeights(Random rng)
     {
+        if (Init.IsShapesOnly) return;
         foreach (var (name, p) in NamedParameters())
         {
             if (name.EndsWith(".weight") && p.Rank == 2) p.CopyFrom_(TruncNormal(p.Shape, rng));
@@ -114,17 +115,8 @@ public sealed class MaskedGenerator : Module
         }
     }
 
-    private static Tensor TruncNormal(int[] shape, Random rng)
-    {
-        var v = new float[ShapeUtil.Numel(shape)];
-        for (int i = 0; i < v.Length; i++)
-        {
-            double x;
-            do { x = Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()); } while (Math.Abs(x) > 2 / 0.02);
-            v[i] = (float)(0.02 * x);
-        }
-        return Tensor.FromArray(v, shape);
-    }
+    /// <summary>The reference's trunc_normal_(std=0.02) with torch's default absolute bounds ±2.</summary>
+    private static Tensor TruncNormal(int[] shape, Random rng) => Init.TruncNormal(shape, 0.02f, -2f, 2f, rng);
 
     /// <summary>LFQBert input: each group's bits least significant first as ±1, a masked group as zeros, groups
     /// concatenated group-major: (B, n, splits) Int32 → (B, n, bits).</summary>

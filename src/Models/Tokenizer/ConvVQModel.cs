@@ -15,7 +15,7 @@ public sealed record TokenizerConfig(
         const string p = "model.vq_model.";
         int resBlocks = (int)c.GetInt(p + "num_res_blocks", 2);
         var cfg = new TokenizerConfig(
-            c.GetString(p + "quantizer_type"), (int)c.GetInt(p + "codebook_size"), (int)c.GetInt(p + "token_size"),
+            c.GetString(p + "quantizer_type"), (int)c.GetInt(p + "codebook_size", 0), (int)c.GetInt(p + "token_size"),
             (float)c.GetDouble(p + "commitment_cost", 0.25), (float)c.GetDouble(p + "entropy_loss_weight", 0.0),
             (float)c.GetDouble(p + "entropy_loss_temperature", 0.01), (float)c.GetDouble(p + "entropy_gamma", 1.0),
             c.GetBool(p + "use_l2_normalisation", false), (int)c.GetInt(p + "num_channels", 3),
@@ -24,8 +24,12 @@ public sealed record TokenizerConfig(
             c.GetBool(p + "sample_with_conv", true), c.GetString(p + "model_class", "vqgan+"));
         if (cfg.QuantizerType is not ("lookup" or "lookup-free"))
             throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{cfg.QuantizerType}' is not supported (lookup, lookup-free)");
-        if (cfg.QuantizerType == "lookup-free" && cfg.CodebookSize != 1 << cfg.TokenSize)
-            throw new ConfigException($"{c.File}: lookup-free codebook_size {cfg.CodebookSize} must be 2^token_size = {1 << cfg.TokenSize}");
+        // Like the reference, a lookup-free quantizer's codebook is every sign pattern of token_size bits; the
+        // config's codebook_size is not read for it (the official 14/16/18-bit tokenizer configs leave it at 4096).
+        if (cfg.QuantizerType == "lookup-free")
+            cfg = cfg with { CodebookSize = 1 << cfg.TokenSize };
+        else if (cfg.CodebookSize <= 0)
+            throw new ConfigException($"{c.File}: model.vq_model.codebook_size must be a positive number of codebook entries for the lookup quantizer");
         if (cfg.ChannelMult.Length < cfg.NumResolutions)
             throw new ConfigException($"{c.File}: model.vq_model.channel_mult has {cfg.ChannelMult.Length} entries, num_resolutions is {cfg.NumResolutions}");
         if (cfg.ChannelMult.Any(m => cfg.HiddenChannels * m % 32 != 0))
