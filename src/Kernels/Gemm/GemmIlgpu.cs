@@ -4,7 +4,8 @@ using ILGPU.Runtime;
 
 namespace MaskBit.Kernels.Ilgpu;
 
-// Batched GEMM on an ILGPU accelerator: shared-memory tiles with register blocking.
+// Batched GEMM on an ILGPU accelerator: shared-memory tiles with register blocking. The tiled kernel is generic
+// over the problem, so convolutions (Conv/ConvIlgpu.cs) run through it as implicit GEMMs.
 public sealed partial class IlgpuBackend
 {
     /// <summary>GEMM tile geometry as compile-time constants (a generic struct argument, because shared memory
@@ -63,24 +64,70 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>A(i, k) = a[item·StrideA + i·ARow + k·ACol], B(k, j) = b[item·StrideB + k·BRow + j·BCol]:
-    /// the transposes are only different strides.</summary>
-    public struct GemmArgs
+    /// <summary>A product C = A·B computed tile by tile by <see cref="TiledProductKernel{TTile, TProduct}"/>: the
+    /// problem says how its operands are read and its result written (a strided GEMM, or a convolution read as an
+    /// implicit GEMM straight from the NCHW tensors), the kernel does the tiling. Items are independent products
+    /// (batch items, convolution groups, split-K slices). Loads are only asked for i &lt; M, j &lt; N, k &lt; K.</summary>
+    internal interface ITiledProduct
     {
-        public int M, N, K, Batch;
+        int M { get; }
+        int N { get; }
+        int K { get; }
+        int Items { get; }
+        /// <summary>Whether consecutive k of A (of B) are the closer addresses: the tile is staged along that axis
+        /// so that consecutive threads read neighbouring addresses.</summary>
+        bool AAlongK { get; }
+        bool BAlongK { get; }
+        float LoadA(ArrayView<float> a, int item, int i, int k);
+        float LoadB(ArrayView<float> b, int item, int k, int j);
+        /// <summary>Writes C(i, j) of an item; <paramref name="extra"/> is the problem's fourth buffer (a bias).</summary>
+        void Store(ArrayView<float> c, ArrayView<float> extra, int item, int i, int j, float value);
+    }
+
+    /// <summary>A strided GEMM: A(i, k) = a[item·StrideA + i·ARow + k·ACol], B(k, j) = b[item·StrideB + k·BRow +
+    /// j·BCol] (the transposes are only different strides), C = alpha·A·B + beta·C.</summary>
+    public struct GemmArgs : ITiledProduct
+    {
+        public int Rows, Columns, Depth, Batch;
         public long StrideA, StrideB, StrideC;
         public int ARow, ACol, BRow, BCol;
         public float Alpha, Beta;
+
+        public readonly int M => Rows;
+        public readonly int N => Columns;
+        public readonly int K => Depth;
+        public readonly int Items => Batch;
+        public readonly bool AAlongK => ACol == 1;
+        public readonly bool BAlongK => BRow == 1;
+        public readonly float LoadA(ArrayView<float> a, int item, int i, int k) => a[item * StrideA + (long)i * ARow + (long)k * ACol];
+        public readonly float LoadB(ArrayView<float> b, int item, int k, int j) => b[item * StrideB + (long)k * BRow + (long)j * BCol];
+
+        public readonly void Store(ArrayView<float> c, ArrayView<float> extra, int item, int i, int j, float value)
+        {
+            long ci = item * StrideC + (long)i * Columns + j;
+            // beta = 0 never reads C (it may hold NaN garbage), as BLAS.
+            c[ci] = Beta == 0f ? Alpha * value : Alpha * value + Beta * c[ci];
+        }
     }
 
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs> GemmSmallEntry = GemmKernel<GemmTile32>;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs> GemmLargeEntry = GemmKernel<GemmTile64>;
+    /// <summary>The two compiled variants (CPU-accelerator and GPU tile) of the tiled kernel for one problem type,
+    /// loaded on first use.</summary>
+    internal sealed class TiledKernels<TProduct> where TProduct : struct, ITiledProduct
+    {
+        public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> SmallEntry =
+            TiledProductKernel<GemmTile32, TProduct>;
+        public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> LargeEntry =
+            TiledProductKernel<GemmTile64, TProduct>;
+        public static IEnumerable<MethodInfo> EntryPoints => [SmallEntry.Method, LargeEntry.Method];
 
-    private static IEnumerable<MethodInfo> GemmEntryPoints => [GemmSmallEntry.Method, GemmLargeEntry.Method];
+        public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct>? Small, Large;
+    }
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>? _gemmSmall, _gemmLarge;
+    private static IEnumerable<MethodInfo> GemmEntryPoints => TiledKernels<GemmArgs>.EntryPoints;
 
-    /// <summary>Threads per group of <see cref="GemmKernel{TTile}"/>.</summary>
+    private readonly TiledKernels<GemmArgs> _gemm = new();
+
+    /// <summary>Threads per group of <see cref="TiledProductKernel{TTile, TProduct}"/>.</summary>
     internal static int GemmThreads<TTile>() where TTile : struct, IGemmTile
     {
         int side = default(TTile).Size / Micro;
@@ -92,32 +139,45 @@ public sealed partial class IlgpuBackend
         if (d.M == 0 || d.N == 0 || d.Batch == 0) return;
         var args = new GemmArgs
         {
-            M = d.M, N = d.N, K = d.K, Batch = d.Batch,
+            Rows = d.M, Columns = d.N, Depth = d.K, Batch = d.Batch,
             StrideA = d.StrideA, StrideB = d.StrideB, StrideC = d.StrideC,
             ARow = d.TransA ? 1 : d.K, ACol = d.TransA ? d.M : 1,
             BRow = d.TransB ? 1 : d.N, BCol = d.TransB ? d.K : 1,
             Alpha = alpha, Beta = beta,
         };
-        var (kernel, size, threads) = Sizes.LargeGemmTile
-            ? (Kernel(ref _gemmLarge, static acc => acc.LoadStreamKernel(GemmLargeEntry)), default(GemmTile64).Size, GemmThreads<GemmTile64>())
-            : (Kernel(ref _gemmSmall, static acc => acc.LoadStreamKernel(GemmSmallEntry)), default(GemmTile32).Size, GemmThreads<GemmTile32>());
-        long tiles = (long)d.Batch * ((d.M + size - 1) / size) * ((d.N + size - 1) / size);
-        if (tiles > int.MaxValue) throw new NotSupportedException($"GEMM {d} has too many tiles for one launch");
-        kernel(new KernelConfig((int)tiles, threads),
-            F(a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K)),
-            F(b, BatchedExtent(d.Batch, d.StrideB, (long)d.K * d.N)),
-            F(c, BatchedExtent(d.Batch, d.StrideC, (long)d.M * d.N)), args);
+        var cView = F(c, BatchedExtent(d.Batch, d.StrideC, (long)d.M * d.N));
+        RunTiled(_gemm, F(a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K)),
+            F(b, BatchedExtent(d.Batch, d.StrideB, (long)d.K * d.N)), cView, cView, args);
     }
+
+    /// <summary>Launches one group per output tile of every item, with the tile size of <see cref="Sizes"/>.</summary>
+    private void RunTiled<TProduct>(TiledKernels<TProduct> kernels, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> extra, TProduct p) where TProduct : struct, ITiledProduct
+    {
+        var (kernel, size, threads) = Sizes.LargeGemmTile
+            ? (Kernel(ref kernels.Large, static acc => acc.LoadStreamKernel(TiledKernels<TProduct>.LargeEntry)), default(GemmTile64).Size, GemmThreads<GemmTile64>())
+            : (Kernel(ref kernels.Small, static acc => acc.LoadStreamKernel(TiledKernels<TProduct>.SmallEntry)), default(GemmTile32).Size, GemmThreads<GemmTile32>());
+        long tiles = TileCount(p, size);
+        if (tiles > int.MaxValue) throw new NotSupportedException($"{typeof(TProduct).Name} ({p.M}×{p.N}×{p.K}, {p.Items} items) has too many tiles for one launch");
+        if (tiles == 0) return;
+        kernel(new KernelConfig((int)tiles, threads), a, b, c, extra, p);
+    }
+
+    private static long TileCount<TProduct>(TProduct p, int size) where TProduct : struct, ITiledProduct =>
+        (long)p.Items * ((p.M + size - 1) / size) * ((p.N + size - 1) / size);
+
+    /// <summary>Output tile edge of the tiled kernels on this backend.</summary>
+    private int TileSize => Sizes.LargeGemmTile ? default(GemmTile64).Size : default(GemmTile32).Size;
 
     private static long BatchedExtent(int batch, long stride, long itemSize) => itemSize == 0 ? 0 : (batch - 1) * stride + itemSize;
 
-    /// <summary>Groups stride over the tiles of all batch items. Per K step the group stages a Depth×Size slice
-    /// of op(A) and of op(B) in shared memory (zero-padded at the edges, loaded so that consecutive threads read
-    /// consecutive addresses for either transpose), then each thread accumulates its 4×4 block from 4 values of
-    /// each slice per k. A thread's rows and columns are Size/4 apart, so a warp reads consecutive
-    /// shared-memory words.</summary>
-    internal static void GemmKernel<TTile>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmArgs p)
-        where TTile : struct, IGemmTile
+    /// <summary>Groups stride over the tiles of all items. Per K step the group stages a Depth×Size slice of A
+    /// and of B in shared memory (zero-padded at the edges, loaded so that consecutive threads read the
+    /// problem's neighbouring addresses), then each thread accumulates its 4×4 block from 4 values of each slice
+    /// per k. A thread's rows and columns are Size/4 apart, so a warp reads consecutive shared-memory words.</summary>
+    internal static void TiledProductKernel<TTile, TProduct>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> extra, TProduct p)
+        where TTile : struct, IGemmTile where TProduct : struct, ITiledProduct
     {
         var tile = default(TTile);
         int size = tile.Size, depth = tile.Depth;
@@ -126,30 +186,30 @@ public sealed partial class IlgpuBackend
         var bSlice = SharedMemory.Allocate<float>(tile.Depth * tile.Size);   // [k][j]
 
         int tid = Group.IdxX, tx = tid % side, ty = tid / side;
-        int tilesN = (p.N + size - 1) / size, tilesPerItem = ((p.M + size - 1) / size) * tilesN;
-        bool aAlongK = p.ACol == 1, bAlongK = p.BRow == 1;   // which axis is contiguous in memory
-        for (int t = Grid.IdxX; t < tilesPerItem * p.Batch; t += Grid.DimX)
+        int m = p.M, n = p.N, kTotal = p.K;
+        int tilesN = (n + size - 1) / size, tilesPerItem = ((m + size - 1) / size) * tilesN;
+        bool aAlongK = p.AAlongK, bAlongK = p.BAlongK;
+        for (int t = Grid.IdxX; t < tilesPerItem * p.Items; t += Grid.DimX)
         {
             int item = t / tilesPerItem, tileInItem = t - item * tilesPerItem, tileRow = tileInItem / tilesN;
             int row0 = tileRow * size, col0 = (tileInItem - tileRow * tilesN) * size;
-            long aItem = item * p.StrideA, bItem = item * p.StrideB, cItem = item * p.StrideC;
             var acc = default(Block4x4);
 
-            for (int k0 = 0; k0 < p.K; k0 += depth)
+            for (int k0 = 0; k0 < kTotal; k0 += depth)
             {
                 for (int e = tid; e < depth * size; e += threads)
                 {
                     int outer = aAlongK ? e / depth : e / size;
                     int kk = aAlongK ? e - outer * depth : outer, i = aAlongK ? outer : e - outer * size;
                     int gi = row0 + i, gk = k0 + kk;
-                    aSlice[kk * size + i] = gi < p.M && gk < p.K ? a[aItem + (long)gi * p.ARow + (long)gk * p.ACol] : 0f;
+                    aSlice[kk * size + i] = gi < m && gk < kTotal ? p.LoadA(a, item, gi, gk) : 0f;
 
                     outer = bAlongK ? e / depth : e / size;
                     kk = bAlongK ? e - outer * depth : outer;
                     int j = bAlongK ? outer : e - outer * size;
                     int gj = col0 + j;
                     gk = k0 + kk;
-                    bSlice[kk * size + j] = gj < p.N && gk < p.K ? b[bItem + (long)gk * p.BRow + (long)gj * p.BCol] : 0f;
+                    bSlice[kk * size + j] = gj < n && gk < kTotal ? p.LoadB(b, item, gk, gj) : 0f;
                 }
                 Group.Barrier();
                 for (int kk = 0; kk < depth; kk++)
@@ -160,15 +220,12 @@ public sealed partial class IlgpuBackend
             for (int r = 0; r < Micro; r++)
             {
                 int gi = row0 + ty + r * side;
-                if (gi >= p.M) continue;
+                if (gi >= m) continue;
                 var row = acc[r];
                 for (int s = 0; s < Micro; s++)
                 {
                     int gj = col0 + tx + s * side;
-                    if (gj >= p.N) continue;
-                    long ci = cItem + (long)gi * p.N + gj;
-                    // beta = 0 never reads C (it may hold NaN garbage), as BLAS.
-                    c[ci] = p.Beta == 0f ? p.Alpha * row[s] : p.Alpha * row[s] + p.Beta * c[ci];
+                    if (gj < n) p.Store(c, extra, item, gi, gj, row[s]);
                 }
             }
         }

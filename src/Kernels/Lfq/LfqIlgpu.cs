@@ -1,0 +1,372 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace MaskBit.Kernels.Ilgpu;
+
+// Lookup-free quantization on an ILGPU accelerator, with the CPU kernel's streamed algorithm (Lfq/LfqCpu.cs):
+// a position's softmax over the 2^K codes factorises over bits, p(c) = A[c_hi]·B[c_lo] (and log p = log A +
+// log B) with A and B products over the two halves of the bits, so no N×2^K matrix is ever stored; every code
+// is still visited, because the clamp in log(max(p, 1e-5)) does not factorise.
+//
+// - Forward: a group owns a block of codes (one low-half code per thread × HiPerThread high-half codes) and a
+//   chunk of positions; it stages each position's per-bit probabilities and the A entries of its block in
+//   shared memory, accumulates its codes' probabilities (for the mean distribution p̄) and Σ p·clog p, and
+//   writes per-chunk partial sums that a reduction combines (deterministic: no atomics).
+// - Backward: a group per position builds the A and B tables in shared memory, then sums the per-code
+//   gradient weights over rows (per low-half code) and over columns (per high-half code) in two sweeps, from
+//   which each bit's gradient follows as in the CPU kernel.
+public sealed partial class IlgpuBackend
+{
+    /// <summary>The most bits the ILGPU LFQ kernels take (the backward keeps four 2^(K/2) tables in shared memory).</summary>
+    internal const int MaxLfqBits = 20;
+    private const int MaxLfqHalfCodes = 1 << ((MaxLfqBits + 1) / 2);
+    /// <summary>Per bit: q(+1), q(−1), log q(+1), log q(−1).</summary>
+    private const int LfqBitValues = 4;
+
+    /// <summary>Geometry of the entropy forward as compile-time constants (shared memory is sized by them).</summary>
+    internal interface ILfqTile
+    {
+        /// <summary>Threads per group (a power of two).</summary>
+        int Threads { get; }
+        /// <summary>High-half codes per thread: the amortisation of each thread's B[c_lo] over codes.</summary>
+        int HiPerThread { get; }
+        /// <summary>Positions staged in shared memory at a time.</summary>
+        int Positions { get; }
+    }
+
+    internal readonly struct LfqTile32 : ILfqTile
+    {
+        public int Threads => 32;
+        public int HiPerThread => 4;
+        public int Positions => 8;
+    }
+
+    internal readonly struct LfqTile256 : ILfqTile
+    {
+        public int Threads => 256;
+        public int HiPerThread => 16;
+        public int Positions => 16;
+    }
+
+    public struct LfqArgs
+    {
+        public int Batch, Bits, HW;
+        public float InvTemperature, LogEps;
+        /// <summary>Forward: low-half bits (one code per thread), blocks of high-half codes, position chunks.</summary>
+        public int LoBits, HiBlocks, ChunkLength;
+        /// <summary>Finish: the number of partial entropies.</summary>
+        public int Partials;
+
+        public readonly int Positions => Batch * HW;
+        /// <summary>Offset of z[b, 0, s] for position b·HW + s.</summary>
+        public readonly int ZBase(int position)
+        {
+            int b = position / HW;
+            return b * Bits * HW + position - b * HW;
+        }
+    }
+
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, LfqArgs> LfqQuantizeEntry = LfqQuantizeKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqPartialsSmallEntry = LfqEntropyPartialsKernel<LfqTile32>;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqPartialsLargeEntry = LfqEntropyPartialsKernel<LfqTile256>;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqFinishEntry = LfqEntropyFinishKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqCodeGradEntry = LfqCodeGradKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardEntry = LfqEntropyBackwardKernel;
+
+    private static IEnumerable<MethodInfo> LfqEntryPoints =>
+    [
+        LfqQuantizeEntry.Method, LfqPartialsSmallEntry.Method, LfqPartialsLargeEntry.Method, LfqFinishEntry.Method,
+        LfqCodeGradEntry.Method, LfqBackwardEntry.Method,
+    ];
+
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, LfqArgs>? _lfqQuantize;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs>? _lfqPartialsSmall, _lfqPartialsLarge, _lfqFinish, _lfqCodeGrad;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs>? _lfqBackward;
+
+    private static LfqArgs LfqShape(int batch, int bits, int hw, float invTemperature)
+    {
+        if (bits < 1 || bits > MaxLfqBits) throw new NotSupportedException($"LFQ with {bits} bits: the ILGPU kernels take 1 to {MaxLfqBits}");
+        if ((long)batch * bits * hw > int.MaxValue) throw new NotSupportedException($"LFQ input ({batch}, {bits}, {hw}) exceeds 32-bit indexing");
+        return new LfqArgs { Batch = batch, Bits = bits, HW = hw, InvTemperature = invTemperature, LogEps = MathF.Log(LfqEntropyEps) };
+    }
+
+    /// <summary>The reference's clamp bound, float32(1e-5).</summary>
+    private const float LfqEntropyEps = 1e-5f;
+
+    /// <summary>Groups of the quantizer: each writes one partial commitment sum, summed by a reduction.</summary>
+    public void LfqQuantize(int batch, int bits, int hw, Buf z, Buf zq, Buf indices, Buf commitmentSum)
+    {
+        var args = LfqShape(batch, bits, hw, 1f);
+        int n = args.Positions;
+        if (n == 0) { Fill(commitmentSum, 1, 0f); return; }
+        long groups = Math.Clamp(((long)n + Sizes.ReduceGroup - 1) / Sizes.ReduceGroup, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
+        using var partials = Allocate(groups, DType.Float32, zero: false);
+        long size = (long)n * bits;
+        Kernel(ref _lfqQuantize, static a => a.LoadStreamKernel(LfqQuantizeEntry))(new KernelConfig((int)groups, Sizes.ReduceGroup),
+            F(z, size), F(zq, size), I(indices, n), F(new Buf(partials, 0), groups), args);
+        ReduceSum(new Buf(partials, 0), commitmentSum, 1, (int)groups, 1);
+    }
+
+    public void LfqEntropyForward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf result)
+    {
+        var args = LfqShape(batch, bits, hw, invTemperature);
+        int n = args.Positions, codes = 1 << bits;
+        bool large = Sizes.ReduceGroup >= default(LfqTile256).Threads;
+        int threads = large ? default(LfqTile256).Threads : default(LfqTile32).Threads;
+        int hiPerThread = large ? default(LfqTile256).HiPerThread : default(LfqTile32).HiPerThread;
+        int stagedPositions = large ? default(LfqTile256).Positions : default(LfqTile32).Positions;
+
+        args.LoBits = Math.Min(bits, System.Numerics.BitOperations.Log2((uint)threads));
+        int hiPerGroup = (threads >> args.LoBits) * hiPerThread, hiCodes = 1 << (bits - args.LoBits);
+        args.HiBlocks = (hiCodes + hiPerGroup - 1) / hiPerGroup;
+        // Enough position chunks to fill the device; each chunk at least one staging round.
+        int chunks = (int)Math.Clamp(Sizes.MaxElementGroups / args.HiBlocks, 1, Math.Max(1, (n + stagedPositions - 1) / stagedPositions));
+        args.ChunkLength = Math.Max(1, (n + chunks - 1) / chunks);
+        chunks = Math.Max(1, (n + args.ChunkLength - 1) / args.ChunkLength);
+        int groups = args.HiBlocks * chunks;
+
+        using var partialProbs = Allocate((long)chunks * codes, DType.Float32, zero: false);
+        using var partialEntropy = Allocate(groups, DType.Float32, zero: false);
+        var zv = F(z, (long)n * bits);
+        var pv = F(new Buf(partialProbs, 0), (long)chunks * codes);
+        var ev = F(new Buf(partialEntropy, 0), groups);
+        var kernel = large
+            ? Kernel(ref _lfqPartialsLarge, static a => a.LoadStreamKernel(LfqPartialsLargeEntry))
+            : Kernel(ref _lfqPartialsSmall, static a => a.LoadStreamKernel(LfqPartialsSmallEntry));
+        kernel(new KernelConfig(groups, threads), zv, pv, ev, args);
+        ReduceSum(new Buf(partialProbs, 0), avgProbs, 1, chunks, codes, scale: 1f / n);
+        args.Partials = groups;
+        Kernel(ref _lfqFinish, static a => a.LoadStreamKernel(LfqFinishEntry))(new KernelConfig(1, Sizes.ReduceGroup),
+            ev, F(avgProbs, codes), F(result, 2), args);
+    }
+
+    public void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz)
+    {
+        var args = LfqShape(batch, bits, hw, invTemperature);
+        int n = args.Positions, codes = 1 << bits;
+        var upstream = F(dResult, 2);
+        using var codeGrad = Allocate(codes, DType.Float32, zero: false);
+        var hv = F(new Buf(codeGrad, 0), codes);
+        Kernel(ref _lfqCodeGrad, static a => a.LoadStreamKernel(LfqCodeGradEntry))(GridStride(codes, Sizes.ElementGroup), F(avgProbs, codes), upstream, hv, args);
+        long groups = Math.Clamp(n, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
+        Kernel(ref _lfqBackward, static a => a.LoadStreamKernel(LfqBackwardEntry))(new KernelConfig((int)groups, Sizes.ReduceGroup),
+            F(z, (long)n * bits), hv, upstream, F(dz, (long)n * bits), args);
+    }
+
+    // ---- kernels ------------------------------------------------------------------------------------------
+    /// <summary>A thread per position (consecutive threads read consecutive positions of each channel).</summary>
+    internal static void LfqQuantizeKernel(ArrayView<float> z, ArrayView<float> zq, ArrayView<int> indices, ArrayView<float> partials, LfqArgs a)
+    {
+        var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
+        float sum = 0f;
+        for (int pos = Grid.GlobalIndex.X; pos < a.Positions; pos += GridStrideStep)
+        {
+            int zBase = a.ZBase(pos), index = 0;
+            for (int k = 0; k < a.Bits; k++)
+            {
+                float v = z[zBase + k * a.HW];
+                float q = v > 0f ? 1f : -1f;
+                zq[zBase + k * a.HW] = q;
+                if (v > 0f) index |= 1 << k;
+                float d = q - v;
+                sum += d * d;
+            }
+            indices[pos] = index;
+        }
+        sum = GroupReduce(default(SumReduction), sum, warpPartials);
+        if (Group.IdxX == 0) partials[Grid.IdxX] = sum;
+    }
+
+    /// <summary>Stores q(±1) of a bit with logit x = 4·z/T, and their logs, without cancellation:
+    /// q(+1) = σ(x), log σ(x) = −log(1 + e^−x).</summary>
+    private static void StageBit(ArrayView<float> stage, int at, float x)
+    {
+        float e = XMath.Exp(-XMath.Abs(x));
+        float softplus = XMath.Log(1f + e);   // log(1 + e^−|x|)
+        float big = 1f / (1f + e), small = e / (1f + e);
+        bool positive = x >= 0f;
+        stage[at] = positive ? big : small;
+        stage[at + 1] = positive ? small : big;
+        stage[at + 2] = positive ? -softplus : x - softplus;
+        stage[at + 3] = positive ? -x - softplus : -softplus;
+    }
+
+    /// <summary>Π and Σ log over bits [first, first + count) of the staged per-bit values, picked by code's bits.</summary>
+    private static void HalfCode(ArrayView<float> stage, int bitBase, int first, int count, int code, out float product, out float logProduct)
+    {
+        product = 1f;
+        logProduct = 0f;
+        for (int k = 0; k < count; k++)
+        {
+            int at = (bitBase + first + k) * LfqBitValues + ((code >> k & 1) != 0 ? 0 : 1);
+            product *= stage[at];
+            logProduct += stage[at + 2];
+        }
+    }
+
+    internal static void LfqEntropyPartialsKernel<TTile>(ArrayView<float> z, ArrayView<float> partialProbs, ArrayView<float> partialEntropy, LfqArgs a)
+        where TTile : struct, ILfqTile
+    {
+        var tile = default(TTile);
+        int threads = tile.Threads, hiPerThread = tile.HiPerThread, staged = tile.Positions;
+        var bitStage = SharedMemory.Allocate<float>(tile.Positions * MaxLfqBits * LfqBitValues);
+        var hiStage = SharedMemory.Allocate<float>(tile.Positions * tile.HiPerThread * 2);   // [position][u]: A, log A
+        var probSums = SharedMemory.Allocate<float>(tile.HiPerThread * tile.Threads);     // [h][thread]
+        var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
+
+        int tid = Group.IdxX, loBits = a.LoBits, hiBits = a.Bits - loBits;
+        int lo = tid & ((1 << loBits) - 1), slot = tid >> loBits;
+        int hiCodes = 1 << hiBits, hiPerGroup = (threads >> loBits) * hiPerThread, codes = 1 << a.Bits;
+        int positions = a.Positions;
+        float entropy = 0f;
+        for (int block = Grid.IdxX; block < a.HiBlocks * ((positions + a.ChunkLength - 1) / a.ChunkLength); block += Grid.DimX)
+        {
+            int chunk = block / a.HiBlocks, hiBase = (block - chunk * a.HiBlocks) * hiPerGroup, myHi = hiBase + slot * hiPerThread;
+            // At most hiPerThread distinct valid high codes per group: either one thread per low code, or all
+            // bits are low bits and the only high code is 0.
+            int validHi = XMath.Min(hiPerGroup, hiCodes - hiBase);
+            for (int h = 0; h < hiPerThread; h++) probSums[h * threads + tid] = 0f;
+            int end = XMath.Min(positions, (chunk + 1) * a.ChunkLength);
+            for (int first = chunk * a.ChunkLength; first < end; first += staged)
+            {
+                int count = XMath.Min(staged, end - first);
+                for (int e = tid; e < count * a.Bits; e += threads)
+                {
+                    int p = e / a.Bits, k = e - p * a.Bits;
+                    StageBit(bitStage, (p * MaxLfqBits + k) * LfqBitValues, 4f * z[a.ZBase(first + p) + k * a.HW] * a.InvTemperature);
+                }
+                Group.Barrier();
+                for (int e = tid; e < count * validHi; e += threads)
+                {
+                    int p = e / validHi, u = e - p * validHi;
+                    HalfCode(bitStage, p * MaxLfqBits, loBits, hiBits, hiBase + u, out float product, out float logProduct);
+                    hiStage[(p * hiPerThread + u) * 2] = product;
+                    hiStage[(p * hiPerThread + u) * 2 + 1] = logProduct;
+                }
+                Group.Barrier();
+                for (int p = 0; p < count; p++)
+                {
+                    HalfCode(bitStage, p * MaxLfqBits, 0, loBits, lo, out float bLo, out float logBLo);
+                    for (int h = 0; h < hiPerThread; h++)
+                    {
+                        int u = myHi + h - hiBase;
+                        if (myHi + h >= hiCodes) break;
+                        float prob = hiStage[(p * hiPerThread + u) * 2] * bLo;
+                        entropy += prob * (prob >= LfqEntropyEps ? hiStage[(p * hiPerThread + u) * 2 + 1] + logBLo : a.LogEps);
+                        probSums[h * threads + tid] += prob;
+                    }
+                }
+                Group.Barrier();   // both stages are rewritten by the next round
+            }
+            for (int h = 0; h < hiPerThread && myHi + h < hiCodes; h++)
+                partialProbs[chunk * codes + ((myHi + h) << loBits) + lo] = probSums[h * threads + tid];
+        }
+        entropy = GroupReduce(default(SumReduction), entropy, warpPartials);
+        if (tid == 0) partialEntropy[Grid.IdxX] = entropy;
+    }
+
+    /// <summary>One group: result[0] = −Σ partial entropies / N, result[1] = −Σ_c p̄·log(max(p̄, eps)).</summary>
+    internal static void LfqEntropyFinishKernel(ArrayView<float> partialEntropy, ArrayView<float> avgProbs, ArrayView<float> result, LfqArgs a)
+    {
+        var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
+        float perSample = 0f;
+        for (int i = Group.IdxX; i < a.Partials; i += Group.DimX) perSample += partialEntropy[i];
+        perSample = GroupReduce(default(SumReduction), perSample, warpPartials);
+        Group.Barrier();   // warpPartials is reused
+        float average = 0f;
+        for (int c = Group.IdxX; c < 1 << a.Bits; c += Group.DimX)
+        {
+            float p = avgProbs[c];
+            average -= p * (p >= LfqEntropyEps ? XMath.Log(p) : a.LogEps);
+        }
+        average = GroupReduce(default(SumReduction), average, warpPartials);
+        if (Group.IdxX != 0) return;
+        result[0] = -perSample / a.Positions;
+        result[1] = average;
+    }
+
+    /// <summary>h[c] = −(dResult[1]/N)·(log p̄_c + 1), or −(dResult[1]/N)·log eps below the clamp: the gradient
+    /// of the batch-entropy term with respect to each code's probability.</summary>
+    internal static void LfqCodeGradKernel(ArrayView<float> avgProbs, ArrayView<float> upstream, ArrayView<float> codeGrad, LfqArgs a)
+    {
+        float cAvg = upstream[1] / a.Positions;
+        for (int c = Grid.GlobalIndex.X; c < 1 << a.Bits; c += GridStrideStep)
+        {
+            float p = avgProbs[c];
+            codeGrad[c] = cAvg * -(p >= LfqEntropyEps ? XMath.Log(p) + 1f : a.LogEps);
+        }
+    }
+
+    /// <summary>A group per position. With w_c = p_c·(g_c + h_c) (g the per-sample term's gradient):
+    /// dz_k = (2/T)·(Σ_c s_ck·w_c − Σ_c w_c·(2q_k − 1)), s_ck = ±1 the sign of bit k in code c.</summary>
+    internal static void LfqEntropyBackwardKernel(ArrayView<float> z, ArrayView<float> codeGrad, ArrayView<float> upstream, ArrayView<float> dz, LfqArgs a)
+    {
+        var bitStage = SharedMemory.Allocate<float>(MaxLfqBits * LfqBitValues);
+        var tableA = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // high half: A, log A
+        var tableB = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // low half: B, log B
+        var rowSums = SharedMemory.Allocate<float>(MaxLfqHalfCodes);      // Σ over high codes, per low code
+        var colSums = SharedMemory.Allocate<float>(MaxLfqHalfCodes);      // Σ over low codes, per high code
+
+        int tid = Group.IdxX, threads = Group.DimX;
+        int loBits = a.Bits / 2, hiBits = a.Bits - loBits, loCodes = 1 << loBits, hiCodes = 1 << hiBits;
+        float cPerSample = upstream[0] / a.Positions, gSmall = -cPerSample * a.LogEps;
+        for (int pos = Grid.IdxX; pos < a.Positions; pos += Grid.DimX)
+        {
+            int zBase = a.ZBase(pos);
+            for (int k = tid; k < a.Bits; k += threads) StageBit(bitStage, k * LfqBitValues, 4f * z[zBase + k * a.HW] * a.InvTemperature);
+            Group.Barrier();
+            for (int c = tid; c < loCodes; c += threads)
+            {
+                HalfCode(bitStage, 0, 0, loBits, c, out float product, out float logProduct);
+                tableB[2 * c] = product;
+                tableB[2 * c + 1] = logProduct;
+            }
+            for (int c = tid; c < hiCodes; c += threads)
+            {
+                HalfCode(bitStage, 0, loBits, hiBits, c, out float product, out float logProduct);
+                tableA[2 * c] = product;
+                tableA[2 * c + 1] = logProduct;
+            }
+            Group.Barrier();
+            for (int lo = tid; lo < loCodes; lo += threads)
+            {
+                float sum = 0f;
+                for (int hi = 0; hi < hiCodes; hi++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, cPerSample, gSmall);
+                rowSums[lo] = sum;
+            }
+            for (int hi = tid; hi < hiCodes; hi += threads)
+            {
+                float sum = 0f;
+                for (int lo = 0; lo < loCodes; lo++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, cPerSample, gSmall);
+                colSums[hi] = sum;
+            }
+            Group.Barrier();
+            for (int k = tid; k < a.Bits; k += threads)
+            {
+                bool low = k < loBits;
+                int bit = low ? k : k - loBits, count = low ? loCodes : hiCodes;
+                float signed = 0f, total = 0f;
+                for (int c = 0; c < count; c++)
+                {
+                    float s = low ? rowSums[c] : colSums[c];
+                    total += s;
+                    signed += (c >> bit & 1) != 0 ? s : -s;
+                }
+                float expectedSign = bitStage[k * LfqBitValues] - bitStage[k * LfqBitValues + 1];   // 2q − 1
+                dz[zBase + k * a.HW] = 2f * a.InvTemperature * (signed - total * expectedSign);
+            }
+            Group.Barrier();   // the stage and tables are rewritten for the next position
+        }
+    }
+
+    /// <summary>w = p·(g + h) of code (hi, lo): g = −cPerSample·(log p + 1), or −cPerSample·log eps below the clamp.</summary>
+    private static float CodeWeight(ArrayView<float> tableA, ArrayView<float> tableB, ArrayView<float> codeGrad, int hi, int lo, int loBits,
+        float cPerSample, float gSmall)
+    {
+        float p = tableA[2 * hi] * tableB[2 * lo];
+        float g = p >= LfqEntropyEps ? -cPerSample * (tableA[2 * hi + 1] + 1f + tableB[2 * lo + 1]) : gSmall;
+        return p * (g + codeGrad[(hi << loBits) + lo]);
+    }
+}
