@@ -1,5 +1,6 @@
 using System.Reflection;
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 
 namespace MaskBit.Kernels.Ilgpu;
@@ -13,7 +14,8 @@ namespace MaskBit.Kernels.Ilgpu;
 //     weight grad    dw[co, (ci, kh, kw)]   = Σ_(n, oh, ow) dy · x-patch, split over K into slices when the
 //                                             output has too few tiles to fill the device, then summed;
 // - direct kernels when a GEMM tile would be mostly idle (fewer than 4 channels per group on one side, e.g. the
-//   depthwise blur or an RGB input): a thread per output / input element, a group per weight.
+//   depthwise blur or an RGB input): a thread per output / input element, and for the weight gradient a
+//   thread per weight and slice of the reduction.
 public sealed partial class IlgpuBackend
 {
     /// <summary>The geometry of a <see cref="Conv2dDesc"/> as plain kernel data.</summary>
@@ -156,7 +158,7 @@ public sealed partial class IlgpuBackend
 
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> DirectForwardEntry = DirectConvForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> DirectInputGradEntry = DirectConvInputGradKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> DirectWeightGradEntry = DirectConvWeightGradKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> DirectWeightGradEntry = DirectConvWeightGradKernel;
 
     private static IEnumerable<MethodInfo> ConvEntryPoints =>
     [
@@ -166,7 +168,8 @@ public sealed partial class IlgpuBackend
     ];
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>? _directForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>? _directInputGrad, _directWeightGrad;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>? _directInputGrad;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>? _directWeightGrad;
 
     /// <summary>Fewer than 4 channels per group on either side: a GEMM tile's rows would mostly idle.</summary>
     private static bool UseDirectConv(in Conv2dDesc d) => d.CoutPerGroup < 4 || d.CinPerGroup < 4;
@@ -225,31 +228,41 @@ public sealed partial class IlgpuBackend
         var dyv = ConvOutput(d, dy);
         var dwv = ConvWeight(d, dw);
         if (dbias is Buf db) ChannelSums(d, dy, db);
+        long weights = dwv.Length;
+        int reduction = d.N * d.OH * d.OW, slices, sliceLength;
         if (UseDirectConv(d))
         {
-            long weights = (long)d.Cout * d.CinPerGroup * d.KH * d.KW;
-            long groups = Math.Clamp(weights, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
+            // A thread per (weight, slice of the reduction), as many slices as fill the device.
+            long threads = (long)Sizes.MaxElementGroups * Sizes.ElementGroup * 4;
+            (slices, sliceLength) = Slices(reduction, (int)Math.Clamp(threads / weights, 1, (reduction + 63) / 64));
+            using var directPartials = slices == 1 ? null : Allocate(slices * weights, DType.Float32, zero: false);
+            var target = directPartials == null ? dwv : F(new Buf(directPartials, 0), slices * weights);
             Kernel(ref _directWeightGrad, static a => a.LoadStreamKernel(DirectWeightGradEntry))(
-                new KernelConfig((int)groups, Sizes.ReduceGroup), xv, dyv, dwv, shape);
+                GridStride(slices * weights, Sizes.ElementGroup), xv, dyv, target, shape, sliceLength);
+            if (directPartials != null) ReduceSum(new Buf(directPartials, 0), dw, 1, slices, (int)weights);
             return;
         }
 
         // Too few output tiles to occupy the device: cut the reduction over (n, oh, ow) into slices whose
         // partial weight gradients are summed afterwards (deterministic, unlike atomics). Every slice keeps at
         // least a few K steps of work.
-        int size = TileSize, reduction = d.N * d.OH * d.OW;
+        int size = TileSize;
         long tiles = (long)d.Groups * ((d.CoutPerGroup + size - 1) / size) * ((d.CinPerGroup * d.KH * d.KW + size - 1) / size);
-        int splits = (int)Math.Clamp(Sizes.MaxElementGroups / tiles, 1, Math.Max(1, reduction / (4 * size)));
-        int slice = (reduction + splits - 1) / splits;
-        splits = (reduction + slice - 1) / slice;
-        var product = new ConvWeightGradProduct { S = shape, Splits = splits, SliceLength = slice };
-        if (splits == 1) { RunTiled(_convWeightGrad, dyv, xv, dwv, dwv, product); return; }
+        (slices, sliceLength) = Slices(reduction, (int)Math.Clamp(Sizes.MaxElementGroups / tiles, 1, Math.Max(1, reduction / (4 * size))));
+        var product = new ConvWeightGradProduct { S = shape, Splits = slices, SliceLength = sliceLength };
+        if (slices == 1) { RunTiled(_convWeightGrad, dyv, xv, dwv, dwv, product); return; }
 
-        long weightCount = dwv.Length;
-        using var partials = Allocate(splits * weightCount, DType.Float32, zero: false);
-        var pv = F(new Buf(partials, 0), splits * weightCount);
+        using var partials = Allocate(slices * weights, DType.Float32, zero: false);
+        var pv = F(new Buf(partials, 0), slices * weights);
         RunTiled(_convWeightGrad, dyv, xv, pv, pv, product);
-        ReduceSum(new Buf(partials, 0), dw, 1, splits, (int)weightCount);
+        ReduceSum(new Buf(partials, 0), dw, 1, slices, (int)weights);
+    }
+
+    /// <summary>Up to <paramref name="wanted"/> equal slices of a reduction, none empty: (count, length).</summary>
+    private static (int Count, int Length) Slices(int reduction, int wanted)
+    {
+        int length = Math.Max(1, (reduction + wanted - 1) / wanted);
+        return (Math.Max(1, (reduction + length - 1) / length), length);
     }
 
     /// <summary>dbias[c] = Σ_(n, oh, ow) dy[n, c, oh, ow]: per-plane sums, then over the batch.</summary>
@@ -300,24 +313,24 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>A group per weight element reduces dy · input over (n, oh, ow).</summary>
-    internal static void DirectConvWeightGradKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, ConvShape s)
+    /// <summary>A thread per (slice, weight element) sums dy · input over its slice of (n, oh, ow) into
+    /// partials[slice·weights + weight] (the weight gradient itself when there is one slice).</summary>
+    internal static void DirectConvWeightGradKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partials, ConvShape s, int sliceLength)
     {
-        var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
         int weights = s.Cout * s.CinG * s.Taps, reduction = s.Batch * s.OutPlane;
-        for (int e = Grid.IdxX; e < weights; e += Grid.DimX)
+        for (int item = Grid.GlobalIndex.X; item < partials.IntLength; item += GridStrideStep)
         {
+            int slice = item / weights, e = item - slice * weights;
             int co = e / (s.CinG * s.Taps), rest = e - co * s.CinG * s.Taps, ci = rest / s.Taps, tap = rest - ci * s.Taps;
             int kh = tap / s.KW, kw = tap - kh * s.KW, c = co / s.CoutG * s.CinG + ci;
+            int end = XMath.Min(reduction, (slice + 1) * sliceLength);
             float acc = 0f;
-            for (int r = Group.IdxX; r < reduction; r += Group.DimX)
+            for (int r = slice * sliceLength; r < end; r++)
             {
                 int n = r / s.OutPlane, pix = r - n * s.OutPlane, oh = pix / s.OW;
                 acc += dy[(n * s.Cout + co) * s.OutPlane + pix] * s.Input(x, n, c, oh, pix - oh * s.OW, kh, kw);
             }
-            acc = GroupReduce(default(SumReduction), acc, warpPartials);
-            if (Group.IdxX == 0) dw[e] = acc;
-            Group.Barrier();   // warpPartials is rewritten by the next weight
+            partials[item] = acc;
         }
     }
 }
