@@ -12,6 +12,7 @@ namespace MaskBit.Bench;
 ///   --quick             a short in-process job (few iterations): the whole suite in a couple of minutes
 /// dotnet run -c Release --project bench -- --json [--filter *gemm*] [--runs N] [--seconds S]
 ///   one JSON line per workload with the median of Stopwatch-timed runs (what peer.sh reads)
+///   --device cuda       time the ILGPU kernels on the first CUDA GPU instead of the CPU backend (json mode)
 ///   --threads N         cores the CPU backend uses (default: all); works in both modes
 /// </summary>
 public static class Program
@@ -25,8 +26,10 @@ public static class Program
             string? filter = TakeValue(rest, "--filter");
             int runs = int.Parse(TakeValue(rest, "--runs") ?? "10");
             double seconds = double.Parse(TakeValue(rest, "--seconds") ?? "2", System.Globalization.CultureInfo.InvariantCulture);
+            string device = TakeValue(rest, "--device") ?? "cpu";
             if (rest.Count > 0) { Console.Error.WriteLine($"--json: unknown arguments {string.Join(' ', rest)}"); return 2; }
-            return JsonRunner.Run(filter, runs, seconds);
+            if (device is not ("cpu" or "cuda")) { Console.Error.WriteLine($"--device '{device}': expected cpu or cuda"); return 2; }
+            return JsonRunner.Run(filter, runs, seconds, device);
         }
 
         var config = DefaultConfig.Instance.AddColumn(ThroughputColumn.All)
