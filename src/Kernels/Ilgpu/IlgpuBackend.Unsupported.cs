@@ -34,8 +34,8 @@ public sealed partial class IlgpuBackend
     public void EmbeddingForward(int count, int dim, Buf weight, Buf indices, Buf y) => throw NoKernel(nameof(EmbeddingForward));
     public void EmbeddingBackward(int count, int dim, Buf dy, Buf indices, Buf dweight) => throw NoKernel(nameof(EmbeddingBackward));
 
-    public void AttentionForward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output, Buf lse) => throw NoKernel(nameof(AttentionForward));
-    public void AttentionBackward(int batchHeads, int seq, int headDim, float scale, Buf q, Buf k, Buf v, Buf output, Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv) => throw NoKernel(nameof(AttentionBackward));
+    public void AttentionForward(int batchHeads, int seq, int headDim, float scale, float dropout, ulong seed, Buf q, Buf k, Buf v, Buf output, Buf lse) => throw NoKernel(nameof(AttentionForward));
+    public void AttentionBackward(int batchHeads, int seq, int headDim, float scale, float dropout, ulong seed, Buf q, Buf k, Buf v, Buf output, Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv) => throw NoKernel(nameof(AttentionBackward));
 
     public void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s) => throw NoKernel(nameof(AdamWUpdate));
     public void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay) => throw NoKernel(nameof(EmaUpdate));
