@@ -140,5 +140,6 @@ public sealed partial class IlgpuBackend : IBackend
 
     /// <summary>Every kernel entry point with the type arguments it is launched with (for the offline PTX check).</summary>
     internal static IReadOnlyList<MethodInfo> KernelEntryPoints =>
-        [.. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints];
+        [.. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints, .. NormEntryPoints, .. SoftmaxEntryPoints,
+         .. EmbeddingEntryPoints, .. AttentionEntryPoints];
 }
