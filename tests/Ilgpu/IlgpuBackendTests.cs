@@ -70,8 +70,8 @@ public sealed class IlgpuBackendTests
     {
         using var s = Backend.Allocate(4);
         var b = new Buf(s, 0);
-        var e = Assert.Throws<NotSupportedException>(() => Backend.SoftmaxForward(1, 4, b, b, log: false));
-        Assert.That(e!.Message, Is.EqualTo("SoftmaxForward has no ILGPU kernel yet (GPU backend issue)"));
+        var e = Assert.Throws<NotSupportedException>(() => Backend.EmaUpdate(b, b, 4, 0.1f));
+        Assert.That(e!.Message, Is.EqualTo("EmaUpdate has no ILGPU kernel yet (GPU backend issue)"));
     }
 
     [Test]
