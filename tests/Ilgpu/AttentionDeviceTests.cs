@@ -22,15 +22,8 @@ public sealed class AttentionDeviceTests : DeviceTestBase
         foreach (var shape in Shapes) Check(TestDevices.Get(device), shape, dropout, $"attention {shape} p = {dropout} on {device}");
     }
 
-    /// <summary>The multi-warp groups that CUDA launches (one query or key row per warp), on a CPU accelerator of
-    /// their own: two warps keep the emulator fast and exercise the per-warp shared memory.</summary>
     [Test]
-    public void TwoWarpGroupsOnTheCpuAccelerator()
-    {
-        var shared = TestDevices.SharedIlgpuCpu;
-        using var device = IlgpuBackend.CreateCpu(shared.Sizes with { ReduceGroup = 2 * shared.Accelerator.WarpSize });
-        Check(device, (1, 37, 16), 0.3f, "attention with two-warp groups");
-    }
+    public void TwoWarpGroups() => Check(TwoWarpBackend.Instance, (1, 37, 16), 0.3f, "attention with two-warp groups");
 
     /// <summary>Multi-head self-attention with dropout through autograd: the mask seed drawn from the same
     /// generator gives the same output and gradients on the device as on the CPU.</summary>
