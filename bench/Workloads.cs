@@ -160,9 +160,9 @@ public sealed record Workload(string Name, string Group, string Shape, double Fl
         Storage o = be.Allocate(len), lse = be.Allocate((long)bh * seq), dq = be.Allocate(len), dk = be.Allocate(len), dv = be.Allocate(len);
         return new PreparedWorkload(() =>
         {
-            be.AttentionForward(bh, seq, hd, scale, new Buf(q, 0), new Buf(k, 0), new Buf(v, 0), new Buf(o, 0), new Buf(lse, 0));
+            be.AttentionForward(bh, seq, hd, scale, 0f, 0, new Buf(q, 0), new Buf(k, 0), new Buf(v, 0), new Buf(o, 0), new Buf(lse, 0));
             if (backward)
-                be.AttentionBackward(bh, seq, hd, scale, new Buf(q, 0), new Buf(k, 0), new Buf(v, 0), new Buf(o, 0),
+                be.AttentionBackward(bh, seq, hd, scale, 0f, 0, new Buf(q, 0), new Buf(k, 0), new Buf(v, 0), new Buf(o, 0),
                     new Buf(lse, 0), new Buf(dOut, 0), new Buf(dq, 0), new Buf(dk, 0), new Buf(dv, 0));
         }, [q, k, v, dOut, o, lse, dq, dk, dv]);
     }

@@ -1,5 +1,6 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
+using MaskBit.Kernels;
 using MaskBit.Kernels.Cpu;
 using MaskBit.Tests.Support;
 
@@ -77,8 +78,10 @@ public class AttentionTests
 
     // ---- finite differences vs float64 ------------------------------------------------------------------------
 
-    /// <summary>Plain float64 attention over (batchHeads, seq, dim) flattened values.</summary>
-    private static double[] ReferenceAttention(double[] q, double[] k, double[] v, int batchHeads, int seq, int dim, double scale)
+    /// <summary>Plain float64 attention over (batchHeads, seq, dim) flattened values, with the probabilities
+    /// multiplied by the factors of <paramref name="dropout"/> when given.</summary>
+    private static double[] ReferenceAttention(double[] q, double[] k, double[] v, int batchHeads, int seq, int dim, double scale,
+        AttentionDropout? dropout = null)
     {
         var y = new double[q.Length];
         var logits = new double[seq];
@@ -96,8 +99,12 @@ public class AttentionTests
                 }
                 double sum = 0;
                 for (int j = 0; j < seq; j++) { logits[j] = Math.Exp(logits[j] - max); sum += logits[j]; }
+                uint rowKey = dropout?.RowKey(b, i) ?? 0;
                 for (int j = 0; j < seq; j++)
-                    for (int d = 0; d < dim; d++) y[head + i * dim + d] += logits[j] / sum * v[head + j * dim + d];
+                {
+                    double weight = logits[j] / sum * (dropout?.Factor(rowKey, j) ?? 1f);
+                    for (int d = 0; d < dim; d++) y[head + i * dim + d] += weight * v[head + j * dim + d];
+                }
             }
         return y;
     }
@@ -117,6 +124,67 @@ public class AttentionTests
             x => ReferenceAttention(x[0], x[1], x[2], bh, seq, dim, s));
     }
 
+    // ---- dropout on the attention weights ---------------------------------------------------------------------
+
+    /// <summary>The mask seed F.ScaledDotProductAttention draws from <c>new Rng(generatorSeed)</c>.</summary>
+    private static AttentionDropout DropoutOf(float p, ulong generatorSeed) => new(p, new Rng(generatorSeed).NextUInt64());
+
+    // Forward against float64 with the same hash mask, gradients by finite differences (the op runs once, so the
+    // mask is fixed). Sequences ≥ 8 run the 8-wide mask path and its scalar tail.
+    [TestCase(new[] { 3, 5, 3 }, 0.3f)]
+    [TestCase(new[] { 2, 17, 6 }, 0.5f)]
+    [TestCase(new[] { 1, 2, 11, 4 }, 0.1f)]
+    public void DropoutGradCheckAgainstFloat64WithTheSameMask(int[] shape, float p)
+    {
+        var rng = new Random(12);
+        int n = (int)ShapeUtil.Numel(shape), seq = shape[^2], dim = shape[^1], bh = n / (seq * dim);
+        double s = 1.0 / Math.Sqrt(dim);
+        GradCheck.Check(
+            new[] { (GradCheck.RandomValues(rng, n, 1.5), shape), (GradCheck.RandomValues(rng, n, 1.5), shape), (GradCheck.RandomValues(rng, n), shape) },
+            t => F.ScaledDotProductAttention(t[0], t[1], t[2], dropoutP: p, generator: new Rng(21)),
+            x => ReferenceAttention(x[0], x[1], x[2], bh, seq, dim, s, DropoutOf(p, 21)));
+    }
+
+    [Test]
+    public void DropoutDropsAboutPOfTheWeightsAndScalesTheRest()
+    {
+        // q = k = 0: every weight is 1/seq; v = identity, so the output rows are the dropped weights themselves.
+        const int bh = 4, seq = 64;
+        const float p = 0.3f;
+        var zeros = Tensor.Zeros(bh, seq, seq);
+        var identity = Tensor.FromArray(Enumerable.Range(0, bh * seq * seq).Select(i => i / seq % seq == i % seq ? 1f : 0f).ToArray(), bh, seq, seq);
+        float[] Weights(ulong seed) => F.ScaledDotProductAttention(zeros, zeros, identity, dropoutP: p, generator: new Rng(seed)).ToArray();
+
+        var w = Weights(1);
+        float kept = 1f / (1f - p) / seq;
+        Assert.That(w, Has.All.EqualTo(0f).Or.EqualTo(kept).Within(1e-6f));
+        Assert.That(w.Count(x => x == 0f) / (double)w.Length, Is.EqualTo(p).Within(0.02));
+        // Another seed, and every row and head, draws its own mask.
+        Assert.That(Weights(2), Is.Not.EqualTo(w));
+        var rows = Enumerable.Range(0, bh * seq).Select(r => string.Concat(w.Skip(r * seq).Take(seq).Select(x => x == 0f ? '0' : '1'))).ToList();
+        Assert.That(rows.Distinct().Count(), Is.EqualTo(rows.Count));
+    }
+
+    [Test]
+    public void DropoutActsInTrainModeOnlyAndZeroProbabilityChangesNothing()
+    {
+        var x = Tensor.FromArray(GradCheck.RandomValues(new Random(8), Batch * Seq * Embed).Select(v => (float)v).ToArray(), XShape);
+        var plain = new MultiheadAttention(Embed, Heads, rng: new Random(6));
+        var dropping = new MultiheadAttention(Embed, Heads, dropout: 0.4f, rng: new Random(6)) { Generator = new Rng(3) };
+        var expected = plain.Forward(x).ToArray();
+
+        Assert.That(dropping.Forward(x).ToArray(), Is.Not.EqualTo(expected), "train mode drops weights");
+        dropping.Eval();
+        Assert.That(dropping.Forward(x).ToArray(), Is.EqualTo(expected), "eval mode");
+        plain.Generator = new Rng(3);
+        Assert.That(plain.Forward(x).ToArray(), Is.EqualTo(expected), "p = 0 in train mode");
+        Assert.That(F.ScaledDotProductAttention(x, x, x, dropoutP: 0f).ToArray(), Is.EqualTo(F.ScaledDotProductAttention(x, x, x).ToArray()));
+
+        dropping.Train();
+        dropping.Generator = null;
+        Assert.Throws<InvalidOperationException>(() => dropping.Forward(x));
+    }
+
     // ---- multi-head attention ---------------------------------------------------------------------------------
 
     private const int Batch = 2, Seq = 5, Embed = 16, Heads = 4;
@@ -124,7 +192,7 @@ public class AttentionTests
     /// <summary>torch's MHA math in float64, batch-first: packed in-projection, per-head softmax(q·kᵀ/√Dh)·v,
     /// out-projection. Inputs: query, key, value (B, S, E), in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias.</summary>
     private static double[] ReferenceMha(double[] query, double[] key, double[] value, double[] w, double[] b, double[] wo, double[] bo,
-        int batch, int seq, int embed, int heads)
+        int batch, int seq, int embed, int heads, AttentionDropout? dropout = null)
     {
         int dh = embed / heads;
         double[] Project(double[] x, int part)
@@ -151,7 +219,7 @@ public class AttentionTests
             return y;
         }
         var attended = ReferenceAttention(Heads(Project(query, 0)), Heads(Project(key, 1)), Heads(Project(value, 2)),
-            batch * heads, seq, dh, 1.0 / Math.Sqrt(dh));
+            batch * heads, seq, dh, 1.0 / Math.Sqrt(dh), dropout);
         var merged = new double[attended.Length];
         for (int bi = 0; bi < batch; bi++)
             for (int s = 0; s < seq; s++)
@@ -187,6 +255,16 @@ public class AttentionTests
             new[] { (GradCheck.RandomValues(rng, Batch * Seq * Embed), XShape) }.Concat(MhaParameters(rng)).ToArray(),
             t => F.MultiHeadAttention(t[0], t[0], t[0], Heads, t[1], t[2], t[3], t[4]),
             x => ReferenceMha(x[0], x[0], x[0], x[1], x[2], x[3], x[4], Batch, Seq, Embed, Heads));
+    }
+
+    [Test]
+    public void FunctionalSelfAttentionWithDropoutGradCheck()
+    {
+        var rng = new Random(13);
+        GradCheck.Check(
+            new[] { (GradCheck.RandomValues(rng, Batch * Seq * Embed), XShape) }.Concat(MhaParameters(rng)).ToArray(),
+            t => F.MultiHeadAttention(t[0], t[0], t[0], Heads, t[1], t[2], t[3], t[4], dropoutP: 0.25f, generator: new Rng(4)),
+            x => ReferenceMha(x[0], x[0], x[0], x[1], x[2], x[3], x[4], Batch, Seq, Embed, Heads, DropoutOf(0.25f, 4)));
     }
 
     [Test]

@@ -23,8 +23,8 @@ public class AttentionTiming
         IBackend dev = q.Device;
         float scale = 1f / MathF.Sqrt(dim);
 
-        void Forward() => dev.AttentionForward(heads, seq, dim, scale, q.Buf, k.Buf, v.Buf, o.Buf, lse.Buf);
-        void Backward() => dev.AttentionBackward(heads, seq, dim, scale, q.Buf, k.Buf, v.Buf, o.Buf, lse.Buf, dOut.Buf, dq.Buf, dk.Buf, dv.Buf);
+        void Forward() => dev.AttentionForward(heads, seq, dim, scale, 0f, 0, q.Buf, k.Buf, v.Buf, o.Buf, lse.Buf);
+        void Backward() => dev.AttentionBackward(heads, seq, dim, scale, 0f, 0, q.Buf, k.Buf, v.Buf, o.Buf, lse.Buf, dOut.Buf, dq.Buf, dk.Buf, dv.Buf);
 
         double fwd = Median(Forward, runs), bwd = Median(Backward, runs), both = Median(() => { Forward(); Backward(); }, runs);
         double gflop = 2.0 * heads * seq * seq * dim / 1e9;   // one seq×seq×dim product

@@ -5,10 +5,12 @@ namespace MaskBit.Autograd;
 // Fused attention and torch's multi-head attention built on it.
 public static partial class F
 {
-    /// <summary>softmax(q·kᵀ·scale)·v over the last two axes of (B, H, S, D) or (BH, S, D) tensors (torch
-    /// F.scaled_dot_product_attention without mask or dropout; scale defaults to 1/√D). One fused kernel each
-    /// way: the backward recomputes the probabilities from the saved per-row log-sum-exp.</summary>
-    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, float? scale = null)
+    /// <summary>dropout(softmax(q·kᵀ·scale))·v over the last two axes of (B, H, S, D) or (BH, S, D) tensors (torch
+    /// F.scaled_dot_product_attention without mask; scale defaults to 1/√D). One fused kernel each way: the
+    /// backward recomputes the probabilities from the saved per-row log-sum-exp. With <paramref name="dropoutP"/>
+    /// &gt; 0 (applied whenever given, as torch) each probability is dropped with that probability and the rest
+    /// scaled by 1/(1 − p); the mask is a hash of one seed drawn from <paramref name="generator"/>.</summary>
+    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, float? scale = null, float dropoutP = 0f, Rng? generator = null)
     {
         foreach (var t in new[] { q, k, v }) t.RequireDType(DType.Float32);
         if (q.Rank is not (3 or 4))
@@ -18,12 +20,12 @@ public static partial class F
         if (!ReferenceEquals(q.Device, k.Device) || !ReferenceEquals(q.Device, v.Device))
             throw new ArgumentException("scaled_dot_product_attention: q, k, v live on different devices");
 
-        float s = scale ?? 1f / MathF.Sqrt(q.Shape[^1]);
-        var (output, lse) = FusedAttention(q, k, v, s);
+        var attention = new AttentionParams(scale ?? 1f / MathF.Sqrt(q.Shape[^1]), dropoutP, DrawDropoutSeed(dropoutP, generator));
+        var (output, lse) = FusedAttention(q, k, v, attention);
         Tape.Record(output, "scaled_dot_product_attention", new[] { q, k, v }, g =>
         {
             Tensor dq = Tensor.Empty(q.Shape, g.Device), dk = Tensor.Empty(q.Shape, g.Device), dv = Tensor.Empty(q.Shape, g.Device);
-            FusedAttentionBackward(q, k, v, output, lse, s, g, dq, dk, dv);
+            FusedAttentionBackward(q, k, v, output, lse, attention, g, dq, dk, dv);
             return new[] { dq, dk, dv };
         });
         return output;
@@ -32,50 +34,62 @@ public static partial class F
     /// <summary>Self-attention on the packed in-projection output qkv (B·S, 3E) → (B, H, S, Dh). One permute to
     /// (3, B, H, S, Dh) on the way in and one back for the gradient, instead of three slices whose backward would
     /// each zero-fill a full-size gradient.</summary>
-    private static Tensor PackedSelfAttention(Tensor qkv, int batch, int seq, int heads, int headDim)
+    private static Tensor PackedSelfAttention(Tensor qkv, int batch, int seq, int heads, int headDim, float dropoutP, ulong seed)
     {
         Tensor packed;
         using (Tape.NoGrad()) packed = qkv.Reshape(batch, seq, 3, heads, headDim).Permute(2, 0, 3, 1, 4);
         var headShape = new[] { batch, heads, seq, headDim };
         long partSize = ShapeUtil.Numel(headShape);
         Tensor Part(Tensor t, int i) => new(t.Storage, t.Offset + i * partSize, headShape);
-        float scale = 1f / MathF.Sqrt(headDim);
+        var attention = new AttentionParams(1f / MathF.Sqrt(headDim), dropoutP, seed);
 
-        var (output, lse) = FusedAttention(Part(packed, 0), Part(packed, 1), Part(packed, 2), scale);
+        var (output, lse) = FusedAttention(Part(packed, 0), Part(packed, 1), Part(packed, 2), attention);
         Tape.Record(output, "packed_self_attention", new[] { qkv }, g =>
         {
             var dPacked = Tensor.Empty(packed.Shape, g.Device);
-            FusedAttentionBackward(Part(packed, 0), Part(packed, 1), Part(packed, 2), output, lse, scale, g,
+            FusedAttentionBackward(Part(packed, 0), Part(packed, 1), Part(packed, 2), output, lse, attention, g,
                 Part(dPacked, 0), Part(dPacked, 1), Part(dPacked, 2));
             return new[] { dPacked.Permute(1, 3, 0, 2, 4).Reshape(qkv.Shape) };
         });
         return output;
     }
 
+    /// <summary>Scale and dropout of one attention call, shared by its forward and backward.</summary>
+    private readonly record struct AttentionParams(float Scale, float DropoutP, ulong Seed);
+
+    private static ulong DrawDropoutSeed(float dropoutP, Rng? generator)
+    {
+        if (dropoutP is < 0f or >= 1f) throw new ArgumentOutOfRangeException(nameof(dropoutP), dropoutP, "attention dropout probability must lie in [0, 1)");
+        if (dropoutP == 0f) return 0;
+        return (generator ?? throw new InvalidOperationException("attention dropout needs a random generator")).NextUInt64();
+    }
+
     /// <summary>The forward kernel on same-shaped contiguous q, k, v: the output and the per-row log-sum-exp.</summary>
-    private static (Tensor Output, Tensor Lse) FusedAttention(Tensor q, Tensor k, Tensor v, float scale)
+    private static (Tensor Output, Tensor Lse) FusedAttention(Tensor q, Tensor k, Tensor v, AttentionParams a)
     {
         int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
         var output = Tensor.Empty(q.Shape, q.Device);
         var lse = Tensor.Empty(new[] { batchHeads, seq }, q.Device);
-        q.Device.AttentionForward(batchHeads, seq, dim, scale, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf);
+        q.Device.AttentionForward(batchHeads, seq, dim, a.Scale, a.DropoutP, a.Seed, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf);
         return (output, lse);
     }
 
     /// <summary>The backward kernel: overwrites dq, dk, dv.</summary>
-    private static void FusedAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, float scale,
+    private static void FusedAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, AttentionParams a,
         Tensor dOutput, Tensor dq, Tensor dk, Tensor dv)
     {
         int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
-        q.Device.AttentionBackward(batchHeads, seq, dim, scale, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf,
+        q.Device.AttentionBackward(batchHeads, seq, dim, a.Scale, a.DropoutP, a.Seed, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf,
             dOutput.Buf, dq.Buf, dk.Buf, dv.Buf);
     }
 
-    /// <summary>torch.nn.functional.multi_head_attention_forward for batch-first (B, S, E) inputs, without masks
-    /// or dropout: packed in-projection (3E, E) [+ bias], per-head fused attention with scale 1/√(E/H), output
-    /// projection. query, key and value must have the same length (the fused kernel is self-attention shaped).</summary>
+    /// <summary>torch.nn.functional.multi_head_attention_forward for batch-first (B, S, E) inputs, without masks:
+    /// packed in-projection (3E, E) [+ bias], per-head fused attention with scale 1/√(E/H) and, in training,
+    /// dropout <paramref name="dropoutP"/> on the attention weights (mask seeded from <paramref name="generator"/>),
+    /// output projection. query, key and value must have the same length (the fused kernel is self-attention shaped).</summary>
     public static Tensor MultiHeadAttention(Tensor query, Tensor key, Tensor value, int numHeads,
-        Tensor inProjWeight, Tensor? inProjBias, Tensor outProjWeight, Tensor? outProjBias)
+        Tensor inProjWeight, Tensor? inProjBias, Tensor outProjWeight, Tensor? outProjBias,
+        float dropoutP = 0f, bool training = true, Rng? generator = null)
     {
         if (query.Rank != 3) throw new ArgumentException($"multi_head_attention: expected batch-first (B, S, E), got {ShapeUtil.Format(query.Shape)}");
         ShapeUtil.RequireSame(query.Shape, key.Shape, "multi_head_attention (query, key)");
@@ -83,18 +97,21 @@ public static partial class F
         int batch = query.Shape[0], seq = query.Shape[1], embed = query.Shape[2];
         if (numHeads <= 0 || embed % numHeads != 0) throw new ArgumentException($"multi_head_attention: embed dim {embed} is not divisible by {numHeads} heads");
         int headDim = embed / numHeads;
+        if (!training) dropoutP = 0f;
 
         // Projections run on (B·S, E) rows: one GEMM each, and independent of how MatMul folds batch axes.
         Tensor Linear2d(Tensor x, Tensor w, Tensor? b) => Tensor.Linear(x.Reshape(batch * seq, embed), w, b);
 
         Tensor attended;   // (B, H, S, Dh)
         if (ReferenceEquals(query, key) && ReferenceEquals(key, value))
-            attended = PackedSelfAttention(Linear2d(query, inProjWeight, inProjBias), batch, seq, numHeads, headDim);
+            attended = PackedSelfAttention(Linear2d(query, inProjWeight, inProjBias), batch, seq, numHeads, headDim,
+                dropoutP, DrawDropoutSeed(dropoutP, generator));
         else
         {
             Tensor Project(Tensor x, int part) => Linear2d(x, inProjWeight.Narrow(0, part * embed, embed), inProjBias?.Narrow(0, part * embed, embed))
                 .Reshape(batch, seq, numHeads, headDim).Permute(0, 2, 1, 3);
-            attended = ScaledDotProductAttention(Project(query, 0), Project(key, 1), Project(value, 2), 1f / MathF.Sqrt(headDim));
+            attended = ScaledDotProductAttention(Project(query, 0), Project(key, 1), Project(value, 2), 1f / MathF.Sqrt(headDim),
+                dropoutP, generator);
         }
         var merged = attended.Permute(0, 2, 1, 3);
         return Linear2d(merged, outProjWeight, outProjBias).Reshape(batch, seq, embed);

@@ -76,9 +76,7 @@ public sealed partial class IlgpuBackend
         {
             var kernel = max ? Kernel(ref _maxGroup, static a => a.LoadStreamKernel(MaxGroupEntry))
                              : Kernel(ref _sumGroup, static a => a.LoadStreamKernel(SumGroupEntry));
-            // As many threads in flight as a full element-wise launch.
-            long groups = Math.Clamp((long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup, 1, outputs);
-            kernel(new KernelConfig((int)groups, Sizes.ReduceGroup), xv, yv, args);
+            kernel(new KernelConfig(RowGroups(outputs), Sizes.ReduceGroup), xv, yv, args);
         }
         else
         {
@@ -135,6 +133,34 @@ public sealed partial class IlgpuBackend
         int warps = Group.DimX / Warp.WarpSize;
         return WarpReduce(op, Warp.LaneIdx < warps ? warpPartials[Warp.LaneIdx] : op.Identity);
     }
+
+    /// <summary>The reduction of <paramref name="value"/> over the group, returned to every thread (for row
+    /// statistics that all threads go on to use). Every thread of the group must call it; the group size is a
+    /// multiple of the warp size. warpPartials is free again on return.</summary>
+    private static float GroupAllReduce<TReduction>(TReduction op, float value, ArrayView<float> warpPartials)
+        where TReduction : struct, IReduction
+    {
+        value = WarpReduce(op, value);
+        if (Warp.IsFirstLane) warpPartials[Warp.WarpIdx] = value;
+        Group.Barrier();
+        // Every thread combines the partials in the same order, so all see the same bits.
+        float result = warpPartials[0];
+        for (int w = 1, warps = Group.DimX / Warp.WarpSize; w < warps; w++) result = op.Combine(result, warpPartials[w]);
+        Group.Barrier();
+        return result;
+    }
+
+    /// <summary>Butterfly reduction over the lanes of a warp: the same result in every lane.</summary>
+    private static float WarpAllReduce<TReduction>(TReduction op, float value) where TReduction : struct, IReduction
+    {
+        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) value = op.Combine(value, Warp.ShuffleXor(value, mask));
+        return value;
+    }
+
+    /// <summary>Groups for a launch with one group per row (or plane) and grid-stride over the rest: as many
+    /// threads in flight as a full element-wise launch.</summary>
+    private int RowGroups(long rows) =>
+        (int)Math.Clamp((long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup, 1, Math.Max(rows, 1));
 
     /// <summary>Tree reduction over the lanes of a warp (result in lane 0), for any warp size.</summary>
     private static float WarpReduce<TReduction>(TReduction op, float value) where TReduction : struct, IReduction

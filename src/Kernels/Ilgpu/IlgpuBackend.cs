@@ -11,7 +11,8 @@ namespace MaskBit.Kernels.Ilgpu;
 /// launch wakes G threads), so it gets warp-sized groups; CUDA gets groups that fill a multiprocessor.</summary>
 /// <param name="ElementGroup">Threads per group of the grid-stride element-wise kernels.</param>
 /// <param name="MaxElementGroups">Upper bound on groups of a grid-stride launch (enough to fill the device).</param>
-/// <param name="ReduceGroup">Threads per group of the reductions (a multiple of the warp size).</param>
+/// <param name="ReduceGroup">Threads per group of the reductions and row kernels (norms, softmax, cross-entropy; a
+/// multiple of the warp size). Attention groups have up to ReduceGroup / warp size warps, one row each.</param>
 /// <param name="LargeGemmTile">64×64 GEMM tiles with 256 threads (GPU) instead of 32×32 with 64 threads.</param>
 public readonly record struct IlgpuLaunchSizes(int ElementGroup, int MaxElementGroups, int ReduceGroup, bool LargeGemmTile)
 {
@@ -142,6 +143,7 @@ public sealed partial class IlgpuBackend : IBackend
     internal static IReadOnlyList<MethodInfo> KernelEntryPoints =>
         [
             .. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints, .. ConvEntryPoints, .. PoolEntryPoints,
-            .. ResampleEntryPoints, .. LfqEntryPoints, .. OptimEntryPoints,
+            .. ResampleEntryPoints, .. LfqEntryPoints, .. OptimEntryPoints, .. NormEntryPoints, .. SoftmaxEntryPoints,
+            .. EmbeddingEntryPoints, .. AttentionEntryPoints,
         ];
 }

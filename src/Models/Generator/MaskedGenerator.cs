@@ -99,7 +99,8 @@ public sealed class MaskedGenerator : Module
         set
         {
             FirstLayerDropout.Generator = value;
-            foreach (var layer in Transformer.Layers) layer.Attention.Dropout.Generator = layer.FeedForward.Dropout.Generator = value;
+            foreach (var layer in Transformer.Layers)
+                layer.Attention.Mha.Generator = layer.Attention.Dropout.Generator = layer.FeedForward.Dropout.Generator = value;
         }
     }
 

@@ -4,8 +4,8 @@ using MaskBit.Autograd.Nn;
 namespace MaskBit.Models.Generator;
 
 // The BERT encoder of the MaskBit generator (reference: modeling/bert.py). Every LayerNorm has eps 1e-12;
-// GELU is the exact erf form. Dropout sits where the reference's does (attention output, MLP `net.3`) and acts
-// in train mode only; the dropout inside torch's MultiheadAttention (on the attention weights) is not applied.
+// GELU is the exact erf form. Dropout sits where the reference's does (attention weights inside the
+// MultiheadAttention, attention output, MLP `net.3`) and acts in train mode only.
 
 public sealed class BertAttention : Module
 {
@@ -18,7 +18,7 @@ public sealed class BertAttention : Module
     public BertAttention(int dim, int heads, float dropout, bool usePrenorm, Random rng)
     {
         UsePrenorm = usePrenorm;
-        Mha = Register("mha", new MultiheadAttention(dim, heads, rng: rng));
+        Mha = Register("mha", new MultiheadAttention(dim, heads, dropout, rng: rng));
         Dropout = Register("dropout", new Dropout(dropout));
         Norm = Register("norm", new LayerNorm(dim, LayerNormEps));
     }
