@@ -4,6 +4,7 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using MaskBit.Kernels.Cpu;
+using MaskBit.Models.Benchmarks;
 
 namespace MaskBit.Bench;
 
@@ -26,7 +27,9 @@ public static class Program
             int runs = int.Parse(TakeValue(rest, "--runs") ?? "10");
             double seconds = double.Parse(TakeValue(rest, "--seconds") ?? "2", System.Globalization.CultureInfo.InvariantCulture);
             if (rest.Count > 0) { Console.Error.WriteLine($"--json: unknown arguments {string.Join(' ', rest)}"); return 2; }
-            return JsonRunner.Run(filter, runs, seconds);
+            var options = new BenchmarkOptions(runs, seconds);
+            WorkloadRunner.Run(WorkloadRunner.Select(filter), options, row => Console.WriteLine(WorkloadRunner.ToJson(row)));
+            return 0;
         }
 
         var config = DefaultConfig.Instance.AddColumn(ThroughputColumn.All)
