@@ -29,14 +29,17 @@ public sealed record ProfileRow(string Name, int Count, double TotalMs, double F
 public sealed class Profiler : ITapeListener
 {
     private readonly List<ProfileEvent> _events = new();
-    private readonly long _origin = Stopwatch.GetTimestamp();
     private readonly object _lock = new();
     /// <summary>Start of the first kernel since the last op mark on this thread (0: none yet).</summary>
     [ThreadStatic] private static long _pendingStart;
 
     public IReadOnlyList<ProfileEvent> Events { get { lock (_lock) return _events.ToList(); } }
 
-    public void Clear() { lock (_lock) _events.Clear(); }
+    public void Clear()
+    {
+        lock (_lock) _events.Clear();
+        _pendingStart = 0;
+    }
 
     internal void AddKernel(string name, long start, long end, string args, double flops)
     {
@@ -114,6 +117,7 @@ public sealed class Profiler : ITapeListener
         w.WriteString("displayTimeUnit", "ms");
         w.WriteStartArray("traceEvents");
         var events = Events;
+        long origin = events.Count > 0 ? events.Min(e => e.Start) : 0;
         foreach (int tid in events.Select(e => e.ThreadId).Distinct())
         {
             w.WriteStartObject();
@@ -133,7 +137,7 @@ public sealed class Profiler : ITapeListener
             w.WriteString("name", e.Name);
             w.WriteString("cat", e.Category);
             w.WriteString("ph", "X");
-            w.WriteNumber("ts", Math.Round((e.Start - _origin) / ticksPerMicrosecond, 3));
+            w.WriteNumber("ts", Math.Round((e.Start - origin) / ticksPerMicrosecond, 3));
             w.WriteNumber("dur", Math.Round((e.End - e.Start) / ticksPerMicrosecond, 3));
             w.WriteNumber("pid", 1);
             w.WriteNumber("tid", e.ThreadId);
@@ -161,6 +165,7 @@ public sealed class Profiler : ITapeListener
         var backend = new ProfilingBackend(inner, this);
         Device.Default = backend;
         Tape.Listener = this;
+        _pendingStart = 0;
         return new Restore(() => { Device.Default = previousDevice; Tape.Listener = previousListener; });
     }
 
