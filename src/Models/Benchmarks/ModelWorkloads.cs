@@ -17,7 +17,7 @@ public static class ModelWorkloads
     {
         yield return Model("small_tokenizer_train_step", "fashion_mnist_tokenizer: G + D step, batch 32, 32×32",
             () => new TokenizerTrainingStep(Load(SmallTokenizerConfig)));
-        yield return Model("tokenizer12_encode_decode_b1_256", "maskbit_tokenizer_12bit: x[1,3,256,256] → z[1,12,16,16] → x",
+        yield return Model("tokenizer12_encode_decode_b1", "maskbit_tokenizer_12bit: x[1,3,256,256] → z[1,12,16,16] → x",
             () => new TokenizerReconstructStep(Load(Tokenizer12Config)));
         yield return Model("generator12_sample_step_b2_cfg", "maskbit_generator_12bit: 2 images × (cond, uncond) = 4×257 tokens",
             () => new SamplingStep(Load(Generator12Config), images: 2));
