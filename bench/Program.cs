@@ -4,6 +4,7 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using MaskBit.Kernels.Cpu;
+using MaskBit.Models.Benchmarks;
 
 namespace MaskBit.Bench;
 
@@ -29,7 +30,12 @@ public static class Program
             string device = TakeValue(rest, "--device") ?? "cpu";
             if (rest.Count > 0) { Console.Error.WriteLine($"--json: unknown arguments {string.Join(' ', rest)}"); return 2; }
             if (device is not ("cpu" or "cuda")) { Console.Error.WriteLine($"--device '{device}': expected cpu or cuda"); return 2; }
-            return JsonRunner.Run(filter, runs, seconds, device);
+            MaskBit.Kernels.Ilgpu.IlgpuBackend? gpu;
+            try { gpu = device == "cuda" ? MaskBit.Kernels.Ilgpu.IlgpuBackend.CreateCuda() : null; }
+            catch (InvalidOperationException e) { Console.Error.WriteLine($"--device cuda: {e.Message}"); return 1; }
+            using (gpu)
+                WorkloadRunner.Run(WorkloadRunner.Select(filter), new BenchmarkOptions(runs, seconds), row => Console.WriteLine(WorkloadRunner.ToJson(row)), gpu);
+            return 0;
         }
 
         var config = DefaultConfig.Instance.AddColumn(ThroughputColumn.All)

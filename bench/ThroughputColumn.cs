@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
+using MaskBit.Models.Benchmarks;
 
 namespace MaskBit.Bench;
 
@@ -32,7 +33,7 @@ public sealed class ThroughputColumn : IColumn
     public string Legend => _kind switch
     {
         Kind.Gflops => "Arithmetic rate at the mean time (2 FLOPs per multiply-add)",
-        Kind.PercentOfPeak => $"GFLOP/s as a share of the {Workload.PeakGflops} GFLOP/s FMA peak of the 2-core Zen 3",
+        Kind.PercentOfPeak => $"GFLOP/s as a share of this machine's FMA peak: {FmaPeak.Description}",
         _ => "Compulsory memory traffic per second at the mean time (memory-bound ops)",
     };
 
@@ -49,7 +50,7 @@ public sealed class ThroughputColumn : IColumn
         return _kind switch
         {
             Kind.Gflops when w.Flops > 0 => (w.Flops / seconds / 1e9).ToString("F1"),
-            Kind.PercentOfPeak when w.Flops > 0 => (100 * w.Flops / seconds / 1e9 / Workload.PeakGflops).ToString("F1"),
+            Kind.PercentOfPeak when w.Flops > 0 => (100 * w.Flops / seconds / 1e9 / FmaPeak.Gflops).ToString("F1"),
             Kind.GBytesPerSecond when w.Bytes > 0 => (w.Bytes / seconds / 1e9).ToString("F2"),
             _ => "-",
         };

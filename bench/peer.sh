@@ -110,18 +110,32 @@ PY
 run_peer() {  # $1 = output file, $2 = OMP wait policy or empty
     local policy=()
     [[ -n "$2" ]] && policy=(--omp-wait-policy "$2")
-    # A short quiet-machine wait: on a shared machine the peer's default (300 s per workload) stalls the run.
-    # shellcheck disable=SC2086
-    MASKBIT_REF="$ref" "$py" "$peer" --threads "$threads" --only "^($names)\$" --target-s "$seconds" \
-        --quiet-timeout-s 5 --retries 0 "${policy[@]}" ${PEER_ARGS:-} | grep '^{' >> "$1" \
-        || log "peer run${2:+ ($2)} failed or produced no rows"
+    # Model-level rows come from bench/peer/peer_models.py (our configs on the reference code), the rest from
+    # the shared kernel peer.
+    if [[ -n "$kernel_names" ]]; then
+        # A short quiet-machine wait: on a shared machine the peer's default (300 s per workload) stalls the run.
+        # shellcheck disable=SC2086
+        MASKBIT_REF="$ref" "$py" "$peer" --threads "$threads" --only "^($kernel_names)\$" --target-s "$seconds" \
+            --quiet-timeout-s 5 --retries 0 "${policy[@]}" ${PEER_ARGS:-} | grep '^{' >> "$1" \
+            || log "peer run${2:+ ($2)} failed or produced no rows"
+    fi
+    if [[ -n "$model_names" ]]; then
+        MASKBIT_REF="$ref" "$py" "$here/peer/peer_models.py" --threads "$threads" --only "^($model_names)\$" \
+            --target-s "$seconds" "${policy[@]}" | grep '^{' >> "$1" \
+            || log "model peer run${2:+ ($2)} failed or produced no rows"
+    fi
 }
 
-names=""
+names=""; kernel_names=""; model_names=""
 for ((r = 1; r <= rounds; r++)); do
     log "round $r/$rounds: ours"
     "${ours[@]}" | grep '^{' >> "$work/ours.jsonl" || log "our bench produced no rows"
-    [[ -z "$names" ]] && names="$(peer_names "$work/ours.jsonl")"
+    if [[ -z "$names" ]]; then
+        names="$(peer_names "$work/ours.jsonl")"
+        model_list="$(MASKBIT_REF="$ref" "$py" "$here/peer/peer_models.py" --list 2>/dev/null | paste -sd'|' || true)"
+        kernel_names="$(tr '|' '\n' <<< "$names" | grep -vxE "${model_list:-^$}" | paste -sd'|' || true)"
+        model_names="$(tr '|' '\n' <<< "$names" | grep -xE "${model_list:-^$}" | paste -sd'|' || true)"
+    fi
     if [[ -z "$names" ]]; then log "no selected workload has a peer"; continue; fi
     log "round $r/$rounds: peer (default)"
     run_peer "$work/peer_default.jsonl" ""

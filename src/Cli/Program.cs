@@ -37,6 +37,8 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
         root.Subcommands.Add(ReconstructCommand.Create(stdout, stderr));
         GeneratorCommands.Register(root, stdout, stderr);   // adds `train generator`, `eval generator`, `generate`
+        root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ProfileCommand.Create(stdout, stderr));
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -9,10 +9,23 @@ internal sealed class GradNode(string name, Tensor[] inputs, Func<Tensor, Tensor
     public Func<Tensor, Tensor?[]> Backward { get; } = backward;
 }
 
+/// <summary>Sees the tape's ops as they happen (the profiler uses it to name spans of kernels): every op's name when
+/// its forward finishes (grad mode or not), and each backward function while it runs.</summary>
+public interface ITapeListener
+{
+    void OnForward(string op);
+    /// <summary>Called before a backward function runs; the result is disposed after it returns.</summary>
+    IDisposable? OnBackward(string op);
+}
+
 /// <summary>The reverse-mode tape: recording, no-grad scopes, and the backward pass.</summary>
 public static class Tape
 {
     [ThreadStatic] private static int _noGradDepth;
+
+    /// <summary>The listener of this thread's ops, or null (the default: no cost beyond one check per op).</summary>
+    [ThreadStatic] private static ITapeListener? _listener;
+    public static ITapeListener? Listener { get => _listener; set => _listener = value; }
 
     public static bool IsGradEnabled => _noGradDepth == 0;
 
@@ -28,6 +41,7 @@ public static class Tape
     /// <summary>Attaches <paramref name="output"/> to the tape if grad mode is on and any input requires grad.</summary>
     public static void Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
     {
+        Listener?.OnForward(name);
         if (!IsGradEnabled) return;
         foreach (var t in inputs)
         {
@@ -87,7 +101,8 @@ public static class Tape
             var t = order[i];
             if (t.Node == null || !grads.TryGetValue(t, out var g)) continue;
             if (stopAt != null && stopAt.Contains(t)) continue;
-            var inputGrads = t.Node.Backward(g);
+            Tensor?[] inputGrads;
+            using (Listener?.OnBackward(t.Node.Name)) inputGrads = t.Node.Backward(g);
             for (int k = 0; k < t.Node.Inputs.Length; k++)
             {
                 var input = t.Node.Inputs[k];

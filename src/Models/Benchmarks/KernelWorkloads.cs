@@ -1,34 +1,12 @@
 using MaskBit.Kernels;
-using MaskBit.Kernels.Cpu;
 
-namespace MaskBit.Bench;
+namespace MaskBit.Models.Benchmarks;
 
-/// <summary>One timed call of a backend op with its buffers already allocated and filled.</summary>
-public sealed class PreparedWorkload(Action run, IReadOnlyList<Storage> buffers) : IDisposable
+/// <summary>Single-kernel workloads at the shapes the models run (the generator's linear layers and attention,
+/// the tokenizer's convs and norms, the LFQ quantizer), on buffers allocated and filled outside the timing.</summary>
+public static class KernelWorkloads
 {
-    public void Run() => run();
-    public void Dispose() { foreach (var s in buffers) s.Dispose(); }
-}
-
-/// <summary>A benchmark workload: what it computes, how much arithmetic or memory traffic one call costs (for
-/// GFLOP/s and GB/s), and which PyTorch peer rows measure the same thing.</summary>
-/// <param name="Peer">Alternatives for the PyTorch peer (see /work/shared/peer): each alternative is a list of
-/// peer workload names whose medians add up to this workload; the fastest alternative is the bar.</param>
-public sealed record Workload(string Name, string Group, string Shape, double Flops, double Bytes,
-    string[][] Peer, Func<IBackend, PreparedWorkload> Prepare)
-{
-    /// <summary>FMA peak of the 2-core Zen 3 machine (2 × 2 pipes × 8 lanes × 2 FLOPs × 3.2 GHz).</summary>
-    public const double PeakGflops = 204.5;
-
-    public static IBackend Backend => CpuBackend.Instance;
-
-    public static readonly IReadOnlyList<Workload> All = Build().ToList();
-
-    public static Workload Get(string name) => All.First(w => w.Name == name);
-
-    public static IEnumerable<string> NamesIn(string group) => All.Where(w => w.Group == group).Select(w => w.Name);
-
-    private static IEnumerable<Workload> Build()
+    public static IEnumerable<Workload> Build()
     {
         // ---- GEMM: squares, then the generator's linear layers (x·Wᵀ forward, g·W input grad, gᵀ·x weight grad).
         foreach (int n in new[] { 256, 512, 1024, 2048 })

@@ -1,0 +1,49 @@
+using System.CommandLine;
+using System.Globalization;
+using MaskBit.Kernels.Cpu;
+using MaskBit.Models.Benchmarks;
+
+namespace MaskBit.Cli.Commands;
+
+/// <summary>`maskbit bench`: the kernel and model workloads of bench/ (see bench/README.md), timed with medians, as a
+/// table with GFLOP/s and the share of this machine's FMA peak (measured in-process, see <see cref="FmaPeak"/>).</summary>
+internal static class BenchCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var quick = new Option<bool>("--quick") { Description = "A short pass: one warm-up, 3 runs and ~0.25 s per workload." };
+        var json = new Option<string?>("--json") { Description = "Also write one JSON line per workload to FILE (the format bench/peer.sh reads)." };
+        var filter = new Option<string?>("--filter") { Description = "Glob over workload names (or group.name), e.g. 'gemm_*', 'model.*'." };
+        var threads = new Option<int?>("--threads") { Description = "Cores the CPU backend uses (default: all)." };
+        var list = new Option<bool>("--list") { Description = "List the workloads and exit." };
+        var command = new Command("bench", "Benchmark the CPU kernels and model steps: median ms, GFLOP/s, % of the FMA peak, GB/s.")
+            { quick, json, filter, threads, list };
+        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        {
+            var selected = WorkloadRunner.Select(parse.GetValue(filter)).ToList();
+            if (selected.Count == 0)
+            {
+                stderr.WriteLine($"error: --filter '{parse.GetValue(filter)}' matches no workload (see --list)");
+                return Program.ExitUsage;
+            }
+            if (parse.GetValue(list))
+            {
+                foreach (var w in selected) stdout.WriteLine($"{w.Group}.{w.Name}  {w.Shape}");
+                return Program.ExitOk;
+            }
+            if (parse.GetValue(threads) is { } t) CpuParallel.Workers = t;
+            var options = parse.GetValue(quick) ? BenchmarkOptions.Quick : new BenchmarkOptions();
+            using var jsonOut = parse.GetValue(json) is { } path ? new StreamWriter(path) : null;
+            var rows = WorkloadRunner.Run(selected, options, row =>
+            {
+                jsonOut?.WriteLine(WorkloadRunner.ToJson(row));
+                jsonOut?.Flush();
+            });
+            WorkloadRunner.WriteTable(rows, stdout);
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"% peak: of {FmaPeak.Description}; {CpuParallel.Workers} worker threads, {Environment.ProcessorCount} cores visible"));
+            return rows.Any(r => r.ContainsKey("error")) ? Program.ExitFailed : Program.ExitOk;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,45 @@
+using MaskBit.Autograd;
+using MaskBit.Kernels;
+using MaskBit.Models.Config;
+
+namespace MaskBit.Models.Benchmarks;
+
+/// <summary>Model-level workloads (group "model") on the configs in configs/, random weights, synthetic inputs.
+/// Their PyTorch counterparts are the rows of the same name in bench/peer/peer_models.py.</summary>
+public static class ModelWorkloads
+{
+    public const string SmallTokenizerConfig = "configs/fashion_mnist_tokenizer.yaml";
+    public const string SmallGeneratorConfig = "configs/fashion_mnist_generator.yaml";
+    public const string Tokenizer12Config = "configs/tokenizer/maskbit_tokenizer_12bit.yaml";
+    public const string Generator12Config = "configs/generator/maskbit_generator_12bit.yaml";
+
+    public static IEnumerable<Workload> Build()
+    {
+        yield return Model("small_tokenizer_train_step", "fashion_mnist_tokenizer: G + D step, batch 32, 32×32",
+            () => new TokenizerTrainingStep(Load(SmallTokenizerConfig)));
+        yield return Model("tokenizer12_encode_decode_b1", "maskbit_tokenizer_12bit: x[1,3,256,256] → z[1,12,16,16] → x",
+            () => new TokenizerReconstructStep(Load(Tokenizer12Config)));
+        yield return Model("generator12_sample_step_b2_cfg", "maskbit_generator_12bit: 2 images × (cond, uncond) = 4×257 tokens",
+            () => new SamplingStep(Load(Generator12Config), images: 2));
+        yield return Model("small_generator_train_step", "fashion_mnist_generator: batch 64, 8×8 tokens",
+            () => new GeneratorTrainingStep(Load(SmallGeneratorConfig)));
+    }
+
+    private static MaskBitConfig Load(string relativePath) => MaskBitConfig.Load(RepositoryFiles.Find(relativePath));
+
+    /// <summary>A model workload whose models live on the given device while they are built and run.</summary>
+    private static Workload Model(string name, string shape, Func<IModelStep> create) =>
+        new(name, "model", shape, 0, 0, [[name]], device =>
+        {
+            var step = OnDevice(device, create);
+            return new PreparedWorkload(() => OnDevice(device, step.Run), []);
+        });
+
+    private static T OnDevice<T>(IBackend device, Func<T> body)
+    {
+        var previous = Device.Default;
+        Device.Default = device;
+        try { return body(); }
+        finally { Device.Default = previous; }
+    }
+}
