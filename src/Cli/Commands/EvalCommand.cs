@@ -1,5 +1,6 @@
 using System.CommandLine;
 using MaskBit.Models.Config;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -47,24 +48,26 @@ internal static class EvalCommand
             if (batch < 1) throw new ConfigException($"--batch-size must be at least 1, not {batch}");
             int splits = parse.GetValue(inception.Splits);
             if (splits < 1) throw new ConfigException($"--is-splits must be at least 1, not {splits}");
-            var network = inception.Load(parse, stdout);
 
             var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             int channels = TrainingData.Channels(cfg);
-            if (network != null && channels != 3) throw new ConfigException($"rFID / IS need RGB images; the config's data has {channels} channel(s)");
+            bool withInception = parse.GetValue(inception.Weights) != null;
+            if (withInception && channels != 3) throw new ConfigException($"rFID / IS need RGB images; the config's data has {channels} channel(s)");
             var dataset = TrainingData.Open(source, train: false, channels);
             IReadOnlyDictionary<string, double> scores;
+            InceptionFeatureExtractor? network;
             try
             {
                 var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1);
                 long count = Math.Min(parse.GetValue(maxImages) ?? long.MaxValue, dataset.Count);
-                if (network != null && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
+                if (withInception && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
+                network = inception.Load(parse, stdout);
                 stdout.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images");
                 scores = TokenizerEvaluation.Evaluate(model, loader.Epoch(0), count, network, splits);
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 
-            InceptionFlags.Report(scores, splits, network == null ? InceptionFlags.NeedsNetwork("rFID and InceptionScore") : null, parse.GetValue(output)!, stdout);
+            InceptionFlags.Report(scores, splits, !withInception ? InceptionFlags.NeedsNetwork("rFID and InceptionScore") : null, parse.GetValue(output)!, stdout);
             return Program.ExitOk;
         }));
         return command;

@@ -38,9 +38,9 @@ public static class EvalGeneratorCommand
             if (!GeneratorCommands.RequireFile(inceptionPath, "--inception-weights", stderr) || !GeneratorCommands.RequireFile(statsPath, "--fid-stats", stderr))
                 return Program.ExitBadFile;
             var reference = statsPath == null ? null : GaussianStatistics.LoadNpz(statsPath);
+            if (reference != null && reference.Dim != InceptionFeatureExtractor.PoolFeatures)
+                throw new InvalidDataException($"{statsPath}: mu has {reference.Dim} values, the Inception pool features {InceptionFeatureExtractor.PoolFeatures}");
             var network = inception.Load(parse, stdout);
-            if (reference != null && reference.Dim != network!.FeatureDim)
-                throw new InvalidDataException($"{statsPath}: mu has {reference.Dim} values, the Inception pool features {network.FeatureDim}");
             var loaded = flags.Load(parse, stdout, stderr, out int code);
             if (loaded == null) return code;
 

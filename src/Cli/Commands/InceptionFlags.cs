@@ -48,7 +48,7 @@ internal sealed class InceptionFlags
             string line = $"{name,-20}{Format(value)}";
             if (name == "InceptionScore" && metrics.TryGetValue("InceptionScoreSplits", out double splits))
             {
-                line += $" ± {Format(metrics["InceptionScoreStd"])} ({splits:0} splits";
+                line += $" ± {Format(metrics["InceptionScoreStd"])} ({splits:0} split{(splits == 1 ? "" : "s")}";
                 if (splits < requestedSplits) line += $", not {requestedSplits}: under {InceptionScoreAccumulator.MinImagesPerSplit} images per split otherwise";
                 line += ")";
             }

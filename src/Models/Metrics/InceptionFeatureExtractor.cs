@@ -14,7 +14,10 @@ public sealed class InceptionFeatureExtractor(InceptionV3 network, int batchSize
     /// <summary>Where the weights come from, for messages.</summary>
     public const string WeightsDescription = "pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or a safetensors copy of it";
 
-    public int FeatureDim => 2048;
+    /// <summary>Size of the pool features (what FID statistics describe).</summary>
+    public const int PoolFeatures = 2048;
+
+    public int FeatureDim => PoolFeatures;
     public int LogitsDim => 1008;
 
     /// <summary>Loads the FID Inception weights (a torch checkpoint or safetensors with pytorch-fid's keys:
