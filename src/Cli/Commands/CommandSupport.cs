@@ -17,7 +17,7 @@ internal static class CommandSupport
 
     /// <summary>Tokenizer weights: --checkpoint (the issues' name), also accepted as --weights.</summary>
     public static Option<string> CheckpointOption() =>
-        new("--checkpoint", "--weights") { Required = true, Description = "Tokenizer weights: a training checkpoint or official weights (.bin, .safetensors). Alias: --weights." };
+        new("--checkpoint", "--weights") { Required = true, Description = "Tokenizer weights: a training checkpoint or official weights (.bin, .safetensors)." };
 
     public static Option<bool> NoEmaOption() =>
         new("--no-ema") { Description = "Use the raw weights of a training checkpoint instead of its EMA weights." };

@@ -110,7 +110,11 @@ internal static class ReconstructCommand
         {
             var arrays = Npy.ReadNpz(path);
             if (!arrays.TryGetValue(NpzImagesKey, out var array))
-                throw new InvalidDataException($"{path}: no '{NpzImagesKey}' array (it has: {(arrays.Count == 0 ? "none" : string.Join(", ", arrays.Keys.Select(k => $"'{k}'")))})");
+            {
+                const int listed = 8;
+                string keys = arrays.Count == 0 ? "none" : string.Join(", ", arrays.Keys.Take(listed).Select(k => $"'{k}'")) + (arrays.Count > listed ? $", … ({arrays.Count} in all)" : "");
+                throw new InvalidDataException($"{path}: no '{NpzImagesKey}' array (it has: {keys})");
+            }
             string expected = $"expected float32 (N, {channels}, H, W) in [0, 1] or uint8 (N, H, W, {channels})";
             string found = $"'{NpzImagesKey}' is {array.Type.ToString().ToLowerInvariant()} [{string.Join(", ", array.Shape)}]";
             int[] s = array.Shape;
