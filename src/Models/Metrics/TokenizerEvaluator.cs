@@ -17,8 +17,8 @@ public enum TokenizerMetric
 
 /// <summary>The reference's `TokenizerEvaluator` (without LPIPS): metrics of reconstructions accumulated over
 /// `Update` batches, host-side in float64. Per-image metrics (MAE, MSE, PSNR, SSIM) are averaged over images;
-/// IS uses one split over all fake images (or consecutive splits, see the constructor); rFID compares the Inception feature statistics of real and fake
-/// images; codebook usage / entropy count the token indices.</summary>
+/// IS uses one split over all fake images (or consecutive splits, see the constructor); rFID compares the
+/// Inception feature statistics of real and fake images; codebook usage / entropy count the token indices.</summary>
 public sealed class TokenizerEvaluator
 {
     private readonly TokenizerMetric _metrics;
