@@ -15,6 +15,10 @@ internal static class CommandSupport
     public static Argument<string[]> OverridesArgument() =>
         new("overrides") { Arity = ArgumentArity.ZeroOrMore, Description = "Config overrides a.b.c=value (YAML values), e.g. training.max_train_steps=20." };
 
+    /// <summary>Tokenizer weights: --checkpoint (the issues' name), also accepted as --weights.</summary>
+    public static Option<string> CheckpointOption() =>
+        new("--checkpoint", "--weights") { Required = true, Description = "Tokenizer weights: a training checkpoint or official weights (.bin, .safetensors)." };
+
     public static Option<bool> NoEmaOption() =>
         new("--no-ema") { Description = "Use the raw weights of a training checkpoint instead of its EMA weights." };
 

@@ -1,16 +1,17 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text.Json;
 using MaskBit.Models.Config;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
 
 /// <summary>`maskbit eval tokenizer`: reconstruction metrics of a trained tokenizer (the reference's
-/// eval_reconstruction): PSNR, SSIM, MAE, MSE, codebook usage and entropy, printed and written to metrics.json.</summary>
+/// eval_reconstruction): PSNR, SSIM, MAE, MSE, codebook usage and entropy, and with --inception-weights rFID
+/// (reconstructions against the originals, as the reference's TokenizerEvaluator) and the Inception Score; printed
+/// and written to metrics.json.</summary>
 internal static class EvalCommand
 {
-    public const string MetricsFileName = "metrics.json";
+    public const string MetricsFileName = InceptionFlags.MetricsFileName;
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
@@ -23,18 +24,20 @@ internal static class EvalCommand
     {
         var config = CommandSupport.ConfigOption();
         var overrides = CommandSupport.OverridesArgument();
-        var weights = new Option<string>("--weights") { Required = true, Description = "A training checkpoint or official tokenizer weights (.bin, .safetensors)." };
+        var weights = CommandSupport.CheckpointOption();
         var data = new Option<string?>("--data") { Description = "Images: webdataset shard pattern, image folder or fashion-mnist (default: dataset.params.eval_shards_path_or_url)." };
         var maxImages = new Option<int?>("--max-images") { Description = "Evaluate at most this many images." };
         var batchSize = new Option<int?>("--batch-size") { Description = "Images per batch (default: training.per_gpu_batch_size, else 32)." };
         var output = new Option<string>("--out") { Description = "Folder for metrics.json.", DefaultValueFactory = _ => "." };
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
-        var command = new Command("tokenizer", "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy). " +
-                                               "rFID / IS need the FID InceptionV3, which this build does not include.")
+        var inception = new InceptionFlags();
+        var command = new Command("tokenizer", "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
+                                               "rFID and Inception Score with --inception-weights).")
         {
             config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict,
         };
+        inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, () =>
         {
             var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
@@ -43,26 +46,28 @@ internal static class EvalCommand
                     : throw new ConfigException($"{cfg.File}: no evaluation data: pass --data or set dataset.params.eval_shards_path_or_url"));
             int batch = parse.GetValue(batchSize) ?? (int)cfg.GetInt("training.per_gpu_batch_size", 32);
             if (batch < 1) throw new ConfigException($"--batch-size must be at least 1, not {batch}");
+            int splits = parse.GetValue(inception.Splits);
+            if (splits < 1) throw new ConfigException($"--is-splits must be at least 1, not {splits}");
 
             var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
-            var dataset = TrainingData.Open(source, train: false, TrainingData.Channels(cfg));
+            int channels = TrainingData.Channels(cfg);
+            bool withInception = parse.GetValue(inception.Weights) != null;
+            if (withInception && channels != 3) throw new ConfigException($"rFID / IS need RGB images; the config's data has {channels} channel(s)");
+            var dataset = TrainingData.Open(source, train: false, channels);
             IReadOnlyDictionary<string, double> scores;
+            InceptionFeatureExtractor? network;
             try
             {
                 var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1);
-                long limit = parse.GetValue(maxImages) ?? long.MaxValue;
-                stdout.WriteLine($"evaluating on {source}: {Math.Min(limit, dataset.Count)} of {dataset.Count} images");
-                scores = TokenizerEvaluation.Evaluate(model, loader.Epoch(0), limit);
+                long count = Math.Min(parse.GetValue(maxImages) ?? long.MaxValue, dataset.Count);
+                if (withInception && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
+                network = inception.Load(parse, stdout);
+                stdout.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images");
+                scores = TokenizerEvaluation.Evaluate(model, loader.Epoch(0), count, network, splits);
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 
-            foreach (var (name, value) in scores)
-                stdout.WriteLine($"{name,-16}{value.ToString("F4", CultureInfo.InvariantCulture)}");
-            string outputDir = parse.GetValue(output)!;
-            Directory.CreateDirectory(outputDir);
-            string path = Path.Combine(outputDir, MetricsFileName);
-            File.WriteAllText(path, JsonSerializer.Serialize(scores, new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            stdout.WriteLine($"wrote {path}");
+            InceptionFlags.Report(scores, splits, !withInception ? InceptionFlags.NeedsNetwork("rFID and InceptionScore") : null, parse.GetValue(output)!, stdout);
             return Program.ExitOk;
         }));
         return command;

@@ -1,46 +1,83 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using MaskBit.Models.Metrics;
 
 namespace MaskBit.Cli.Commands;
 
 /// <summary>`maskbit eval generator --config C --tokenizer W1 --generator W2 [--num-images N] [--inception-weights I
-/// --fid-stats S]`: samples N images with labels cycling over the classes (as an evaluation set would) and reports
-/// the sampling speed; gFID and IS need an InceptionV3 feature extractor, which this build does not have yet, so
-/// with those flags it checks the files and says that part is skipped.</summary>
+/// [--fid-stats S]] [--out DIR]`: samples N images with labels cycling over the classes (every consecutive run of
+/// nclass images holds each class once) and reports the sampling speed; with the FID InceptionV3 also the
+/// Inception Score of the samples and, against reference statistics (ADM-style .npz with mu, sigma, as the
+/// reference's eval_maskbit uses), gFID. Printed and written to DIR/metrics.json.</summary>
 public static class EvalGeneratorCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var flags = new SamplingFlags();
+        var inception = new InceptionFlags();
         var numImages = new Option<int>("--num-images") { Description = "Images to sample.", DefaultValueFactory = _ => 50 };
-        var inception = new Option<string?>("--inception-weights") { Description = "FID InceptionV3 weights (for gFID / IS)." };
-        var fidStats = new Option<string?>("--fid-stats") { Description = "Reference statistics (.npz with mu, sigma) for gFID." };
-        var command = new Command("generator", "Measure the generator's sampling speed (and gFID / IS where an Inception network is available).");
+        var fidStats = new Option<string?>("--fid-stats") { Description = "Reference statistics for gFID: an ADM-style .npz with mu (2048) and sigma (2048, 2048); needs --inception-weights." };
+        var output = new Option<string>("--out") { Description = "Folder for metrics.json.", DefaultValueFactory = _ => "." };
+        var command = new Command("generator", "Sample with the generator and report images/s, and gFID / Inception Score with --inception-weights (and --fid-stats).");
         flags.AddTo(command);
         command.Options.Add(numImages);
-        command.Options.Add(inception);
+        inception.AddTo(command);
         command.Options.Add(fidStats);
+        command.Options.Add(output);
         command.SetAction(parse => GeneratorCommands.Guard(stderr, () =>
         {
             int n = parse.GetValue(numImages);
             if (n < 1) return GeneratorCommands.Usage(stderr, "--num-images", $"must be at least 1, got {n}");
-            string? inceptionPath = parse.GetValue(inception), statsPath = parse.GetValue(fidStats);
-            if ((inceptionPath == null) != (statsPath == null))
-                return GeneratorCommands.Usage(stderr, inceptionPath == null ? "--inception-weights" : "--fid-stats", "gFID needs both --inception-weights and --fid-stats");
+            int splits = parse.GetValue(inception.Splits);
+            if (splits < 1) return GeneratorCommands.Usage(stderr, "--is-splits", $"must be at least 1, got {splits}");
+            string? inceptionPath = parse.GetValue(inception.Weights), statsPath = parse.GetValue(fidStats);
+            if (statsPath != null && inceptionPath == null)
+                return GeneratorCommands.Usage(stderr, "--inception-weights", "gFID needs the FID InceptionV3 (--inception-weights) besides --fid-stats");
+            if (statsPath != null && n < 2) return GeneratorCommands.Usage(stderr, "--num-images", $"gFID needs at least 2 images, got {n}");
             if (!GeneratorCommands.RequireFile(inceptionPath, "--inception-weights", stderr) || !GeneratorCommands.RequireFile(statsPath, "--fid-stats", stderr))
                 return Program.ExitBadFile;
-            var loaded = flags.Load(parse, stderr, out int code);
+            var reference = statsPath == null ? null : GaussianStatistics.LoadNpz(statsPath);
+            if (reference != null && reference.Dim != InceptionFeatureExtractor.PoolFeatures)
+                throw new InvalidDataException($"{statsPath}: mu has {reference.Dim} values, the Inception pool features {InceptionFeatureExtractor.PoolFeatures}");
+            var network = inception.Load(parse, stdout);
+            var loaded = flags.Load(parse, stdout, stderr, out int code);
             if (loaded == null) return code;
 
             var labels = Enumerable.Range(0, n).Select(i => i % loaded.NumClasses).ToArray();
             var clock = Stopwatch.StartNew();
-            loaded.Sample(labels);
+            var (images, shape, _) = loaded.Sample(labels);
             double seconds = clock.Elapsed.TotalSeconds;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"sampled {n} images ({loaded.Options.NumSteps} steps, guidance {loaded.Options.GuidanceScale}, batch {loaded.BatchSize}) in {seconds:0.00} s: {n / seconds:0.00} images/s"));
-            if (inceptionPath != null)
-                stdout.WriteLine("gFID / IS skipped: this build has no InceptionV3 feature extractor (IFeatureExtractor) yet");
+            var metrics = new Dictionary<string, double>
+            {
+                ["num_images"] = n,
+                ["num_classes"] = labels.Distinct().Count(),
+                ["sampling_seconds"] = seconds,
+                ["images_per_second"] = n / seconds,
+            };
+
+            string? missing = InceptionFlags.NeedsNetwork("gFID and InceptionScore");
+            if (network != null)
+            {
+                if (shape[1] != 3) throw new InvalidDataException($"gFID / IS need RGB samples; the tokenizer decodes {shape[1]} channel(s)");
+                var outputs = network.Extract(new ImageBatch(images, shape[0], shape[1], shape[2], shape[3]).ToUInt8(), n, shape[2], shape[3]);
+                if (reference != null)
+                {
+                    var moments = new FeatureMoments(outputs.FeatureDim);
+                    for (int i = 0; i < n; i++) moments.Add(outputs.FeatureRow(i));
+                    metrics["gFID"] = Frechet.Distance(moments.ToStatistics(), reference);
+                }
+                var score = new InceptionScoreAccumulator(outputs.LogitsDim, InceptionScoreAccumulator.EffectiveSplits(n, splits), n);
+                for (int i = 0; i < n; i++) score.Add(outputs.LogitsRow(i));
+                var (mean, std) = score.MeanAndStd();
+                metrics["InceptionScore"] = mean;
+                metrics["InceptionScoreStd"] = std;
+                metrics["InceptionScoreSplits"] = score.Splits;
+                missing = reference == null ? "gFID not computed: it needs reference statistics, pass --fid-stats NPZ (ADM-style, with mu and sigma)" : null;
+            }
+            InceptionFlags.Report(metrics, splits, missing, parse.GetValue(output)!, stdout);
             return Program.ExitOk;
         }));
         return command;

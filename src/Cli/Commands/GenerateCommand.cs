@@ -21,15 +21,16 @@ internal sealed class SamplingFlags
     public Option<double?> Temperature { get; } = new("--temperature") { Description = "Softmax temperature (default: model.mlm_model.softmax_temperature)." };
     public Option<long> Seed { get; } = new("--seed") { Description = "Seed of the sampling draws; the same seed gives the same images.", DefaultValueFactory = _ => 0 };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images sampled per forward batch.", DefaultValueFactory = _ => 32 };
+    public Option<bool> NonStrict { get; } = CommandSupport.NonStrictOption();
 
     public void AddTo(Command command)
     {
         command.Arguments.Add(Overrides);
-        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize }) command.Options.Add(o);
+        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize, NonStrict }) command.Options.Add(o);
     }
 
     /// <summary>Checks the values, loads config and both models. Null with <paramref name="exitCode"/> set on failure.</summary>
-    public Loaded? Load(ParseResult parse, TextWriter stderr, out int exitCode)
+    public Loaded? Load(ParseResult parse, TextWriter stdout, TextWriter stderr, out int exitCode)
     {
         exitCode = Program.ExitUsage;
         if (parse.GetValue(Steps) is < 1) { GeneratorCommands.Usage(stderr, "--steps", $"must be at least 1, got {parse.GetValue(Steps)}"); return null; }
@@ -48,8 +49,9 @@ internal sealed class SamplingFlags
             GuidanceScale = parse.GetValue(Guidance) ?? defaults.GuidanceScale,
             SoftmaxTemperature = parse.GetValue(Temperature) ?? defaults.SoftmaxTemperature,
         };
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, parse.GetValue(Tokenizer)!);
-        var generator = GeneratorSetup.LoadGenerator(config, parse.GetValue(Generator)!);
+        Action<string>? Warn(string path) => parse.GetValue(NonStrict) ? problem => stdout.WriteLine($"warning: {path}: {problem}") : null;
+        var tokenizer = GeneratorSetup.LoadTokenizer(config, parse.GetValue(Tokenizer)!, warn: Warn(parse.GetValue(Tokenizer)!));
+        var generator = GeneratorSetup.LoadGenerator(config, parse.GetValue(Generator)!, warn: Warn(parse.GetValue(Generator)!));
         exitCode = Program.ExitOk;
         return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize));
     }
@@ -107,7 +109,7 @@ public static class GenerateCommand
             }
             int n = parse.GetValue(perClass);
             if (n < 1) return GeneratorCommands.Usage(stderr, "--per-class", $"must be at least 1, got {n}");
-            var loaded = flags.Load(parse, stderr, out int code);
+            var loaded = flags.Load(parse, stdout, stderr, out int code);
             if (loaded == null) return code;
             if (classIds.FirstOrDefault(c => c >= loaded.NumClasses, -1) is var bad and >= 0)
                 return GeneratorCommands.Usage(stderr, "--classes", $"class {bad} is outside 0…{loaded.NumClasses - 1} (model.mlm_model.nclass = {loaded.NumClasses})");

@@ -2,15 +2,19 @@ using System.CommandLine;
 using MaskBit.Autograd;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
+using MaskBit.Models.Interop;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>`maskbit reconstruct`: encodes and decodes images with a tokenizer; writes each reconstruction and a
-/// grid (rows of originals, each above its reconstructions).</summary>
+/// <summary>`maskbit reconstruct`: encodes and decodes images (files, folders or the `images` array of an .npz)
+/// with a tokenizer; writes each reconstruction, a grid (rows of originals, each above its reconstructions) and
+/// out.npz (tokens, reconstructions, the input images).</summary>
 internal static class ReconstructCommand
 {
     public const string GridFileName = "grid.png";
+    public const string NpzFileName = "out.npz";
+    public const string NpzImagesKey = "images";
     private const int GridColumns = 8;
     private static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase) { ".png", ".jpg", ".jpeg" };
 
@@ -18,49 +22,128 @@ internal static class ReconstructCommand
     {
         var config = CommandSupport.ConfigOption();
         var overrides = CommandSupport.OverridesArgument();
-        var weights = new Option<string>("--weights") { Required = true, Description = "A training checkpoint or official tokenizer weights (.bin, .safetensors)." };
+        var weights = CommandSupport.CheckpointOption();
         var images = new Option<string[]>("--images")
         {
-            Required = true, AllowMultipleArgumentsPerToken = true,
+            AllowMultipleArgumentsPerToken = true,
             Description = "Image files, or folders whose .png/.jpg/.jpeg files are read (resized and centre-cropped to dataset.preprocessing.resolution).",
         };
-        var output = new Option<string>("--out") { Required = true, Description = "Folder for the reconstructions and grid.png." };
+        var input = new Option<string?>("--input")
+        {
+            Description = "Instead of --images: an .npz whose 'images' array is float32 (N, 3, H, W) in [0, 1] or uint8 (N, H, W, 3), used as is.",
+        };
+        var output = new Option<string>("--out") { Required = true, Description = "Folder for the reconstructions, grid.png and out.npz." };
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
-        var command = new Command("reconstruct", "Reconstruct images with a tokenizer: writes <name>.png per image and grid.png.")
+        var command = new Command("reconstruct", "Reconstruct images with a tokenizer: writes <name>.png per image, grid.png and out.npz " +
+                                                 "(tokens int64, reconstructions and images float32 (N, 3, H, W) in [0, 1]).")
         {
-            config, overrides, weights, images, output, noEma, nonStrict,
+            config, overrides, weights, images, input, output, noEma, nonStrict,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, () =>
         {
             var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
-            var files = ImageFiles(parse.GetValue(images)!);
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
-            var transform = TrainingData.Transform(cfg);
+            string[]? imageArguments = parse.GetValue(images) is { Length: > 0 } given ? given : null;
+            string? npzPath = parse.GetValue(input);
+            if ((imageArguments == null) == (npzPath == null))
+                throw new ConfigException("reconstruct needs either --images FILES|FOLDERS or --input X.npz (one of them)");
             int channels = TrainingData.Channels(cfg);
+            var source = npzPath != null ? ImageSource.FromNpz(npzPath, channels) : ImageSource.FromFiles(ImageFiles(imageArguments!), TrainingData.Transform(cfg), channels);
+            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
+            int factor = 1 << (model.Config.NumResolutions - 1);
+            if (npzPath != null && (source.Height % factor != 0 || source.Width % factor != 0))
+                throw new InvalidDataException($"{npzPath}: '{NpzImagesKey}' images are {source.Height}×{source.Width}; the tokenizer needs multiples of {factor}");
             string outputDir = parse.GetValue(output)!;
             Directory.CreateDirectory(outputDir);
 
-            int columns = Math.Min(GridColumns, files.Count);
+            int count = source.Names.Count, columns = Math.Min(GridColumns, count);
             var gridTiles = new List<HostImage>();
-            foreach (var chunk in files.Chunk(GridColumns))
+            var inputs = new List<float>();
+            var reconstructions = new List<float>();
+            var tokens = new List<long>();
+            for (int start = 0; start < count; start += GridColumns)
             {
-                var originals = chunk.Select(f => transform.Eval(ImageIO.Read(f, channels))).ToList();
+                int n = Math.Min(GridColumns, count - start);
                 using var scope = TensorScope.Begin();
-                var batch = Tensor.Stack(originals.Select(o => ImageIO.ToTensor(o)).ToList(), 0);
-                var reconstructions = TokenizerEvaluation.Reconstruct(model, batch).Reconstructions;
-                var reconstructed = Enumerable.Range(0, chunk.Length).Select(i => ImageIO.FromTensor(reconstructions.Select0(i))).ToList();
-                for (int i = 0; i < chunk.Length; i++)
-                    ImageIO.Write(Path.Combine(outputDir, Path.GetFileNameWithoutExtension(chunk[i]) + ".png"), reconstructed[i]);
+                var batch = source.Batch(start, n);
+                var (decoded, batchTokens) = TokenizerEvaluation.Reconstruct(model, batch);
+                var originals = Enumerable.Range(0, n).Select(i => ImageIO.FromTensor(batch.Select0(i))).ToList();
+                var reconstructed = Enumerable.Range(0, n).Select(i => ImageIO.FromTensor(decoded.Select0(i))).ToList();
+                for (int i = 0; i < n; i++)
+                    ImageIO.Write(Path.Combine(outputDir, source.Names[start + i] + ".png"), reconstructed[i]);
                 gridTiles.AddRange(Padded(originals, columns));
                 gridTiles.AddRange(Padded(reconstructed, columns));
+                inputs.AddRange(batch.ToArray());
+                reconstructions.AddRange(decoded.ToArray());
+                tokens.AddRange(batchTokens.Select(t => (long)t));
             }
             string gridPath = Path.Combine(outputDir, GridFileName);
             ImageIO.Write(gridPath, ImageIO.MakeGrid(gridTiles, nrow: columns));
-            stdout.WriteLine($"reconstructed {files.Count} images into {outputDir} (grid: {gridPath})");
+            int[] shape = { count, channels, source.Height, source.Width };
+            int tokenRows = source.Height / factor;
+            Npy.WriteNpz(Path.Combine(outputDir, NpzFileName), new Dictionary<string, NpyArray>
+            {
+                ["tokens"] = NpyArray.FromInt64(tokens.ToArray(), count, tokenRows, tokens.Count / count / tokenRows),
+                ["reconstructions"] = NpyArray.FromFloats(reconstructions.ToArray(), shape),
+                [NpzImagesKey] = NpyArray.FromFloats(inputs.ToArray(), shape),
+            });
+            stdout.WriteLine($"reconstructed {count} images into {outputDir} (grid: {gridPath}, arrays: {NpzFileName})");
             return Program.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary>The images to reconstruct, all of one size: their output names and batches (B, C, H, W) in [0, 1].</summary>
+    private sealed record ImageSource(IReadOnlyList<string> Names, int Height, int Width, Func<int, int, Tensor> Batch)
+    {
+        public static ImageSource FromFiles(List<string> files, ImageTransform transform, int channels)
+        {
+            HostImage Load(string file) => transform.Eval(ImageIO.Read(file, channels));
+            var first = Load(files[0]);
+            return new ImageSource(files.Select(f => Path.GetFileNameWithoutExtension(f)).ToList(), first.Height, first.Width,
+                (start, n) => Tensor.Stack(files.Skip(start).Take(n).Select(f => ImageIO.ToTensor(Load(f))).ToList(), 0));
+        }
+
+        /// <summary>The `images` array of an .npz: float32 (N, C, H, W) in [0, 1], or uint8 (N, H, W, C) scaled by
+        /// 1/255. Anything else is an error naming the file, the key and what was found.</summary>
+        public static ImageSource FromNpz(string path, int channels)
+        {
+            var arrays = Npy.ReadNpz(path);
+            if (!arrays.TryGetValue(NpzImagesKey, out var array))
+            {
+                const int listed = 8;
+                string keys = arrays.Count == 0 ? "none" : string.Join(", ", arrays.Keys.Take(listed).Select(k => $"'{k}'")) + (arrays.Count > listed ? $", … ({arrays.Count} in all)" : "");
+                throw new InvalidDataException($"{path}: no '{NpzImagesKey}' array (it has: {keys})");
+            }
+            string expected = $"expected float32 (N, {channels}, H, W) in [0, 1] or uint8 (N, H, W, {channels})";
+            string found = $"'{NpzImagesKey}' is {array.Type.ToString().ToLowerInvariant()} [{string.Join(", ", array.Shape)}]";
+            int[] s = array.Shape;
+            bool channelsFirst = array.Type == NpyType.Float32;
+            if (array.Type is not (NpyType.Float32 or NpyType.UInt8) || s.Length != 4 || s.Any(d => d < 1) || (channelsFirst ? s[1] : s[3]) != channels)
+                throw new InvalidDataException($"{path}: {found}; {expected}");
+            int count = s[0], height = channelsFirst ? s[2] : s[1], width = channelsFirst ? s[3] : s[2];
+            float[] chw;
+            if (channelsFirst)
+            {
+                chw = array.ToFloat32();
+                int bad = Array.FindIndex(chw, v => !(v >= 0f && v <= 1f));
+                if (bad >= 0) throw new InvalidDataException($"{path}: {found} holds {chw[bad]} at flat index {bad}; {expected}");
+            }
+            else
+            {
+                // NHWC bytes → NCHW floats.
+                chw = new float[array.Count];
+                int plane = height * width;
+                for (int i = 0; i < count; i++)
+                    for (int p = 0; p < plane; p++)
+                        for (int c = 0; c < channels; c++)
+                            chw[(i * channels + c) * plane + p] = array.Data[(i * plane + p) * channels + c] / 255f;
+            }
+            string stem = Path.GetFileNameWithoutExtension(path);
+            int imageSize = channels * height * width;
+            return new ImageSource(Enumerable.Range(0, count).Select(i => $"{stem}_{i:D4}").ToList(), height, width,
+                (start, n) => Tensor.FromArray(chw.AsSpan(start * imageSize, n * imageSize), new[] { n, channels, height, width }));
+        }
     }
 
     /// <summary>Files as given, folders expanded to their image files (sorted); duplicate names are an error

@@ -10,6 +10,11 @@ public sealed class GaussianStatistics
     public double[] Mu { get; }
     public double[] Sigma { get; }
 
+    /// <summary>Optional F (r × Dim, row-major, r &lt; Dim) with Sigma = FᵀF: the centred feature rows scaled by
+    /// 1/sqrt(N − 1) when there were fewer rows than dimensions. It lets <see cref="Frechet.Distance(GaussianStatistics, GaussianStatistics)"/>
+    /// solve an r × r eigenproblem instead of Dim × Dim ones.</summary>
+    public double[]? CovarianceFactor { get; init; }
+
     public GaussianStatistics(double[] mu, double[] sigma)
     {
         if (sigma.Length != mu.Length * mu.Length)
@@ -33,12 +38,14 @@ public sealed class GaussianStatistics
 }
 
 /// <summary>Running float64 sums Σf and Σffᵀ over feature rows, turned into the mean and the unbiased covariance
-/// (Σffᵀ − (Σf)(Σf)ᵀ/N)/(N − 1), as the reference's `get_covariance`.</summary>
+/// (Σffᵀ − (Σf)(Σf)ᵀ/N)/(N − 1), as the reference's `get_covariance`. While there are fewer rows than
+/// dimensions it also keeps the rows, for the covariance factor of <see cref="GaussianStatistics.CovarianceFactor"/>.</summary>
 public sealed class FeatureMoments(int dim)
 {
     private readonly double[] _sum = new double[dim];
     // Upper triangle (j ≥ i) of Σffᵀ only; the lower one is mirrored when the covariance is formed.
     private readonly double[] _sumOuter = new double[dim * dim];
+    private List<double[]>? _rows = new();
 
     public int Dim { get; } = dim;
     public long Count { get; private set; }
@@ -53,6 +60,8 @@ public sealed class FeatureMoments(int dim)
             AddScaled(_sumOuter.AsSpan(i * Dim + i, Dim - i), row[i..], fi);
         }
         Count++;
+        if (Count < Dim) _rows?.Add(row.ToArray());
+        else _rows = null;
     }
 
     public GaussianStatistics ToStatistics()
@@ -64,7 +73,15 @@ public sealed class FeatureMoments(int dim)
         for (int i = 0; i < Dim; i++)
             for (int j = i; j < Dim; j++)
                 sigma[i * Dim + j] = sigma[j * Dim + i] = (_sumOuter[i * Dim + j] - _sum[i] * _sum[j] / Count) / (Count - 1);
-        return new GaussianStatistics(mu, sigma);
+        double[]? factor = null;
+        if (_rows != null)
+        {
+            factor = new double[_rows.Count * Dim];
+            double scale = 1 / Math.Sqrt(Count - 1);
+            for (int r = 0; r < _rows.Count; r++)
+                for (int j = 0; j < Dim; j++) factor[r * Dim + j] = (_rows[r][j] - mu[j]) * scale;
+        }
+        return new GaussianStatistics(mu, sigma) { CovarianceFactor = factor };
     }
 
     /// <summary>dst += scale·src.</summary>
@@ -84,7 +101,22 @@ public sealed class FeatureMoments(int dim)
 public static class Frechet
 {
     /// <summary>Fréchet distance between two Gaussians: ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·tr sqrtm(Σ1·Σ2).</summary>
-    public static double Distance(ReadOnlySpan<double> mu1, ReadOnlySpan<double> sigma1, ReadOnlySpan<double> mu2, ReadOnlySpan<double> sigma2)
+    public static double Distance(ReadOnlySpan<double> mu1, ReadOnlySpan<double> sigma1, ReadOnlySpan<double> mu2, ReadOnlySpan<double> sigma2) =>
+        MeanAndTraceTerms(mu1, sigma1, mu2, sigma2) - 2 * TraceSqrtmProduct(sigma1, sigma2, mu1.Length);
+
+    /// <summary>The same distance; where either side has a <see cref="GaussianStatistics.CovarianceFactor"/> (few
+    /// images), tr sqrtm(Σ1·Σ2) comes from the small eigenproblem of <see cref="TraceSqrtmProductFactored"/>.</summary>
+    public static double Distance(GaussianStatistics a, GaussianStatistics b)
+    {
+        double terms = MeanAndTraceTerms(a.Mu, a.Sigma, b.Mu, b.Sigma);
+        double crossTrace = a.CovarianceFactor is { } fa ? TraceSqrtmProductFactored(fa, b.Sigma, a.Dim)
+            : b.CovarianceFactor is { } fb ? TraceSqrtmProductFactored(fb, a.Sigma, a.Dim)
+            : TraceSqrtmProduct(a.Sigma, b.Sigma, a.Dim);
+        return terms - 2 * crossTrace;
+    }
+
+    /// <summary>‖μ1 − μ2‖² + tr Σ1 + tr Σ2.</summary>
+    private static double MeanAndTraceTerms(ReadOnlySpan<double> mu1, ReadOnlySpan<double> sigma1, ReadOnlySpan<double> mu2, ReadOnlySpan<double> sigma2)
     {
         int n = mu1.Length;
         if (mu2.Length != n || sigma1.Length != n * n || sigma2.Length != n * n)
@@ -96,10 +128,36 @@ public static class Frechet
             meanTerm += d * d;
             traces += sigma1[i * n + i] + sigma2[i * n + i];
         }
-        return meanTerm + traces - 2 * TraceSqrtmProduct(sigma1, sigma2, n);
+        return meanTerm + traces;
     }
 
-    public static double Distance(GaussianStatistics a, GaussianStatistics b) => Distance(a.Mu, a.Sigma, b.Mu, b.Sigma);
+    /// <summary>tr sqrtm(FᵀF·S) for F (r × n) and symmetric PSD S (n × n): the nonzero eigenvalues of FᵀF·S are
+    /// those of the symmetric PSD r × r matrix F·S·Fᵀ, so the trace is Σ sqrt(λ) over that (negative rounding
+    /// noise counts as 0).</summary>
+    public static double TraceSqrtmProductFactored(ReadOnlySpan<double> factor, ReadOnlySpan<double> s, int n)
+    {
+        int r = factor.Length / n;
+        var fs = new double[r * n];
+        for (int i = 0; i < r; i++)
+        {
+            var row = fs.AsSpan(i * n, n);
+            for (int k = 0; k < n; k++) FeatureMoments.AddScaled(row, s.Slice(k * n, n), factor[i * n + k]);
+        }
+        var small = new double[r * r];
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+            {
+                double dot = 0;
+                for (int k = 0; k < n; k++) dot += fs[i * n + k] * factor[j * n + k];
+                small[i * r + j] = dot;
+            }
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < i; j++) small[i * r + j] = small[j * r + i] = (small[i * r + j] + small[j * r + i]) / 2;
+        var (values, _) = SymmetricEigen.Decompose(small, r, computeVectors: false);
+        double trace = 0;
+        foreach (double v in values) trace += Math.Sqrt(Math.Max(v, 0));
+        return trace;
+    }
 
     /// <summary>tr sqrtm(A·B) for symmetric positive semi-definite A and B (n×n, row-major). A·B itself is not
     /// symmetric, but it is similar to the symmetric PSD sqrt(A)·B·sqrt(A), whose eigenvalues it shares; the trace

@@ -17,12 +17,14 @@ public enum TokenizerMetric
 
 /// <summary>The reference's `TokenizerEvaluator` (without LPIPS): metrics of reconstructions accumulated over
 /// `Update` batches, host-side in float64. Per-image metrics (MAE, MSE, PSNR, SSIM) are averaged over images;
-/// IS uses one split over all fake images; rFID compares the Inception feature statistics of real and fake
-/// images; codebook usage / entropy count the token indices.</summary>
+/// IS uses one split over all fake images (or consecutive splits, see the constructor); rFID compares the
+/// Inception feature statistics of real and fake images; codebook usage / entropy count the token indices.</summary>
 public sealed class TokenizerEvaluator
 {
     private readonly TokenizerMetric _metrics;
     private readonly IFeatureExtractor? _inception;
+    private readonly int? _inceptionScoreSplits;
+    private readonly long _totalExamples;
     private readonly Ssim _ssim = new();
     private double _sumMae, _sumMse, _sumPsnr, _sumSsim;
     private InceptionScoreAccumulator? _inceptionScore;
@@ -35,10 +37,16 @@ public sealed class TokenizerEvaluator
 
     /// <param name="inception">Computes features and logits from images; needed for IS / rFID unless every
     /// `Update` passes them precomputed.</param>
-    public TokenizerEvaluator(TokenizerMetric metrics, int numCodebookEntries = 1024, IFeatureExtractor? inception = null)
+    /// <param name="inceptionScoreSplits">Null: the reference's IS, one split over all images. A count K: IS as
+    /// the mean over K consecutive splits of <paramref name="totalExamples"/> images (which must then be the
+    /// number of images given to `Update`), reported with "InceptionScoreStd" and "InceptionScoreSplits".</param>
+    public TokenizerEvaluator(TokenizerMetric metrics, int numCodebookEntries = 1024, IFeatureExtractor? inception = null,
+        int? inceptionScoreSplits = null, long totalExamples = 0)
     {
         _metrics = metrics;
         _inception = inception;
+        _inceptionScoreSplits = inceptionScoreSplits;
+        _totalExamples = totalExamples;
         NumCodebookEntries = numCodebookEntries;
         _codebookSeen = new bool[numCodebookEntries];
         _codebookFrequencies = new double[numCodebookEntries];
@@ -88,7 +96,7 @@ public sealed class TokenizerEvaluator
         if (Enabled(TokenizerMetric.InceptionScore))
         {
             var fo = RequireRows(fakeInception, real.N, "fake", needLogits: true);
-            _inceptionScore ??= new InceptionScoreAccumulator(fo.LogitsDim);
+            _inceptionScore ??= new InceptionScoreAccumulator(fo.LogitsDim, _inceptionScoreSplits ?? 1, _totalExamples);
             for (int i = 0; i < fo.Count; i++) _inceptionScore.Add(fo.LogitsRow(i));
         }
         if (Enabled(TokenizerMetric.Rfid))
@@ -142,7 +150,16 @@ public sealed class TokenizerEvaluator
         if (Enabled(TokenizerMetric.Mse)) scores["MSE"] = _sumMse / NumExamples;
         if (Enabled(TokenizerMetric.Psnr)) scores["PSNR"] = _sumPsnr / NumExamples;
         if (Enabled(TokenizerMetric.Ssim)) scores["SSIM"] = _sumSsim / NumExamples;
-        if (Enabled(TokenizerMetric.InceptionScore)) scores["InceptionScore"] = _inceptionScore!.Result();
+        if (Enabled(TokenizerMetric.InceptionScore))
+        {
+            var (mean, std) = _inceptionScore!.MeanAndStd();
+            scores["InceptionScore"] = mean;
+            if (_inceptionScoreSplits != null)
+            {
+                scores["InceptionScoreStd"] = std;
+                scores["InceptionScoreSplits"] = _inceptionScore.Splits;
+            }
+        }
         if (Enabled(TokenizerMetric.Rfid))
         {
             var (realStats, fakeStats) = FeatureStatistics();

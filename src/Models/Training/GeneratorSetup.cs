@@ -21,12 +21,13 @@ public static class GeneratorSetup
     /// <summary>The value of dataset.params.train_shards_path_or_url that selects the embedded Fashion-MNIST loader.</summary>
     public const string FashionMnistName = "fashion-mnist";
 
-    /// <summary>The frozen tokenizer in eval mode without gradients, with the weights of <paramref name="path"/>.</summary>
-    public static ConvVQModel LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null)
+    /// <summary>The frozen tokenizer in eval mode without gradients, with the weights of <paramref name="path"/>
+    /// (non-strict when <paramref name="warn"/> is given, see <see cref="LoadWeights"/>).</summary>
+    public static ConvVQModel LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null, Action<string>? warn = null)
     {
         var tokenizer = new ConvVQModel(TokenizerConfig.From(config));
         // Not inside log?.Invoke(...): a null log would skip evaluating the load.
-        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null);
+        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null, warn);
         log?.Invoke("tokenizer: " + loaded);
         tokenizer.Eval();
         tokenizer.RequiresGrad_(false);
@@ -34,11 +35,11 @@ public static class GeneratorSetup
     }
 
     /// <summary>A generator for sampling: eval mode, weights from <paramref name="path"/> (the EMA weights of a
-    /// training checkpoint when it has them).</summary>
-    public static MaskedGenerator LoadGenerator(MaskBitConfig config, string path, Action<string>? log = null)
+    /// training checkpoint when it has them; non-strict when <paramref name="warn"/> is given).</summary>
+    public static MaskedGenerator LoadGenerator(MaskBitConfig config, string path, Action<string>? log = null, Action<string>? warn = null)
     {
         var generator = new MaskedGenerator(GeneratorConfig.From(config));
-        string loaded = LoadWeights(generator, path, new[] { "model", "generator", "mlm_model" }, OfficialGeneratorRenames);
+        string loaded = LoadWeights(generator, path, new[] { "model", "generator", "mlm_model" }, OfficialGeneratorRenames, warn);
         log?.Invoke("generator: " + loaded);
         generator.Eval();
         generator.RequiresGrad_(false);
@@ -49,19 +50,22 @@ public static class GeneratorSetup
     /// Loads a module's weights. A MaskBit training checkpoint (safetensors with the training-checkpoint format tag)
     /// gives the part named by the first of <paramref name="partNames"/> present (or its only part), replaced by
     /// that part's EMA weights when stored; any other file is a state dict loaded strictly, with
-    /// <paramref name="renames"/> as a fallback when the plain keys do not match. Returns what was loaded, for logs.
+    /// <paramref name="renames"/> applied when the file has keys under a renamed prefix that the module lacks.
+    /// With <paramref name="warn"/>, missing/unexpected keys and shape mismatches are reported through it and
+    /// skipped instead (and EMA weights that do not fit leave the raw ones). Returns what was loaded, for logs.
     /// </summary>
-    public static string LoadWeights(Module module, string path, IReadOnlyList<string> partNames, IReadOnlyDictionary<string, string>? renames)
+    public static string LoadWeights(Module module, string path, IReadOnlyList<string> partNames, IReadOnlyDictionary<string, string>? renames,
+        Action<string>? warn = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {path}", path);
         var stateDict = CheckpointFile.Load(path);
+        bool strict = warn == null;
         if (!IsTrainingCheckpoint(stateDict))
         {
-            try { ModuleCheckpoint.LoadInto(module, stateDict); }
-            catch (InvalidDataException) when (renames != null && stateDict.Names.Any(n => renames.Keys.Any(k => n.StartsWith(k, StringComparison.Ordinal))))
-            {
-                ModuleCheckpoint.LoadInto(module, stateDict, renames: renames);
-            }
+            static bool Under(IEnumerable<string> names, IEnumerable<string> prefixes) =>
+                names.Any(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal)));
+            bool renamed = renames != null && Under(stateDict.Names, renames.Keys) && !Under(module.StateDict().Select(o => o.Name), renames.Keys);
+            foreach (var problem in ModuleCheckpoint.LoadInto(module, stateDict, strict, renamed ? renames : null)) warn!(problem);
             return $"{path} ({stateDict.Format})";
         }
 
@@ -72,7 +76,7 @@ public static class GeneratorSetup
                 $"{path}: training checkpoint parts [{string.Join(", ", parts)}] include none of [{string.Join(", ", partNames)}]"));
         string prefix = $"module.{part}.";
         var values = stateDict.Where(r => r.Name.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(r => r.Name[prefix.Length..], r => r.ToTensor());
-        try { module.LoadStateDict(values); }
+        try { foreach (var problem in module.LoadStateDict(values, strict)) warn!($"{part}: {problem}"); }
         catch (InvalidDataException e) { throw new InvalidDataException($"{path} ({part}): {e.Message}", e); }
 
         var parameters = module.Parameters().ToList();
@@ -80,9 +84,14 @@ public static class GeneratorSetup
         for (int i = 0; i < parameters.Count; i++)
         {
             if (!stateDict.TryGet($"ema.{part}.{i}", out var shadow) || !shadow.Shape.AsSpan().SequenceEqual(parameters[i].Shape))
-                throw new InvalidDataException($"{path}: EMA weights of '{part}' do not match the model's parameters (at parameter {i})");
-            parameters[i].CopyFrom_(shadow.ToTensor());
+            {
+                string problem = $"EMA weights of '{part}' do not match the model's parameters (at parameter {i})";
+                if (strict) throw new InvalidDataException($"{path}: {problem}");
+                warn!($"{problem}; using the raw weights");
+                return $"{path} ({part})";
+            }
         }
+        for (int i = 0; i < parameters.Count; i++) parameters[i].CopyFrom_(stateDict[$"ema.{part}.{i}"].ToTensor());
         return $"{path} ({part}, EMA)";
     }
 

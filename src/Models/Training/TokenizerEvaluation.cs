@@ -28,10 +28,20 @@ public static class TokenizerEvaluation
     }
 
     /// <summary>Runs the model over <paramref name="batches"/> (at most <paramref name="maxImages"/> images) and
-    /// returns the reference evaluator's metrics (MAE, MSE, PSNR, SSIM, CodebookUsage, CodebookEntropy).</summary>
-    public static IReadOnlyDictionary<string, double> Evaluate(ConvVQModel model, IEnumerable<Batch> batches, long maxImages = long.MaxValue)
+    /// returns the reference evaluator's metrics (MAE, MSE, PSNR, SSIM, CodebookUsage, CodebookEntropy). With an
+    /// <paramref name="inception"/> network also rFID (reconstructions against the originals, as the reference's
+    /// TokenizerEvaluator) and the Inception Score over <paramref name="inceptionScoreSplits"/> splits (fewer when
+    /// there are few images, see <see cref="InceptionScoreAccumulator.EffectiveSplits"/>); then
+    /// <paramref name="maxImages"/> must be the number of images the batches hold, at least 2.</summary>
+    public static IReadOnlyDictionary<string, double> Evaluate(ConvVQModel model, IEnumerable<Batch> batches, long maxImages = long.MaxValue,
+        IFeatureExtractor? inception = null, int inceptionScoreSplits = InceptionScoreAccumulator.DefaultSplits)
     {
-        var evaluator = new TokenizerEvaluator(HostMetrics, model.Config.CodebookSize);
+        if (inception != null && maxImages is < 2 or long.MaxValue)
+            throw new ArgumentException($"rFID / IS need the exact number of images (at least 2) in advance, got {maxImages}");
+        var evaluator = inception == null
+            ? new TokenizerEvaluator(HostMetrics, model.Config.CodebookSize)
+            : new TokenizerEvaluator(HostMetrics | TokenizerMetric.Rfid | TokenizerMetric.InceptionScore, model.Config.CodebookSize, inception,
+                InceptionScoreAccumulator.EffectiveSplits(maxImages, inceptionScoreSplits), maxImages);
         foreach (var batch in batches)
         {
             if (evaluator.NumExamples >= maxImages) break;
