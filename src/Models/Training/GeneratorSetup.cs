@@ -22,11 +22,11 @@ public static class GeneratorSetup
     public const string FashionMnistName = "fashion-mnist";
 
     /// <summary>The frozen tokenizer in eval mode without gradients, with the weights of <paramref name="path"/>.</summary>
-    public static ConvVQModel LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null)
+    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null)
     {
-        var tokenizer = new ConvVQModel(TokenizerConfig.From(config));
+        var tokenizer = ImageTokenizer.FromConfig(config);
         // Not inside log?.Invoke(...): a null log would skip evaluating the load.
-        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null);
+        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null, tokenizer.ForeignCheckpointPrefixes);
         log?.Invoke("tokenizer: " + loaded);
         tokenizer.Eval();
         tokenizer.RequiresGrad_(false);
@@ -48,15 +48,18 @@ public static class GeneratorSetup
     /// <summary>
     /// Loads a module's weights. A MaskBit training checkpoint (safetensors with the training-checkpoint format tag)
     /// gives the part named by the first of <paramref name="partNames"/> present (or its only part), replaced by
-    /// that part's EMA weights when stored; any other file is a state dict loaded strictly, with
-    /// <paramref name="renames"/> as a fallback when the plain keys do not match. Returns what was loaded, for logs.
+    /// that part's EMA weights when stored; any other file is a state dict loaded strictly (without the entries under
+    /// <paramref name="foreignPrefixes"/>), with <paramref name="renames"/> as a fallback when the plain keys do not
+    /// match. Returns what was loaded, for logs.
     /// </summary>
-    public static string LoadWeights(Module module, string path, IReadOnlyList<string> partNames, IReadOnlyDictionary<string, string>? renames)
+    public static string LoadWeights(Module module, string path, IReadOnlyList<string> partNames, IReadOnlyDictionary<string, string>? renames,
+        IReadOnlyList<string>? foreignPrefixes = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {path}", path);
         var stateDict = CheckpointFile.Load(path);
         if (!IsTrainingCheckpoint(stateDict))
         {
+            stateDict = TokenizerWeights.WithoutForeignKeys(stateDict, foreignPrefixes ?? []);
             try { ModuleCheckpoint.LoadInto(module, stateDict); }
             catch (InvalidDataException) when (renames != null && stateDict.Names.Any(n => renames.Keys.Any(k => n.StartsWith(k, StringComparison.Ordinal))))
             {
@@ -129,7 +132,7 @@ public static class GeneratorSetup
     }
 
     /// <summary>Tokens (B, h·w) of a batch of images (B, C, H, W) in [0, 1], as Int32 on the host.</summary>
-    public static int[] Encode(ConvVQModel tokenizer, Tensor images)
+    public static int[] Encode(ImageTokenizer tokenizer, Tensor images)
     {
         using var noGrad = Tape.NoGrad();
         using var scope = TensorScope.Begin();

@@ -14,7 +14,7 @@ public static class TokenizerEvaluation
                                                TokenizerMetric.Ssim | TokenizerMetric.CodebookUsage | TokenizerMetric.CodebookEntropy;
 
     /// <summary>Reconstructs (B,C,H,W) images in [0,1]; returns the clamped reconstructions and the token indices.</summary>
-    public static (Tensor Reconstructions, int[] Tokens) Reconstruct(ConvVQModel model, Tensor images)
+    public static (Tensor Reconstructions, int[] Tokens) Reconstruct(ImageTokenizer model, Tensor images)
     {
         bool wasTraining = model.Training;
         model.Eval();
@@ -29,9 +29,9 @@ public static class TokenizerEvaluation
 
     /// <summary>Runs the model over <paramref name="batches"/> (at most <paramref name="maxImages"/> images) and
     /// returns the reference evaluator's metrics (MAE, MSE, PSNR, SSIM, CodebookUsage, CodebookEntropy).</summary>
-    public static IReadOnlyDictionary<string, double> Evaluate(ConvVQModel model, IEnumerable<Batch> batches, long maxImages = long.MaxValue)
+    public static IReadOnlyDictionary<string, double> Evaluate(ImageTokenizer model, IEnumerable<Batch> batches, long maxImages = long.MaxValue)
     {
-        var evaluator = new TokenizerEvaluator(HostMetrics, model.Config.CodebookSize);
+        var evaluator = new TokenizerEvaluator(HostMetrics, model.CodebookSize);
         foreach (var batch in batches)
         {
             if (evaluator.NumExamples >= maxImages) break;

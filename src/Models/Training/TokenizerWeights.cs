@@ -12,13 +12,13 @@ public enum WeightsSource { TrainingEma, TrainingRaw, PlainFile }
 /// <c>warn</c> is given: then missing/unexpected keys and shape mismatches are reported through it and skipped.</summary>
 public static class TokenizerWeights
 {
-    public static WeightsSource Load(ConvVQModel model, string path, bool preferEma = true, Action<string>? warn = null)
+    public static WeightsSource Load(ImageTokenizer model, string path, bool preferEma = true, Action<string>? warn = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {path}", path);
         var stateDict = CheckpointFile.Load(path);
         if (!IsTrainingCheckpoint(stateDict))
         {
-            foreach (var problem in ModuleCheckpoint.LoadInto(model, stateDict, strict: warn == null)) warn!(problem);
+            foreach (var problem in ModuleCheckpoint.LoadInto(model, WithoutForeignKeys(stateDict, model.ForeignCheckpointPrefixes), strict: warn == null)) warn!(problem);
             return WeightsSource.PlainFile;
         }
 
@@ -41,6 +41,14 @@ public static class TokenizerWeights
         }
         return WeightsSource.TrainingEma;
     }
+
+    /// <summary>The state dict without the entries under <paramref name="prefixes"/> (parts of an official file
+    /// that belong to other modules, such as Taming's training loss).</summary>
+    public static StateDict WithoutForeignKeys(StateDict stateDict, IReadOnlyList<string> prefixes) =>
+        prefixes.Count == 0 || !stateDict.Names.Any(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal)))
+            ? stateDict
+            : new StateDict(stateDict.Source, stateDict.Format,
+                stateDict.Where(r => !prefixes.Any(p => r.Name.StartsWith(p, StringComparison.Ordinal))), stateDict.Metadata);
 
     private static bool IsTrainingCheckpoint(StateDict stateDict) =>
         stateDict.Metadata.Any(kv => kv.Key == "format" && kv.Value?.ToString() == TrainingCheckpoint.Format);
