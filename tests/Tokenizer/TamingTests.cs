@@ -134,6 +134,15 @@ public class TamingTests
     }
 
     [Test]
+    public void TheConvTokenizerPathRejectsTamingAndUnknownModelClasses()
+    {
+        var taming = MaskBitConfig.Load(ConfigPath);
+        Assert.That(Assert.Throws<ConfigException>(() => TokenizerConfig.From(taming))!.Message, Does.Contain("model_class taming"));
+        var other = MaskBitConfig.Parse("model:\n    vq_model:\n        model_class: vqgan2\n        quantizer_type: lookup\n        codebook_size: 64\n        token_size: 8\n", "other.yaml");
+        Assert.That(Assert.Throws<ConfigException>(() => ImageTokenizer.FromConfig(other))!.Message, Does.Contain("model_class 'vqgan2'"));
+    }
+
+    [Test]
     public void LookupFreeQuantizationIsRejectedForTaming()
     {
         var yaml = "model:\n    vq_model:\n        model_class: taming\n        quantizer_type: lookup-free\n        token_size: 10\n";

@@ -22,6 +22,11 @@ public sealed record TokenizerConfig(
             (int)c.GetInt(p + "hidden_channels", 128), c.Has(p + "channel_mult") ? c.GetIntList(p + "channel_mult") : new[] { 1, 1, 2, 2, 4 },
             (int)c.GetInt(p + "num_resolutions", 5), resBlocks, (int)c.GetInt(p + "num_res_blocks_decoder", resBlocks),
             c.GetBool(p + "sample_with_conv", true), c.GetString(p + "model_class", "vqgan+"));
+        if (cfg.ModelClass == TamingConfig.ModelClass)
+            throw new ConfigException($"{c.File}: model.vq_model.model_class taming (the Taming VQGAN) serves evaluation, reconstruction " +
+                                      "and the generator's tokenizer; this needs the conv tokenizer (vqgan+, maskgit), as training does");
+        if (cfg.ModelClass is not ("vqgan+" or "maskgit"))
+            throw new ConfigException($"{c.File}: model.vq_model.model_class '{cfg.ModelClass}' is not supported (vqgan+, maskgit, taming)");
         if (cfg.QuantizerType is not ("lookup" or "lookup-free"))
             throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{cfg.QuantizerType}' is not supported (lookup, lookup-free)");
         // Like the reference, a lookup-free quantizer's codebook is every sign pattern of token_size bits; the
