@@ -111,6 +111,17 @@ public class TamingTests
     }
 
     [Test]
+    public void LightningCheckpointsLoadWithTheirCallbackClassesAsInertNames()
+    {
+        // The official Taming checkpoint is a PyTorch Lightning file whose "callbacks" are keyed by callback class.
+        var checkpoint = CheckpointFile.Load(Path.Combine(Dir, "lightning.ckpt"));
+        Assert.That(checkpoint.Names, Is.EquivalentTo(new[] { "quant_conv.weight", "loss.logvar" }));
+        var callbacks = checkpoint.Metadata.Single(kv => kv.Key == "callbacks").Value;
+        Assert.That(StateDict.FormatValue(callbacks), Does.Contain("<class pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint>"));
+        Assert.That(TokenizerWeights.WithoutForeignKeys(checkpoint, ["loss."]).Names, Is.EqualTo(new[] { "quant_conv.weight" }));
+    }
+
+    [Test]
     public void SamplerDecodesGeneratedTokensWithATamingTokenizer()
     {
         var (golden, _) = SamplerGolden.Load(Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "sampler"));

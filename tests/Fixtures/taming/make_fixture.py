@@ -12,6 +12,8 @@ Writes (fixed seed, random init, reduced sizes so the files stay small):
                          losses, total_loss = mse(reconstruction, target) + quantizer_loss and its input gradient
   official_keys.txt      every state-dict key of the official OriginalVQModel with its shape (name, then the
                          dimensions separated by spaces), in torch's order
+  lightning.ckpt         a tiny checkpoint laid out like the official Taming one (PyTorch Lightning 1.0: state_dict
+                         beside epoch, callbacks keyed by callback class, optimizer states)
   discriminator.bin      the reference's OriginalNLayerDiscriminator (BatchNorm PatchGAN) as initialised by
                          create_discriminator (name "Original")
   discriminator_io.npz   input, train-mode logits, r and the input gradient of sum(logits · r), the BatchNorm
@@ -142,6 +144,25 @@ def write_official_keys(taming_vqgan):
             f.write(" ".join([name] + [str(n) for n in value.shape]) + "\n")
 
 
+def write_lightning_checkpoint():
+    callbacks = types.ModuleType("pytorch_lightning.callbacks.model_checkpoint")
+
+    class ModelCheckpoint:  # stands in for Lightning's class, which the pickle only names
+        pass
+
+    ModelCheckpoint.__module__, ModelCheckpoint.__qualname__ = callbacks.__name__, "ModelCheckpoint"
+    callbacks.ModelCheckpoint = ModelCheckpoint
+    for name in ("pytorch_lightning", "pytorch_lightning.callbacks"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules[callbacks.__name__] = callbacks
+    torch.manual_seed(0)
+    state_dict = {"quant_conv.weight": torch.randn(2, 2, 1, 1), "loss.logvar": torch.zeros(())}
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))])
+    torch.save({"epoch": 3, "global_step": 1000, "pytorch-lightning_version": "1.0.8", "state_dict": state_dict,
+                "callbacks": {ModelCheckpoint: {"monitor": "val/rec_loss", "best_model_score": torch.tensor(0.25)}},
+                "optimizer_states": [optimizer.state_dict()], "lr_schedulers": []}, os.path.join(HERE, "lightning.ckpt"))
+
+
 def make_discriminator(gan_utils):
     torch.manual_seed(1)
     config = types.SimpleNamespace(name="Original", **DISCRIMINATOR)
@@ -165,4 +186,5 @@ if __name__ == "__main__":
     taming_vqgan, gan_utils = import_reference(sys.argv[1] if len(sys.argv) > 1 else "/tmp/maskbit-ref")
     make_tokenizer(taming_vqgan)
     write_official_keys(taming_vqgan)
+    write_lightning_checkpoint()
     make_discriminator(gan_utils)
