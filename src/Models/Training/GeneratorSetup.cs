@@ -59,7 +59,7 @@ public static class GeneratorSetup
         var stateDict = CheckpointFile.Load(path);
         if (!IsTrainingCheckpoint(stateDict))
         {
-            stateDict = TokenizerWeights.WithoutForeignKeys(stateDict, foreignPrefixes ?? []);
+            stateDict = ModuleCheckpoint.WithoutPrefixes(stateDict, foreignPrefixes ?? []);
             try { ModuleCheckpoint.LoadInto(module, stateDict); }
             catch (InvalidDataException) when (renames != null && stateDict.Names.Any(n => renames.Keys.Any(k => n.StartsWith(k, StringComparison.Ordinal))))
             {

@@ -8,7 +8,8 @@ public enum WeightsSource { TrainingEma, TrainingRaw, PlainFile }
 
 /// <summary>Loads tokenizer weights for evaluation: a training checkpoint of <see cref="TokenizerTrainer"/> (its
 /// EMA weights when it has them, unless <c>preferEma</c> is off) or a plain weights file (official torch .bin,
-/// safetensors, npz) with the reference's state-dict keys. A plain file is loaded strictly unless
+/// safetensors, npz) with the reference's state-dict keys (entries the model declares foreign, such as the loss
+/// weights in Taming's official checkpoint, are dropped). A plain file is loaded strictly unless
 /// <c>warn</c> is given: then missing/unexpected keys and shape mismatches are reported through it and skipped.</summary>
 public static class TokenizerWeights
 {
@@ -18,7 +19,7 @@ public static class TokenizerWeights
         var stateDict = CheckpointFile.Load(path);
         if (!IsTrainingCheckpoint(stateDict))
         {
-            foreach (var problem in ModuleCheckpoint.LoadInto(model, WithoutForeignKeys(stateDict, model.ForeignCheckpointPrefixes), strict: warn == null)) warn!(problem);
+            foreach (var problem in ModuleCheckpoint.LoadInto(model, ModuleCheckpoint.WithoutPrefixes(stateDict, model.ForeignCheckpointPrefixes), strict: warn == null)) warn!(problem);
             return WeightsSource.PlainFile;
         }
 
@@ -41,14 +42,6 @@ public static class TokenizerWeights
         }
         return WeightsSource.TrainingEma;
     }
-
-    /// <summary>The state dict without the entries under <paramref name="prefixes"/> (parts of an official file
-    /// that belong to other modules, such as Taming's training loss).</summary>
-    public static StateDict WithoutForeignKeys(StateDict stateDict, IReadOnlyList<string> prefixes) =>
-        prefixes.Count == 0 || !stateDict.Names.Any(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal)))
-            ? stateDict
-            : new StateDict(stateDict.Source, stateDict.Format,
-                stateDict.Where(r => !prefixes.Any(p => r.Name.StartsWith(p, StringComparison.Ordinal))), stateDict.Metadata);
 
     private static bool IsTrainingCheckpoint(StateDict stateDict) =>
         stateDict.Metadata.Any(kv => kv.Key == "format" && kv.Value?.ToString() == TrainingCheckpoint.Format);
