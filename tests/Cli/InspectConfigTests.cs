@@ -28,6 +28,20 @@ public class InspectConfigTests
     }
 
     [Test]
+    public void TamingsPatchGanIsCountedWhenTheConfigNamesIt()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"patchgan-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, "model:\n    discriminator:\n        name: Original\n        num_channels: 3\n        hidden_channels: 64\n        num_stages: 3\n");
+        try
+        {
+            var (code, output, err) = Run("inspect", "--config", path);
+            Assert.That(code, Is.EqualTo(0), err);
+            Assert.That(output, Does.StartWith("discriminator: 2765633"));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Test]
     public void MissingFileAndConfigIsAUsageError()
     {
         Assert.That(Run("inspect").Code, Is.EqualTo(2));

@@ -30,10 +30,11 @@ public class ReferenceConfigTests
     [TestCase("tokenizer/vqgan_plus_10bit.yaml", "tokenizer: 55990915\n", "discriminator: 7431297\n")]
     [TestCase("generator/maskbit_generator_12bit.yaml", "tokenizer: 54479247\n", "generator: 304795776\n")]
     [TestCase("generator/maskbit_generator_18bit.yaml", "tokenizer: 54509973\n", "generator: 305720320\n")]
-    public void ParameterCountsEqualTheOfficialModels(string config, string first, string second)
+    [TestCase("external/taming_vqgan_tokenizer.yaml", "tokenizer: 72141699\n")]
+    public void ParameterCountsEqualTheOfficialModels(string config, params string[] counts)
     {
         var (code, output, err) = Inspect(config);
         Assert.That(code, Is.EqualTo(0), err);
-        Assert.That(output, Does.Contain(first).And.Contain(second));
+        foreach (var count in counts) Assert.That(output, Does.Contain(count));
     }
 }

@@ -151,6 +151,23 @@ public class TokenizerTrainerTests
     }
 
     [Test]
+    public void TamingsPatchGanTrainsAndCheckpointsItsBatchNormStatistics()
+    {
+        string run = NewRunDir();
+        using (var trainer = Trainer(run, null, "model.discriminator.name=Original", "model.discriminator.hidden_channels=8",
+                   "model.discriminator.num_stages=2", "losses.discriminator_start=0", "training.max_train_steps=1"))
+        {
+            Assert.That(trainer.Loss.Discriminator, Is.InstanceOf<PatchGanDiscriminator>());
+            Assert.That(trainer.Run().Outcome, Is.EqualTo(TrainingOutcome.Completed));
+        }
+        Assert.That(Metrics(run)[0]["discriminator_loss"] is { } d && double.IsFinite(d), "the discriminator trained");
+        var checkpoint = CheckpointFile.Load(Path.Combine(run, "checkpoint-1.safetensors"));
+        // Train-mode forwards (the generator's GAN term, then real and fake images) each count a batch.
+        Assert.That(checkpoint[$"module.{TokenizerTrainer.LossPart}.discriminator.main.3.num_batches_tracked"].ToTensor().ToIntArray()[0], Is.EqualTo(3));
+        Assert.That(checkpoint[$"module.{TokenizerTrainer.LossPart}.discriminator.main.3.running_mean"].ToTensor().ToArray(), Has.Some.Not.EqualTo(0f));
+    }
+
+    [Test]
     public void LossGoesDownWhenOverfittingOneBatch()
     {
         string run = NewRunDir();

@@ -2,8 +2,8 @@ using MaskBit.Kernels;
 
 namespace MaskBit.Autograd;
 
-// GroupNorm (optionally fused with the SiLU that follows it) and LayerNorm; backward kernels reuse the
-// per-group / per-row mean and rstd saved by the forward.
+// GroupNorm (optionally fused with the SiLU that follows it) and LayerNorm, whose backward kernels reuse the
+// per-group / per-row mean and rstd saved by the forward; BatchNorm composed from tensor ops.
 public static partial class F
 {
     /// <summary>torch.nn.functional.group_norm over (N, C, *spatial) with the biased variance; with
@@ -58,6 +58,43 @@ public static partial class F
             dev.LayerNormBackward(rows, cols, x.Buf, gamma.Buf, mean.Buf, rstd.Buf, g.Buf, dx.Buf, dgamma.Buf, dbeta.Buf);
             return new[] { dx, dgamma, dbeta };
         });
+        return y;
+    }
+
+    /// <summary>torch.nn.functional.batch_norm over (N, C, *spatial). Training: normalises each channel with its
+    /// batch mean and biased variance over N and the spatial axes, and — when running statistics are given —
+    /// updates them in place: running = (1 − momentum)·running + momentum·batch, with the unbiased variance
+    /// (× n/(n − 1)) entering running_var. Otherwise: the per-channel affine map of the running statistics
+    /// (scale = weight/√(var + eps), shift = bias − mean·scale, as aten). Null weight/bias mean γ = 1, β = 0.
+    /// Composed from differentiable ops: the backward (through the batch statistics) comes from the tape.</summary>
+    public static Tensor BatchNorm(Tensor x, Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias,
+        bool training, float momentum = 0.1f, float eps = 1e-5f)
+    {
+        x.RequireDType(DType.Float32);
+        if (x.Rank < 2) throw new ArgumentException($"batch_norm needs (N, C, ...), got {x}");
+        int channels = x.Shape[1];
+        var (gamma, beta) = AffineOrIdentity(x, channels, weight, bias, "batch_norm");
+        var channelShape = Enumerable.Repeat(1, x.Rank).ToArray();
+        channelShape[1] = channels;
+        if (!training)
+        {
+            if (runningMean == null || runningVar == null) throw new ArgumentException("batch_norm: evaluation needs the running mean and variance");
+            var scale = gamma.Mul(runningVar.AddScalar(eps).Rsqrt());
+            var shift = beta.Sub(runningMean.Mul(scale));
+            return x.Mul(scale.Reshape(channelShape)).Add(shift.Reshape(channelShape));
+        }
+
+        long count = x.Numel / channels;
+        if (count < 2) throw new ArgumentException($"batch_norm: training needs more than one value per channel, got {x}");
+        var axes = Enumerable.Range(0, x.Rank).Where(d => d != 1).ToArray();
+        var mean = x.Mean(axes, keepDim: true);
+        var centered = x.Sub(mean);
+        var variance = centered.Square().Mean(axes, keepDim: true);
+        var y = centered.Mul(variance.AddScalar(eps).Rsqrt().Mul(gamma.Reshape(channelShape))).Add(beta.Reshape(channelShape));
+        using var _ = Tape.NoGrad();
+        float keep = 1f - momentum, unbiased = count / (float)(count - 1);
+        runningMean?.CopyFrom_(runningMean.MulScalar(keep).Add(mean.Reshape(channels).MulScalar(momentum)));
+        runningVar?.CopyFrom_(runningVar.MulScalar(keep).Add(variance.Reshape(channels).MulScalar(momentum * unbiased)));
         return y;
     }
 

@@ -46,9 +46,9 @@ internal static class CommandSupport
     public static Option<bool> NonStrictOption() =>
         new("--non-strict") { Description = "Load a weights file even if keys are missing or unexpected or shapes differ; list them as warnings." };
 
-    public static ConvVQModel LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false)
+    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false)
     {
-        var model = new ConvVQModel(TokenizerConfig.From(config));
+        var model = ImageTokenizer.FromConfig(config);
         var source = TokenizerWeights.Load(model, weights, preferEma, nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);
         stdout.WriteLine($"loaded {weights} ({source switch { WeightsSource.TrainingEma => "EMA weights of a training checkpoint", WeightsSource.TrainingRaw => "raw weights of a training checkpoint", _ => "weights file" }})");
         model.Eval();

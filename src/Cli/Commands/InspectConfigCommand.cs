@@ -14,10 +14,10 @@ internal static class InspectConfigCommand
         var config = MaskBitConfig.Load(configPath, overrides);
         var models = new List<(string Name, Module Model)>();
         using var countingOnly = Init.ShapesOnly();
-        if (config.Has("model.vq_model.quantizer_type") && config.GetString("model.vq_model.model_class", "vqgan+") != "taming")
-            models.Add(("tokenizer", new ConvVQModel(TokenizerConfig.From(config))));
+        if (config.Has("model.vq_model.quantizer_type"))
+            models.Add(("tokenizer", ImageTokenizer.FromConfig(config)));
         if (config.Has("model.discriminator.name"))
-            models.Add(("discriminator", new NLayerDiscriminatorV2(DiscriminatorConfig.From(config))));
+            models.Add(("discriminator", GanDiscriminator.FromConfig(DiscriminatorConfig.From(config))));
         if (config.Has("model.mlm_model.model_cls"))
             models.Add(("generator", new MaskedGenerator(GeneratorConfig.From(config))));
         if (models.Count == 0) throw new ConfigException($"{configPath}: describes no model this port builds (model.vq_model, model.discriminator, model.mlm_model)");

@@ -50,7 +50,7 @@ internal static class ReconstructCommand
             int channels = TrainingData.Channels(cfg);
             var source = npzPath != null ? ImageSource.FromNpz(npzPath, channels) : ImageSource.FromFiles(ImageFiles(imageArguments!), TrainingData.Transform(cfg), channels);
             var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
-            int factor = 1 << (model.Config.NumResolutions - 1);
+            int factor = model.DownsampleFactor;
             if (npzPath != null && (source.Height % factor != 0 || source.Width % factor != 0))
                 throw new InvalidDataException($"{npzPath}: '{NpzImagesKey}' images are {source.Height}×{source.Width}; the tokenizer needs multiples of {factor}");
             string outputDir = parse.GetValue(output)!;

@@ -24,6 +24,10 @@ public static class ConfigSchema
             ("use_l2_normalisation", ConfigType.Bool), ("num_channels", ConfigType.Int), ("hidden_channels", ConfigType.Int),
             ("channel_mult", ConfigType.IntList), ("num_resolutions", ConfigType.Int), ("num_res_blocks", ConfigType.Int),
             ("num_res_blocks_decoder", ConfigType.Int), ("sample_with_conv", ConfigType.Bool),
+            // model_class taming: overrides of taming's ddconfig (defaults: the official model)
+            ("ddconfig.ch", ConfigType.Int), ("ddconfig.ch_mult", ConfigType.IntList), ("ddconfig.num_res_blocks", ConfigType.Int),
+            ("ddconfig.attn_resolutions", ConfigType.IntList), ("ddconfig.resolution", ConfigType.Int),
+            ("ddconfig.z_channels", ConfigType.Int), ("ddconfig.in_channels", ConfigType.Int), ("ddconfig.out_ch", ConfigType.Int),
         }),
         ("model.mlm_model", new (string, ConfigType)[]
         {

@@ -101,16 +101,16 @@ public sealed record SampleResult(Tensor Tokens, Tensor CombinedTokens, Tensor I
 public sealed class Sampler
 {
     private readonly MaskedGenerator _generator;
-    private readonly ConvVQModel _tokenizer;
+    private readonly ImageTokenizer _tokenizer;
 
     public MaskedGenerator Generator => _generator;
-    public ConvVQModel Tokenizer => _tokenizer;
+    public ImageTokenizer Tokenizer => _tokenizer;
 
-    public Sampler(MaskedGenerator generator, ConvVQModel tokenizer)
+    public Sampler(MaskedGenerator generator, ImageTokenizer tokenizer)
     {
         var g = generator.Config;
-        if (tokenizer.Config.CodebookSize != g.CodebookSize)
-            throw new ArgumentException($"tokenizer codebook size {tokenizer.Config.CodebookSize} differs from the generator's {g.CodebookSize}");
+        if (tokenizer.CodebookSize != g.CodebookSize)
+            throw new ArgumentException($"tokenizer codebook size {tokenizer.CodebookSize} differs from the generator's {g.CodebookSize}");
         _generator = generator;
         _tokenizer = tokenizer;
     }
@@ -193,7 +193,7 @@ public sealed class Sampler
         }
 
         // The last step's re-masking is computed but unused: every group of the last prediction is kept.
-        var device = _tokenizer.Decoder.ConvOut.Weight.Device;
+        var device = _tokenizer.LastLayer.Device;
         var tokens = Tensor.FromInts(predicted, new[] { batch, cfg.SeqLen, cfg.Splits }, device);
         var combined = Factorization.Combine(tokens, cfg.CodebookSize, cfg.Splits);
         using var decodeScope = TensorScope.Begin();

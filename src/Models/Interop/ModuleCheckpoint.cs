@@ -26,6 +26,16 @@ public static class ModuleCheckpoint
         catch (InvalidDataException e) { throw new InvalidDataException($"{stateDict.Source}: {e.Message}", e); }
     }
 
+    /// <summary>The state dict without the entries under <paramref name="prefixes"/> (parts of a file that belong to
+    /// other modules, such as the training loss in Taming's official checkpoint).</summary>
+    public static StateDict WithoutPrefixes(StateDict stateDict, IReadOnlyList<string> prefixes)
+    {
+        bool Foreign(string name) => prefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
+        return stateDict.Names.Any(Foreign)
+            ? new StateDict(stateDict.Source, stateDict.Format, stateDict.Where(r => !Foreign(r.Name)), stateDict.Metadata)
+            : stateDict;
+    }
+
     public static IReadOnlyList<string> LoadInto(Module module, string path, bool strict = true,
         IReadOnlyDictionary<string, string>? renames = null) =>
         LoadInto(module, CheckpointFile.Load(path), strict, renames);

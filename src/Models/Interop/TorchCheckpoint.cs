@@ -231,6 +231,7 @@ public static partial class TorchCheckpoint
                 int i => (long)i,
                 TensorView v => new TensorSummary(v.Storage.DType, v.Size),
                 StorageRef s => $"<{s.DType.Name()} storage '{s.Key}'>",
+                PickledClassReference c => $"<class {c.Name}>",
                 Hashtable h => h.Keys.Cast<object?>().All(k => k is string)
                     ? Entries(h).Select(kv => KeyValuePair.Create(kv.Key, Convert(kv.Value, depth + 1))).ToList()
                     : h.Keys.Cast<object?>().Select(k => KeyValuePair.Create(StateDict.FormatValue(Convert(k, depth + 1)), Convert(h[k!], depth + 1)))

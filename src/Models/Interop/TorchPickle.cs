@@ -21,10 +21,17 @@ internal sealed class PickledOrderedDict : Hashtable
     public void __setstate__(Hashtable state) => _ = state;
 }
 
+/// <summary>A class a pickle names without calling it: PyTorch Lightning checkpoints (e.g. the official Taming VQGAN's)
+/// key their "callbacks" entry by callback class. Calling it is refused.</summary>
+internal sealed record PickledClassReference(string Name) : IObjectConstructor
+{
+    public object construct(object[] args) => throw new FormatProblem($"pickle calls the class '{Name}'");
+}
+
 /// <summary>
 /// Unpickles torch checkpoint pickles with Razorvine.Pickle behind an allow-list: only
-/// <c>collections.OrderedDict</c>, <c>torch._utils._rebuild_tensor_v2</c>, <c>torch._utils._rebuild_parameter</c>
-/// and the torch storage types may appear. Every pickle is first dry-run by <see cref="PickleScanner"/>, which refuses
+/// <c>collections.OrderedDict</c>, <c>torch._utils._rebuild_tensor_v2</c>, <c>torch._utils._rebuild_parameter</c>,
+/// the torch storage types and (as inert references) Lightning's callback classes may appear. Every pickle is first dry-run by <see cref="PickleScanner"/>, which refuses
 /// anything else; the constructors registered here only build inert descriptions (no code runs, nothing is
 /// allocated from sizes in the pickle).
 /// </summary>
@@ -48,8 +55,14 @@ internal static class TorchPickle
         ["torch.BoolStorage"] = TensorDType.Bool,
     };
 
-    public static readonly IReadOnlySet<string> AllowedGlobals =
-        new HashSet<string>(StorageTypes.Keys.Append(OrderedDictGlobal).Append(RebuildTensor).Append(RebuildParameter), StringComparer.Ordinal);
+    /// <summary>Lightning's callbacks that save state, as keys of a checkpoint's "callbacks" entry.</summary>
+    private static readonly string[] LightningCallbackClasses =
+    {
+        "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint", "pytorch_lightning.callbacks.early_stopping.EarlyStopping",
+    };
+
+    public static readonly IReadOnlySet<string> AllowedGlobals = new HashSet<string>(
+        StorageTypes.Keys.Concat(LightningCallbackClasses).Append(OrderedDictGlobal).Append(RebuildTensor).Append(RebuildParameter), StringComparer.Ordinal);
 
     /// <summary>State of the load running on this thread. Razorvine's constructor registry is process-wide, so the
     /// constructors find the current load here.</summary>
@@ -73,6 +86,7 @@ internal static class TorchPickle
         Register(RebuildTensor, new Constructor(BuildTensorView));
         Register(RebuildParameter, new Constructor(BuildParameter));
         foreach (var (name, dtype) in StorageTypes) Register(name, new StorageType(dtype));
+        foreach (var name in LightningCallbackClasses) Register(name, new PickledClassReference(name));
     }
 
     private static void Register(string fullName, IObjectConstructor constructor)

@@ -22,6 +22,11 @@ public sealed record TokenizerConfig(
             (int)c.GetInt(p + "hidden_channels", 128), c.Has(p + "channel_mult") ? c.GetIntList(p + "channel_mult") : new[] { 1, 1, 2, 2, 4 },
             (int)c.GetInt(p + "num_resolutions", 5), resBlocks, (int)c.GetInt(p + "num_res_blocks_decoder", resBlocks),
             c.GetBool(p + "sample_with_conv", true), c.GetString(p + "model_class", "vqgan+"));
+        if (cfg.ModelClass == TamingConfig.ModelClass)
+            throw new ConfigException($"{c.File}: model.vq_model.model_class taming (the Taming VQGAN) serves evaluation, reconstruction " +
+                                      "and the generator's tokenizer; this needs the conv tokenizer (vqgan+, maskgit), as training does");
+        if (cfg.ModelClass is not ("vqgan+" or "maskgit"))
+            throw new ConfigException($"{c.File}: model.vq_model.model_class '{cfg.ModelClass}' is not supported (vqgan+, maskgit, taming)");
         if (cfg.QuantizerType is not ("lookup" or "lookup-free"))
             throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{cfg.QuantizerType}' is not supported (lookup, lookup-free)");
         // Like the reference, a lookup-free quantizer's codebook is every sign pattern of token_size bits; the
@@ -120,7 +125,7 @@ public sealed class ConvDecoder : Module
 /// The MaskBit / VQGAN+ tokenizer (reference: modeling/conv_vqgan.py ConvVQModel): conv encoder → LFQ or VQ
 /// quantizer → conv decoder. State-dict keys match the reference (encoder.*, decoder.*, quantize.*).
 /// </summary>
-public sealed class ConvVQModel : Module
+public sealed class ConvVQModel : ImageTokenizer
 {
     public TokenizerConfig Config { get; }
     public ConvEncoder Encoder { get; }
@@ -139,10 +144,13 @@ public sealed class ConvVQModel : Module
                 config.EntropyLossTemperature, config.EntropyGamma, config.UseL2Normalisation, rng));
     }
 
-    /// <summary>The decoder's last conv weight (the adaptive GAN weight differentiates w.r.t. it).</summary>
-    public Tensor LastLayer => Decoder.ConvOut.Weight;
+    public override int CodebookSize => Config.CodebookSize;
 
-    public (Tensor Quantized, QuantizerResult Result) Encode(Tensor pixels) => QuantizeLatents(Encoder.Forward(pixels));
+    public override int DownsampleFactor => 1 << (Config.NumResolutions - 1);
+
+    public override Tensor LastLayer => Decoder.ConvOut.Weight;
+
+    public override (Tensor Quantized, QuantizerResult Result) Encode(Tensor pixels) => QuantizeLatents(Encoder.Forward(pixels));
 
     public (Tensor Quantized, QuantizerResult Result) QuantizeLatents(Tensor z) => Quantize switch
     {
@@ -151,26 +159,12 @@ public sealed class ConvVQModel : Module
         _ => throw new InvalidOperationException("unknown quantizer"),
     };
 
-    public Tensor Decode(Tensor zQuantized) => Decoder.Forward(zQuantized);
+    public override Tensor Decode(Tensor zQuantized) => Decoder.Forward(zQuantized);
 
-    /// <summary>Decodes (B, h·w) Int32 tokens (row-major over a square grid, as the generator emits them).</summary>
-    public Tensor DecodeTokens(Tensor tokens)
+    protected override Tensor CodebookEntries(Tensor indices) => Quantize switch
     {
-        if (tokens.Rank != 2) throw new ArgumentException($"decode_tokens expects (B, h·w) tokens, got {ShapeUtil.Format(tokens.Shape)}");
-        int n = tokens.Shape[1], side = (int)Math.Sqrt(n);
-        if (side * side != n) throw new ArgumentException($"{n} tokens per image do not form a square grid");
-        var entries = Quantize switch
-        {
-            LookupFreeQuantizer lfq => lfq.GetCodebookEntry(tokens),
-            VectorQuantizer vq => vq.GetCodebookEntry(tokens),
-            _ => throw new InvalidOperationException("unknown quantizer"),
-        };
-        return Decode(entries.Reshape(tokens.Shape[0], side, side, -1).Permute(0, 3, 1, 2));
-    }
-
-    public (Tensor Decoded, QuantizerResult Result) Forward(Tensor pixels)
-    {
-        var (zq, result) = Encode(pixels);
-        return (Decode(zq), result);
-    }
+        LookupFreeQuantizer lfq => lfq.GetCodebookEntry(indices),
+        VectorQuantizer vq => vq.GetCodebookEntry(indices),
+        _ => throw new InvalidOperationException("unknown quantizer"),
+    };
 }

@@ -4,10 +4,13 @@ using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
-/// <summary>Settings of the GAN discriminator (config section model.discriminator).</summary>
+/// <summary>Settings of the GAN discriminator (config section model.discriminator). name selects the network as
+/// in the reference: "VQGAN+Discriminator" (<see cref="NLayerDiscriminatorV2"/>) or "Original" (Taming's
+/// BatchNorm PatchGAN, <see cref="PatchGanDiscriminator"/>).</summary>
 public sealed record DiscriminatorConfig(string Name, int NumChannels, int HiddenChannels, int NumStages, bool BlurResample, int BlurKernelSize)
 {
     public const string VqganPlusName = "VQGAN+Discriminator";
+    public const string PatchGanName = "Original";
 
     public static DiscriminatorConfig From(MaskBitConfig c)
     {
@@ -15,16 +18,30 @@ public sealed record DiscriminatorConfig(string Name, int NumChannels, int Hidde
         var cfg = new DiscriminatorConfig(c.GetString(p + "name"), (int)c.GetInt(p + "num_channels", 3),
             (int)c.GetInt(p + "hidden_channels", 64), (int)c.GetInt(p + "num_stages", 3), c.GetBool(p + "blur_resample", false),
             (int)c.GetInt(p + "blur_kernel_size", 4));
-        if (cfg.Name != VqganPlusName)
-            throw new ConfigException($"{c.File}: model.discriminator.name '{cfg.Name}' is not supported ({VqganPlusName})");
+        if (cfg.Name is not (VqganPlusName or PatchGanName))
+            throw new ConfigException($"{c.File}: model.discriminator.name '{cfg.Name}' is not supported ({VqganPlusName}, {PatchGanName})");
         if (cfg.NumStages < 1)
             throw new ConfigException($"{c.File}: model.discriminator.num_stages must be at least 1");
+        if (cfg.HiddenChannels < 1)
+            throw new ConfigException($"{c.File}: model.discriminator.hidden_channels must be positive");
+        if (cfg.Name == PatchGanName) return cfg;
         if (cfg.BlurResample && cfg.BlurKernelSize is < 3 or > 5)
             throw new ConfigException($"{c.File}: model.discriminator.blur_kernel_size must be 3, 4 or 5 with blur_resample");
         if (cfg.HiddenChannels % 32 != 0)
             throw new ConfigException($"{c.File}: model.discriminator.hidden_channels must be a multiple of 32 (GroupNorm(32))");
         return cfg;
     }
+}
+
+/// <summary>A GAN discriminator: images (B, C, H, W) → patch logits (B, 1, h, w).</summary>
+public abstract class GanDiscriminator : Module
+{
+    public abstract Tensor Forward(Tensor images);
+
+    /// <summary>The network <paramref name="config"/> names, randomly initialised from <paramref name="seed"/>.</summary>
+    public static GanDiscriminator FromConfig(DiscriminatorConfig config, int seed = 0) => config.Name == DiscriminatorConfig.PatchGanName
+        ? new PatchGanDiscriminator(config, seed)
+        : new NLayerDiscriminatorV2(config, seed);
 }
 
 /// <summary>Stride-2 anti-aliased downsampling (reference BlurBlock): a depthwise conv with the normalised binomial
@@ -92,7 +109,7 @@ public sealed class DiscriminatorHead : Module
 /// halve the resolution with channels hidden·(1, 2, 4, …), an adaptive max-pool to 16×16 (which repeats values when
 /// the map is smaller) and a conv head. Logits are always (B, 1, 16, 16) whatever the image size.
 /// </summary>
-public sealed class NLayerDiscriminatorV2 : Module
+public sealed class NLayerDiscriminatorV2 : GanDiscriminator
 {
     public const float NegativeSlope = 0.1f;
     /// <summary>torch.nn.GroupNorm's default; the encoder/decoder use 1e-6 instead.</summary>
@@ -120,7 +137,7 @@ public sealed class NLayerDiscriminatorV2 : Module
         ToLogits = Register("to_logits", new DiscriminatorHead(channels, rng));
     }
 
-    public Tensor Forward(Tensor images)
+    public override Tensor Forward(Tensor images)
     {
         var h = BlockIn.Forward(images);
         foreach (var stage in Blocks) h = stage.Forward(h);

@@ -57,7 +57,7 @@ public sealed class VqganLoss : Module
     private const float AdaptiveWeightMax = 1e4f;
 
     public VqganLossConfig Config { get; }
-    public NLayerDiscriminatorV2 Discriminator { get; }
+    public GanDiscriminator Discriminator { get; }
     public IPerceptualLoss Perceptual { get; }
     public Tensor? EmaRealLogitsMean { get; }
     public Tensor? EmaFakeLogitsMean { get; }
@@ -74,7 +74,7 @@ public sealed class VqganLoss : Module
             EmaRealLogitsMean = Buffer("ema_real_logits_mean", Tensor.Zeros(1));
             EmaFakeLogitsMean = Buffer("ema_fake_logits_mean", Tensor.Zeros(1));
         }
-        Discriminator = Register("discriminator", new NLayerDiscriminatorV2(discriminator, seed));
+        Discriminator = Register("discriminator", GanDiscriminator.FromConfig(discriminator, seed));
     }
 
     public static VqganLoss From(MaskBitConfig c, IPerceptualLoss? perceptual = null) =>

@@ -23,11 +23,11 @@ public static class GeneratorSetup
 
     /// <summary>The frozen tokenizer in eval mode without gradients, with the weights of <paramref name="path"/>
     /// (non-strict when <paramref name="warn"/> is given, see <see cref="LoadWeights"/>).</summary>
-    public static ConvVQModel LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null, Action<string>? warn = null)
+    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string path, Action<string>? log = null, Action<string>? warn = null)
     {
-        var tokenizer = new ConvVQModel(TokenizerConfig.From(config));
+        var tokenizer = ImageTokenizer.FromConfig(config);
         // Not inside log?.Invoke(...): a null log would skip evaluating the load.
-        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null, warn);
+        string loaded = LoadWeights(tokenizer, path, new[] { "model", "tokenizer", "vq_model" }, renames: null, warn, tokenizer.ForeignCheckpointPrefixes);
         log?.Invoke("tokenizer: " + loaded);
         tokenizer.Eval();
         tokenizer.RequiresGrad_(false);
@@ -49,19 +49,21 @@ public static class GeneratorSetup
     /// <summary>
     /// Loads a module's weights. A MaskBit training checkpoint (safetensors with the training-checkpoint format tag)
     /// gives the part named by the first of <paramref name="partNames"/> present (or its only part), replaced by
-    /// that part's EMA weights when stored; any other file is a state dict loaded strictly, with
-    /// <paramref name="renames"/> applied when the file has keys under a renamed prefix that the module lacks.
-    /// With <paramref name="warn"/>, missing/unexpected keys and shape mismatches are reported through it and
-    /// skipped instead (and EMA weights that do not fit leave the raw ones). Returns what was loaded, for logs.
+    /// that part's EMA weights when stored; any other file is a state dict (without the entries under
+    /// <paramref name="foreignPrefixes"/>) loaded strictly, with <paramref name="renames"/> applied when the file has
+    /// keys under a renamed prefix that the module lacks. With <paramref name="warn"/>, missing/unexpected keys and
+    /// shape mismatches are reported through it and skipped instead (and EMA weights that do not fit leave the raw
+    /// ones). Returns what was loaded, for logs.
     /// </summary>
     public static string LoadWeights(Module module, string path, IReadOnlyList<string> partNames, IReadOnlyDictionary<string, string>? renames,
-        Action<string>? warn = null)
+        Action<string>? warn = null, IReadOnlyList<string>? foreignPrefixes = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {path}", path);
         var stateDict = CheckpointFile.Load(path);
         bool strict = warn == null;
         if (!IsTrainingCheckpoint(stateDict))
         {
+            stateDict = ModuleCheckpoint.WithoutPrefixes(stateDict, foreignPrefixes ?? []);
             static bool Under(IEnumerable<string> names, IEnumerable<string> prefixes) =>
                 names.Any(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal)));
             bool renamed = renames != null && Under(stateDict.Names, renames.Keys) && !Under(module.StateDict().Select(o => o.Name), renames.Keys);
@@ -138,7 +140,7 @@ public static class GeneratorSetup
     }
 
     /// <summary>Tokens (B, h·w) of a batch of images (B, C, H, W) in [0, 1], as Int32 on the host.</summary>
-    public static int[] Encode(ConvVQModel tokenizer, Tensor images)
+    public static int[] Encode(ImageTokenizer tokenizer, Tensor images)
     {
         using var noGrad = Tape.NoGrad();
         using var scope = TensorScope.Begin();

@@ -35,7 +35,7 @@ public sealed class CachedTokenBatches : ITokenBatches
     public const string FileName = "tokens.npz";
 
     private readonly string _cachePath, _source;
-    private readonly ConvVQModel _tokenizer;
+    private readonly ImageTokenizer _tokenizer;
     private readonly IImageDataset _dataset;
     private readonly Func<HostImage, Random, HostImage>? _transform;
     private readonly Action<string>? _log;
@@ -49,7 +49,7 @@ public sealed class CachedTokenBatches : ITokenBatches
 
     /// <summary>Opens the cache at <paramref name="cachePath"/>, loading it when it was made from the same tokenizer
     /// file and dataset.</summary>
-    public CachedTokenBatches(string cachePath, string tokenizerPath, ConvVQModel tokenizer, IImageDataset dataset, string datasetKey,
+    public CachedTokenBatches(string cachePath, string tokenizerPath, ImageTokenizer tokenizer, IImageDataset dataset, string datasetKey,
         Func<HostImage, Random, HostImage>? transform, int seqLen, int batchSize, int seed, Action<string>? log)
     {
         if (dataset.Count < batchSize) throw new InvalidDataException($"{dataset.Count} samples make no full batch of {batchSize}");
@@ -153,7 +153,7 @@ public sealed class CachedTokenBatches : ITokenBatches
 
 /// <summary>Tokens computed on the fly from augmented images (the reference's way): a shuffled, resumable
 /// <see cref="DataLoader"/> with full batches, each batch encoded by the frozen tokenizer.</summary>
-public sealed class EncodedTokenBatches(DataLoader loader, ConvVQModel tokenizer, int seqLen) : ITokenBatches
+public sealed class EncodedTokenBatches(DataLoader loader, ImageTokenizer tokenizer, int seqLen) : ITokenBatches
 {
     public IEnumerable<TokenBatch> From(DataPosition position)
     {

@@ -92,7 +92,7 @@ public sealed class GeneratorTrainer
     private readonly TrainingState _state;
 
     public MaskedGenerator Generator { get; }
-    public ConvVQModel Tokenizer { get; }
+    public ImageTokenizer Tokenizer { get; }
     public string CheckpointDir => Path.Combine(_options.OutputDir, "checkpoints");
     public string MetricsPath => Path.Combine(_options.OutputDir, "metrics.jsonl");
     public string SamplesDir => Path.Combine(_options.OutputDir, "samples");
@@ -122,9 +122,8 @@ public sealed class GeneratorTrainer
         Tokenizer = GeneratorSetup.LoadTokenizer(config, _tokenizerPath, Log);
         var generatorConfig = GeneratorConfig.From(config);
         Generator = new MaskedGenerator(generatorConfig, _seed);
-        int tokenSide = Tokenizer.Config.NumResolutions;
-        if (1 << (tokenSide - 1) != generatorConfig.InputStride)
-            throw new ConfigException($"{config.File}: the tokenizer downsamples by {1 << (tokenSide - 1)}, the generator expects {generatorConfig.InputStride}");
+        if (Tokenizer.DownsampleFactor != generatorConfig.InputStride)
+            throw new ConfigException($"{config.File}: the tokenizer downsamples by {Tokenizer.DownsampleFactor}, the generator expects {generatorConfig.InputStride}");
         _rng = new Rng((ulong)_seed);
         Generator.DropoutGenerator = _rng;
         _random = new RngRandomSource(_rng);

@@ -14,7 +14,7 @@ public static class TokenizerEvaluation
                                                TokenizerMetric.Ssim | TokenizerMetric.CodebookUsage | TokenizerMetric.CodebookEntropy;
 
     /// <summary>Reconstructs (B,C,H,W) images in [0,1]; returns the clamped reconstructions and the token indices.</summary>
-    public static (Tensor Reconstructions, int[] Tokens) Reconstruct(ConvVQModel model, Tensor images)
+    public static (Tensor Reconstructions, int[] Tokens) Reconstruct(ImageTokenizer model, Tensor images)
     {
         bool wasTraining = model.Training;
         model.Eval();
@@ -33,14 +33,14 @@ public static class TokenizerEvaluation
     /// TokenizerEvaluator) and the Inception Score over <paramref name="inceptionScoreSplits"/> splits (fewer when
     /// there are few images, see <see cref="InceptionScoreAccumulator.EffectiveSplits"/>); then
     /// <paramref name="maxImages"/> must be the number of images the batches hold, at least 2.</summary>
-    public static IReadOnlyDictionary<string, double> Evaluate(ConvVQModel model, IEnumerable<Batch> batches, long maxImages = long.MaxValue,
+    public static IReadOnlyDictionary<string, double> Evaluate(ImageTokenizer model, IEnumerable<Batch> batches, long maxImages = long.MaxValue,
         IFeatureExtractor? inception = null, int inceptionScoreSplits = InceptionScoreAccumulator.DefaultSplits)
     {
         if (inception != null && maxImages is < 2 or long.MaxValue)
             throw new ArgumentException($"rFID / IS need the exact number of images (at least 2) in advance, got {maxImages}");
         var evaluator = inception == null
-            ? new TokenizerEvaluator(HostMetrics, model.Config.CodebookSize)
-            : new TokenizerEvaluator(HostMetrics | TokenizerMetric.Rfid | TokenizerMetric.InceptionScore, model.Config.CodebookSize, inception,
+            ? new TokenizerEvaluator(HostMetrics, model.CodebookSize)
+            : new TokenizerEvaluator(HostMetrics | TokenizerMetric.Rfid | TokenizerMetric.InceptionScore, model.CodebookSize, inception,
                 InceptionScoreAccumulator.EffectiveSplits(maxImages, inceptionScoreSplits), maxImages);
         foreach (var batch in batches)
         {

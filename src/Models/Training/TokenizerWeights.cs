@@ -8,17 +8,18 @@ public enum WeightsSource { TrainingEma, TrainingRaw, PlainFile }
 
 /// <summary>Loads tokenizer weights for evaluation: a training checkpoint of <see cref="TokenizerTrainer"/> (its
 /// EMA weights when it has them, unless <c>preferEma</c> is off) or a plain weights file (official torch .bin,
-/// safetensors, npz) with the reference's state-dict keys. A plain file is loaded strictly unless
+/// safetensors, npz) with the reference's state-dict keys (entries the model declares foreign, such as the loss
+/// weights in Taming's official checkpoint, are dropped). A plain file is loaded strictly unless
 /// <c>warn</c> is given: then missing/unexpected keys and shape mismatches are reported through it and skipped.</summary>
 public static class TokenizerWeights
 {
-    public static WeightsSource Load(ConvVQModel model, string path, bool preferEma = true, Action<string>? warn = null)
+    public static WeightsSource Load(ImageTokenizer model, string path, bool preferEma = true, Action<string>? warn = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {path}", path);
         var stateDict = CheckpointFile.Load(path);
         if (!IsTrainingCheckpoint(stateDict))
         {
-            foreach (var problem in ModuleCheckpoint.LoadInto(model, stateDict, strict: warn == null)) warn!(problem);
+            foreach (var problem in ModuleCheckpoint.LoadInto(model, ModuleCheckpoint.WithoutPrefixes(stateDict, model.ForeignCheckpointPrefixes), strict: warn == null)) warn!(problem);
             return WeightsSource.PlainFile;
         }
 
