@@ -37,6 +37,7 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
         root.Subcommands.Add(ReconstructCommand.Create(stdout, stderr));
         GeneratorCommands.Register(root, stdout, stderr);   // adds `train generator`, `eval generator`, `generate`
+        root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
