@@ -90,7 +90,7 @@ internal sealed class TimedStage(string name, TextWriter output, Func<string, IS
             return true;
         }
         var clock = Stopwatch.StartNew();
-        double available = Math.Max(budgetSeconds - state.WallSeconds, MinimumSliceSeconds);
+        double available = Math.Max(budgetSeconds - state.WallSeconds, Math.Min(budgetSeconds, MinimumSliceSeconds));
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(available));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(userStop, deadline.Token);
         bool stopped = false;
