@@ -181,19 +181,19 @@ internal static class DemoReport
         foreach (var (key, value) in section)
         {
             string label = Labels.TryGetValue(key, out var l) ? l : key.Replace('_', ' ');
-            bool numeric = value is JsonValue v && v.TryGetValue<double>(out _);
+            bool numeric = value?.GetValueKind() == JsonValueKind.Number;
             h.Append($"<tr><td>{Encode(label)}</td><td{(numeric ? " class=\"num\"" : "")}>{Encode(Format(value))}</td></tr>\n");
         }
         h.Append("</table>\n");
     }
 
-    private static string Format(JsonNode? value) => value switch
+    private static string Format(JsonNode? value) => value?.GetValueKind() switch
     {
-        null => "–",
-        JsonValue v when v.TryGetValue<bool>(out var b) => b ? "yes" : "no",
-        JsonValue v when v.TryGetValue<long>(out var l) => l.ToString("N0", CultureInfo.InvariantCulture),
-        JsonValue v when v.TryGetValue<double>(out var d) => d == Math.Floor(d) && Math.Abs(d) < 1e15
-            ? d.ToString("N0", CultureInfo.InvariantCulture) : d.ToString("0.####", CultureInfo.InvariantCulture),
+        null or JsonValueKind.Null => "–",
+        JsonValueKind.True => "yes",
+        JsonValueKind.False => "no",
+        JsonValueKind.Number when long.TryParse(value.ToJsonString(), CultureInfo.InvariantCulture, out var whole) => whole.ToString("N0", CultureInfo.InvariantCulture),
+        JsonValueKind.Number => double.Parse(value.ToJsonString(), CultureInfo.InvariantCulture).ToString("0.####", CultureInfo.InvariantCulture),
         _ => value.ToString(),
     };
 
