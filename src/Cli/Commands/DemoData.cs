@@ -27,6 +27,9 @@ internal sealed class DemoData : IDisposable
     public static DemoData Open(string? path)
     {
         if (path == null || IsFashionMnistFolder(path)) return FashionMnistData(path);
+        bool shardPattern = path.Contains('{');   // train-{0000..0099}.tar
+        if (!shardPattern && !Directory.Exists(path) && !File.Exists(path))
+            throw new FileNotFoundException($"--data: {path} does not exist (expected a folder of Fashion-MNIST files or of images, or webdataset shards)", path);
         var dataset = TrainingData.Open(path, train: true, Channels);
         string kind = dataset is ImageFolderDataset ? "image folder" : "webdataset shards";
         return new DemoData
