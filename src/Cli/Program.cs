@@ -39,6 +39,7 @@ public static class Program
         GeneratorCommands.Register(root, stdout, stderr);   // adds `train generator`, `eval generator`, `generate`
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(ProfileCommand.Create(stdout, stderr));
+        root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

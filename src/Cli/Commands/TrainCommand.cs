@@ -67,7 +67,7 @@ internal static class TrainCommand
                 cfg.GetString("experiment.name", "tokenizer"));
 
     /// <summary>Ctrl-C / SIGTERM request a clean stop (checkpoint, then exit); a second Ctrl-C ends the process.</summary>
-    private sealed class StopSignal : IDisposable
+    internal sealed class StopSignal : IDisposable
     {
         private readonly CancellationTokenSource _source = new();
         private readonly TextWriter _stdout;

@@ -1,0 +1,382 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using MaskBit.Autograd;
+using MaskBit.Cli.Report;
+using MaskBit.Models.Config;
+using MaskBit.Models.Data;
+using MaskBit.Models.Generator;
+using MaskBit.Models.Training;
+
+namespace MaskBit.Cli.Commands;
+
+/// <summary>The demo's settings from the command line (the hidden ones make a test-sized run).</summary>
+internal sealed record DemoSettings(double Minutes, string OutDir, int Seed, string? DataPath, bool Fresh, long? MaxSteps, bool Tiny)
+{
+    /// <summary>With a one-minute build the whole demo takes about ten minutes on two cores.</summary>
+    public const double DefaultMinutes = 8;
+    public const int DefaultSeed = 42;
+    public static readonly string DefaultOutDir = Path.Combine("runs", "demo");
+
+    public int? BatchSize => Tiny ? 8 : null;
+    public int EvalImages => Tiny ? 16 : 1000;
+    public int SamplesPerClass => Tiny ? 2 : 8;
+    public int LogEvery => Tiny ? 1 : 5;
+
+    /// <summary>The command line that reproduces this run (what index.html shows).</summary>
+    public string CommandLine()
+    {
+        var parts = new List<string> { "maskbit demo", $"--minutes {Minutes.ToString(CultureInfo.InvariantCulture)}", $"--out {DemoCommand.Quote(OutDir)}", $"--seed {Seed}" };
+        if (DataPath != null) parts.Add($"--data {DemoCommand.Quote(DataPath)}");
+        if (MaxSteps != null) parts.Add($"--max-steps {MaxSteps}");
+        if (Tiny) parts.Add("--tiny");
+        return string.Join(' ', parts);
+    }
+}
+
+/// <summary>
+/// `maskbit demo [--minutes M] [--out DIR] [--seed K] [--data PATH] [--fresh]`: trains a small tokenizer, then a
+/// small generator on it, on the CPU within a time budget (see <see cref="TimedStage"/>), evaluates and samples,
+/// and writes a run folder with reconstructions.png, samples.png, losses.png, metrics.json, the stages' metrics.jsonl
+/// and checkpoints, and index.html. Ctrl-C stops the current stage with a checkpoint and still writes the report;
+/// the same command resumes.
+/// </summary>
+public static class DemoCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var minutes = new Option<double>("--minutes") { Description = "Time budget of the whole demo: 55% tokenizer, 35% generator, the rest evaluation and sampling.", DefaultValueFactory = _ => DemoSettings.DefaultMinutes };
+        var output = new Option<string>("--out") { Description = "Run folder; an earlier demo there is resumed.", DefaultValueFactory = _ => DemoSettings.DefaultOutDir };
+        var seed = new Option<int>("--seed") { Description = "Seed of both trainings and of the samples.", DefaultValueFactory = _ => DemoSettings.DefaultSeed };
+        var data = new Option<string?>("--data") { Description = "Training images instead of the embedded Fashion-MNIST: a folder with Fashion-MNIST's IDX files, an image folder (one sub-folder per class) or webdataset shards." };
+        var fresh = new Option<bool>("--fresh") { Description = "Discard an earlier demo in the run folder instead of resuming it." };
+        var maxSteps = new Option<long?>("--max-steps") { Description = "At most this many steps per stage.", Hidden = true };
+        var tiny = new Option<bool>("--tiny") { Description = "Test-sized batches, evaluation and sampling.", Hidden = true };
+        var command = new Command("demo", "Train a small tokenizer and generator on Fashion-MNIST on the CPU within a time budget, then write a report " +
+                                          "(reconstructions, class-conditional samples, loss curves, metrics, index.html). Ctrl-C stops with a " +
+                                          "resumable checkpoint; the same command resumes.")
+        {
+            minutes, output, seed, data, fresh, maxSteps, tiny,
+        };
+        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        {
+            var settings = new DemoSettings(parse.GetValue(minutes), parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(data),
+                parse.GetValue(fresh), parse.GetValue(maxSteps), parse.GetValue(tiny));
+            if (!(settings.Minutes > 0) || !double.IsFinite(settings.Minutes))
+                return GeneratorCommands.Usage(stderr, "--minutes", $"must be a positive number, got {settings.Minutes.ToString(CultureInfo.InvariantCulture)}");
+            if (settings.MaxSteps is < 1) return GeneratorCommands.Usage(stderr, "--max-steps", $"must be at least 1, got {settings.MaxSteps}");
+            bool terminal = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
+            return new DemoRun(settings, stdout, stderr, terminal).Execute();
+        }));
+        return command;
+    }
+
+    /// <summary>Shell-quotes an argument when it holds anything beyond plain path and override characters.</summary>
+    internal static string Quote(string argument) =>
+        argument.Length > 0 && argument.All(c => char.IsAsciiLetterOrDigit(c) || "._-/=:,+".Contains(c)) ? argument : "'" + argument.Replace("'", "'\\''") + "'";
+}
+
+/// <summary>One `maskbit demo` invocation: the two timed stages, evaluation, sampling and the report.</summary>
+internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWriter stderr, bool terminal)
+{
+    private const double TokenizerShare = 0.55, GeneratorShare = 0.35;
+    private const string TokenizerConfigName = "configs/fashion_mnist_tokenizer.yaml", GeneratorConfigName = "configs/fashion_mnist_generator.yaml";
+    public const string TokenizerFolder = "tokenizer", GeneratorFolder = "generator";
+
+    private readonly string _out = Path.GetFullPath(settings.OutDir);
+    private readonly string _tokenizerYaml = EmbeddedConfig(TokenizerConfigName), _generatorYaml = EmbeddedConfig(GeneratorConfigName);
+    private readonly JsonObject _metrics = new();
+    private DemoData _data = null!;
+    private DemoState _state = null!;
+
+    private string TokenizerDir => Path.Combine(_out, TokenizerFolder);
+    private string GeneratorDir => Path.Combine(_out, GeneratorFolder);
+    private string GeneratorCheckpointDir => Path.Combine(GeneratorDir, "checkpoints");
+
+    public int Execute()
+    {
+        var total = Stopwatch.StartNew();
+        if (settings.Fresh) DemoReport.Clean(_out, TokenizerFolder, GeneratorFolder);
+        using var data = DemoData.Open(settings.DataPath);
+        _data = data;
+        if (DemoState.Load(_out) is { } earlier)
+        {
+            if (earlier.Seed != settings.Seed || earlier.Data != data.Description || earlier.Tiny != settings.Tiny)
+            {
+                stderr.WriteLine($"error: {settings.OutDir} holds a demo with seed {earlier.Seed} on {earlier.Data}{(earlier.Tiny ? " (tiny)" : "")}; " +
+                                 "pass --fresh to start over there, or another --out");
+                return Program.ExitUsage;
+            }
+            _state = earlier;
+            stdout.WriteLine($"resuming the demo in {settings.OutDir} (tokenizer {Describe(earlier.Tokenizer)}, generator {Describe(earlier.Generator)})");
+        }
+        else _state = new DemoState { Seed = settings.Seed, Data = data.Description, Tiny = settings.Tiny };
+        _state.Save(_out);
+
+        double budget = settings.Minutes * 60;
+        stdout.WriteLine($"demo: {data.Description}; budget {TimedStage.Seconds(budget)} (tokenizer {TimedStage.Seconds(budget * TokenizerShare)}, " +
+                         $"generator {TimedStage.Seconds(budget * GeneratorShare)}, then evaluation and sampling); output {settings.OutDir}");
+        bool complete;
+        using (var stop = new TrainCommand.StopSignal(stdout))
+        {
+            try
+            {
+                complete = Stage("tokenizer").Run(_state.Tokenizer, budget * TokenizerShare, settings.MaxSteps, ConfigWarmup(_tokenizerYaml), stop.Token, TrainTokenizer)
+                           && Stage("generator").Run(_state.Generator, budget * GeneratorShare, settings.MaxSteps, ConfigWarmup(_generatorYaml), stop.Token, TrainGenerator);
+            }
+            finally { _state.Save(_out); }
+        }
+        if (_state.Tokenizer.Done) DemoReport.KeepLatestCheckpoint(TokenizerDir);
+        if (_state.Generator.Done) DemoReport.KeepLatestCheckpoint(GeneratorCheckpointDir);
+
+        stdout.WriteLine(complete ? "writing the report" : "writing a report of what is done so far");
+        WriteReport(complete, total.Elapsed.TotalSeconds);
+        stdout.WriteLine($"report: {Path.Combine(settings.OutDir, DemoReport.IndexFile)}");
+        return complete ? Program.ExitOk : Program.ExitCancelled;
+    }
+
+    private static string Describe(StageState s) =>
+        s.Done ? $"done, {s.Steps} steps" : s.PlannedSteps is { } plan ? $"at step {s.Steps}/{plan}" : s.Steps > 0 ? $"at step {s.Steps}" : "not started";
+
+    private TimedStage Stage(string name) =>
+        new(name, stdout, label => terminal ? new ProgressDisplay(stdout, label) : new ProgressLines(stdout, label, TimeSpan.FromSeconds(settings.Tiny ? 0 : 15)));
+
+    // ---- configs ---------------------------------------------------------------------------------------------
+
+    private static string EmbeddedConfig(string name)
+    {
+        using var stream = typeof(DemoRun).Assembly.GetManifestResourceStream(name)
+            ?? throw new InvalidOperationException($"the demo config {name} is not embedded in the executable");
+        return new StreamReader(stream).ReadToEnd();
+    }
+
+    private static int ConfigWarmup(string yaml) => (int)MaskBitConfig.Parse(yaml, "embedded").GetInt("lr_scheduler.params.warmup_steps", 0);
+
+    /// <summary>The demo's settings on top of the tokenizer config: seed, schedule length, no periodic checkpoints,
+    /// grids or evaluations (the report does those once), frequent loss logging for the plot.</summary>
+    private List<string> TokenizerOverrides(long maxSteps, int warmup)
+    {
+        var overrides = new List<string>
+        {
+            $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
+            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=0", "experiment.generate_every=0", "experiment.eval_every=0",
+            "experiment.resume=true",
+        };
+        if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
+        return overrides;
+    }
+
+    /// <summary>The generator config with the demo tokenizer's architecture (the config's own vq_model describes
+    /// another tokenizer) and the same demo settings; checkpoints and sample grids only at the end.</summary>
+    private List<string> GeneratorOverrides(long maxSteps, int warmup)
+    {
+        var overrides = TokenizerArchitectureOverrides();
+        overrides.AddRange(new[]
+        {
+            $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
+            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=1000000000", "experiment.generate_every=1000000000",
+            "experiment.resume=true",
+        });
+        if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
+        return overrides;
+    }
+
+    private List<string> TokenizerArchitectureOverrides()
+    {
+        static string Text(ConfigNode node) => node is ConfigList list ? "[" + string.Join(", ", list.Items) + "]" : node.ToString()!;
+        var tokenizer = (ConfigMap)MaskBitConfig.Parse(_tokenizerYaml, TokenizerConfigName).Find("model.vq_model")!;
+        var generator = MaskBitConfig.Parse(_generatorYaml, GeneratorConfigName);
+        return tokenizer.Items
+            .Where(kv => generator.Find("model.vq_model." + kv.Key) is not { } mine || Text(mine) != Text(kv.Value))
+            .Select(kv => $"model.vq_model.{kv.Key}={Text(kv.Value)}").ToList();
+    }
+
+    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) =>
+        MaskBitConfig.Parse(_tokenizerYaml, TokenizerConfigName + " (embedded)", TokenizerOverrides(maxSteps, warmup));
+
+    private MaskBitConfig GeneratorConfig(long maxSteps, int warmup) =>
+        MaskBitConfig.Parse(_generatorYaml, GeneratorConfigName + " (embedded)", GeneratorOverrides(maxSteps, warmup));
+
+    // ---- the stages ------------------------------------------------------------------------------------------
+
+    /// <summary>Trainer notices go to the stage's train.log; the console shows the demo's own progress.</summary>
+    private static StreamWriter StageLog(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        return new StreamWriter(Path.Combine(directory, "train.log"), append: true) { AutoFlush = true };
+    }
+
+    private StageRunResult TrainTokenizer(StageRun run)
+    {
+        using var log = StageLog(TokenizerDir);
+        using var trainer = new TokenizerTrainer(TokenizerConfig(run.MaxSteps, run.WarmupSteps), new TokenizerTrainerOptions
+        {
+            OutputDir = TokenizerDir, Log = log, OnStep = run.OnStep, Dataset = _data.Train,
+        });
+        var result = trainer.Run(run.Stop);
+        return new StageRunResult(result.Step, result.Outcome == TrainingOutcome.Cancelled);
+    }
+
+    private StageRunResult TrainGenerator(StageRun run)
+    {
+        using var log = StageLog(GeneratorDir);
+        var trainer = new GeneratorTrainer(GeneratorConfig(run.MaxSteps, run.WarmupSteps), new GeneratorTrainerOptions
+        {
+            OutputDir = GeneratorDir, TokenizerPath = TokenizerCheckpoint(), Dataset = (_data.Train, _data.Key), Log = log, Cancel = run.Stop,
+            OnStep = step => run.OnStep(new TrainingStepReport(step.Step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = step.Loss }, 0)),
+        });
+        // Weights of an earlier, shorter run (the timing steps) would outlive a run that stops early; the report samples
+        // from checkpoints, and a run that reaches its last step writes the weights anew.
+        File.Delete(trainer.WeightsPath);
+        var result = trainer.Run();
+        return new StageRunResult(result.Step, result.Interrupted);
+    }
+
+    private string TokenizerCheckpoint() => TokenizerTrainer.LatestCheckpoint(TokenizerDir)
+        ?? throw new InvalidOperationException($"no tokenizer checkpoint in {TokenizerDir}");
+
+    private string? GeneratorCheckpoint() =>
+        !Directory.Exists(GeneratorCheckpointDir) ? null
+            : Directory.GetFiles(GeneratorCheckpointDir, "checkpoint-*.safetensors")
+                .OrderByDescending(f => long.TryParse(Path.GetFileNameWithoutExtension(f)["checkpoint-".Length..], out var s) ? s : -1).FirstOrDefault();
+
+    // ---- evaluation, sampling, report --------------------------------------------------------------------------
+
+    private void WriteReport(bool complete, double secondsSoFar)
+    {
+        var clock = Stopwatch.StartNew();
+        string? tokenizerCheckpoint = TokenizerTrainer.LatestCheckpoint(TokenizerDir), generatorCheckpoint = GeneratorCheckpoint();
+        _metrics["complete"] = complete;
+        _metrics["budget_minutes"] = settings.Minutes;
+        _metrics["data"] = _data.Description;
+        _metrics["seed"] = settings.Seed;
+        _metrics["tokenizer"] = StageMetrics(_state.Tokenizer, TokenizerConfig(1, 0), tokenizerCheckpoint, Path.Combine(TokenizerDir, TokenizerTrainer.MetricsFileName),
+            ("total_loss", "final_loss"), ("reconstruction_loss", "final_reconstruction_loss"), ("quantizer_loss", "final_quantizer_loss"));
+        _metrics["generator"] = StageMetrics(_state.Generator, GeneratorConfig(1, 0), generatorCheckpoint, Path.Combine(GeneratorDir, "metrics.jsonl"),
+            ("train/mlm_loss", "final_loss"), ("train/masked_token_loss", "final_masked_token_loss"), ("train/masked_correct_tokens", "final_masked_accuracy"));
+        if (tokenizerCheckpoint != null) Evaluate(tokenizerCheckpoint);
+        if (tokenizerCheckpoint != null && generatorCheckpoint != null) Sample(tokenizerCheckpoint, generatorCheckpoint);
+        ImageIO.Write(Path.Combine(_out, DemoReport.LossesFile), LossPlot());
+        _metrics["report_wall_seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 2);
+        _metrics["total_wall_seconds"] = Math.Round(secondsSoFar + clock.Elapsed.TotalSeconds, 2);
+        DemoReport.Write(_out, new DemoReportContent(_metrics, Commands(tokenizerCheckpoint, generatorCheckpoint), DemoReport.MachineInfo(),
+            _data.ClassNames, complete));
+    }
+
+    private JsonObject StageMetrics(StageState state, MaskBitConfig config, string? checkpoint, string metricsFile, params (string Key, string Name)[] finals)
+    {
+        int batch = (int)config.GetInt("training.per_gpu_batch_size");
+        var section = new JsonObject
+        {
+            ["done"] = state.Done, ["steps"] = state.Steps, ["planned_steps"] = state.PlannedSteps, ["warmup_steps"] = state.WarmupSteps,
+            ["stopped_by"] = state.StoppedBy, ["batch_size"] = batch, ["wall_seconds"] = Math.Round(state.WallSeconds, 2),
+            ["train_images_per_second"] = state.TimedSeconds > 0 ? Math.Round(state.TimedSteps * batch / state.TimedSeconds, 2) : null,
+            ["checkpoint"] = checkpoint != null ? Path.GetRelativePath(_out, checkpoint) : null,
+        };
+        var last = MetricsFile.LastValues(metricsFile);
+        foreach (var (key, name) in finals) section[name] = last.TryGetValue(key, out var v) ? Math.Round(v, 5) : null;
+        return section;
+    }
+
+    private void Evaluate(string checkpoint)
+    {
+        stdout.WriteLine($"evaluating the tokenizer on {settings.EvalImages} images");
+        var clock = Stopwatch.StartNew();
+        var config = TokenizerConfig(1, 0);
+        var tokenizer = GeneratorSetup.LoadTokenizer(config, checkpoint);
+        var transform = TrainingData.Transform(config);
+        var loader = TokenizerEvaluation.EvalLoader(_data.Eval, transform, batchSize: 50, workers: 1);
+        var scores = TokenizerEvaluation.Evaluate(tokenizer, loader.Epoch(0), settings.EvalImages);
+
+        using (TensorScope.Begin())
+        {
+            var picks = _data.OnePerClass(10).Select(i => transform.Eval(_data.Eval.Load(i).Image)).ToList();
+            var originals = Tensor.Stack(picks.Select(image => ImageIO.ToTensor(image)).ToList());
+            var (reconstructions, _) = TokenizerEvaluation.Reconstruct(tokenizer, originals);
+            ImageIO.Write(Path.Combine(_out, DemoReport.ReconstructionsFile), TokenizerEvaluation.ComparisonGrid(originals, reconstructions));
+        }
+        ((JsonObject)_metrics["tokenizer"]!)["parameters"] = tokenizer.ParameterCount();
+        _metrics["evaluation"] = new JsonObject
+        {
+            ["images"] = Math.Min(settings.EvalImages, _data.Eval.Count), ["split"] = _data.EvalSplit,
+            ["psnr"] = Round(scores, "PSNR"), ["ssim"] = Round(scores, "SSIM"), ["codebook_usage"] = Round(scores, "CodebookUsage"),
+            ["codebook_entropy"] = Round(scores, "CodebookEntropy"), ["mae"] = Round(scores, "MAE"), ["mse"] = Round(scores, "MSE"),
+            ["wall_seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 2),
+        };
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"PSNR {scores["PSNR"]:F2} dB  SSIM {scores["SSIM"]:F4}  codebook usage {scores["CodebookUsage"]:P1}"));
+    }
+
+    private static double? Round(IReadOnlyDictionary<string, double> scores, string key) =>
+        scores.TryGetValue(key, out var v) && double.IsFinite(v) ? Math.Round(v, 5) : null;
+
+    private void Sample(string tokenizerCheckpoint, string generatorCheckpoint)
+    {
+        var config = GeneratorConfig(1, 0);
+        var tokenizer = GeneratorSetup.LoadTokenizer(config, tokenizerCheckpoint);
+        var generator = GeneratorSetup.LoadGenerator(config, generatorCheckpoint);
+        int classes = Math.Min(generator.Config.NumClasses, 10), perClass = settings.SamplesPerClass;
+        var labels = Enumerable.Range(0, classes).SelectMany(c => Enumerable.Repeat(c, perClass)).ToArray();
+        var options = SamplerOptions.FromConfig(config);
+        stdout.WriteLine($"sampling {labels.Length} images ({classes} classes × {perClass}, {options.NumSteps} steps)");
+        var clock = Stopwatch.StartNew();
+        using (TensorScope.Begin())
+        {
+            var result = new Sampler(generator, tokenizer).Sample(labels, options, new SeededRandomSource(settings.Seed));
+            var grid = ImageIO.MakeGrid(result.Images.Clamp(0f, 1f), nrow: perClass);
+            double seconds = clock.Elapsed.TotalSeconds;
+            ImageIO.Write(Path.Combine(_out, DemoReport.SamplesFile), grid);
+            ((JsonObject)_metrics["generator"]!)["parameters"] = generator.ParameterCount();
+            _metrics["sampling"] = new JsonObject
+            {
+                ["images"] = labels.Length, ["classes"] = classes, ["per_class"] = perClass, ["sampling_steps"] = options.NumSteps,
+                ["guidance_scale"] = options.GuidanceScale, ["wall_seconds"] = Math.Round(seconds, 2),
+                ["images_per_second"] = Math.Round(labels.Length / seconds, 2),
+            };
+        }
+    }
+
+    private HostImage LossPlot()
+    {
+        var tokenizer = Path.Combine(TokenizerDir, TokenizerTrainer.MetricsFileName);
+        var generator = Path.Combine(GeneratorDir, "metrics.jsonl");
+        return LinePlot.Render(new[]
+        {
+            new PlotPanel("Stage I: tokenizer", "step", new[]
+            {
+                new PlotSeries("total", MetricsFile.Series(tokenizer, "total_loss")),
+                new PlotSeries("reconstruction", MetricsFile.Series(tokenizer, "reconstruction_loss")),
+                new PlotSeries("quantizer", MetricsFile.Series(tokenizer, "quantizer_loss")),
+            }),
+            new PlotPanel("Stage II: generator", "step", new[]
+            {
+                new PlotSeries("mlm loss", MetricsFile.Series(generator, "train/mlm_loss")),
+                new PlotSeries("masked tokens", MetricsFile.Series(generator, "train/masked_token_loss")),
+            }),
+        });
+    }
+
+    /// <summary>The demo's command and the single-stage commands that do the same steps.</summary>
+    private List<(string Label, string Command)> Commands(string? tokenizerCheckpoint, string? generatorCheckpoint)
+    {
+        string Rel(string path) => DemoCommand.Quote(Path.Combine(settings.OutDir, Path.GetRelativePath(_out, path)));
+        string Overrides(IEnumerable<string> list) => string.Join(' ', list.Select(DemoCommand.Quote));
+        var commands = new List<(string, string)> { ("this demo", settings.CommandLine()) };
+        var tok = _state.Tokenizer;
+        string data = _data.ConfigOverride is { } source ? $" dataset.params.train_shards_path_or_url={DemoCommand.Quote(source)}" : "";
+        string env = _data.Environment is { } e ? e + " " : "";
+        if (tok.PlannedSteps is { } tokSteps)
+            commands.Add(("Stage I alone", $"{env}maskbit train tokenizer --config {TokenizerConfigName} {Overrides(TokenizerOverrides(tokSteps, tok.WarmupSteps))}{data} " +
+                                           $"--out {Rel(TokenizerDir)}"));
+        if (tokenizerCheckpoint != null)
+            commands.Add(("evaluate the tokenizer", $"{env}maskbit eval tokenizer --config {TokenizerConfigName} --weights {Rel(tokenizerCheckpoint)}"));
+        var gen = _state.Generator;
+        if (gen.PlannedSteps is { } genSteps && tokenizerCheckpoint != null)
+            commands.Add(("Stage II alone", $"{env}maskbit train generator --config {GeneratorConfigName} {Overrides(GeneratorOverrides(genSteps, gen.WarmupSteps))}{data} " +
+                                            $"--tokenizer {Rel(tokenizerCheckpoint)} --out {Rel(GeneratorDir)}"));
+        if (tokenizerCheckpoint != null && generatorCheckpoint != null)
+            commands.Add(("sample", $"maskbit generate --config {GeneratorConfigName} {Overrides(TokenizerArchitectureOverrides())} --tokenizer {Rel(tokenizerCheckpoint)} " +
+                                    $"--generator {Rel(generatorCheckpoint)} --classes 0,1,2,3,4,5,6,7,8,9 --per-class {settings.SamplesPerClass} --seed {settings.Seed} --out {Rel(Path.Combine(_out, "samples"))}"));
+        return commands;
+    }
+}

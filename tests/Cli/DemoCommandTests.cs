@@ -1,0 +1,160 @@
+using System.IO.Compression;
+using System.Text.Json;
+using MaskBit.Cli.Commands;
+using MaskBit.Models.Data;
+using MaskBit.Models.Training;
+
+namespace MaskBit.Tests.Cli;
+
+public class DemoCommandTests
+{
+    private static (int Code, string Out, string Err) Run(IEnumerable<string> args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = MaskBit.Cli.Program.Run(args.ToArray(), o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Test]
+    public void TinyDemoWritesEveryFileOfTheReport()
+    {
+        var dir = Directory.CreateTempSubdirectory("maskbit-demo").FullName;
+        string run = Path.Combine(dir, "run");
+        var args = new List<string> { "demo", "--tiny", "--max-steps", "2", "--out", run, "--seed", "3" };
+        // The embedded Fashion-MNIST when installed (CI installs it), else a small data set in its file format.
+        if (!Directory.Exists(FashionMnist.DefaultRoot) && Environment.GetEnvironmentVariable(FashionMnist.RootVariable) == null)
+            args.AddRange(new[] { "--data", WriteSyntheticFashionMnist(Path.Combine(dir, "data")) });
+
+        var (code, output, err) = Run(args);
+        Assert.That(code, Is.EqualTo(0), output + err);
+        foreach (var file in new[] { "reconstructions.png", "samples.png", "losses.png", "metrics.json", "index.html", "tokenizer/metrics.jsonl",
+                                     "generator/metrics.jsonl", "tokenizer/checkpoint-2.safetensors", "generator/checkpoints/checkpoint-2.safetensors" })
+            Assert.That(File.Exists(Path.Combine(run, file)), Is.True, file);
+
+        string html = File.ReadAllText(Path.Combine(run, "index.html"));
+        foreach (var image in new[] { "reconstructions.png", "samples.png", "losses.png" })
+            Assert.That(html, Does.Contain($"src=\"{image}\""));
+        Assert.That(html, Does.Contain("maskbit demo --minutes").And.Contain("maskbit train tokenizer").And.Contain("Machine"));
+
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json")));
+        var m = metrics.RootElement;
+        Assert.That(m.GetProperty("complete").GetBoolean(), Is.True);
+        Assert.That(m.GetProperty("tokenizer").GetProperty("steps").GetInt64(), Is.EqualTo(2));
+        Assert.That(m.GetProperty("generator").GetProperty("steps").GetInt64(), Is.EqualTo(2));
+        foreach (var (section, key) in new[]
+                 {
+                     ("evaluation", "psnr"), ("evaluation", "ssim"), ("evaluation", "codebook_usage"), ("generator", "final_loss"),
+                     ("tokenizer", "train_images_per_second"), ("generator", "train_images_per_second"), ("sampling", "images_per_second"),
+                     ("tokenizer", "wall_seconds"), ("generator", "wall_seconds"),
+                 })
+            Assert.That(m.GetProperty(section).GetProperty(key).GetDouble(), Is.GreaterThan(0), $"{section}.{key}");
+        Assert.That(m.GetProperty("total_wall_seconds").GetDouble(), Is.GreaterThan(0));
+
+        var plot = ImageIO.Read(Path.Combine(run, "losses.png"));
+        Assert.That((plot.Width, plot.Height), Is.EqualTo((960, 320)));
+        Assert.That(plot.Pixels.Distinct().Count(), Is.GreaterThan(10), "the plot is blank");
+        var samples = ImageIO.Read(Path.Combine(run, "samples.png"));
+        Assert.That(samples.Height, Is.EqualTo(10 * 34 + 2), "one row of 32×32 samples per class");
+
+        // A second run in the same folder with other settings refuses instead of mixing the two.
+        var (again, _, againErr) = Run(args.Select(a => a == "3" ? "4" : a));
+        Assert.That(again, Is.EqualTo(2));
+        Assert.That(againErr, Does.Contain("--fresh"));
+    }
+
+    /// <summary>Fashion-MNIST's IDX files with 40 training and 20 test images: class c is a bar at rows 2c..2c+3.</summary>
+    private static string WriteSyntheticFashionMnist(string root)
+    {
+        Directory.CreateDirectory(root);
+        foreach (var (split, count) in new[] { ("train", 40), ("t10k", 20) })
+        {
+            var pixels = new byte[count * 28 * 28];
+            var labels = new byte[count];
+            for (int i = 0; i < count; i++)
+            {
+                labels[i] = (byte)(i % 10);
+                for (int y = 2 * labels[i]; y < 2 * labels[i] + 4; y++)
+                    for (int x = 4; x < 24; x++) pixels[i * 784 + y * 28 + x] = (byte)(128 + 12 * (i % 7));
+            }
+            WriteIdx(Path.Combine(root, $"{split}-images-idx3-ubyte.gz"), 0x803, new[] { count, 28, 28 }, pixels);
+            WriteIdx(Path.Combine(root, $"{split}-labels-idx1-ubyte.gz"), 0x801, new[] { count }, labels);
+        }
+        return root;
+    }
+
+    private static void WriteIdx(string path, int magic, int[] dims, byte[] data)
+    {
+        using var gz = new GZipStream(File.Create(path), CompressionLevel.Fastest);
+        var header = new byte[4 + 4 * dims.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, magic);
+        for (int d = 0; d < dims.Length; d++) System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4 + 4 * d), dims[d]);
+        gz.Write(header);
+        gz.Write(data);
+    }
+}
+
+public class TimedStageTests
+{
+    /// <summary>A trainer stand-in: each step takes <paramref name="secondsPerStep"/>, the schedule it was given is recorded.</summary>
+    private static Func<StageRun, StageRunResult> FakeTrainer(StageState state, double secondsPerStep, List<StageRun> runs, Action<long>? afterStep = null) => run =>
+    {
+        runs.Add(run);
+        long step = state.Steps;
+        while (step < run.MaxSteps)
+        {
+            if (run.Stop.IsCancellationRequested) return new StageRunResult(step, Stopped: true);
+            Thread.Sleep(TimeSpan.FromSeconds(secondsPerStep));
+            step++;
+            state.Steps = step;   // the real trainers resume from their checkpoint; the fake from the state
+            run.OnStep(new TrainingStepReport(step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = 1.0 / step }, 0));
+            afterStep?.Invoke(step);
+        }
+        return new StageRunResult(step, Stopped: false);
+    };
+
+    private static TimedStage Stage(TextWriter log) => new("stage", log, _ => new NoProgress());
+
+    private sealed class NoProgress : IStepProgress
+    {
+        public void Update(TrainingStepReport report) { }
+        public void Finish() { }
+    }
+
+    [Test]
+    public void PlansTheStepsThatFitTheBudgetWithAShortWarmup()
+    {
+        var state = new StageState();
+        var runs = new List<StageRun>();
+        bool done = Stage(TextWriter.Null).Run(state, budgetSeconds: 0.9, maxSteps: null, configWarmup: 500, CancellationToken.None, FakeTrainer(state, 0.01, runs));
+        Assert.That(done, Is.True);
+        Assert.That(runs[0].MaxSteps, Is.EqualTo(TimedStage.CalibrationSteps));
+        Assert.That(runs[0].WarmupSteps, Is.EqualTo(500), "timing steps run inside the config's warm-up");
+        Assert.That(runs, Has.Count.EqualTo(2));
+        // ~0.85 s left at ≥ 0.01 s a step (sleeps overshoot): tens of steps, with a tenth of them as warm-up.
+        Assert.That(state.PlannedSteps, Is.InRange(20L, 90L));
+        Assert.That(state.WarmupSteps, Is.EqualTo((int)Math.Ceiling(state.PlannedSteps!.Value * 0.1)));
+        Assert.That(runs[1].MaxSteps, Is.EqualTo(state.PlannedSteps));
+        Assert.That((state.Done, state.TimedSteps), Is.EqualTo((true, state.Steps - 2)), "the first step of each run is not timed");
+    }
+
+    [Test]
+    public void TheDeadlineEndsASlowStageAndCtrlCLeavesItResumable()
+    {
+        var state = new StageState { PlannedSteps = 1000, WarmupSteps = 10, Steps = 5 };
+        var runs = new List<StageRun>();
+        Assert.That(Stage(TextWriter.Null).Run(state, 0.3, null, 500, CancellationToken.None, FakeTrainer(state, 0.02, runs)), Is.True);
+        Assert.That((state.Done, state.StoppedBy), Is.EqualTo((true, "time budget")));
+        Assert.That(state.Steps, Is.InRange(6L, 999L));
+
+        var interrupted = new StageState { PlannedSteps = 20, WarmupSteps = 2, Steps = 5 };
+        using var ctrlC = new CancellationTokenSource();
+        var log = new StringWriter();
+        bool finished = Stage(log).Run(interrupted, 60, null, 500, ctrlC.Token, FakeTrainer(interrupted, 0.001, runs, step => { if (step == 8) ctrlC.Cancel(); }));
+        Assert.That((finished, interrupted.Done, interrupted.Steps), Is.EqualTo((false, false, 8L)));
+        Assert.That(log.ToString(), Does.Contain("run the same command again"));
+
+        Assert.That(Stage(TextWriter.Null).Run(interrupted, 60, null, 500, CancellationToken.None, FakeTrainer(interrupted, 0.001, runs)), Is.True);
+        Assert.That((interrupted.Done, interrupted.Steps, interrupted.StoppedBy), Is.EqualTo((true, 20L, "planned steps")));
+        Assert.That(runs[^1].WarmupSteps, Is.EqualTo(2), "a resumed stage keeps its plan");
+    }
+}
