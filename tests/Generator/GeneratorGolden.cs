@@ -12,8 +12,8 @@ namespace MaskBit.Tests.Generator;
 /// Tolerances (README.generator): activations/logits |Δ| ≤ 1e-4, loss |Δ| ≤ 1e-5, grads |Δ| ≤ 1e-4 + 1e-3·|ref|.</summary>
 public static class GeneratorGolden
 {
-    [GoldenKind("lfq_bert")] public static void RunLfqBert(GoldenCase c) => Run(c);
-    [GoldenKind("bert_vq")] public static void RunBertVq(GoldenCase c) => Run(c);
+    [GoldenKind("lfq_bert", OnDevices = true)] public static void RunLfqBert(GoldenCase c) => Run(c);
+    [GoldenKind("bert_vq", OnDevices = true)] public static void RunBertVq(GoldenCase c) => Run(c);
 
     private static void Run(GoldenCase c)
     {

@@ -13,7 +13,7 @@ namespace MaskBit.Tests.Generator;
 /// combined tokens (exact) and the decoded image (|Δ| ≤ 1e-4).</summary>
 public static class SamplerGolden
 {
-    [GoldenKind("sampler")]
+    [GoldenKind("sampler", OnDevices = true)]
     public static void Run(GoldenCase c)
     {
         var (sampler, config) = Load(c.Dir);

@@ -78,16 +78,21 @@ public static class GoldenCases
     }
 }
 
-/// <summary>Marks a static method <c>void Run(GoldenCase c)</c> as the parity runner of a case kind.</summary>
+/// <summary>Marks a static method <c>void Run(GoldenCase c)</c> as the parity runner of a case kind. The runner
+/// creates its models and tensors on <see cref="Device.Default"/>, which the harness sets to the test device.</summary>
 [AttributeUsage(AttributeTargets.Method)]
 public sealed class GoldenKindAttribute(string kind) : Attribute
 {
     public string Kind { get; } = kind;
 
-    public static Dictionary<string, MethodInfo> Runners() =>
+    /// <summary>The kind's cases also run on the ILGPU test devices (<see cref="Support.TestDevices.IlgpuNames"/>),
+    /// not only on the CPU backend.</summary>
+    public bool OnDevices { get; init; }
+
+    public static Dictionary<string, (MethodInfo Runner, GoldenKindAttribute Kind)> Runners() =>
         typeof(GoldenKindAttribute).Assembly.GetTypes()
             .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
             .Select(m => (m, a: m.GetCustomAttribute<GoldenKindAttribute>()))
             .Where(x => x.a != null)
-            .ToDictionary(x => x.a!.Kind, x => x.m);
+            .ToDictionary(x => x.a!.Kind, x => (x.m, x.a!));
 }

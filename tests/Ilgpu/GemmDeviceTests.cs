@@ -10,7 +10,7 @@ public sealed class GemmDeviceTests : DeviceTestBase
 {
     private const double Tolerance = 1e-5;
 
-    private static readonly (int M, int N, int K)[] Sizes = [(1, 1, 1), (5, 7, 3), (33, 17, 40), (31, 45, 29), (64, 64, 64)];
+    private static readonly (int M, int N, int K)[] Sizes = [(1, 1, 1), (5, 7, 3), (33, 17, 40), (31, 45, 29), (64, 64, 64), (9, 6, 300)];
 
     private static IEnumerable<TestCaseData> TransposeCases() =>
         OnDevices(from ta in new[] { false, true } from tb in new[] { false, true } select new object[] { ta, tb });

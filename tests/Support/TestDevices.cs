@@ -36,6 +36,15 @@ public static class TestDevices
         return IlgpuBackend.CreateCpu();
     });
 
+    /// <summary>The CPU accelerator for model-level runs (the golden cases): 4-lane warps, because the emulator
+    /// pays for every shuffle and barrier in each thread of the warp or group (the tokenizer case takes minutes
+    /// with 32-lane warps). The kernel tests cover 32-lane warps op by op on the shared backend.</summary>
+    private static readonly Lazy<IlgpuBackend> NarrowWarpIlgpuCpuBackend = new(() =>
+    {
+        DeviceAssertions.Install();
+        return IlgpuBackend.CreateCpu(threadsPerWarp: 4);
+    });
+
     private static readonly Lazy<IlgpuBackend> CudaBackend = new(() => IlgpuBackend.CreateCuda());
 
     public static IBackend Get(string name) => name switch
@@ -45,6 +54,10 @@ public static class TestDevices
         Cuda => CudaOrIgnore(),
         _ => throw new ArgumentException($"unknown test device '{name}'"),
     };
+
+    /// <summary>The backend for whole-model tests on device <paramref name="name"/>: as <see cref="Get"/>, except
+    /// that "ilgpu-cpu" is a CPU accelerator with narrow warps (a model-sized run costs seconds, not minutes).</summary>
+    public static IBackend GetForModels(string name) => name == IlgpuCpu ? NarrowWarpIlgpuCpuBackend.Value : Get(name);
 
     private static IlgpuBackend CudaOrIgnore()
     {

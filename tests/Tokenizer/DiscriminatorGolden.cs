@@ -14,7 +14,7 @@ public static class DiscriminatorGolden
     private const double ForwardTol = 1e-4;
     private const double GanTol = 1e-5;
 
-    [GoldenKind("discriminator")]
+    [GoldenKind("discriminator", OnDevices = true)]
     public static void Run(GoldenCase c)
     {
         var cfg = MaskBitConfig.Load(Path.Combine(c.Dir, "config.yaml"));

@@ -19,7 +19,7 @@ public static class LfqGolden
         (float)cfg.GetDouble("model.vq_model.entropy_loss_temperature", 0.01),
         (float)cfg.GetDouble("model.vq_model.entropy_gamma", 1.0));
 
-    [GoldenKind("lfq")]
+    [GoldenKind("lfq", OnDevices = true)]
     public static void Run(GoldenCase c)
     {
         var cfg = MaskBitConfig.Load(Path.Combine(c.Dir, "config.yaml"));

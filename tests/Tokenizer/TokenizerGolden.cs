@@ -10,7 +10,7 @@ namespace MaskBit.Tests.Tokenizer;
 /// <summary>Golden `tokenizer` (ConvVQModel, LFQ or VQ, new or legacy decoder) and `vq` (SimpleVectorizer).</summary>
 public static class TokenizerGolden
 {
-    [GoldenKind("tokenizer")]
+    [GoldenKind("tokenizer", OnDevices = true)]
     public static void RunTokenizer(GoldenCase c)
     {
         var cfg = MaskBitConfig.Load(Path.Combine(c.Dir, "config.yaml"));
@@ -60,7 +60,7 @@ public static class TokenizerGolden
         if (failures.Count > 0) Assert.Fail($"{c}:\n  " + string.Join("\n  ", failures));
     }
 
-    [GoldenKind("vq")]
+    [GoldenKind("vq", OnDevices = true)]
     public static void RunVq(GoldenCase c)
     {
         var cfg = MaskBitConfig.Load(Path.Combine(c.Dir, "config.yaml"));

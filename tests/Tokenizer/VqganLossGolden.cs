@@ -17,7 +17,7 @@ public static class VqganLossGolden
 {
     private const double LossTol = 1e-5;
 
-    [GoldenKind("vqgan_loss")]
+    [GoldenKind("vqgan_loss", OnDevices = true)]
     public static void Run(GoldenCase c)
     {
         var failures = new List<string>();

@@ -130,8 +130,12 @@ public sealed partial class IlgpuBackend
         if (Warp.IsFirstLane) warpPartials[Warp.WarpIdx] = value;
         Group.Barrier();
         if (Warp.WarpIdx != 0) return value;
-        int warps = Group.DimX / Warp.WarpSize;
-        return WarpReduce(op, Warp.LaneIdx < warps ? warpPartials[Warp.LaneIdx] : op.Identity);
+        // A group may hold more warps than a warp has lanes (narrow warps on the CPU accelerator): each lane
+        // first combines every warp-size-th partial.
+        float partial = op.Identity;
+        for (int w = Warp.LaneIdx, warps = Group.DimX / Warp.WarpSize; w < warps; w += Warp.WarpSize)
+            partial = op.Combine(partial, warpPartials[w]);
+        return WarpReduce(op, partial);
     }
 
     /// <summary>The reduction of <paramref name="value"/> over the group, returned to every thread (for row

@@ -18,11 +18,12 @@ public sealed partial class IlgpuBackend
         int Depth { get; }
     }
 
-    /// <summary>64 threads (8×8): small groups for the CPU accelerator.</summary>
+    /// <summary>64 threads (8×8): small groups for the CPU accelerator, which pays for each barrier in every
+    /// thread, hence few deep K steps (16 KB of shared memory per slice pair).</summary>
     internal readonly struct GemmTile32 : IGemmTile
     {
         public int Size => 32;
-        public int Depth => 32;
+        public int Depth => 128;
     }
 
     /// <summary>256 threads (16×16), 8 KB of shared memory: for GPUs.</summary>

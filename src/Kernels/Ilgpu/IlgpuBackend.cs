@@ -59,13 +59,15 @@ public sealed partial class IlgpuBackend : IBackend
         IntPool = new DeviceBufferPool<int>(accelerator, budget / 8);
     }
 
-    /// <summary>The CPU accelerator (an emulator, for tests): warps of 32 as on CUDA, at most 8 warps (256
-    /// threads) per group so a test cannot launch a 1024-thread group by accident, one multiprocessor, and the
-    /// Parallel mode (Auto falls back to the 5–25× slower Sequential mode under a debugger).</summary>
-    public static IlgpuBackend CreateCpu(IlgpuLaunchSizes? sizes = null)
+    /// <summary>The CPU accelerator (an emulator, for tests): warps of 32 as on CUDA unless
+    /// <paramref name="threadsPerWarp"/> says otherwise, at most 256 threads per group so a test cannot launch a
+    /// 1024-thread group by accident, one multiprocessor, and the Parallel mode (Auto falls back to the 5–25×
+    /// slower Sequential mode under a debugger). The emulator runs an OS thread per GPU thread and pays for every
+    /// shuffle and barrier in each of them, so narrow warps (4 lanes) make model-sized runs several times faster.</summary>
+    public static IlgpuBackend CreateCpu(IlgpuLaunchSizes? sizes = null, int threadsPerWarp = 32)
     {
         var context = Context.Create(b => b.CPU().EnableAlgorithms());
-        var device = new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
+        var device = new CPUDevice(numThreadsPerWarp: threadsPerWarp, numWarpsPerMultiprocessor: 256 / threadsPerWarp, numMultiprocessors: 1);
         return new IlgpuBackend(device.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel), sizes, ownsAccelerator: true);
     }
 
