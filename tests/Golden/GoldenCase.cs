@@ -78,6 +78,14 @@ public static class GoldenCases
     }
 }
 
+/// <summary>The device a runner runs on (<see cref="Device.Default"/>, set by the harness).</summary>
+public static class GoldenDevice
+{
+    /// <summary>True on the CPU backend; on a test device (an ILGPU emulator in CI) runners leave out their
+    /// slowest runs, which the CPU run covers.</summary>
+    public static bool IsCpu => Device.Default is Kernels.Cpu.CpuBackend;
+}
+
 /// <summary>Marks a static method <c>void Run(GoldenCase c)</c> as the parity runner of a case kind. The runner
 /// creates its models and tensors on <see cref="Device.Default"/>, which the harness sets to the test device.</summary>
 [AttributeUsage(AttributeTargets.Method)]

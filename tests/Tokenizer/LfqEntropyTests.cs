@@ -105,7 +105,7 @@ public class LfqEntropyTests
         const int batch = 1, bits = 6, hw = 3;
         const double temperature = 0.01, h = 1e-7;
         double[] upstream = [0.7, -1.3];
-        var z = Latents(batch * bits * hw, 0.002, seed: 5);
+        var z = Latents(batch * bits * hw, 0.01, seed: 5);
         var reference = Reference.Of(z, batch, bits, hw, temperature, upstream);
         Assert.That(reference.ClampedShare, Is.GreaterThan(0.1), "the case should exercise the clamp");
         var numeric = new double[z.Length];
@@ -148,11 +148,12 @@ public class LfqEntropyTests
         var terms = F.LfqEntropy(zt, (float)temperature);
         terms.Mul(Tensor.FromArray(upstream.Select(v => (float)v).ToArray(), [2], zt.Device)).Sum().Backward();
         var values = terms.ToArray();
-        // float32 sums over up to 2^18 codes: absolute error on entropies of up to K·log 2.
-        Assert.That(values[0], Is.EqualTo(reference.PerSample).Within(2e-4 * Math.Max(1, reference.PerSample)), "per-sample entropy");
-        Assert.That(values[1], Is.EqualTo(reference.Average).Within(2e-4 * Math.Max(1, reference.Average)), "entropy of the mean distribution");
         double gradError = Compare.ScaledError(zt.Grad!.ToArray().Select(v => (double)v).ToArray(), reference.Grad);
-        Assert.That(gradError, Is.LessThanOrEqualTo(1e-3), "gradient (scaled error)");
+        TestContext.Out.WriteLine($"|Δ| per-sample {Math.Abs(values[0] - reference.PerSample):E1}, average {Math.Abs(values[1] - reference.Average):E1}, gradient scaled error {gradError:E1}");
+        // float32 sums over up to 2^18 codes (measured: |Δ| ≤ 1e-6, gradient scaled error ≤ 4e-5).
+        Assert.That(values[0], Is.EqualTo(reference.PerSample).Within(1e-5 * Math.Max(1, reference.PerSample)), "per-sample entropy");
+        Assert.That(values[1], Is.EqualTo(reference.Average).Within(1e-5 * Math.Max(1, reference.Average)), "entropy of the mean distribution");
+        Assert.That(gradError, Is.LessThanOrEqualTo(2e-4), "gradient (scaled error)");
     }
 
     [Test]
