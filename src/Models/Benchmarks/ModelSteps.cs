@@ -203,8 +203,48 @@ public sealed class TokenizerReconstructStep : IModelStep
     }
 }
 
+/// <summary>The LFQ quantizer module in train mode as the PyTorch peer's lfq rows run it (token_bits K, commitment
+/// 0.25, entropy weight 0.02, temperature 0.01) on normal latents z (B, K, 16, 16): the forward with the tape on, or
+/// forward and backward of quantizer_loss + ⟨z_q, R⟩ with a fixed normal R.</summary>
+public sealed class LfqQuantizerStep : IModelStep
+{
+    private readonly LookupFreeQuantizer _quantizer;
+    private readonly Tensor _z, _upstream;
+    private readonly bool _backward;
+
+    public LfqQuantizerStep(int bits, int batch, bool backward)
+    {
+        _quantizer = new LookupFreeQuantizer(bits, commitmentCost: 0.25f, entropyLossWeight: 0.02f, entropyLossTemperature: 0.01f);
+        _quantizer.Train();
+        var shape = new[] { batch, bits, 16, 16 };
+        _z = ModelInputs.Normal(shape, seed: 1).RequiresGrad_();
+        _upstream = ModelInputs.Normal(shape, seed: 2);
+        _backward = backward;
+    }
+
+    public double Run()
+    {
+        using var scope = TensorScope.Begin();
+        _z.Grad = null;
+        var (quantized, result) = _quantizer.Forward(_z);
+        if (!_backward) return result.QuantizerLoss.Item();
+        var loss = result.QuantizerLoss.Add(quantized.Mul(_upstream).Sum());
+        loss.Backward();
+        return loss.Item();
+    }
+}
+
 internal static class ModelInputs
 {
+    /// <summary>Standard normal values.</summary>
+    public static Tensor Normal(int[] shape, int seed)
+    {
+        var rng = new Rng((ulong)seed);
+        var data = new float[shape.Aggregate(1, (a, b) => a * b)];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)rng.NextGaussian();
+        return Tensor.FromArray(data, shape);
+    }
+
     /// <summary>Uniform [0, 1) pixels, the range of the training pipeline's images.</summary>
     public static Tensor Uniform(int[] shape, int seed)
     {

@@ -5,7 +5,8 @@ using MaskBit.Models.Config;
 namespace MaskBit.Models.Benchmarks;
 
 /// <summary>Model-level workloads (group "model") on the configs in configs/, random weights, synthetic inputs.
-/// Their PyTorch counterparts are the rows of the same name in bench/peer/peer_models.py.</summary>
+/// Their PyTorch counterparts are the rows of the same name in bench/peer/peer_models.py. Also the LFQ quantizer
+/// module (group "lfq"), whose counterparts are the peer's lfq rows.</summary>
 public static class ModelWorkloads
 {
     public const string SmallTokenizerConfig = "configs/fashion_mnist_tokenizer.yaml";
@@ -23,13 +24,25 @@ public static class ModelWorkloads
             () => new SamplingStep(Load(Generator12Config), images: 2));
         yield return Model("small_generator_train_step", "fashion_mnist_generator: batch 64, 8×8 tokens",
             () => new GeneratorTrainingStep(Load(SmallGeneratorConfig)));
+
+        // The LFQ quantizer module with autograd, the same work as the peer's lfq rows (the lfq kernel rows time
+        // the kernels alone); FLOPs as the peer counts them (its einsum).
+        foreach (int bits in new[] { 12, 18 })
+            foreach (bool backward in new[] { false, true })
+            {
+                const int batch = 8;
+                string mode = backward ? "fb" : "fwd";
+                double einsum = 2.0 * batch * 256 * bits * (1 << bits);
+                yield return Model($"lfq{bits}_b8_module_{mode}", $"LookupFreeQuantizer z[{batch},{bits},16,16] codebook 2^{bits}",
+                    () => new LfqQuantizerStep(bits, batch, backward), group: "lfq", flops: backward ? 2 * einsum : einsum, peer: $"lfq{bits}_b8_{mode}");
+            }
     }
 
     private static MaskBitConfig Load(string relativePath) => MaskBitConfig.Load(RepositoryFiles.Find(relativePath));
 
     /// <summary>A model workload whose models live on the given device while they are built and run.</summary>
-    private static Workload Model(string name, string shape, Func<IModelStep> create) =>
-        new(name, "model", shape, 0, 0, [[name]], device =>
+    private static Workload Model(string name, string shape, Func<IModelStep> create, string group = "model", double flops = 0, string? peer = null) =>
+        new(name, group, shape, flops, 0, [[peer ?? name]], device =>
         {
             var step = OnDevice(device, create);
             return new PreparedWorkload(() => OnDevice(device, step.Run), []);

@@ -51,10 +51,15 @@ public static class WorkloadRunner
         bool onCpu = ReferenceEquals(backend, Workload.Backend);
         try
         {
+            // Memory as the PyTorch peer reports it: resident set before the workload, and its peak from there
+            // (preparation included), plus the managed bytes each timed run allocates.
+            bool ownPeak = ProcessMemory.TryResetPeak();
+            row["rss_before_mb"] = Math.Round(ProcessMemory.ResidentMb(), 1);
             using var prepared = w.Prepare(backend);
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < options.WarmupRuns || sw.Elapsed.TotalSeconds < Math.Min(0.5, options.TargetSeconds / 4); i++) { prepared.Run(); backend.Synchronize(); }
             var times = new List<double>();
+            long allocatedBefore = GC.GetTotalAllocatedBytes();
             sw.Restart();
             while (times.Count < options.MinRuns || (sw.Elapsed.TotalSeconds < options.TargetSeconds && times.Count < 10000))
             {
@@ -63,6 +68,9 @@ public static class WorkloadRunner
                 backend.Synchronize();
                 times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             }
+            row["alloc_mb_per_run"] = Math.Round((GC.GetTotalAllocatedBytes() - allocatedBefore) / 1e6 / times.Count, 3);
+            row["peak_rss_mb"] = Math.Round(ProcessMemory.PeakResidentMb(), 1);
+            if (!ownPeak) row["peak_rss_scope"] = "process";
             times.Sort();
             double median = times[times.Count / 2];
             row["median_ms"] = Math.Round(median, 4);
@@ -81,7 +89,8 @@ public static class WorkloadRunner
         return row;
     }
 
-    /// <summary>The rows as an aligned text table: workload, shape, median ms, GFLOP/s, % of the FMA peak, GB/s.</summary>
+    /// <summary>The rows as an aligned text table: workload, shape, median ms, GFLOP/s, % of the FMA peak, GB/s,
+    /// peak resident memory.</summary>
     public static void WriteTable(IReadOnlyList<Dictionary<string, object?>> rows, TextWriter o)
     {
         string Cell(Dictionary<string, object?> r, string key, string format) =>
@@ -90,9 +99,9 @@ public static class WorkloadRunner
         {
             (string)r["name"]!, (string)r["shape"]!,
             r.TryGetValue("error", out var e) ? $"error: {e}" : Cell(r, "median_ms", "F3"),
-            Cell(r, "gflops", "F1"), Cell(r, "pct_peak", "F1"), Cell(r, "gbytes_s", "F2"),
+            Cell(r, "gflops", "F1"), Cell(r, "pct_peak", "F1"), Cell(r, "gbytes_s", "F2"), Cell(r, "peak_rss_mb", "F0"),
         }).ToList();
-        string[] header = ["workload", "shape", "median ms", "GFLOP/s", "% peak", "GB/s"];
+        string[] header = ["workload", "shape", "median ms", "GFLOP/s", "% peak", "GB/s", "peak RSS MB"];
         var widths = header.Select((h, i) => lines.Select(l => l[i].Length).Append(h.Length).Max()).ToArray();
         string Format(string[] cells) => string.Join("  ", cells.Select((c, i) => i < 2 ? c.PadRight(widths[i]) : c.PadLeft(widths[i]))).TrimEnd();
         o.WriteLine(Format(header));
