@@ -97,6 +97,11 @@ public sealed class GoldenKindAttribute(string kind) : Attribute
     /// not only on the CPU backend.</summary>
     public bool OnDevices { get; init; }
 
+    /// <summary>With <see cref="OnDevices"/>: the case folders that run on the test devices (null: every case).</summary>
+    public string[]? DeviceCases { get; init; }
+
+    public bool RunsOnDevices(GoldenCase c) => OnDevices && (DeviceCases == null || DeviceCases.Contains(c.Name));
+
     public static Dictionary<string, (MethodInfo Runner, GoldenKindAttribute Kind)> Runners() =>
         typeof(GoldenKindAttribute).Assembly.GetTypes()
             .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))

@@ -20,7 +20,7 @@ public class GoldenParityTests
     {
         foreach (var c in GoldenCases.All())
         {
-            bool onDevices = c.Kind == "ops" || (Runners.TryGetValue(c.Kind, out var r) && r.Kind.OnDevices);
+            bool onDevices = c.Kind == "ops" || (Runners.TryGetValue(c.Kind, out var r) && r.Kind.RunsOnDevices(c));
             IEnumerable<string> devices = onDevices ? [TestDevices.Cpu, .. TestDevices.IlgpuNames] : [TestDevices.Cpu];
             foreach (var device in devices)
             {
