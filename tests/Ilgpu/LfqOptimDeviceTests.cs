@@ -54,6 +54,16 @@ public sealed class LfqOptimDeviceTests : DeviceTestBase
         AssertEntropyMatches(device, 10, 1.5f, 0.5f, "256-thread groups");
     }
 
+    [Test]
+    public void GroupsOfMoreWarpsThanLanes()
+    {
+        // The 32-thread LFQ tile on 4-lane warps (the model-test accelerator): 8 warp partials per group reduction,
+        // more than one warp's lanes can combine in one step.
+        var device = (IlgpuBackend)TestDevices.GetForModels(TestDevices.IlgpuCpu);
+        Assert.That(device.Accelerator.WarpSize, Is.EqualTo(4));
+        AssertEntropyMatches(device, 10, 1.5f, 0.5f, "4-lane warps");
+    }
+
     private void AssertEntropyMatches(IBackend device, int bits, float invTemperature, float scale, string what)
     {
         int n = Batch * bits * Hw, codes = 1 << bits;
