@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using MaskBit.Models.Config;
+using MaskBit.Models.Data;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -30,29 +31,35 @@ internal static class EvalCommand
         var output = new Option<string>("--out") { Description = "Folder for metrics.json.", DefaultValueFactory = _ => "." };
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
-        var command = new Command("tokenizer", "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy). " +
-                                               "rFID / IS need the FID InceptionV3, which this build does not include.")
+        var device = CommandSupport.DeviceOption();
+        var command = new Command("tokenizer", CommandSupport.Describe(
+            "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy). " +
+            "rFID / IS need the FID InceptionV3, which this build does not include.",
+            "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --weights runs/tokenizer/checkpoint-600.safetensors --max-images 1000"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, device,
         };
-        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
+            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
             string source = parse.GetValue(data)
                 ?? (cfg.Has("dataset.params.eval_shards_path_or_url") ? cfg.GetString("dataset.params.eval_shards_path_or_url")
                     : throw new ConfigException($"{cfg.File}: no evaluation data: pass --data or set dataset.params.eval_shards_path_or_url"));
             int batch = parse.GetValue(batchSize) ?? (int)cfg.GetInt("training.per_gpu_batch_size", 32);
-            if (batch < 1) throw new ConfigException($"--batch-size must be at least 1, not {batch}");
+            if (batch < 1) throw new UsageException($"--batch-size must be at least 1, not {batch}");
 
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
+            string weightsPath = CommandSupport.RequireFile(parse.GetValue(weights)!, "--weights", "pass a checkpoint of `maskbit train tokenizer` or official tokenizer weights");
+            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             var dataset = TrainingData.Open(source, train: false, TrainingData.Channels(cfg));
             IReadOnlyDictionary<string, double> scores;
             try
             {
                 var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1);
-                long limit = parse.GetValue(maxImages) ?? long.MaxValue;
-                stdout.WriteLine($"evaluating on {source}: {Math.Min(limit, dataset.Count)} of {dataset.Count} images");
-                scores = TokenizerEvaluation.Evaluate(model, loader.Epoch(0), limit);
+                long limit = parse.GetValue(maxImages) ?? long.MaxValue, count = Math.Min(limit, dataset.Count);
+                stdout.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images");
+                var progress = new ProgressDisplay(stdout, "eval", unit: "img");
+                scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), limit);
+                progress.Finish();
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 
@@ -66,5 +73,18 @@ internal static class EvalCommand
             return Program.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary>The batches, reporting the images handed out so far (the evaluation of the previous batch is done
+    /// when the next is requested).</summary>
+    private static IEnumerable<Batch> Reporting(IEnumerable<Batch> batches, ProgressDisplay progress, long total)
+    {
+        long done = 0;
+        foreach (var batch in batches)
+        {
+            yield return batch;
+            done += batch.Images.Shape[0];
+            progress.Report(Math.Min(done, total), total);
+        }
     }
 }

@@ -16,12 +16,14 @@ public static class EvalGeneratorCommand
         var numImages = new Option<int>("--num-images") { Description = "Images to sample.", DefaultValueFactory = _ => 50 };
         var inception = new Option<string?>("--inception-weights") { Description = "FID InceptionV3 weights (for gFID / IS)." };
         var fidStats = new Option<string?>("--fid-stats") { Description = "Reference statistics (.npz with mu, sigma) for gFID." };
-        var command = new Command("generator", "Measure the generator's sampling speed (and gFID / IS where an Inception network is available).");
+        var command = new Command("generator", CommandSupport.Describe(
+            "Measure the generator's sampling speed (and gFID / IS where an Inception network is available).",
+            "maskbit eval generator --num-images 40   # the shipped Fashion-MNIST model"));
         flags.AddTo(command);
         command.Options.Add(numImages);
         command.Options.Add(inception);
         command.Options.Add(fidStats);
-        command.SetAction(parse => GeneratorCommands.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(flags.Device), () =>
         {
             int n = parse.GetValue(numImages);
             if (n < 1) return GeneratorCommands.Usage(stderr, "--num-images", $"must be at least 1, got {n}");
@@ -30,12 +32,12 @@ public static class EvalGeneratorCommand
                 return GeneratorCommands.Usage(stderr, inceptionPath == null ? "--inception-weights" : "--fid-stats", "gFID needs both --inception-weights and --fid-stats");
             if (!GeneratorCommands.RequireFile(inceptionPath, "--inception-weights", stderr) || !GeneratorCommands.RequireFile(statsPath, "--fid-stats", stderr))
                 return Program.ExitBadFile;
-            var loaded = flags.Load(parse, stderr, out int code);
+            var loaded = flags.Load(parse, stdout, stderr, out int code);
             if (loaded == null) return code;
 
             var labels = Enumerable.Range(0, n).Select(i => i % loaded.NumClasses).ToArray();
             var clock = Stopwatch.StartNew();
-            loaded.Sample(labels);
+            loaded.Sample(labels, new ProgressDisplay(stdout, "sample", unit: "img"));
             double seconds = clock.Elapsed.TotalSeconds;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"sampled {n} images ({loaded.Options.NumSteps} steps, guidance {loaded.Options.GuidanceScale}, batch {loaded.BatchSize}) in {seconds:0.00} s: {n / seconds:0.00} images/s"));

@@ -1,50 +1,91 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>An in-place progress bar for terminals. Log lines written through <see cref="Log"/> clear the bar
-/// first, so the bar always sits on the last line.</summary>
+/// <summary>
+/// Progress of a long command. On a terminal: one bar on the last line (step/total, a detail such as the loss,
+/// rate, ETA), redrawn in place; log lines written through <see cref="Log"/> clear it first. Otherwise (output
+/// redirected, tests): a plain line at most every <see cref="PlainInterval"/> and at the last step, or nothing
+/// when the command's own log lines already report progress (<c>plainLines: false</c>).
+/// </summary>
 internal sealed class ProgressDisplay
 {
     private const int Width = 30;
-    private readonly TextWriter _terminal;
+    public static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(10);
+
+    private readonly TextWriter _output;
+    private readonly string _label, _unit;
+    private readonly bool _plainLines;
     private readonly Lock _lock = new();
-    private readonly System.Diagnostics.Stopwatch _clock = new();
+    private readonly Stopwatch _clock = new();
+    private TimeSpan? _lastPlainLine;
     private long _firstStep = -1;
     private bool _barShown;
 
-    public ProgressDisplay(TextWriter terminal)
+    /// <param name="output">The command's stdout.</param>
+    /// <param name="label">What progresses ("train", "generate"), the prefix of plain lines.</param>
+    /// <param name="unit">Unit of the rate ("it" for steps, "img" for images).</param>
+    /// <param name="plainLines">Whether to print plain progress lines when not on a terminal.</param>
+    public ProgressDisplay(TextWriter output, string label, string unit = "it", bool plainLines = true)
     {
-        _terminal = terminal;
-        Log = new LineWriter(this);
+        _output = output;
+        _label = label;
+        _unit = unit;
+        _plainLines = plainLines;
+        // Only the real console, not redirected, gets the bar (tests pass their own writers).
+        IsTerminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
+        Log = IsTerminal ? new LineWriter(this) : output;
     }
 
+    public bool IsTerminal { get; }
+
+    /// <summary>Where the command's log lines go (through the bar on a terminal).</summary>
     public TextWriter Log { get; }
 
-    public void Update(TrainingStepReport report)
+    /// <summary>Whether <see cref="Report"/> shows anything in this mode (training skips the callback otherwise).</summary>
+    public bool Shows => IsTerminal || _plainLines;
+
+    /// <summary>Reports that <paramref name="done"/> of <paramref name="total"/> are done.</summary>
+    public void Report(long done, long total, string? detail = null)
     {
-        int filled = (int)(Width * report.Step / Math.Max(1, report.MaxSteps));
-        // The rate over this session's steps (the report's rate only changes at log lines).
-        if (_firstStep < 0) { _firstStep = report.Step; _clock.Start(); }
-        double perSecond = (report.Step - _firstStep) / Math.Max(_clock.Elapsed.TotalSeconds, 1e-9);
-        string rate = report.Step > _firstStep ? perSecond.ToString("F2", CultureInfo.InvariantCulture) + " it/s" : "";
-        string loss = report.Values.TryGetValue("total_loss", out var l) ? $"loss {l.ToString("F4", CultureInfo.InvariantCulture)}" : "";
+        // The rate over this session's steps (a resumed run starts counting where it resumed).
+        if (_firstStep < 0) { _firstStep = done; _clock.Start(); }
+        double seconds = _clock.Elapsed.TotalSeconds;
+        double perSecond = (done - _firstStep) / Math.Max(seconds, 1e-9);
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"{done}/{total}");
+        if (!string.IsNullOrEmpty(detail)) text.Append("  ").Append(detail);
+        if (done > _firstStep)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"  {perSecond:F2} {_unit}/s");
+            if (done < total) text.Append(CultureInfo.InvariantCulture, $"  eta {TimeSpan.FromSeconds(Math.Round((total - done) / perSecond)):c}");
+        }
         lock (_lock)
         {
-            _terminal.Write($"\r\u001b[K[{new string('#', filled)}{new string('.', Width - filled)}] {report.Step}/{report.MaxSteps}  {loss}  {rate}");
-            _terminal.Flush();
-            _barShown = true;
+            if (IsTerminal)
+            {
+                int filled = (int)(Width * Math.Clamp(done, 0, total) / Math.Max(1, total));
+                _output.Write($"\r\u001b[K[{new string('#', filled)}{new string('.', Width - filled)}] {text}");
+                _output.Flush();
+                _barShown = true;
+            }
+            else if (_plainLines && (done >= total || _lastPlainLine is not { } last || _clock.Elapsed - last >= PlainInterval))
+            {
+                _output.WriteLine($"{_label}: {text}");
+                _lastPlainLine = _clock.Elapsed;
+            }
         }
-        if (report.Step == report.MaxSteps) Finish();
+        if (done >= total) Finish();
     }
 
+    /// <summary>Ends the bar's line (call when the work stops early too).</summary>
     public void Finish()
     {
         lock (_lock)
         {
-            if (_barShown) _terminal.WriteLine();
+            if (_barShown) _output.WriteLine();
             _barShown = false;
         }
     }
@@ -53,7 +94,7 @@ internal sealed class ProgressDisplay
     {
         lock (_lock)
         {
-            _terminal.Write(_barShown ? "\r\u001b[K" + line + "\n" : line + "\n");
+            _output.Write(_barShown ? "\r\u001b[K" + line + "\n" : line + "\n");
             _barShown = false;
         }
     }

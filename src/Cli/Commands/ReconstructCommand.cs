@@ -16,9 +16,9 @@ internal static class ReconstructCommand
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var config = CommandSupport.ConfigOption();
+        var config = CommandSupport.OptionalConfigOption();
         var overrides = CommandSupport.OverridesArgument();
-        var weights = new Option<string>("--weights") { Required = true, Description = "A training checkpoint or official tokenizer weights (.bin, .safetensors)." };
+        var weights = new Option<string?>("--weights") { Description = $"A training checkpoint or official tokenizer weights (.bin, .safetensors); default: the shipped model's ({ShippedModel.DisplayFolder})." };
         var images = new Option<string[]>("--images")
         {
             Required = true, AllowMultipleArgumentsPerToken = true,
@@ -27,15 +27,30 @@ internal static class ReconstructCommand
         var output = new Option<string>("--out") { Required = true, Description = "Folder for the reconstructions and grid.png." };
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
-        var command = new Command("reconstruct", "Reconstruct images with a tokenizer: writes <name>.png per image and grid.png.")
+        var device = CommandSupport.DeviceOption();
+        var command = new Command("reconstruct", CommandSupport.Describe(
+            $"Reconstruct images with a tokenizer (the shipped Fashion-MNIST one in {ShippedModel.DisplayFolder} when no --weights are given): " +
+            "writes <name>.png per image and grid.png.",
+            "maskbit reconstruct --images photos/ --out recon",
+            "maskbit reconstruct --config configs/fashion_mnist_tokenizer.yaml --weights runs/tokenizer/checkpoint-600.safetensors --images a.png b.png --out recon"))
         {
-            config, overrides, weights, images, output, noEma, nonStrict,
+            config, overrides, weights, images, output, noEma, nonStrict, device,
         };
-        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
+            var (configPath, weightsPath) = (parse.GetValue(config), parse.GetValue(weights));
+            if (weightsPath == null)
+            {
+                configPath ??= ShippedModel.TokenizerConfig;
+                weightsPath = ShippedModel.TokenizerWeights;
+                ShippedModel.Require(configPath, weightsPath);
+                stdout.WriteLine($"no --weights given: using the shipped Fashion-MNIST tokenizer ({ShippedModel.DisplayFolder})");
+            }
+            else if (configPath == null) throw new UsageException("--config is missing: with your own --weights pass the config they were trained with");
+            else CommandSupport.RequireFile(weightsPath, "--weights", "pass a checkpoint of `maskbit train tokenizer`, or omit --weights for the shipped model");
+            var cfg = CommandSupport.LoadConfig(configPath, parse.GetValue(overrides));
             var files = ImageFiles(parse.GetValue(images)!);
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
+            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             var transform = TrainingData.Transform(cfg);
             int channels = TrainingData.Channels(cfg);
             string outputDir = parse.GetValue(output)!;
@@ -77,7 +92,7 @@ internal static class ReconstructCommand
         }
         if (files.Count == 0) throw new FileNotFoundException("--images: no .png/.jpg/.jpeg files found");
         var duplicate = files.GroupBy(f => Path.GetFileNameWithoutExtension(f), StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate != null) throw new ConfigException($"--images: two images are named '{duplicate.Key}' ({string.Join(", ", duplicate)})");
+        if (duplicate != null) throw new UsageException($"--images: two images are named '{duplicate.Key}' ({string.Join(", ", duplicate)})");
         return files;
     }
 
