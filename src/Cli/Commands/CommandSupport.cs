@@ -22,8 +22,17 @@ internal static class CommandSupport
     public static Option<string?> OptionalConfigOption() =>
         new("--config") { Description = $"A config YAML in the original MaskBit schema (default: the shipped model's, {ShippedModel.DisplayFolder})." };
 
-    public static Argument<string[]> OverridesArgument() =>
-        new("overrides") { Arity = ArgumentArity.ZeroOrMore, Description = "Config overrides a.b.c=value (YAML values), e.g. training.max_train_steps=20." };
+    public static Argument<string[]> OverridesArgument()
+    {
+        var overrides = new Argument<string[]>("overrides") { Arity = ArgumentArity.ZeroOrMore, Description = "Config overrides a.b.c=value (YAML values), e.g. training.max_train_steps=20." };
+        // Unknown flags would otherwise land here as overrides; report them as the flags they look like.
+        overrides.Validators.Add(result =>
+        {
+            foreach (var token in result.Tokens.Where(t => t.Value.StartsWith('-')))
+                result.AddError($"unknown option '{token.Value}'");
+        });
+        return overrides;
+    }
 
     public static Option<bool> NoEmaOption() =>
         new("--no-ema") { Description = "Use the raw weights of a training checkpoint instead of its EMA weights." };
