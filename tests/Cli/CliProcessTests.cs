@@ -141,7 +141,7 @@ public class CliProcessTests
                 output.Add(line);
                 if (line.StartsWith("step 2/", StringComparison.Ordinal)) break;   // training is under way
             }
-            Assert.That(line, Is.Not.Null, "training ended before its second step:\n" + string.Join('\n', output) + stderr.Result);
+            if (line == null) Assert.Fail("training ended before its second step:\n" + string.Join('\n', output) + stderr.Result);
             using (var kill = Process.Start("kill", ["-INT", process.Id.ToString(CultureInfo.InvariantCulture)]))
                 kill.WaitForExit();
             output.AddRange(process.StandardOutput.ReadToEnd().Split('\n'));
