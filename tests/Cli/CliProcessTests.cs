@@ -130,7 +130,19 @@ public class CliProcessTests
         Assume.That(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS(), "sends SIGINT");
         string run = _dir.File("interrupted");
         string[] args = { "train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=100000", "experiment.save_every=100000" };
-        using var process = Process.Start(StartInfo(args))!;
+        // A child inherits an ignored SIGINT (test runners started in the background have one), and .NET keeps it
+        // ignored, as a shell's background job should; perl (part of every Debian/Ubuntu/macOS base system)
+        // restores the default before starting maskbit. Without perl the same clean stop is asked with SIGTERM.
+        var info = StartInfo(args);
+        string signal = "-INT";
+        if (File.Exists("/usr/bin/perl"))
+        {
+            info.ArgumentList.Insert(0, info.FileName);
+            foreach (var a in new[] { "exec @ARGV or die", "-e", "$SIG{INT} = 'DEFAULT';", "-e" }) info.ArgumentList.Insert(0, a);
+            info.FileName = "/usr/bin/perl";
+        }
+        else signal = "-TERM";
+        using var process = Process.Start(info)!;
         var stderr = process.StandardError.ReadToEndAsync();
         var output = new List<string>();
         try
@@ -142,10 +154,12 @@ public class CliProcessTests
                 if (line.StartsWith("step 2/", StringComparison.Ordinal)) break;   // training is under way
             }
             if (line == null) Assert.Fail("training ended before its second step:\n" + string.Join('\n', output) + stderr.Result);
-            using (var kill = Process.Start("kill", ["-INT", process.Id.ToString(CultureInfo.InvariantCulture)]))
+            using (var kill = Process.Start("kill", [signal, process.Id.ToString(CultureInfo.InvariantCulture)]))
                 kill.WaitForExit();
-            output.AddRange(process.StandardOutput.ReadToEnd().Split('\n'));
-            Assert.That(process.WaitForExit(TimeSpan.FromSeconds(30)), "no clean stop after SIGINT");
+            var rest = process.StandardOutput.ReadToEndAsync();
+            if (!rest.Wait(TimeSpan.FromSeconds(60))) Assert.Fail($"no clean stop after kill {signal}:\n{string.Join('\n', output.TakeLast(5))}");
+            output.AddRange(rest.Result.Split('\n'));
+            Assert.That(process.WaitForExit(TimeSpan.FromSeconds(60)), $"no clean stop after kill {signal}");
         }
         finally
         {
