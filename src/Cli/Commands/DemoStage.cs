@@ -65,6 +65,24 @@ internal sealed class DemoState
     }
 }
 
+/// <summary>Where a timed stage reports its steps: the console's progress display, or nothing in tests.</summary>
+internal interface IStepProgress
+{
+    void Update(TrainingStepReport report);
+    void Finish();
+}
+
+/// <summary>A stage's steps shown through a <see cref="ProgressDisplay"/> with the running loss.</summary>
+internal sealed class StageProgress(ProgressDisplay display) : IStepProgress
+{
+    public void Update(TrainingStepReport report) =>
+        display.Report(report.Step, report.MaxSteps,
+            report.Values.TryGetValue("total_loss", out var loss) || report.Values.TryGetValue("loss", out loss)
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"loss {loss:F4}") : null);
+
+    public void Finish() => display.Finish();
+}
+
 /// <summary>
 /// Runs one training stage within a wall-clock budget while keeping its learning-rate schedule whole: the first
 /// <see cref="CalibrationSteps"/> steps (inside the config's warm-up, so the schedule's length does not matter yet)
