@@ -108,7 +108,7 @@ public class CliProcessTests
         string absent = _dir.File("absent.safetensors");
         var weights = Maskbit("reconstruct", "--config", _config, "--weights", absent, "--images", _dir.File("images", "class0"), "--out", _dir.File("recon"));
         Assert.That(weights.Code, Is.EqualTo(Program.ExitFailed), weights.Err);
-        Assert.That(weights.Err, Does.Contain("--weights").And.Contain(absent).And.Contain("maskbit train tokenizer"));
+        Assert.That(weights.Err, Does.Contain("--checkpoint").And.Contain(absent).And.Contain("maskbit train tokenizer"));
 
         var config = Maskbit("train", "tokenizer", "--config", _dir.File("none.yaml"));
         Assert.That(config.Code, Is.EqualTo(Program.ExitFailed), config.Err);
