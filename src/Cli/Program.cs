@@ -10,18 +10,27 @@ namespace MaskBit.Cli;
 /// tensors of a weights file; `train tokenizer`, `eval tokenizer` and `reconstruct` live in Commands/.</summary>
 public static class Program
 {
-    public const int ExitOk = 0, ExitBadFile = 1, ExitUsage = 2;
-    /// <summary>A run that failed on its own terms (e.g. a training loss became NaN).</summary>
-    public const int ExitFailed = 3;
-    /// <summary>Stopped by Ctrl-C / SIGTERM after writing a resumable checkpoint (128 + SIGINT).</summary>
-    public const int ExitCancelled = 130;
+    /// <summary>Exit codes of every command (README "Exit codes"): 0 done; 1 the run failed (a missing or
+    /// unreadable file, a diverged training run, an op the device cannot run); 2 usage (unknown command, bad
+    /// flag or value, bad config key or type); 130 training stopped by Ctrl-C / SIGTERM after writing a
+    /// resumable checkpoint (128 + SIGINT, as shells report an interrupted program).</summary>
+    public const int ExitOk = 0, ExitFailed = 1, ExitUsage = 2, ExitInterrupted = 130;
+    /// <summary>Same code as <see cref="ExitFailed"/>: a missing or unreadable input file.</summary>
+    public const int ExitBadFile = ExitFailed;
+
+    public const string ExitCodesHelp = "Exit codes: 0 done; 1 failed (missing or bad file, diverged run, op not supported on the device); " +
+                                        "2 usage (unknown command, bad flag, bad config key or type); 130 training stopped by Ctrl-C with a resumable checkpoint.";
 
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
     /// <summary>Runs the command line with explicit output streams (tests call this in-process).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var root = new RootCommand("MaskBit in .NET: bit-token image tokenizer and generator on a from-scratch engine.");
+        var root = new RootCommand(CommandSupport.Describe(
+            "MaskBit in .NET: bit-token image tokenizer and generator on a from-scratch engine. " +
+            "Run 'maskbit COMMAND --help' for a command's flags and examples. " + ExitCodesHelp,
+            "maskbit generate --classes 0,1,2 --per-class 8 --seed 1 --out samples   # the shipped Fashion-MNIST model",
+            "maskbit train tokenizer --config configs/fashion_mnist_tokenizer.yaml --out runs/tokenizer"));
         var info = new Command("info", "Show the compute devices and CPU features MaskBit will use.");
         info.SetAction(_ =>
         {
@@ -40,12 +49,13 @@ public static class Program
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(ProfileCommand.Create(stdout, stderr));
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
+        ExamplesHelp.Install(root);
 
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
+        if (parsed.Errors.Count > 0 && parsed.Action is not ExamplesHelp)   // --help works even when required flags are missing
         {
             foreach (var e in parsed.Errors) stderr.WriteLine($"error: {e.Message}");
-            stderr.WriteLine("usage: see 'maskbit --help'");
+            stderr.WriteLine($"usage: see 'maskbit {string.Join(' ', CommandPath(parsed.CommandResult))}{(parsed.CommandResult.Command is RootCommand ? "" : " ")}--help'");
             return ExitUsage;
         }
         // Ctrl-C is handled by the commands that need a clean stop (train), not by System.CommandLine's timeout.
@@ -57,29 +67,31 @@ public static class Program
         var file = new Argument<string?>("file") { Arity = ArgumentArity.ZeroOrOne, Description = "A torch checkpoint (zip or legacy), .safetensors or .npz file." };
         var config = new Option<string?>("--config") { Description = "Instead of a file: build the models this config describes and print their parameter counts." };
         var overrides = new Option<string[]>("--set") { Description = "Config overrides a.b.c=value (with --config).", AllowMultipleArgumentsPerToken = true };
-        var inspect = new Command("inspect", "List the tensors of a weights file (name, dtype, shape, bytes), totals and metadata. " +
-                                             "Reads torch checkpoints without running any pickled code. With --config, print the " +
-                                             "parameter counts of the models a config describes.") { file, config, overrides };
+        var inspect = new Command("inspect", CommandSupport.Describe(
+            "List the tensors of a weights file (name, dtype, shape, bytes), totals and metadata. Reads torch checkpoints " +
+            "without running any pickled code. With --config, print the parameter counts of the models a config describes.",
+            "maskbit inspect runs/tokenizer/checkpoint-600.safetensors",
+            "maskbit inspect --config configs/tokenizer/maskbit_tokenizer_12bit.yaml")) { file, config, overrides };
         inspect.SetAction(parse =>
         {
             if (parse.GetValue(config) is { } configPath)
                 return CommandSupport.Guard(stderr, () => InspectConfigCommand.Run(configPath, parse.GetValue(overrides) ?? Array.Empty<string>(), stdout));
-            if (parse.GetValue(file) is not { } path)
+            return CommandSupport.Guard(stderr, () =>
             {
-                stderr.WriteLine("error: inspect needs a FILE or --config CONFIG");
-                return ExitUsage;
-            }
-            StateDict sd;
-            try { sd = CheckpointFile.Load(path); }
-            catch (CheckpointFormatException e)
-            {
-                stderr.WriteLine($"error: {e.FilePath}: {e.Problem}");
-                return ExitBadFile;
-            }
-            PrintInspection(sd, stdout);
-            return ExitOk;
+                if (parse.GetValue(file) is not { } path) throw new UsageException("inspect needs a FILE or --config CONFIG (see 'maskbit inspect --help')");
+                PrintInspection(CheckpointFile.Load(CommandSupport.RequireFile(path, "FILE", "give the path of a weights file")), stdout);
+                return ExitOk;
+            });
         });
         return inspect;
+    }
+
+    private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)
+    {
+        var names = new Stack<string>();
+        for (var r = result; r != null && r.Command is not RootCommand; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            names.Push(r.Command.Name);
+        return names;
     }
 
     private static void PrintInspection(StateDict sd, TextWriter o)

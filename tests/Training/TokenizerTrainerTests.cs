@@ -20,7 +20,7 @@ public class TokenizerTrainerTests
 
     /// <summary>The GAN term and the discriminator start at step 2 (0-based), so short runs cover both steps,
     /// the adaptive weight and LeCAM.</summary>
-    private const string TinyConfig = """
+    internal const string TinyConfig = """
         experiment:
             name: "tiny"
             save_every: 1000

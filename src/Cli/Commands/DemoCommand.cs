@@ -66,8 +66,7 @@ public static class DemoCommand
             if (!(settings.Minutes > 0) || !double.IsFinite(settings.Minutes))
                 return GeneratorCommands.Usage(stderr, "--minutes", $"must be a positive number, got {settings.Minutes.ToString(CultureInfo.InvariantCulture)}");
             if (settings.MaxSteps is < 1) return GeneratorCommands.Usage(stderr, "--max-steps", $"must be at least 1, got {settings.MaxSteps}");
-            bool terminal = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
-            return new DemoRun(settings, stdout, stderr, terminal).Execute();
+            return new DemoRun(settings, stdout, stderr).Execute();
         }));
         return command;
     }
@@ -78,7 +77,7 @@ public static class DemoCommand
 }
 
 /// <summary>One `maskbit demo` invocation: the two timed stages, evaluation, sampling and the report.</summary>
-internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWriter stderr, bool terminal)
+internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWriter stderr)
 {
     private const double TokenizerShare = 0.55, GeneratorShare = 0.35;
     private const string TokenizerConfigName = "configs/fashion_mnist_tokenizer.yaml", GeneratorConfigName = "configs/fashion_mnist_generator.yaml";
@@ -118,7 +117,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         stdout.WriteLine($"demo: {data.Description}; budget {TimedStage.Seconds(budget)} (tokenizer {TimedStage.Seconds(budget * TokenizerShare)}, " +
                          $"generator {TimedStage.Seconds(budget * GeneratorShare)}, then evaluation and sampling); output {settings.OutDir}");
         bool complete;
-        using (var stop = new TrainCommand.StopSignal(stdout))
+        using (var stop = new StopSignal(stdout))
         {
             try
             {
@@ -133,14 +132,14 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         stdout.WriteLine(complete ? "writing the report" : "writing a report of what is done so far");
         WriteReport(complete, total.Elapsed.TotalSeconds);
         stdout.WriteLine($"report: {Path.Combine(settings.OutDir, DemoReport.IndexFile)}");
-        return complete ? Program.ExitOk : Program.ExitCancelled;
+        return complete ? Program.ExitOk : Program.ExitInterrupted;
     }
 
     private static string Describe(StageState s) =>
         s.Done ? $"done, {s.Steps} steps" : s.PlannedSteps is { } plan ? $"at step {s.Steps}/{plan}" : s.Steps > 0 ? $"at step {s.Steps}" : "not started";
 
     private TimedStage Stage(string name) =>
-        new(name, stdout, label => terminal ? new ProgressDisplay(stdout, label) : new ProgressLines(stdout, label, TimeSpan.FromSeconds(settings.Tiny ? 0 : 15)));
+        new(name, stdout, label => new StageProgress(new ProgressDisplay(stdout, label)));
 
     // ---- configs ---------------------------------------------------------------------------------------------
 

@@ -65,6 +65,24 @@ internal sealed class DemoState
     }
 }
 
+/// <summary>Where a timed stage reports its steps: the console's progress display, or nothing in tests.</summary>
+internal interface IStepProgress
+{
+    void Update(TrainingStepReport report);
+    void Finish();
+}
+
+/// <summary>A stage's steps shown through a <see cref="ProgressDisplay"/> with the running loss.</summary>
+internal sealed class StageProgress(ProgressDisplay display) : IStepProgress
+{
+    public void Update(TrainingStepReport report) =>
+        display.Report(report.Step, report.MaxSteps,
+            report.Values.TryGetValue("total_loss", out var loss) || report.Values.TryGetValue("loss", out loss)
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"loss {loss:F4}") : null);
+
+    public void Finish() => display.Finish();
+}
+
 /// <summary>
 /// Runs one training stage within a wall-clock budget while keeping its learning-rate schedule whole: the first
 /// <see cref="CalibrationSteps"/> steps (inside the config's warm-up, so the schedule's length does not matter yet)
@@ -74,7 +92,9 @@ internal sealed class DemoState
 /// </summary>
 internal sealed class TimedStage(string name, TextWriter output, Func<string, IStepProgress> progress)
 {
-    public const int CalibrationSteps = 5;
+    /// <summary>Steps run to measure the step time; only the second half is timed, because the first steps also pay
+    /// for JIT tiering (loops start in unoptimised code) and measured ~3× slower than the steady state.</summary>
+    public const int CalibrationSteps = 10;
     private const double WarmupShare = 0.1;
     /// <summary>A resumed stage whose budget is used up still gets this long to reach a checkpoint.</summary>
     private const double MinimumSliceSeconds = 10;
@@ -100,7 +120,7 @@ internal sealed class TimedStage(string name, TextWriter output, Func<string, IS
             {
                 long timingSteps = Math.Min(CalibrationSteps, maxSteps ?? long.MaxValue);
                 output.WriteLine($"{name}: timing {timingSteps} steps to plan {Seconds(available)} of training");
-                var timer = new StepTimer(state);
+                var timer = new StepTimer(state, untimedSteps: timingSteps / 2);
                 var result = train(new StageRun(timingSteps, configWarmup, stop.Token, timer.Record));
                 state.Steps = result.Step;
                 stopped = result.Stopped;
@@ -109,7 +129,7 @@ internal sealed class TimedStage(string name, TextWriter output, Func<string, IS
             if (!stopped && state.Steps < state.PlannedSteps)
             {
                 var display = progress(name);
-                var timer = new StepTimer(state);
+                var timer = new StepTimer(state, untimedSteps: 1);
                 try
                 {
                     var result = train(new StageRun(state.PlannedSteps.Value, state.WarmupSteps, stop.Token, report =>
@@ -158,23 +178,25 @@ internal sealed class TimedStage(string name, TextWriter output, Func<string, IS
 
     /// <summary>Times the steps of one trainer run from its first reported step on (which pays for JIT
     /// compilation and data start-up) and adds them to the stage's throughput totals.</summary>
-    private sealed class StepTimer(StageState state)
+    /// <summary>Times the steps after the first <paramref name="untimedSteps"/> reports (at least one: its time
+    /// includes the start-up) into the stage's images/s figures.</summary>
+    private sealed class StepTimer(StageState state, long untimedSteps)
     {
         private readonly Stopwatch _clock = new();
-        private long _firstStep = -1, _lastStep = -1;
+        private long _reports, _firstStep = -1, _lastStep = -1;
         private double _lastSeconds;
 
         public void Record(TrainingStepReport report)
         {
-            if (_firstStep < 0) { _firstStep = _lastStep = report.Step; _clock.Start(); return; }
+            if (++_reports <= Math.Max(1, untimedSteps)) { _firstStep = _lastStep = report.Step; _clock.Restart(); return; }
             double now = _clock.Elapsed.TotalSeconds;
             state.TimedSteps += report.Step - _lastStep;
             state.TimedSeconds += now - _lastSeconds;
             (_lastStep, _lastSeconds) = (report.Step, now);
         }
 
-        /// <summary>Mean time of the steps after the first; with a single step, an unknown (tiny) figure that lets
-        /// the plan take the whole budget.</summary>
+        /// <summary>Mean time of the timed steps; with none, an unknown (tiny) figure that lets the plan take the
+        /// whole budget.</summary>
         public double SecondsPerStep => _lastStep > _firstStep ? _lastSeconds / (_lastStep - _firstStep) : 1e-3;
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MaskBit.Models.Config;
 using MaskBit.Models.Metrics;
+using MaskBit.Models.Data;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -32,24 +33,28 @@ internal static class EvalCommand
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
         var inception = new InceptionFlags();
-        var command = new Command("tokenizer", "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
-                                               "rFID and Inception Score with --inception-weights).")
+        var device = CommandSupport.DeviceOption();
+        var command = new Command("tokenizer", CommandSupport.Describe(
+            "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
+            "rFID and Inception Score with --inception-weights).",
+            "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, device,
         };
         inception.AddTo(command);
-        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
+            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
             string source = parse.GetValue(data)
                 ?? (cfg.Has("dataset.params.eval_shards_path_or_url") ? cfg.GetString("dataset.params.eval_shards_path_or_url")
                     : throw new ConfigException($"{cfg.File}: no evaluation data: pass --data or set dataset.params.eval_shards_path_or_url"));
             int batch = parse.GetValue(batchSize) ?? (int)cfg.GetInt("training.per_gpu_batch_size", 32);
-            if (batch < 1) throw new ConfigException($"--batch-size must be at least 1, not {batch}");
+            if (batch < 1) throw new UsageException($"--batch-size must be at least 1, not {batch}");
             int splits = parse.GetValue(inception.Splits);
-            if (splits < 1) throw new ConfigException($"--is-splits must be at least 1, not {splits}");
+            if (splits < 1) throw new UsageException($"--is-splits must be at least 1, not {splits}");
 
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
+            string weightsPath = CommandSupport.RequireFile(parse.GetValue(weights)!, "--checkpoint", "pass a checkpoint of `maskbit train tokenizer` or official tokenizer weights");
+            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             int channels = TrainingData.Channels(cfg);
             bool withInception = parse.GetValue(inception.Weights) != null;
             if (withInception && channels != 3) throw new ConfigException($"rFID / IS need RGB images; the config's data has {channels} channel(s)");
@@ -63,7 +68,9 @@ internal static class EvalCommand
                 if (withInception && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
                 network = inception.Load(parse, stdout);
                 stdout.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images");
-                scores = TokenizerEvaluation.Evaluate(model, loader.Epoch(0), count, network, splits);
+                var progress = new ProgressDisplay(stdout, "eval", unit: "img");
+                scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), count, network, splits);
+                progress.Finish();
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 
@@ -71,5 +78,18 @@ internal static class EvalCommand
             return Program.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary>The batches, reporting the images handed out so far (the evaluation of the previous batch is done
+    /// when the next is requested).</summary>
+    private static IEnumerable<Batch> Reporting(IEnumerable<Batch> batches, ProgressDisplay progress, long total)
+    {
+        long done = 0;
+        foreach (var batch in batches)
+        {
+            yield return batch;
+            done += batch.Images.Shape[0];
+            progress.Report(Math.Min(done, total), total);
+        }
     }
 }

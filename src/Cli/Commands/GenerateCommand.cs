@@ -12,10 +12,11 @@ namespace MaskBit.Cli.Commands;
 /// <summary>The sampling flags shared by `generate` and `eval generator`, and the loaded models they act on.</summary>
 internal sealed class SamplingFlags
 {
-    public Option<string> Config { get; } = CommandSupport.ConfigOption();
+    public Option<string?> Config { get; } = CommandSupport.OptionalConfigOption();
     public Argument<string[]> Overrides { get; } = CommandSupport.OverridesArgument();
-    public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer weights (MaskBit training checkpoint or official .bin).", Required = true };
-    public Option<string> Generator { get; } = new("--generator") { Description = "Generator weights: generator.safetensors, a training checkpoint (its EMA weights) or an official .bin.", Required = true };
+    public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = $"Tokenizer weights (MaskBit training checkpoint or official .bin; default: the shipped model's, {ShippedModel.DisplayFolder})." };
+    public Option<string?> Generator { get; } = new("--generator") { Description = $"Generator weights: generator.safetensors, a training checkpoint (its EMA weights) or an official .bin (default: the shipped model's, {ShippedModel.DisplayFolder})." };
+    public Option<string> Device { get; } = CommandSupport.DeviceOption();
     public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps (default: model.mlm_model.num_steps)." };
     public Option<double?> Guidance { get; } = new("--guidance") { Description = "Classifier-free guidance scale, 0 for none (default: model.mlm_model.guidance_scale)." };
     public Option<double?> Temperature { get; } = new("--temperature") { Description = "Softmax temperature (default: model.mlm_model.softmax_temperature)." };
@@ -26,10 +27,11 @@ internal sealed class SamplingFlags
     public void AddTo(Command command)
     {
         command.Arguments.Add(Overrides);
-        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize, NonStrict }) command.Options.Add(o);
+        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize, NonStrict, Device }) command.Options.Add(o);
     }
 
-    /// <summary>Checks the values, loads config and both models. Null with <paramref name="exitCode"/> set on failure.</summary>
+    /// <summary>Checks the values, loads config and both models (the shipped model when no weights are given; says
+    /// so on <paramref name="stdout"/>). Null with <paramref name="exitCode"/> set on a usage error.</summary>
     public Loaded? Load(ParseResult parse, TextWriter stdout, TextWriter stderr, out int exitCode)
     {
         exitCode = Program.ExitUsage;
@@ -37,11 +39,8 @@ internal sealed class SamplingFlags
         if (parse.GetValue(Guidance) is { } g && (g < 0 || !double.IsFinite(g))) { GeneratorCommands.Usage(stderr, "--guidance", $"must be a finite number ≥ 0, got {g}"); return null; }
         if (parse.GetValue(Temperature) is { } t && (t <= 0 || !double.IsFinite(t))) { GeneratorCommands.Usage(stderr, "--temperature", $"must be a positive number, got {t}"); return null; }
         if (parse.GetValue(BatchSize) < 1) { GeneratorCommands.Usage(stderr, "--batch-size", $"must be at least 1, got {parse.GetValue(BatchSize)}"); return null; }
-        exitCode = Program.ExitBadFile;
-        if (!GeneratorCommands.RequireFile(parse.GetValue(Tokenizer), "--tokenizer", stderr) || !GeneratorCommands.RequireFile(parse.GetValue(Generator), "--generator", stderr))
-            return null;
-        var config = GeneratorCommands.LoadConfig(parse.GetValue(Config)!, parse.GetValue(Overrides) ?? Array.Empty<string>(), stderr, out exitCode);
-        if (config == null) return null;
+        var (configPath, tokenizerPath, generatorPath) = Files(parse, stdout);
+        var config = CommandSupport.LoadConfig(configPath, parse.GetValue(Overrides));
         var defaults = SamplerOptions.FromConfig(config);
         var options = defaults with
         {
@@ -50,10 +49,28 @@ internal sealed class SamplingFlags
             SoftmaxTemperature = parse.GetValue(Temperature) ?? defaults.SoftmaxTemperature,
         };
         Action<string>? Warn(string path) => parse.GetValue(NonStrict) ? problem => stdout.WriteLine($"warning: {path}: {problem}") : null;
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, parse.GetValue(Tokenizer)!, warn: Warn(parse.GetValue(Tokenizer)!));
-        var generator = GeneratorSetup.LoadGenerator(config, parse.GetValue(Generator)!, warn: Warn(parse.GetValue(Generator)!));
+        var tokenizer = GeneratorSetup.LoadTokenizer(config, tokenizerPath, warn: Warn(tokenizerPath));
+        var generator = GeneratorSetup.LoadGenerator(config, generatorPath, warn: Warn(generatorPath));
         exitCode = Program.ExitOk;
         return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize));
+    }
+
+    /// <summary>The config and weights files: as given, or all three of the shipped model when neither weights
+    /// file is given.</summary>
+    private (string Config, string Tokenizer, string Generator) Files(ParseResult parse, TextWriter stdout)
+    {
+        string? config = parse.GetValue(Config), tokenizer = parse.GetValue(Tokenizer), generator = parse.GetValue(Generator);
+        if (tokenizer == null && generator == null)
+        {
+            ShippedModel.Require(config ?? ShippedModel.GeneratorConfig, ShippedModel.TokenizerWeights, ShippedModel.GeneratorWeights);
+            stdout.WriteLine($"no --tokenizer/--generator given: using the shipped Fashion-MNIST model ({ShippedModel.DisplayFolder})");
+            return (config ?? ShippedModel.GeneratorConfig, ShippedModel.TokenizerWeights, ShippedModel.GeneratorWeights);
+        }
+        if (tokenizer == null || generator == null || config == null)
+            throw new UsageException($"{(tokenizer == null ? "--tokenizer" : generator == null ? "--generator" : "--config")} is missing: with your own weights pass " +
+                                     "--config, --tokenizer and --generator (or none of the three for the shipped model)");
+        const string remedy = "pass the weights of a `maskbit train tokenizer` / `maskbit train generator` run, or omit --tokenizer and --generator for the shipped model";
+        return (config, CommandSupport.RequireFile(tokenizer, "--tokenizer", remedy), CommandSupport.RequireFile(generator, "--generator", remedy));
     }
 
     internal sealed record Loaded(MaskBitConfig Config, Sampler Sampler, SamplerOptions Options, long Seed, int BatchSize)
@@ -61,8 +78,8 @@ internal sealed class SamplingFlags
         public int NumClasses => Sampler.Generator.Config.NumClasses;
 
         /// <summary>Samples the labels in batches from one seeded stream: images (N,3,H,W) clamped to [0,1] and
-        /// combined tokens (N, seq_len).</summary>
-        public (float[] Images, int[] Shape, int[] Tokens) Sample(IReadOnlyList<int> labels)
+        /// combined tokens (N, seq_len). <paramref name="progress"/> sees the images done after each batch.</summary>
+        public (float[] Images, int[] Shape, int[] Tokens) Sample(IReadOnlyList<int> labels, ProgressDisplay? progress = null)
         {
             var random = new SeededRandomSource(Seed);
             var images = new List<float>();
@@ -76,6 +93,7 @@ internal sealed class SamplingFlags
                 images.AddRange(result.Images.Clamp(0f, 1f).ToArray());
                 tokens.AddRange(result.CombinedTokens.ToIntArray());
                 shape = result.Images.Shape;
+                progress?.Report(start + batch.Length, labels.Count);
             }
             return (images.ToArray(), new[] { labels.Count, shape[1], shape[2], shape[3] }, tokens.ToArray());
         }
@@ -93,12 +111,16 @@ public static class GenerateCommand
         var classes = new Option<string>("--classes") { Description = "Comma-separated class ids, e.g. 1,7,282.", Required = true };
         var perClass = new Option<int>("--per-class") { Description = "Samples per class.", DefaultValueFactory = _ => 1 };
         var output = new Option<string>("--out") { Description = "Output folder.", Required = true };
-        var command = new Command("generate", "Sample class-conditional images with a trained generator and tokenizer.");
+        var command = new Command("generate", CommandSupport.Describe(
+            $"Sample class-conditional images with a trained generator and tokenizer (the shipped Fashion-MNIST model in {ShippedModel.DisplayFolder} " +
+            "when no weights are given): one PNG per sample, grid.png (a row per class) and samples.npz (images N,C,H,W float32 in [0,1], labels, tokens).",
+            "maskbit generate --classes 0,1,2 --per-class 8 --seed 1 --out samples",
+            "maskbit generate --config configs/fashion_mnist_generator.yaml --tokenizer runs/tokenizer/checkpoint-600.safetensors --generator runs/generator/generator.safetensors --classes 7 --out samples"));
         flags.AddTo(command);
         command.Options.Add(classes);
         command.Options.Add(perClass);
         command.Options.Add(output);
-        command.SetAction(parse => GeneratorCommands.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(flags.Device), () =>
         {
             var classIds = new List<int>();
             foreach (var part in parse.GetValue(classes)!.Split(',', StringSplitOptions.TrimEntries))
@@ -115,7 +137,7 @@ public static class GenerateCommand
                 return GeneratorCommands.Usage(stderr, "--classes", $"class {bad} is outside 0…{loaded.NumClasses - 1} (model.mlm_model.nclass = {loaded.NumClasses})");
 
             var labels = classIds.SelectMany(c => Enumerable.Repeat(c, n)).ToArray();
-            var (images, shape, tokens) = loaded.Sample(labels);
+            var (images, shape, tokens) = loaded.Sample(labels, new ProgressDisplay(stdout, "generate", unit: "img"));
             string outDir = parse.GetValue(output)!;
             Directory.CreateDirectory(outDir);
             var batch = Tensor.FromArray(images, shape);

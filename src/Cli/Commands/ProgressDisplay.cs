@@ -1,68 +1,91 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>Shows training progress (a bar on terminals, plain lines elsewhere).</summary>
-internal interface IStepProgress
-{
-    void Update(TrainingStepReport report);
-    void Finish();
-}
-
-/// <summary>An in-place progress bar for terminals: optional stage label, step, loss, it/s and ETA. Log lines
-/// written through <see cref="Log"/> clear the bar first, so the bar always sits on the last line.</summary>
-internal sealed class ProgressDisplay : IStepProgress
+/// <summary>
+/// Progress of a long command. On a terminal: one bar on the last line (step/total, a detail such as the loss,
+/// rate, ETA), redrawn in place; log lines written through <see cref="Log"/> clear it first. Otherwise (output
+/// redirected, tests): a plain line at most every <see cref="PlainInterval"/> and at the last step, or nothing
+/// when the command's own log lines already report progress (<c>plainLines: false</c>).
+/// </summary>
+internal sealed class ProgressDisplay
 {
     private const int Width = 30;
-    private readonly TextWriter _terminal;
-    private readonly string _label;
+    public static readonly TimeSpan PlainInterval = TimeSpan.FromSeconds(10);
+
+    private readonly TextWriter _output;
+    private readonly string _label, _unit;
+    private readonly bool _plainLines;
     private readonly Lock _lock = new();
-    private readonly System.Diagnostics.Stopwatch _clock = new();
+    private readonly Stopwatch _clock = new();
+    private TimeSpan? _lastPlainLine;
     private long _firstStep = -1;
     private bool _barShown;
 
-    public ProgressDisplay(TextWriter terminal, string? label = null)
+    /// <param name="output">The command's stdout.</param>
+    /// <param name="label">What progresses ("train", "generate"), the prefix of plain lines.</param>
+    /// <param name="unit">Unit of the rate ("it" for steps, "img" for images).</param>
+    /// <param name="plainLines">Whether to print plain progress lines when not on a terminal.</param>
+    public ProgressDisplay(TextWriter output, string label, string unit = "it", bool plainLines = true)
     {
-        _terminal = terminal;
-        _label = label != null ? label + " " : "";
-        Log = new LineWriter(this);
+        _output = output;
+        _label = label;
+        _unit = unit;
+        _plainLines = plainLines;
+        // Only the real console, not redirected, gets the bar (tests pass their own writers).
+        IsTerminal = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
+        Log = IsTerminal ? new LineWriter(this) : output;
     }
 
+    public bool IsTerminal { get; }
+
+    /// <summary>Where the command's log lines go (through the bar on a terminal).</summary>
     public TextWriter Log { get; }
 
-    public void Update(TrainingStepReport report)
+    /// <summary>Whether <see cref="Report"/> shows anything in this mode (training skips the callback otherwise).</summary>
+    public bool Shows => IsTerminal || _plainLines;
+
+    /// <summary>Reports that <paramref name="done"/> of <paramref name="total"/> are done.</summary>
+    public void Report(long done, long total, string? detail = null)
     {
-        int filled = (int)(Width * report.Step / Math.Max(1, report.MaxSteps));
-        // The rate over this session's steps (the report's rate only changes at log lines).
-        if (_firstStep < 0) { _firstStep = report.Step; _clock.Start(); }
-        double perSecond = (report.Step - _firstStep) / Math.Max(_clock.Elapsed.TotalSeconds, 1e-9);
-        string rate = report.Step > _firstStep ? perSecond.ToString("F2", CultureInfo.InvariantCulture) + " it/s" : "";
-        string loss = report.Values.TryGetValue("total_loss", out var l) ? $"loss {l.ToString("F4", CultureInfo.InvariantCulture)}" : "";
-        string eta = report.Step > _firstStep ? "  " + Eta(report.MaxSteps - report.Step, perSecond) : "";
+        // The rate over this session's steps (a resumed run starts counting where it resumed).
+        if (_firstStep < 0) { _firstStep = done; _clock.Start(); }
+        double seconds = _clock.Elapsed.TotalSeconds;
+        double perSecond = (done - _firstStep) / Math.Max(seconds, 1e-9);
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"{done}/{total}");
+        if (!string.IsNullOrEmpty(detail)) text.Append("  ").Append(detail);
+        if (done > _firstStep)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"  {perSecond:F2} {_unit}/s");
+            if (done < total) text.Append(CultureInfo.InvariantCulture, $"  eta {TimeSpan.FromSeconds(Math.Round((total - done) / perSecond)):c}");
+        }
         lock (_lock)
         {
-            _terminal.Write($"\r\u001b[K{_label}[{new string('#', filled)}{new string('.', Width - filled)}] {report.Step}/{report.MaxSteps}  {loss}  {rate}{eta}");
-            _terminal.Flush();
-            _barShown = true;
+            if (IsTerminal)
+            {
+                int filled = (int)(Width * Math.Clamp(done, 0, total) / Math.Max(1, total));
+                _output.Write($"\r\u001b[K[{new string('#', filled)}{new string('.', Width - filled)}] {text}");
+                _output.Flush();
+                _barShown = true;
+            }
+            else if (_plainLines && (done >= total || _lastPlainLine is not { } last || _clock.Elapsed - last >= PlainInterval))
+            {
+                _output.WriteLine($"{_label}: {text}");
+                _lastPlainLine = _clock.Elapsed;
+            }
         }
-        if (report.Step == report.MaxSteps) Finish();
+        if (done >= total) Finish();
     }
 
-    /// <summary>"eta 00:03:12" for the steps left at the given rate (empty when unknown or done).</summary>
-    public static string Eta(long stepsLeft, double perSecond)
-    {
-        if (stepsLeft <= 0 || !(perSecond > 0)) return "";
-        double seconds = stepsLeft / perSecond;
-        return seconds < TimeSpan.MaxValue.TotalSeconds ? $"eta {TimeSpan.FromSeconds(Math.Round(seconds)):c}" : "";
-    }
-
+    /// <summary>Ends the bar's line (call when the work stops early too).</summary>
     public void Finish()
     {
         lock (_lock)
         {
-            if (_barShown) _terminal.WriteLine();
+            if (_barShown) _output.WriteLine();
             _barShown = false;
         }
     }
@@ -71,7 +94,7 @@ internal sealed class ProgressDisplay : IStepProgress
     {
         lock (_lock)
         {
-            _terminal.Write(_barShown ? "\r\u001b[K" + line + "\n" : line + "\n");
+            _output.Write(_barShown ? "\r\u001b[K" + line + "\n" : line + "\n");
             _barShown = false;
         }
     }
@@ -91,33 +114,4 @@ internal sealed class ProgressDisplay : IStepProgress
             else _pending.Append(value);
         }
     }
-}
-
-/// <summary>Progress for logs and pipes: one plain line (label, step, loss, it/s, ETA) at most every
-/// <c>interval</c>, and one at the last step.</summary>
-internal sealed class ProgressLines(TextWriter output, string label, TimeSpan interval) : IStepProgress
-{
-    private readonly System.Diagnostics.Stopwatch _clock = new();
-    private long _firstStep = -1;
-    private TimeSpan _lastLine;
-
-    public void Update(TrainingStepReport report)
-    {
-        if (_firstStep < 0) { _firstStep = report.Step; _clock.Start(); _lastLine = -interval; }
-        bool last = report.Step >= report.MaxSteps;
-        if (!last && _clock.Elapsed - _lastLine < interval) return;
-        _lastLine = _clock.Elapsed;
-        double perSecond = (report.Step - _firstStep) / Math.Max(_clock.Elapsed.TotalSeconds, 1e-9);
-        var line = new StringBuilder().Append(CultureInfo.InvariantCulture, $"{label}  step {report.Step}/{report.MaxSteps}");
-        if (report.Values.TryGetValue("total_loss", out var loss)) line.Append(CultureInfo.InvariantCulture, $"  loss {loss:F4}");
-        if (report.Step > _firstStep)
-        {
-            line.Append(CultureInfo.InvariantCulture, $"  {perSecond:F2} it/s");
-            if (ProgressDisplay.Eta(report.MaxSteps - report.Step, perSecond) is { Length: > 0 } eta) line.Append("  ").Append(eta);
-        }
-        output.WriteLine(line.ToString());
-        output.Flush();
-    }
-
-    public void Finish() { }
 }

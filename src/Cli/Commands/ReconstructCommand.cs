@@ -20,9 +20,9 @@ internal static class ReconstructCommand
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var config = CommandSupport.ConfigOption();
+        var config = CommandSupport.OptionalConfigOption();
         var overrides = CommandSupport.OverridesArgument();
-        var weights = CommandSupport.CheckpointOption();
+        var weights = new Option<string?>("--checkpoint", "--weights") { Description = $"A training checkpoint or official tokenizer weights (.bin, .safetensors); default: the shipped model's ({ShippedModel.DisplayFolder})." };
         var images = new Option<string[]>("--images")
         {
             AllowMultipleArgumentsPerToken = true,
@@ -35,21 +35,36 @@ internal static class ReconstructCommand
         var output = new Option<string>("--out") { Required = true, Description = "Folder for the reconstructions, grid.png and out.npz." };
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
-        var command = new Command("reconstruct", "Reconstruct images with a tokenizer: writes <name>.png per image, grid.png and out.npz " +
-                                                 "(tokens int64, reconstructions and images float32 (N, 3, H, W) in [0, 1]).")
+        var device = CommandSupport.DeviceOption();
+        var command = new Command("reconstruct", CommandSupport.Describe(
+            $"Reconstruct images with a tokenizer (the shipped Fashion-MNIST one in {ShippedModel.DisplayFolder} when no --checkpoint is given): " +
+            "writes <name>.png per image, grid.png and out.npz (tokens int64, reconstructions and images float32 (N, 3, H, W) in [0, 1]).",
+            "maskbit reconstruct --images photos/ --out recon",
+            "maskbit reconstruct --input batch.npz --out recon",
+            "maskbit reconstruct --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --images a.png b.png --out recon"))
         {
-            config, overrides, weights, images, input, output, noEma, nonStrict,
+            config, overrides, weights, images, input, output, noEma, nonStrict, device,
         };
-        command.SetAction(parse => CommandSupport.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides));
+            var (configPath, weightsPath) = (parse.GetValue(config), parse.GetValue(weights));
+            if (weightsPath == null)
+            {
+                configPath ??= ShippedModel.TokenizerConfig;
+                weightsPath = ShippedModel.TokenizerWeights;
+                ShippedModel.Require(configPath, weightsPath);
+                stdout.WriteLine($"no --checkpoint given: using the shipped Fashion-MNIST tokenizer ({ShippedModel.DisplayFolder})");
+            }
+            else if (configPath == null) throw new UsageException("--config is missing: with your own --checkpoint pass the config they were trained with");
+            else CommandSupport.RequireFile(weightsPath, "--checkpoint", "pass a checkpoint of `maskbit train tokenizer`, or omit --checkpoint for the shipped model");
+            var cfg = CommandSupport.LoadConfig(configPath, parse.GetValue(overrides));
             string[]? imageArguments = parse.GetValue(images) is { Length: > 0 } given ? given : null;
             string? npzPath = parse.GetValue(input);
             if ((imageArguments == null) == (npzPath == null))
                 throw new ConfigException("reconstruct needs either --images FILES|FOLDERS or --input X.npz (one of them)");
             int channels = TrainingData.Channels(cfg);
             var source = npzPath != null ? ImageSource.FromNpz(npzPath, channels) : ImageSource.FromFiles(ImageFiles(imageArguments!), TrainingData.Transform(cfg), channels);
-            var model = CommandSupport.LoadTokenizer(cfg, parse.GetValue(weights)!, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
+            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             int factor = model.DownsampleFactor;
             if (npzPath != null && (source.Height % factor != 0 || source.Width % factor != 0))
                 throw new InvalidDataException($"{npzPath}: '{NpzImagesKey}' images are {source.Height}×{source.Width}; the tokenizer needs multiples of {factor}");
@@ -160,7 +175,7 @@ internal static class ReconstructCommand
         }
         if (files.Count == 0) throw new FileNotFoundException("--images: no .png/.jpg/.jpeg files found");
         var duplicate = files.GroupBy(f => Path.GetFileNameWithoutExtension(f), StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate != null) throw new ConfigException($"--images: two images are named '{duplicate.Key}' ({string.Join(", ", duplicate)})");
+        if (duplicate != null) throw new UsageException($"--images: two images are named '{duplicate.Key}' ({string.Join(", ", duplicate)})");
         return files;
     }
 

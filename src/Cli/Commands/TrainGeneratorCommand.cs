@@ -1,5 +1,5 @@
 using System.CommandLine;
-using MaskBit.Models.Config;
+using System.Globalization;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -26,19 +26,6 @@ public static class GeneratorCommands
         return group;
     }
 
-    /// <summary>Loads the config; a bad override is a usage error (2), anything else about the file a failure (1).</summary>
-    public static MaskBitConfig? LoadConfig(string path, string[] overrides, TextWriter stderr, out int exitCode)
-    {
-        exitCode = Program.ExitOk;
-        try { return MaskBitConfig.Load(path, overrides); }
-        catch (ConfigException e)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            exitCode = e.Message.StartsWith("override ", StringComparison.Ordinal) ? Program.ExitUsage : Program.ExitBadFile;
-            return null;
-        }
-    }
-
     /// <summary>A usage error naming the flag: message on stderr, exit code 2.</summary>
     public static int Usage(TextWriter stderr, string flag, string problem)
     {
@@ -53,19 +40,6 @@ public static class GeneratorCommands
         stderr.WriteLine($"error: {flag}: file not found: {path}");
         return false;
     }
-
-    /// <summary>Runs a command body, turning the expected failures (bad files, bad data, config problems) into
-    /// a message and exit code 1 instead of a stack trace.</summary>
-    public static int Guard(TextWriter stderr, Func<int> body)
-    {
-        try { return body(); }
-        catch (Exception e) when (e is IOException or InvalidDataException or ConfigException or UnauthorizedAccessException
-                                      or Models.Interop.CheckpointFormatException or TrainingDivergedException or ArgumentException)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return Program.ExitBadFile;
-        }
-    }
 }
 
 /// <summary>`maskbit train generator --config C [a.b.c=v ...] [--tokenizer W] [--out DIR] [--seed N] [--no-token-cache]`.</summary>
@@ -77,48 +51,47 @@ public static class TrainGeneratorCommand
         var overrides = CommandSupport.OverridesArgument();
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer weights (overrides experiment.vqgan_checkpoint): a MaskBit training checkpoint or an official .bin." };
         var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else runs/<experiment.name>). An existing checkpoint there is resumed." };
-        var seed = new Option<int?>("--seed") { Description = "Overrides training.seed." };
+        var seed = CommandSupport.SeedOption("Overrides training.seed.");
+        var device = CommandSupport.DeviceOption();
         var noCache = new Option<bool>("--no-token-cache") { Description = "Encode augmented images every step instead of caching the dataset's tokens once in tokens.npz." };
-        var command = new Command("generator", "Train the Stage-II masked bit-token generator on a frozen tokenizer (Ctrl-C stops with a resumable checkpoint).")
+        var command = new Command("generator", CommandSupport.Describe(
+            "Train the Stage-II masked bit-token generator on a frozen tokenizer. " + TrainCommand.StopNote,
+            "maskbit train generator --config configs/fashion_mnist_generator.yaml --tokenizer runs/tokenizer/checkpoint-600.safetensors --out runs/generator"))
         {
-            config, overrides, tokenizer, output, seed, noCache,
+            config, overrides, tokenizer, output, seed, device, noCache,
         };
-        command.SetAction(parse => GeneratorCommands.Guard(stderr, () =>
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            var cfg = GeneratorCommands.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides) ?? Array.Empty<string>(), stderr, out int code);
-            if (cfg == null) return code;
+            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
             string? tokenizerPath = parse.GetValue(tokenizer);
             if (tokenizerPath == null && !cfg.Has("experiment.vqgan_checkpoint"))
-                return GeneratorCommands.Usage(stderr, "--tokenizer", "no tokenizer weights given (pass --tokenizer or set experiment.vqgan_checkpoint)");
-            tokenizerPath ??= cfg.GetString("experiment.vqgan_checkpoint");
-            if (!GeneratorCommands.RequireFile(tokenizerPath, parse.GetValue(tokenizer) != null ? "--tokenizer" : "experiment.vqgan_checkpoint", stderr))
-                return Program.ExitBadFile;
+                throw new UsageException("--tokenizer: no tokenizer weights given (pass --tokenizer PATH, e.g. a checkpoint of `maskbit train tokenizer`, or set experiment.vqgan_checkpoint)");
+            tokenizerPath = CommandSupport.RequireFile(tokenizerPath ?? cfg.GetString("experiment.vqgan_checkpoint"),
+                parse.GetValue(tokenizer) != null ? "--tokenizer" : "experiment.vqgan_checkpoint",
+                "pass --tokenizer PATH or run `maskbit train tokenizer` first");
             string outDir = parse.GetValue(output) ?? cfg.GetString("experiment.output_dir",
                 Path.Combine("runs", cfg.GetString("experiment.name", "maskbit_generator")));
 
-            using var cancel = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) =>
-            {
-                e.Cancel = true;   // finish the step and write a checkpoint instead of dying
-                stderr.WriteLine("interrupt: stopping after this step (press Ctrl-C again to abort)");
-                if (cancel.IsCancellationRequested) Environment.Exit(130);
-                cancel.Cancel();
-            };
-            Console.CancelKeyPress += onCancel;
+            long maxSteps = cfg.GetInt("training.max_train_steps", 1);
+            var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
+            using var stop = new StopSignal(progress.Log);
             try
             {
                 var trainer = new GeneratorTrainer(cfg, new GeneratorTrainerOptions
                 {
                     OutputDir = outDir, TokenizerPath = tokenizerPath, Seed = parse.GetValue(seed),
-                    CacheTokens = !parse.GetValue(noCache), Log = stdout, Cancel = cancel.Token,
+                    CacheTokens = !parse.GetValue(noCache), Log = progress.Log, Cancel = stop.Token,
+                    OnStep = progress.Shows
+                        ? step => progress.Report(step.Step, maxSteps, string.Create(CultureInfo.InvariantCulture, $"loss {step.Loss:F4}"))
+                        : null,
                 });
                 var result = trainer.Run();
-                stdout.WriteLine(result.Interrupted
-                    ? $"stopped at step {result.Step}: {result.CheckpointPath}"
+                progress.Log.WriteLine(result.Interrupted
+                    ? $"stopped at step {result.Step}: {result.CheckpointPath} (run the same command again to continue)"
                     : $"finished at step {result.Step}: weights {result.WeightsPath}, checkpoint {result.CheckpointPath}");
-                return Program.ExitOk;
+                return result.Interrupted ? Program.ExitInterrupted : Program.ExitOk;
             }
-            finally { Console.CancelKeyPress -= onCancel; }
+            finally { progress.Finish(); }
         }));
         return command;
     }

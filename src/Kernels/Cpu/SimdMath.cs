@@ -37,4 +37,61 @@ internal static class SimdMath
     public static float Exp(float x) => Exp(Vector256.Create(x)).ToScalar();
 
     public static float Sigmoid(float x) => 1f / (1f + Exp(-x));
+
+    /// <summary>erf(x) from the Chebyshev-fitted erfc of Numerical Recipes §6.2 (|error| ≤ 1.2e-7), in float lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Erf(Vector256<float> x)
+    {
+        var z = Vector256.Abs(x);
+        var t = Vector256<float>.One / Vector256.FusedMultiplyAdd(z, Vector256.Create(0.5f), Vector256<float>.One);
+        var p = Vector256.Create(0.17087277f);
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(-0.82215223f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(1.48851587f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(-1.13520398f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(0.27886807f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(-0.18628806f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(0.09678418f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(0.37409196f));
+        p = Vector256.FusedMultiplyAdd(p, t, Vector256.Create(1.00002368f));
+        var arg = Vector256.FusedMultiplyAdd(t, p, Vector256.FusedMultiplyAdd(-z, z, Vector256.Create(-1.26551223f)));
+        var erfAbs = Vector256<float>.One - t * Exp(arg);
+        return Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), -erfAbs, erfAbs);
+    }
+
+    /// <summary>Exact (erf) GELU x·Φ(x) over a span; the scalar tail runs through the same vector code.</summary>
+    public static void Gelu(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int i = 0;
+        for (; i + 8 <= x.Length; i += 8)
+            GeluLanes(Vector256.Create(x.Slice(i, 8))).CopyTo(y.Slice(i, 8));
+        for (; i < x.Length; i++) y[i] = GeluLanes(Vector256.Create(x[i])).ToScalar();
+    }
+
+    /// <summary>dx = dy·GELU'(x) (or dx += with <paramref name="accumulate"/>), GELU'(x) = Φ(x) + x·φ(x).</summary>
+    public static void GeluBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, bool accumulate)
+    {
+        int i = 0;
+        for (; i + 8 <= x.Length; i += 8)
+        {
+            var d = Vector256.Create(dy.Slice(i, 8)) * GeluGradLanes(Vector256.Create(x.Slice(i, 8)));
+            (accumulate ? Vector256.Create(dx.Slice(i, 8)) + d : d).CopyTo(dx.Slice(i, 8));
+        }
+        for (; i < x.Length; i++)
+        {
+            float d = dy[i] * GeluGradLanes(Vector256.Create(x[i])).ToScalar();
+            dx[i] = accumulate ? dx[i] + d : d;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> GeluLanes(Vector256<float> x) =>
+        Vector256.Create(0.5f) * x * (Vector256<float>.One + Erf(x * Vector256.Create(0.70710678118654752f)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> GeluGradLanes(Vector256<float> x)
+    {
+        var cdf = Vector256.Create(0.5f) * (Vector256<float>.One + Erf(x * Vector256.Create(0.70710678118654752f)));
+        var pdf = Vector256.Create(0.39894228040143268f) * Exp(Vector256.Create(-0.5f) * x * x);
+        return Vector256.FusedMultiplyAdd(x, pdf, cdf);
+    }
 }

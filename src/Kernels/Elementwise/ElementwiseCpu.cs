@@ -51,6 +51,7 @@ public sealed partial class CpuBackend
             case UnaryOp.ClampMin: TensorPrimitives.Max(x, a, y); break;
             case UnaryOp.ClampMax: TensorPrimitives.Min(x, a, y); break;
             case UnaryOp.Relu: TensorPrimitives.Max(x, 0f, y); break;
+            case UnaryOp.Gelu: SimdMath.Gelu(x, y); break;
             default:
                 for (int i = 0; i < x.Length; i++) y[i] = UnaryScalar(op, x[i], a);
                 break;
@@ -61,7 +62,6 @@ public sealed partial class CpuBackend
     {
         UnaryOp.Sign => v > 0 ? 1f : v < 0 ? -1f : 0f,
         UnaryOp.Silu => v / (1f + MathF.Exp(-v)),
-        UnaryOp.Gelu => Special.Gelu(v),
         UnaryOp.LeakyRelu => v > 0 ? v : v * a,
         UnaryOp.Softplus => MathF.Max(v, 0f) + MathF.Log(1f + MathF.Exp(-MathF.Abs(v))),
         UnaryOp.PowScalar => MathF.Pow(v, a),
@@ -72,6 +72,7 @@ public sealed partial class CpuBackend
         Chunked(n, (s, len) =>
         {
             var xs = F(x.At(s), len); var ys = F(y.At(s), len); var g = F(dy.At(s), len); var o = F(dx.At(s), len);
+            if (op == UnaryOp.Gelu) { SimdMath.GeluBackward(xs, g, o, accumulate); return; }
             for (int i = 0; i < len; i++)
             {
                 float d = g[i] * UnaryDerivative(op, xs[i], ys[i], alpha);
@@ -94,7 +95,6 @@ public sealed partial class CpuBackend
         UnaryOp.Sigmoid => y * (1f - y),
         UnaryOp.Tanh => 1f - y * y,
         UnaryOp.Silu => SiluGrad(x),
-        UnaryOp.Gelu => Special.GeluGrad(x),
         UnaryOp.LeakyRelu => x > 0 ? 1f : a,
         UnaryOp.Softplus => Special.Sigmoid(x),
         UnaryOp.Scale => a,
