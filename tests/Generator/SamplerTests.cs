@@ -1,4 +1,5 @@
 using MaskBit.Autograd;
+using MaskBit.Kernels;
 using MaskBit.Models.Generator;
 using MaskBit.Tests.Golden;
 
@@ -60,11 +61,11 @@ public class SamplerTests
     public void InverseCdfPicksTheFirstCategoryWhoseCumulativeMassExceedsTheDraw()
     {
         float[] p = { 0.25f, 0f, 0.5f, 0.25f };
-        Assert.That(Sampler.InverseCdf(p, 0f), Is.EqualTo(0));
-        Assert.That(Sampler.InverseCdf(p, 0.2499f), Is.EqualTo(0));
-        Assert.That(Sampler.InverseCdf(p, 0.25f), Is.EqualTo(2), "a zero-probability category is never drawn");
-        Assert.That(Sampler.InverseCdf(p, 0.76f), Is.EqualTo(3));
-        Assert.That(Sampler.InverseCdf(new[] { 2f, 2f }, 0.6f), Is.EqualTo(1), "the CDF is normalised by the total");
+        Assert.That(SamplerMath.InverseCdf(p, 0f), Is.EqualTo(0));
+        Assert.That(SamplerMath.InverseCdf(p, 0.2499f), Is.EqualTo(0));
+        Assert.That(SamplerMath.InverseCdf(p, 0.25f), Is.EqualTo(2), "a zero-probability category is never drawn");
+        Assert.That(SamplerMath.InverseCdf(p, 0.76f), Is.EqualTo(3));
+        Assert.That(SamplerMath.InverseCdf(new[] { 2f, 2f }, 0.6f), Is.EqualTo(1), "the CDF is normalised by the total");
     }
 
     [Test]

@@ -39,7 +39,19 @@ public sealed class PtxCompileTests
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
         var compiled = (PTXCompiledKernel)_ptx!.Compile(entry, KernelSpecialization.Empty);
         Assert.That(compiled.PTXAssembly, Does.Contain(".entry"));
+        // A launch with more static shared memory than a block may have without opting in fails only on the GPU.
+        long shared = StaticSharedBytes(compiled.PTXAssembly);
+        TestContext.Out.WriteLine($"{Describe(kernel)}: {shared} bytes of static shared memory");
+        Assert.That(shared, Is.LessThanOrEqualTo(MaxStaticSharedBytes), "static shared memory per block");
     }
+
+    /// <summary>CUDA's limit on static shared memory per block (more needs dynamic shared memory and an opt-in).</summary>
+    private const long MaxStaticSharedBytes = 48 * 1024;
+
+    /// <summary>The bytes of the module's <c>.shared</c> declarations (ILGPU declares them as .b8 arrays).</summary>
+    private static long StaticSharedBytes(string ptx) =>
+        System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared\s+(?:\.align\s+\d+\s+)?\.(?:b|u|s|f)(\d+)\s+[\w$]+\[(\d+)\]")
+            .Sum(m => long.Parse(m.Groups[1].Value) / 8 * long.Parse(m.Groups[2].Value));
 
     [Test]
     public void EveryKernelMethodIsListed()

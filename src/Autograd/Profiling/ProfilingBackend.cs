@@ -237,6 +237,22 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
             Inner.LfqEntropyBackward(batch, bits, hw, invTemperature, U(z), U(avgProbs), U(dResult), U(dz));
     }
 
+    // ---- sampling --------------------------------------------------------------------------------------------
+    public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
+        Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
+    {
+        using (K("SampleMaskedGroups", $"p[{groups},{classes}]"))
+            Inner.SampleMaskedGroups(groups, classes, noiseScale, fade, U(probabilities), U(uniform), U(gumbel), U(mask), U(tokens),
+                U(sampled), U(predicted), U(confidence));
+    }
+    public void RemaskLeastConfident(int batch, int perSample, float maskLen, int maskToken, Buf confidence, Buf predicted,
+        Buf mask, Buf newMask, Buf tokens, Buf threshold, Buf counts)
+    {
+        using (K("RemaskLeastConfident", $"confidence[{batch},{perSample}]"))
+            Inner.RemaskLeastConfident(batch, perSample, maskLen, maskToken, U(confidence), U(predicted), U(mask), U(newMask),
+                U(tokens), U(threshold), U(counts));
+    }
+
     /// <summary>The inner backend is not owned (it is usually a process-wide device).</summary>
     public void Dispose() { }
 }

@@ -128,4 +128,19 @@ public interface IBackend : IDisposable
     void LfqEntropyForward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf result);
     /// <summary>dz (overwritten) = ∂(dResult[0]·result[0] + dResult[1]·result[1]) / ∂z.</summary>
     void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz);
+
+    // ---- MaskGIT sampling (Sampling/) --------------------------------------------------------------------------
+    /// <summary>Each group g of (groups, classes) probabilities draws sampled[g] = <see cref="SamplerMath.InverseCdf{TRow}"/>
+    /// at uniform[g]. Where mask[g] ≠ 0 (Int32), predicted[g] = sampled[g] and confidence[g] = log p[g, sampled[g]] +
+    /// <see cref="SamplerMath.Noise"/>(gumbel[g], noiseScale, fade); elsewhere predicted[g] = tokens[g] and the
+    /// confidence is +∞.</summary>
+    void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
+        Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence);
+    /// <summary>Re-masks the least confident groups of <paramref name="batch"/> samples of <paramref name="perSample"/>
+    /// groups: numMasked = the mask count of sample 0 (the reference's), k = <see cref="SamplerMath.TokensToMask"/>,
+    /// threshold[b] = sample b's confidence of <see cref="SamplerMath.ThresholdRank"/> in ascending order (NaN when it
+    /// has fewer non-NaN values); newMask = confidence ≤ threshold, tokens = newMask ? maskToken : predicted,
+    /// counts = [numMasked, k] (Int32). mask and newMask must not overlap.</summary>
+    void RemaskLeastConfident(int batch, int perSample, float maskLen, int maskToken, Buf confidence, Buf predicted,
+        Buf mask, Buf newMask, Buf tokens, Buf threshold, Buf counts);
 }

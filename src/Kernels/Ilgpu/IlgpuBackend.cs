@@ -146,6 +146,6 @@ public sealed partial class IlgpuBackend : IBackend
         [
             .. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints, .. ConvEntryPoints, .. PoolEntryPoints,
             .. ResampleEntryPoints, .. LfqEntryPoints, .. OptimEntryPoints, .. NormEntryPoints, .. SoftmaxEntryPoints,
-            .. EmbeddingEntryPoints, .. AttentionEntryPoints,
+            .. EmbeddingEntryPoints, .. AttentionEntryPoints, .. SamplingEntryPoints,
         ];
 }

@@ -60,9 +60,12 @@ public static class Masking
     /// </summary>
     public static (float MaskLen, int Count) TokensToMask(float maskRatio, int numMaskable, int numMasked)
     {
-        float maskLen = MathF.Floor(maskRatio * numMaskable);
-        return (maskLen, (int)Math.Min(Math.Max(maskLen, 1f), numMasked - 1));
+        float maskLen = MaskLen(maskRatio, numMaskable);
+        return (maskLen, MaskBit.Kernels.SamplerMath.TokensToMask(maskLen, numMasked));
     }
+
+    /// <summary>mask_len = floor(ratio · numMaskable) in float32, before the clamp of <see cref="TokensToMask"/>.</summary>
+    public static float MaskLen(float maskRatio, int numMaskable) => MathF.Floor(maskRatio * numMaskable);
 
     /// <summary>
     /// get_mask_tokens: masks each group of each sample independently with a per-sample probability drawn from

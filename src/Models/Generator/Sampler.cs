@@ -1,4 +1,5 @@
 using MaskBit.Autograd;
+using MaskBit.Kernels;
 using MaskBit.Models.Config;
 using MaskBit.Models.Tokenizer;
 
@@ -93,10 +94,11 @@ public sealed record SampleResult(Tensor Tokens, Tensor CombinedTokens, Tensor I
 /// The reference MaskGIT-style sampler: start fully masked; each step predicts every group (with classifier-free
 /// guidance), samples a value for each masked group, scores the new values by log-probability plus fading Gumbel
 /// noise and re-masks the least confident ones along the schedule; the last step's prediction is combined into
-/// tokens and decoded. The forwards run on the models' device without a tape, each step inside its own
-/// <see cref="TensorScope"/>; guidance and softmax also run there. Categorical sampling, confidences and the
-/// re-masking thresholds are computed on the host for now (a few values per token; a device kernel for them
-/// would save one download of the probabilities per step).
+/// tokens and decoded. Everything per step runs on the models' device without a tape, inside its own
+/// <see cref="TensorScope"/>: the forwards, guidance, softmax, the categorical draws, confidences and re-masking
+/// (<see cref="F.SampleMaskedGroups"/>, <see cref="F.RemaskLeastConfident"/>). A step uploads its random draws
+/// (two floats per group, from the host's <see cref="IRandomSource"/> so that seeded and replayed runs match on
+/// every device) and downloads nothing unless <c>onStep</c> asks to see the intermediates.
 /// </summary>
 public sealed class Sampler
 {
@@ -116,117 +118,121 @@ public sealed class Sampler
     }
 
     /// <summary>Samples one image per label. <paramref name="random"/> provides, per step, one categorical uniform
-    /// and then one Gumbel value per group (B, n, m); <paramref name="onStep"/> sees every intermediate.</summary>
+    /// and then one Gumbel value per group (B, n, m); <paramref name="onStep"/> sees every intermediate (downloaded
+    /// from the device for it).</summary>
     public SampleResult Sample(IReadOnlyList<int> labels, SamplerOptions options, IRandomSource random, Action<SamplerStep>? onStep = null)
     {
         if (options.NumSteps < 1) throw new ArgumentOutOfRangeException(nameof(options), $"num_steps {options.NumSteps} must be at least 1");
         var cfg = _generator.Config;
         int batch = labels.Count, perSample = cfg.SeqLen * cfg.Splits, groups = batch * perSample;
-        int classes = cfg.EffectiveCodebookSize, maskToken = cfg.MaskToken, steps = options.NumSteps;
+        int maskToken = cfg.MaskToken, steps = options.NumSteps;
+        var device = _generator.PosEmb.Device;
+        var tokenShape = new[] { batch, cfg.SeqLen, cfg.Splits };
         _generator.Eval();
         _tokenizer.Eval();
         using var noGrad = Tape.NoGrad();
 
-        var maskedTokens = Enumerable.Repeat(maskToken, groups).ToArray();
-        var mask = Enumerable.Repeat(true, groups).ToArray();
-        var predicted = new int[groups];
-        for (int i = 0; i < steps; i++)
+        Tensor predicted;
+        using (var run = TensorScope.Begin())
         {
-            double progress = (i + 1) / (double)steps;
-            using var scope = TensorScope.Begin();
-            var logits = Logits(labels, maskedTokens, options, i, onStep != null, out var cond, out var uncond, out var scale);
-            // torch divides by the Python-float temperature rounded to float32.
-            float temperature = (float)(options.UseSamplingAnnealing ? 0.5 + 0.8 * (1 - progress) : options.SoftmaxTemperature);
-            var probabilities = logits.Div(Tensor.Scalar(temperature, logits.Device)).Softmax(-1).ToArray();
-
-            var categoricalU = new float[groups];
-            random.CategoricalUniform(categoricalU);
-            var sampled = new int[groups];
-            for (int g = 0; g < groups; g++) sampled[g] = InverseCdf(probabilities.AsSpan(g * classes, classes), categoricalU[g]);
-
-            int numMasked = mask.AsSpan(0, perSample).Count(true);   // sample 0 sets the count for the whole batch
-            for (int g = 0; g < groups; g++) predicted[g] = mask[g] ? sampled[g] : maskedTokens[g];
-
-            // Gumbel values are drawn for every group, fixed ones included (their confidence stays +inf).
+            // Carried from step to step; each step's are kept out of its scope into this one.
+            var maskedTokens = Tensor.FromInts(Enumerable.Repeat(maskToken, groups).ToArray(), tokenShape, device);
+            var mask = Tensor.FromInts(Enumerable.Repeat(1, groups).ToArray(), tokenShape, device);
+            predicted = maskedTokens;
+            var forward = new GuidedForward(_generator, labels, options);
+            var uniform = new float[groups];
             var gumbel = new float[groups];
-            random.Gumbel(gumbel);
-            float noiseScale = (float)options.RandomizeTemperature, fade = (float)(1 - progress);
-            var noise = new float[groups];
-            var confidence = new float[groups];
-            for (int g = 0; g < groups; g++)
+            for (int i = 0; i < steps; i++)
             {
-                noise[g] = gumbel[g] * noiseScale * fade;
-                confidence[g] = mask[g] ? MathF.Log(probabilities[g * classes + predicted[g]]) + noise[g] : float.PositiveInfinity;
-            }
+                double progress = (i + 1) / (double)steps;
+                using var scope = TensorScope.Begin();
+                var logits = forward.Logits(maskedTokens, i, onStep != null, out var halves);
+                // torch divides by the Python-float temperature rounded to float32.
+                float temperature = (float)(options.UseSamplingAnnealing ? 0.5 + 0.8 * (1 - progress) : options.SoftmaxTemperature);
+                var probabilities = logits.Div(Tensor.Scalar(temperature, device)).Softmax(-1);
 
-            float maskRatio = Masking.GetMaskingRatio(progress, options.MaskSchedule);
-            var (maskLen, toMask) = Masking.TokensToMask(maskRatio, perSample, numMasked);
-            // Python indexing of the sorted confidences: a count ≤ 0 (see TokensToMask) wraps to the end.
-            int rank = toMask - 1 < 0 ? toMask - 1 + perSample : toMask - 1;
-            var threshold = new float[batch];
-            var inputMaskedTokens = onStep != null ? (int[])maskedTokens.Clone() : null;
-            var inputMask = onStep != null ? (bool[])mask.Clone() : null;
-            var sorted = new float[perSample];
-            for (int b = 0; b < batch; b++)
-            {
-                var row = confidence.AsSpan(b * perSample, perSample);
-                row.CopyTo(sorted);
-                Array.Sort(sorted);
-                threshold[b] = sorted[rank];
-                for (int j = 0; j < perSample; j++)
+                random.CategoricalUniform(uniform);
+                random.Gumbel(gumbel);   // drawn for every group, fixed ones included (their confidence stays +inf)
+                float noiseScale = (float)options.RandomizeTemperature, fade = (float)(1 - progress);
+                var (sampled, stepPredicted, confidence) = F.SampleMaskedGroups(probabilities, Tensor.FromArray(uniform, tokenShape, device),
+                    Tensor.FromArray(gumbel, tokenShape, device), mask, maskedTokens, noiseScale, fade);
+
+                float maskRatio = Masking.GetMaskingRatio(progress, options.MaskSchedule);
+                float maskLen = Masking.MaskLen(maskRatio, perSample);
+                var (nextTokens, nextMask, threshold, counts) = F.RemaskLeastConfident(confidence, stepPredicted, mask, maskLen, maskToken);
+
+                if (onStep != null)
                 {
-                    int g = b * perSample + j;
-                    mask[g] = row[j] <= threshold[b];   // ties re-mask every equal confidence
-                    maskedTokens[g] = mask[g] ? maskToken : predicted[g];
+                    var seen = counts.ToIntArray();
+                    onStep(new SamplerStep
+                    {
+                        Step = i, Progress = progress, InputMaskedTokens = maskedTokens.ToIntArray(), InputMask = Flags(mask),
+                        LogitsCond = halves?.Cond, LogitsUncond = halves?.Uncond, GuidanceScale = halves?.Scale,
+                        Logits = logits.ToArray(), Temperature = temperature, Probabilities = probabilities.ToArray(),
+                        CategoricalU = (float[])uniform.Clone(), SampledTokens = sampled.ToIntArray(),
+                        PredictedTokens = stepPredicted.ToIntArray(), Gumbel = (float[])gumbel.Clone(),
+                        Noise = gumbel.Select(g => SamplerMath.Noise(g, noiseScale, fade)).ToArray(), Confidence = confidence.ToArray(),
+                        MaskRatio = maskRatio, MaskLen = maskLen, NumMasked = seen[0], NumTokensToMask = seen[1],
+                        Threshold = threshold.ToArray(), MaskedTokens = nextTokens.ToIntArray(), Mask = Flags(nextMask),
+                    });
                 }
+                predicted = scope.Keep(stepPredicted);
+                maskedTokens = scope.Keep(nextTokens);
+                mask = scope.Keep(nextMask);
             }
-
-            onStep?.Invoke(new SamplerStep
-            {
-                Step = i, Progress = progress, InputMaskedTokens = inputMaskedTokens!, InputMask = inputMask!,
-                LogitsCond = cond, LogitsUncond = uncond, GuidanceScale = scale, Logits = logits.ToArray(),
-                Temperature = temperature, Probabilities = probabilities, CategoricalU = categoricalU,
-                SampledTokens = sampled, PredictedTokens = (int[])predicted.Clone(), Gumbel = gumbel, Noise = noise,
-                Confidence = confidence, MaskRatio = maskRatio, MaskLen = maskLen, NumMasked = numMasked,
-                NumTokensToMask = toMask, Threshold = threshold, MaskedTokens = (int[])maskedTokens.Clone(), Mask = (bool[])mask.Clone(),
-            });
+            // The last step's re-masking is computed but unused: every group of the last prediction is kept.
+            run.Keep(predicted);
         }
 
-        // The last step's re-masking is computed but unused: every group of the last prediction is kept.
-        var device = _tokenizer.LastLayer.Device;
-        var tokens = Tensor.FromInts(predicted, new[] { batch, cfg.SeqLen, cfg.Splits }, device);
+        var tokens = predicted.To(_tokenizer.LastLayer.Device);
         var combined = Factorization.Combine(tokens, cfg.CodebookSize, cfg.Splits);
         using var decodeScope = TensorScope.Begin();
         var images = decodeScope.Keep(_tokenizer.DecodeTokens(combined));
         return new SampleResult(tokens, combined, images);
     }
 
-    /// <summary>The step's logits (B, n, m, C) on the device: the conditional forward, or with guidance one
-    /// forward on [tokens; tokens] with the second half's labels dropped and cond + scale·(cond − uncond).</summary>
-    private Tensor Logits(IReadOnlyList<int> labels, int[] maskedTokens, SamplerOptions options, int step, bool keepHalves,
-        out float[]? cond, out float[]? uncond, out float? scale)
+    private static bool[] Flags(Tensor mask) => mask.ToIntArray().Select(m => m != 0).ToArray();
+
+    /// <summary>The conditional / unconditional logits of a guided step and its scale, for inspection.</summary>
+    private sealed record GuidanceHalves(float[] Cond, float[] Uncond, float Scale);
+
+    /// <summary>One step's logits (B, n, m, C) on the device: the conditional forward, or with guidance one forward
+    /// on [tokens; tokens] with the second half's labels dropped and cond + scale·(cond − uncond). The label
+    /// tensors are made once per run.</summary>
+    private sealed class GuidedForward
     {
-        var cfg = _generator.Config;
-        var device = _generator.PosEmb.Device;
-        int batch = labels.Count;
-        cond = uncond = null;
-        scale = null;
-        if (options.GuidanceScale == 0)
+        private readonly MaskedGenerator _generator;
+        private readonly SamplerOptions _options;
+        private readonly int _batch;
+        private readonly Tensor _labels;
+        private readonly bool[] _dropLabels;
+
+        public GuidedForward(MaskedGenerator generator, IReadOnlyList<int> labels, SamplerOptions options)
         {
-            var tokens = Tensor.FromInts(maskedTokens, new[] { batch, cfg.SeqLen, cfg.Splits }, device);
+            _generator = generator;
+            _options = options;
+            _batch = labels.Count;
+            bool guided = options.GuidanceScale != 0;
+            var device = generator.PosEmb.Device;
+            _labels = guided
+                ? Tensor.FromInts(labels.Concat(labels).ToArray(), new[] { 2 * _batch }, device)
+                : Tensor.FromInts(labels.ToArray(), new[] { _batch }, device);
             // Unguided sampling is conditional: no label is dropped.
-            return _generator.Forward(tokens, Tensor.FromInts(labels.ToArray(), new[] { batch }, device), new bool[batch]);
+            _dropLabels = Enumerable.Range(0, guided ? 2 * _batch : _batch).Select(b => b >= _batch).ToArray();
         }
 
-        var doubled = Tensor.FromInts(maskedTokens.Concat(maskedTokens).ToArray(), new[] { 2 * batch, cfg.SeqLen, cfg.Splits }, device);
-        var doubledLabels = Tensor.FromInts(labels.Concat(labels).ToArray(), new[] { 2 * batch }, device);
-        var dropSecondHalf = Enumerable.Range(0, 2 * batch).Select(b => b >= batch).ToArray();
-        var both = _generator.Forward(doubled, doubledLabels, dropSecondHalf);
-        var withClass = both.Narrow(0, 0, batch);
-        var withoutClass = both.Narrow(0, batch, batch);
-        scale = GuidanceScale(options, step);
-        if (keepHalves) { cond = withClass.ToArray(); uncond = withoutClass.ToArray(); }
-        return withClass.Add(withClass.Sub(withoutClass).MulScalar(scale.Value));
+        public Tensor Logits(Tensor maskedTokens, int step, bool inspect, out GuidanceHalves? halves)
+        {
+            halves = null;
+            if (_options.GuidanceScale == 0) return _generator.Forward(maskedTokens, _labels, _dropLabels);
+
+            var both = _generator.Forward(Tensor.Cat(new[] { maskedTokens, maskedTokens }, 0), _labels, _dropLabels);
+            var withClass = both.Narrow(0, 0, _batch);
+            var withoutClass = both.Narrow(0, _batch, _batch);
+            float scale = GuidanceScale(_options, step);
+            if (inspect) halves = new GuidanceHalves(withClass.ToArray(), withoutClass.ToArray(), scale);
+            return withClass.Add(withClass.Sub(withoutClass).MulScalar(scale));
+        }
     }
 
     /// <summary>guidance_scale · scale_step, with step index i (not i + 1): annealed guidance is off at step 0.
@@ -243,23 +249,5 @@ public sealed class Sampler
                 float cosine = (float)Math.Cos(powered * (float)Math.PI);
                 return (float)options.GuidanceScale * ((1f - cosine) / 2f);
         }
-    }
-
-    /// <summary>The categorical draw for uniform <paramref name="u"/>: the first k with u &lt; cdf_k, the CDF
-    /// normalised by the total (accumulated in double); the last category with mass if rounding leaves u above it.</summary>
-    public static int InverseCdf(ReadOnlySpan<float> probabilities, float u)
-    {
-        double total = 0;
-        foreach (var p in probabilities) total += p;
-        double threshold = u * total, cumulative = 0;
-        int last = 0;
-        for (int k = 0; k < probabilities.Length; k++)
-        {
-            if (probabilities[k] <= 0) continue;
-            cumulative += probabilities[k];
-            last = k;
-            if (threshold < cumulative) return k;
-        }
-        return last;
     }
 }
