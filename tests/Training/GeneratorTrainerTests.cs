@@ -17,7 +17,7 @@ namespace MaskBit.Tests.Training;
 [NonParallelizable]
 public class GeneratorTrainerTests
 {
-    private const string TinyConfig = """
+    internal const string TinyConfig = """
         experiment:
             name: "tiny"
             save_every: 1000
@@ -103,12 +103,12 @@ public class GeneratorTrainerTests
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { /* best effort */ }
     }
 
-    private static TensorRecord Record(string name, Tensor t) => t.DType == Kernels.DType.Int32
+    internal static TensorRecord Record(string name, Tensor t) => t.DType == Kernels.DType.Int32
         ? new TensorRecord(name, TensorDType.Int32, t.Shape, MemoryMarshal.AsBytes(t.ToIntArray().AsSpan()).ToArray())
         : TensorRecord.FromFloats(name, t.ToArray(), t.Shape);
 
     /// <summary>Fashion-MNIST when installed, else 64 synthetic 32×32 images whose pattern depends on the label.</summary>
-    private static (IImageDataset, string) Data()
+    internal static (IImageDataset, string) Data()
     {
         try { return (new FashionMnist(padTo32: true, channels: 3), "fashion"); }
         catch (IOException) { return (new SyntheticImages(), "synthetic"); }

@@ -60,8 +60,10 @@ public static class Tape
         foreach (var (leaf, g) in grads)
         {
             if (!leaf.IsLeaf) continue;
-            // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer.
-            leaf.Grad = leaf.Grad == null ? g.CloneNoGrad() : leaf.Grad.AddNoGrad(g);
+            // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer; a second
+            // backward adds into the leaf's own buffer (a fresh sum would leave the old one to the finaliser).
+            if (leaf.Grad == null) leaf.Grad = g.CloneNoGrad();
+            else leaf.Grad.Add_(g);
         }
     }
 

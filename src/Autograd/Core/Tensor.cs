@@ -152,8 +152,25 @@ public sealed partial class Tensor
     /// accumulates into the <see cref="Grad"/> of every leaf that requires one.</summary>
     public void Backward(Tensor? gradient = null) => Tape.Backward(this, gradient);
 
-    /// <summary>Sets <see cref="Grad"/> to null (as torch's zero_grad(set_to_none=True)).</summary>
-    public void ZeroGrad() => Grad = null;
+    /// <summary>Sets <see cref="Grad"/> to null (as torch's zero_grad(set_to_none=True)) and hands its buffer back
+    /// to the device's pool at once: a leaf owns its gradient, and left to the finaliser the buffer would be
+    /// missing from the pool when the next step needs one of that size.</summary>
+    public void ZeroGrad()
+    {
+        Grad?.Storage.Dispose();
+        Grad = null;
+    }
+
+    /// <summary>The values of several scalar tensors of one device, read with a single download (each
+    /// <see cref="Item"/> would wait for the device and copy on its own).</summary>
+    public static float[] Items(IReadOnlyList<Tensor> scalars)
+    {
+        if (scalars.Count == 0) return [];
+        foreach (var s in scalars)
+            if (s.Numel != 1) throw new ArgumentException($"Items() needs one-element tensors, got {s}");
+        using var _ = Tape.NoGrad();
+        return Cat(scalars.Select(s => s.Reshape(1)).ToList(), 0).ToArray();
+    }
 
     /// <summary>An independent contiguous copy that stays on the tape.</summary>
     public Tensor Clone()

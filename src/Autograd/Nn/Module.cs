@@ -112,7 +112,7 @@ public abstract class Module
 
     public Module Eval() => Train(false);
 
-    public void ZeroGrad() { foreach (var p in Parameters()) p.Grad = null; }
+    public void ZeroGrad() { foreach (var p in Parameters()) p.ZeroGrad(); }
 
     /// <summary>Turns gradient tracking of all parameters on or off (as requires_grad_ on a module).</summary>
     public void RequiresGrad_(bool on) { foreach (var p in Parameters()) p.RequiresGrad = on; }

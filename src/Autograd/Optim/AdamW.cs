@@ -50,7 +50,7 @@ public sealed class AdamW
         }
     }
 
-    public void ZeroGrad() { foreach (var p in Parameters) p.Grad = null; }
+    public void ZeroGrad() { foreach (var p in Parameters) p.ZeroGrad(); }
 
     /// <summary>Restores moment buffers and step counts (checkpoint resume).</summary>
     public void LoadState(Tensor p, Tensor expAvg, Tensor expAvgSq, long step)
@@ -64,20 +64,23 @@ public sealed class AdamW
 public static class GradClip
 {
     /// <summary>Scales all gradients by min(maxNorm/(total + 1e-6), 1) and returns the total norm before clipping.</summary>
-    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm)
+    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm) => ClipGradNormOnDevice(parameters, maxNorm)?.Item() ?? 0f;
+
+    /// <summary><see cref="ClipGradNorm"/> without leaving the device (as torch's clip_grad_norm_, which returns a
+    /// tensor): the factor is computed and applied by kernels, so nothing waits for the device; the total norm
+    /// before clipping comes back as a scalar tensor (null when no parameter has a gradient). Gradients under
+    /// the limit are multiplied by exactly 1, so the result equals clipping on the host.</summary>
+    public static Tensor? ClipGradNormOnDevice(IEnumerable<Tensor> parameters, float maxNorm)
     {
         var grads = parameters.Select(p => p.Grad).Where(g => g != null).Cast<Tensor>().ToList();
-        if (grads.Count == 0) return 0f;
-        Tensor total;
-        using (Tape.NoGrad())
-        {
-            // As torch: the norm of the per-tensor norms.
-            var norms = grads.Select(g => g.Square().Sum().Sqrt().Reshape(1)).ToList();
-            total = Tensor.Cat(norms, 0).Square().Sum().Sqrt();
-        }
-        float totalNorm = total.Item();
-        float coef = maxNorm / (totalNorm + 1e-6f);
-        if (coef < 1f) foreach (var g in grads) g.Mul_(coef);
-        return totalNorm;
+        if (grads.Count == 0) return null;
+        using var _ = Tape.NoGrad();
+        // As torch: the norm of the per-tensor norms.
+        var norms = grads.Select(g => g.Square().Sum().Sqrt().Reshape(1)).ToList();
+        var total = Tensor.Cat(norms, 0).Square().Sum().Sqrt();
+        var coef = Tensor.Scalar(maxNorm, total.Device).Div(total.AddScalar(1e-6f)).ClampMax(1f);
+        foreach (var g in grads)
+            g.Device.Binary(BinaryOp.Mul, g.Buf, ShapeUtil.ContiguousStrides(g.Shape), coef.Buf, new int[g.Rank], g.Buf, g.Shape);
+        return total;
     }
 }

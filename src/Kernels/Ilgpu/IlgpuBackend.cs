@@ -34,6 +34,7 @@ public sealed partial class IlgpuBackend : IBackend
     private readonly Accelerator _accelerator;
     private readonly bool _ownsAccelerator;
     private readonly Lock _kernelLock = new();
+    private readonly TrafficCounters _traffic = new();
     private bool _disposed;
 
     internal DeviceBufferPool<float> FloatPool { get; }
@@ -55,8 +56,8 @@ public sealed partial class IlgpuBackend : IBackend
             throw new ArgumentException($"reduce group {Sizes.ReduceGroup} is not a multiple of the warp size {accelerator.WarpSize}");
         // Device memory is cached up to 1/4 of the device (CPU accelerator: 1 GiB).
         long budget = accelerator.AcceleratorType == AcceleratorType.CPU ? 1L << 30 : accelerator.MemorySize / 4;
-        FloatPool = new DeviceBufferPool<float>(accelerator, budget);
-        IntPool = new DeviceBufferPool<int>(accelerator, budget / 8);
+        FloatPool = new DeviceBufferPool<float>(accelerator, budget, _traffic);
+        IntPool = new DeviceBufferPool<int>(accelerator, budget / 8, _traffic);
     }
 
     /// <summary>The CPU accelerator (an emulator, for tests): warps of 32 as on CUDA unless
@@ -97,12 +98,34 @@ public sealed partial class IlgpuBackend : IBackend
     // ---- memory -------------------------------------------------------------------------------------------
     public Storage Allocate(long length, DType dtype = DType.Float32, bool zero = true) => new IlgpuStorage(this, length, dtype, zero);
 
-    public void Upload(ReadOnlySpan<float> src, Buf dst) { if (!src.IsEmpty) F(dst, src.Length).CopyFromCPU(Stream, src); }
-    public void Upload(ReadOnlySpan<int> src, Buf dst) { if (!src.IsEmpty) I(dst, src.Length).CopyFromCPU(Stream, src); }
+    public void Upload(ReadOnlySpan<float> src, Buf dst)
+    {
+        if (src.IsEmpty) return;
+        _traffic.Upload(src.Length * sizeof(float));
+        F(dst, src.Length).CopyFromCPU(Stream, src);
+    }
+    public void Upload(ReadOnlySpan<int> src, Buf dst)
+    {
+        if (src.IsEmpty) return;
+        _traffic.Upload(src.Length * sizeof(int));
+        I(dst, src.Length).CopyFromCPU(Stream, src);
+    }
     /// <summary>Copies to the host after all queued work (CopyToCPU synchronises the stream).</summary>
-    public void Download(Buf src, Span<float> dst) { if (!dst.IsEmpty) F(src, dst.Length).CopyToCPU(Stream, dst); }
-    public void Download(Buf src, Span<int> dst) { if (!dst.IsEmpty) I(src, dst.Length).CopyToCPU(Stream, dst); }
-    public void Synchronize() => _accelerator.Synchronize();
+    public void Download(Buf src, Span<float> dst)
+    {
+        if (dst.IsEmpty) return;
+        _traffic.Download(dst.Length * sizeof(float));
+        F(src, dst.Length).CopyToCPU(Stream, dst);
+    }
+    public void Download(Buf src, Span<int> dst)
+    {
+        if (dst.IsEmpty) return;
+        _traffic.Download(dst.Length * sizeof(int));
+        I(src, dst.Length).CopyToCPU(Stream, dst);
+    }
+    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); }
+    /// <summary>Host ↔ device copies, waits and pool misses since this backend was created.</summary>
+    public DeviceTraffic Traffic => _traffic.Snapshot();
 
     public void Dispose()
     {

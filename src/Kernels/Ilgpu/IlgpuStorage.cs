@@ -55,7 +55,7 @@ public sealed class IlgpuStorage : Storage
 /// files the buffer; disposing surplus buffers happens in <see cref="Rent"/>, on the thread that uses the
 /// accelerator. Every buffer stays referenced from <c>_owned</c> so that it is never finalised before the
 /// storage that returns it.</summary>
-internal sealed class DeviceBufferPool<T>(Accelerator accelerator, long budgetBytes) : IDisposable where T : unmanaged
+internal sealed class DeviceBufferPool<T>(Accelerator accelerator, long budgetBytes, TrafficCounters traffic) : IDisposable where T : unmanaged
 {
     private readonly ConcurrentDictionary<long, ConcurrentBag<MemoryBuffer1D<T, Stride1D.Dense>>> _free = new();
     private readonly ConcurrentDictionary<MemoryBuffer1D<T, Stride1D.Dense>, byte> _owned = new();
@@ -85,6 +85,7 @@ internal sealed class DeviceBufferPool<T>(Accelerator accelerator, long budgetBy
             buffer = accelerator.Allocate1D<T>(length);
         }
         _owned[buffer] = 0;
+        traffic.Allocation();
         return buffer;
     }
 
@@ -99,6 +100,7 @@ internal sealed class DeviceBufferPool<T>(Accelerator accelerator, long budgetBy
     public void Trim(long keepBytes)
     {
         accelerator.Synchronize();   // queued kernels may still use a returned buffer
+        traffic.Synchronization();
         foreach (var bag in _free.Values)
             while (PooledBytes > keepBytes && bag.TryTake(out var buffer))
             {

@@ -262,13 +262,15 @@ public sealed class GeneratorTrainer
 
         var logits = Generator.Forward(masked.Tokens, labels, dropLabels);
         var (loss, log) = _loss.Forward(logits, groups, masked.Mask);
-        float lossValue = loss.Item();
+        loss.Backward();
+        // Without max_grad_norm the norm is still measured (logged and guarded) but nothing is scaled.
+        var norm = GradClip.ClipGradNormOnDevice(_parameters, _maxGradNorm > 0 ? _maxGradNorm : float.PositiveInfinity);
+        // The loss and the norm come to the host together (one wait for the device), before anything is applied.
+        var host = Tensor.Items(norm != null ? [loss, norm] : [loss]);
+        float lossValue = host[0], gradNorm = norm != null ? host[1] : 0f;
         long step = _state.Step + 1;
         if (!float.IsFinite(lossValue))
             throw new TrainingDivergedException("mlm_loss", step, lossValue, LatestCheckpoint());
-        loss.Backward();
-        // Without max_grad_norm the norm is still measured (logged and guarded) but nothing is scaled.
-        float gradNorm = GradClip.ClipGradNorm(_parameters, _maxGradNorm > 0 ? _maxGradNorm : float.PositiveInfinity);
         if (!float.IsFinite(gradNorm))
             throw new TrainingDivergedException("gradient norm", step, gradNorm, LatestCheckpoint());
         _optimizer.Step();

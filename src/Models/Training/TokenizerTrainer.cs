@@ -237,7 +237,9 @@ public sealed partial class TokenizerTrainer : IDisposable
     }
 
     /// <summary>One optimisation step over training.gradient_accumulation_steps micro-batches; returns the step's
-    /// values and hands out the last micro-batch's images (for reconstruction grids).</summary>
+    /// values and hands out the last micro-batch's images (for reconstruction grids). The loss terms and gradient
+    /// norms stay on the device until all gradients are clipped, then come to the host in one download (logging
+    /// and the NaN stop need them), before either optimizer steps.</summary>
     private Dictionary<string, double> TrainStep(IEnumerator<Batch> batches, out Tensor lastImages)
     {
         int micro = Settings.AccumulationSteps;
@@ -249,27 +251,44 @@ public sealed partial class TokenizerTrainer : IDisposable
             ["lr_discriminator"] = trainDiscriminator ? DiscriminatorOptimizer.LearningRate : 0.0,
         };
         lastImages = null!;
+        var microTerms = new List<Dictionary<string, Tensor>>();
         for (int m = 0; m < micro; m++)
         {
             var images = NextBatch(batches).Images;
             lastImages = images;
             var (reconstructions, quantizer) = Model.Forward(images);
             var (loss, terms) = Loss.ForwardGenerator(images, reconstructions, quantizer, Step, Model.LastLayer);
-            Accumulate(values, terms, share);
+            microTerms.Add(terms);
             (micro == 1 ? loss : loss * share).Backward();
             if (!trainDiscriminator) continue;
             var (discriminatorLoss, discriminatorTerms) = Loss.ForwardDiscriminator(images, reconstructions, Step);
-            Accumulate(values, discriminatorTerms, share);
+            microTerms.Add(discriminatorTerms);
             (micro == 1 ? discriminatorLoss : discriminatorLoss * share).Backward();
         }
 
-        values["grad_norm"] = ClipChecked(_modelParameters, "the tokenizer's gradient norm");
+        var norms = new Dictionary<string, Tensor>();
+        if (Settings.MaxGradNorm is { } maxNorm)
+        {
+            if (GradClip.ClipGradNormOnDevice(_modelParameters, (float)maxNorm) is { } norm) norms["grad_norm"] = norm;
+            if (trainDiscriminator && GradClip.ClipGradNormOnDevice(DiscriminatorOptimizer.Parameters, (float)maxNorm) is { } discriminatorNorm)
+                norms["discriminator_grad_norm"] = discriminatorNorm;
+        }
+        var host = Tensor.Items([.. microTerms.SelectMany(t => t.Values), .. norms.Values]);
+        int next = 0;
+        foreach (var terms in microTerms)
+        {
+            Accumulate(values, terms.Keys, host.AsSpan(next, terms.Count), share);
+            next += terms.Count;
+        }
+        values["grad_norm"] = NormChecked(norms, "grad_norm", host, ref next, "the tokenizer's gradient norm");
+        if (trainDiscriminator)
+            values["discriminator_grad_norm"] = NormChecked(norms, "discriminator_grad_norm", host, ref next, "the discriminator's gradient norm");
+
         Optimizer.Step();
         Schedule.Advance(Optimizer);
         Model.ZeroGrad();
         if (trainDiscriminator)
         {
-            values["discriminator_grad_norm"] = ClipChecked(DiscriminatorOptimizer.Parameters, "the discriminator's gradient norm");
             DiscriminatorOptimizer.Step();
             DiscriminatorSchedule.Advance(DiscriminatorOptimizer);
             Loss.ZeroGrad();
@@ -286,15 +305,17 @@ public sealed partial class TokenizerTrainer : IDisposable
         return batch;
     }
 
-    /// <summary>Adds each term's share to <paramref name="values"/>; a non-finite term stops the run, naming a
-    /// component (reconstruction_loss, ...) in preference to the sums it flows into.</summary>
-    private void Accumulate(Dictionary<string, double> values, Dictionary<string, Tensor> terms, float share)
+    /// <summary>Adds each term's share (its host value in <paramref name="termValues"/>) to <paramref name="values"/>;
+    /// a non-finite term stops the run, naming a component (reconstruction_loss, ...) in preference to the sums it
+    /// flows into.</summary>
+    private void Accumulate(Dictionary<string, double> values, IEnumerable<string> names, ReadOnlySpan<float> termValues, float share)
     {
         string? bad = null;
         double badValue = 0;
-        foreach (var (name, tensor) in terms)
+        int i = 0;
+        foreach (var name in names)
         {
-            double v = tensor.Item();
+            double v = termValues[i++];
             if (!double.IsFinite(v) && (bad == null || (AggregateTerms.Contains(bad) && !AggregateTerms.Contains(name))))
                 (bad, badValue) = (name, v);
             values[name] = values.GetValueOrDefault(name) + v * share;
@@ -302,11 +323,12 @@ public sealed partial class TokenizerTrainer : IDisposable
         if (bad != null) throw new TrainingDivergedException(bad, Step + 1, badValue, LastCheckpoint);
     }
 
-    /// <summary>Clips to training.max_grad_norm and returns the norm before clipping (NaN when not clipping).</summary>
-    private double ClipChecked(IEnumerable<Tensor> parameters, string what)
+    /// <summary>The norm before clipping to training.max_grad_norm, read from <paramref name="host"/> (NaN when not
+    /// clipping); a non-finite norm stops the run.</summary>
+    private double NormChecked(Dictionary<string, Tensor> norms, string key, float[] host, ref int read, string what)
     {
-        if (Settings.MaxGradNorm is not { } maxNorm) return double.NaN;
-        double norm = GradClip.ClipGradNorm(parameters, (float)maxNorm);
+        if (!norms.ContainsKey(key)) return Settings.MaxGradNorm == null ? double.NaN : 0.0;
+        double norm = host[read++];
         if (!double.IsFinite(norm)) throw new TrainingDivergedException(what, Step + 1, norm, LastCheckpoint);
         return norm;
     }
