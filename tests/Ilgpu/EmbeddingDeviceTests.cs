@@ -18,8 +18,8 @@ public sealed class EmbeddingDeviceTests : DeviceTestBase
         float[][] Run(IBackend dev)
         {
             Buf idx = PutInts(dev, Indices), y = Put(dev, Enumerable.Repeat(float.NaN, Count * Dim).ToArray()), dw = Put(dev, initial);
-            dev.EmbeddingForward(Count, Dim, Put(dev, weight), idx, y);
-            dev.EmbeddingBackward(Count, Dim, Put(dev, dy), idx, dw);
+            dev.EmbeddingForward(Count, Dim, Rows, Put(dev, weight), idx, y);
+            dev.EmbeddingBackward(Count, Dim, Rows, Put(dev, dy), idx, dw);
             return [Read(dev, y, Count * Dim), Read(dev, dw, Rows * Dim)];
         }
         var expected = Run(Reference);

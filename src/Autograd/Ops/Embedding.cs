@@ -12,30 +12,38 @@ public static partial class F
         indices.RequireDType(DType.Int32);
         weight.RequireDType(DType.Float32);
         if (weight.Rank != 2) throw new ArgumentException($"embedding: weight must be (num, dim), got {weight}");
+        RequireSameDevice(indices, weight.Device, "embedding", "index");
         int num = weight.Shape[0], dim = weight.Shape[1], count = (int)indices.Numel;
-        CheckIndices(indices, num, weight.Device, "embedding", "index", "rows");
 
         var dev = weight.Device;
         var y = Tensor.Empty(indices.Shape.Append(dim).ToArray(), dev);
-        dev.EmbeddingForward(count, dim, weight.Buf, indices.Buf, y.Buf);
+        dev.EmbeddingForward(count, dim, num, weight.Buf, indices.Buf, y.Buf);
         Tape.Record(y, "embedding", new[] { weight }, g =>
         {
             var dw = Tensor.Zeros(weight.Shape, dev);
-            dev.EmbeddingBackward(count, dim, g.Buf, indices.Buf, dw.Buf);
+            dev.EmbeddingBackward(count, dim, num, g.Buf, indices.Buf, dw.Buf);
             return new[] { dw };
         });
         return y;
     }
 
-    /// <summary>Kernels trust their indices, so every index tensor is checked here against [0, size).</summary>
-    internal static void CheckIndices(Tensor indices, int size, IBackend device, string op, string what, string unit)
+    /// <summary>LFQBert's input from token groups (…, splits) Int32 of <paramref name="bits"/> bits each: every
+    /// group as its bits least significant first, ±1, a group equal to <paramref name="maskToken"/> as zeros;
+    /// result (…, splits·bits). Values outside 0 … maskToken are errors.</summary>
+    public static Tensor TokenBits(Tensor tokens, int bits, int maskToken)
+    {
+        tokens.RequireDType(DType.Int32);
+        if (tokens.Rank < 1) throw new ArgumentException("bit tokens: expected at least one axis (…, splits)");
+        var y = Tensor.Empty(tokens.Shape[..^1].Append(tokens.Shape[^1] * bits).ToArray(), tokens.Device);
+        tokens.Device.TokenBits((int)tokens.Numel, bits, maskToken, tokens.Buf, y.Buf);
+        return y;
+    }
+
+    /// <summary>Index tensors are checked against their table by the kernels that read them (see
+    /// <see cref="IndexFault"/>); here only that they live on the table's device.</summary>
+    internal static void RequireSameDevice(Tensor indices, IBackend device, string op, string what)
     {
         if (!ReferenceEquals(indices.Device, device))
             throw new ArgumentException($"{op}: {what} tensor on {indices.Device.Name}, table on {device.Name}");
-        var values = indices.ToIntArray();
-        for (int i = 0; i < values.Length; i++)
-            if ((uint)values[i] >= (uint)size)
-                throw new ArgumentOutOfRangeException(nameof(indices),
-                    $"{op}: {what} {values[i]} at flat position {i} is out of range for a table of {size} {unit} (valid: 0..{size - 1})");
     }
 }

@@ -45,7 +45,7 @@ public static partial class F
             throw new ArgumentException($"cross_entropy: targets {ShapeUtil.Format(targets.Shape)} for logits {ShapeUtil.Format(logits.Shape)}; expected ({n})");
         if (!(labelSmoothing >= 0f && labelSmoothing <= 1f))
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"label smoothing {labelSmoothing} is outside [0, 1]");
-        CheckIndices(targets, classes, logits.Device, "cross_entropy", "target", "classes");
+        RequireSameDevice(targets, logits.Device, "cross_entropy", "target");
 
         var dev = logits.Device;
         var loss = Tensor.Empty(new[] { n }, dev);

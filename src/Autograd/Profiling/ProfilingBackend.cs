@@ -189,13 +189,17 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     }
 
     // ---- embedding -----------------------------------------------------------------------------------------------
-    public void EmbeddingForward(int count, int dim, Buf weight, Buf indices, Buf y)
+    public void EmbeddingForward(int count, int dim, int rows, Buf weight, Buf indices, Buf y)
     {
-        using (K("EmbeddingForward", $"{count}×{dim}")) Inner.EmbeddingForward(count, dim, U(weight), U(indices), U(y));
+        using (K("EmbeddingForward", $"{count}×{dim} of {rows}")) Inner.EmbeddingForward(count, dim, rows, U(weight), U(indices), U(y));
     }
-    public void EmbeddingBackward(int count, int dim, Buf dy, Buf indices, Buf dweight)
+    public void EmbeddingBackward(int count, int dim, int rows, Buf dy, Buf indices, Buf dweight)
     {
-        using (K("EmbeddingBackward", $"{count}×{dim}")) Inner.EmbeddingBackward(count, dim, U(dy), U(indices), U(dweight));
+        using (K("EmbeddingBackward", $"{count}×{dim} of {rows}")) Inner.EmbeddingBackward(count, dim, rows, U(dy), U(indices), U(dweight));
+    }
+    public void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y)
+    {
+        using (K("TokenBits", $"{count}×{bits}")) Inner.TokenBits(count, bits, maskToken, U(tokens), U(y));
     }
 
     // ---- attention: the forward's two matmuls (q·kᵀ and p·v) count 4·BH·S²·D; the backward recomputes p and

@@ -90,16 +90,23 @@ public interface IBackend : IDisposable
     /// <summary>dx = backward of softmax / log-softmax given its output y.</summary>
     void SoftmaxBackward(int rows, int cols, Buf y, Buf dy, Buf dx, bool log);
     /// <summary>Per-row label-smoothed cross-entropy: loss[r] = −(1−ε)·logp[r, t_r] − ε/C·Σ_c logp[r, c].
-    /// targets is Int32; lse receives each row's log-sum-exp for the backward.</summary>
+    /// targets is Int32 and checked against [0, cols) (<see cref="IndexFault"/>); lse receives each row's log-sum-exp
+    /// for the backward.</summary>
     void CrossEntropyForward(int rows, int cols, Buf logits, Buf targets, float labelSmoothing, Buf loss, Buf lse);
     /// <summary>dlogits = dloss[r] · (softmax − smoothed one-hot) (overwritten).</summary>
     void CrossEntropyBackward(int rows, int cols, Buf logits, Buf targets, float labelSmoothing, Buf lse,
         Buf dloss, Buf dlogits);
 
     // ---- embedding (Embedding/) --------------------------------------------------------------------------
-    void EmbeddingForward(int count, int dim, Buf weight, Buf indices, Buf y);
-    /// <summary>dweight[idx[i]] += dy[i] (accumulates; the caller zeroes dweight).</summary>
-    void EmbeddingBackward(int count, int dim, Buf dy, Buf indices, Buf dweight);
+    /// <summary>y[i] = weight[idx[i]] for a (rows, dim) weight; indices are checked (<see cref="IndexFault"/>).</summary>
+    void EmbeddingForward(int count, int dim, int rows, Buf weight, Buf indices, Buf y);
+    /// <summary>dweight[idx[i]] += dy[i] (accumulates; the caller zeroes dweight). Out-of-range indices (already
+    /// reported by the forward) add nothing.</summary>
+    void EmbeddingBackward(int count, int dim, int rows, Buf dy, Buf indices, Buf dweight);
+    /// <summary>LFQBert's input: each of <paramref name="count"/> Int32 token groups as <paramref name="bits"/> values
+    /// ±1 (bit k of the value, least significant first), a group equal to <paramref name="maskToken"/> as zeros.
+    /// Values outside 0 … maskToken are checked (<see cref="IndexFault"/>).</summary>
+    void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y);
 
     // ---- attention (Attention/) --------------------------------------------------------------------------
     /// <summary>out = dropout(softmax(q·kᵀ·scale))·v for (batchHeads, seq, headDim) contiguous q, k, v; lse

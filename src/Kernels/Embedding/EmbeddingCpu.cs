@@ -2,20 +2,22 @@ using System.Numerics.Tensors;
 
 namespace MaskBit.Kernels.Cpu;
 
-// Embedding lookup (row gather) and its gradient (row scatter-add). Indices were validated by the caller.
+// Embedding lookup (row gather) and its gradient (row scatter-add), and LFQBert's bit expansion of token groups.
+// Indices are checked here, before any work (IndexFault).
 public sealed partial class CpuBackend
 {
-    public void EmbeddingForward(int count, int dim, Buf weight, Buf indices, Buf y)
+    public void EmbeddingForward(int count, int dim, int rows, Buf weight, Buf indices, Buf y)
     {
         float[] wa = Arr(weight), ya = Arr(y); int[] ia = IntArr(indices);
         int wo = Off(weight), yo = Off(y), io = Off(indices);
+        IndexFault.Check(ia.AsSpan(io, count), rows, IndexedOp.Embedding);
         CpuParallel.For(count, (i0, i1) =>
         {
             for (int i = i0; i < i1; i++) wa.AsSpan(wo + ia[io + i] * dim, dim).CopyTo(ya.AsSpan(yo + i * dim, dim));
         }, costPerItem: dim);
     }
 
-    public void EmbeddingBackward(int count, int dim, Buf dy, Buf indices, Buf dweight)
+    public void EmbeddingBackward(int count, int dim, int rows, Buf dy, Buf indices, Buf dweight)
     {
         float[] ga = Arr(dy), wa = Arr(dweight); int[] ia = IntArr(indices);
         int go = Off(dy), wo = Off(dweight), io = Off(indices);
@@ -33,4 +35,22 @@ public sealed partial class CpuBackend
             }
         }, costPerItem: (double)count * dim / slices);
     }
+
+    public void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y)
+    {
+        float[] ya = Arr(y); int[] ta = IntArr(tokens);
+        int yo = Off(y), to = Off(tokens);
+        IndexFault.Check(ta.AsSpan(to, count), maskToken + 1, IndexedOp.TokenBits);
+        CpuParallel.For(count, (i0, i1) =>
+        {
+            for (int i = i0; i < i1; i++)
+                for (int k = 0; k < bits; k++) ya[yo + i * bits + k] = TokenBitValue.Of(ta[to + i], k, maskToken);
+        }, costPerItem: bits);
+    }
+}
+
+/// <summary>Bit k of a token group as ±1, or 0 for the mask token (the CPU and ILGPU kernels share it).</summary>
+internal static class TokenBitValue
+{
+    public static float Of(int token, int k, int maskToken) => token == maskToken ? 0f : (token >> k & 1) != 0 ? 1f : -1f;
 }

@@ -4,60 +4,89 @@ using ILGPU.Runtime;
 
 namespace MaskBit.Kernels.Ilgpu;
 
-// Embedding lookup (row gather) and its gradient (row scatter-add) on an ILGPU accelerator. The scatter-add is
-// deterministic without sorting or atomics: group g owns the weight rows r with r mod groups = g, walks all
-// indices in order and adds the dy rows of the ones it owns (its threads split the columns). Each weight row thus
-// sums its contributions in index order, like the CPU kernel, whatever the launch geometry.
+// Embedding lookup (row gather) and its gradient (row scatter-add) on an ILGPU accelerator, and LFQBert's bit
+// expansion of token groups. The scatter-add is deterministic without sorting or atomics: group g owns the weight
+// rows r with r mod groups = g, walks all indices in order and adds the dy rows of the ones it owns (its threads
+// split the columns). Each weight row thus sums its contributions in index order, like the CPU kernel, whatever
+// the launch geometry. Bad indices are recorded as the backend's index fault (IndexFault) and read as row 0.
 public sealed partial class IlgpuBackend
 {
-    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> EmbeddingForwardEntry = EmbeddingForwardKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> EmbeddingBackwardEntry = EmbeddingBackwardKernel;
+    public struct TableArgs
+    {
+        public int Count, Dim, Rows;
+    }
 
-    private static IEnumerable<MethodInfo> EmbeddingEntryPoints => [EmbeddingForwardEntry.Method, EmbeddingBackwardEntry.Method];
+    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs> EmbeddingForwardEntry = EmbeddingForwardKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, TableArgs> EmbeddingBackwardEntry = EmbeddingBackwardKernel;
+    private static readonly Action<ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs> TokenBitsEntry = TokenBitsKernel;
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>? _embeddingForward, _embeddingBackward;
+    private static IEnumerable<MethodInfo> EmbeddingEntryPoints => [EmbeddingForwardEntry.Method, EmbeddingBackwardEntry.Method, TokenBitsEntry.Method];
 
-    public void EmbeddingForward(int count, int dim, Buf weight, Buf indices, Buf y)
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs>? _embeddingForward;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, TableArgs>? _embeddingBackward;
+    private Action<KernelConfig, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs>? _tokenBits;
+
+    public void EmbeddingForward(int count, int dim, int rows, Buf weight, Buf indices, Buf y)
     {
         long n = (long)count * dim;
         if (n == 0) return;
         RequireOneLaunch(n, "embedding");
-        // The weight view spans what the indices can reach; the caller validated them against its rows.
         Kernel(ref _embeddingForward, static a => a.LoadStreamKernel(EmbeddingForwardEntry))(
-            GridStride(n, Sizes.ElementGroup), WeightView(weight), I(indices, count), F(y, n), count, dim);
+            GridStride(n, Sizes.ElementGroup), F(weight, (long)rows * dim), I(indices, count), F(y, n), IndexFaultView,
+            new TableArgs { Count = count, Dim = dim, Rows = rows });
     }
 
-    public void EmbeddingBackward(int count, int dim, Buf dy, Buf indices, Buf dweight)
+    public void EmbeddingBackward(int count, int dim, int rows, Buf dy, Buf indices, Buf dweight)
     {
         long n = (long)count * dim;
         if (n == 0) return;
         RequireOneLaunch(n, "embedding");
         Kernel(ref _embeddingBackward, static a => a.LoadStreamKernel(EmbeddingBackwardEntry))(
-            new KernelConfig(Sizes.MaxElementGroups, Sizes.ElementGroup), F(dy, n), I(indices, count), WeightView(dweight), count, dim);
+            new KernelConfig(Sizes.MaxElementGroups, Sizes.ElementGroup), F(dy, n), I(indices, count), F(dweight, (long)rows * dim),
+            new TableArgs { Count = count, Dim = dim, Rows = rows });
     }
 
-    /// <summary>The weight matrix from its offset to the end of its storage (the row count is not passed).</summary>
-    private ArrayView<float> WeightView(Buf weight) => F(weight, weight.Storage.Length - weight.Offset);
+    public void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y)
+    {
+        long n = (long)count * bits;
+        if (n == 0) return;
+        RequireOneLaunch(n, "bit tokens");
+        Kernel(ref _tokenBits, static a => a.LoadStreamKernel(TokenBitsEntry))(
+            GridStride(n, Sizes.ElementGroup), I(tokens, count), F(y, n), IndexFaultView,
+            new TableArgs { Count = count, Dim = bits, Rows = maskToken + 1 });
+    }
 
     /// <summary>A thread per output element: y[i, d] = w[idx[i], d].</summary>
-    internal static void EmbeddingForwardKernel(ArrayView<float> weight, ArrayView<int> indices, ArrayView<float> y, int count, int dim)
+    internal static void EmbeddingForwardKernel(ArrayView<float> weight, ArrayView<int> indices, ArrayView<float> y, ArrayView<int> fault, TableArgs a)
     {
-        long n = (long)count * dim;
+        long n = (long)a.Count * a.Dim;
         for (long e = Grid.GlobalIndex.X; e < n; e += GridStrideStep)
         {
-            int i = (int)(e / dim);
-            y[e] = weight[(long)indices[i] * dim + (e - (long)i * dim)];
+            int i = (int)(e / a.Dim), row = indices[i];
+            if (!InTable(fault, IndexedOp.Embedding, row, i, a.Rows)) row = 0;
+            y[e] = weight[(long)row * a.Dim + (e - (long)i * a.Dim)];
         }
     }
 
-    /// <summary>dweight[idx[i]] += dy[i], rows owned by groups (see the file comment).</summary>
-    internal static void EmbeddingBackwardKernel(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dweight, int count, int dim)
+    /// <summary>dweight[idx[i]] += dy[i], rows owned by groups (see the file comment); bad rows add nothing.</summary>
+    internal static void EmbeddingBackwardKernel(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dweight, TableArgs a)
     {
-        for (int i = 0; i < count; i++)
+        for (int i = 0; i < a.Count; i++)
         {
             int row = indices[i];
-            if (row % Grid.DimX != Grid.IdxX) continue;
-            for (int d = Group.IdxX; d < dim; d += Group.DimX) dweight[(long)row * dim + d] += dy[(long)i * dim + d];
+            if ((uint)row >= (uint)a.Rows || row % Grid.DimX != Grid.IdxX) continue;
+            for (int d = Group.IdxX; d < a.Dim; d += Group.DimX) dweight[(long)row * a.Dim + d] += dy[(long)i * a.Dim + d];
+        }
+    }
+
+    /// <summary>A thread per output value (Rows = maskToken + 1 valid group values).</summary>
+    internal static void TokenBitsKernel(ArrayView<int> tokens, ArrayView<float> y, ArrayView<int> fault, TableArgs a)
+    {
+        long n = (long)a.Count * a.Dim;
+        for (long e = Grid.GlobalIndex.X; e < n; e += GridStrideStep)
+        {
+            int i = (int)(e / a.Dim), token = tokens[i];
+            y[e] = InTable(fault, IndexedOp.TokenBits, token, i, a.Rows) ? Cpu.TokenBitValue.Of(token, (int)(e - (long)i * a.Dim), a.Rows - 1) : 0f;
         }
     }
 }

@@ -35,6 +35,9 @@ public sealed partial class IlgpuBackend : IBackend
     private readonly bool _ownsAccelerator;
     private readonly Lock _kernelLock = new();
     private readonly TrafficCounters _traffic = new();
+    /// <summary>The first bad index a kernel met since the last read: [op, value, position, table size]
+    /// (<see cref="IndexFault"/>); reported by <see cref="ReportIndexFault"/>.</summary>
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _indexFault;
     private bool _disposed;
 
     internal DeviceBufferPool<float> FloatPool { get; }
@@ -56,6 +59,8 @@ public sealed partial class IlgpuBackend : IBackend
             throw new ArgumentException($"reduce group {Sizes.ReduceGroup} is not a multiple of the warp size {accelerator.WarpSize}");
         // Device memory is cached up to 1/4 of the device (CPU accelerator: 1 GiB).
         long budget = accelerator.AcceleratorType == AcceleratorType.CPU ? 1L << 30 : accelerator.MemorySize / 4;
+        _indexFault = accelerator.Allocate1D<int>(IndexFaultWords);
+        _indexFault.View.MemSetToZero(Stream);
         FloatPool = new DeviceBufferPool<float>(accelerator, budget, _traffic);
         IntPool = new DeviceBufferPool<int>(accelerator, budget / 8, _traffic);
     }
@@ -116,14 +121,45 @@ public sealed partial class IlgpuBackend : IBackend
         if (dst.IsEmpty) return;
         _traffic.Download(dst.Length * sizeof(float));
         F(src, dst.Length).CopyToCPU(Stream, dst);
+        ReportIndexFault();
     }
     public void Download(Buf src, Span<int> dst)
     {
         if (dst.IsEmpty) return;
         _traffic.Download(dst.Length * sizeof(int));
         I(src, dst.Length).CopyToCPU(Stream, dst);
+        ReportIndexFault();
     }
-    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); }
+    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); ReportIndexFault(); }
+
+    private const int IndexFaultWords = 4;
+
+    /// <summary>Throws the index error a kernel recorded (the stream has just been drained by a read), once: the
+    /// word is cleared so the backend stays usable. Not counted as traffic: it rides on a read that waited anyway.</summary>
+    private void ReportIndexFault()
+    {
+        Span<int> fault = stackalloc int[IndexFaultWords];
+        _indexFault.View.CopyToCPU(Stream, fault);
+        if (fault[0] == 0) return;
+        _indexFault.View.MemSetToZero(Stream);
+        throw IndexFault.Exception((IndexedOp)fault[0], fault[1], fault[2], fault[3], deferred: true);
+    }
+
+    /// <summary>Inside a kernel: whether index lies in [0, size); if not, records it as the launch's index fault
+    /// (the first recorder wins) and the caller must use a harmless value instead.</summary>
+    internal static bool InTable(ArrayView<int> fault, IndexedOp op, int index, int position, int size)
+    {
+        if ((uint)index < (uint)size) return true;
+        if (Atomic.CompareExchange(ref fault[0], 0, (int)op) == 0)
+        {
+            fault[1] = index;
+            fault[2] = position;
+            fault[3] = size;
+        }
+        return false;
+    }
+
+    internal ArrayView<int> IndexFaultView => _indexFault.View;
     /// <summary>Host ↔ device copies, waits and pool misses since this backend was created.</summary>
     public DeviceTraffic Traffic => _traffic.Snapshot();
 
@@ -131,6 +167,7 @@ public sealed partial class IlgpuBackend : IBackend
     {
         if (_disposed) return;
         _disposed = true;
+        _indexFault.Dispose();
         FloatPool.Dispose();
         IntPool.Dispose();
         if (!_ownsAccelerator) return;

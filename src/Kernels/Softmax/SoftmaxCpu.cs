@@ -64,6 +64,7 @@ public sealed partial class CpuBackend
     {
         float[] xa = Arr(logits), la = Arr(loss), sa = Arr(lse); int[] ta = IntArr(targets);
         int xo = Off(logits), lo = Off(loss), so = Off(lse), to = Off(targets);
+        IndexFault.Check(ta.AsSpan(to, rows), cols, IndexedOp.CrossEntropy);
         CpuParallel.For(rows, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)

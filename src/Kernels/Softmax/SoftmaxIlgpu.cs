@@ -20,7 +20,7 @@ public sealed partial class IlgpuBackend
 
     private static readonly Action<ArrayView<float>, ArrayView<float>, RowArgs> SoftmaxForwardEntry = SoftmaxForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs> SoftmaxBackwardEntry = SoftmaxBackwardKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RowArgs> CrossEntropyForwardEntry = CrossEntropyForwardKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, RowArgs> CrossEntropyForwardEntry = CrossEntropyForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs> CrossEntropyBackwardEntry = CrossEntropyBackwardKernel;
 
     private static IEnumerable<MethodInfo> SoftmaxEntryPoints =>
@@ -28,7 +28,7 @@ public sealed partial class IlgpuBackend
 
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, RowArgs>? _softmaxForward;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs>? _softmaxBackward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, RowArgs>? _crossEntropyForward;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, RowArgs>? _crossEntropyForward;
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs>? _crossEntropyBackward;
 
     // ---- host side ----------------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ public sealed partial class IlgpuBackend
         long n = RowElements(rows, cols);
         if (n == 0) return;
         Kernel(ref _crossEntropyForward, static a => a.LoadStreamKernel(CrossEntropyForwardEntry))(
-            new KernelConfig(RowGroups(rows), Sizes.ReduceGroup), F(logits, n), I(targets, rows), F(loss, rows), F(lse, rows),
+            new KernelConfig(RowGroups(rows), Sizes.ReduceGroup), F(logits, n), I(targets, rows), F(loss, rows), F(lse, rows), IndexFaultView,
             new RowArgs { Rows = rows, Cols = cols, LabelSmoothing = labelSmoothing });
     }
 
@@ -114,7 +114,7 @@ public sealed partial class IlgpuBackend
 
     /// <summary>A group per row: lse = max + log Σ e^(x − max), loss = lse − (1−ε)·x[t] − ε/C·Σ x.</summary>
     internal static void CrossEntropyForwardKernel(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss,
-        ArrayView<float> lse, RowArgs args)
+        ArrayView<float> lse, ArrayView<int> fault, RowArgs args)
     {
         var partials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
         var sum = default(SumReduction);
@@ -135,7 +135,9 @@ public sealed partial class IlgpuBackend
             {
                 float rowLse = max + XMath.Log(sumExp);
                 lse[row] = rowLse;
-                loss[row] = rowLse - (1f - args.LabelSmoothing) * logits[start + targets[row]] - args.LabelSmoothing * sumX / args.Cols;
+                int target = targets[row];
+                float targetLogit = InTable(fault, IndexedOp.CrossEntropy, target, row, args.Cols) ? logits[start + target] : 0f;
+                loss[row] = rowLse - (1f - args.LabelSmoothing) * targetLogit - args.LabelSmoothing * sumX / args.Cols;
             }
         }
     }

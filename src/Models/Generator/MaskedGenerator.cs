@@ -120,34 +120,40 @@ public sealed class MaskedGenerator : Module
     private static Tensor TruncNormal(int[] shape, Random rng) => Init.TruncNormal(shape, 0.02f, -2f, 2f, rng);
 
     /// <summary>LFQBert input: each group's bits least significant first as ±1, a masked group as zeros, groups
-    /// concatenated group-major: (B, n, splits) Int32 → (B, n, bits).</summary>
-    public Tensor PreprocessTokens(Tensor tokens)
-    {
-        int shift = Config.Shift, splits = Config.Splits;
-        var t = tokens.ToIntArray();
-        var bits = new float[t.Length * shift];
-        for (int i = 0; i < t.Length; i++)
-        {
-            if (t[i] == Config.MaskToken) continue;
-            if (t[i] < 0 || t[i] > Config.MaskToken) throw new ArgumentException($"token group value {t[i]} outside 0…{Config.MaskToken}");
-            for (int k = 0; k < shift; k++) bits[i * shift + k] = (t[i] >> k & 1) != 0 ? 1f : -1f;
-        }
-        return Tensor.FromArray(bits, new[] { tokens.Shape[0], tokens.Shape[1], splits * shift }, tokens.Device);
-    }
+    /// concatenated group-major: (B, n, splits) Int32 → (B, n, bits), on the tokens' device.</summary>
+    public Tensor PreprocessTokens(Tensor tokens) => F.TokenBits(tokens, Config.Shift, Config.MaskToken);
 
     /// <summary>Logits (B, seq_len, splits, C) for tokens (B, seq_len, splits) Int32 and labels (B) Int32.
     /// Labels where <paramref name="dropLabelMask"/> is true are replaced by the drop label (in place, as the
-    /// reference does); a null mask drops every label (the unconditional pass).</summary>
+    /// reference does); a null mask drops every label (the unconditional pass). The labels make one round trip
+    /// to the host; callers that hold them there use the overload that takes them as a list.</summary>
     public Tensor Forward(Tensor tokens, Tensor classLabels, bool[]? dropLabelMask, Action<string, Tensor>? observe = null)
+    {
+        var labels = EffectiveLabels(classLabels.ToIntArray(), dropLabelMask);
+        classLabels.CopyFromInts_(labels);
+        return Forward(tokens, classLabels, observe);
+    }
+
+    /// <summary><see cref="Forward(Tensor, Tensor, bool[], Action{string, Tensor})"/> with the labels on the host:
+    /// checked and dropped there, then uploaded once.</summary>
+    public Tensor Forward(Tensor tokens, IReadOnlyList<int> classLabels, bool[]? dropLabelMask, Action<string, Tensor>? observe = null) =>
+        Forward(tokens, Tensor.FromInts(EffectiveLabels(classLabels.ToArray(), dropLabelMask), new[] { classLabels.Count }, tokens.Device), observe);
+
+    /// <summary>The labels with the dropped ones replaced by the drop label (in place), the others checked.</summary>
+    private int[] EffectiveLabels(int[] labels, bool[]? dropLabelMask)
+    {
+        for (int i = 0; i < labels.Length; i++)
+            if (dropLabelMask == null || dropLabelMask[i]) labels[i] = Config.DropLabel;
+            else if (labels[i] < 0 || labels[i] >= Config.NumClasses) throw new ArgumentException($"class label {labels[i]} outside 0…{Config.NumClasses - 1}");
+        return labels;
+    }
+
+    private Tensor Forward(Tensor tokens, Tensor classLabels, Action<string, Tensor>? observe)
     {
         int b = tokens.Shape[0], n = tokens.Shape[1];
         if (n != Config.SeqLen || tokens.Shape[2] != Config.Splits)
             throw new ArgumentException($"generator expects tokens (B, {Config.SeqLen}, {Config.Splits}), got {ShapeUtil.Format(tokens.Shape)}");
-        var labels = classLabels.ToIntArray();
-        for (int i = 0; i < b; i++)
-            if (dropLabelMask == null || dropLabelMask[i]) labels[i] = Config.DropLabel;
-            else if (labels[i] < 0 || labels[i] >= Config.NumClasses) throw new ArgumentException($"class label {labels[i]} outside 0…{Config.NumClasses - 1}");
-        classLabels.CopyFromInts_(labels);
+        if (classLabels.Numel != b) throw new ArgumentException($"generator expects {b} class labels, got {ShapeUtil.Format(classLabels.Shape)}");
 
         var cls = ClassEmb.Forward(classLabels.Reshape(b, 1));
         Tensor tok;

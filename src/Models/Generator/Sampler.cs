@@ -197,14 +197,13 @@ public sealed class Sampler
     private sealed record GuidanceHalves(float[] Cond, float[] Uncond, float Scale);
 
     /// <summary>One step's logits (B, n, m, C) on the device: the conditional forward, or with guidance one forward
-    /// on [tokens; tokens] with the second half's labels dropped and cond + scale·(cond − uncond). The label
-    /// tensors are made once per run.</summary>
+    /// on [tokens; tokens] with the second half's labels dropped and cond + scale·(cond − uncond).</summary>
     private sealed class GuidedForward
     {
         private readonly MaskedGenerator _generator;
         private readonly SamplerOptions _options;
         private readonly int _batch;
-        private readonly Tensor _labels;
+        private readonly int[] _labels;
         private readonly bool[] _dropLabels;
 
         public GuidedForward(MaskedGenerator generator, IReadOnlyList<int> labels, SamplerOptions options)
@@ -213,10 +212,7 @@ public sealed class Sampler
             _options = options;
             _batch = labels.Count;
             bool guided = options.GuidanceScale != 0;
-            var device = generator.PosEmb.Device;
-            _labels = guided
-                ? Tensor.FromInts(labels.Concat(labels).ToArray(), new[] { 2 * _batch }, device)
-                : Tensor.FromInts(labels.ToArray(), new[] { _batch }, device);
+            _labels = guided ? labels.Concat(labels).ToArray() : labels.ToArray();
             // Unguided sampling is conditional: no label is dropped.
             _dropLabels = Enumerable.Range(0, guided ? 2 * _batch : _batch).Select(b => b >= _batch).ToArray();
         }

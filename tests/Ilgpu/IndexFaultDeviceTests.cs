@@ -1,0 +1,61 @@
+using MaskBit.Autograd;
+using MaskBit.Kernels;
+using MaskBit.Kernels.Ilgpu;
+using MaskBit.Tests.Support;
+
+namespace MaskBit.Tests.Ilgpu;
+
+/// <summary>Kernels that read tables at tensor-given indices check them where they run: the CPU backend throws at
+/// the op, an ILGPU device at its next read (without waiting for the device at the op), naming the op, value,
+/// position and table size; afterwards the device works normally. Also the bit expansion of token groups against
+/// the CPU backend.</summary>
+public sealed class IndexFaultDeviceTests : DeviceTestBase
+{
+    private static readonly (string Name, Action<IBackend> Op, string Expected)[] BadOps =
+    [
+        ("embedding", dev => F.Embedding(Tensor.FromInts(new[] { 0, 4, 10, 9 }, new[] { 4 }, dev), Tensor.Zeros(new[] { 10, 3 }, dev)),
+            "index 10 at flat position 2 is out of range for a table of 10 rows"),
+        ("cross_entropy", dev => F.CrossEntropy(Tensor.Zeros(new[] { 2, 4 }, dev), Tensor.FromInts(new[] { 1, -1 }, new[] { 2 }, dev)),
+            "target -1 at flat position 1 is out of range for 4 classes"),
+        ("bit tokens", dev => F.TokenBits(Tensor.FromInts(new[] { 3, 16, 17 }, new[] { 3, 1 }, dev), 4, 16),
+            "token group value 17 at flat position 2 is outside 0…16"),
+    ];
+
+    private static IEnumerable<TestCaseData> Cases() => OnDevices(BadOps.Select(o => new object[] { o.Name }));
+
+    [TestCaseSource(nameof(Cases))]
+    public void BadIndexIsReportedAndTheDeviceStaysUsable(string device, string op)
+    {
+        var (_, run, expected) = BadOps.Single(o => o.Name == op);
+        var dev = TestDevices.Get(device);
+        ArgumentOutOfRangeException? error;
+        if (dev is IlgpuBackend ilgpu)
+        {
+            var before = ilgpu.Traffic;
+            Assert.DoesNotThrow(() => run(dev), "the op only enqueues its kernel");
+            Assert.That((ilgpu.Traffic - before).Downloads, Is.EqualTo(0), "no read from the device to check the indices");
+            error = Assert.Throws<ArgumentOutOfRangeException>(() => Tensor.Zeros(new[] { 2 }, dev).ToArray(), "reported at the next read");
+            Assert.That(error!.Message, Does.Contain("found on the device"));
+        }
+        else error = Assert.Throws<ArgumentOutOfRangeException>(() => run(dev));
+        Assert.That(error!.Message, Does.Contain(expected));
+        Assert.That(Tensor.Full(new[] { 2 }, 5f, dev).ToArray(), Is.EqualTo(new[] { 5f, 5f }), "the next read succeeds");
+    }
+
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]
+    public void TokenBitsMatchTheCpu(string device)
+    {
+        const int bits = 5, maskToken = 1 << bits, count = 41;
+        var tokens = Enumerable.Range(0, count).Select(i => i % 7 == 0 ? maskToken : i * 13 % maskToken).ToArray();
+        float[] Run(IBackend dev)
+        {
+            var y = Put(dev, Enumerable.Repeat(float.NaN, count * bits).ToArray());
+            dev.TokenBits(count, bits, maskToken, PutInts(dev, tokens), y);
+            return Read(dev, y, count * bits);
+        }
+        var expected = Run(Reference);
+        Assert.That(Run(TestDevices.Get(device)), Is.EqualTo(expected));
+        Assert.That(expected.AsSpan(0, bits).ToArray(), Is.All.EqualTo(0f), "the mask token is all zeros");
+        Assert.That(expected.AsSpan(bits, bits).ToArray(), Is.EqualTo(new[] { 1f, -1f, 1f, 1f, -1f }), "13 = 0b01101, least significant first");
+    }
+}
