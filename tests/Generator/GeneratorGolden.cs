@@ -44,8 +44,10 @@ public static class GeneratorGolden
         Abs("logits", logits, 1e-4);
 
         var loss = new MlmLoss((float)cfg.GetDouble("losses.mlm.label_smoothing", 0.1), cfg.GetBool("losses.mlm.sum_splits", false));
-        var mask = c.Array("mask").ToInt64().Select(v => v != 0).ToArray();
-        var (value, log) = loss.Forward(logits, c.Tensor("targets"), mask);
+        var targets = c.Tensor("targets");
+        var mask = Tensor.FromInts(c.Array("mask").ToInt64().Select(v => v != 0 ? 1 : 0).ToArray(), targets.Shape);
+        var (value, statistics) = loss.Forward(logits, targets, mask);
+        var log = statistics.Read();
         Abs("loss", value, 1e-5);
         Abs("masked_token_loss", Tensor.Scalar(log.MaskedTokenLoss), 1e-5);
         Abs("correct_tokens", Tensor.Scalar(log.CorrectTokens), 1e-5);

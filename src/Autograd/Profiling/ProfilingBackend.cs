@@ -257,6 +257,12 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
                 U(tokens), U(threshold), U(counts));
     }
 
+    // ---- classification statistics -----------------------------------------------------------------------------
+    public void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally)
+    {
+        using (K("PredictionTally", $"scores[{rows},{cols}]")) Inner.PredictionTally(rows, cols, U(scores), U(targets), U(mask), U(loss), U(tally));
+    }
+
     /// <summary>The inner backend is not owned (it is usually a process-wide device).</summary>
     public void Dispose() { }
 }

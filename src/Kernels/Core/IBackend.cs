@@ -136,6 +136,12 @@ public interface IBackend : IDisposable
     /// <summary>dz (overwritten) = ∂(dResult[0]·result[0] + dResult[1]·result[1]) / ∂z.</summary>
     void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz);
 
+    // ---- classification statistics (Classification/) ---------------------------------------------------------
+    /// <summary>Per row r of (rows, cols) scores, with Int32 targets and mask: hit = 1 when the row's first maximum
+    /// sits at targets[r] (0 otherwise; a NaN first score never loses its place), m = 1 when mask[r] ≠ 0. Writes
+    /// tally (4, rows) = [m, m ? loss[r] : 0, hit, m·hit] (so an unmasked NaN loss stays out of the sums).</summary>
+    void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally);
+
     // ---- MaskGIT sampling (Sampling/) --------------------------------------------------------------------------
     /// <summary>Each group g of (groups, classes) probabilities draws sampled[g] = <see cref="SamplerMath.InverseCdf{TRow}"/>
     /// at uniform[g]. Where mask[g] ≠ 0 (Int32), predicted[g] = sampled[g] and confidence[g] = log p[g, sampled[g]] +

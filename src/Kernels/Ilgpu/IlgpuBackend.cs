@@ -206,6 +206,6 @@ public sealed partial class IlgpuBackend : IBackend
         [
             .. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints, .. ConvEntryPoints, .. PoolEntryPoints,
             .. ResampleEntryPoints, .. LfqEntryPoints, .. OptimEntryPoints, .. NormEntryPoints, .. SoftmaxEntryPoints,
-            .. EmbeddingEntryPoints, .. AttentionEntryPoints, .. SamplingEntryPoints,
+            .. EmbeddingEntryPoints, .. AttentionEntryPoints, .. SamplingEntryPoints, .. ClassificationEntryPoints,
         ];
 }

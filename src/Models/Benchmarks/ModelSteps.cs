@@ -100,7 +100,8 @@ public sealed class GeneratorTrainingStep : IModelStep
     private readonly MaskSchedule _schedule;
     private readonly double _labelDropout;
     private readonly float _maxGradNorm;
-    private readonly Tensor _tokens, _labels;
+    private readonly int[] _tokens;
+    private readonly Tensor _labels;
 
     public GeneratorTrainingStep(MaskBitConfig config, int? batchSize = null)
     {
@@ -123,9 +124,8 @@ public sealed class GeneratorTrainingStep : IModelStep
 
         var cfg = Generator.Config;
         var tokenRng = new Rng((ulong)seed + 1);
-        var tokens = Enumerable.Range(0, BatchSize * cfg.SeqLen).Select(_ => tokenRng.NextInt(cfg.CodebookSize)).ToArray();
+        _tokens = Enumerable.Range(0, BatchSize * cfg.SeqLen).Select(_ => tokenRng.NextInt(cfg.CodebookSize)).ToArray();
         var labels = Enumerable.Range(0, BatchSize).Select(_ => tokenRng.NextInt(cfg.NumClasses)).ToArray();
-        _tokens = Tensor.FromInts(tokens, new[] { BatchSize, cfg.SeqLen });
         _labels = Tensor.FromInts(labels, new[] { BatchSize });
     }
 
@@ -133,12 +133,12 @@ public sealed class GeneratorTrainingStep : IModelStep
     {
         var cfg = Generator.Config;
         using var scope = TensorScope.Begin();
-        var groups = Factorization.Split(_tokens, cfg.CodebookSize, cfg.Splits);
-        var masked = Masking.GetMaskTokens(groups, cfg.MaskToken, _schedule, 0.0, _random);
+        var masked = Masking.MaskBatch(_tokens, BatchSize, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, _schedule, 0.0, _random,
+            Generator.PosEmb.Device);
         var draws = new float[BatchSize];
         _random.Uniform(draws);
         var logits = Generator.Forward(masked.Tokens, _labels.Clone(), draws.Select(u => u < _labelDropout).ToArray());
-        var (loss, _) = _loss.Forward(logits, groups, masked.Mask);
+        var (loss, _) = _loss.Forward(logits, masked.Targets, masked.Mask);
         loss.Backward();
         GradClip.ClipGradNorm(_parameters, _maxGradNorm > 0 ? _maxGradNorm : float.PositiveInfinity);
         _optimizer.Step();

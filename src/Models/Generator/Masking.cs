@@ -1,4 +1,5 @@
 using MaskBit.Autograd;
+using MaskBit.Kernels;
 
 namespace MaskBit.Models.Generator;
 
@@ -8,7 +9,11 @@ public enum MaskSchedule { Root, Square, Cosine, Arccos, Linear }
 
 /// <summary>The groups a training step masked: tokens with the mask token in place, the mask, and the per-sample
 /// draws behind them (r, and the masking probability derived from it).</summary>
-public sealed record MaskedTokens(Tensor Tokens, bool[] Mask, float[] R, float[] ValueToMask);
+public sealed record MaskedTokens(int[] Tokens, bool[] Mask, float[] R, float[] ValueToMask);
+
+/// <summary>A training batch on the device (see <see cref="Masking.MaskBatch"/>): the target groups, the masked
+/// input and the Int32 mask, (B, n, splits) each.</summary>
+public sealed record MaskedBatch(Tensor Targets, Tensor Tokens, Tensor Mask);
 
 /// <summary>
 /// Masking for training (<see cref="GetMaskTokens"/>) and the sampler's re-masking schedule
@@ -69,14 +74,17 @@ public static class Masking
 
     /// <summary>
     /// get_mask_tokens: masks each group of each sample independently with a per-sample probability drawn from
-    /// the schedule. Consumes exactly two uniform draws, in the reference's order: r (B), then one value per group
-    /// (the shape of <paramref name="tokens"/>); a group is masked where its draw is strictly below the sample's
-    /// probability. <paramref name="tokens"/> is Int32 with the batch first; the result lives on its device.
+    /// the schedule. Consumes exactly two uniform draws, in the reference's order: r (<paramref name="batch"/>),
+    /// then one value per group of <paramref name="tokens"/>; a group is masked where its draw is strictly below
+    /// the sample's probability. <paramref name="tokens"/> holds the batch's samples one after another.
     /// </summary>
-    public static MaskedTokens GetMaskTokens(Tensor tokens, int maskToken, MaskSchedule mode, double minMaskingRatio, IRandomSource random)
+    public static MaskedTokens GetMaskTokens(ReadOnlySpan<int> tokens, int batch, int maskToken, MaskSchedule mode, double minMaskingRatio,
+        IRandomSource random)
     {
         if (mode == MaskSchedule.Root) throw new ArgumentException("the root schedule is not supported for training masking (linear, square, cosine, arccos)");
-        int batch = tokens.Shape[0], perSample = batch == 0 ? 0 : (int)(tokens.Numel / batch);
+        if (batch < 0 || (batch == 0 ? tokens.Length != 0 : tokens.Length % batch != 0))
+            throw new ArgumentException($"{tokens.Length} tokens do not split into {batch} samples");
+        int perSample = batch == 0 ? 0 : tokens.Length / batch;
         var r = new float[batch];
         random.Uniform(r);
         float scale = (float)(1 - minMaskingRatio);
@@ -87,15 +95,36 @@ public static class Masking
             valueToMask[b] = Schedule(r[b], mode);   // no clamp here, unlike the sampler's ratio
         }
 
-        var draws = new float[tokens.Numel];
+        var draws = new float[tokens.Length];
         random.Uniform(draws);
-        var values = tokens.ToIntArray();
+        var values = tokens.ToArray();
         var mask = new bool[values.Length];
         for (int i = 0; i < values.Length; i++)
         {
             mask[i] = draws[i] < valueToMask[i / perSample];
             if (mask[i]) values[i] = maskToken;
         }
-        return new MaskedTokens(Tensor.FromInts(values, tokens.Shape, tokens.Device), mask, r, valueToMask);
+        return new MaskedTokens(values, mask, r, valueToMask);
+    }
+
+    /// <summary>
+    /// A training step's integers: the batch's (B, n) <paramref name="tokens"/> split into groups (the loss's
+    /// targets), masked by <see cref="GetMaskTokens"/> (the model's input), and the mask (1 where masked), each
+    /// (B, n, splits) Int32. All three are made on the host, where the batch's tokens are, and reach
+    /// <paramref name="device"/> in one upload.
+    /// </summary>
+    public static MaskedBatch MaskBatch(ReadOnlySpan<int> tokens, int batch, int codebookSize, int splits, int maskToken, MaskSchedule mode,
+        double minMaskingRatio, IRandomSource random, IBackend device)
+    {
+        var groups = Factorization.Split(tokens, codebookSize, splits);
+        var masked = GetMaskTokens(groups, batch, maskToken, mode, minMaskingRatio, random);
+        int n = groups.Length;
+        var packed = new int[3 * n];
+        groups.CopyTo(packed, 0);
+        masked.Tokens.CopyTo(packed, n);
+        for (int i = 0; i < n; i++) packed[2 * n + i] = masked.Mask[i] ? 1 : 0;
+        int seqLen = batch == 0 ? 0 : tokens.Length / batch;
+        var all = Tensor.FromInts(packed, [3, batch, seqLen, splits], device);
+        return new MaskedBatch(all.Select0(0), all.Select0(1), all.Select0(2));
     }
 }

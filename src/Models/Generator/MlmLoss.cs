@@ -5,10 +5,41 @@ namespace MaskBit.Models.Generator;
 /// <summary>What the MLM loss logs besides the backpropagated loss (no gradient).</summary>
 public sealed record MlmLossLog(float MaskedTokenLoss, float CorrectTokens, float MaskedCorrectTokens);
 
+/// <summary>The counts and sums behind an <see cref="MlmLossLog"/>, still on the device, so that a trainer reads
+/// them together with its other per-step values (one download) and finishes the log with <see cref="ToLog"/>.</summary>
+public sealed class MlmLossStatistics
+{
+    private readonly int _positions, _splits;
+    private readonly float _lossScale;
+
+    internal MlmLossStatistics(Tensor tally, int positions, int splits, float lossScale)
+    {
+        Sums = Enumerable.Range(0, 4).Select(tally.Select0).ToArray();
+        (_positions, _splits, _lossScale) = (positions, splits, lossScale);
+    }
+
+    /// <summary>Device scalars: masked positions, their summed loss, correct predictions, correct masked predictions.</summary>
+    public IReadOnlyList<Tensor> Sums { get; }
+
+    /// <summary>The log from the values of <see cref="Sums"/>, in their order: the masked loss mean (× splits when
+    /// summed), and the accuracies raised to the number of splits (NaN for the masked ones when nothing was masked).</summary>
+    public MlmLossLog ToLog(ReadOnlySpan<float> sums)
+    {
+        float masked = sums[0], maskedLoss = sums[1], correct = sums[2], maskedCorrect = sums[3];
+        return new MlmLossLog(
+            masked == 0 ? float.NaN : (float)((double)maskedLoss / masked) * _lossScale,
+            MathF.Pow(correct / _positions, _splits),
+            masked == 0 ? float.NaN : MathF.Pow(maskedCorrect / masked, _splits));
+    }
+
+    /// <summary>Downloads <see cref="Sums"/> on its own and finishes the log.</summary>
+    public MlmLossLog Read() => ToLog(Tensor.Items(Sums));
+}
+
 /// <summary>
 /// The reference's MLMLoss: label-smoothed cross-entropy over every group position (masked or not) against the
 /// original group values, mean-reduced, × splits when <c>sum_splits</c>. The masked-only loss and the accuracies
-/// (mean(argmax == target) raised to the number of splits) are logged.
+/// (mean(argmax == target) raised to the number of splits) are logged, computed on the logits' device.
 /// </summary>
 public sealed class MlmLoss(float labelSmoothing = 0.1f, bool sumSplits = false)
 {
@@ -17,8 +48,8 @@ public sealed class MlmLoss(float labelSmoothing = 0.1f, bool sumSplits = false)
 
     /// <param name="logits">(B, n, splits, C)</param>
     /// <param name="targets">(B, n, splits) Int32</param>
-    /// <param name="mask">(B·n·splits) true where the group was masked</param>
-    public (Tensor Loss, MlmLossLog Log) Forward(Tensor logits, Tensor targets, bool[] mask)
+    /// <param name="mask">(B, n, splits) Int32, non-zero where the group was masked</param>
+    public (Tensor Loss, MlmLossStatistics Statistics) Forward(Tensor logits, Tensor targets, Tensor mask)
     {
         int splits = logits.Shape[2], c = logits.Shape[3];
         var flat = logits.Reshape(-1, c);
@@ -28,27 +59,8 @@ public sealed class MlmLoss(float labelSmoothing = 0.1f, bool sumSplits = false)
         var loss = perPosition.Mean();
         if (SumSplits) loss = loss.MulScalar(splits);
 
-        MlmLossLog log;
-        using (Tape.NoGrad())
-        {
-            var rows = perPosition.ToArray();
-            var t = flatTargets.ToIntArray();
-            var argmax = flat.Detach().ArgMaxLastAxis().ToIntArray();
-            int masked = 0, correct = 0, maskedCorrect = 0; double maskedLoss = 0;
-            for (int i = 0; i < t.Length; i++)
-            {
-                bool ok = argmax[i] == t[i];
-                if (ok) correct++;
-                if (!mask[i]) continue;
-                masked++; maskedLoss += rows[i];
-                if (ok) maskedCorrect++;
-            }
-            float scale = SumSplits ? splits : 1f;
-            log = new MlmLossLog(
-                masked == 0 ? float.NaN : (float)(maskedLoss / masked) * scale,
-                MathF.Pow((float)correct / t.Length, splits),
-                masked == 0 ? float.NaN : MathF.Pow((float)maskedCorrect / masked, splits));
-        }
-        return (loss, log);
+        Tensor tally;
+        using (Tape.NoGrad()) tally = F.PredictionTally(flat.Detach(), flatTargets, mask.Reshape(-1), perPosition.Detach());
+        return (loss, new MlmLossStatistics(tally, flatTargets.Shape[0], splits, SumSplits ? splits : 1f));
     }
 }

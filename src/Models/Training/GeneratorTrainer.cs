@@ -252,22 +252,24 @@ public sealed class GeneratorTrainer
         var cfg = Generator.Config;
         using var scope = TensorScope.Begin();
         var device = Generator.PosEmb.Device;
-        var tokens = Tensor.FromInts(batch.Tokens, new[] { batch.Count, cfg.SeqLen }, device);
-        var groups = Factorization.Split(tokens, cfg.CodebookSize, cfg.Splits);
-        var masked = Masking.GetMaskTokens(groups, cfg.MaskToken, _trainSchedule, _minMaskingRatio, _random);
+        var masked = Masking.MaskBatch(batch.Tokens, batch.Count, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, _trainSchedule,
+            _minMaskingRatio, _random, device);
         var labelDraws = new float[batch.Count];
         _random.Uniform(labelDraws);
         var dropLabels = labelDraws.Select(u => u < _labelDropout).ToArray();
-        var labels = Tensor.FromInts(batch.Labels, new[] { batch.Count }, device);
 
-        var logits = Generator.Forward(masked.Tokens, labels, dropLabels);
-        var (loss, log) = _loss.Forward(logits, groups, masked.Mask);
+        var logits = Generator.Forward(masked.Tokens, batch.Labels, dropLabels);
+        var (loss, statistics) = _loss.Forward(logits, masked.Targets, masked.Mask);
         loss.Backward();
         // Without max_grad_norm the norm is still measured (logged and guarded) but nothing is scaled.
         var norm = GradClip.ClipGradNormOnDevice(_parameters, _maxGradNorm > 0 ? _maxGradNorm : float.PositiveInfinity);
-        // The loss and the norm come to the host together (one wait for the device), before anything is applied.
-        var host = Tensor.Items(norm != null ? [loss, norm] : [loss]);
-        float lossValue = host[0], gradNorm = norm != null ? host[1] : 0f;
+        // The loss, the norm and the logged statistics come to the host together (one wait for the device),
+        // before anything is applied.
+        List<Tensor> logged = [loss, .. statistics.Sums];
+        if (norm != null) logged.Add(norm);
+        var host = Tensor.Items(logged);
+        float lossValue = host[0], gradNorm = norm != null ? host[^1] : 0f;
+        var log = statistics.ToLog(host.AsSpan(1, statistics.Sums.Count));
         long step = _state.Step + 1;
         if (!float.IsFinite(lossValue))
             throw new TrainingDivergedException("mlm_loss", step, lossValue, LatestCheckpoint());
