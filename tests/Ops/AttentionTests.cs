@@ -81,7 +81,7 @@ public class AttentionTests
     /// <summary>Plain float64 attention over (batchHeads, seq, dim) flattened values, with the probabilities
     /// multiplied by the factors of <paramref name="dropout"/> when given.</summary>
     private static double[] ReferenceAttention(double[] q, double[] k, double[] v, int batchHeads, int seq, int dim, double scale,
-        AttentionDropout? dropout = null)
+        DropoutMask? dropout = null)
     {
         var y = new double[q.Length];
         var logits = new double[seq];
@@ -127,7 +127,7 @@ public class AttentionTests
     // ---- dropout on the attention weights ---------------------------------------------------------------------
 
     /// <summary>The mask seed F.ScaledDotProductAttention draws from <c>new Rng(generatorSeed)</c>.</summary>
-    private static AttentionDropout DropoutOf(float p, ulong generatorSeed) => new(p, new Rng(generatorSeed).NextUInt64());
+    private static DropoutMask DropoutOf(float p, ulong generatorSeed) => new(p, new Rng(generatorSeed).NextUInt64());
 
     // Forward against float64 with the same hash mask, gradients by finite differences (the op runs once, so the
     // mask is fixed). Sequences ≥ 8 run the 8-wide mask path and its scalar tail.
@@ -192,7 +192,7 @@ public class AttentionTests
     /// <summary>torch's MHA math in float64, batch-first: packed in-projection, per-head softmax(q·kᵀ/√Dh)·v,
     /// out-projection. Inputs: query, key, value (B, S, E), in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias.</summary>
     private static double[] ReferenceMha(double[] query, double[] key, double[] value, double[] w, double[] b, double[] wo, double[] bo,
-        int batch, int seq, int embed, int heads, AttentionDropout? dropout = null)
+        int batch, int seq, int embed, int heads, DropoutMask? dropout = null)
     {
         int dh = embed / heads;
         double[] Project(double[] x, int part)

@@ -58,6 +58,7 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
 
     // ---- element-wise ----------------------------------------------------------------------------------------
     public void Fill(Buf y, long n, float value) { using (K("Fill", $"n={n}")) Inner.Fill(U(y), n, value); }
+    public void Dropout(Buf x, Buf y, long n, DropoutMask mask) { using (K("Dropout", $"n={n}")) Inner.Dropout(U(x), U(y), n, mask); }
     public void Copy(Buf x, Buf y, long n) { using (K("Copy", $"n={n}")) Inner.Copy(U(x), U(y), n); }
     public void Unary(UnaryOp op, Buf x, Buf y, long n, float alpha = 0f)
     {

@@ -13,7 +13,7 @@ namespace MaskBit.Kernels.Ilgpu;
 // - backward, dQ: a warp per query row recomputes P = exp(s − lse) from the saved log-sum-exp;
 // - backward, dK/dV: a warp per key row streams the query tiles (so every output row has one owner: no atomics,
 //   deterministic).
-// Dropout factors come from AttentionDropout, the same hash as the CPU kernel, per (batch·head, query, key).
+// Dropout factors come from DropoutMask, the same hash as the CPU kernel, per (batch·head, query, key).
 // Tile rows are padded to D + 1 floats so that the lanes' dot products (lane j reads row j) hit distinct banks.
 public sealed partial class IlgpuBackend
 {
@@ -21,7 +21,7 @@ public sealed partial class IlgpuBackend
     {
         public int BatchHeads, Seq, Dim;
         public float Scale;
-        public AttentionDropout Dropout;
+        public DropoutMask Dropout;
 
         /// <summary>Row stride of a shared-memory tile.</summary>
         public readonly int TileStride => Dim + 1;
@@ -82,7 +82,7 @@ public sealed partial class IlgpuBackend
     {
         elements = (long)batchHeads * seq * headDim;
         RequireOneLaunch(elements, "attention");
-        return new AttentionArgs { BatchHeads = batchHeads, Seq = seq, Dim = headDim, Scale = scale, Dropout = new AttentionDropout(dropout, seed) };
+        return new AttentionArgs { BatchHeads = batchHeads, Seq = seq, Dim = headDim, Scale = scale, Dropout = new DropoutMask(dropout, seed) };
     }
 
     /// <summary>Floats of the two shared tiles (one row per lane).</summary>

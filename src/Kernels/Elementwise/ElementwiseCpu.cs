@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using MaskBit.Kernels.Cpu;
 
 namespace MaskBit.Kernels.Cpu;
@@ -178,6 +179,18 @@ public sealed partial class CpuBackend
                 for (int i = 0; i < inner; i++, ia += sa, ib += sb) yArr[yo + i] = BinaryScalar(op, aArr[ia], bArr[ib]);
             }
         }, costPerItem: inner);
+    }
+
+    public void Dropout(Buf x, Buf y, long n, DropoutMask mask)
+    {
+        uint key = mask.FlatKey;
+        Chunked(n, (s, len) =>
+        {
+            var xv = F(x.At(s), len); var yv = F(y.At(s), len);
+            int i = 0;
+            for (; i <= len - 8; i += 8) (Vector256.Create<float>(xv.Slice(i, 8)) * mask.Factor8(key, s + i)).CopyTo(yv.Slice(i, 8));
+            for (; i < len; i++) yv[i] = xv[i] * mask.Factor(key, s + i);
+        });
     }
 
     public void Where(Buf cond, Buf a, Buf b, Buf y, long n) =>

@@ -33,13 +33,14 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, UnaryArgs> UnaryBackwardEntry = UnaryBackwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, BinaryArgs> BinaryEntry = BinaryKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long> WhereEntry = WhereKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, long, DropoutMask> DropoutEntry = DropoutKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, StridedPair> CopyStridedEntry = CopyStridedKernel<float, Overwrite<float>>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, StridedPair> AccumulateStridedEntry = CopyStridedKernel<float, AtomicAccumulate>;
     private static readonly Action<ArrayView<int>, ArrayView<int>, StridedPair> CopyStridedIntEntry = CopyStridedKernel<int, Overwrite<int>>;
 
     private static IEnumerable<MethodInfo> ElementwiseEntryPoints =>
     [
-        FillEntry.Method, UnaryEntry.Method, UnaryBackwardEntry.Method, BinaryEntry.Method, WhereEntry.Method,
+        FillEntry.Method, UnaryEntry.Method, UnaryBackwardEntry.Method, BinaryEntry.Method, WhereEntry.Method, DropoutEntry.Method,
         CopyStridedEntry.Method, AccumulateStridedEntry.Method, CopyStridedIntEntry.Method,
     ];
 
@@ -48,6 +49,7 @@ public sealed partial class IlgpuBackend
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, UnaryArgs>? _unaryBackward;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, BinaryArgs>? _binary;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long>? _where;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, long, DropoutMask>? _dropout;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, StridedPair>? _copyStrided, _accumulateStrided;
     private Action<KernelConfig, ArrayView<int>, ArrayView<int>, StridedPair>? _copyStridedInt;
 
@@ -91,6 +93,12 @@ public sealed partial class IlgpuBackend
         Kernel(ref _binary, static acc => acc.LoadStreamKernel(BinaryEntry))(
             GridStride(layout.Count, Sizes.ElementGroup), F(a, layout.FirstExtent), F(b, layout.SecondExtent), F(y, layout.Count),
             new BinaryArgs { Op = op, Layout = layout });
+    }
+
+    public void Dropout(Buf x, Buf y, long n, DropoutMask mask)
+    {
+        if (n == 0) return;
+        Kernel(ref _dropout, static acc => acc.LoadStreamKernel(DropoutEntry))(GridStride(n, Sizes.ElementGroup), F(x, n), F(y, n), n, mask);
     }
 
     public void Where(Buf cond, Buf a, Buf b, Buf y, long n)
@@ -151,6 +159,12 @@ public sealed partial class IlgpuBackend
             args.Layout.Offsets(i, out long ia, out long ib);
             y[i] = BinaryScalar(args.Op, a[ia], b[ib]);
         }
+    }
+
+    internal static void DropoutKernel(ArrayView<float> x, ArrayView<float> y, long n, DropoutMask mask)
+    {
+        uint key = mask.FlatKey;
+        for (long i = Grid.GlobalIndex.X; i < n; i += GridStrideStep) y[i] = x[i] * mask.Factor(key, (int)i);
     }
 
     internal static void WhereKernel(ArrayView<float> cond, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, long n)

@@ -3,12 +3,13 @@ using System.Runtime.Intrinsics;
 namespace MaskBit.Kernels;
 
 /// <summary>
-/// Dropout on attention probabilities as a pure function of (seed, batch·head, query row, key column): the fused
-/// kernels store no mask (the backward regenerates it), and the CPU and ILGPU kernels, which both call this
-/// code, drop the same entries. Each entry gets 32 hash bits (Wellons' lowbias32 mixer chained over the
-/// coordinates); it is dropped when they fall below p·2³², and kept entries are scaled by 1/(1 − p) as in torch.
+/// A dropout mask as a pure function of a seed and coordinates — (batch·head, query row, key column) for attention
+/// probabilities, the flat index for element-wise dropout: kernels store no mask (the backward regenerates it), no
+/// mask crosses from the host, and the CPU and ILGPU kernels, which both call this code, drop the same entries.
+/// Each entry gets 32 hash bits (Wellons' lowbias32 mixer chained over the coordinates); it is dropped when they
+/// fall below p·2³², and kept entries are scaled by 1/(1 − p) as in torch.
 /// </summary>
-public readonly struct AttentionDropout
+public readonly struct DropoutMask
 {
     /// <summary>An entry is dropped when its bits are below this (p·2³²; 0 = no dropout).</summary>
     public readonly uint Threshold;
@@ -19,9 +20,9 @@ public readonly struct AttentionDropout
     // Odd multipliers (golden ratio, murmur3) spread consecutive coordinates over the word before mixing.
     private const uint RowSpread = 0x9E3779B9u, ColumnSpread = 0x85EBCA6Bu;
 
-    public AttentionDropout(float p, ulong seed)
+    public DropoutMask(float p, ulong seed)
     {
-        if (p is < 0f or >= 1f) throw new ArgumentOutOfRangeException(nameof(p), p, "attention dropout probability must lie in [0, 1)");
+        if (p is < 0f or >= 1f) throw new ArgumentOutOfRangeException(nameof(p), p, "dropout probability must lie in [0, 1)");
         Threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
         KeptScale = 1f / (1f - p);
         _seedKey = Mix((uint)seed ^ Mix((uint)(seed >> 32)));
@@ -31,6 +32,9 @@ public readonly struct AttentionDropout
 
     /// <summary>The key of one query row of one (batch, head): computed once per row.</summary>
     public uint RowKey(int batchHead, int row) => Mix(Mix(_seedKey ^ (uint)batchHead) ^ (uint)row * RowSpread);
+
+    /// <summary>The key of an element-wise dropout over a flat tensor: its indices are the columns of row 0.</summary>
+    public uint FlatKey => RowKey(0, 0);
 
     /// <summary>The factor of probability (row, column): 0 if dropped, else <see cref="KeptScale"/>.</summary>
     public float Factor(uint rowKey, int column) => Mix(rowKey ^ (uint)column * ColumnSpread) < Threshold ? 0f : KeptScale;
