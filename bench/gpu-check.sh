@@ -35,10 +35,10 @@ if [ "${1:-}" = pack ]; then
     mkdir -p "$stage_dir/vstest"
     cp "$sdk"/vstest.console.* "$sdk"/testhost* "$stage_dir/vstest/"
     grep -o '"[^"]*\.dll"' "$sdk/vstest.console.deps.json" | tr -d '"' | xargs -n1 basename | sort -u |
-        while read -r dll; do [ -f "$sdk/$dll" ] && cp "$sdk/$dll" "$stage_dir/vstest/"; done
-    cp -r "$sdk/Extensions" "$stage_dir/vstest/"
+        while read -r dll; do if [ -f "$sdk/$dll" ]; then cp "$sdk/$dll" "$stage_dir/vstest/"; fi; done
+    cp -r "$sdk/Extensions" "$sdk"/Microsoft.Extensions.*.dll "$stage_dir/vstest/"   # the extensions need these
     mkdir -p "$PACK"
-    tar -C "$root" -cf - dotnet host "shared/Microsoft.NETCore.App/$version" -C "$stage_dir" vstest | xz -T0 -6 > "$PACK/dotnet.tar.xz"
+    tar -C "$root" -cf - --exclude=createdump --exclude='libmscord*.so' dotnet host "shared/Microsoft.NETCore.App/$version" -C "$stage_dir" vstest | xz -T0 -6 > "$PACK/dotnet.tar.xz"
     # The test fixtures are tracked files (they travel anyway): the tests read them from the repository.
     tar -cf - --exclude='tests/bin/Release/net10.0/Fixtures' src/Cli/bin/Release tests/bin/Release | xz -T0 -6 > "$PACK/build.tar.xz"
     rm -rf "$stage_dir"
