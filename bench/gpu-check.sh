@@ -5,7 +5,8 @@
 #   3. kernel parity: the ILGPU kernel tests and the golden cases on $DEVICE against the CPU backend
 #      (MASKBIT_TEST_DEVICES=cpu,$DEVICE); fails when the device cases were skipped (no device);
 #   4. two tokenizer training steps with --device $DEVICE and --device cpu on a tiny synthetic Fashion-MNIST
-#      (64 random IDX images, so no dataset is needed): every logged loss (and grad norm) must agree within 1e-3 relative;
+#      (64 random IDX images, so no dataset is needed): every logged loss and the grad norm must agree within 1e-3
+#      relative at step 1 and 5e-2 at step 2 (after one AdamW update);
 #   5. generator sampling with --device $DEVICE and --device cpu (generator weights from one CPU training step): both must
 #      succeed; the samples are compared (identical PNGs; with python3 + numpy also tokens and max pixel difference);
 #   6. benchmarks on $DEVICE (`maskbit bench --device`): GEMM and conv GFLOP/s, attention, LFQ kernels and module at
@@ -140,13 +141,17 @@ for dev in cpu "$DEVICE"; do
         > "$WORK/tok-$dev.out" 2>&1 || { tokenizer_ok=0; tail -n 20 "$WORK/tok-$dev.out"; fail "tokenizer steps on $dev"; }
 done
 if [ "$tokenizer_ok" = 1 ]; then
+    # Step 1 (forward, gradients) must agree closely. Step 2 follows one AdamW update, whose first step moves each
+    # weight by about ±lr whatever the size of its gradient, so gradients near zero that differ in sign on the two
+    # devices shift step 2 visibly (1.5e-2 on the grad norm on ILGPU's CPU accelerator): a looser bound there.
     paste -d' ' <(metrics "$WORK/tok-cpu/metrics.jsonl") <(metrics "$WORK/tok-$DEVICE/metrics.jsonl") | awk -v dev="$DEVICE" '
         { n++; if ($1 != $4 || $2 != $5) { print "  metrics do not line up: " $0; bad = 1; next }
+          tol = $1 == 1 ? 1e-3 : 5e-2;
           d = $3 - $6; if (d < 0) d = -d; s = $3 < 0 ? -$3 : $3; rel = d / (s > 1e-3 ? s : 1e-3);
-          printf "  step %s %-22s cpu %-14.8g %s %-14.8g rel %.1e%s\n", $1, $2, $3, dev, $6, rel, rel > 1e-3 ? "  <-- off" : "";
-          if (rel > 1e-3) bad = 1 }
+          printf "  step %s %-22s cpu %-14.8g %s %-14.8g rel %.1e%s\n", $1, $2, $3, dev, $6, rel, (rel > tol ? "  <-- off" : "");
+          if (rel > tol) bad = 1 }
         END { if (n < 2) { print "  no metrics logged"; bad = 1 } exit bad }' \
-        || fail "tokenizer steps: $DEVICE metrics differ from cpu by more than 1e-3 (relative, or absolute below 1e-3)"
+        || fail "tokenizer steps: $DEVICE metrics differ from cpu by more than 1e-3 at step 1 or 5e-2 at step 2 (relative; absolute below 1e-3)"
 fi
 
 stage "end to end: generator sampling, --device $DEVICE vs --device cpu"
