@@ -201,8 +201,8 @@ for b in "${BENCH[@]}"; do
     cat "$WORK/bench-part.jsonl" >> "$WORK/bench.jsonl" 2>/dev/null; rm -f "$WORK/bench-part.jsonl"
 done
 cp "$WORK/bench.jsonl" "${LOG%.log}-bench.jsonl" 2>/dev/null && echo "  JSON rows: ${LOG%.log}-bench.jsonl"
-rows=$(grep -c . "$WORK/bench.jsonl" 2>/dev/null || echo 0)
-errors=$(grep -c '"error"' "$WORK/bench.jsonl" 2>/dev/null || echo 0)
+rows=$(cat "$WORK/bench.jsonl" 2>/dev/null | grep -c .)   # grep -c prints 0 (and exits 1) when nothing matches
+errors=$(cat "$WORK/bench.jsonl" 2>/dev/null | grep -c '"error"')
 [ "$rows" -gt 0 ] && [ "$errors" = 0 ] && [ -z "${bench_failed:-}" ] || fail "benchmarks on $DEVICE: $rows rows, $errors with errors, or a filter failed"
 
 stage "done: $failures failed stage(s) in $((SECONDS - started)) s; log in $LOG"
