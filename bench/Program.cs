@@ -13,7 +13,8 @@ namespace MaskBit.Bench;
 ///   --quick             a short in-process job (few iterations): the whole suite in a couple of minutes
 /// dotnet run -c Release --project bench -- --json [--filter *gemm*] [--runs N] [--seconds S]
 ///   one JSON line per workload with the median of Stopwatch-timed runs (what peer.sh reads)
-///   --device cuda       time the ILGPU kernels on the first CUDA GPU instead of the CPU backend (json mode)
+///   --device cuda       time the ILGPU kernels on the first CUDA GPU instead of the CPU backend (json mode);
+///                       ilgpu-cpu: on ILGPU's CPU accelerator (slow: for checking that the GPU path runs)
 ///   --threads N         cores the CPU backend uses (default: all); works in both modes
 /// </summary>
 public static class Program
@@ -29,10 +30,18 @@ public static class Program
             double seconds = double.Parse(TakeValue(rest, "--seconds") ?? "2", System.Globalization.CultureInfo.InvariantCulture);
             string device = TakeValue(rest, "--device") ?? "cpu";
             if (rest.Count > 0) { Console.Error.WriteLine($"--json: unknown arguments {string.Join(' ', rest)}"); return 2; }
-            if (device is not ("cpu" or "cuda")) { Console.Error.WriteLine($"--device '{device}': expected cpu or cuda"); return 2; }
+            if (device is not ("cpu" or "cuda" or "ilgpu-cpu")) { Console.Error.WriteLine($"--device '{device}': expected cpu, cuda or ilgpu-cpu"); return 2; }
             MaskBit.Kernels.Ilgpu.IlgpuBackend? gpu;
-            try { gpu = device == "cuda" ? MaskBit.Kernels.Ilgpu.IlgpuBackend.CreateCuda() : null; }
-            catch (InvalidOperationException e) { Console.Error.WriteLine($"--device cuda: {e.Message}"); return 1; }
+            try
+            {
+                gpu = device switch
+                {
+                    "cuda" => MaskBit.Kernels.Ilgpu.IlgpuBackend.CreateCuda(),
+                    "ilgpu-cpu" => MaskBit.Kernels.Ilgpu.IlgpuBackend.CreateCpu(),
+                    _ => null,
+                };
+            }
+            catch (InvalidOperationException e) { Console.Error.WriteLine($"--device {device}: {e.Message}"); return 1; }
             using (gpu)
                 WorkloadRunner.Run(WorkloadRunner.Select(filter), new BenchmarkOptions(runs, seconds), row => Console.WriteLine(WorkloadRunner.ToJson(row)), gpu);
             return 0;

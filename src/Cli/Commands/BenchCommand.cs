@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MaskBit.Autograd;
 using MaskBit.Kernels.Cpu;
 using MaskBit.Models.Benchmarks;
 
@@ -16,8 +17,9 @@ internal static class BenchCommand
         var filter = new Option<string?>("--filter") { Description = "Glob over workload names (or group.name), e.g. 'gemm_*', 'model.*'." };
         var threads = new Option<int?>("--threads") { Description = "Cores the CPU backend uses (default: all)." };
         var list = new Option<bool>("--list") { Description = "List the workloads and exit." };
-        var command = new Command("bench", "Benchmark the CPU kernels and model steps: median ms, GFLOP/s, % of the FMA peak, GB/s.")
-            { quick, json, filter, threads, list };
+        var device = DeviceChoice.Option();
+        var command = new Command("bench", "Benchmark the kernels and model steps on a device: median ms, GFLOP/s, % of the CPU's FMA peak, GB/s, images/s.")
+            { quick, json, filter, threads, list, device };
         command.SetAction(parse => CommandSupport.Guard(stderr, () =>
         {
             var selected = WorkloadRunner.Select(parse.GetValue(filter)).ToList();
@@ -33,15 +35,17 @@ internal static class BenchCommand
             }
             if (parse.GetValue(threads) is { } t) CpuParallel.Workers = t;
             var options = parse.GetValue(quick) ? BenchmarkOptions.Quick : new BenchmarkOptions();
+            using var deviceScope = DeviceChoice.Use(parse.GetValue(device)!);
             using var jsonOut = parse.GetValue(json) is { } path ? new StreamWriter(path) : null;
             var rows = WorkloadRunner.Run(selected, options, row =>
             {
                 jsonOut?.WriteLine(WorkloadRunner.ToJson(row));
                 jsonOut?.Flush();
-            });
+            }, Device.Default);
             WorkloadRunner.WriteTable(rows, stdout);
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"% peak: of {FmaPeak.Description}; {CpuParallel.Workers} worker threads, {Environment.ProcessorCount} cores visible"));
+            stdout.WriteLine(deviceScope == null
+                ? string.Create(CultureInfo.InvariantCulture, $"% peak: of {FmaPeak.Description}; {CpuParallel.Workers} worker threads, {Environment.ProcessorCount} cores visible")
+                : $"device: {Device.Default.Name} (% peak is of the CPU's FMA peak, so it is left out)");
             return rows.Any(r => r.ContainsKey("error")) ? Program.ExitFailed : Program.ExitOk;
         }));
         return command;

@@ -16,14 +16,20 @@ public static class ModelWorkloads
 
     public static IEnumerable<Workload> Build()
     {
-        yield return Model("small_tokenizer_train_step", "fashion_mnist_tokenizer: G + D step, batch 32, 32×32",
-            () => new TokenizerTrainingStep(Load(SmallTokenizerConfig)));
+        // Batch sizes are spelled out (not read from the configs) so that images/s counts what actually ran.
+        const int smallTokenizerBatch = 32, smallGeneratorBatch = 64, sampledImages = 2;
+        yield return Model("small_tokenizer_train_step", $"fashion_mnist_tokenizer: G + D step, batch {smallTokenizerBatch}, 32×32",
+            () => new TokenizerTrainingStep(Load(SmallTokenizerConfig), smallTokenizerBatch), images: smallTokenizerBatch);
         yield return Model("tokenizer12_encode_decode_b1", "maskbit_tokenizer_12bit: x[1,3,256,256] → z[1,12,16,16] → x",
-            () => new TokenizerReconstructStep(Load(Tokenizer12Config)));
-        yield return Model("generator12_sample_step_b2_cfg", "maskbit_generator_12bit: 2 images × (cond, uncond) = 4×257 tokens",
-            () => new SamplingStep(Load(Generator12Config), images: 2));
-        yield return Model("small_generator_train_step", "fashion_mnist_generator: batch 64, 8×8 tokens",
-            () => new GeneratorTrainingStep(Load(SmallGeneratorConfig)));
+            () => new TokenizerReconstructStep(Load(Tokenizer12Config), batchSize: 1), images: 1);
+        yield return Model("generator12_sample_step_b2_cfg", $"maskbit_generator_12bit: {sampledImages} images × (cond, uncond) = {2 * sampledImages}×257 tokens",
+            () => new SamplingStep(Load(Generator12Config), sampledImages), images: sampledImages);
+        // The same sampling step on the small generator: small enough for ILGPU's CPU accelerator (bench/gpu-check.sh's
+        // smoke run); no peer row.
+        yield return Model("small_generator_sample_step_b2_cfg", $"fashion_mnist_generator: {sampledImages} images × (cond, uncond) = {2 * sampledImages}×65 tokens",
+            () => new SamplingStep(Load(SmallGeneratorConfig), sampledImages), images: sampledImages, peer: []);
+        yield return Model("small_generator_train_step", $"fashion_mnist_generator: batch {smallGeneratorBatch}, 8×8 tokens",
+            () => new GeneratorTrainingStep(Load(SmallGeneratorConfig), smallGeneratorBatch), images: smallGeneratorBatch);
 
         // The LFQ quantizer module with autograd, the same work as the peer's lfq rows (the lfq kernel rows time
         // the kernels alone); FLOPs as the peer counts them (its einsum).
@@ -34,19 +40,21 @@ public static class ModelWorkloads
                 string mode = backward ? "fb" : "fwd";
                 double einsum = 2.0 * batch * 256 * bits * (1 << bits);
                 yield return Model($"lfq{bits}_b8_module_{mode}", $"LookupFreeQuantizer z[{batch},{bits},16,16] codebook 2^{bits}",
-                    () => new LfqQuantizerStep(bits, batch, backward), group: "lfq", flops: backward ? 2 * einsum : einsum, peer: $"lfq{bits}_b8_{mode}");
+                    () => new LfqQuantizerStep(bits, batch, backward), group: "lfq", flops: backward ? 2 * einsum : einsum, peer: [[$"lfq{bits}_b8_{mode}"]]);
             }
     }
 
     private static MaskBitConfig Load(string relativePath) => MaskBitConfig.Load(RepositoryFiles.Find(relativePath));
 
-    /// <summary>A model workload whose models live on the given device while they are built and run.</summary>
-    private static Workload Model(string name, string shape, Func<IModelStep> create, string group = "model", double flops = 0, string? peer = null) =>
-        new(name, group, shape, flops, 0, [[peer ?? name]], device =>
+    /// <summary>A model workload whose models live on the given device while they are built and run; its peer row
+    /// has the same name unless <paramref name="peer"/> says otherwise.</summary>
+    private static Workload Model(string name, string shape, Func<IModelStep> create, string group = "model", double flops = 0,
+        string[][]? peer = null, int images = 0) =>
+        new(name, group, shape, flops, 0, peer ?? [[name]], device =>
         {
             var step = OnDevice(device, create);
             return new PreparedWorkload(() => OnDevice(device, step.Run), []);
-        });
+        }, images);
 
     private static T OnDevice<T>(IBackend device, Func<T> body)
     {

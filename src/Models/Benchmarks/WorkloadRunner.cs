@@ -83,6 +83,7 @@ public static class WorkloadRunner
                 if (onCpu) row["pct_peak"] = Math.Round(100 * gflops / FmaPeak.Gflops, 1);
             }
             if (w.Bytes > 0) row["gbytes_s"] = Math.Round(w.Bytes / (median * 1e6), 2);
+            if (w.Images > 0) row["images_s"] = Math.Round(w.Images / (median / 1e3), 2);
         }
         catch (NotImplementedException) { row["error"] = "not implemented"; }
         catch (Exception e) { row["error"] = $"{e.GetType().Name}: {e.Message}"; }
@@ -90,7 +91,7 @@ public static class WorkloadRunner
     }
 
     /// <summary>The rows as an aligned text table: workload, shape, median ms, GFLOP/s, % of the FMA peak, GB/s,
-    /// peak resident memory.</summary>
+    /// images/s, peak resident memory.</summary>
     public static void WriteTable(IReadOnlyList<Dictionary<string, object?>> rows, TextWriter o)
     {
         string Cell(Dictionary<string, object?> r, string key, string format) =>
@@ -99,9 +100,9 @@ public static class WorkloadRunner
         {
             (string)r["name"]!, (string)r["shape"]!,
             r.TryGetValue("error", out var e) ? $"error: {e}" : Cell(r, "median_ms", "F3"),
-            Cell(r, "gflops", "F1"), Cell(r, "pct_peak", "F1"), Cell(r, "gbytes_s", "F2"), Cell(r, "peak_rss_mb", "F0"),
+            Cell(r, "gflops", "F1"), Cell(r, "pct_peak", "F1"), Cell(r, "gbytes_s", "F2"), Cell(r, "images_s", "F1"), Cell(r, "peak_rss_mb", "F0"),
         }).ToList();
-        string[] header = ["workload", "shape", "median ms", "GFLOP/s", "% peak", "GB/s", "peak RSS MB"];
+        string[] header = ["workload", "shape", "median ms", "GFLOP/s", "% peak", "GB/s", "images/s", "peak RSS MB"];
         var widths = header.Select((h, i) => lines.Select(l => l[i].Length).Append(h.Length).Max()).ToArray();
         string Format(string[] cells) => string.Join("  ", cells.Select((c, i) => i < 2 ? c.PadRight(widths[i]) : c.PadLeft(widths[i]))).TrimEnd();
         o.WriteLine(Format(header));
