@@ -57,7 +57,7 @@ public class DeviceTrafficTests
         File.WriteAllText(config, TokenizerTrainerTests.TinyConfig.Replace("IMAGES", _dir.File("images")));
         var traffic = new StepTraffic();
         // The discriminator trains from step 0, so every step has both updates.
-        using var trainer = new TokenizerTrainer(MaskBitConfig.Load(config, ["losses.discriminator_start=0", "training.max_train_steps=3"]),
+        using var trainer = new TokenizerTrainer(MaskBitConfig.Load(config, ["losses.discriminator_start=0", "training.max_train_steps=3", "training.per_gpu_batch_size=1"]),
             new TokenizerTrainerOptions { OutputDir = _dir.File("run"), OnStep = _ => traffic.Record() });
         trainer.Run();
         // Steps 1-2 warm up (AdamW state, first-time buffer sizes); step 3 is a steady one.
