@@ -27,9 +27,10 @@ public static partial class F
         return y;
     }
 
-    /// <summary>LFQBert's input from token groups (…, splits) Int32 of <paramref name="bits"/> bits each: every
-    /// group as its bits least significant first, ±1, a group equal to <paramref name="maskToken"/> as zeros;
-    /// result (…, splits·bits). Values outside 0 … maskToken are errors.</summary>
+    /// <summary>Int32 values (…, splits) of <paramref name="bits"/> bits each as their bits least significant first,
+    /// ±1; result (…, splits·bits). LFQBert's input has a mask token (a value equal to <paramref name="maskToken"/>
+    /// gives zeros; values beyond it are errors); LFQ codebook entries have none (maskToken &lt; 0; values must
+    /// fit in the bits).</summary>
     public static Tensor TokenBits(Tensor tokens, int bits, int maskToken)
     {
         tokens.RequireDType(DType.Int32);

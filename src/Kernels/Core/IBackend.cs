@@ -107,9 +107,10 @@ public interface IBackend : IDisposable
     /// <summary>dweight[idx[i]] += dy[i] (accumulates; the caller zeroes dweight). Out-of-range indices (already
     /// reported by the forward) add nothing.</summary>
     void EmbeddingBackward(int count, int dim, int rows, Buf dy, Buf indices, Buf dweight);
-    /// <summary>LFQBert's input: each of <paramref name="count"/> Int32 token groups as <paramref name="bits"/> values
-    /// ±1 (bit k of the value, least significant first), a group equal to <paramref name="maskToken"/> as zeros.
-    /// Values outside 0 … maskToken are checked (<see cref="IndexFault"/>).</summary>
+    /// <summary>Each of <paramref name="count"/> Int32 values as <paramref name="bits"/> values ±1 (bit k, least
+    /// significant first): LFQBert's input, where a value equal to <paramref name="maskToken"/> gives zeros and values
+    /// lie in 0 … maskToken, and LFQ codebook entries (maskToken &lt; 0: no mask token, values in 0 … 2^bits − 1).
+    /// Values are checked (<see cref="IndexFault"/>).</summary>
     void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y);
 
     // ---- attention (Attention/) --------------------------------------------------------------------------

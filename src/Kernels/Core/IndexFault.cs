@@ -5,7 +5,7 @@ public enum IndexedOp
 {
     Embedding = 1,
     CrossEntropy = 2,
-    /// <summary>Bit expansion of token groups (<see cref="IBackend.TokenBits"/>); the mask token is the last valid value.</summary>
+    /// <summary>Bit expansion of token groups or codebook indices (<see cref="IBackend.TokenBits"/>).</summary>
     TokenBits = 3,
 }
 
@@ -26,7 +26,7 @@ public static class IndexFault
         {
             IndexedOp.Embedding => $"embedding: index {value} at flat position {position} is out of range for a table of {size} rows",
             IndexedOp.CrossEntropy => $"cross_entropy: target {value} at flat position {position} is out of range for {size} classes",
-            _ => $"bit tokens: token group value {value} at flat position {position} is outside 0…{size - 1} (the last is the mask token)",
+            _ => $"bit tokens: value {value} at flat position {position} is outside 0…{size - 1}",
         };
         return new ArgumentOutOfRangeException("indices", $"{what} (valid: 0..{size - 1})"
             + (deferred ? "; found on the device by an earlier kernel and reported at this read from it" : ""));

@@ -40,7 +40,7 @@ public sealed partial class CpuBackend
     {
         float[] ya = Arr(y); int[] ta = IntArr(tokens);
         int yo = Off(y), to = Off(tokens);
-        IndexFault.Check(ta.AsSpan(to, count), maskToken + 1, IndexedOp.TokenBits);
+        IndexFault.Check(ta.AsSpan(to, count), TokenBitValue.Count(bits, maskToken), IndexedOp.TokenBits);
         CpuParallel.For(count, (i0, i1) =>
         {
             for (int i = i0; i < i1; i++)
@@ -53,4 +53,7 @@ public sealed partial class CpuBackend
 internal static class TokenBitValue
 {
     public static float Of(int token, int k, int maskToken) => token == maskToken ? 0f : (token >> k & 1) != 0 ? 1f : -1f;
+
+    /// <summary>How many values are valid: 0 … maskToken, or all of <paramref name="bits"/> bits without a mask token.</summary>
+    public static int Count(int bits, int maskToken) => maskToken >= 0 ? maskToken + 1 : 1 << bits;
 }

@@ -13,7 +13,7 @@ public sealed partial class IlgpuBackend
 {
     public struct TableArgs
     {
-        public int Count, Dim, Rows;
+        public int Count, Dim, Rows, MaskToken;
     }
 
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs> EmbeddingForwardEntry = EmbeddingForwardKernel;
@@ -53,7 +53,7 @@ public sealed partial class IlgpuBackend
         RequireOneLaunch(n, "bit tokens");
         Kernel(ref _tokenBits, static a => a.LoadStreamKernel(TokenBitsEntry))(
             GridStride(n, Sizes.ElementGroup), I(tokens, count), F(y, n), IndexFaultView,
-            new TableArgs { Count = count, Dim = bits, Rows = maskToken + 1 });
+            new TableArgs { Count = count, Dim = bits, Rows = Cpu.TokenBitValue.Count(bits, maskToken), MaskToken = maskToken });
     }
 
     /// <summary>A thread per output element: y[i, d] = w[idx[i], d].</summary>
@@ -79,14 +79,14 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>A thread per output value (Rows = maskToken + 1 valid group values).</summary>
+    /// <summary>A thread per output value (Rows valid values).</summary>
     internal static void TokenBitsKernel(ArrayView<int> tokens, ArrayView<float> y, ArrayView<int> fault, TableArgs a)
     {
         long n = (long)a.Count * a.Dim;
         for (long e = Grid.GlobalIndex.X; e < n; e += GridStrideStep)
         {
             int i = (int)(e / a.Dim), token = tokens[i];
-            y[e] = InTable(fault, IndexedOp.TokenBits, token, i, a.Rows) ? Cpu.TokenBitValue.Of(token, (int)(e - (long)i * a.Dim), a.Rows - 1) : 0f;
+            y[e] = InTable(fault, IndexedOp.TokenBits, token, i, a.Rows) ? Cpu.TokenBitValue.Of(token, (int)(e - (long)i * a.Dim), a.MaskToken) : 0f;
         }
     }
 }

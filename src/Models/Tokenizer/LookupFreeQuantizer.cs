@@ -54,11 +54,7 @@ public sealed class LookupFreeQuantizer : Module
     }
 
     /// <summary>±1 bit vectors of token indices (any shape) → shape + (K).</summary>
-    public Tensor GetCodebookEntry(Tensor indices)
-    {
-        var idx = indices.ToIntArray();
-        return Tensor.FromArray(CodebookEntries(idx, TokenBits), indices.Shape.Append(TokenBits).ToArray(), indices.Device);
-    }
+    public Tensor GetCodebookEntry(Tensor indices) => F.TokenBits(indices.Reshape([.. indices.Shape, 1]), TokenBits, maskToken: -1);
 
     /// <summary>Token indices of ±1 (or any sign) bit vectors along the last axis.</summary>
     public static Tensor BitsToIndices(Tensor bits)
