@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side: our CPU kernels vs the PyTorch peer (/work/shared/peer/peer_pytorch.py), alternating the two
+# Side-by-side: our CPU kernels vs the PyTorch peer (<shared>/peer/peer_pytorch.py), alternating the two
 # programs in one run so both see the same machine state, then a table of medians and ratios.
 #
 #   bench/peer.sh [--filter GLOB] [--rounds N] [--seconds S] [--threads T] [--out DIR]
@@ -10,12 +10,15 @@
 #   --threads  threads for both programs (default 2)
 #   --out      keep the raw JSON lines here (default: a temporary folder, removed at the end)
 # Environment: MASKBIT_REF (reference checkout; without it a stand-in for the two reference classes the conv and
-# GroupNorm workloads use is generated, see README.md), PEER (peer script), PEER_ARGS (extra peer arguments).
+# GroupNorm workloads use is generated, see README.md), MASKBIT_SHARED (the shared folder; default ../shared beside
+# the repository), PEER (peer script; default the shared folder's peer/peer_pytorch.py), PEER_ARGS (extra peer
+# arguments).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-peer="${PEER:-/work/shared/peer/peer_pytorch.py}"
+shared="${MASKBIT_SHARED:-$repo/../shared}"
+peer="${PEER:-$shared/peer/peer_pytorch.py}"
 filter='*'; rounds=3; seconds=2; threads=2; out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -24,7 +27,7 @@ while [[ $# -gt 0 ]]; do
         --seconds) seconds="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "peer.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done

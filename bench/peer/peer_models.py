@@ -58,7 +58,8 @@ sys.path.insert(0, REF)
 try:
     import einops  # noqa: F401
 except ImportError:  # not packaged in Debian: the shared stand-in covers the patterns the reference uses
-    sys.path.insert(0, "/work/shared/refshim")
+    shared = os.environ.get("MASKBIT_SHARED") or os.path.join(REPO, "..", "shared")
+    sys.path.insert(0, os.path.join(shared, "refshim"))
 
 
 class Node(dict):

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
+using MaskBit.Tests.Support;
 
 namespace MaskBit.Tests.Interop;
 
@@ -77,21 +78,12 @@ internal static class TorchFiles
         return dir;
     }
 
-    /// <summary>The shared golden folder, when this machine has one: MASKBIT_GOLDEN_DIR, /work/shared/golden, or
-    /// ../shared/golden beside the repository (as CI lays it out).</summary>
-    public static string? SharedGoldenDir()
-    {
-        var candidates = new List<string>();
-        if (Environment.GetEnvironmentVariable("MASKBIT_GOLDEN_DIR") is { Length: > 0 } env) candidates.Add(env);
-        candidates.Add("/work/shared/golden");
-        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir != null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "MaskBit.sln")))
-            {
-                candidates.Add(Path.Combine(dir.FullName, "..", "shared", "golden"));
-                break;
-            }
-        return candidates.FirstOrDefault(Directory.Exists);
-    }
+    /// <summary>The shared golden folder, when this machine has one: MASKBIT_GOLDEN_DIR, else
+    /// <see cref="TestPaths.SharedGolden"/>.</summary>
+    public static string? SharedGoldenDir() =>
+        Environment.GetEnvironmentVariable("MASKBIT_GOLDEN_DIR") is { Length: > 0 } env && Directory.Exists(env)
+            ? env
+            : TestPaths.SharedGolden;
 
     /// <summary>A JSON value as the plain data <see cref="MaskBit.Models.Interop.StateDict.Metadata"/> uses
     /// (dicts compared by key, since Razorvine does not keep plain dict order).</summary>

@@ -14,12 +14,19 @@ public static class TestPaths
         }
     }
 
-    /// <summary>../shared/golden beside the repository (present for developers and CI), or null.</summary>
+    /// <summary>The shared folder (golden cases, PyTorch peer, notes): MASKBIT_SHARED, else ../shared beside the
+    /// repository (as developers and CI lay it out). It may not exist.</summary>
+    public static string Shared =>
+        Environment.GetEnvironmentVariable("MASKBIT_SHARED") is { Length: > 0 } env
+            ? Path.GetFullPath(env)
+            : Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+
+    /// <summary>The shared folder's golden cases, or null when this machine has none.</summary>
     public static string? SharedGolden
     {
         get
         {
-            var p = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "golden"));
+            var p = Path.Combine(Shared, "golden");
             return Directory.Exists(p) ? p : null;
         }
     }

@@ -6,7 +6,7 @@ using MaskBit.Kernels.Cpu;
 namespace MaskBit.Models.Benchmarks;
 
 /// <summary>
-/// This machine's FP32 FMA peak, measured in-process the way /work/shared/peer/peak_fma.c does: every worker
+/// This machine's FP32 FMA peak, measured in-process the way the shared folder's peer/peak_fma.c does: every worker
 /// thread (<see cref="CpuParallel.Workers"/>) runs 12 independent chains of vector FMAs (enough to cover two FMA
 /// pipes × 4-cycle latency) at the widest accelerated width (512-bit where AVX-512 is, else 256-bit); FLOPs =
 /// threads × iterations × 12 × lanes × 2. Best of three ~0.1 s tries, so a briefly busy machine lowers it less.

@@ -15,7 +15,7 @@ public sealed class PreparedWorkload(Action run, IReadOnlyList<IDisposable> owne
 /// BenchmarkDotNet project (bench/), its <c>--json</c> mode (bench/peer.sh) and <c>maskbit bench</c>.</summary>
 /// <param name="Peer">Alternatives for the PyTorch peer: each alternative is a list of peer workload names whose
 /// medians add up to this workload; the fastest alternative is the bar. Kernel rows name rows of
-/// /work/shared/peer/peer_pytorch.py, model rows name rows of bench/peer/peer_models.py.</param>
+/// the shared folder's peer/peer_pytorch.py (bench/peer.sh), model rows name rows of bench/peer/peer_models.py.</param>
 /// <param name="Images">Images one call processes (for images/s; 0 when not counted).</param>
 public sealed record Workload(string Name, string Group, string Shape, double Flops, double Bytes,
     string[][] Peer, Func<IBackend, PreparedWorkload> Prepare, int Images = 0)
