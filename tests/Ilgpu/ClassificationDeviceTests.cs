@@ -35,7 +35,7 @@ public sealed class ClassificationDeviceTests : DeviceTestBase
 
         var dev = TestDevices.Get(device);
         var tally = Put(dev, Enumerable.Repeat(float.NaN, 4 * rows).ToArray());
-        dev.PredictionTally(rows, cols, Put(dev, scores), PutInts(dev, targets), PutInts(dev, mask), Put(dev, loss), tally);
+        dev.ModelOps.PredictionTally(rows, cols, Put(dev, scores), PutInts(dev, targets), PutInts(dev, mask), Put(dev, loss), tally);
         Assert.That(Read(dev, tally, 4 * rows), Is.EqualTo(expected));
     }
 }

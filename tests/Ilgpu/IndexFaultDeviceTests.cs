@@ -53,7 +53,7 @@ public sealed class IndexFaultDeviceTests : DeviceTestBase
         float[] Run(IBackend dev)
         {
             var y = Put(dev, Enumerable.Repeat(float.NaN, count * bits).ToArray());
-            dev.TokenBits(count, bits, maskToken, PutInts(dev, tokens), y);
+            dev.ModelOps.TokenBits(count, bits, maskToken, PutInts(dev, tokens), y);
             return Read(dev, y, count * bits);
         }
         var expected = Run(Reference);

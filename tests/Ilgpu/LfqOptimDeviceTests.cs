@@ -27,7 +27,7 @@ public sealed class LfqOptimDeviceTests : DeviceTestBase
         (float[] Zq, int[] Indices, float[] Commitment) Run(IBackend d)
         {
             Buf zq = Put(d, new float[n]), idx = PutInts(d, new int[Batch * Hw]), sum = Put(d, [float.NaN]);
-            d.LfqQuantize(Batch, bits, Hw, Put(d, z), zq, idx, sum);
+            d.ModelOps.LfqQuantize(Batch, bits, Hw, Put(d, z), zq, idx, sum);
             var indices = new int[Batch * Hw];
             d.Download(idx, indices);
             return (Read(d, zq, n), indices, Read(d, sum, 1));
@@ -78,8 +78,8 @@ public sealed class LfqOptimDeviceTests : DeviceTestBase
         (float[] Result, float[] Avg, float[] Dz) Run(IBackend d)
         {
             Buf zb = Put(d, z), avg = Put(d, new float[codes]), result = Put(d, [float.NaN, float.NaN]), dz = Put(d, new float[n]);
-            d.LfqEntropyForward(Batch, bits, Hw, invTemperature, zb, avg, result);
-            d.LfqEntropyBackward(Batch, bits, Hw, invTemperature, zb, avg, Put(d, upstream), dz);
+            d.ModelOps.LfqEntropyForward(Batch, bits, Hw, invTemperature, zb, avg, result);
+            d.ModelOps.LfqEntropyBackward(Batch, bits, Hw, invTemperature, zb, avg, Put(d, upstream), dz);
             return (Read(d, result, 2), Read(d, avg, codes), Read(d, dz, n));
         }
     }

@@ -32,7 +32,7 @@ public sealed class SamplingDeviceTests : DeviceTestBase
         {
             Buf sampled = PutInts(dev, new int[groups]), predicted = PutInts(dev, new int[groups]);
             Buf confidence = Put(dev, Enumerable.Repeat(float.NaN, groups).ToArray());
-            dev.SampleMaskedGroups(groups, classes, 4.5f, 0.75f, Put(dev, probabilities), Put(dev, uniform), Put(dev, gumbel),
+            dev.ModelOps.SampleMaskedGroups(groups, classes, 4.5f, 0.75f, Put(dev, probabilities), Put(dev, uniform), Put(dev, gumbel),
                 PutInts(dev, mask), PutInts(dev, tokens), sampled, predicted, confidence);
             return (ReadInts(dev, sampled, groups), ReadInts(dev, predicted, groups), Read(dev, confidence, groups));
         }
@@ -83,7 +83,7 @@ public sealed class SamplingDeviceTests : DeviceTestBase
         {
             Buf newMask = PutInts(dev, new int[n]), tokens = PutInts(dev, new int[n]), counts = PutInts(dev, new int[2]);
             Buf threshold = Put(dev, new float[batch]);
-            dev.RemaskLeastConfident(batch, perSample, maskLen, maskToken, Put(dev, confidence), PutInts(dev, predicted), PutInts(dev, mask),
+            dev.ModelOps.RemaskLeastConfident(batch, perSample, maskLen, maskToken, Put(dev, confidence), PutInts(dev, predicted), PutInts(dev, mask),
                 newMask, tokens, threshold, counts);
             return (ReadInts(dev, tokens, n), ReadInts(dev, newMask, n), Read(dev, threshold, batch), ReadInts(dev, counts, 2));
         }

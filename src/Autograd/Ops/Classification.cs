@@ -18,7 +18,7 @@ public static partial class F
             (loss, DType.Float32, "loss"));
         var dev = scores.Device;
         var tally = Tensor.Empty(new[] { 4, rows }, dev);
-        dev.PredictionTally(rows, classes, scores.Buf, targets.Buf, mask.Buf, loss.Buf, tally.Buf);
+        dev.ModelOps.PredictionTally(rows, classes, scores.Buf, targets.Buf, mask.Buf, loss.Buf, tally.Buf);
         return tally.Sum(1);
     }
 }

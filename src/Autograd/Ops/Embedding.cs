@@ -36,7 +36,7 @@ public static partial class F
         tokens.RequireDType(DType.Int32);
         if (tokens.Rank < 1) throw new ArgumentException("bit tokens: expected at least one axis (…, splits)");
         var y = Tensor.Empty(tokens.Shape[..^1].Append(tokens.Shape[^1] * bits).ToArray(), tokens.Device);
-        tokens.Device.TokenBits((int)tokens.Numel, bits, maskToken, tokens.Buf, y.Buf);
+        tokens.Device.ModelOps.TokenBits((int)tokens.Numel, bits, maskToken, tokens.Buf, y.Buf);
         return y;
     }
 

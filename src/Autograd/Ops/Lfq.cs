@@ -17,7 +17,7 @@ public static partial class F
         var zq = Tensor.Empty(z.Shape, dev);
         var indices = Tensor.Empty(new[] { batch, z.Shape[2], z.Shape[3] }, dev, DType.Int32);
         var sum = Tensor.Empty(Array.Empty<int>(), dev);
-        dev.LfqQuantize(batch, bits, hw, z.Buf, zq.Buf, indices.Buf, sum.Buf);
+        dev.ModelOps.LfqQuantize(batch, bits, hw, z.Buf, zq.Buf, indices.Buf, sum.Buf);
         var mse = Tensor.Empty(Array.Empty<int>(), dev);
         dev.Unary(UnaryOp.Scale, sum.Buf, mse.Buf, 1, 1f / z.Numel);
 
@@ -38,11 +38,11 @@ public static partial class F
         var avg = Tensor.Empty(new[] { 1 << bits }, dev);
         var result = Tensor.Empty(new[] { 2 }, dev);
         float inv = 1f / temperature;
-        dev.LfqEntropyForward(batch, bits, hw, inv, z.Buf, avg.Buf, result.Buf);
+        dev.ModelOps.LfqEntropyForward(batch, bits, hw, inv, z.Buf, avg.Buf, result.Buf);
         Tape.Record(result, "lfq_entropy", new[] { z }, g =>
         {
             var dz = Tensor.Empty(z.Shape, dev);
-            dev.LfqEntropyBackward(batch, bits, hw, inv, z.Buf, avg.Buf, g.Buf, dz.Buf);
+            dev.ModelOps.LfqEntropyBackward(batch, bits, hw, inv, z.Buf, avg.Buf, g.Buf, dz.Buf);
             return new[] { dz };
         });
         return result;

@@ -19,7 +19,7 @@ public static partial class F
         var sampled = Tensor.Empty(tokens.Shape, dev, DType.Int32);
         var predicted = Tensor.Empty(tokens.Shape, dev, DType.Int32);
         var confidence = Tensor.Empty(tokens.Shape, dev);
-        dev.SampleMaskedGroups(groups, classes, noiseScale, fade, probabilities.Buf, uniform.Buf, gumbel.Buf, mask.Buf, tokens.Buf,
+        dev.ModelOps.SampleMaskedGroups(groups, classes, noiseScale, fade, probabilities.Buf, uniform.Buf, gumbel.Buf, mask.Buf, tokens.Buf,
             sampled.Buf, predicted.Buf, confidence.Buf);
         return (sampled, predicted, confidence);
     }
@@ -40,7 +40,7 @@ public static partial class F
         var newMask = Tensor.Empty(mask.Shape, dev, DType.Int32);
         var threshold = Tensor.Empty(new[] { batch }, dev);
         var counts = Tensor.Empty(new[] { 2 }, dev, DType.Int32);
-        dev.RemaskLeastConfident(batch, perSample, maskLen, maskToken, confidence.Buf, predicted.Buf, mask.Buf, newMask.Buf,
+        dev.ModelOps.RemaskLeastConfident(batch, perSample, maskLen, maskToken, confidence.Buf, predicted.Buf, mask.Buf, newMask.Buf,
             maskedTokens.Buf, threshold.Buf, counts.Buf);
         return (maskedTokens, newMask, threshold, counts);
     }

@@ -22,10 +22,12 @@ internal sealed class ProfiledStorage(Storage inner, ProfilingBackend backend) :
 /// Written out by hand rather than with DispatchProxy: the memory methods take spans, which cannot be boxed into
 /// a proxy's object[] arguments, and every kernel's FLOP count needs its own descriptor anyway.
 /// </summary>
-public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBackend
+public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBackend, IModelOps
 {
     public IBackend Inner { get; } = inner;
     public string Name => $"{Inner.Name} (profiled)";
+    /// <summary>The model ops are profiled here too, forwarded to the inner backend's.</summary>
+    public IModelOps ModelOps => this;
 
     private static Buf U(Buf b) => b.Storage is ProfiledStorage p ? new Buf(p.Inner, b.Offset) : b;
     private static Buf? U(Buf? b) => b is { } x ? U(x) : null;
@@ -200,7 +202,7 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     }
     public void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y)
     {
-        using (K("TokenBits", $"{count}×{bits}")) Inner.TokenBits(count, bits, maskToken, U(tokens), U(y));
+        using (K("TokenBits", $"{count}×{bits}")) Inner.ModelOps.TokenBits(count, bits, maskToken, U(tokens), U(y));
     }
 
     // ---- attention: the forward's two matmuls (q·kᵀ and p·v) count 4·BH·S²·D; the backward recomputes p and
@@ -229,17 +231,17 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     }
     public void LfqQuantize(int batch, int bits, int hw, Buf z, Buf zq, Buf indices, Buf commitmentSum)
     {
-        using (K("LfqQuantize", $"z[{batch},{bits},{hw}]")) Inner.LfqQuantize(batch, bits, hw, U(z), U(zq), U(indices), U(commitmentSum));
+        using (K("LfqQuantize", $"z[{batch},{bits},{hw}]")) Inner.ModelOps.LfqQuantize(batch, bits, hw, U(z), U(zq), U(indices), U(commitmentSum));
     }
     public void LfqEntropyForward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf result)
     {
         using (K("LfqEntropyForward", $"z[{batch},{bits},{hw}] codes 2^{bits}", 2.0 * batch * hw * bits * (1L << bits)))
-            Inner.LfqEntropyForward(batch, bits, hw, invTemperature, U(z), U(avgProbs), U(result));
+            Inner.ModelOps.LfqEntropyForward(batch, bits, hw, invTemperature, U(z), U(avgProbs), U(result));
     }
     public void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz)
     {
         using (K("LfqEntropyBackward", $"z[{batch},{bits},{hw}] codes 2^{bits}", 4.0 * batch * hw * bits * (1L << bits)))
-            Inner.LfqEntropyBackward(batch, bits, hw, invTemperature, U(z), U(avgProbs), U(dResult), U(dz));
+            Inner.ModelOps.LfqEntropyBackward(batch, bits, hw, invTemperature, U(z), U(avgProbs), U(dResult), U(dz));
     }
 
     // ---- sampling --------------------------------------------------------------------------------------------
@@ -247,21 +249,21 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {
         using (K("SampleMaskedGroups", $"p[{groups},{classes}]"))
-            Inner.SampleMaskedGroups(groups, classes, noiseScale, fade, U(probabilities), U(uniform), U(gumbel), U(mask), U(tokens),
+            Inner.ModelOps.SampleMaskedGroups(groups, classes, noiseScale, fade, U(probabilities), U(uniform), U(gumbel), U(mask), U(tokens),
                 U(sampled), U(predicted), U(confidence));
     }
     public void RemaskLeastConfident(int batch, int perSample, float maskLen, int maskToken, Buf confidence, Buf predicted,
         Buf mask, Buf newMask, Buf tokens, Buf threshold, Buf counts)
     {
         using (K("RemaskLeastConfident", $"confidence[{batch},{perSample}]"))
-            Inner.RemaskLeastConfident(batch, perSample, maskLen, maskToken, U(confidence), U(predicted), U(mask), U(newMask),
+            Inner.ModelOps.RemaskLeastConfident(batch, perSample, maskLen, maskToken, U(confidence), U(predicted), U(mask), U(newMask),
                 U(tokens), U(threshold), U(counts));
     }
 
     // ---- classification statistics -----------------------------------------------------------------------------
     public void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally)
     {
-        using (K("PredictionTally", $"scores[{rows},{cols}]")) Inner.PredictionTally(rows, cols, U(scores), U(targets), U(mask), U(loss), U(tally));
+        using (K("PredictionTally", $"scores[{rows},{cols}]")) Inner.ModelOps.PredictionTally(rows, cols, U(scores), U(targets), U(mask), U(loss), U(tally));
     }
 
     /// <summary>The inner backend is not owned (it is usually a process-wide device).</summary>

@@ -1,7 +1,7 @@
 namespace MaskBit.Kernels.Cpu;
 
 // What a classifier's training logs besides its loss: per row whether the argmax hits the target, and which rows
-// count for the masked statistics (see IBackend.PredictionTally). The argmax is ClassificationMath's, shared with
+// count for the masked statistics (see IModelOps.PredictionTally). The argmax is ClassificationMath's, shared with
 // the ILGPU kernel.
 public sealed partial class CpuBackend
 {

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 
 namespace MaskBit.Kernels.Ilgpu;
 
-// A classifier's logged statistics on an ILGPU accelerator (see IBackend.PredictionTally): a thread per row scans
+// A classifier's logged statistics on an ILGPU accelerator (see IModelOps.PredictionTally): a thread per row scans
 // its scores for the argmax (rows are a few thousand classes wide at most), so the scores never leave the device.
 public sealed partial class IlgpuBackend
 {

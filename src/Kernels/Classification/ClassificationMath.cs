@@ -1,6 +1,6 @@
 namespace MaskBit.Kernels;
 
-/// <summary>The per-row arithmetic of <see cref="IBackend.PredictionTally"/>, written once for the CPU and the ILGPU
+/// <summary>The per-row arithmetic of <see cref="IModelOps.PredictionTally"/>, written once for the CPU and the ILGPU
 /// kernels so that both devices count the same hits.</summary>
 public static class ClassificationMath
 {

@@ -107,11 +107,6 @@ public interface IBackend : IDisposable
     /// <summary>dweight[idx[i]] += dy[i] (accumulates; the caller zeroes dweight). Out-of-range indices (already
     /// reported by the forward) add nothing.</summary>
     void EmbeddingBackward(int count, int dim, int rows, Buf dy, Buf indices, Buf dweight);
-    /// <summary>Each of <paramref name="count"/> Int32 values as <paramref name="bits"/> values ±1 (bit k, least
-    /// significant first): LFQBert's input, where a value equal to <paramref name="maskToken"/> gives zeros and values
-    /// lie in 0 … maskToken, and LFQ codebook entries (maskToken &lt; 0: no mask token, values in 0 … 2^bits − 1).
-    /// Values are checked (<see cref="IndexFault"/>).</summary>
-    void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y);
 
     // ---- attention (Attention/) --------------------------------------------------------------------------
     /// <summary>out = dropout(softmax(q·kᵀ·scale))·v for (batchHeads, seq, headDim) contiguous q, k, v; lse
@@ -130,35 +125,8 @@ public interface IBackend : IDisposable
     /// <summary>shadow −= oneMinusDecay·(shadow − param), the EMA rule of the reference.</summary>
     void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay);
 
-    // ---- lookup-free quantization (Lfq/) --------------------------------------------------------------------
-    /// <summary>z (B, K, HW) → zq = ±1 (z &gt; 0 → +1, else −1), indices (B, HW) Int32 with channel k worth 2^k,
-    /// commitmentSum[0] = Σ (zq − z)².</summary>
-    void LfqQuantize(int batch, int bits, int hw, Buf z, Buf zq, Buf indices, Buf commitmentSum);
-    /// <summary>Entropy terms of p = softmax(2·z·codebookᵀ·invTemperature) over all 2^K codes, streamed (no N×2^K
-    /// buffer): result[0] = mean over positions of −Σ_c p·log(max(p, 1e-5)), result[1] = −Σ_c p̄·log(max(p̄, 1e-5))
-    /// with p̄ the mean distribution, written to avgProbs (2^K) for the backward.</summary>
-    void LfqEntropyForward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf result);
-    /// <summary>dz (overwritten) = ∂(dResult[0]·result[0] + dResult[1]·result[1]) / ∂z.</summary>
-    void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz);
-
-    // ---- classification statistics (Classification/) ---------------------------------------------------------
-    /// <summary>Per row r of (rows, cols) scores, with Int32 targets and mask: hit = 1 when the row's first maximum
-    /// sits at targets[r] (0 otherwise; a NaN first score never loses its place), m = 1 when mask[r] ≠ 0. Writes
-    /// tally (4, rows) = [m, m ? loss[r] : 0, hit, m·hit] (so an unmasked NaN loss stays out of the sums).</summary>
-    void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally);
-
-    // ---- MaskGIT sampling (Sampling/) --------------------------------------------------------------------------
-    /// <summary>Each group g of (groups, classes) probabilities draws sampled[g] = <see cref="SamplerMath.InverseCdf{TRow}"/>
-    /// at uniform[g]. Where mask[g] ≠ 0 (Int32), predicted[g] = sampled[g] and confidence[g] = log p[g, sampled[g]] +
-    /// <see cref="SamplerMath.Noise"/>(gumbel[g], noiseScale, fade); elsewhere predicted[g] = tokens[g] and the
-    /// confidence is +∞.</summary>
-    void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
-        Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence);
-    /// <summary>Re-masks the least confident groups of <paramref name="batch"/> samples of <paramref name="perSample"/>
-    /// groups: numMasked = the mask count of sample 0 (the reference's), k = <see cref="SamplerMath.TokensToMask"/>,
-    /// threshold[b] = sample b's confidence of <see cref="SamplerMath.ThresholdRank"/> in ascending order (NaN when it
-    /// has fewer non-NaN values); newMask = confidence ≤ threshold, tokens = newMask ? maskToken : predicted,
-    /// counts = [numMasked, k] (Int32). mask and newMask must not overlap.</summary>
-    void RemaskLeastConfident(int batch, int perSample, float maskLen, int maskToken, Buf confidence, Buf predicted,
-        Buf mask, Buf newMask, Buf tokens, Buf threshold, Buf counts);
+    // ---- model-specific fused ops -------------------------------------------------------------------------------
+    /// <summary>The fused ops of the MaskBit models (LFQ, bit tokens, the sampler, the MLM tally), kept apart from the
+    /// engine's ops so that a backend's core stays model-agnostic; CPU and ILGPU implement both.</summary>
+    IModelOps ModelOps { get; }
 }

@@ -5,7 +5,7 @@ public enum IndexedOp
 {
     Embedding = 1,
     CrossEntropy = 2,
-    /// <summary>Bit expansion of token groups or codebook indices (<see cref="IBackend.TokenBits"/>).</summary>
+    /// <summary>Bit expansion of token groups or codebook indices (<see cref="IModelOps.TokenBits"/>).</summary>
     TokenBits = 3,
 }
 

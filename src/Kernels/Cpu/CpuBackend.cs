@@ -3,11 +3,12 @@ namespace MaskBit.Kernels.Cpu;
 /// <summary>The default device: SIMD (Vector256/FMA, TensorPrimitives) kernels over pooled host arrays,
 /// spread over the cores with <see cref="CpuParallel"/>. Op families live in partial files next to their
 /// ILGPU counterparts (Elementwise/, Gemm/, Conv/, ...).</summary>
-public sealed partial class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend, IModelOps
 {
     public static readonly CpuBackend Instance = new();
 
     public string Name => "cpu";
+    public IModelOps ModelOps => this;
 
     public Storage Allocate(long length, DType dtype = DType.Float32, bool zero = true) => new CpuStorage(this, length, dtype, zero);
 

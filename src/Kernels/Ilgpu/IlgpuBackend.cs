@@ -29,7 +29,7 @@ public readonly record struct IlgpuLaunchSizes(int ElementGroup, int MaxElementG
 /// lifetime of the backend (ILGPU caches IR per context, so one context per backend). Op families live in
 /// partial files next to their CPU counterparts (Elementwise/ElementwiseIlgpu.cs, Gemm/GemmIlgpu.cs, ...).
 /// </summary>
-public sealed partial class IlgpuBackend : IBackend
+public sealed partial class IlgpuBackend : IBackend, IModelOps
 {
     private readonly Accelerator _accelerator;
     private readonly bool _ownsAccelerator;
@@ -95,6 +95,7 @@ public sealed partial class IlgpuBackend : IBackend
     }
 
     public string Name => $"ilgpu-{_accelerator.AcceleratorType.ToString().ToLowerInvariant()}";
+    public IModelOps ModelOps => this;
     public IlgpuLaunchSizes Sizes { get; }
     public Accelerator Accelerator => _accelerator;
     internal AcceleratorStream Stream => _accelerator.DefaultStream;

@@ -71,10 +71,10 @@ public static class KernelWorkloads
         const float invTemperature = 100f;
         return new PreparedWorkload(() =>
         {
-            be.LfqQuantize(batch, bits, hw, new Buf(z, 0), new Buf(zq, 0), new Buf(idx, 0), new Buf(sum, 0));
-            be.LfqEntropyForward(batch, bits, hw, invTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(result, 0));
+            be.ModelOps.LfqQuantize(batch, bits, hw, new Buf(z, 0), new Buf(zq, 0), new Buf(idx, 0), new Buf(sum, 0));
+            be.ModelOps.LfqEntropyForward(batch, bits, hw, invTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(result, 0));
             if (backward)
-                be.LfqEntropyBackward(batch, bits, hw, invTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(dResult, 0), new Buf(dz, 0));
+                be.ModelOps.LfqEntropyBackward(batch, bits, hw, invTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(dResult, 0), new Buf(dz, 0));
         }, [z, zq, idx, sum, avg, result, dResult, dz]);
     }
 
