@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -33,14 +32,6 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionQueryGradEntry = AttentionQueryGradKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionKeyValueGradEntry = AttentionKeyValueGradKernel;
 
-    private static IEnumerable<MethodInfo> AttentionEntryPoints =>
-        [AttentionForwardEntry.Method, RowDotEntry.Method, AttentionQueryGradEntry.Method, AttentionKeyValueGradEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>? _attentionForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>? _rowDot;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>? _attentionQueryGrad;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>? _attentionKeyValueGrad;
-
     /// <summary>Shared memory a launch may request without opting in to more (the CUDA default limit).</summary>
     private const int AttentionSharedBytes = 48 * 1024;
 
@@ -53,7 +44,7 @@ public sealed partial class IlgpuBackend
         int tile = TileFloats(args);
         // Group: K and V tiles; per warp: the scaled query row, the output accumulator, the tile's weights.
         var launch = AttentionLaunch(args, tile, 2 * args.Dim + _accelerator.WarpSize);
-        Kernel(ref _attentionForward, static a => a.LoadStreamKernel(AttentionForwardEntry))(
+        Kernel(AttentionForwardEntry)(
             launch, F(q, n), F(k, n), F(v, n), F(output, n), F(lse, (long)batchHeads * seq), args);
     }
 
@@ -67,14 +58,14 @@ public sealed partial class IlgpuBackend
         // rowDot = rowsum(dO ∘ O), which equals rowsum(P̃ ∘ dO·Vᵀ) with or without dropout.
         using var rowDotStorage = Allocate(rows, zero: false);
         var rowDot = F(new Buf(rowDotStorage, 0), rows);
-        Kernel(ref _rowDot, static a => a.LoadStreamKernel(RowDotEntry))(
+        Kernel(RowDotEntry)(
             GridStride(rows, Sizes.ElementGroup), dov, F(output, n), rowDot, rows, headDim);
         // Group: K and V tiles; per warp: the scaled query row, the dO row, the dQ accumulator, the tile's dS.
-        Kernel(ref _attentionQueryGrad, static a => a.LoadStreamKernel(AttentionQueryGradEntry))(
+        Kernel(AttentionQueryGradEntry)(
             AttentionLaunch(args, tile, 3 * args.Dim + warp), qv, kv, vv, dov, lsev, rowDot, F(dq, n), args);
         // Group: Q and dO tiles with their rows' lse and rowDot; per warp: the K and V rows, the dK and dV
         // accumulators, the tile's P̃ and dS.
-        Kernel(ref _attentionKeyValueGrad, static a => a.LoadStreamKernel(AttentionKeyValueGradEntry))(
+        Kernel(AttentionKeyValueGradEntry)(
             AttentionLaunch(args, tile + 2 * warp, 4 * args.Dim + 2 * warp), qv, kv, vv, dov, lsev, rowDot, F(dk, n), F(dv, n), args);
     }
 

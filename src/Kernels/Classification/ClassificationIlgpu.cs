@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -11,14 +10,10 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>
         PredictionTallyEntry = PredictionTallyKernel;
 
-    private static IEnumerable<MethodInfo> ClassificationEntryPoints => [PredictionTallyEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>? _predictionTally;
-
     public void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally)
     {
         if (rows == 0) return;
-        Kernel(ref _predictionTally, static a => a.LoadStreamKernel(PredictionTallyEntry))(GridStride(rows, Sizes.ElementGroup),
+        Kernel(PredictionTallyEntry)(GridStride(rows, Sizes.ElementGroup),
             F(scores, (long)rows * cols), I(targets, rows), I(mask, rows), F(loss, rows), F(tally, 4L * rows), rows, cols);
     }
 

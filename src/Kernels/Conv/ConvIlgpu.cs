@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -152,24 +151,9 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    private readonly TiledKernels<ConvForwardProduct> _convForward = new();
-    private readonly TiledKernels<ConvInputGradProduct> _convInputGrad = new();
-    private readonly TiledKernels<ConvWeightGradProduct> _convWeightGrad = new();
-
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> DirectForwardEntry = DirectConvForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> DirectInputGradEntry = DirectConvInputGradKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> DirectWeightGradEntry = DirectConvWeightGradKernel;
-
-    private static IEnumerable<MethodInfo> ConvEntryPoints =>
-    [
-        .. TiledKernels<ConvForwardProduct>.EntryPoints, .. TiledKernels<ConvInputGradProduct>.EntryPoints,
-        .. TiledKernels<ConvWeightGradProduct>.EntryPoints,
-        DirectForwardEntry.Method, DirectInputGradEntry.Method, DirectWeightGradEntry.Method,
-    ];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>? _directForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>? _directInputGrad;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>? _directWeightGrad;
 
     /// <summary>Fewer than 4 channels per group on either side: a GEMM tile's rows would mostly idle.</summary>
     private static bool UseDirectConv(in Conv2dDesc d) => d.CoutPerGroup < 4 || d.CinPerGroup < 4;
@@ -196,11 +180,11 @@ public sealed partial class IlgpuBackend
         if (UseDirectConv(d))
         {
             long outputs = (long)d.N * d.Cout * d.OH * d.OW;
-            Kernel(ref _directForward, static a => a.LoadStreamKernel(DirectForwardEntry))(
+            Kernel(DirectForwardEntry)(
                 GridStride(outputs, Sizes.ElementGroup), xv, wv, bv, yv, shape, bias.HasValue ? 1 : 0);
             return;
         }
-        RunTiled(_convForward, wv, xv, yv, bv, new ConvForwardProduct { S = shape, HasBias = bias.HasValue ? 1 : 0 });
+        RunTiled(wv, xv, yv, bv, new ConvForwardProduct { S = shape, HasBias = bias.HasValue ? 1 : 0 });
     }
 
     public void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx)
@@ -213,11 +197,11 @@ public sealed partial class IlgpuBackend
         var dxv = ConvInput(d, dx);
         if (UseDirectConv(d))
         {
-            Kernel(ref _directInputGrad, static a => a.LoadStreamKernel(DirectInputGradEntry))(
+            Kernel(DirectInputGradEntry)(
                 GridStride((long)d.N * d.Cin * d.H * d.W, Sizes.ElementGroup), dyv, wv, dxv, shape);
             return;
         }
-        RunTiled(_convInputGrad, wv, dyv, dxv, dxv, new ConvInputGradProduct { S = shape });
+        RunTiled(wv, dyv, dxv, dxv, new ConvInputGradProduct { S = shape });
     }
 
     public void Conv2dBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw, Buf? dbias)
@@ -237,7 +221,7 @@ public sealed partial class IlgpuBackend
             (slices, sliceLength) = Slices(reduction, (int)Math.Clamp(threads / weights, 1, (reduction + 63) / 64));
             using var directPartials = slices == 1 ? null : Allocate(slices * weights, DType.Float32, zero: false);
             var target = directPartials == null ? dwv : F(new Buf(directPartials, 0), slices * weights);
-            Kernel(ref _directWeightGrad, static a => a.LoadStreamKernel(DirectWeightGradEntry))(
+            Kernel(DirectWeightGradEntry)(
                 GridStride(slices * weights, Sizes.ElementGroup), xv, dyv, target, shape, sliceLength);
             if (directPartials != null) ReduceSum(new Buf(directPartials, 0), dw, 1, slices, (int)weights);
             return;
@@ -250,11 +234,11 @@ public sealed partial class IlgpuBackend
         long tiles = (long)d.Groups * ((d.CoutPerGroup + size - 1) / size) * ((d.CinPerGroup * d.KH * d.KW + size - 1) / size);
         (slices, sliceLength) = Slices(reduction, (int)Math.Clamp(Sizes.MaxElementGroups / tiles, 1, Math.Max(1, reduction / (4 * size))));
         var product = new ConvWeightGradProduct { S = shape, Splits = slices, SliceLength = sliceLength };
-        if (slices == 1) { RunTiled(_convWeightGrad, dyv, xv, dwv, dwv, product); return; }
+        if (slices == 1) { RunTiled(dyv, xv, dwv, dwv, product); return; }
 
         using var partials = Allocate(slices * weights, DType.Float32, zero: false);
         var pv = F(new Buf(partials, 0), slices * weights);
-        RunTiled(_convWeightGrad, dyv, xv, pv, pv, product);
+        RunTiled(dyv, xv, pv, pv, product);
         ReduceSum(new Buf(partials, 0), dw, 1, slices, (int)weights);
     }
 

@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -38,26 +37,11 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, StridedPair> AccumulateStridedEntry = CopyStridedKernel<float, AtomicAccumulate>;
     private static readonly Action<ArrayView<int>, ArrayView<int>, StridedPair> CopyStridedIntEntry = CopyStridedKernel<int, Overwrite<int>>;
 
-    private static IEnumerable<MethodInfo> ElementwiseEntryPoints =>
-    [
-        FillEntry.Method, UnaryEntry.Method, UnaryBackwardEntry.Method, BinaryEntry.Method, WhereEntry.Method, DropoutEntry.Method,
-        CopyStridedEntry.Method, AccumulateStridedEntry.Method, CopyStridedIntEntry.Method,
-    ];
-
-    private Action<KernelConfig, ArrayView<float>, long, float>? _fill;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, long, UnaryArgs>? _unary;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, UnaryArgs>? _unaryBackward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, BinaryArgs>? _binary;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long>? _where;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, long, DropoutMask>? _dropout;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, StridedPair>? _copyStrided, _accumulateStrided;
-    private Action<KernelConfig, ArrayView<int>, ArrayView<int>, StridedPair>? _copyStridedInt;
-
     // ---- host side ----------------------------------------------------------------------------------------
     public void Fill(Buf y, long n, float value)
     {
         if (n == 0) return;
-        Kernel(ref _fill, static a => a.LoadStreamKernel(FillEntry))(GridStride(n, Sizes.ElementGroup), F(y, n), n, value);
+        Kernel(FillEntry)(GridStride(n, Sizes.ElementGroup), F(y, n), n, value);
     }
 
     /// <summary>A device-to-device copy; x and y must not partially overlap.</summary>
@@ -72,7 +56,7 @@ public sealed partial class IlgpuBackend
     {
         RequireDefined(op);
         if (n == 0) return;
-        Kernel(ref _unary, static a => a.LoadStreamKernel(UnaryEntry))(
+        Kernel(UnaryEntry)(
             GridStride(n, Sizes.ElementGroup), F(x, n), F(y, n), n, new UnaryArgs { Op = op, Alpha = alpha });
     }
 
@@ -80,7 +64,7 @@ public sealed partial class IlgpuBackend
     {
         RequireDefined(op);
         if (n == 0) return;
-        Kernel(ref _unaryBackward, static a => a.LoadStreamKernel(UnaryBackwardEntry))(
+        Kernel(UnaryBackwardEntry)(
             GridStride(n, Sizes.ElementGroup), F(x, n), F(y, n), F(dy, n), F(dx, n), n,
             new UnaryArgs { Op = op, Alpha = alpha, Accumulate = accumulate ? 1 : 0 });
     }
@@ -90,7 +74,7 @@ public sealed partial class IlgpuBackend
         if (!Enum.IsDefined(op)) throw new NotSupportedException($"binary op {op}");
         var layout = StridedPair.Create(shape, aStrides, bStrides, nameof(Binary));
         if (layout.Count == 0) return;
-        Kernel(ref _binary, static acc => acc.LoadStreamKernel(BinaryEntry))(
+        Kernel(BinaryEntry)(
             GridStride(layout.Count, Sizes.ElementGroup), F(a, layout.FirstExtent), F(b, layout.SecondExtent), F(y, layout.Count),
             new BinaryArgs { Op = op, Layout = layout });
     }
@@ -98,13 +82,13 @@ public sealed partial class IlgpuBackend
     public void Dropout(Buf x, Buf y, long n, DropoutMask mask)
     {
         if (n == 0) return;
-        Kernel(ref _dropout, static acc => acc.LoadStreamKernel(DropoutEntry))(GridStride(n, Sizes.ElementGroup), F(x, n), F(y, n), n, mask);
+        Kernel(DropoutEntry)(GridStride(n, Sizes.ElementGroup), F(x, n), F(y, n), n, mask);
     }
 
     public void Where(Buf cond, Buf a, Buf b, Buf y, long n)
     {
         if (n == 0) return;
-        Kernel(ref _where, static acc => acc.LoadStreamKernel(WhereEntry))(
+        Kernel(WhereEntry)(
             GridStride(n, Sizes.ElementGroup), F(cond, n), F(a, n), F(b, n), F(y, n), n);
     }
 
@@ -116,13 +100,13 @@ public sealed partial class IlgpuBackend
         if (x.Storage.DType == DType.Int32)
         {
             if (accumulate) throw new NotSupportedException("CopyStrided: accumulating Int32 tensors");
-            Kernel(ref _copyStridedInt, static a => a.LoadStreamKernel(CopyStridedIntEntry))(
+            Kernel(CopyStridedIntEntry)(
                 launch, I(x, layout.FirstExtent), I(y, layout.SecondExtent), layout);
             return;
         }
         var kernel = accumulate
-            ? Kernel(ref _accumulateStrided, static a => a.LoadStreamKernel(AccumulateStridedEntry))
-            : Kernel(ref _copyStrided, static a => a.LoadStreamKernel(CopyStridedEntry));
+            ? Kernel(AccumulateStridedEntry)
+            : Kernel(CopyStridedEntry);
         kernel(launch, F(x, layout.FirstExtent), F(y, layout.SecondExtent), layout);
     }
 

@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -51,11 +50,6 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> SumThreadEntry = ReduceThreadKernel<SumReduction>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> MaxThreadEntry = ReduceThreadKernel<MaxReduction>;
 
-    private static IEnumerable<MethodInfo> ReduceEntryPoints =>
-        [SumGroupEntry.Method, MaxGroupEntry.Method, SumThreadEntry.Method, MaxThreadEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ReduceArgs>? _sumGroup, _maxGroup, _sumThread, _maxThread;
-
     public void ReduceSum(Buf x, Buf y, int outer, int mid, int inner, float scale = 1f, bool accumulate = false) =>
         Reduce(x, y, new ReduceArgs { Outer = outer, Mid = mid, Inner = inner, Scale = scale, Accumulate = accumulate ? 1 : 0 }, max: false);
 
@@ -74,14 +68,14 @@ public sealed partial class IlgpuBackend
         bool groupPerOutput = args.Inner == 1 || outputs < (long)Sizes.ElementGroup * Sizes.MaxElementGroups;
         if (groupPerOutput)
         {
-            var kernel = max ? Kernel(ref _maxGroup, static a => a.LoadStreamKernel(MaxGroupEntry))
-                             : Kernel(ref _sumGroup, static a => a.LoadStreamKernel(SumGroupEntry));
+            var kernel = max ? Kernel(MaxGroupEntry)
+                             : Kernel(SumGroupEntry);
             kernel(new KernelConfig(RowGroups(outputs), Sizes.ReduceGroup), xv, yv, args);
         }
         else
         {
-            var kernel = max ? Kernel(ref _maxThread, static a => a.LoadStreamKernel(MaxThreadEntry))
-                             : Kernel(ref _sumThread, static a => a.LoadStreamKernel(SumThreadEntry));
+            var kernel = max ? Kernel(MaxThreadEntry)
+                             : Kernel(SumThreadEntry);
             kernel(GridStride(outputs, Sizes.ElementGroup), xv, yv, args);
         }
     }

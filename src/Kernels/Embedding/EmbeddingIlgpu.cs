@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -20,18 +19,12 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, TableArgs> EmbeddingBackwardEntry = EmbeddingBackwardKernel;
     private static readonly Action<ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs> TokenBitsEntry = TokenBitsKernel;
 
-    private static IEnumerable<MethodInfo> EmbeddingEntryPoints => [EmbeddingForwardEntry.Method, EmbeddingBackwardEntry.Method, TokenBitsEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs>? _embeddingForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, TableArgs>? _embeddingBackward;
-    private Action<KernelConfig, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs>? _tokenBits;
-
     public void EmbeddingForward(int count, int dim, int rows, Buf weight, Buf indices, Buf y)
     {
         long n = (long)count * dim;
         if (n == 0) return;
         RequireOneLaunch(n, "embedding");
-        Kernel(ref _embeddingForward, static a => a.LoadStreamKernel(EmbeddingForwardEntry))(
+        Kernel(EmbeddingForwardEntry)(
             GridStride(n, Sizes.ElementGroup), F(weight, (long)rows * dim), I(indices, count), F(y, n), IndexFaultView,
             new TableArgs { Count = count, Dim = dim, Rows = rows });
     }
@@ -41,7 +34,7 @@ public sealed partial class IlgpuBackend
         long n = (long)count * dim;
         if (n == 0) return;
         RequireOneLaunch(n, "embedding");
-        Kernel(ref _embeddingBackward, static a => a.LoadStreamKernel(EmbeddingBackwardEntry))(
+        Kernel(EmbeddingBackwardEntry)(
             new KernelConfig(Sizes.MaxElementGroups, Sizes.ElementGroup), F(dy, n), I(indices, count), F(dweight, (long)rows * dim),
             new TableArgs { Count = count, Dim = dim, Rows = rows });
     }
@@ -51,7 +44,7 @@ public sealed partial class IlgpuBackend
         long n = (long)count * bits;
         if (n == 0) return;
         RequireOneLaunch(n, "bit tokens");
-        Kernel(ref _tokenBits, static a => a.LoadStreamKernel(TokenBitsEntry))(
+        Kernel(TokenBitsEntry)(
             GridStride(n, Sizes.ElementGroup), I(tokens, count), F(y, n), IndexFaultView,
             new TableArgs { Count = count, Dim = bits, Rows = Cpu.TokenBitValue.Count(bits, maskToken), MaskToken = maskToken });
     }

@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -111,22 +110,14 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>The two compiled variants (CPU-accelerator and GPU tile) of the tiled kernel for one problem type,
-    /// loaded on first use.</summary>
-    internal sealed class TiledKernels<TProduct> where TProduct : struct, ITiledProduct
+    /// <summary>The two variants (CPU-accelerator and GPU tile) of the tiled kernel for one problem type.</summary>
+    internal static class TiledKernels<TProduct> where TProduct : struct, ITiledProduct
     {
         public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> SmallEntry =
             TiledProductKernel<GemmTile32, TProduct>;
         public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> LargeEntry =
             TiledProductKernel<GemmTile64, TProduct>;
-        public static IEnumerable<MethodInfo> EntryPoints => [SmallEntry.Method, LargeEntry.Method];
-
-        public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct>? Small, Large;
     }
-
-    private static IEnumerable<MethodInfo> GemmEntryPoints => TiledKernels<GemmArgs>.EntryPoints;
-
-    private readonly TiledKernels<GemmArgs> _gemm = new();
 
     /// <summary>Threads per group of <see cref="TiledProductKernel{TTile, TProduct}"/>.</summary>
     internal static int GemmThreads<TTile>() where TTile : struct, IGemmTile
@@ -147,17 +138,17 @@ public sealed partial class IlgpuBackend
             Alpha = alpha, Beta = beta,
         };
         var cView = F(c, BatchedExtent(d.Batch, d.StrideC, (long)d.M * d.N));
-        RunTiled(_gemm, F(a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K)),
+        RunTiled(F(a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K)),
             F(b, BatchedExtent(d.Batch, d.StrideB, (long)d.K * d.N)), cView, cView, args);
     }
 
     /// <summary>Launches one group per output tile of every item, with the tile size of <see cref="Sizes"/>.</summary>
-    private void RunTiled<TProduct>(TiledKernels<TProduct> kernels, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+    private void RunTiled<TProduct>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         ArrayView<float> extra, TProduct p) where TProduct : struct, ITiledProduct
     {
         var (kernel, size, threads) = Sizes.LargeGemmTile
-            ? (Kernel(ref kernels.Large, static acc => acc.LoadStreamKernel(TiledKernels<TProduct>.LargeEntry)), default(GemmTile64).Size, GemmThreads<GemmTile64>())
-            : (Kernel(ref kernels.Small, static acc => acc.LoadStreamKernel(TiledKernels<TProduct>.SmallEntry)), default(GemmTile32).Size, GemmThreads<GemmTile32>());
+            ? (Kernel(TiledKernels<TProduct>.LargeEntry), default(GemmTile64).Size, GemmThreads<GemmTile64>())
+            : (Kernel(TiledKernels<TProduct>.SmallEntry), default(GemmTile32).Size, GemmThreads<GemmTile32>());
         long tiles = TileCount(p, size);
         if (tiles > int.MaxValue) throw new NotSupportedException($"{typeof(TProduct).Name} ({p.M}×{p.N}×{p.K}, {p.Items} items) has too many tiles for one launch");
         if (tiles == 0) return;

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
@@ -185,12 +186,48 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         ? s : throw new ArgumentException($"a buffer on {b.Storage.Backend.Name} was passed to {Name}");
 
     // ---- kernels ------------------------------------------------------------------------------------------
-    /// <summary>The loaded kernel in <paramref name="slot"/>, compiled on first use.</summary>
-    private T Kernel<T>(ref T? slot, Func<Accelerator, T> load) where T : class
+    /// <summary>Every kernel this backend has loaded, by entry method: a kernel is one static entry delegate
+    /// (<c>…Entry</c>, which also puts it on <see cref="KernelEntryPoints"/>), launched as <c>Kernel(entry)(…)</c>.</summary>
+    private readonly ConcurrentDictionary<MethodInfo, Delegate> _kernels = new();
+
+    /// <summary>The launcher of <paramref name="entry"/> on the default stream, compiled on first use.</summary>
+    private TLauncher Cached<TEntry, TLauncher>(TEntry entry, Func<Accelerator, TEntry, TLauncher> load)
+        where TEntry : Delegate where TLauncher : Delegate
     {
-        if (slot == null) lock (_kernelLock) slot ??= load(_accelerator);
-        return slot;
+        if (_kernels.TryGetValue(entry.Method, out var kernel)) return (TLauncher)kernel;
+        // Compiling takes milliseconds to seconds: under the lock, so two threads never compile the same kernel.
+        lock (_kernelLock) return (TLauncher)_kernels.GetOrAdd(entry.Method, _ => load(_accelerator, entry));
     }
+
+    // One overload per arity (as ILGPU's loaders): the launcher's type follows from the entry's.
+    private Action<KernelConfig, T1, T2, T3> Kernel<T1, T2, T3>(Action<T1, T2, T3> entry)
+        where T1 : struct where T2 : struct where T3 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
+    private Action<KernelConfig, T1, T2, T3, T4> Kernel<T1, T2, T3, T4>(Action<T1, T2, T3, T4> entry)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
+    private Action<KernelConfig, T1, T2, T3, T4, T5> Kernel<T1, T2, T3, T4, T5>(Action<T1, T2, T3, T4, T5> entry)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6> Kernel<T1, T2, T3, T4, T5, T6>(
+        Action<T1, T2, T3, T4, T5, T6> entry)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7> Kernel<T1, T2, T3, T4, T5, T6, T7>(
+        Action<T1, T2, T3, T4, T5, T6, T7> entry)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        where T7 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8> Kernel<T1, T2, T3, T4, T5, T6, T7, T8>(
+        Action<T1, T2, T3, T4, T5, T6, T7, T8> entry)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        where T7 : struct where T8 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9> Kernel<T1, T2, T3, T4, T5, T6, T7, T8, T9>(
+        Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> entry)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        where T7 : struct where T8 : struct where T9 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
 
     /// <summary>A 1-D grid-stride launch over n items: as many groups as needed, at most enough to fill the device.</summary>
     private KernelConfig GridStride(long n, int group)
@@ -202,11 +239,18 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     /// <summary>Stride of a 1-D grid-stride loop inside a kernel: all threads of the grid.</summary>
     private static int GridStrideStep => Grid.DimX * Group.DimX;
 
-    /// <summary>Every kernel entry point with the type arguments it is launched with (for the offline PTX check).</summary>
+    /// <summary>Every kernel entry point with the type arguments it is launched with (for the offline PTX check): the
+    /// static entry delegates of this class, and of <see cref="TiledKernels{TProduct}"/> for each tiled product.</summary>
     internal static IReadOnlyList<MethodInfo> KernelEntryPoints =>
-        [
-            .. ElementwiseEntryPoints, .. ReduceEntryPoints, .. GemmEntryPoints, .. ConvEntryPoints, .. PoolEntryPoints,
-            .. ResampleEntryPoints, .. LfqEntryPoints, .. OptimEntryPoints, .. NormEntryPoints, .. SoftmaxEntryPoints,
-            .. EmbeddingEntryPoints, .. AttentionEntryPoints, .. SamplingEntryPoints, .. ClassificationEntryPoints,
-        ];
+    [
+        .. EntryDelegates(typeof(IlgpuBackend)),
+        .. typeof(IlgpuBackend).GetNestedTypes(BindingFlags.Public | BindingFlags.NonPublic)
+            .Where(t => t.IsValueType && typeof(ITiledProduct).IsAssignableFrom(t))
+            .SelectMany(t => EntryDelegates(typeof(TiledKernels<>).MakeGenericType(t))),
+    ];
+
+    private static IEnumerable<MethodInfo> EntryDelegates(Type holder) =>
+        holder.GetFields(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
+            .Where(f => f.IsInitOnly && typeof(Delegate).IsAssignableFrom(f.FieldType))
+            .Select(f => ((Delegate)f.GetValue(null)!).Method);
 }

@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -75,16 +74,6 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqCodeGradEntry = LfqCodeGradKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardEntry = LfqEntropyBackwardKernel;
 
-    private static IEnumerable<MethodInfo> LfqEntryPoints =>
-    [
-        LfqQuantizeEntry.Method, LfqPartialsSmallEntry.Method, LfqPartialsLargeEntry.Method, LfqFinishEntry.Method,
-        LfqCodeGradEntry.Method, LfqBackwardEntry.Method,
-    ];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, LfqArgs>? _lfqQuantize;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs>? _lfqPartialsSmall, _lfqPartialsLarge, _lfqFinish, _lfqCodeGrad;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs>? _lfqBackward;
-
     private static LfqArgs LfqShape(int batch, int bits, int hw, float invTemperature)
     {
         if (bits < 1 || bits > MaxLfqBits) throw new NotSupportedException($"LFQ with {bits} bits: the ILGPU kernels take 1 to {MaxLfqBits}");
@@ -104,7 +93,7 @@ public sealed partial class IlgpuBackend
         long groups = Math.Clamp(((long)n + Sizes.ReduceGroup - 1) / Sizes.ReduceGroup, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
         using var partials = Allocate(groups, DType.Float32, zero: false);
         long size = (long)n * bits;
-        Kernel(ref _lfqQuantize, static a => a.LoadStreamKernel(LfqQuantizeEntry))(new KernelConfig((int)groups, Sizes.ReduceGroup),
+        Kernel(LfqQuantizeEntry)(new KernelConfig((int)groups, Sizes.ReduceGroup),
             F(z, size), F(zq, size), I(indices, n), F(new Buf(partials, 0), groups), args);
         ReduceSum(new Buf(partials, 0), commitmentSum, 1, (int)groups, 1);
     }
@@ -133,12 +122,12 @@ public sealed partial class IlgpuBackend
         var pv = F(new Buf(partialProbs, 0), (long)chunks * codes);
         var ev = F(new Buf(partialEntropy, 0), groups);
         var kernel = large
-            ? Kernel(ref _lfqPartialsLarge, static a => a.LoadStreamKernel(LfqPartialsLargeEntry))
-            : Kernel(ref _lfqPartialsSmall, static a => a.LoadStreamKernel(LfqPartialsSmallEntry));
+            ? Kernel(LfqPartialsLargeEntry)
+            : Kernel(LfqPartialsSmallEntry);
         kernel(new KernelConfig(groups, threads), zv, pv, ev, args);
         ReduceSum(new Buf(partialProbs, 0), avgProbs, 1, chunks, codes, scale: 1f / n);
         args.Partials = groups;
-        Kernel(ref _lfqFinish, static a => a.LoadStreamKernel(LfqFinishEntry))(new KernelConfig(1, Sizes.ReduceGroup),
+        Kernel(LfqFinishEntry)(new KernelConfig(1, Sizes.ReduceGroup),
             ev, F(avgProbs, codes), F(result, 2), args);
     }
 
@@ -149,9 +138,9 @@ public sealed partial class IlgpuBackend
         var upstream = F(dResult, 2);
         using var codeGrad = Allocate(codes, DType.Float32, zero: false);
         var hv = F(new Buf(codeGrad, 0), codes);
-        Kernel(ref _lfqCodeGrad, static a => a.LoadStreamKernel(LfqCodeGradEntry))(GridStride(codes, Sizes.ElementGroup), F(avgProbs, codes), upstream, hv, args);
+        Kernel(LfqCodeGradEntry)(GridStride(codes, Sizes.ElementGroup), F(avgProbs, codes), upstream, hv, args);
         long groups = Math.Clamp(n, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
-        Kernel(ref _lfqBackward, static a => a.LoadStreamKernel(LfqBackwardEntry))(new KernelConfig((int)groups, Sizes.ReduceGroup),
+        Kernel(LfqBackwardEntry)(new KernelConfig((int)groups, Sizes.ReduceGroup),
             F(z, (long)n * bits), hv, upstream, F(dz, (long)n * bits), args);
     }
 

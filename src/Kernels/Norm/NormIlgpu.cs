@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -42,13 +41,6 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> GroupNormPlaneSumsEntry = GroupNormPlaneSumsKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, int> LayerNormColumnSumsEntry = LayerNormColumnSumsKernel;
 
-    private static IEnumerable<MethodInfo> NormEntryPoints =>
-        [NormForwardEntry.Method, NormInputGradEntry.Method, GroupNormPlaneSumsEntry.Method, LayerNormColumnSumsEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs>? _normForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs>? _normInputGrad, _groupNormPlaneSums;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, int>? _layerNormColumnSums;
-
     /// <summary>Rows per chunk of the LayerNorm γ/β partial sums.</summary>
     private const int LayerNormRowsPerChunk = 32;
 
@@ -72,7 +64,7 @@ public sealed partial class IlgpuBackend
         if (n == 0) return;
         RequireOneLaunch(n, "GroupNorm");
         using var sums = Allocate(2L * args.N * args.C, zero: false);
-        Kernel(ref _groupNormPlaneSums, static a => a.LoadStreamKernel(GroupNormPlaneSumsEntry))(
+        Kernel(GroupNormPlaneSumsEntry)(
             new KernelConfig(RowGroups((long)args.N * args.C), Sizes.ReduceGroup),
             F(x, n), F(gamma, args.C), F(beta, args.C), F(mean, args.Runs), F(rstd, args.Runs), F(dy, n), F(new Buf(sums, 0), 2L * args.N * args.C), args);
         SumParameterGrads(sums, args.N, args.C, dgamma, dbeta);
@@ -88,7 +80,7 @@ public sealed partial class IlgpuBackend
         RequireOneLaunch(n, "LayerNorm");
         int chunks = (rows + LayerNormRowsPerChunk - 1) / LayerNormRowsPerChunk;
         using var sums = Allocate(2L * chunks * cols, zero: false);
-        Kernel(ref _layerNormColumnSums, static a => a.LoadStreamKernel(LayerNormColumnSumsEntry))(
+        Kernel(LayerNormColumnSumsEntry)(
             GridStride((long)chunks * cols, Sizes.ElementGroup),
             F(x, n), F(mean, rows), F(rstd, rows), F(dy, n), F(new Buf(sums, 0), 2L * chunks * cols), args, chunks);
         SumParameterGrads(sums, chunks, cols, dgamma, dbeta);
@@ -101,7 +93,7 @@ public sealed partial class IlgpuBackend
         long n = (long)args.N * args.C * args.HW;
         if (n == 0) return;
         RequireOneLaunch(n, "normalisation");
-        Kernel(ref _normForward, static a => a.LoadStreamKernel(NormForwardEntry))(
+        Kernel(NormForwardEntry)(
             new KernelConfig(RowGroups(args.Runs), Sizes.ReduceGroup),
             F(x, n), F(gamma, args.C), F(beta, args.C), F(y, n), F(mean, args.Runs), F(rstd, args.Runs), args);
     }
@@ -109,7 +101,7 @@ public sealed partial class IlgpuBackend
     private void NormInputGrad(NormArgs args, Buf x, Buf gamma, Buf beta, Buf mean, Buf rstd, Buf dy, Buf dx)
     {
         long n = (long)args.N * args.C * args.HW;
-        Kernel(ref _normInputGrad, static a => a.LoadStreamKernel(NormInputGradEntry))(
+        Kernel(NormInputGradEntry)(
             new KernelConfig(RowGroups(args.Runs), Sizes.ReduceGroup),
             F(x, n), F(gamma, args.C), F(beta, args.C), F(mean, args.Runs), F(rstd, args.Runs), F(dy, n), F(dx, n), args);
     }

@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -18,11 +17,6 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, AdamWArgs> AdamWEntry = AdamWKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, long, float> EmaEntry = EmaKernel;
 
-    private static IEnumerable<MethodInfo> OptimEntryPoints => [AdamWEntry.Method, EmaEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, long, AdamWArgs>? _adamW;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, long, float>? _ema;
-
     public void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s)
     {
         if (n == 0) return;
@@ -31,14 +25,14 @@ public sealed partial class IlgpuBackend
             Decay = s.Decay, Beta1 = s.Beta1, OneMinusBeta1 = s.OneMinusBeta1, Beta2 = s.Beta2, OneMinusBeta2 = s.OneMinusBeta2,
             StepSize = s.StepSize, Bc2Sqrt = s.Bc2Sqrt, Eps = s.Eps,
         };
-        Kernel(ref _adamW, static a => a.LoadStreamKernel(AdamWEntry))(
+        Kernel(AdamWEntry)(
             GridStride(n, Sizes.ElementGroup), F(param, n), F(grad, n), F(expAvg, n), F(expAvgSq, n), n, args);
     }
 
     public void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay)
     {
         if (n == 0) return;
-        Kernel(ref _ema, static a => a.LoadStreamKernel(EmaEntry))(GridStride(n, Sizes.ElementGroup), F(shadow, n), F(param, n), n, oneMinusDecay);
+        Kernel(EmaEntry)(GridStride(n, Sizes.ElementGroup), F(shadow, n), F(param, n), n, oneMinusDecay);
     }
 
     internal static void AdamWKernel(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> expAvg, ArrayView<float> expAvgSq,

@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -101,18 +100,6 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, AvgPoolArgs> AvgPoolEntry = AvgPoolKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, AvgPoolArgs> AvgPoolBackwardEntry = AvgPoolBackwardKernel;
 
-    private static IEnumerable<MethodInfo> PoolEntryPoints =>
-    [
-        StridedMaxEntry.Method, AdaptiveMaxEntry.Method, AdaptiveMaxBackwardEntry.Method,
-        MaxPoolScatterEntry.Method, AvgPoolEntry.Method, AvgPoolBackwardEntry.Method,
-    ];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, StridedWindows>? _stridedMax;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, AdaptiveWindows>? _adaptiveMax;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, AdaptiveWindows>? _adaptiveMaxBackward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, PoolPlanes>? _maxPoolScatter;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, AvgPoolArgs>? _avgPool, _avgPoolBackward;
-
     private static PoolPlanes Planes(int planes, int h, int w, int oh, int ow)
     {
         if ((long)planes * Math.Max(h * w, oh * ow) > int.MaxValue) throw new NotSupportedException($"pooling over {planes} planes of {h}×{w} → {oh}×{ow} exceeds 32-bit indexing");
@@ -130,7 +117,7 @@ public sealed partial class IlgpuBackend
         var win = Strided(planes, h, w, kernel, stride, padding, oh, ow);
         var (xv, yv) = PoolViews(win.P, x, y);
         if (yv.Length == 0) return;
-        Kernel(ref _stridedMax, static a => a.LoadStreamKernel(StridedMaxEntry))(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, I(argmax, yv.Length), win);
+        Kernel(StridedMaxEntry)(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, I(argmax, yv.Length), win);
     }
 
     /// <summary>The signature carries no window geometry, so the gradient is scattered through argmax: dx is
@@ -142,7 +129,7 @@ public sealed partial class IlgpuBackend
         if (dxv.Length == 0) return;
         Fill(dx, dxv.Length, 0f);
         if (dyv.Length == 0) return;
-        Kernel(ref _maxPoolScatter, static a => a.LoadStreamKernel(MaxPoolScatterEntry))(
+        Kernel(MaxPoolScatterEntry)(
             GridStride(dyv.Length, Sizes.ElementGroup), dyv, I(argmax, dyv.Length), dxv, p);
     }
 
@@ -151,7 +138,7 @@ public sealed partial class IlgpuBackend
         var win = new AdaptiveWindows { P = Planes(planes, h, w, oh, ow) };
         var (xv, yv) = PoolViews(win.P, x, y);
         if (yv.Length == 0) return;
-        Kernel(ref _adaptiveMax, static a => a.LoadStreamKernel(AdaptiveMaxEntry))(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, I(argmax, yv.Length), win);
+        Kernel(AdaptiveMaxEntry)(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, I(argmax, yv.Length), win);
     }
 
     public void AdaptiveMaxPoolBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx)
@@ -159,7 +146,7 @@ public sealed partial class IlgpuBackend
         var win = new AdaptiveWindows { P = Planes(planes, h, w, oh, ow) };
         var (dxv, dyv) = PoolViews(win.P, dx, dy);
         if (dxv.Length == 0) return;
-        Kernel(ref _adaptiveMaxBackward, static a => a.LoadStreamKernel(AdaptiveMaxBackwardEntry))(
+        Kernel(AdaptiveMaxBackwardEntry)(
             GridStride(dxv.Length, Sizes.ElementGroup), dyv, I(argmax, dyv.Length), dxv, win);
     }
 
@@ -169,7 +156,7 @@ public sealed partial class IlgpuBackend
         var args = new AvgPoolArgs { Windows = Strided(planes, h, w, kernel, stride, padding, oh, ow), CountIncludePad = countIncludePad ? 1 : 0 };
         var (xv, yv) = PoolViews(args.Windows.P, x, y);
         if (yv.Length == 0) return;
-        Kernel(ref _avgPool, static a => a.LoadStreamKernel(AvgPoolEntry))(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, args);
+        Kernel(AvgPoolEntry)(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, args);
     }
 
     public void AvgPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow,
@@ -178,7 +165,7 @@ public sealed partial class IlgpuBackend
         var args = new AvgPoolArgs { Windows = Strided(planes, h, w, kernel, stride, padding, oh, ow), CountIncludePad = countIncludePad ? 1 : 0 };
         var (dxv, dyv) = PoolViews(args.Windows.P, dx, dy);
         if (dxv.Length == 0) return;
-        Kernel(ref _avgPoolBackward, static a => a.LoadStreamKernel(AvgPoolBackwardEntry))(GridStride(dxv.Length, Sizes.ElementGroup), dyv, dxv, args);
+        Kernel(AvgPoolBackwardEntry)(GridStride(dxv.Length, Sizes.ElementGroup), dyv, dxv, args);
     }
 
     /// <summary>2×2 stride-2 average pooling is avg_pool2d(2, 2, 0): odd trailing rows/columns are dropped the

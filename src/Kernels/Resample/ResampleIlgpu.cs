@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -11,16 +10,12 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, PoolPlanes> UpsampleEntry = UpsampleNearest2xKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, PoolPlanes> UpsampleBackwardEntry = UpsampleNearest2xBackwardKernel;
 
-    private static IEnumerable<MethodInfo> ResampleEntryPoints => [UpsampleEntry.Method, UpsampleBackwardEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, PoolPlanes>? _upsample, _upsampleBackward;
-
     public void UpsampleNearest2xForward(int planes, int h, int w, Buf x, Buf y)
     {
         var p = Planes(planes, h, w, 2 * h, 2 * w);
         var (xv, yv) = PoolViews(p, x, y);
         if (yv.Length == 0) return;
-        Kernel(ref _upsample, static a => a.LoadStreamKernel(UpsampleEntry))(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, p);
+        Kernel(UpsampleEntry)(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, p);
     }
 
     public void UpsampleNearest2xBackward(int planes, int h, int w, Buf dy, Buf dx)
@@ -28,7 +23,7 @@ public sealed partial class IlgpuBackend
         var p = Planes(planes, h, w, 2 * h, 2 * w);
         var (dxv, dyv) = PoolViews(p, dx, dy);
         if (dxv.Length == 0) return;
-        Kernel(ref _upsampleBackward, static a => a.LoadStreamKernel(UpsampleBackwardEntry))(GridStride(dxv.Length, Sizes.ElementGroup), dyv, dxv, p);
+        Kernel(UpsampleBackwardEntry)(GridStride(dxv.Length, Sizes.ElementGroup), dyv, dxv, p);
     }
 
     internal static void UpsampleNearest2xKernel(ArrayView<float> x, ArrayView<float> y, PoolPlanes p)

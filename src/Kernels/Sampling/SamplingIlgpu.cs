@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -27,19 +26,12 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<int>, SamplingArgs> RemaskEntry = RemaskLeastConfidentKernel;
 
-    private static IEnumerable<MethodInfo> SamplingEntryPoints => [SampleMaskedGroupsEntry.Method, RemaskEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
-        ArrayView<int>, ArrayView<int>, ArrayView<float>, SamplingArgs>? _sampleMaskedGroups;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
-        ArrayView<float>, ArrayView<int>, SamplingArgs>? _remask;
-
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {
         if (groups == 0) return;
         var args = new SamplingArgs { Groups = groups, Classes = classes, NoiseScale = noiseScale, Fade = fade };
-        Kernel(ref _sampleMaskedGroups, static a => a.LoadStreamKernel(SampleMaskedGroupsEntry))(GridStride(groups, Sizes.ElementGroup),
+        Kernel(SampleMaskedGroupsEntry)(GridStride(groups, Sizes.ElementGroup),
             F(probabilities, (long)groups * classes), F(uniform, groups), F(gumbel, groups), I(mask, groups), I(tokens, groups),
             I(sampled, groups), I(predicted, groups), F(confidence, groups), args);
     }
@@ -50,7 +42,7 @@ public sealed partial class IlgpuBackend
         if (batch == 0 || perSample == 0) return;
         long n = (long)batch * perSample;
         var args = new SamplingArgs { Batch = batch, PerSample = perSample, MaskLen = maskLen, MaskToken = maskToken };
-        Kernel(ref _remask, static a => a.LoadStreamKernel(RemaskEntry))(new KernelConfig(batch, Sizes.ReduceGroup),
+        Kernel(RemaskEntry)(new KernelConfig(batch, Sizes.ReduceGroup),
             F(confidence, n), I(predicted, n), I(mask, n), I(newMask, n), I(tokens, n), F(threshold, batch), I(counts, 2), args);
     }
 

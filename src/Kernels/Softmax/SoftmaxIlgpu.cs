@@ -1,4 +1,3 @@
-using System.Reflection;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -23,20 +22,12 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, RowArgs> CrossEntropyForwardEntry = CrossEntropyForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs> CrossEntropyBackwardEntry = CrossEntropyBackwardKernel;
 
-    private static IEnumerable<MethodInfo> SoftmaxEntryPoints =>
-        [SoftmaxForwardEntry.Method, SoftmaxBackwardEntry.Method, CrossEntropyForwardEntry.Method, CrossEntropyBackwardEntry.Method];
-
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, RowArgs>? _softmaxForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs>? _softmaxBackward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, RowArgs>? _crossEntropyForward;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowArgs>? _crossEntropyBackward;
-
     // ---- host side ----------------------------------------------------------------------------------------
     public void SoftmaxForward(int rows, int cols, Buf x, Buf y, bool log)
     {
         long n = RowElements(rows, cols);
         if (n == 0) return;
-        Kernel(ref _softmaxForward, static a => a.LoadStreamKernel(SoftmaxForwardEntry))(
+        Kernel(SoftmaxForwardEntry)(
             new KernelConfig(RowGroups(rows), Sizes.ReduceGroup), F(x, n), F(y, n), new RowArgs { Rows = rows, Cols = cols, Log = log ? 1 : 0 });
     }
 
@@ -44,7 +35,7 @@ public sealed partial class IlgpuBackend
     {
         long n = RowElements(rows, cols);
         if (n == 0) return;
-        Kernel(ref _softmaxBackward, static a => a.LoadStreamKernel(SoftmaxBackwardEntry))(
+        Kernel(SoftmaxBackwardEntry)(
             new KernelConfig(RowGroups(rows), Sizes.ReduceGroup), F(y, n), F(dy, n), F(dx, n), new RowArgs { Rows = rows, Cols = cols, Log = log ? 1 : 0 });
     }
 
@@ -52,7 +43,7 @@ public sealed partial class IlgpuBackend
     {
         long n = RowElements(rows, cols);
         if (n == 0) return;
-        Kernel(ref _crossEntropyForward, static a => a.LoadStreamKernel(CrossEntropyForwardEntry))(
+        Kernel(CrossEntropyForwardEntry)(
             new KernelConfig(RowGroups(rows), Sizes.ReduceGroup), F(logits, n), I(targets, rows), F(loss, rows), F(lse, rows), IndexFaultView,
             new RowArgs { Rows = rows, Cols = cols, LabelSmoothing = labelSmoothing });
     }
@@ -61,7 +52,7 @@ public sealed partial class IlgpuBackend
     {
         long n = RowElements(rows, cols);
         if (n == 0) return;
-        Kernel(ref _crossEntropyBackward, static a => a.LoadStreamKernel(CrossEntropyBackwardEntry))(
+        Kernel(CrossEntropyBackwardEntry)(
             GridStride(n, Sizes.ElementGroup), F(logits, n), I(targets, rows), F(lse, rows), F(dloss, rows), F(dlogits, n),
             new RowArgs { Rows = rows, Cols = cols, LabelSmoothing = labelSmoothing });
     }
