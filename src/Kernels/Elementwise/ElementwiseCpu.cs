@@ -9,30 +9,49 @@ public sealed partial class CpuBackend
 {
     private const int ElementChunk = 1 << 15;
 
+    // The element-wise kernels are the engine's most frequent calls, many of them on small tensors: their bodies
+    // are structs (IRangeBody over element ranges), so a call allocates no closure.
+
     /// <summary>Runs body over [0, n) in chunks of ElementChunk elements, on all cores when n is large.</summary>
-    private static void Chunked(long n, Action<int, int> body)
+    private static void Chunked<TBody>(long n, TBody body) where TBody : struct, IRangeBody =>
+        CpuParallel.For((int)((n + ElementChunk - 1) / ElementChunk), new ElementChunks<TBody>(n, body), costPerItem: ElementChunk);
+
+    private readonly struct ElementChunks<TBody>(long n, TBody body) : IRangeBody where TBody : struct, IRangeBody
     {
-        int chunks = (int)((n + ElementChunk - 1) / ElementChunk);
-        CpuParallel.For(chunks, (c0, c1) =>
+        public void Run(int first, int end)
         {
-            for (int c = c0; c < c1; c++)
+            for (int c = first; c < end; c++)
             {
                 int start = c * ElementChunk;
-                body(start, (int)Math.Min(ElementChunk, n - start));
+                body.Run(start, (int)Math.Min(start + ElementChunk, n));
             }
-        }, costPerItem: ElementChunk);
+        }
     }
 
-    public void Fill(Buf y, long n, float value) => Chunked(n, (s, len) => F(y.At(s), len).Fill(value));
+    public void Fill(Buf y, long n, float value) => Chunked(n, new FillBody(y, value));
+
+    private readonly struct FillBody(Buf y, float value) : IRangeBody
+    {
+        public void Run(int start, int end) => F(y.At(start), end - start).Fill(value);
+    }
 
     public void Copy(Buf x, Buf y, long n)
     {
         if (x.Storage.DType == DType.Int32) { I(x, n).CopyTo(I(y, n)); return; }
-        Chunked(n, (s, len) => F(x.At(s), len).CopyTo(F(y.At(s), len)));
+        Chunked(n, new CopyBody(x, y));
     }
 
-    public void Unary(UnaryOp op, Buf x, Buf y, long n, float alpha = 0f) =>
-        Chunked(n, (s, len) => UnarySpan(op, F(x.At(s), len), F(y.At(s), len), alpha));
+    private readonly struct CopyBody(Buf x, Buf y) : IRangeBody
+    {
+        public void Run(int start, int end) => F(x.At(start), end - start).CopyTo(F(y.At(start), end - start));
+    }
+
+    public void Unary(UnaryOp op, Buf x, Buf y, long n, float alpha = 0f) => Chunked(n, new UnaryBody(op, x, y, alpha));
+
+    private readonly struct UnaryBody(UnaryOp op, Buf x, Buf y, float alpha) : IRangeBody
+    {
+        public void Run(int start, int end) => UnarySpan(op, F(x.At(start), end - start), F(y.At(start), end - start), alpha);
+    }
 
     private static void UnarySpan(UnaryOp op, ReadOnlySpan<float> x, Span<float> y, float a)
     {
@@ -70,16 +89,23 @@ public sealed partial class CpuBackend
     };
 
     public void UnaryBackward(UnaryOp op, Buf x, Buf y, Buf dy, Buf dx, long n, float alpha = 0f, bool accumulate = false) =>
-        Chunked(n, (s, len) =>
+        Chunked(n, new UnaryBackwardBody(op, x, y, dy, dx, alpha, accumulate));
+
+    private readonly struct UnaryBackwardBody(UnaryOp op, Buf x, Buf y, Buf dy, Buf dx, float alpha, bool accumulate)
+        : IRangeBody
+    {
+        public void Run(int start, int end)
         {
-            var xs = F(x.At(s), len); var ys = F(y.At(s), len); var g = F(dy.At(s), len); var o = F(dx.At(s), len);
+            int len = end - start;
+            var xs = F(x.At(start), len); var ys = F(y.At(start), len); var g = F(dy.At(start), len); var o = F(dx.At(start), len);
             if (op == UnaryOp.Gelu) { SimdMath.GeluBackward(xs, g, o, accumulate); return; }
             for (int i = 0; i < len; i++)
             {
                 float d = g[i] * UnaryDerivative(op, xs[i], ys[i], alpha);
                 o[i] = accumulate ? o[i] + d : d;
             }
-        });
+        }
+    }
 
     /// <summary>f'(x), using y = f(x) where that is cheaper. Values at kinks follow PyTorch.</summary>
     internal static float UnaryDerivative(UnaryOp op, float x, float y, float a) => op switch
@@ -143,11 +169,7 @@ public sealed partial class CpuBackend
         long n = Numel(shape);
         if (IsContiguous(aStrides, shape) && IsContiguous(bStrides, shape))
         {
-            Chunked(n, (s, len) =>
-            {
-                var av = F(a.At(s), len); var bv = F(b.At(s), len); var yv = F(y.At(s), len);
-                if (!BinarySpan(op, av, bv, yv)) for (int i = 0; i < len; i++) yv[i] = BinaryScalar(op, av[i], bv[i]);
-            });
+            Chunked(n, new ContiguousBinaryBody(op, a, b, y));
             return;
         }
         // General broadcast: iterate rows of the last axis; each row is a strided 1-D loop.
@@ -181,24 +203,41 @@ public sealed partial class CpuBackend
         }, costPerItem: inner);
     }
 
-    public void Dropout(Buf x, Buf y, long n, DropoutMask mask)
+    private readonly struct ContiguousBinaryBody(BinaryOp op, Buf a, Buf b, Buf y) : IRangeBody
     {
-        uint key = mask.FlatKey;
-        Chunked(n, (s, len) =>
+        public void Run(int start, int end)
         {
-            var xv = F(x.At(s), len); var yv = F(y.At(s), len);
-            int i = 0;
-            for (; i <= len - 8; i += 8) (Vector256.Create<float>(xv.Slice(i, 8)) * mask.Factor8(key, s + i)).CopyTo(yv.Slice(i, 8));
-            for (; i < len; i++) yv[i] = xv[i] * mask.Factor(key, s + i);
-        });
+            int len = end - start;
+            var av = F(a.At(start), len); var bv = F(b.At(start), len); var yv = F(y.At(start), len);
+            if (!BinarySpan(op, av, bv, yv)) for (int i = 0; i < len; i++) yv[i] = BinaryScalar(op, av[i], bv[i]);
+        }
     }
 
-    public void Where(Buf cond, Buf a, Buf b, Buf y, long n) =>
-        Chunked(n, (s, len) =>
+    public void Dropout(Buf x, Buf y, long n, DropoutMask mask) => Chunked(n, new DropoutBody(x, y, mask, mask.FlatKey));
+
+    private readonly struct DropoutBody(Buf x, Buf y, DropoutMask mask, uint key) : IRangeBody
+    {
+        public void Run(int start, int end)
         {
-            var c = F(cond.At(s), len); var av = F(a.At(s), len); var bv = F(b.At(s), len); var yv = F(y.At(s), len);
+            int len = end - start;
+            var xv = F(x.At(start), len); var yv = F(y.At(start), len);
+            int i = 0;
+            for (; i <= len - 8; i += 8) (Vector256.Create<float>(xv.Slice(i, 8)) * mask.Factor8(key, start + i)).CopyTo(yv.Slice(i, 8));
+            for (; i < len; i++) yv[i] = xv[i] * mask.Factor(key, start + i);
+        }
+    }
+
+    public void Where(Buf cond, Buf a, Buf b, Buf y, long n) => Chunked(n, new WhereBody(cond, a, b, y));
+
+    private readonly struct WhereBody(Buf cond, Buf a, Buf b, Buf y) : IRangeBody
+    {
+        public void Run(int start, int end)
+        {
+            int len = end - start;
+            var c = F(cond.At(start), len); var av = F(a.At(start), len); var bv = F(b.At(start), len); var yv = F(y.At(start), len);
             for (int i = 0; i < len; i++) yv[i] = c[i] != 0f ? av[i] : bv[i];
-        });
+        }
+    }
 
     public void CopyStrided(Buf x, int[] xStrides, Buf y, int[] yStrides, int[] shape, bool accumulate = false)
     {

@@ -1,4 +1,6 @@
+using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using CommunityToolkit.HighPerformance.Buffers;
 
 namespace MaskBit.Kernels.Cpu;
 
@@ -95,15 +97,15 @@ public sealed partial class CpuBackend
         float[] za = Arr(z); int zo = Off(z);
         float logEps = MathF.Log(EntropyEps);
         int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n));
-        var partialProbs = new float[workers][];
+        // Each worker accumulates its own distribution (codes floats), summed into avgProbs afterwards.
+        using var partialProbs = MemoryOwner<float>.Allocate(workers * codes, AllocationMode.Clear);
         var partialEntropy = new double[workers];
         CpuParallel.For(workers, (w0, w1) =>
         {
             for (int w = w0; w < w1; w++)
             {
                 var t = new LfqTables(bits);
-                var probs = partialProbs[w] = BufferPool<float>.Shared.Rent(codes);
-                Array.Clear(probs);
+                var probs = partialProbs.Span.Slice(w * codes, codes);
                 double entropy = 0;
                 int lo = 1 << t.LoBits;
                 for (int pos = (int)((long)n * w / workers); pos < (int)((long)n * (w + 1) / workers); pos++)
@@ -111,7 +113,7 @@ public sealed partial class CpuBackend
                     int b = pos / hw, s = pos % hw;
                     t.Build(za, zo + b * bits * hw + s, hw, invTemperature);
                     for (int hi = 0; hi < t.A.Length; hi++)
-                        entropy += AccumulateRow(t.A[hi], t.LogA[hi], t.B, t.LogB, probs.AsSpan(hi * lo, lo), logEps);
+                        entropy += AccumulateRow(t.A[hi], t.LogA[hi], t.B, t.LogB, probs.Slice(hi * lo, lo), logEps);
                 }
                 partialEntropy[w] = entropy;
             }
@@ -120,8 +122,8 @@ public sealed partial class CpuBackend
         var avg = F(avgProbs, codes);
         avg.Clear();
         float invN = 1f / n;
-        foreach (var p in partialProbs) { System.Numerics.Tensors.TensorPrimitives.Add(avg, p.AsSpan(0, codes), avg); BufferPool<float>.Shared.Return(p); }
-        System.Numerics.Tensors.TensorPrimitives.Multiply(avg, invN, avg);
+        for (int w = 0; w < workers; w++) TensorPrimitives.Add(avg, partialProbs.Span.Slice(w * codes, codes), avg);
+        TensorPrimitives.Multiply(avg, invN, avg);
         double avgEntropy = 0;
         foreach (var p in avg) avgEntropy -= p >= EntropyEps ? p * (double)MathF.Log(p) : p * (double)logEps;
         var r = F(result, 2);
@@ -164,9 +166,10 @@ public sealed partial class CpuBackend
         // dL/dp_nc = cPerSample·g_nc + cAvg·h_c with g = −d[p·clog p]/dp per position and h the same for p̄.
         float cPerSample = upstream[0] / n, cAvg = upstream[1] / n;
         float logEps = MathF.Log(EntropyEps);
-        var h = BufferPool<float>.Shared.Rent(codes);
+        using var h = MemoryOwner<float>.Allocate(codes);
         var avg = F(avgProbs, codes);
-        for (int c = 0; c < codes; c++) h[c] = cAvg * -(avg[c] >= EntropyEps ? MathF.Log(avg[c]) + 1f : logEps);
+        var hInit = h.Span;
+        for (int c = 0; c < codes; c++) hInit[c] = cAvg * -(avg[c] >= EntropyEps ? MathF.Log(avg[c]) + 1f : logEps);
 
         int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n));
         CpuParallel.For(workers, (w0, w1) =>
@@ -175,18 +178,20 @@ public sealed partial class CpuBackend
             {
                 var t = new LfqTables(bits);
                 int lo = 1 << t.LoBits;
-                var rowSums = new float[lo];        // Σ over c_hi of p·G, per c_lo
-                var colSums = new double[t.A.Length]; // Σ over c_lo of p·G, per c_hi
+                using var rowSumsOwner = SpanOwner<float>.Allocate(lo);          // Σ over c_hi of p·G, per c_lo
+                using var colSumsOwner = SpanOwner<double>.Allocate(t.A.Length); // Σ over c_lo of p·G, per c_hi
+                Span<float> rowSums = rowSumsOwner.Span; Span<double> colSums = colSumsOwner.Span;
+                ReadOnlySpan<float> hAll = h.Span;
                 for (int pos = (int)((long)n * w / workers); pos < (int)((long)n * (w + 1) / workers); pos++)
                 {
                     int b = pos / hw, s = pos % hw;
                     int zBase = b * bits * hw + s;
                     t.Build(za, zo + zBase, hw, invTemperature);
-                    Array.Clear(rowSums);
+                    rowSums.Clear();
                     double total = 0;
                     for (int hi = 0; hi < t.A.Length; hi++)
                     {
-                        colSums[hi] = GradientRow(t.A[hi], t.LogA[hi], t.B, t.LogB, h.AsSpan(hi * lo, lo), rowSums, cPerSample, logEps);
+                        colSums[hi] = GradientRow(t.A[hi], t.LogA[hi], t.B, t.LogB, hAll.Slice(hi * lo, lo), rowSums, cPerSample, logEps);
                         total += colSums[hi];
                     }
                     // dL/dz_k = (2/T)·(Σ_c s_ck·w_c − total·E[s_k]), E[s_k] = 2q_k − 1.
@@ -202,12 +207,11 @@ public sealed partial class CpuBackend
                 }
             }
         }, costPerItem: 1e9);
-        BufferPool<float>.Shared.Return(h);
     }
 
     /// <summary>For one high-half code: w = p·(cPerSample·g + h) over all low-half codes; adds w into rowSums and
     /// returns Σ w.</summary>
-    private static double GradientRow(float a, float logA, float[] b, float[] logB, ReadOnlySpan<float> h, float[] rowSums,
+    private static double GradientRow(float a, float logA, float[] b, float[] logB, ReadOnlySpan<float> h, Span<float> rowSums,
         float cPerSample, float logEps)
     {
         int i = 0, len = b.Length;
@@ -223,7 +227,7 @@ public sealed partial class CpuBackend
                 var g = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(p, veps), vc * (vla1 + Vector256.Create(logB, i)), vsmall);
                 var wv = p * (g + Vector256.Create(h[i..]));
                 acc += wv;
-                (Vector256.Create(rowSums, i) + wv).CopyTo(rowSums, i);
+                (Vector256.Create<float>(rowSums[i..]) + wv).CopyTo(rowSums[i..]);
             }
         }
         double sum = Vector256.Sum(acc);

@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using CommunityToolkit.HighPerformance.Buffers;
 
 namespace MaskBit.Kernels.Cpu;
 
@@ -50,46 +51,43 @@ public sealed partial class CpuBackend
         int xo = Off(x), go = Off(gamma), bo = Off(beta), mo = Off(mean), ro = Off(rstd), gyo = Off(dy), dxo = Off(dx);
         // Per-(n, channel) Σ dv and Σ dv·x̂, where dv is the gradient at the GroupNorm output (before SiLU):
         // they give dβ, dγ (summed over n) and the group terms of dx.
-        var sums = BufferPool<double>.Shared.Rent(2 * n * channels);
-        try
+        using var sumsOwner = MemoryOwner<double>.Allocate(2 * n * channels);
+        CpuParallel.For(n * groups, (i0, i1) =>
         {
-            CpuParallel.For(n * groups, (i0, i1) =>
+            var sums = sumsOwner.Span;
+            for (int i = i0; i < i1; i++)
             {
-                for (int i = i0; i < i1; i++)
+                int start = i * groupLen, firstChannel = i % groups * perGroup, sumAt = i * perGroup * 2;
+                float m = ma[mo + i], rs = ra[ro + i];
+                double groupDv = 0, groupDvXhat = 0;
+                for (int c = 0; c < perGroup; c++)
                 {
-                    int start = i * groupLen, firstChannel = i % groups * perGroup, sumAt = i * perGroup * 2;
-                    float m = ma[mo + i], rs = ra[ro + i];
-                    double groupDv = 0, groupDvXhat = 0;
-                    for (int c = 0; c < perGroup; c++)
-                    {
-                        int ch = firstChannel + c, at = start + c * hw;
-                        // With SiLU, dv = dy·silu'(v) is parked in dx for the second pass (no second exp).
-                        var (sDv, sDvXhat) = GroupNormChannelSums(xa.AsSpan(xo + at, hw), gya.AsSpan(gyo + at, hw),
-                            silu ? dxa.AsSpan(dxo + at, hw) : Span<float>.Empty, m, rs, ga[go + ch], ba[bo + ch]);
-                        sums[sumAt + 2 * c] = sDv; sums[sumAt + 2 * c + 1] = sDvXhat;
-                        groupDv += ga[go + ch] * sDv; groupDvXhat += ga[go + ch] * sDvXhat;
-                    }
-                    // dx = rstd·(γ·dv − mean(γ·dv) − x̂·mean(γ·dv·x̂))
-                    float k0 = (float)(-rs * groupDv / groupLen), kx = (float)(-(double)rs * rs * groupDvXhat / groupLen);
-                    for (int c = 0; c < perGroup; c++)
-                    {
-                        int at = start + c * hw;
-                        var dv = silu ? dxa.AsSpan(dxo + at, hw) : gya.AsSpan(gyo + at, hw);
-                        InputGradRow(xa.AsSpan(xo + at, hw), dv, m, rs * ga[go + firstChannel + c], kx, k0, dxa.AsSpan(dxo + at, hw));
-                    }
+                    int ch = firstChannel + c, at = start + c * hw;
+                    // With SiLU, dv = dy·silu'(v) is parked in dx for the second pass (no second exp).
+                    var (sDv, sDvXhat) = GroupNormChannelSums(xa.AsSpan(xo + at, hw), gya.AsSpan(gyo + at, hw),
+                        silu ? dxa.AsSpan(dxo + at, hw) : Span<float>.Empty, m, rs, ga[go + ch], ba[bo + ch]);
+                    sums[sumAt + 2 * c] = sDv; sums[sumAt + 2 * c + 1] = sDvXhat;
+                    groupDv += ga[go + ch] * sDv; groupDvXhat += ga[go + ch] * sDvXhat;
                 }
-            }, costPerItem: groupLen * (silu ? 16.0 : 8.0));
-
-            // (n, group, c) order above is (n, channel) order: sums[2·(n·C + ch)] = Σ dv, next = Σ dv·x̂.
-            var dg = F(dgamma, channels); var db = F(dbeta, channels);
-            for (int ch = 0; ch < channels; ch++)
-            {
-                double sDv = 0, sDvXhat = 0;
-                for (int b = 0; b < n; b++) { sDv += sums[2 * (b * channels + ch)]; sDvXhat += sums[2 * (b * channels + ch) + 1]; }
-                db[ch] = (float)sDv; dg[ch] = (float)sDvXhat;
+                // dx = rstd·(γ·dv − mean(γ·dv) − x̂·mean(γ·dv·x̂))
+                float k0 = (float)(-rs * groupDv / groupLen), kx = (float)(-(double)rs * rs * groupDvXhat / groupLen);
+                for (int c = 0; c < perGroup; c++)
+                {
+                    int at = start + c * hw;
+                    var dv = silu ? dxa.AsSpan(dxo + at, hw) : gya.AsSpan(gyo + at, hw);
+                    InputGradRow(xa.AsSpan(xo + at, hw), dv, m, rs * ga[go + firstChannel + c], kx, k0, dxa.AsSpan(dxo + at, hw));
+                }
             }
+        }, costPerItem: groupLen * (silu ? 16.0 : 8.0));
+
+        // (n, group, c) order above is (n, channel) order: sums[2·(n·C + ch)] = Σ dv, next = Σ dv·x̂.
+        var dg = F(dgamma, channels); var db = F(dbeta, channels); var allSums = sumsOwner.Span;
+        for (int ch = 0; ch < channels; ch++)
+        {
+            double sDv = 0, sDvXhat = 0;
+            for (int b = 0; b < n; b++) { sDv += allSums[2 * (b * channels + ch)]; sDvXhat += allSums[2 * (b * channels + ch) + 1]; }
+            db[ch] = (float)sDv; dg[ch] = (float)sDvXhat;
         }
-        finally { BufferPool<double>.Shared.Return(sums); }
     }
 
     public void LayerNormForward(int rows, int cols, float eps, Buf x, Buf gamma, Buf beta, Buf y, Buf mean, Buf rstd)
@@ -117,37 +115,33 @@ public sealed partial class CpuBackend
         int xo = Off(x), go = Off(gamma), mo = Off(mean), ro = Off(rstd), gyo = Off(dy), dxo = Off(dx);
         // Rows are split into one chunk per worker; each chunk sums its own dγ, dβ partials (no races).
         int chunks = Math.Max(1, Math.Min(CpuParallel.Workers, rows));
-        var partials = BufferPool<float>.Shared.Rent(chunks * 2 * cols);
-        try
+        using var partialsOwner = MemoryOwner<float>.Allocate(chunks * 2 * cols, AllocationMode.Clear);
+        CpuParallel.For(chunks, (k0, k1) =>
         {
-            Array.Clear(partials);
-            CpuParallel.For(chunks, (k0, k1) =>
+            var partials = partialsOwner.Span;
+            for (int k = k0; k < k1; k++)
             {
-                for (int k = k0; k < k1; k++)
+                var dgPart = partials.Slice(k * 2 * cols, cols); var dbPart = partials.Slice(k * 2 * cols + cols, cols);
+                for (int r = (int)((long)rows * k / chunks), end = (int)((long)rows * (k + 1) / chunks); r < end; r++)
                 {
-                    var dgPart = partials.AsSpan(k * 2 * cols, cols); var dbPart = partials.AsSpan(k * 2 * cols + cols, cols);
-                    for (int r = (int)((long)rows * k / chunks), end = (int)((long)rows * (k + 1) / chunks); r < end; r++)
-                    {
-                        var xr = xa.AsSpan(xo + r * cols, cols); var gr = gya.AsSpan(gyo + r * cols, cols); var dr = dxa.AsSpan(dxo + r * cols, cols);
-                        var gammaRow = ga.AsSpan(go, cols);
-                        float m = ma[mo + r], rs = ra[ro + r];
-                        var (sG, sGXhat) = LayerNormRowSums(xr, gr, gammaRow, m, rs, dgPart, dbPart);
-                        // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = γ·dy, staged in dx
-                        TensorPrimitives.Multiply(gr, gammaRow, dr);
-                        InputGradRow(xr, dr, m, rs, (float)(-(double)rs * rs * sGXhat / cols), (float)(-rs * sG / cols), dr);
-                    }
+                    var xr = xa.AsSpan(xo + r * cols, cols); var gr = gya.AsSpan(gyo + r * cols, cols); var dr = dxa.AsSpan(dxo + r * cols, cols);
+                    var gammaRow = ga.AsSpan(go, cols);
+                    float m = ma[mo + r], rs = ra[ro + r];
+                    var (sG, sGXhat) = LayerNormRowSums(xr, gr, gammaRow, m, rs, dgPart, dbPart);
+                    // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = γ·dy, staged in dx
+                    TensorPrimitives.Multiply(gr, gammaRow, dr);
+                    InputGradRow(xr, dr, m, rs, (float)(-(double)rs * rs * sGXhat / cols), (float)(-rs * sG / cols), dr);
                 }
-            }, costPerItem: (double)rows / chunks * cols * 10.0);
-
-            var dg = F(dgamma, cols); var db = F(dbeta, cols);
-            partials.AsSpan(0, cols).CopyTo(dg); partials.AsSpan(cols, cols).CopyTo(db);
-            for (int k = 1; k < chunks; k++)
-            {
-                TensorPrimitives.Add(dg, partials.AsSpan(k * 2 * cols, cols), dg);
-                TensorPrimitives.Add(db, partials.AsSpan(k * 2 * cols + cols, cols), db);
             }
+        }, costPerItem: (double)rows / chunks * cols * 10.0);
+
+        var dg = F(dgamma, cols); var db = F(dbeta, cols); var allPartials = partialsOwner.Span;
+        allPartials.Slice(0, cols).CopyTo(dg); allPartials.Slice(cols, cols).CopyTo(db);
+        for (int k = 1; k < chunks; k++)
+        {
+            TensorPrimitives.Add(dg, allPartials.Slice(k * 2 * cols, cols), dg);
+            TensorPrimitives.Add(db, allPartials.Slice(k * 2 * cols + cols, cols), db);
         }
-        finally { BufferPool<float>.Shared.Return(partials); }
     }
 
     /// <summary>Mean and biased variance (see the file comment).</summary>

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using CommunityToolkit.HighPerformance.Buffers;
 
 namespace MaskBit.Kernels.Cpu;
 
@@ -28,39 +29,32 @@ public sealed partial class CpuBackend
         int xOff = Off(x), yOff = Off(y);
         CpuParallel.For(planes, (p0, p1) =>
         {
-            float[] rowSums = BufferPool<float>.Shared.Rent(h * ow);
-            float[] divisors = BufferPool<float>.Shared.Rent(ow);
-            try
+            using var rowSumsOwner = SpanOwner<float>.Allocate(h * ow);
+            using var divisorsOwner = SpanOwner<float>.Allocate(ow);
+            Span<float> rowSums = rowSumsOwner.Span, divisors = divisorsOwner.Span;
+            for (int p = p0; p < p1; p++)
             {
-                for (int p = p0; p < p1; p++)
+                var plane = X.AsSpan(xOff + p * h * w, h * w);
+                for (int r = 0; r < h; r++)
                 {
-                    var plane = X.AsSpan(xOff + p * h * w, h * w);
-                    for (int r = 0; r < h; r++)
+                    var row = plane.Slice(r * w, w);
+                    for (int j = 0; j < ow; j++)
                     {
-                        var row = plane.Slice(r * w, w);
-                        for (int j = 0; j < ow; j++)
-                        {
-                            var (c0, c1) = PoolWindow(j, w, kernel, stride, padding);
-                            float s = 0f;
-                            for (int c = c0; c < c1; c++) s += row[c];
-                            rowSums[r * ow + j] = s;
-                        }
-                    }
-                    for (int i = 0; i < oh; i++)
-                    {
-                        var (r0, r1) = PoolWindow(i, h, kernel, stride, padding);
-                        var dst = Y.AsSpan(yOff + (p * oh + i) * ow, ow);
-                        rowSums.AsSpan(r0 * ow, ow).CopyTo(dst);
-                        for (int r = r0 + 1; r < r1; r++) TensorPrimitives.Add(dst, rowSums.AsSpan(r * ow, ow), dst);
-                        FillDivisors(divisors.AsSpan(0, ow), r1 - r0, w, kernel, stride, padding, countIncludePad);
-                        TensorPrimitives.Divide(dst, divisors.AsSpan(0, ow), dst);
+                        var (c0, c1) = PoolWindow(j, w, kernel, stride, padding);
+                        float s = 0f;
+                        for (int c = c0; c < c1; c++) s += row[c];
+                        rowSums[r * ow + j] = s;
                     }
                 }
-            }
-            finally
-            {
-                BufferPool<float>.Shared.Return(rowSums);
-                BufferPool<float>.Shared.Return(divisors);
+                for (int i = 0; i < oh; i++)
+                {
+                    var (r0, r1) = PoolWindow(i, h, kernel, stride, padding);
+                    var dst = Y.AsSpan(yOff + (p * oh + i) * ow, ow);
+                    rowSums.Slice(r0 * ow, ow).CopyTo(dst);
+                    for (int r = r0 + 1; r < r1; r++) TensorPrimitives.Add(dst, rowSums.Slice(r * ow, ow), dst);
+                    FillDivisors(divisors, r1 - r0, w, kernel, stride, padding, countIncludePad);
+                    TensorPrimitives.Divide(dst, divisors, dst);
+                }
             }
         }, costPerItem: (double)(h * ow + oh * ow) * kernel);
     }
@@ -72,45 +66,37 @@ public sealed partial class CpuBackend
         int dyOff = Off(dy), dxOff = Off(dx);
         CpuParallel.For(planes, (p0, p1) =>
         {
-            float[] rowGrads = BufferPool<float>.Shared.Rent(h * ow);
-            float[] divisors = BufferPool<float>.Shared.Rent(ow);
-            float[] scaled = BufferPool<float>.Shared.Rent(ow);
-            try
+            using var rowGradsOwner = SpanOwner<float>.Allocate(h * ow);
+            using var divisorsOwner = SpanOwner<float>.Allocate(ow);
+            using var scaledOwner = SpanOwner<float>.Allocate(ow);
+            Span<float> rowGrads = rowGradsOwner.Span, divisors = divisorsOwner.Span, scaled = scaledOwner.Span;
+            for (int p = p0; p < p1; p++)
             {
-                for (int p = p0; p < p1; p++)
+                // rowGrads[r, j] = Σ over outputs i whose window holds row r of dy[i, j] / count(i, j).
+                rowGrads.Clear();
+                for (int i = 0; i < oh; i++)
                 {
-                    // rowGrads[r, j] = Σ over outputs i whose window holds row r of dy[i, j] / count(i, j).
-                    rowGrads.AsSpan(0, h * ow).Clear();
-                    for (int i = 0; i < oh; i++)
+                    var (r0, r1) = PoolWindow(i, h, kernel, stride, padding);
+                    FillDivisors(divisors, r1 - r0, w, kernel, stride, padding, countIncludePad);
+                    TensorPrimitives.Divide(DY.AsSpan(dyOff + (p * oh + i) * ow, ow), divisors, scaled);
+                    for (int r = r0; r < r1; r++)
                     {
-                        var (r0, r1) = PoolWindow(i, h, kernel, stride, padding);
-                        FillDivisors(divisors.AsSpan(0, ow), r1 - r0, w, kernel, stride, padding, countIncludePad);
-                        TensorPrimitives.Divide(DY.AsSpan(dyOff + (p * oh + i) * ow, ow), divisors.AsSpan(0, ow), scaled.AsSpan(0, ow));
-                        for (int r = r0; r < r1; r++)
-                        {
-                            var acc = rowGrads.AsSpan(r * ow, ow);
-                            TensorPrimitives.Add(acc, scaled.AsSpan(0, ow), acc);
-                        }
-                    }
-                    var plane = DX.AsSpan(dxOff + p * h * w, h * w);
-                    plane.Clear();
-                    for (int r = 0; r < h; r++)
-                    {
-                        var row = plane.Slice(r * w, w);
-                        for (int j = 0; j < ow; j++)
-                        {
-                            var (c0, c1) = PoolWindow(j, w, kernel, stride, padding);
-                            float g = rowGrads[r * ow + j];
-                            for (int c = c0; c < c1; c++) row[c] += g;
-                        }
+                        var acc = rowGrads.Slice(r * ow, ow);
+                        TensorPrimitives.Add(acc, scaled, acc);
                     }
                 }
-            }
-            finally
-            {
-                BufferPool<float>.Shared.Return(rowGrads);
-                BufferPool<float>.Shared.Return(divisors);
-                BufferPool<float>.Shared.Return(scaled);
+                var plane = DX.AsSpan(dxOff + p * h * w, h * w);
+                plane.Clear();
+                for (int r = 0; r < h; r++)
+                {
+                    var row = plane.Slice(r * w, w);
+                    for (int j = 0; j < ow; j++)
+                    {
+                        var (c0, c1) = PoolWindow(j, w, kernel, stride, padding);
+                        float g = rowGrads[r * ow + j];
+                        for (int c = c0; c < c1; c++) row[c] += g;
+                    }
+                }
             }
         }, costPerItem: (double)(h * ow + oh * ow) * kernel);
     }

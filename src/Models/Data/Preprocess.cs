@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using CommunityToolkit.HighPerformance;
+using CommunityToolkit.HighPerformance.Buffers;
 
 namespace MaskBit.Models.Data;
 
@@ -72,18 +74,24 @@ public static class Preprocess
         // Horizontal pass over the box's rows into a float intermediate (box.Height × outWidth), then the
         // vertical pass into the destination. PIL rounds the intermediate to 8 bits; keeping it in float
         // changes results by at most one step of 1/255 and is the more accurate choice.
-        int inRowLength = box.Width * channels, outRowLength = outWidth * channels;
-        var between = new float[box.Height * outRowLength];
-        var sourceRow = new float[inRowLength];
+        // Images are viewed as 2-D (rows × width·channels) so a crop is a slice, not offset arithmetic.
+        int outRowLength = outWidth * channels;
+        var cropped = source.AsSpan2D(height, width * channels)
+            .Slice(box.Top, box.Left * channels, box.Height, box.Width * channels);
+        using var betweenOwner = SpanOwner<float>.Allocate(box.Height * outRowLength);
+        using var sourceRowOwner = SpanOwner<float>.Allocate(box.Width * channels);
+        using var accumulatorOwner = SpanOwner<float>.Allocate(outRowLength);
+        var between = betweenOwner.Span.AsSpan2D(box.Height, outRowLength);
+        Span<float> sourceRow = sourceRowOwner.Span, accumulator = accumulatorOwner.Span;
         Span<float> pixel = stackalloc float[channels];
         for (int y = 0; y < box.Height; y++)
         {
-            ToFloat(source.Slice(((box.Top + y) * width + box.Left) * channels, inRowLength), sourceRow);
-            var dstRow = between.AsSpan(y * outRowLength, outRowLength);
+            ToFloat(cropped.GetRowSpan(y), sourceRow);
+            var dstRow = between.GetRowSpan(y);
             for (int x = 0; x < outWidth; x++)
             {
                 var weights = columns.WeightsOf(x);
-                var taps = sourceRow.AsSpan(columns.Start[x] * channels, weights.Length * channels);
+                var taps = sourceRow.Slice(columns.Start[x] * channels, weights.Length * channels);
                 pixel.Clear();
                 for (int k = 0, t = 0; k < weights.Length; k++)
                     for (int c = 0; c < channels; c++, t++) pixel[c] += weights[k] * taps[t];
@@ -91,18 +99,18 @@ public static class Preprocess
             }
         }
 
-        var accumulator = new float[outRowLength];
+        var output = destination.AsSpan2D(outHeight, outRowLength);
         for (int y = 0; y < outHeight; y++)
         {
             var weights = rows.WeightsOf(y);
-            Array.Clear(accumulator);
+            accumulator.Clear();
             for (int k = 0; k < weights.Length; k++)
             {
                 float weight = weights[k];
-                var srcRow = between.AsSpan((rows.Start[y] + k) * outRowLength, outRowLength);
+                var srcRow = between.GetRowSpan(rows.Start[y] + k);
                 for (int i = 0; i < outRowLength; i++) accumulator[i] += weight * srcRow[i];
             }
-            FromFloat<T>(accumulator, destination.Slice(y * outRowLength, outRowLength));
+            FromFloat<T>(accumulator, output.GetRowSpan(y));
         }
     }
 
@@ -199,10 +207,11 @@ public static class Preprocess
         if (destination.Length != box.Height * box.Width * channels) throw new ArgumentException($"destination does not hold a {box.Height}x{box.Width}x{channels} crop");
         destination.Clear();
         int x0 = Math.Max(box.Left, 0), x1 = Math.Min(box.Left + box.Width, width);
-        if (x1 <= x0) return;
-        for (int y = Math.Max(box.Top, 0); y < Math.Min(box.Top + box.Height, height); y++)
-            source.Slice((y * width + x0) * channels, (x1 - x0) * channels)
-                .CopyTo(destination.Slice(((y - box.Top) * box.Width + (x0 - box.Left)) * channels));
+        int y0 = Math.Max(box.Top, 0), y1 = Math.Min(box.Top + box.Height, height);
+        if (x1 <= x0 || y1 <= y0) return;
+        source.AsSpan2D(height, width * channels).Slice(y0, x0 * channels, y1 - y0, (x1 - x0) * channels)
+            .CopyTo(destination.AsSpan2D(box.Height, box.Width * channels)
+                .Slice(y0 - box.Top, (x0 - box.Left) * channels, y1 - y0, (x1 - x0) * channels));
     }
 
     /// <summary>The centred box of the given size (torchvision CenterCrop: offsets round half to even).</summary>
@@ -222,9 +231,10 @@ public static class Preprocess
     /// <summary>Mirrors an HWC buffer left–right in place.</summary>
     public static void FlipHorizontalHwc<T>(Span<T> pixels, int height, int width, int channels) where T : unmanaged
     {
+        var image = pixels.AsSpan2D(height, width * channels);
         for (int y = 0; y < height; y++)
         {
-            var row = pixels.Slice(y * width * channels, width * channels);
+            var row = image.GetRowSpan(y);
             for (int l = 0, r = width - 1; l < r; l++, r--)
                 for (int c = 0; c < channels; c++)
                     (row[l * channels + c], row[r * channels + c]) = (row[r * channels + c], row[l * channels + c]);
