@@ -128,7 +128,14 @@ public class TamingTests
         // The golden generator emits 4×4 tokens of a 256-entry codebook: a two-level Taming model decodes them to 8×8.
         var tokenizer = new TamingVQModel(TamingConfig.Official with
         {
-            CodebookSize = 256, TokenSize = 8, Ch = 32, ChMult = [1, 1], NumResBlocks = 1, AttnResolutions = [4], Resolution = 8, ZChannels = 32,
+            CodebookSize = 256,
+            TokenSize = 8,
+            Ch = 32,
+            ChMult = [1, 1],
+            NumResBlocks = 1,
+            AttnResolutions = [4],
+            Resolution = 8,
+            ZChannels = 32,
         }, seed: 3);
         var result = new Sampler(golden.Generator, tokenizer).Sample(new[] { 1, 2 }, new SamplerOptions { NumSteps = 2 }, new SeededRandomSource(5));
         Assert.That(result.Images.Shape, Is.EqualTo(new[] { 2, 3, 8, 8 }));

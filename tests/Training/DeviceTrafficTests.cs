@@ -3,10 +3,10 @@ using MaskBit.Kernels;
 using MaskBit.Kernels.Ilgpu;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
+using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
 using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
-using MaskBit.Models.Generator;
 using MaskBit.Tests.Data;
 using MaskBit.Tests.Support;
 

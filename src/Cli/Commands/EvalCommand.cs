@@ -1,7 +1,7 @@
 using System.CommandLine;
 using MaskBit.Models.Config;
-using MaskBit.Models.Metrics;
 using MaskBit.Models.Data;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;

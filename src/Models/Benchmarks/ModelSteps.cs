@@ -164,7 +164,11 @@ public sealed class SamplingStep : IModelStep
         var generator = new MaskedGenerator(GeneratorConfig.From(config), seed);
         var tinyDecoder = TokenizerConfig.From(config) with
         {
-            HiddenChannels = 32, ChannelMult = new[] { 1 }, NumResolutions = 1, NumResBlocks = 1, NumResBlocksDecoder = 1,
+            HiddenChannels = 32,
+            ChannelMult = new[] { 1 },
+            NumResolutions = 1,
+            NumResBlocks = 1,
+            NumResBlocksDecoder = 1,
         };
         Sampler = new Sampler(generator, new ConvVQModel(tinyDecoder, seed: seed));
         _options = SamplerOptions.FromConfig(config) with { NumSteps = 1 };

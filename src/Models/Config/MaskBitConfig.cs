@@ -191,13 +191,18 @@ public sealed partial class MaskBitConfig
 
     private static string Describe(ConfigType t) => t switch
     {
-        ConfigType.Int => "an integer", ConfigType.Float => "a number", ConfigType.Bool => "true or false",
-        ConfigType.String => "a string", ConfigType.IntList => "a list of integers", _ => "a list of numbers",
+        ConfigType.Int => "an integer",
+        ConfigType.Float => "a number",
+        ConfigType.Bool => "true or false",
+        ConfigType.String => "a string",
+        ConfigType.IntList => "a list of integers",
+        _ => "a list of numbers",
     };
 
     private static string DescribeNode(ConfigNode n) => n switch
     {
-        ConfigMap => "a section", ConfigList => "a list",
+        ConfigMap => "a section",
+        ConfigList => "a list",
         ConfigScalar { Value: string s } => $"the string '{s}'",
         ConfigScalar s => s.ToString(),
         _ => "?",

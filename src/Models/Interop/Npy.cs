@@ -83,8 +83,12 @@ public static class Npy
         if (fortran.Groups[1].Value == "True") throw new InvalidDataException($"{where}: Fortran-order arrays are not supported; save with np.ascontiguousarray");
         var type = descr.Groups[1].Value switch
         {
-            "<f4" => NpyType.Float32, "<f8" => NpyType.Float64, "<i8" => NpyType.Int64, "<i4" => NpyType.Int32,
-            "|b1" => NpyType.Bool, "|u1" => NpyType.UInt8,
+            "<f4" => NpyType.Float32,
+            "<f8" => NpyType.Float64,
+            "<i8" => NpyType.Int64,
+            "<i4" => NpyType.Int32,
+            "|b1" => NpyType.Bool,
+            "|u1" => NpyType.UInt8,
             var d when d.StartsWith("|O") => throw new InvalidDataException($"{where}: object arrays are not supported"),
             var d => throw new InvalidDataException($"{where}: unsupported dtype '{d}' (float32, float64, int64, int32, bool, uint8 are)"),
         };
@@ -105,8 +109,12 @@ public static class Npy
     {
         string descr = array.Type switch
         {
-            NpyType.Float32 => "<f4", NpyType.Float64 => "<f8", NpyType.Int64 => "<i8", NpyType.Int32 => "<i4",
-            NpyType.Bool => "|b1", _ => "|u1",
+            NpyType.Float32 => "<f4",
+            NpyType.Float64 => "<f8",
+            NpyType.Int64 => "<i8",
+            NpyType.Int32 => "<i4",
+            NpyType.Bool => "|b1",
+            _ => "|u1",
         };
         string shape = array.Shape.Length == 1 ? $"({array.Shape[0]},)" : "(" + string.Join(", ", array.Shape) + ")";
         string header = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}";
