@@ -9,8 +9,8 @@ public sealed partial class CpuBackend
 {
     private const int ElementChunk = 1 << 15;
 
-    // The element-wise kernels are the engine's most frequent calls, many of them on small tensors: their bodies
-    // are structs (IRangeBody over element ranges), so a call allocates no closure.
+    // These are the engine's most frequent kernels, many calls on small tensors: every loop body is a struct
+    // (IRangeBody over elements or rows), so a call allocates no closure.
 
     /// <summary>Runs body over [0, n) in chunks of ElementChunk elements, on all cores when n is large.</summary>
     private static void Chunked<TBody>(long n, TBody body) where TBody : struct, IRangeBody =>
@@ -173,14 +173,21 @@ public sealed partial class CpuBackend
             return;
         }
         // General broadcast: iterate rows of the last axis; each row is a strided 1-D loop.
-        int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
-        int rows = (int)(n / Math.Max(inner, 1));
-        int sa = rank == 0 ? 0 : aStrides[^1], sb = rank == 0 ? 0 : bStrides[^1];
-        float[] aArr = Arr(a), bArr = Arr(b), yArr = Arr(y);
-        int aOff = Off(a), bOff = Off(b), yOff = Off(y);
-        CpuParallel.For(rows, (r0, r1) =>
+        int inner = shape.Length == 0 ? 1 : shape[^1];
+        CpuParallel.For((int)(n / Math.Max(inner, 1)), new BroadcastBinaryBody(op, a, aStrides, b, bStrides, y, shape),
+            costPerItem: inner);
+    }
+
+    private readonly struct BroadcastBinaryBody(BinaryOp op, Buf a, int[] aStrides, Buf b, int[] bStrides, Buf y, int[] shape)
+        : IRangeBody
+    {
+        public void Run(int start, int end)
         {
-            for (int r = r0; r < r1; r++)
+            int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
+            int sa = rank == 0 ? 0 : aStrides[^1], sb = rank == 0 ? 0 : bStrides[^1];
+            float[] aArr = Arr(a), bArr = Arr(b), yArr = Arr(y);
+            int aOff = Off(a), bOff = Off(b), yOff = Off(y);
+            for (int r = start; r < end; r++)
             {
                 long ia = aOff, ib = bOff; int rem = r;
                 for (int d = rank - 2; d >= 0; d--) { int idx = rem % shape[d]; rem /= shape[d]; ia += (long)idx * aStrides[d]; ib += (long)idx * bStrides[d]; }
@@ -200,7 +207,7 @@ public sealed partial class CpuBackend
                 }
                 for (int i = 0; i < inner; i++, ia += sa, ib += sb) yArr[yo + i] = BinaryScalar(op, aArr[ia], bArr[ib]);
             }
-        }, costPerItem: inner);
+        }
     }
 
     private readonly struct ContiguousBinaryBody(BinaryOp op, Buf a, Buf b, Buf y) : IRangeBody
@@ -243,13 +250,19 @@ public sealed partial class CpuBackend
     {
         long n = Numel(shape);
         if (n == 0) return;
-        int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
-        int rows = (int)(n / inner);
-        int sx = rank == 0 ? 0 : xStrides[^1], sy = rank == 0 ? 0 : yStrides[^1];
-        bool ints = x.Storage.DType == DType.Int32;
-        CpuParallel.For(rows, (r0, r1) =>
+        int inner = shape.Length == 0 ? 1 : shape[^1];
+        CpuParallel.For((int)(n / inner), new StridedCopyBody(x, xStrides, y, yStrides, shape, accumulate), costPerItem: inner);
+    }
+
+    private readonly struct StridedCopyBody(Buf x, int[] xStrides, Buf y, int[] yStrides, int[] shape, bool accumulate)
+        : IRangeBody
+    {
+        public void Run(int start, int end)
         {
-            for (int r = r0; r < r1; r++)
+            int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
+            int sx = rank == 0 ? 0 : xStrides[^1], sy = rank == 0 ? 0 : yStrides[^1];
+            bool ints = x.Storage.DType == DType.Int32;
+            for (int r = start; r < end; r++)
             {
                 long ix = x.Offset, iy = y.Offset; int rem = r;
                 for (int d = rank - 2; d >= 0; d--) { int idx = rem % shape[d]; rem /= shape[d]; ix += (long)idx * xStrides[d]; iy += (long)idx * yStrides[d]; }
@@ -268,31 +281,47 @@ public sealed partial class CpuBackend
                 else if (accumulate) for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] += xa[ix + (long)i * sx];
                 else for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] = xa[ix + (long)i * sx];
             }
-        }, costPerItem: inner);
+        }
     }
 
     public void ReduceSum(Buf x, Buf y, int outer, int mid, int inner, float scale = 1f, bool accumulate = false)
     {
-        float[] xa = Arr(x), ya = Arr(y); int xo = Off(x), yo = Off(y);
         if (inner == 1)
         {
-            CpuParallel.For(outer, (o0, o1) =>
-            {
-                for (int o = o0; o < o1; o++)
-                {
-                    float s = TensorPrimitives.Sum(xa.AsSpan(xo + o * mid, mid)) * scale;
-                    ya[yo + o] = accumulate ? ya[yo + o] + s : s;
-                }
-            }, costPerItem: mid);
+            CpuParallel.For(outer, new RowSumBody(x, y, mid, scale, accumulate), costPerItem: mid);
             return;
         }
         // Rows of length `inner` are added up; parallel over (outer × inner blocks) so each thread owns its outputs.
-        const int Block = 1024;
-        int blocks = (inner + Block - 1) / Block;
-        CpuParallel.For(outer * blocks, (t0, t1) =>
+        int blocks = (inner + ColumnSumBody.Block - 1) / ColumnSumBody.Block;
+        CpuParallel.For(outer * blocks, new ColumnSumBody(x, y, mid, inner, blocks, scale, accumulate),
+            costPerItem: (double)mid * ColumnSumBody.Block);
+    }
+
+    /// <summary>y[o] (+)= scale · Σ_m x[o, m] (inner = 1).</summary>
+    private readonly struct RowSumBody(Buf x, Buf y, int mid, float scale, bool accumulate) : IRangeBody
+    {
+        public void Run(int start, int end)
         {
+            float[] xa = Arr(x), ya = Arr(y); int xo = Off(x), yo = Off(y);
+            for (int o = start; o < end; o++)
+            {
+                float s = TensorPrimitives.Sum(xa.AsSpan(xo + o * mid, mid)) * scale;
+                ya[yo + o] = accumulate ? ya[yo + o] + s : s;
+            }
+        }
+    }
+
+    /// <summary>y[o, i] (+)= scale · Σ_m x[o, m, i] for one block of Block columns per task.</summary>
+    private readonly struct ColumnSumBody(Buf x, Buf y, int mid, int inner, int blocks, float scale, bool accumulate)
+        : IRangeBody
+    {
+        public const int Block = 1024;
+
+        public void Run(int start, int end)
+        {
+            float[] xa = Arr(x), ya = Arr(y); int xo = Off(x), yo = Off(y);
             Span<float> acc = stackalloc float[Block];
-            for (int t = t0; t < t1; t++)
+            for (int t = start; t < end; t++)
             {
                 int o = t / blocks, i0 = (t % blocks) * Block, len = Math.Min(Block, inner - i0);
                 var a = acc[..len]; a.Clear();
@@ -301,22 +330,25 @@ public sealed partial class CpuBackend
                 if (accumulate) { TensorPrimitives.MultiplyAdd(a, scale, dst, dst); }
                 else TensorPrimitives.Multiply(a, scale, dst);
             }
-        }, costPerItem: (double)mid * Block);
+        }
     }
 
-    public void ReduceMax(Buf x, Buf y, int outer, int mid, int inner)
+    public void ReduceMax(Buf x, Buf y, int outer, int mid, int inner) =>
+        CpuParallel.For(outer, new ReduceMaxBody(x, y, mid, inner), costPerItem: (double)mid * inner);
+
+    private readonly struct ReduceMaxBody(Buf x, Buf y, int mid, int inner) : IRangeBody
     {
-        float[] xa = Arr(x), ya = Arr(y); int xo = Off(x), yo = Off(y);
-        CpuParallel.For(outer, (o0, o1) =>
+        public void Run(int start, int end)
         {
-            for (int o = o0; o < o1; o++)
+            float[] xa = Arr(x), ya = Arr(y); int xo = Off(x), yo = Off(y);
+            for (int o = start; o < end; o++)
             {
                 if (inner == 1) { ya[yo + o] = TensorPrimitives.Max(xa.AsSpan(xo + o * mid, mid)); continue; }
                 var dst = ya.AsSpan(yo + o * inner, inner);
                 xa.AsSpan(xo + o * mid * inner, inner).CopyTo(dst);
                 for (int m = 1; m < mid; m++) TensorPrimitives.Max(dst, xa.AsSpan(xo + (o * mid + m) * inner, inner), dst);
             }
-        }, costPerItem: (double)mid * inner);
+        }
     }
 
     internal static long Numel(int[] shape) { long n = 1; foreach (var s in shape) n *= s; return n; }
