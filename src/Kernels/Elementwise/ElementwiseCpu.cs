@@ -250,19 +250,13 @@ public sealed partial class CpuBackend
     {
         long n = Numel(shape);
         if (n == 0) return;
-        int inner = shape.Length == 0 ? 1 : shape[^1];
-        CpuParallel.For((int)(n / inner), new StridedCopyBody(x, xStrides, y, yStrides, shape, accumulate), costPerItem: inner);
-    }
-
-    private readonly struct StridedCopyBody(Buf x, int[] xStrides, Buf y, int[] yStrides, int[] shape, bool accumulate)
-        : IRangeBody
-    {
-        public void Run(int start, int end)
+        int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
+        int rows = (int)(n / inner);
+        int sx = rank == 0 ? 0 : xStrides[^1], sy = rank == 0 ? 0 : yStrides[^1];
+        bool ints = x.Storage.DType == DType.Int32;
+        CpuParallel.For(rows, (r0, r1) =>
         {
-            int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
-            int sx = rank == 0 ? 0 : xStrides[^1], sy = rank == 0 ? 0 : yStrides[^1];
-            bool ints = x.Storage.DType == DType.Int32;
-            for (int r = start; r < end; r++)
+            for (int r = r0; r < r1; r++)
             {
                 long ix = x.Offset, iy = y.Offset; int rem = r;
                 for (int d = rank - 2; d >= 0; d--) { int idx = rem % shape[d]; rem /= shape[d]; ix += (long)idx * xStrides[d]; iy += (long)idx * yStrides[d]; }
@@ -281,7 +275,7 @@ public sealed partial class CpuBackend
                 else if (accumulate) for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] += xa[ix + (long)i * sx];
                 else for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] = xa[ix + (long)i * sx];
             }
-        }
+        }, costPerItem: inner);
     }
 
     public void ReduceSum(Buf x, Buf y, int outer, int mid, int inner, float scale = 1f, bool accumulate = false)
