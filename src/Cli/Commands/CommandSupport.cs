@@ -112,12 +112,7 @@ internal static class CommandSupport
     public static Option<bool> NonStrictOption() =>
         new("--non-strict") { Description = "Load a weights file even if keys are missing or unexpected or shapes differ; list them as warnings." };
 
-    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false)
-    {
-        var model = ImageTokenizer.FromConfig(config);
-        var source = TokenizerWeights.Load(model, weights, preferEma, nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);
-        stdout.WriteLine($"loaded {weights} ({source switch { WeightsSource.TrainingEma => "EMA weights of a training checkpoint", WeightsSource.TrainingRaw => "raw weights of a training checkpoint", _ => "weights file" }})");
-        model.Eval();
-        return model;
-    }
+    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false) =>
+        PretrainedModels.Tokenizer(config, weights, preferEma, line => stdout.WriteLine($"loaded {line}"),
+            nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);
 }

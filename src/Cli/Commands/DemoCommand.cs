@@ -91,7 +91,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     private string TokenizerDir => Path.Combine(_out, TokenizerFolder);
     private string GeneratorDir => Path.Combine(_out, GeneratorFolder);
-    private string GeneratorCheckpointDir => Path.Combine(GeneratorDir, "checkpoints");
+    private RunFolder TokenizerRun => new(TokenizerDir);
+    private RunFolder GeneratorRun => new(GeneratorDir);
 
     public int Execute()
     {
@@ -126,8 +127,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
             }
             finally { _state.Save(_out); }
         }
-        if (_state.Tokenizer.Done) DemoReport.KeepLatestCheckpoint(TokenizerDir);
-        if (_state.Generator.Done) DemoReport.KeepLatestCheckpoint(GeneratorCheckpointDir);
+        if (_state.Tokenizer.Done) TokenizerRun.KeepLatestCheckpoint();
+        if (_state.Generator.Done) GeneratorRun.KeepLatestCheckpoint();
 
         stdout.WriteLine(complete ? "writing the report" : "writing a report of what is done so far");
         WriteReport(complete, total.Elapsed.TotalSeconds);
@@ -174,7 +175,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         overrides.AddRange(new[]
         {
             $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
-            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=1000000000", "experiment.generate_every=1000000000",
+            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=0", "experiment.generate_every=0",
             "experiment.resume=true",
         });
         if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
@@ -222,37 +223,31 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         using var log = StageLog(GeneratorDir);
         var trainer = new GeneratorTrainer(GeneratorConfig(run.MaxSteps, run.WarmupSteps), new GeneratorTrainerOptions
         {
-            OutputDir = GeneratorDir, TokenizerPath = TokenizerCheckpoint(), Dataset = (_data.Train, _data.Key), Log = log, Cancel = run.Stop,
-            OnStep = step => run.OnStep(new TrainingStepReport(step.Step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = step.Loss }, 0)),
+            OutputDir = GeneratorDir, TokenizerPath = TokenizerCheckpoint(), Dataset = (_data.Train, _data.Key), Log = log, OnStep = run.OnStep,
         });
         // Weights of an earlier, shorter run (the timing steps) would outlive a run that stops early; the report samples
         // from checkpoints, and a run that reaches its last step writes the weights anew.
         File.Delete(trainer.WeightsPath);
-        var result = trainer.Run();
-        return new StageRunResult(result.Step, result.Interrupted);
+        var result = trainer.Run(run.Stop);
+        return new StageRunResult(result.Step, result.Outcome == TrainingOutcome.Cancelled);
     }
 
-    private string TokenizerCheckpoint() => TokenizerTrainer.LatestCheckpoint(TokenizerDir)
+    private string TokenizerCheckpoint() => TokenizerRun.LatestCheckpoint()
         ?? throw new InvalidOperationException($"no tokenizer checkpoint in {TokenizerDir}");
-
-    private string? GeneratorCheckpoint() =>
-        !Directory.Exists(GeneratorCheckpointDir) ? null
-            : Directory.GetFiles(GeneratorCheckpointDir, "checkpoint-*.safetensors")
-                .OrderByDescending(f => long.TryParse(Path.GetFileNameWithoutExtension(f)["checkpoint-".Length..], out var s) ? s : -1).FirstOrDefault();
 
     // ---- evaluation, sampling, report --------------------------------------------------------------------------
 
     private void WriteReport(bool complete, double secondsSoFar)
     {
         var clock = Stopwatch.StartNew();
-        string? tokenizerCheckpoint = TokenizerTrainer.LatestCheckpoint(TokenizerDir), generatorCheckpoint = GeneratorCheckpoint();
+        string? tokenizerCheckpoint = TokenizerRun.LatestCheckpoint(), generatorCheckpoint = GeneratorRun.LatestCheckpoint();
         _metrics["complete"] = complete;
         _metrics["budget_minutes"] = settings.Minutes;
         _metrics["data"] = _data.Description;
         _metrics["seed"] = settings.Seed;
-        _metrics["tokenizer"] = StageMetrics(_state.Tokenizer, TokenizerConfig(1, 0), tokenizerCheckpoint, Path.Combine(TokenizerDir, TokenizerTrainer.MetricsFileName),
+        _metrics["tokenizer"] = StageMetrics(_state.Tokenizer, TokenizerConfig(1, 0), tokenizerCheckpoint, TokenizerRun.MetricsPath,
             ("total_loss", "final_loss"), ("reconstruction_loss", "final_reconstruction_loss"), ("quantizer_loss", "final_quantizer_loss"));
-        _metrics["generator"] = StageMetrics(_state.Generator, GeneratorConfig(1, 0), generatorCheckpoint, Path.Combine(GeneratorDir, "metrics.jsonl"),
+        _metrics["generator"] = StageMetrics(_state.Generator, GeneratorConfig(1, 0), generatorCheckpoint, GeneratorRun.MetricsPath,
             ("train/mlm_loss", "final_loss"), ("train/masked_token_loss", "final_masked_token_loss"), ("train/masked_correct_tokens", "final_masked_accuracy"));
         if (tokenizerCheckpoint != null) Evaluate(tokenizerCheckpoint);
         if (tokenizerCheckpoint != null && generatorCheckpoint != null) Sample(tokenizerCheckpoint, generatorCheckpoint);
@@ -283,7 +278,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         stdout.WriteLine($"evaluating the tokenizer on {settings.EvalImages} images");
         var clock = Stopwatch.StartNew();
         var config = TokenizerConfig(1, 0);
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, checkpoint);
+        var tokenizer = PretrainedModels.Tokenizer(config, checkpoint);
         var transform = TrainingData.Transform(config);
         var loader = TokenizerEvaluation.EvalLoader(_data.Eval, transform, batchSize: 50, workers: 1);
         var scores = TokenizerEvaluation.Evaluate(tokenizer, loader.Epoch(0), settings.EvalImages);
@@ -312,8 +307,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
     private void Sample(string tokenizerCheckpoint, string generatorCheckpoint)
     {
         var config = GeneratorConfig(1, 0);
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, tokenizerCheckpoint);
-        var generator = GeneratorSetup.LoadGenerator(config, generatorCheckpoint);
+        var tokenizer = PretrainedModels.Tokenizer(config, tokenizerCheckpoint);
+        var generator = PretrainedModels.Generator(config, generatorCheckpoint);
         int classes = Math.Min(generator.Config.NumClasses, 10), perClass = settings.SamplesPerClass;
         var labels = Enumerable.Range(0, classes).SelectMany(c => Enumerable.Repeat(c, perClass)).ToArray();
         var options = SamplerOptions.FromConfig(config);
@@ -337,8 +332,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     private HostImage LossPlot()
     {
-        var tokenizer = Path.Combine(TokenizerDir, TokenizerTrainer.MetricsFileName);
-        var generator = Path.Combine(GeneratorDir, "metrics.jsonl");
+        var tokenizer = TokenizerRun.MetricsPath;
+        var generator = GeneratorRun.MetricsPath;
         return LinePlot.Render(new[]
         {
             new PlotPanel("Stage I: tokenizer", "step", new[]
