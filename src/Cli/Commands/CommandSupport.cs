@@ -52,13 +52,15 @@ internal static class CommandSupport
     public static string Describe(string summary, params string[] examples) =>
         summary + ExamplesHelp.Marker + string.Join("\n", examples.Select(e => "  " + e));
 
-    /// <summary>Loads a config: a missing file is a missing input (exit 1), a bad key, type or override a usage
-    /// error (exit 2).</summary>
+    /// <summary>Loads a config and validates its sections once (<see cref="ConfigSections.Validate"/>): a missing file
+    /// is a missing input (exit 1), a bad or unimplemented key, type, value or override a usage error (exit 2).</summary>
     public static MaskBitConfig LoadConfig(string path, IReadOnlyList<string>? overrides)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"--config: file not found: {path} (the configs that come with MaskBit are in configs/, e.g. configs/fashion_mnist_tokenizer.yaml)", path);
-        return MaskBitConfig.Load(path, overrides ?? Array.Empty<string>());
+        var config = MaskBitConfig.Load(path, overrides ?? Array.Empty<string>());
+        ConfigSections.Validate(config);
+        return config;
     }
 
     /// <summary>Checks that an input file exists; the message names the flag and says what to do instead.</summary>

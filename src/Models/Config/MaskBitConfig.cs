@@ -37,6 +37,7 @@ public sealed partial class MaskBitConfig
         foreach (var o in overrides ?? Array.Empty<string>()) cfg.ApplyOverride(o);
         cfg.ResolveInterpolations();
         cfg.Validate();
+        cfg._read.Clear();   // only what the sections read counts (UnreadKeys)
         return cfg;
     }
 
@@ -204,8 +205,12 @@ public sealed partial class MaskBitConfig
     };
 
     // ---- typed access ----------------------------------------------------------------------------------------
+    private readonly HashSet<string> _read = new(StringComparer.Ordinal);
+
+    /// <summary>The node at <paramref name="path"/>, or null; the path counts as read (<see cref="UnreadKeys"/>).</summary>
     public ConfigNode? Find(string path)
     {
+        _read.Add(path);
         ConfigNode node = Root;
         foreach (var part in path.Split('.'))
         {
@@ -237,6 +242,18 @@ public sealed partial class MaskBitConfig
     public int[] GetIntList(string path) =>
         Find(path) is ConfigList l ? l.Items.Select(i => (int)(long)((ConfigScalar)i).Value!).ToArray()
             : throw new ConfigException($"{File}: '{path}' is not a list");
+
+    /// <summary>Every leaf key of the config (a.b.c), lists included.</summary>
+    public IEnumerable<string> LeafKeys()
+    {
+        static IEnumerable<string> Walk(ConfigMap map, string prefix) =>
+            map.Items.SelectMany(kv => kv.Value is ConfigMap m ? Walk(m, prefix + kv.Key + ".") : [prefix + kv.Key]);
+        return Walk(Root, "");
+    }
+
+    /// <summary>The leaf keys nothing has read so far (a getter, <see cref="Has"/> or <see cref="Find"/> of the key
+    /// itself; looking at a section reads none of its keys).</summary>
+    public IEnumerable<string> UnreadKeys() => LeafKeys().Where(key => !_read.Contains(key));
 
     // ---- writing ---------------------------------------------------------------------------------------------
     /// <summary>The resolved config as YAML (stored in checkpoints and run folders).</summary>
