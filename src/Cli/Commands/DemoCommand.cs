@@ -84,7 +84,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
     public const string TokenizerFolder = "tokenizer", GeneratorFolder = "generator";
 
     private readonly string _out = Path.GetFullPath(settings.OutDir);
-    private readonly string _tokenizerYaml = EmbeddedConfig(TokenizerConfigName), _generatorYaml = EmbeddedConfig(GeneratorConfigName);
+    private readonly MaskBitConfig _tokenizerBase = EmbeddedConfig(TokenizerConfigName), _generatorBase = EmbeddedConfig(GeneratorConfigName);
     private readonly JsonObject _metrics = new();
     private DemoData _data = null!;
     private DemoState _state = null!;
@@ -122,8 +122,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         {
             try
             {
-                complete = Stage("tokenizer").Run(_state.Tokenizer, budget * TokenizerShare, settings.MaxSteps, ConfigWarmup(_tokenizerYaml), stop.Token, TrainTokenizer)
-                           && Stage("generator").Run(_state.Generator, budget * GeneratorShare, settings.MaxSteps, ConfigWarmup(_generatorYaml), stop.Token, TrainGenerator);
+                complete = Stage("tokenizer").Run(_state.Tokenizer, budget * TokenizerShare, settings.MaxSteps, ConfigWarmup(_tokenizerBase), stop.Token, TrainTokenizer)
+                           && Stage("generator").Run(_state.Generator, budget * GeneratorShare, settings.MaxSteps, ConfigWarmup(_generatorBase), stop.Token, TrainGenerator);
             }
             finally { _state.Save(_out); }
         }
@@ -144,59 +144,44 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     // ---- configs ---------------------------------------------------------------------------------------------
 
-    private static string EmbeddedConfig(string name)
+    private static MaskBitConfig EmbeddedConfig(string name)
     {
         using var stream = typeof(DemoRun).Assembly.GetManifestResourceStream(name)
             ?? throw new InvalidOperationException($"the demo config {name} is not embedded in the executable");
-        return new StreamReader(stream).ReadToEnd();
+        return MaskBitConfig.Parse(new StreamReader(stream).ReadToEnd(), name + " (embedded)");
     }
 
-    private static int ConfigWarmup(string yaml) => (int)MaskBitConfig.Parse(yaml, "embedded").GetInt("lr_scheduler.params.warmup_steps", 0);
+    private static int ConfigWarmup(MaskBitConfig config) => (int)config.GetInt("lr_scheduler.params.warmup_steps", 0);
 
-    /// <summary>The demo's settings on top of the tokenizer config: seed, schedule length, no periodic checkpoints,
-    /// grids or evaluations (the report does those once), frequent loss logging for the plot.</summary>
-    private List<string> TokenizerOverrides(long maxSteps, int warmup)
+    /// <summary>The demo's settings of both stages: seed, schedule length, no periodic checkpoints, grids or
+    /// evaluations (the report does those once), frequent loss logging for the plot, resume.</summary>
+    private List<ConfigSetting> StageSettings(long maxSteps, int warmup)
     {
-        var overrides = new List<string>
+        var list = new List<ConfigSetting>
         {
-            $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
-            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=0", "experiment.generate_every=0", "experiment.eval_every=0",
-            "experiment.resume=true",
+            new("training.seed", settings.Seed), new("training.max_train_steps", maxSteps), new("lr_scheduler.params.warmup_steps", warmup),
+            new("experiment.log_every", settings.LogEvery), new("experiment.save_every", 0), new("experiment.generate_every", 0),
+            new("experiment.eval_every", 0), new("experiment.resume", true),
         };
-        if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
-        return overrides;
+        if (settings.BatchSize is { } batch) list.Add(new("training.per_gpu_batch_size", batch));
+        return list;
     }
 
-    /// <summary>The generator config with the demo tokenizer's architecture (the config's own vq_model describes
-    /// another tokenizer) and the same demo settings; checkpoints and sample grids only at the end.</summary>
-    private List<string> GeneratorOverrides(long maxSteps, int warmup)
+    /// <summary>The demo tokenizer's architecture where the generator config's model.vq_model (another tokenizer)
+    /// differs from it.</summary>
+    private List<ConfigSetting> TokenizerArchitecture()
     {
-        var overrides = TokenizerArchitectureOverrides();
-        overrides.AddRange(new[]
-        {
-            $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
-            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=0", "experiment.generate_every=0",
-            "experiment.resume=true",
-        });
-        if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
-        return overrides;
-    }
-
-    private List<string> TokenizerArchitectureOverrides()
-    {
-        static string Text(ConfigNode node) => node is ConfigList list ? "[" + string.Join(", ", list.Items) + "]" : node.ToString()!;
-        var tokenizer = (ConfigMap)MaskBitConfig.Parse(_tokenizerYaml, TokenizerConfigName).Find("model.vq_model")!;
-        var generator = MaskBitConfig.Parse(_generatorYaml, GeneratorConfigName);
+        var tokenizer = (ConfigMap)_tokenizerBase.Find("model.vq_model")!;
         return tokenizer.Items
-            .Where(kv => generator.Find("model.vq_model." + kv.Key) is not { } mine || Text(mine) != Text(kv.Value))
-            .Select(kv => $"model.vq_model.{kv.Key}={Text(kv.Value)}").ToList();
+            .Select(kv => new ConfigSetting("model.vq_model." + kv.Key, kv.Value))
+            .Where(s => _generatorBase.Find(s.Key) is not { } mine || new ConfigSetting(s.Key, mine).ToString() != s.ToString())
+            .ToList();
     }
 
-    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) =>
-        MaskBitConfig.Parse(_tokenizerYaml, TokenizerConfigName + " (embedded)", TokenizerOverrides(maxSteps, warmup));
+    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) => _tokenizerBase.With(StageSettings(maxSteps, warmup));
 
     private MaskBitConfig GeneratorConfig(long maxSteps, int warmup) =>
-        MaskBitConfig.Parse(_generatorYaml, GeneratorConfigName + " (embedded)", GeneratorOverrides(maxSteps, warmup));
+        _generatorBase.With([.. TokenizerArchitecture(), .. StageSettings(maxSteps, warmup)]);
 
     // ---- the stages ------------------------------------------------------------------------------------------
 
@@ -354,22 +339,22 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
     private List<(string Label, string Command)> Commands(string? tokenizerCheckpoint, string? generatorCheckpoint)
     {
         string Rel(string path) => DemoCommand.Quote(Path.Combine(settings.OutDir, Path.GetRelativePath(_out, path)));
-        string Overrides(IEnumerable<string> list) => string.Join(' ', list.Select(DemoCommand.Quote));
+        string Overrides(IEnumerable<ConfigSetting> list) => string.Join(' ', list.Select(s => DemoCommand.Quote(s.ToString())));
         var commands = new List<(string, string)> { ("this demo", settings.CommandLine()) };
         var tok = _state.Tokenizer;
         string data = _data.ConfigOverride is { } source ? $" dataset.params.train_shards_path_or_url={DemoCommand.Quote(source)}" : "";
         string env = _data.Environment is { } e ? e + " " : "";
         if (tok.PlannedSteps is { } tokSteps)
-            commands.Add(("Stage I alone", $"{env}maskbit train tokenizer --config {TokenizerConfigName} {Overrides(TokenizerOverrides(tokSteps, tok.WarmupSteps))}{data} " +
+            commands.Add(("Stage I alone", $"{env}maskbit train tokenizer --config {TokenizerConfigName} {Overrides(StageSettings(tokSteps, tok.WarmupSteps))}{data} " +
                                            $"--out {Rel(TokenizerDir)}"));
         if (tokenizerCheckpoint != null)
             commands.Add(("evaluate the tokenizer", $"{env}maskbit eval tokenizer --config {TokenizerConfigName} --weights {Rel(tokenizerCheckpoint)}"));
         var gen = _state.Generator;
         if (gen.PlannedSteps is { } genSteps && tokenizerCheckpoint != null)
-            commands.Add(("Stage II alone", $"{env}maskbit train generator --config {GeneratorConfigName} {Overrides(GeneratorOverrides(genSteps, gen.WarmupSteps))}{data} " +
+            commands.Add(("Stage II alone", $"{env}maskbit train generator --config {GeneratorConfigName} {Overrides([.. TokenizerArchitecture(), .. StageSettings(genSteps, gen.WarmupSteps)])}{data} " +
                                             $"--tokenizer {Rel(tokenizerCheckpoint)} --out {Rel(GeneratorDir)}"));
         if (tokenizerCheckpoint != null && generatorCheckpoint != null)
-            commands.Add(("sample", $"maskbit generate --config {GeneratorConfigName} {Overrides(TokenizerArchitectureOverrides())} --tokenizer {Rel(tokenizerCheckpoint)} " +
+            commands.Add(("sample", $"maskbit generate --config {GeneratorConfigName} {Overrides(TokenizerArchitecture())} --tokenizer {Rel(tokenizerCheckpoint)} " +
                                     $"--generator {Rel(generatorCheckpoint)} --classes 0,1,2,3,4,5,6,7,8,9 --per-class {settings.SamplesPerClass} --seed {settings.Seed} --out {Rel(Path.Combine(_out, "samples"))}"));
         return commands;
     }

@@ -39,7 +39,7 @@ internal static class TrainCommand
             var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
             if (parse.GetValue(seed) is { } s) assignments.Add($"training.seed={s}");
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, assignments);
-            string outputDir = parse.GetValue(output) ?? DefaultOutputDir(cfg, "tokenizer");
+            string outputDir = parse.GetValue(output) ?? DefaultOutputDir(RunSettings.From(cfg, TrainingStage.Tokenizer));
 
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var trainer = new TokenizerTrainer(cfg, new TokenizerTrainerOptions
@@ -63,8 +63,6 @@ internal static class TrainCommand
 
     /// <summary>experiment.output_dir, else $WORKSPACE/outputs/&lt;experiment.name&gt; (WORKSPACE defaulting to ./runs), as
     /// both reference scripts place a run.</summary>
-    public static string DefaultOutputDir(MaskBitConfig cfg, string defaultName) =>
-        cfg.Has("experiment.output_dir") ? cfg.GetString("experiment.output_dir")
-            : Path.Combine(Environment.GetEnvironmentVariable("WORKSPACE") is { Length: > 0 } w ? w : "runs", "outputs",
-                cfg.GetString("experiment.name", defaultName));
+    public static string DefaultOutputDir(RunSettings run) =>
+        run.OutputDir ?? Path.Combine(Environment.GetEnvironmentVariable("WORKSPACE") is { Length: > 0 } w ? w : "runs", "outputs", run.Name);
 }

@@ -70,7 +70,7 @@ public static class TrainGeneratorCommand
             tokenizerPath = CommandSupport.RequireFile(tokenizerPath ?? cfg.GetString("experiment.vqgan_checkpoint"),
                 parse.GetValue(tokenizer) != null ? "--tokenizer" : "experiment.vqgan_checkpoint",
                 "pass --tokenizer PATH or run `maskbit train tokenizer` first");
-            string outDir = parse.GetValue(output) ?? TrainCommand.DefaultOutputDir(cfg, "maskbit_generator");
+            string outDir = parse.GetValue(output) ?? TrainCommand.DefaultOutputDir(RunSettings.From(cfg, TrainingStage.Generator));
 
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var stop = new StopSignal(progress.Log);

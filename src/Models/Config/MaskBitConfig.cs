@@ -87,13 +87,31 @@ public sealed partial class MaskBitConfig
             value = Convert(stream.Documents[0].RootNode, "<command line>");
         }
         catch (YamlException e) { throw new ConfigException($"override '{assignment}': invalid value: {e.Message}"); }
+        Set(key, value, $"override '{assignment}'");
+    }
+
+    /// <summary>A copy of this config with each setting applied, checked as a loaded file is (keys and types).</summary>
+    public MaskBitConfig With(IEnumerable<ConfigSetting> settings)
+    {
+        var copy = new MaskBitConfig(File, (ConfigMap)Root.DeepClone());
+        foreach (var setting in settings)
+        {
+            if (!ConfigSchema.Keys.ContainsKey(setting.Key)) throw new ConfigException($"{File}: setting '{setting}': unknown key '{setting.Key}'");
+            copy.Set(setting.Key, setting.Value.DeepClone(), $"setting '{setting}'");
+        }
+        copy.Validate();
+        return copy;
+    }
+
+    private void Set(string key, ConfigNode value, string what)
+    {
         var parts = key.Split('.');
         var map = Root;
         for (int i = 0; i < parts.Length - 1; i++)
         {
             if (!map.Items.TryGetValue(parts[i], out var child))
-                map.Items[parts[i]] = child = new ConfigMap { Source = "<command line>" };
-            map = child as ConfigMap ?? throw new ConfigException($"override '{assignment}': '{string.Join('.', parts[..(i + 1)])}' in {File} is not a section");
+                map.Items[parts[i]] = child = new ConfigMap { Source = value.Source };
+            map = child as ConfigMap ?? throw new ConfigException($"{what}: '{string.Join('.', parts[..(i + 1)])}' in {File} is not a section");
         }
         map.Items[parts[^1]] = value;
     }

@@ -132,7 +132,7 @@ public sealed class GeneratorTrainer : ITrainingStage
 
     private (IImageDataset, string) OpenDataset()
     {
-        string source = TrainingData.TrainSource(Config);
+        string source = TrainingData.RequireTrainSource(Settings.TrainSource, Config);
         var dataset = TrainingData.Open(source, train: true, TrainingData.Channels(Config));
         return (dataset, TrainingData.Key(source, dataset));
     }

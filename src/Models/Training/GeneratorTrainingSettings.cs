@@ -10,8 +10,6 @@ public sealed record GeneratorTrainingSettings
 {
     public const double EmaDecay = 0.999;   // fixed in scripts/train_maskbit.py
 
-    public required string Name { get; init; }
-    public string? OutputDir { get; init; }
     public required LoopSettings Loop { get; init; }
     public long MaxTrainSteps => Loop.MaxTrainSteps;
     public required int BatchSize { get; init; }
@@ -44,8 +42,6 @@ public sealed record GeneratorTrainingSettings
         const string m = "model.mlm_model.";
         return new GeneratorTrainingSettings
         {
-            Name = run.Name,
-            OutputDir = run.OutputDir,
             Loop = LoopSettings.From(c),
             BatchSize = run.TrainingBatchSize(c),
             MaxGradNorm = run.MaxGradNorm,

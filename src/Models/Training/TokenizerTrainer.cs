@@ -81,7 +81,7 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
 
     private IImageDataset OpenTrainingSet(int channels)
     {
-        var dataset = TrainingData.Open(TrainingData.TrainSource(Config), train: true, channels);
+        var dataset = TrainingData.Open(TrainingData.RequireTrainSource(Settings.TrainSource, Config), train: true, channels);
         if (dataset is IDisposable disposable) _owned.Add(disposable);
         return dataset;
     }

@@ -7,7 +7,6 @@ namespace MaskBit.Models.Training;
 public sealed record TokenizerTrainingSettings
 {
     public required string Name { get; init; }
-    public string? OutputDir { get; init; }
     public required LoopSettings Loop { get; init; }
     public long MaxTrainSteps => Loop.MaxTrainSteps;
     public int BatchSize { get; init; }
@@ -48,7 +47,6 @@ public sealed record TokenizerTrainingSettings
         return new TokenizerTrainingSettings
         {
             Name = run.Name,
-            OutputDir = run.OutputDir,
             Loop = LoopSettings.From(c),
             BatchSize = batchSize,
             AccumulationSteps = accumulation,

@@ -23,10 +23,9 @@ public static class TrainingData
         dataset is FashionMnist fashion ? $"{FashionMnistName}:{fashion.Root}"
         : Directory.Exists(source) ? $"folder:{Path.GetFullPath(source)}" : $"shards:{source}";
 
-    /// <summary>The training images of dataset.params.train_shards_path_or_url.</summary>
-    public static string TrainSource(MaskBitConfig c) => c.Has("dataset.params.train_shards_path_or_url")
-        ? c.GetString("dataset.params.train_shards_path_or_url")
-        : throw new ConfigException($"{c.File}: required key 'dataset.params.train_shards_path_or_url' is missing");
+    /// <summary>The training images (dataset.params.train_shards_path_or_url), required when no dataset is given.</summary>
+    public static string RequireTrainSource(string? source, MaskBitConfig c) =>
+        source ?? throw new ConfigException($"{c.File}: required key 'dataset.params.train_shards_path_or_url' is missing");
 
     /// <summary>The augmentation of dataset.preprocessing, with the defaults of the reference's ImageNetTransform
     /// (data/webdataset_reader.py) for both stages; the resolution is required.</summary>
