@@ -74,7 +74,7 @@ public class TamingTests
     }
 
     [Test]
-    public void GeneratorSetupLoadsTheTokenizerFrozenAndEncodesTheReferenceTokens()
+    public void PretrainedTokenizerLoadsFrozenAndEncodesTheReferenceTokens()
     {
         var config = MaskBitConfig.Load(ConfigPath);
         var tokenizer = PretrainedModels.Tokenizer(config, WeightsPath);
