@@ -151,7 +151,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         return MaskBitConfig.Parse(new StreamReader(stream).ReadToEnd(), name + " (embedded)");
     }
 
-    private static int ConfigWarmup(MaskBitConfig config) => (int)config.GetInt("lr_scheduler.params.warmup_steps", 0);
+    private static int ConfigWarmup(MaskBitConfig config) => ScheduleSettings.From(config).WarmupSteps;
 
     /// <summary>The demo's settings of both stages: seed, schedule length, no periodic checkpoints, grids or
     /// evaluations (the report does those once), frequent loss logging for the plot, resume.</summary>
@@ -245,7 +245,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     private JsonObject StageMetrics(StageState state, MaskBitConfig config, string? checkpoint, string metricsFile, params (string Key, string Name)[] finals)
     {
-        int batch = (int)config.GetInt("training.per_gpu_batch_size");
+        int batch = RunSettings.From(config, TrainingStage.Tokenizer).TrainingBatchSize(config);
         var section = new JsonObject
         {
             ["done"] = state.Done, ["steps"] = state.Steps, ["planned_steps"] = state.PlannedSteps, ["warmup_steps"] = state.WarmupSteps,

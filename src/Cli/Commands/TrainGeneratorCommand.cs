@@ -64,13 +64,13 @@ public static class TrainGeneratorCommand
             var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
             if (parse.GetValue(seed) is { } s) assignments.Add($"training.seed={s}");
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, assignments);
-            string? tokenizerPath = parse.GetValue(tokenizer);
-            if (tokenizerPath == null && !cfg.Has("experiment.vqgan_checkpoint"))
-                throw new UsageException("--tokenizer: no tokenizer weights given (pass --tokenizer PATH, e.g. a checkpoint of `maskbit train tokenizer`, or set experiment.vqgan_checkpoint)");
-            tokenizerPath = CommandSupport.RequireFile(tokenizerPath ?? cfg.GetString("experiment.vqgan_checkpoint"),
+            var run = RunSettings.From(cfg, TrainingStage.Generator);
+            string tokenizerPath = parse.GetValue(tokenizer) ?? run.TokenizerCheckpoint
+                ?? throw new UsageException("--tokenizer: no tokenizer weights given (pass --tokenizer PATH, e.g. a checkpoint of `maskbit train tokenizer`, or set experiment.vqgan_checkpoint)");
+            tokenizerPath = CommandSupport.RequireFile(tokenizerPath,
                 parse.GetValue(tokenizer) != null ? "--tokenizer" : "experiment.vqgan_checkpoint",
                 "pass --tokenizer PATH or run `maskbit train tokenizer` first");
-            string outDir = parse.GetValue(output) ?? TrainCommand.DefaultOutputDir(RunSettings.From(cfg, TrainingStage.Generator));
+            string outDir = parse.GetValue(output) ?? TrainCommand.DefaultOutputDir(run);
 
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var stop = new StopSignal(progress.Log);

@@ -44,7 +44,7 @@ public sealed class TokenizerStepWorkload : IModelStep
     {
         Step = TokenizerStep.From(config, batchSize);
         _stepsDone = Step.Loss.Config.DiscriminatorStart;
-        int resolution = (int)config.GetInt("dataset.preprocessing.resolution");
+        int resolution = TrainingData.Transform(config).Resolution;
         _images = ModelInputs.Uniform(new[] { Step.Settings.BatchSize, Step.Model.Config.NumChannels, resolution, resolution }, Step.Settings.Seed);
     }
 
@@ -91,7 +91,7 @@ public sealed class SamplingStep : IModelStep
 
     public SamplingStep(MaskBitConfig config, int images = 2)
     {
-        int seed = (int)config.GetInt("training.seed", 42);
+        int seed = RunSettings.From(config, TrainingStage.Generator).Seed;
         var generator = new MaskedGenerator(GeneratorConfig.From(config), seed);
         var tinyDecoder = TokenizerConfig.From(config) with
         {
@@ -121,7 +121,7 @@ public sealed class TokenizerReconstructStep : IModelStep
         var tokenizerConfig = TokenizerConfig.From(config);
         Model = new ConvVQModel(tokenizerConfig, seed: 0);
         Model.Eval();
-        int resolution = (int)config.GetInt("dataset.preprocessing.resolution");
+        int resolution = TrainingData.Transform(config).Resolution;
         _images = ModelInputs.Uniform(new[] { batchSize, tokenizerConfig.NumChannels, resolution, resolution }, seed: 0);
     }
 
