@@ -2,7 +2,6 @@ using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Autograd.Optim;
 using MaskBit.Models.Interop;
-using MaskBit.Models.Training;
 
 namespace MaskBit.Tests.Interop;
 

@@ -3,9 +3,11 @@ using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Autograd.Optim;
 using MaskBit.Kernels;
-using MaskBit.Models.Training;
 
 namespace MaskBit.Models.Interop;
+
+/// <summary>Where a data order continues: the epoch and the next batch within it (either stage's data).</summary>
+public readonly record struct DataPosition(int Epoch, int Batch);
 
 /// <summary>Everything a training run needs to continue exactly: modules, their optimizers, EMAs and learning-rate
 /// schedules, the random generators, the step, the data position and the resolved config. Names ("model",

@@ -13,9 +13,6 @@ public sealed record TokenBatch(int[] Tokens, int[] Labels, int Epoch, int Index
     public int Count => Labels.Length;
 }
 
-/// <summary>Where a token stream starts: epoch and batch within it.</summary>
-public readonly record struct DataPosition(int Epoch, int Batch);
-
 /// <summary>Token batches in a deterministic order that can be resumed at any batch.</summary>
 public interface ITokenBatches
 {
