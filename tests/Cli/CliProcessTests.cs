@@ -5,6 +5,8 @@ using MaskBit.Models.Data;
 using MaskBit.Tests.Data;
 using MaskBit.Tests.Training;
 
+using MaskBit.Models.Training;
+
 namespace MaskBit.Tests.Cli;
 
 /// <summary>
@@ -168,7 +170,7 @@ public class CliProcessTests
         string log = string.Join('\n', output);
         Assert.That(process.ExitCode, Is.EqualTo(Program.ExitInterrupted), log + stderr.Result);
 
-        var checkpoint = Directory.GetFiles(run, "checkpoint-*.safetensors").Single();
+        var checkpoint = Directory.GetFiles(new RunFolder(run).CheckpointsDir, "checkpoint-*.safetensors").Single();
         long step = long.Parse(Path.GetFileNameWithoutExtension(checkpoint)["checkpoint-".Length..]);
         Assert.That(step, Is.GreaterThanOrEqualTo(2));
         Assert.That(log, Does.Contain("stopping after this step").And.Contain($"cancelled at step {step}"));
@@ -177,6 +179,6 @@ public class CliProcessTests
         Assert.That(resumed.Code, Is.EqualTo(Program.ExitOk), resumed.Err);
         Assert.That(resumed.Out, Does.Contain($"resumed from {checkpoint} at step {step}"));
         Assert.That(resumed.Out, Does.Contain($"step {step + 1}/{step + 2}").And.Not.Contain($"step 1/"));
-        Assert.That(File.Exists(Path.Combine(run, $"checkpoint-{step + 2}.safetensors")));
+        Assert.That(File.Exists(new RunFolder(run).CheckpointPath(step + 2)));
     }
 }

@@ -28,7 +28,7 @@ public class DemoCommandTests
         var (code, output, err) = Run(args);
         Assert.That(code, Is.EqualTo(0), output + err);
         foreach (var file in new[] { "reconstructions.png", "samples.png", "losses.png", "metrics.json", "index.html", "tokenizer/metrics.jsonl",
-                                     "generator/metrics.jsonl", "tokenizer/checkpoint-2.safetensors", "generator/checkpoints/checkpoint-2.safetensors" })
+                                     "generator/metrics.jsonl", "tokenizer/checkpoints/checkpoint-2.safetensors", "generator/checkpoints/checkpoint-2.safetensors" })
             Assert.That(File.Exists(Path.Combine(run, file)), Is.True, file);
 
         string html = File.ReadAllText(Path.Combine(run, "index.html"));
@@ -106,7 +106,7 @@ public class TimedStageTests
             Thread.Sleep(TimeSpan.FromSeconds(secondsPerStep));
             step++;
             state.Steps = step;   // the real trainers resume from their checkpoint; the fake from the state
-            run.OnStep(new TrainingStepReport(step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = 1.0 / step }, 0));
+            run.OnStep(new TrainingStepReport(step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = 1.0 / step }, 1.0 / step, 0));
             afterStep?.Invoke(step);
         }
         return new StageRunResult(step, Stopped: false);

@@ -87,16 +87,16 @@ public class ProfileBenchCommandTests
             var step = create();
             return new[] { step.Run(), step.Run() };
         }
-        var plainTokenizer = Losses(() => new TokenizerTrainingStep(tokenizerConfig, batchSize: 2));
-        var plainGenerator = Losses(() => new GeneratorTrainingStep(generatorConfig, batchSize: 4));
+        var plainTokenizer = Losses(() => new TokenizerStepWorkload(tokenizerConfig, batchSize: 2));
+        var plainGenerator = Losses(() => new MlmStepWorkload(generatorConfig, batchSize: 4));
 
         var profiler = new Profiler();
         double[] profiledTokenizer, profiledGenerator;
         using (profiler.Install(CpuBackend.Instance))
         {
             Assert.That(Device.Default, Is.InstanceOf<ProfilingBackend>());
-            profiledTokenizer = Losses(() => new TokenizerTrainingStep(tokenizerConfig, batchSize: 2));
-            profiledGenerator = Losses(() => new GeneratorTrainingStep(generatorConfig, batchSize: 4));
+            profiledTokenizer = Losses(() => new TokenizerStepWorkload(tokenizerConfig, batchSize: 2));
+            profiledGenerator = Losses(() => new MlmStepWorkload(generatorConfig, batchSize: 4));
         }
         Assert.That(Device.Default, Is.SameAs(CpuBackend.Instance));
         Assert.That(profiledTokenizer, Is.EqualTo(plainTokenizer));

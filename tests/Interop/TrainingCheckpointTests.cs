@@ -33,7 +33,8 @@ public class TrainingCheckpointTests
             Modules = new Dictionary<string, Module> { ["model"] = Model },
             Optimizers = new Dictionary<string, AdamW> { ["model"] = Opt },
             Emas = new Dictionary<string, Ema> { ["model"] = Ema },
-            Rng = Rng,
+            Schedules = new Dictionary<string, LrSchedule> { ["model"] = Sched },
+            Rngs = new Dictionary<string, Rng> { ["model"] = Rng },
         };
 
         public float Step()
@@ -64,20 +65,66 @@ public class TrainingCheckpointTests
         var state = first.State;
         state.Step = 5;
         state.ConfigYaml = "training:\n    seed: 42\n";
-        state.Extra["data_position"] = "0:5";
+        state.Data = new DataPosition(0, 5);
         TrainingCheckpoint.Save(Path.Combine(dir, "ckpt.safetensors"), state);
 
         var resumed = Run.Create();
         for (int i = 0; i < 2; i++) resumed.Step();              // diverge first: the restore must overwrite everything
         var restored = resumed.State;
         TrainingCheckpoint.Restore(Path.Combine(dir, "ckpt.safetensors"), restored);
-        resumed.Sched.SetStep(restored.Step);
         Assert.That(restored.Step, Is.EqualTo(5));
-        Assert.That(restored.Extra["data_position"], Is.EqualTo("0:5"));
+        Assert.That(restored.Data, Is.EqualTo(new DataPosition(0, 5)));
         Assert.That(restored.ConfigYaml, Does.Contain("seed: 42"));
         var continued = Enumerable.Range(0, 3).Select(_ => resumed.Step()).ToArray();
         Assert.That(continued, Is.EqualTo(expected[5..]), "losses after resume equal the uninterrupted run bit for bit");
         Assert.That(resumed.Ema.Shadow[0].ToArray(), Is.EqualTo(reference.Ema.Shadow[0].ToArray()));
+    }
+
+    /// <summary>A checkpoint as the first format revision wrote it: EMA by parameter index, the data position and
+    /// the schedule's step as extra.* strings, one "rng".</summary>
+    internal static void RewriteAsFirstRevision(string path, Module model, string part)
+    {
+        var sd = SafeTensors.Load(path);
+        var names = model.NamedParameters().Select(p => p.Name).ToList();
+        var records = sd.Select(r => r.Name.StartsWith($"ema.{part}.", StringComparison.Ordinal)
+            ? new TensorRecord($"ema.{part}.{names.IndexOf(r.Name[$"ema.{part}.".Length..])}", r.DType, r.Shape, r.Data.ToArray())
+            : r).ToList();
+        var renamed = new Dictionary<string, string>
+        {
+            ["data.epoch"] = "extra.data_epoch", ["data.batch"] = "extra.data_batch", [$"schedule.{part}.step"] = "extra.scheduler_step",
+            ["schedule.discriminator.step"] = "extra.discriminator_scheduler_step", [$"rng.{part}"] = "rng",
+        };
+        var meta = sd.Metadata.Select(kv => KeyValuePair.Create(renamed.GetValueOrDefault(kv.Key, kv.Key), kv.Value?.ToString() ?? "")).ToList();
+        SafeTensors.Save(path, records, meta);
+    }
+
+    [Test]
+    public void FirstRevisionCheckpointsStillRestoreAndLoad()
+    {
+        var reference = Run.Create();
+        var expected = Enumerable.Range(0, 8).Select(_ => reference.Step()).ToArray();
+
+        var dir = Directory.CreateTempSubdirectory("maskbit-ckpt").FullName;
+        string path = Path.Combine(dir, "old.safetensors");
+        var first = Run.Create();
+        for (int i = 0; i < 5; i++) first.Step();
+        var state = first.State;
+        state.Step = 5;
+        state.Data = new DataPosition(1, 2);
+        TrainingCheckpoint.Save(path, state);
+        RewriteAsFirstRevision(path, first.Model, "model");
+        Assert.That(SafeTensors.Load(path).Names, Does.Contain("ema.model.0"));
+
+        var resumed = Run.Create();
+        var restored = resumed.State;
+        TrainingCheckpoint.Restore(path, restored);
+        Assert.That((restored.Step, restored.Data, resumed.Sched.Step), Is.EqualTo((5L, new DataPosition(1, 2), 5L)));
+        Assert.That(Enumerable.Range(0, 3).Select(_ => resumed.Step()).ToArray(), Is.EqualTo(expected[5..]));
+
+        var model = new Tiny(99);
+        var loaded = WeightsLoader.Load(model, path, new WeightsLayout(["model"]));
+        Assert.That(loaded.Source, Is.EqualTo(WeightsSource.TrainingEma));
+        Assert.That(model.Parameters().First().ToArray(), Is.EqualTo(first.Ema.Shadow[0].ToArray()), "index-keyed EMA weights load by position");
     }
 
     [Test]

@@ -74,15 +74,15 @@ public class TamingTests
     }
 
     [Test]
-    public void GeneratorSetupLoadsTheTokenizerFrozenAndEncodesTheReferenceTokens()
+    public void PretrainedTokenizerLoadsFrozenAndEncodesTheReferenceTokens()
     {
         var config = MaskBitConfig.Load(ConfigPath);
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, WeightsPath);
+        var tokenizer = PretrainedModels.Tokenizer(config, WeightsPath);
         Assert.That(tokenizer, Is.InstanceOf<TamingVQModel>());
         Assert.That(tokenizer.Training, Is.False);
         Assert.That(tokenizer.Parameters().Any(p => p.RequiresGrad), Is.False);
         var io = Io();
-        Assert.That(GeneratorSetup.Encode(tokenizer, Load(io["input"])), Is.EqualTo(io["tokens"].ToInt32()));
+        Assert.That(ImageTokens.Encode(tokenizer, Load(io["input"])), Is.EqualTo(io["tokens"].ToInt32()));
         var (reconstructions, tokens) = TokenizerEvaluation.Reconstruct(tokenizer, Load(io["input"]));
         Assert.That(tokens, Is.EqualTo(io["tokens"].ToInt32()));
         Assert.That(reconstructions.ToArray(), Has.All.InRange(0f, 1f));
@@ -100,11 +100,11 @@ public class TamingTests
             var extra = TensorRecord.FromFloats("loss.discriminator.main.0.weight", new float[6], 2, 3);
             SafeTensors.Save(path, records.Append(extra));
             var model = ImageTokenizer.FromConfig(MaskBitConfig.Load(ConfigPath));
-            Assert.That(TokenizerWeights.Load(model, path), Is.EqualTo(WeightsSource.PlainFile));
-            Assert.That(GeneratorSetup.LoadTokenizer(MaskBitConfig.Load(ConfigPath), path), Is.InstanceOf<TamingVQModel>());
+            Assert.That(PretrainedModels.LoadTokenizerWeights(model, path).Source, Is.EqualTo(WeightsSource.PlainFile));
+            Assert.That(PretrainedModels.Tokenizer(MaskBitConfig.Load(ConfigPath), path), Is.InstanceOf<TamingVQModel>());
 
             SafeTensors.Save(path, records.Append(TensorRecord.FromFloats("lossy.weight", new float[2], 2)));
-            var e = Assert.Throws<InvalidDataException>(() => TokenizerWeights.Load(model, path));
+            var e = Assert.Throws<InvalidDataException>(() => PretrainedModels.LoadTokenizerWeights(model, path));
             Assert.That(e!.Message, Does.Contain("unexpected key 'lossy.weight'"));
         }
         finally { File.Delete(path); }

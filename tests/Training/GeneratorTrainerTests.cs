@@ -130,12 +130,12 @@ public class GeneratorTrainerTests
         }
     }
 
-    private GeneratorTrainer Trainer(string outDir, IEnumerable<string>? overrides = null, Action<GeneratorStepLog>? onStep = null,
-        CancellationToken cancel = default, bool cache = true, TextWriter? log = null) =>
+    private GeneratorTrainer Trainer(string outDir, IEnumerable<string>? overrides = null, Action<TrainingStepReport>? onStep = null,
+        bool cache = true, TextWriter? log = null) =>
         new(MaskBitConfig.Load(_configPath, overrides), new GeneratorTrainerOptions
         {
             OutputDir = outDir, TokenizerPath = _tokenizerPath, Dataset = Data(), CacheTokens = cache, DataWorkers = 1,
-            OnStep = onStep, Cancel = cancel, Log = log,
+            OnStep = onStep, Log = log ?? TextWriter.Null,
         });
 
     [Test]
@@ -146,7 +146,7 @@ public class GeneratorTrainerTests
         var overrides = new[] { "experiment.generate_every=3", "experiment.max_train_examples=24" };
         var result = Trainer(run, overrides).Run();
         Assert.That(result.Step, Is.EqualTo(3));
-        Assert.That(result.Interrupted, Is.False);
+        Assert.That(result.Outcome, Is.EqualTo(TrainingOutcome.Completed));
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
         Assert.That(lines, Has.Length.EqualTo(3));
         foreach (var line in lines)
@@ -160,7 +160,7 @@ public class GeneratorTrainerTests
         Assert.That(File.Exists(Path.Combine(run, "samples", "step-3.png")));
         var grid = ImageIO.Read(Path.Combine(run, "samples", "step-3.png"));
         Assert.That(grid.Height, Is.EqualTo(10 * (16 + 2) + 2), "one row per class");
-        Assert.That(File.Exists(result.WeightsPath));
+        Assert.That(File.Exists(Path.Combine(run, GeneratorTrainer.WeightsFileName)));
         var cache = Npy.ReadNpz(Path.Combine(run, CachedTokenBatches.FileName));
         Assert.That(cache["tokens"].Shape, Is.EqualTo(new[] { 24, 64 }));
         Assert.That(cache["labels"].Shape, Is.EqualTo(new[] { 24 }));
@@ -180,7 +180,7 @@ public class GeneratorTrainerTests
             "training.overfit_batch=true", "training.max_train_steps=40", "lr_scheduler.params.warmup_steps=0",
             "lr_scheduler.scheduler=constant", "optimizer.params.learning_rate=3e-3", "model.mlm_model.dropout=0.0",
             "training.use_ema=false",
-        }, s => losses.Add(s.Loss)).Run();
+        }, s => losses.Add((float)s.Loss)).Run();
         float first = losses.Take(5).Average(), last = losses.TakeLast(5).Average();
         Assert.That(last, Is.LessThan(first * 0.8f), $"loss {first} → {last}");
     }
@@ -197,8 +197,8 @@ public class GeneratorTrainerTests
         Trainer(straight, overrides, cache: false).Run();
 
         using var cancel = new CancellationTokenSource();
-        var first = Trainer(resumed, overrides, s => { if (s.Step == 4) cancel.Cancel(); }, cancel.Token, cache: false).Run();
-        Assert.That(first.Interrupted, Is.True);
+        var first = Trainer(resumed, overrides, s => { if (s.Step == 4) cancel.Cancel(); }, cache: false).Run(cancel.Token);
+        Assert.That(first.Outcome, Is.EqualTo(TrainingOutcome.Cancelled));
         Assert.That(first.Step, Is.EqualTo(4));
         var second = Trainer(resumed, overrides, cache: false).Run();
         Assert.That(second.Step, Is.EqualTo(6));
@@ -209,7 +209,7 @@ public class GeneratorTrainerTests
         Assert.That(a.Names.Any(n => n.StartsWith("ema.")) && a.Names.Any(n => n.StartsWith("optim.")));
         foreach (var name in a.Names)
             Assert.That(b[name].Data, Is.EqualTo(a[name].Data), name);
-        Assert.That(b.Metadata.First(kv => kv.Key == "rng").Value, Is.EqualTo(a.Metadata.First(kv => kv.Key == "rng").Value));
+        Assert.That(b.Metadata.First(kv => kv.Key == "rng.model").Value, Is.EqualTo(a.Metadata.First(kv => kv.Key == "rng.model").Value));
         var lossesA = File.ReadAllLines(Path.Combine(straight, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("train/mlm_loss").GetDouble());
         var lossesB = File.ReadAllLines(Path.Combine(resumed, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("train/mlm_loss").GetDouble());
         Assert.That(lossesB, Is.EqualTo(lossesA));
@@ -236,14 +236,15 @@ public class GeneratorTrainerTests
     public void GenerateWritesPngsGridAndSamplesAndRepeatsForASeed()
     {
         string run = Path.Combine(_dir, "run");
-        var result = Trainer(run, new[] { "training.max_train_steps=2" }).Run();
+        var trainer = Trainer(run, new[] { "training.max_train_steps=2" });
+        var result = trainer.Run();
         string outA = Path.Combine(_dir, "a"), outB = Path.Combine(_dir, "b");
         string[] Args(string output, string weights) => new[]
         {
             "generate", "--config", _configPath, "--tokenizer", _tokenizerPath, "--generator", weights, "--classes", "1,7",
             "--per-class", "2", "--steps", "2", "--seed", "5", "--out", output,
         };
-        var (code, stdout, stderr) = Cli(Args(outA, result.WeightsPath));
+        var (code, stdout, stderr) = Cli(Args(outA, trainer.WeightsPath));
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout, Does.Contain("4 samples"));
         Assert.That(Directory.GetFiles(outA, "class*.png"), Has.Length.EqualTo(4));
@@ -260,13 +261,13 @@ public class GeneratorTrainerTests
         Assert.That(samples["tokens"].ToInt64(), Has.All.InRange(0L, 255L));
 
         // The same seed from the training checkpoint (its EMA weights, which generator.safetensors holds) gives the same samples.
-        (code, _, stderr) = Cli(Args(outB, result.CheckpointPath));
+        (code, _, stderr) = Cli(Args(outB, result.LastCheckpoint!));
         Assert.That(code, Is.EqualTo(0), stderr);
         var again = Npy.ReadNpz(Path.Combine(outB, "samples.npz"));
         Assert.That(again["images"].ToFloat32(), Is.EqualTo(samples["images"].ToFloat32()));
         Assert.That(again["tokens"].ToInt64(), Is.EqualTo(samples["tokens"].ToInt64()));
 
-        (code, stdout, stderr) = Cli("eval", "generator", "--config", _configPath, "--tokenizer", _tokenizerPath, "--generator", result.WeightsPath,
+        (code, stdout, stderr) = Cli("eval", "generator", "--config", _configPath, "--tokenizer", _tokenizerPath, "--generator", trainer.WeightsPath,
             "--num-images", "3", "--steps", "2", "--out", Path.Combine(_dir, "eval"));
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout, Does.Contain("images/s").And.Contain("gFID and InceptionScore not computed"));

@@ -114,7 +114,7 @@ public class TokenizerTrainerTests
         new(MaskBitConfig.Load(_config, overrides), new TokenizerTrainerOptions { OutputDir = output, OnStep = onStep });
 
     private static List<Dictionary<string, double?>> Metrics(string runDir) =>
-        File.ReadAllLines(Path.Combine(runDir, TokenizerTrainer.MetricsFileName))
+        File.ReadAllLines(new RunFolder(runDir).MetricsPath)
             .Select(line => JsonSerializer.Deserialize<Dictionary<string, double?>>(line)!)
             .ToList();
 
@@ -143,10 +143,10 @@ public class TokenizerTrainerTests
         Assert.That(lines[0].ContainsKey("discriminator_loss"), Is.False, "no discriminator step before discriminator_start");
         Assert.That(lines[2]["discriminator_loss"], Is.Not.Null, "the discriminator trains from step 3 on");
         Assert.That(lines[3]["weighted_gan_loss"], Is.Not.EqualTo(0.0), "the GAN term is active after discriminator_start");
-        Assert.That(File.Exists(Path.Combine(run, "checkpoint-4.safetensors")));
-        Assert.That(File.Exists(Path.Combine(run, TokenizerTrainer.ConfigFileName)));
+        Assert.That(File.Exists(new RunFolder(run).CheckpointPath(4)));
+        Assert.That(File.Exists(new RunFolder(run).ConfigPath));
 
-        var grid = ImageIO.Read(Path.Combine(run, TokenizerTrainer.ImagesFolder, "00000002.png"));
+        var grid = ImageIO.Read(new RunFolder(run).SamplesPath(2));
         Assert.That((grid.Height, grid.Width), Is.EqualTo((2 + 2 * 18, 2 + 2 * 18)), "2 originals above their 2 reconstructions");
     }
 
@@ -161,10 +161,10 @@ public class TokenizerTrainerTests
             Assert.That(trainer.Run().Outcome, Is.EqualTo(TrainingOutcome.Completed));
         }
         Assert.That(Metrics(run)[0]["discriminator_loss"] is { } d && double.IsFinite(d), "the discriminator trained");
-        var checkpoint = CheckpointFile.Load(Path.Combine(run, "checkpoint-1.safetensors"));
+        var checkpoint = CheckpointFile.Load(new RunFolder(run).CheckpointPath(1));
         // Train-mode forwards (the generator's GAN term, then real and fake images) each count a batch.
-        Assert.That(checkpoint[$"module.{TokenizerTrainer.LossPart}.discriminator.main.3.num_batches_tracked"].ToTensor().ToIntArray()[0], Is.EqualTo(3));
-        Assert.That(checkpoint[$"module.{TokenizerTrainer.LossPart}.discriminator.main.3.running_mean"].ToTensor().ToArray(), Has.Some.Not.EqualTo(0f));
+        Assert.That(checkpoint[$"module.{TokenizerStep.LossPart}.discriminator.main.3.num_batches_tracked"].ToTensor().ToIntArray()[0], Is.EqualTo(3));
+        Assert.That(checkpoint[$"module.{TokenizerStep.LossPart}.discriminator.main.3.running_mean"].ToTensor().ToArray(), Has.Some.Not.EqualTo(0f));
     }
 
     [Test]
@@ -207,10 +207,40 @@ public class TokenizerTrainerTests
                 if (key is not ("it_per_s" or "samples_per_s"))
                     Assert.That(actual[i][key], Is.EqualTo(value), $"step {i + 1}: {key}");
 
-        var finalWhole = SafeTensors.Load(Path.Combine(whole, "checkpoint-6.safetensors"));
-        var finalResumed = SafeTensors.Load(Path.Combine(interrupted, "checkpoint-6.safetensors"));
+        var finalWhole = SafeTensors.Load(new RunFolder(whole).CheckpointPath(6));
+        var finalResumed = SafeTensors.Load(new RunFolder(interrupted).CheckpointPath(6));
         foreach (var record in finalWhole)
             Assert.That(finalResumed[record.Name].Data, Is.EqualTo(record.Data), record.Name);
+    }
+
+    /// <summary>A run folder of the first layout (checkpoints beside metrics.jsonl) with a first-revision checkpoint
+    /// resumes exactly: the final weights equal those of the uninterrupted run.</summary>
+    [Test]
+    public void FirstLayoutRunFolderWithFirstRevisionCheckpointResumesExactly()
+    {
+        string[] settings = { "training.max_train_steps=4" };
+        string whole = NewRunDir();
+        using (var trainer = Trainer(whole, null, settings)) trainer.Run();
+
+        string old = NewRunDir();
+        using (var trainer = Trainer(old, null, "training.max_train_steps=4", "experiment.save_every=2"))
+            trainer.Run();
+        var folder = new RunFolder(old);
+        string moved = Path.Combine(old, "checkpoint-2.safetensors");
+        File.Move(folder.CheckpointPath(2), moved);
+        Directory.Delete(folder.CheckpointsDir, recursive: true);
+        MaskBit.Tests.Interop.TrainingCheckpointTests.RewriteAsFirstRevision(moved,
+            new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_config))), TokenizerStep.ModelPart);
+        Assert.That(folder.LatestCheckpoint(), Is.EqualTo(moved));
+
+        var log = new StringWriter();
+        using (var trainer = new TokenizerTrainer(MaskBitConfig.Load(_config, settings), new TokenizerTrainerOptions { OutputDir = old, Log = log }))
+            Assert.That(trainer.Run().Outcome, Is.EqualTo(TrainingOutcome.Completed));
+        Assert.That(log.ToString(), Does.Contain($"resumed from {moved} at step 2"));
+        var a = SafeTensors.Load(new RunFolder(whole).CheckpointPath(4));
+        var b = SafeTensors.Load(folder.CheckpointPath(4));
+        foreach (var record in a) Assert.That(b[record.Name].Data, Is.EqualTo(record.Data), record.Name);
+        Assert.That(Metrics(old).Select(l => l["step"]), Is.EqualTo(new double?[] { 1, 2, 3, 4 }), "lines past the resumed step dropped");
     }
 
     [Test]
@@ -226,9 +256,9 @@ public class TokenizerTrainerTests
         Assert.That(error, Does.Match(@"training stopped: \w+.* is (NaN|-?Infinity|∞|-∞) at step [4-8]"));
         Assert.That(error, Does.Contain("checkpoint-2.safetensors"));
         TestContext.Out.WriteLine(error);
-        Assert.That(TokenizerTrainer.LatestCheckpoint(run), Does.EndWith("checkpoint-2.safetensors"), "nothing of the diverged steps was saved");
+        Assert.That(new RunFolder(run).LatestCheckpoint(), Does.EndWith("checkpoint-2.safetensors"), "nothing of the diverged steps was saved");
         var model = new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_config)));
-        Assert.That(TokenizerWeights.Load(model, TokenizerTrainer.LatestCheckpoint(run)!), Is.EqualTo(WeightsSource.TrainingEma));
+        Assert.That(PretrainedModels.LoadTokenizerWeights(model, new RunFolder(run).LatestCheckpoint()!).Source, Is.EqualTo(WeightsSource.TrainingEma));
         Assert.That(model.Parameters().All(p => p.ToArray().All(float.IsFinite)));
     }
 
@@ -266,7 +296,7 @@ public class TokenizerTrainerTests
         string run = NewRunDir();
         var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=1");
         Assert.That(code, Is.EqualTo(0), error);
-        string weights = Path.Combine(run, "checkpoint-1.safetensors");
+        string weights = new RunFolder(run).CheckpointPath(1);
 
         string evalDir = _dir.File("eval");
         (code, var output, error) = Cli("eval", "tokenizer", "--config", _config, "--weights", weights, "--data", _images, "--max-images", "6", "--out", evalDir);

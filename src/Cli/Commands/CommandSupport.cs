@@ -52,13 +52,15 @@ internal static class CommandSupport
     public static string Describe(string summary, params string[] examples) =>
         summary + ExamplesHelp.Marker + string.Join("\n", examples.Select(e => "  " + e));
 
-    /// <summary>Loads a config: a missing file is a missing input (exit 1), a bad key, type or override a usage
-    /// error (exit 2).</summary>
+    /// <summary>Loads a config and validates its sections once (<see cref="ConfigSections.Validate"/>): a missing file
+    /// is a missing input (exit 1), a bad or unimplemented key, type, value or override a usage error (exit 2).</summary>
     public static MaskBitConfig LoadConfig(string path, IReadOnlyList<string>? overrides)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"--config: file not found: {path} (the configs that come with MaskBit are in configs/, e.g. configs/fashion_mnist_tokenizer.yaml)", path);
-        return MaskBitConfig.Load(path, overrides ?? Array.Empty<string>());
+        var config = MaskBitConfig.Load(path, overrides ?? Array.Empty<string>());
+        ConfigSections.Validate(config);
+        return config;
     }
 
     /// <summary>Checks that an input file exists; the message names the flag and says what to do instead.</summary>
@@ -112,12 +114,7 @@ internal static class CommandSupport
     public static Option<bool> NonStrictOption() =>
         new("--non-strict") { Description = "Load a weights file even if keys are missing or unexpected or shapes differ; list them as warnings." };
 
-    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false)
-    {
-        var model = ImageTokenizer.FromConfig(config);
-        var source = TokenizerWeights.Load(model, weights, preferEma, nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);
-        stdout.WriteLine($"loaded {weights} ({source switch { WeightsSource.TrainingEma => "EMA weights of a training checkpoint", WeightsSource.TrainingRaw => "raw weights of a training checkpoint", _ => "weights file" }})");
-        model.Eval();
-        return model;
-    }
+    public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false) =>
+        PretrainedModels.Tokenizer(config, weights, preferEma, line => stdout.WriteLine($"loaded {line}"),
+            nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);
 }

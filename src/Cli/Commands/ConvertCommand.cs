@@ -59,17 +59,8 @@ internal static class ConvertCommand
     /// <summary>The state dict of <paramref name="part"/> as loaded for evaluation or sampling (EMA weights when kept).</summary>
     private static List<TensorRecord> ModelRecords(string part, Models.Config.MaskBitConfig config, string path)
     {
-        Module module;
-        if (part == "tokenizer")
-        {
-            var tokenizer = new ConvVQModel(TokenizerConfig.From(config));
-            TokenizerWeights.Load(tokenizer, path);
-            module = tokenizer;
-        }
-        else module = GeneratorSetup.LoadGenerator(config, path);
-        return module.StateDict().Select(kv => kv.Tensor.DType == DType.Int32
-            ? new TensorRecord(kv.Name, TensorDType.Int32, kv.Tensor.Shape, MemoryMarshal.AsBytes(kv.Tensor.ToIntArray().AsSpan()).ToArray())
-            : TensorRecord.FromFloats(kv.Name, kv.Tensor.ToArray(), kv.Tensor.Shape)).ToList();
+        Module module = part == "tokenizer" ? PretrainedModels.Tokenizer(config, path) : PretrainedModels.Generator(config, path);
+        return module.StateDict().Select(kv => TensorRecord.FromTensor(kv.Name, kv.Tensor)).ToList();
     }
 
     private static TensorRecord ToFloat16(TensorRecord record)

@@ -84,14 +84,15 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
     public const string TokenizerFolder = "tokenizer", GeneratorFolder = "generator";
 
     private readonly string _out = Path.GetFullPath(settings.OutDir);
-    private readonly string _tokenizerYaml = EmbeddedConfig(TokenizerConfigName), _generatorYaml = EmbeddedConfig(GeneratorConfigName);
+    private readonly MaskBitConfig _tokenizerBase = EmbeddedConfig(TokenizerConfigName), _generatorBase = EmbeddedConfig(GeneratorConfigName);
     private readonly JsonObject _metrics = new();
     private DemoData _data = null!;
     private DemoState _state = null!;
 
     private string TokenizerDir => Path.Combine(_out, TokenizerFolder);
     private string GeneratorDir => Path.Combine(_out, GeneratorFolder);
-    private string GeneratorCheckpointDir => Path.Combine(GeneratorDir, "checkpoints");
+    private RunFolder TokenizerRun => new(TokenizerDir);
+    private RunFolder GeneratorRun => new(GeneratorDir);
 
     public int Execute()
     {
@@ -121,13 +122,13 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         {
             try
             {
-                complete = Stage("tokenizer").Run(_state.Tokenizer, budget * TokenizerShare, settings.MaxSteps, ConfigWarmup(_tokenizerYaml), stop.Token, TrainTokenizer)
-                           && Stage("generator").Run(_state.Generator, budget * GeneratorShare, settings.MaxSteps, ConfigWarmup(_generatorYaml), stop.Token, TrainGenerator);
+                complete = Stage("tokenizer").Run(_state.Tokenizer, budget * TokenizerShare, settings.MaxSteps, ConfigWarmup(_tokenizerBase), stop.Token, TrainTokenizer)
+                           && Stage("generator").Run(_state.Generator, budget * GeneratorShare, settings.MaxSteps, ConfigWarmup(_generatorBase), stop.Token, TrainGenerator);
             }
             finally { _state.Save(_out); }
         }
-        if (_state.Tokenizer.Done) DemoReport.KeepLatestCheckpoint(TokenizerDir);
-        if (_state.Generator.Done) DemoReport.KeepLatestCheckpoint(GeneratorCheckpointDir);
+        if (_state.Tokenizer.Done) TokenizerRun.KeepLatestCheckpoint();
+        if (_state.Generator.Done) GeneratorRun.KeepLatestCheckpoint();
 
         stdout.WriteLine(complete ? "writing the report" : "writing a report of what is done so far");
         WriteReport(complete, total.Elapsed.TotalSeconds);
@@ -143,59 +144,44 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     // ---- configs ---------------------------------------------------------------------------------------------
 
-    private static string EmbeddedConfig(string name)
+    private static MaskBitConfig EmbeddedConfig(string name)
     {
         using var stream = typeof(DemoRun).Assembly.GetManifestResourceStream(name)
             ?? throw new InvalidOperationException($"the demo config {name} is not embedded in the executable");
-        return new StreamReader(stream).ReadToEnd();
+        return MaskBitConfig.Parse(new StreamReader(stream).ReadToEnd(), name + " (embedded)");
     }
 
-    private static int ConfigWarmup(string yaml) => (int)MaskBitConfig.Parse(yaml, "embedded").GetInt("lr_scheduler.params.warmup_steps", 0);
+    private static int ConfigWarmup(MaskBitConfig config) => ScheduleSettings.From(config).WarmupSteps;
 
-    /// <summary>The demo's settings on top of the tokenizer config: seed, schedule length, no periodic checkpoints,
-    /// grids or evaluations (the report does those once), frequent loss logging for the plot.</summary>
-    private List<string> TokenizerOverrides(long maxSteps, int warmup)
+    /// <summary>The demo's settings of both stages: seed, schedule length, no periodic checkpoints, grids or
+    /// evaluations (the report does those once), frequent loss logging for the plot, resume.</summary>
+    private List<ConfigSetting> StageSettings(long maxSteps, int warmup)
     {
-        var overrides = new List<string>
+        var list = new List<ConfigSetting>
         {
-            $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
-            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=0", "experiment.generate_every=0", "experiment.eval_every=0",
-            "experiment.resume=true",
+            new("training.seed", settings.Seed), new("training.max_train_steps", maxSteps), new("lr_scheduler.params.warmup_steps", warmup),
+            new("experiment.log_every", settings.LogEvery), new("experiment.save_every", 0), new("experiment.generate_every", 0),
+            new("experiment.eval_every", 0), new("experiment.resume", true),
         };
-        if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
-        return overrides;
+        if (settings.BatchSize is { } batch) list.Add(new("training.per_gpu_batch_size", batch));
+        return list;
     }
 
-    /// <summary>The generator config with the demo tokenizer's architecture (the config's own vq_model describes
-    /// another tokenizer) and the same demo settings; checkpoints and sample grids only at the end.</summary>
-    private List<string> GeneratorOverrides(long maxSteps, int warmup)
+    /// <summary>The demo tokenizer's architecture where the generator config's model.vq_model (another tokenizer)
+    /// differs from it.</summary>
+    private List<ConfigSetting> TokenizerArchitecture()
     {
-        var overrides = TokenizerArchitectureOverrides();
-        overrides.AddRange(new[]
-        {
-            $"training.seed={settings.Seed}", $"training.max_train_steps={maxSteps}", $"lr_scheduler.params.warmup_steps={warmup}",
-            $"experiment.log_every={settings.LogEvery}", "experiment.save_every=1000000000", "experiment.generate_every=1000000000",
-            "experiment.resume=true",
-        });
-        if (settings.BatchSize is { } batch) overrides.Add($"training.per_gpu_batch_size={batch}");
-        return overrides;
-    }
-
-    private List<string> TokenizerArchitectureOverrides()
-    {
-        static string Text(ConfigNode node) => node is ConfigList list ? "[" + string.Join(", ", list.Items) + "]" : node.ToString()!;
-        var tokenizer = (ConfigMap)MaskBitConfig.Parse(_tokenizerYaml, TokenizerConfigName).Find("model.vq_model")!;
-        var generator = MaskBitConfig.Parse(_generatorYaml, GeneratorConfigName);
+        var tokenizer = (ConfigMap)_tokenizerBase.Find("model.vq_model")!;
         return tokenizer.Items
-            .Where(kv => generator.Find("model.vq_model." + kv.Key) is not { } mine || Text(mine) != Text(kv.Value))
-            .Select(kv => $"model.vq_model.{kv.Key}={Text(kv.Value)}").ToList();
+            .Select(kv => new ConfigSetting("model.vq_model." + kv.Key, kv.Value))
+            .Where(s => _generatorBase.Find(s.Key) is not { } mine || new ConfigSetting(s.Key, mine).ToString() != s.ToString())
+            .ToList();
     }
 
-    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) =>
-        MaskBitConfig.Parse(_tokenizerYaml, TokenizerConfigName + " (embedded)", TokenizerOverrides(maxSteps, warmup));
+    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) => _tokenizerBase.With(StageSettings(maxSteps, warmup));
 
     private MaskBitConfig GeneratorConfig(long maxSteps, int warmup) =>
-        MaskBitConfig.Parse(_generatorYaml, GeneratorConfigName + " (embedded)", GeneratorOverrides(maxSteps, warmup));
+        _generatorBase.With([.. TokenizerArchitecture(), .. StageSettings(maxSteps, warmup)]);
 
     // ---- the stages ------------------------------------------------------------------------------------------
 
@@ -222,37 +208,31 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         using var log = StageLog(GeneratorDir);
         var trainer = new GeneratorTrainer(GeneratorConfig(run.MaxSteps, run.WarmupSteps), new GeneratorTrainerOptions
         {
-            OutputDir = GeneratorDir, TokenizerPath = TokenizerCheckpoint(), Dataset = (_data.Train, _data.Key), Log = log, Cancel = run.Stop,
-            OnStep = step => run.OnStep(new TrainingStepReport(step.Step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = step.Loss }, 0)),
+            OutputDir = GeneratorDir, TokenizerPath = TokenizerCheckpoint(), Dataset = (_data.Train, _data.Key), Log = log, OnStep = run.OnStep,
         });
         // Weights of an earlier, shorter run (the timing steps) would outlive a run that stops early; the report samples
         // from checkpoints, and a run that reaches its last step writes the weights anew.
         File.Delete(trainer.WeightsPath);
-        var result = trainer.Run();
-        return new StageRunResult(result.Step, result.Interrupted);
+        var result = trainer.Run(run.Stop);
+        return new StageRunResult(result.Step, result.Outcome == TrainingOutcome.Cancelled);
     }
 
-    private string TokenizerCheckpoint() => TokenizerTrainer.LatestCheckpoint(TokenizerDir)
+    private string TokenizerCheckpoint() => TokenizerRun.LatestCheckpoint()
         ?? throw new InvalidOperationException($"no tokenizer checkpoint in {TokenizerDir}");
-
-    private string? GeneratorCheckpoint() =>
-        !Directory.Exists(GeneratorCheckpointDir) ? null
-            : Directory.GetFiles(GeneratorCheckpointDir, "checkpoint-*.safetensors")
-                .OrderByDescending(f => long.TryParse(Path.GetFileNameWithoutExtension(f)["checkpoint-".Length..], out var s) ? s : -1).FirstOrDefault();
 
     // ---- evaluation, sampling, report --------------------------------------------------------------------------
 
     private void WriteReport(bool complete, double secondsSoFar)
     {
         var clock = Stopwatch.StartNew();
-        string? tokenizerCheckpoint = TokenizerTrainer.LatestCheckpoint(TokenizerDir), generatorCheckpoint = GeneratorCheckpoint();
+        string? tokenizerCheckpoint = TokenizerRun.LatestCheckpoint(), generatorCheckpoint = GeneratorRun.LatestCheckpoint();
         _metrics["complete"] = complete;
         _metrics["budget_minutes"] = settings.Minutes;
         _metrics["data"] = _data.Description;
         _metrics["seed"] = settings.Seed;
-        _metrics["tokenizer"] = StageMetrics(_state.Tokenizer, TokenizerConfig(1, 0), tokenizerCheckpoint, Path.Combine(TokenizerDir, TokenizerTrainer.MetricsFileName),
+        _metrics["tokenizer"] = StageMetrics(_state.Tokenizer, TokenizerConfig(1, 0), tokenizerCheckpoint, TokenizerRun.MetricsPath,
             ("total_loss", "final_loss"), ("reconstruction_loss", "final_reconstruction_loss"), ("quantizer_loss", "final_quantizer_loss"));
-        _metrics["generator"] = StageMetrics(_state.Generator, GeneratorConfig(1, 0), generatorCheckpoint, Path.Combine(GeneratorDir, "metrics.jsonl"),
+        _metrics["generator"] = StageMetrics(_state.Generator, GeneratorConfig(1, 0), generatorCheckpoint, GeneratorRun.MetricsPath,
             ("train/mlm_loss", "final_loss"), ("train/masked_token_loss", "final_masked_token_loss"), ("train/masked_correct_tokens", "final_masked_accuracy"));
         if (tokenizerCheckpoint != null) Evaluate(tokenizerCheckpoint);
         if (tokenizerCheckpoint != null && generatorCheckpoint != null) Sample(tokenizerCheckpoint, generatorCheckpoint);
@@ -265,7 +245,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     private JsonObject StageMetrics(StageState state, MaskBitConfig config, string? checkpoint, string metricsFile, params (string Key, string Name)[] finals)
     {
-        int batch = (int)config.GetInt("training.per_gpu_batch_size");
+        int batch = RunSettings.From(config, TrainingStage.Tokenizer).TrainingBatchSize(config);
         var section = new JsonObject
         {
             ["done"] = state.Done, ["steps"] = state.Steps, ["planned_steps"] = state.PlannedSteps, ["warmup_steps"] = state.WarmupSteps,
@@ -283,7 +263,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         stdout.WriteLine($"evaluating the tokenizer on {settings.EvalImages} images");
         var clock = Stopwatch.StartNew();
         var config = TokenizerConfig(1, 0);
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, checkpoint);
+        var tokenizer = PretrainedModels.Tokenizer(config, checkpoint);
         var transform = TrainingData.Transform(config);
         var loader = TokenizerEvaluation.EvalLoader(_data.Eval, transform, batchSize: 50, workers: 1);
         var scores = TokenizerEvaluation.Evaluate(tokenizer, loader.Epoch(0), settings.EvalImages);
@@ -312,8 +292,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
     private void Sample(string tokenizerCheckpoint, string generatorCheckpoint)
     {
         var config = GeneratorConfig(1, 0);
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, tokenizerCheckpoint);
-        var generator = GeneratorSetup.LoadGenerator(config, generatorCheckpoint);
+        var tokenizer = PretrainedModels.Tokenizer(config, tokenizerCheckpoint);
+        var generator = PretrainedModels.Generator(config, generatorCheckpoint);
         int classes = Math.Min(generator.Config.NumClasses, 10), perClass = settings.SamplesPerClass;
         var labels = Enumerable.Range(0, classes).SelectMany(c => Enumerable.Repeat(c, perClass)).ToArray();
         var options = SamplerOptions.FromConfig(config);
@@ -337,8 +317,8 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
 
     private HostImage LossPlot()
     {
-        var tokenizer = Path.Combine(TokenizerDir, TokenizerTrainer.MetricsFileName);
-        var generator = Path.Combine(GeneratorDir, "metrics.jsonl");
+        var tokenizer = TokenizerRun.MetricsPath;
+        var generator = GeneratorRun.MetricsPath;
         return LinePlot.Render(new[]
         {
             new PlotPanel("Stage I: tokenizer", "step", new[]
@@ -359,22 +339,22 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
     private List<(string Label, string Command)> Commands(string? tokenizerCheckpoint, string? generatorCheckpoint)
     {
         string Rel(string path) => DemoCommand.Quote(Path.Combine(settings.OutDir, Path.GetRelativePath(_out, path)));
-        string Overrides(IEnumerable<string> list) => string.Join(' ', list.Select(DemoCommand.Quote));
+        string Overrides(IEnumerable<ConfigSetting> list) => string.Join(' ', list.Select(s => DemoCommand.Quote(s.ToString())));
         var commands = new List<(string, string)> { ("this demo", settings.CommandLine()) };
         var tok = _state.Tokenizer;
         string data = _data.ConfigOverride is { } source ? $" dataset.params.train_shards_path_or_url={DemoCommand.Quote(source)}" : "";
         string env = _data.Environment is { } e ? e + " " : "";
         if (tok.PlannedSteps is { } tokSteps)
-            commands.Add(("Stage I alone", $"{env}maskbit train tokenizer --config {TokenizerConfigName} {Overrides(TokenizerOverrides(tokSteps, tok.WarmupSteps))}{data} " +
+            commands.Add(("Stage I alone", $"{env}maskbit train tokenizer --config {TokenizerConfigName} {Overrides(StageSettings(tokSteps, tok.WarmupSteps))}{data} " +
                                            $"--out {Rel(TokenizerDir)}"));
         if (tokenizerCheckpoint != null)
             commands.Add(("evaluate the tokenizer", $"{env}maskbit eval tokenizer --config {TokenizerConfigName} --weights {Rel(tokenizerCheckpoint)}"));
         var gen = _state.Generator;
         if (gen.PlannedSteps is { } genSteps && tokenizerCheckpoint != null)
-            commands.Add(("Stage II alone", $"{env}maskbit train generator --config {GeneratorConfigName} {Overrides(GeneratorOverrides(genSteps, gen.WarmupSteps))}{data} " +
+            commands.Add(("Stage II alone", $"{env}maskbit train generator --config {GeneratorConfigName} {Overrides([.. TokenizerArchitecture(), .. StageSettings(genSteps, gen.WarmupSteps)])}{data} " +
                                             $"--tokenizer {Rel(tokenizerCheckpoint)} --out {Rel(GeneratorDir)}"));
         if (tokenizerCheckpoint != null && generatorCheckpoint != null)
-            commands.Add(("sample", $"maskbit generate --config {GeneratorConfigName} {Overrides(TokenizerArchitectureOverrides())} --tokenizer {Rel(tokenizerCheckpoint)} " +
+            commands.Add(("sample", $"maskbit generate --config {GeneratorConfigName} {Overrides(TokenizerArchitecture())} --tokenizer {Rel(tokenizerCheckpoint)} " +
                                     $"--generator {Rel(generatorCheckpoint)} --classes 0,1,2,3,4,5,6,7,8,9 --per-class {settings.SamplesPerClass} --seed {settings.Seed} --out {Rel(Path.Combine(_out, "samples"))}"));
         return commands;
     }

@@ -54,7 +54,7 @@ internal sealed class DemoData : IDisposable
         catch (FileNotFoundException) { eval = train; split = "training images (no test split in the folder)"; }
         return new DemoData
         {
-            Train = train, Eval = eval, Description = $"Fashion-MNIST ({train.Root})", Key = $"{GeneratorSetup.FashionMnistName}:{train.Root}",
+            Train = train, Eval = eval, Description = $"Fashion-MNIST ({train.Root})", Key = $"{TrainingData.FashionMnistName}:{train.Root}",
             EvalSplit = split, ClassNames = FashionMnist.ClassNames,
             Environment = root != null ? $"{FashionMnist.RootVariable}={DemoCommand.Quote(train.Root)}" : null,
         };

@@ -75,10 +75,7 @@ internal interface IStepProgress
 /// <summary>A stage's steps shown through a <see cref="ProgressDisplay"/> with the running loss.</summary>
 internal sealed class StageProgress(ProgressDisplay display) : IStepProgress
 {
-    public void Update(TrainingStepReport report) =>
-        display.Report(report.Step, report.MaxSteps,
-            report.Values.TryGetValue("total_loss", out var loss) || report.Values.TryGetValue("loss", out loss)
-                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"loss {loss:F4}") : null);
+    public void Update(TrainingStepReport report) => display.ReportStep(report);
 
     public void Finish() => display.Finish();
 }

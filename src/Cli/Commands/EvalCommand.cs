@@ -45,10 +45,10 @@ internal static class EvalCommand
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
-            string source = parse.GetValue(data)
-                ?? (cfg.Has("dataset.params.eval_shards_path_or_url") ? cfg.GetString("dataset.params.eval_shards_path_or_url")
-                    : throw new ConfigException($"{cfg.File}: no evaluation data: pass --data or set dataset.params.eval_shards_path_or_url"));
-            int batch = parse.GetValue(batchSize) ?? (int)cfg.GetInt("training.per_gpu_batch_size", 32);
+            var run = RunSettings.From(cfg, TrainingStage.Tokenizer);
+            string source = parse.GetValue(data) ?? run.EvalSource
+                ?? throw new ConfigException($"{cfg.File}: no evaluation data: pass --data or set dataset.params.eval_shards_path_or_url");
+            int batch = parse.GetValue(batchSize) ?? run.BatchSize ?? 32;
             if (batch < 1) throw new UsageException($"--batch-size must be at least 1, not {batch}");
             int splits = parse.GetValue(inception.Splits);
             if (splits < 1) throw new UsageException($"--is-splits must be at least 1, not {splits}");

@@ -49,8 +49,8 @@ internal sealed class SamplingFlags
             SoftmaxTemperature = parse.GetValue(Temperature) ?? defaults.SoftmaxTemperature,
         };
         Action<string>? Warn(string path) => parse.GetValue(NonStrict) ? problem => stdout.WriteLine($"warning: {path}: {problem}") : null;
-        var tokenizer = GeneratorSetup.LoadTokenizer(config, tokenizerPath, warn: Warn(tokenizerPath));
-        var generator = GeneratorSetup.LoadGenerator(config, generatorPath, warn: Warn(generatorPath));
+        var tokenizer = PretrainedModels.Tokenizer(config, tokenizerPath, warn: Warn(tokenizerPath));
+        var generator = PretrainedModels.Generator(config, generatorPath, warn: Warn(generatorPath));
         exitCode = Program.ExitOk;
         return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize));
     }

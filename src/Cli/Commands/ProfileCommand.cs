@@ -70,9 +70,9 @@ internal static class ProfileCommand
         var profiler = new Profiler();
         using (profiler.Install(device))
         {
-            IModelStep step = kind == "tokenizer" ? new TokenizerTrainingStep(config, batchSize)
+            IModelStep step = kind == "tokenizer" ? new TokenizerStepWorkload(config, batchSize)
                 : sampling ? new SamplingStep(config, batchSize ?? 2)
-                : new GeneratorTrainingStep(config, batchSize);
+                : new MlmStepWorkload(config, batchSize);
             string what = kind == "tokenizer" ? "tokenizer training" : sampling ? "guided sampling" : "generator training";
             for (int i = 0; i < warmup; i++) step.Run();
             profiler.Clear();

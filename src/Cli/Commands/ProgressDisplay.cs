@@ -47,6 +47,10 @@ internal sealed class ProgressDisplay
     /// <summary>Whether <see cref="Report"/> shows anything in this mode (training skips the callback otherwise).</summary>
     public bool Shows => IsTerminal || _plainLines;
 
+    /// <summary>A training step with its loss.</summary>
+    public void ReportStep(MaskBit.Models.Training.TrainingStepReport report) =>
+        Report(report.Step, report.MaxSteps, string.Create(CultureInfo.InvariantCulture, $"loss {report.Loss:F4}"));
+
     /// <summary>Reports that <paramref name="done"/> of <paramref name="total"/> are done.</summary>
     public void Report(long done, long total, string? detail = null)
     {

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using MaskBit.Models.Config;
 using MaskBit.Models.Training;
 
@@ -40,7 +39,7 @@ internal static class TrainCommand
             var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
             if (parse.GetValue(seed) is { } s) assignments.Add($"training.seed={s}");
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, assignments);
-            string outputDir = parse.GetValue(output) ?? DefaultOutputDir(cfg);
+            string outputDir = parse.GetValue(output) ?? DefaultOutputDir(RunSettings.From(cfg, TrainingStage.Tokenizer));
 
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var trainer = new TokenizerTrainer(cfg, new TokenizerTrainerOptions
@@ -49,10 +48,7 @@ internal static class TrainCommand
                 PerceptualWeights = parse.GetValue(perceptualWeights),
                 AllowNoPerceptual = parse.GetValue(allowNoPerceptual),
                 Log = progress.Log,
-                OnStep = progress.Shows
-                    ? report => progress.Report(report.Step, report.MaxSteps,
-                        report.Values.TryGetValue("total_loss", out var loss) ? $"loss {loss.ToString("F4", CultureInfo.InvariantCulture)}" : null)
-                    : null,
+                OnStep = progress.Shows ? progress.ReportStep : null,
             });
             using var stop = new StopSignal(progress.Log);
             try
@@ -65,8 +61,8 @@ internal static class TrainCommand
         return command;
     }
 
-    private static string DefaultOutputDir(MaskBitConfig cfg) =>
-        cfg.Has("experiment.output_dir") ? cfg.GetString("experiment.output_dir")
-            : Path.Combine(Environment.GetEnvironmentVariable("WORKSPACE") is { Length: > 0 } w ? w : "runs", "outputs",
-                cfg.GetString("experiment.name", "tokenizer"));
+    /// <summary>experiment.output_dir, else $WORKSPACE/outputs/&lt;experiment.name&gt; (WORKSPACE defaulting to ./runs), as
+    /// both reference scripts place a run.</summary>
+    public static string DefaultOutputDir(RunSettings run) =>
+        run.OutputDir ?? Path.Combine(Environment.GetEnvironmentVariable("WORKSPACE") is { Length: > 0 } w ? w : "runs", "outputs", run.Name);
 }

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -50,7 +49,7 @@ public static class TrainGeneratorCommand
         var config = CommandSupport.ConfigOption();
         var overrides = CommandSupport.OverridesArgument();
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer weights (overrides experiment.vqgan_checkpoint): a MaskBit training checkpoint or an official .bin." };
-        var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else runs/<experiment.name>). An existing checkpoint there is resumed." };
+        var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>, WORKSPACE defaulting to ./runs). An existing checkpoint there is resumed." };
         var seed = CommandSupport.SeedOption("Overrides training.seed.");
         var device = CommandSupport.DeviceOption();
         var noCache = new Option<bool>("--no-token-cache") { Description = "Encode augmented images every step instead of caching the dataset's tokens once in tokens.npz." };
@@ -62,34 +61,30 @@ public static class TrainGeneratorCommand
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
-            string? tokenizerPath = parse.GetValue(tokenizer);
-            if (tokenizerPath == null && !cfg.Has("experiment.vqgan_checkpoint"))
-                throw new UsageException("--tokenizer: no tokenizer weights given (pass --tokenizer PATH, e.g. a checkpoint of `maskbit train tokenizer`, or set experiment.vqgan_checkpoint)");
-            tokenizerPath = CommandSupport.RequireFile(tokenizerPath ?? cfg.GetString("experiment.vqgan_checkpoint"),
+            var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
+            if (parse.GetValue(seed) is { } s) assignments.Add($"training.seed={s}");
+            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, assignments);
+            var run = RunSettings.From(cfg, TrainingStage.Generator);
+            string tokenizerPath = parse.GetValue(tokenizer) ?? run.TokenizerCheckpoint
+                ?? throw new UsageException("--tokenizer: no tokenizer weights given (pass --tokenizer PATH, e.g. a checkpoint of `maskbit train tokenizer`, or set experiment.vqgan_checkpoint)");
+            tokenizerPath = CommandSupport.RequireFile(tokenizerPath,
                 parse.GetValue(tokenizer) != null ? "--tokenizer" : "experiment.vqgan_checkpoint",
                 "pass --tokenizer PATH or run `maskbit train tokenizer` first");
-            string outDir = parse.GetValue(output) ?? cfg.GetString("experiment.output_dir",
-                Path.Combine("runs", cfg.GetString("experiment.name", "maskbit_generator")));
+            string outDir = parse.GetValue(output) ?? TrainCommand.DefaultOutputDir(run);
 
-            long maxSteps = cfg.GetInt("training.max_train_steps", 1);
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var stop = new StopSignal(progress.Log);
             try
             {
                 var trainer = new GeneratorTrainer(cfg, new GeneratorTrainerOptions
                 {
-                    OutputDir = outDir, TokenizerPath = tokenizerPath, Seed = parse.GetValue(seed),
-                    CacheTokens = !parse.GetValue(noCache), Log = progress.Log, Cancel = stop.Token,
-                    OnStep = progress.Shows
-                        ? step => progress.Report(step.Step, maxSteps, string.Create(CultureInfo.InvariantCulture, $"loss {step.Loss:F4}"))
-                        : null,
+                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = !parse.GetValue(noCache), Log = progress.Log,
+                    OnStep = progress.Shows ? progress.ReportStep : null,
                 });
-                var result = trainer.Run();
-                progress.Log.WriteLine(result.Interrupted
-                    ? $"stopped at step {result.Step}: {result.CheckpointPath} (run the same command again to continue)"
-                    : $"finished at step {result.Step}: weights {result.WeightsPath}, checkpoint {result.CheckpointPath}");
-                return result.Interrupted ? Program.ExitInterrupted : Program.ExitOk;
+                var result = trainer.Run(stop.Token);
+                if (result.Outcome == TrainingOutcome.Cancelled) return Program.ExitInterrupted;
+                progress.Log.WriteLine($"weights to sample with: {trainer.WeightsPath}");
+                return Program.ExitOk;
             }
             finally { progress.Finish(); }
         }));

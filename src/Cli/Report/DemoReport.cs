@@ -41,16 +41,6 @@ internal static class DemoReport
             File.Delete(Path.Combine(directory, file));
     }
 
-    /// <summary>Deletes all but the newest checkpoint-&lt;step&gt;.safetensors of a finished stage.</summary>
-    public static void KeepLatestCheckpoint(string directory)
-    {
-        if (!Directory.Exists(directory)) return;
-        var steps = Directory.GetFiles(directory, "checkpoint-*.safetensors")
-            .Select(f => (Path: f, Step: long.TryParse(Path.GetFileNameWithoutExtension(f)["checkpoint-".Length..], out var s) ? s : -1))
-            .Where(c => c.Step >= 0).OrderByDescending(c => c.Step).ToList();
-        foreach (var old in steps.Skip(1)) File.Delete(old.Path);
-    }
-
     public static IReadOnlyList<(string, string)> MachineInfo()
     {
         var info = new List<(string, string)>

@@ -1,5 +1,4 @@
 using MaskBit.Autograd;
-using MaskBit.Autograd.Optim;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Tokenizer;
@@ -33,118 +32,50 @@ public interface IModelStep
     double Run();
 }
 
-/// <summary>One optimisation step of the tokenizer as the training loop takes it once the discriminator is on
-/// (global step = losses.discriminator_start): forward, generator loss with the adaptive GAN weight, backward,
-/// discriminator loss and backward, gradient clipping, both AdamW steps, EMA. Images are uniform noise.</summary>
-public sealed class TokenizerTrainingStep : IModelStep
+/// <summary>The tokenizer trainer's own <see cref="TokenizerStep"/> once the discriminator is on (steps done =
+/// losses.discriminator_start), with training.gradient_accumulation_steps micro-batches of uniform noise.</summary>
+public sealed class TokenizerStepWorkload : IModelStep
 {
-    public ConvVQModel Model { get; }
-    public VqganLoss Loss { get; }
-    public int BatchSize { get; }
-    private readonly TokenizerTrainingSettings _settings;
-    private readonly List<Tensor> _parameters;
-    private readonly AdamW _optimizer, _discriminatorOptimizer;
-    private readonly Ema? _ema;
+    public TokenizerStep Step { get; }
     private readonly Tensor _images;
-    private readonly long _globalStep;
+    private readonly long _stepsDone;
 
-    public TokenizerTrainingStep(MaskBitConfig config, int? batchSize = null)
+    public TokenizerStepWorkload(MaskBitConfig config, int? batchSize = null)
     {
-        _settings = TokenizerTrainingSettings.From(config);
-        BatchSize = batchSize ?? _settings.BatchSize;
-        var tokenizerConfig = TokenizerConfig.From(config);
-        Model = new ConvVQModel(tokenizerConfig, seed: _settings.Seed);
-        Loss = VqganLoss.From(config);
-        _globalStep = Loss.Config.DiscriminatorStart;
-        _parameters = Model.Parameters().ToList();
-        _optimizer = new AdamW(_parameters, _settings.LearningRate, _settings.Beta1, _settings.Beta2, _settings.Epsilon, _settings.WeightDecay);
-        _discriminatorOptimizer = new AdamW(Loss.Parameters(), _settings.DiscriminatorLearningRate, _settings.Beta1, _settings.Beta2,
-            _settings.Epsilon, _settings.WeightDecay);
-        if (_settings.UseEma) _ema = new Ema(_parameters, TokenizerTrainingSettings.EmaDecay);
-        int resolution = (int)config.GetInt("dataset.preprocessing.resolution");
-        _images = ModelInputs.Uniform(new[] { BatchSize, tokenizerConfig.NumChannels, resolution, resolution }, _settings.Seed);
+        Step = TokenizerStep.From(config, batchSize);
+        _stepsDone = Step.Loss.Config.DiscriminatorStart;
+        int resolution = TrainingData.Transform(config).Resolution;
+        _images = ModelInputs.Uniform(new[] { Step.Settings.BatchSize, Step.Model.Config.NumChannels, resolution, resolution }, Step.Settings.Seed);
     }
 
     public double Run()
     {
         using var scope = TensorScope.Begin();
-        var (reconstructions, quantizer) = Model.Forward(_images);
-        var (loss, _) = Loss.ForwardGenerator(_images, reconstructions, quantizer, _globalStep, Model.LastLayer);
-        loss.Backward();
-        var (discriminatorLoss, _) = Loss.ForwardDiscriminator(_images, reconstructions, _globalStep);
-        discriminatorLoss.Backward();
-        float maxNorm = (float)(_settings.MaxGradNorm ?? double.PositiveInfinity);
-        GradClip.ClipGradNorm(_parameters, maxNorm);
-        _optimizer.Step();
-        Model.ZeroGrad();
-        GradClip.ClipGradNorm(_discriminatorOptimizer.Parameters, maxNorm);
-        _discriminatorOptimizer.Step();
-        Loss.ZeroGrad();
-        _ema?.Step(_parameters);
-        return loss.Item();
+        return Step.Run(() => _images, _stepsDone)["total_loss"];
     }
 }
 
-/// <summary>One optimisation step of the generator as its training loop takes it: random tokens split into groups,
-/// masking along the training schedule, class-label dropout, forward (train mode), MLM loss, backward, gradient
-/// clipping, AdamW, EMA.</summary>
-public sealed class GeneratorTrainingStep : IModelStep
+/// <summary>The generator trainer's own <see cref="MlmStep"/> on one batch of random tokens and labels.</summary>
+public sealed class MlmStepWorkload : IModelStep
 {
-    public MaskedGenerator Generator { get; }
-    public int BatchSize { get; }
-    private readonly List<Tensor> _parameters;
-    private readonly AdamW _optimizer;
-    private readonly Ema? _ema;
-    private readonly MlmLoss _loss;
-    private readonly RngRandomSource _random;
-    private readonly MaskSchedule _schedule;
-    private readonly double _labelDropout;
-    private readonly float _maxGradNorm;
-    private readonly int[] _tokens;
-    private readonly Tensor _labels;
+    public MlmStep Step { get; }
+    private readonly TokenBatch _batch;
 
-    public GeneratorTrainingStep(MaskBitConfig config, int? batchSize = null)
+    public MlmStepWorkload(MaskBitConfig config, int? batchSize = null)
     {
-        const string m = "model.mlm_model.", o = "optimizer.params.";
-        int seed = (int)config.GetInt("training.seed", 42);
-        BatchSize = batchSize ?? (int)config.GetInt("training.per_gpu_batch_size", 32);
-        Generator = new MaskedGenerator(GeneratorConfig.From(config), seed);
-        var rng = new Rng((ulong)seed);
-        Generator.DropoutGenerator = rng;
-        Generator.Train();
-        _random = new RngRandomSource(rng);
-        _schedule = Masking.ParseSchedule(config.GetString(m + "train_mask_schedule_strategy", "arccos"));
-        _labelDropout = config.GetDouble(m + "class_label_dropout", 0.1);
-        _maxGradNorm = (float)config.GetDouble("training.max_grad_norm", 0.0);
-        _loss = new MlmLoss((float)config.GetDouble("losses.mlm.label_smoothing", 0.1), config.GetBool("losses.mlm.sum_splits", false));
-        _parameters = Generator.Parameters().ToList();
-        _optimizer = new AdamW(_parameters, config.GetDouble(o + "learning_rate", 1e-4), config.GetDouble(o + "beta1", 0.9),
-            config.GetDouble(o + "beta2", 0.96), config.GetDouble(o + "epsilon", 1e-8), config.GetDouble(o + "weight_decay", 0.045));
-        if (config.GetBool("training.use_ema", true)) _ema = new Ema(_parameters, 0.999);
-
-        var cfg = Generator.Config;
-        var tokenRng = new Rng((ulong)seed + 1);
-        _tokens = Enumerable.Range(0, BatchSize * cfg.SeqLen).Select(_ => tokenRng.NextInt(cfg.CodebookSize)).ToArray();
-        var labels = Enumerable.Range(0, BatchSize).Select(_ => tokenRng.NextInt(cfg.NumClasses)).ToArray();
-        _labels = Tensor.FromInts(labels, new[] { BatchSize });
+        Step = MlmStep.From(config, batchSize);
+        var cfg = Step.Generator.Config;
+        int batch = Step.Settings.BatchSize;
+        var tokenRng = new Rng((ulong)Step.Settings.Seed + 1);
+        var tokens = Enumerable.Range(0, batch * cfg.SeqLen).Select(_ => tokenRng.NextInt(cfg.CodebookSize)).ToArray();
+        var labels = Enumerable.Range(0, batch).Select(_ => tokenRng.NextInt(cfg.NumClasses)).ToArray();
+        _batch = new TokenBatch(tokens, labels, 0, 0);
     }
 
     public double Run()
     {
-        var cfg = Generator.Config;
         using var scope = TensorScope.Begin();
-        var masked = Masking.MaskBatch(_tokens, BatchSize, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, _schedule, 0.0, _random,
-            Generator.PosEmb.Device);
-        var draws = new float[BatchSize];
-        _random.Uniform(draws);
-        var logits = Generator.Forward(masked.Tokens, _labels.Clone(), draws.Select(u => u < _labelDropout).ToArray());
-        var (loss, _) = _loss.Forward(logits, masked.Targets, masked.Mask);
-        loss.Backward();
-        GradClip.ClipGradNorm(_parameters, _maxGradNorm > 0 ? _maxGradNorm : float.PositiveInfinity);
-        _optimizer.Step();
-        _optimizer.ZeroGrad();
-        _ema?.Step(_parameters);
-        return loss.Item();
+        return Step.Run(_batch, 0)["train/mlm_loss"];
     }
 }
 
@@ -160,7 +91,7 @@ public sealed class SamplingStep : IModelStep
 
     public SamplingStep(MaskBitConfig config, int images = 2)
     {
-        int seed = (int)config.GetInt("training.seed", 42);
+        int seed = RunSettings.From(config, TrainingStage.Generator).Seed;
         var generator = new MaskedGenerator(GeneratorConfig.From(config), seed);
         var tinyDecoder = TokenizerConfig.From(config) with
         {
@@ -194,7 +125,7 @@ public sealed class TokenizerReconstructStep : IModelStep
         var tokenizerConfig = TokenizerConfig.From(config);
         Model = new ConvVQModel(tokenizerConfig, seed: 0);
         Model.Eval();
-        int resolution = (int)config.GetInt("dataset.preprocessing.resolution");
+        int resolution = TrainingData.Transform(config).Resolution;
         _images = ModelInputs.Uniform(new[] { batchSize, tokenizerConfig.NumChannels, resolution, resolution }, seed: 0);
     }
 

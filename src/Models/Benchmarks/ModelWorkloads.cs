@@ -19,7 +19,7 @@ public static class ModelWorkloads
         // Batch sizes are spelled out (not read from the configs) so that images/s counts what actually ran.
         const int smallTokenizerBatch = 32, smallGeneratorBatch = 64, sampledImages = 2;
         yield return Model("small_tokenizer_train_step", $"fashion_mnist_tokenizer: G + D step, batch {smallTokenizerBatch}, 32×32",
-            () => new TokenizerTrainingStep(Load(SmallTokenizerConfig), smallTokenizerBatch), images: smallTokenizerBatch);
+            () => new TokenizerStepWorkload(Load(SmallTokenizerConfig), smallTokenizerBatch), images: smallTokenizerBatch);
         yield return Model("tokenizer12_encode_decode_b1", "maskbit_tokenizer_12bit: x[1,3,256,256] → z[1,12,16,16] → x",
             () => new TokenizerReconstructStep(Load(Tokenizer12Config), batchSize: 1), images: 1);
         yield return Model("generator12_sample_step_b2_cfg", $"maskbit_generator_12bit: {sampledImages} images × (cond, uncond) = {2 * sampledImages}×257 tokens",
@@ -29,7 +29,7 @@ public static class ModelWorkloads
         yield return Model("small_generator_sample_step_b2_cfg", $"fashion_mnist_generator: {sampledImages} images × (cond, uncond) = {2 * sampledImages}×65 tokens",
             () => new SamplingStep(Load(SmallGeneratorConfig), sampledImages), images: sampledImages, peer: []);
         yield return Model("small_generator_train_step", $"fashion_mnist_generator: batch {smallGeneratorBatch}, 8×8 tokens",
-            () => new GeneratorTrainingStep(Load(SmallGeneratorConfig), smallGeneratorBatch), images: smallGeneratorBatch);
+            () => new MlmStepWorkload(Load(SmallGeneratorConfig), smallGeneratorBatch), images: smallGeneratorBatch);
 
         // The LFQ quantizer module with autograd, the same work as the peer's lfq rows (the lfq kernel rows time
         // the kernels alone); FLOPs as the peer counts them (its einsum).

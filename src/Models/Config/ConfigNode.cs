@@ -5,6 +5,16 @@ namespace MaskBit.Models.Config;
 /// <summary>A bad config: the message names the file (and line) and the key.</summary>
 public sealed class ConfigException(string message) : Exception(message);
 
+/// <summary>One key set to a value (a scalar or a list) by code composing a config (<see cref="MaskBitConfig.With"/>);
+/// written as the command-line override that does the same.</summary>
+public sealed record ConfigSetting(string Key, ConfigNode Value)
+{
+    public ConfigSetting(string key, long value) : this(key, new ConfigScalar { Source = "<composed>", Value = value }) { }
+    public ConfigSetting(string key, bool value) : this(key, new ConfigScalar { Source = "<composed>", Value = value }) { }
+
+    public override string ToString() => $"{Key}={(Value is ConfigList list ? "[" + string.Join(", ", list.Items) + "]" : Value.ToString())}";
+}
+
 /// <summary>A node of a loaded config tree; <see cref="Source"/> is "file:line" for error messages.</summary>
 public abstract class ConfigNode
 {

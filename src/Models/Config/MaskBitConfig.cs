@@ -37,6 +37,7 @@ public sealed partial class MaskBitConfig
         foreach (var o in overrides ?? Array.Empty<string>()) cfg.ApplyOverride(o);
         cfg.ResolveInterpolations();
         cfg.Validate();
+        cfg._read.Clear();   // only what the sections read counts (UnreadKeys)
         return cfg;
     }
 
@@ -86,13 +87,31 @@ public sealed partial class MaskBitConfig
             value = Convert(stream.Documents[0].RootNode, "<command line>");
         }
         catch (YamlException e) { throw new ConfigException($"override '{assignment}': invalid value: {e.Message}"); }
+        Set(key, value, $"override '{assignment}'");
+    }
+
+    /// <summary>A copy of this config with each setting applied, checked as a loaded file is (keys and types).</summary>
+    public MaskBitConfig With(IEnumerable<ConfigSetting> settings)
+    {
+        var copy = new MaskBitConfig(File, (ConfigMap)Root.DeepClone());
+        foreach (var setting in settings)
+        {
+            if (!ConfigSchema.Keys.ContainsKey(setting.Key)) throw new ConfigException($"{File}: setting '{setting}': unknown key '{setting.Key}'");
+            copy.Set(setting.Key, setting.Value.DeepClone(), $"setting '{setting}'");
+        }
+        copy.Validate();
+        return copy;
+    }
+
+    private void Set(string key, ConfigNode value, string what)
+    {
         var parts = key.Split('.');
         var map = Root;
         for (int i = 0; i < parts.Length - 1; i++)
         {
             if (!map.Items.TryGetValue(parts[i], out var child))
-                map.Items[parts[i]] = child = new ConfigMap { Source = "<command line>" };
-            map = child as ConfigMap ?? throw new ConfigException($"override '{assignment}': '{string.Join('.', parts[..(i + 1)])}' in {File} is not a section");
+                map.Items[parts[i]] = child = new ConfigMap { Source = value.Source };
+            map = child as ConfigMap ?? throw new ConfigException($"{what}: '{string.Join('.', parts[..(i + 1)])}' in {File} is not a section");
         }
         map.Items[parts[^1]] = value;
     }
@@ -209,8 +228,12 @@ public sealed partial class MaskBitConfig
     };
 
     // ---- typed access ----------------------------------------------------------------------------------------
+    private readonly HashSet<string> _read = new(StringComparer.Ordinal);
+
+    /// <summary>The node at <paramref name="path"/>, or null; the path counts as read (<see cref="UnreadKeys"/>).</summary>
     public ConfigNode? Find(string path)
     {
+        _read.Add(path);
         ConfigNode node = Root;
         foreach (var part in path.Split('.'))
         {
@@ -242,6 +265,18 @@ public sealed partial class MaskBitConfig
     public int[] GetIntList(string path) =>
         Find(path) is ConfigList l ? l.Items.Select(i => (int)(long)((ConfigScalar)i).Value!).ToArray()
             : throw new ConfigException($"{File}: '{path}' is not a list");
+
+    /// <summary>Every leaf key of the config (a.b.c), lists included.</summary>
+    public IEnumerable<string> LeafKeys()
+    {
+        static IEnumerable<string> Walk(ConfigMap map, string prefix) =>
+            map.Items.SelectMany(kv => kv.Value is ConfigMap m ? Walk(m, prefix + kv.Key + ".") : [prefix + kv.Key]);
+        return Walk(Root, "");
+    }
+
+    /// <summary>The leaf keys nothing has read so far (a getter, <see cref="Has"/> or <see cref="Find"/> of the key
+    /// itself; looking at a section reads none of its keys).</summary>
+    public IEnumerable<string> UnreadKeys() => LeafKeys().Where(key => !_read.Contains(key));
 
     // ---- writing ---------------------------------------------------------------------------------------------
     /// <summary>The resolved config as YAML (stored in checkpoints and run folders).</summary>

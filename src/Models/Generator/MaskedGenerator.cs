@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Generator;
 
@@ -15,25 +14,6 @@ public sealed record GeneratorConfig(string ModelClass, int ImageSize, int Input
     public int MaskToken => EffectiveCodebookSize;
     public int DropLabel => NumClasses;
 
-    public static GeneratorConfig From(MaskBitConfig c)
-    {
-        const string m = "model.mlm_model.", v = "model.vq_model.";
-        bool lfq = c.GetString(v + "quantizer_type") == "lookup-free";
-        var cfg = new GeneratorConfig(
-            c.GetString(m + "model_cls"), (int)c.GetInt("dataset.preprocessing.resolution", 256),
-            1 << (int)(c.GetInt(v + "num_resolutions", 5) - 1),
-            lfq ? 1 << (int)c.GetInt(v + "token_size") : (int)c.GetInt(v + "codebook_size"),
-            (int)c.GetInt(m + "codebook_splits", 1), (int)c.GetInt(m + "hidden_dim", 1024), (int)c.GetInt(m + "depth", 24),
-            (int)c.GetInt(m + "heads", 16), (int)c.GetInt(m + "mlp_dim", 4096), (float)c.GetDouble(m + "dropout", 0.1),
-            (int)c.GetInt(m + "nclass", 1000), c.GetBool(m + "use_prenorm", false));
-        if (cfg.ModelClass is not ("lfq_bert" or "bert"))
-            throw new ConfigException($"{c.File}: model.mlm_model.model_cls '{cfg.ModelClass}' is not supported (lfq_bert, bert)");
-        if (1 << cfg.Bits != cfg.CodebookSize) throw new ConfigException($"{c.File}: codebook size {cfg.CodebookSize} is not a power of two");
-        if (cfg.Bits % cfg.Splits != 0)
-            throw new ConfigException($"{c.File}: {cfg.Bits} token bits cannot be split into {cfg.Splits} equal groups (model.mlm_model.codebook_splits)");
-        if (cfg.HiddenDim % cfg.Heads != 0) throw new ConfigException($"{c.File}: hidden_dim {cfg.HiddenDim} is not divisible by heads {cfg.Heads}");
-        return cfg;
-    }
 }
 
 /// <summary>

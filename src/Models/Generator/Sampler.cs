@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Kernels;
-using MaskBit.Models.Config;
 using MaskBit.Models.Tokenizer;
 
 namespace MaskBit.Models.Generator;
@@ -25,24 +24,6 @@ public sealed record SamplerOptions
     /// <summary>Scale of the Gumbel noise added to the log-confidences (fading linearly to 0 at the last step).</summary>
     public double RandomizeTemperature { get; init; } = 4.5;
     public MaskSchedule MaskSchedule { get; init; } = MaskSchedule.Linear;
-
-    /// <summary>The generation settings of a config's model.mlm_model section (gen_mask_schedule_strategy etc.).</summary>
-    public static SamplerOptions FromConfig(MaskBitConfig c)
-    {
-        const string m = "model.mlm_model.";
-        var d = new SamplerOptions();
-        return new SamplerOptions
-        {
-            NumSteps = (int)c.GetInt(m + "num_steps", d.NumSteps),
-            GuidanceScale = c.GetDouble(m + "guidance_scale", d.GuidanceScale),
-            GuidanceAnnealing = ParseAnnealing(c.GetString(m + "guidance_annealing", "none")),
-            ScalePow = c.GetDouble(m + "scale_pow", d.ScalePow),
-            SoftmaxTemperature = c.GetDouble(m + "softmax_temperature", d.SoftmaxTemperature),
-            UseSamplingAnnealing = c.GetBool(m + "use_sampling_annealing", d.UseSamplingAnnealing),
-            RandomizeTemperature = c.GetDouble(m + "randomize_temperature", d.RandomizeTemperature),
-            MaskSchedule = Masking.ParseSchedule(c.GetString(m + "gen_mask_schedule_strategy", "linear")),
-        };
-    }
 
     public static GuidanceAnnealing ParseAnnealing(string name) => name switch
     {

@@ -63,6 +63,11 @@ public sealed class TensorRecord
     public static TensorRecord FromFloats(string name, float[] values, params int[] shape) =>
         new(name, TensorDType.Float32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 
+    /// <summary>A tensor's values (float32, or int32 for integer buffers such as BatchNorm's counters).</summary>
+    public static TensorRecord FromTensor(string name, Tensor tensor) => tensor.DType == Kernels.DType.Int32
+        ? new TensorRecord(name, TensorDType.Int32, tensor.Shape, MemoryMarshal.AsBytes(tensor.ToIntArray().AsSpan()).ToArray())
+        : FromFloats(name, tensor.ToArray(), tensor.Shape);
+
     public static TensorRecord FromInt64(string name, long[] values, params int[] shape) =>
         new(name, TensorDType.Int64, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 

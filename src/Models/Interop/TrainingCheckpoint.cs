@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Autograd.Optim;
@@ -7,24 +6,34 @@ using MaskBit.Kernels;
 
 namespace MaskBit.Models.Interop;
 
-/// <summary>Everything a training run needs to continue exactly: modules, their optimizers and EMAs, the step,
-/// the random generator and the resolved config. Names ("model", "discriminator", ...) key the parts.</summary>
+/// <summary>Where a data order continues: the epoch and the next batch within it (either stage's data).</summary>
+public readonly record struct DataPosition(int Epoch, int Batch);
+
+/// <summary>Everything a training run needs to continue exactly: modules, their optimizers, EMAs and learning-rate
+/// schedules, the random generators, the step, the data position and the resolved config. Names ("model",
+/// "discriminator", ...) key the parts.</summary>
 public sealed class TrainingState
 {
     public required IReadOnlyDictionary<string, Module> Modules { get; init; }
     public IReadOnlyDictionary<string, AdamW> Optimizers { get; init; } = new Dictionary<string, AdamW>();
+    /// <summary>EMAs of the parameters of the module with the same name.</summary>
     public IReadOnlyDictionary<string, Ema> Emas { get; init; } = new Dictionary<string, Ema>();
+    /// <summary>Schedules of the optimizer with the same name; restoring one sets that optimizer's learning rate.</summary>
+    public IReadOnlyDictionary<string, LrSchedule> Schedules { get; init; } = new Dictionary<string, LrSchedule>();
+    public IReadOnlyDictionary<string, Rng> Rngs { get; init; } = new Dictionary<string, Rng>();
+    /// <summary>Optimisation steps done.</summary>
     public long Step { get; set; }
-    public Rng? Rng { get; init; }
+    /// <summary>The next batch the data would give.</summary>
+    public DataPosition Data { get; set; }
     public string? ConfigYaml { get; set; }
-    /// <summary>Free-form values (data position, LeCAM EMA, ...).</summary>
-    public Dictionary<string, string> Extra { get; } = new();
 }
 
 /// <summary>
 /// Training checkpoints as one safetensors file (the ecosystem's safe format): tensors `module.&lt;part&gt;.&lt;key&gt;`,
-/// `ema.&lt;part&gt;.&lt;i&gt;`, `optim.&lt;part&gt;.&lt;i&gt;.exp_avg|exp_avg_sq`; step, RNG state, optimizer counters and the config in
-/// the header metadata. Written to a temporary file and renamed, so a crash never destroys the previous one.
+/// `ema.&lt;part&gt;.&lt;parameter name&gt;`, `optim.&lt;part&gt;.&lt;i&gt;.exp_avg|exp_avg_sq`; the step, data position,
+/// schedules' steps, RNG states, optimizer counters and the config in the header metadata. Written to a temporary
+/// file and renamed, so a crash never destroys the previous one. Checkpoints of the first format revision (EMA
+/// keyed by parameter index, data position and schedule steps as `extra.*` strings) still load.
 /// </summary>
 public static class TrainingCheckpoint
 {
@@ -33,13 +42,17 @@ public static class TrainingCheckpoint
     public static void Save(string path, TrainingState s)
     {
         var tensors = new List<TensorRecord>();
-        var meta = new Dictionary<string, string> { ["format"] = Format, ["step"] = s.Step.ToString(CultureInfo.InvariantCulture) };
+        var meta = new Dictionary<string, string>
+        {
+            ["format"] = Format, ["step"] = Text(s.Step), ["data.epoch"] = Text(s.Data.Epoch), ["data.batch"] = Text(s.Data.Batch),
+        };
         foreach (var (part, module) in s.Modules)
             foreach (var (key, t) in module.StateDict()) tensors.Add(Record($"module.{part}.{key}", t));
         foreach (var (part, ema) in s.Emas)
         {
-            for (int i = 0; i < ema.Shadow.Count; i++) tensors.Add(Record($"ema.{part}.{i}", ema.Shadow[i]));
-            meta[$"ema.{part}.optimization_step"] = ema.OptimizationStep.ToString(CultureInfo.InvariantCulture);
+            var names = ParameterNames(s, part);
+            for (int i = 0; i < ema.Shadow.Count; i++) tensors.Add(Record($"ema.{part}.{names[i]}", ema.Shadow[i]));
+            meta[$"ema.{part}.optimization_step"] = Text(ema.OptimizationStep);
         }
         foreach (var (part, opt) in s.Optimizers)
         {
@@ -50,37 +63,35 @@ public static class TrainingCheckpoint
                 if (opt.ExpAvgOf(p) is not { } m) continue;
                 tensors.Add(Record($"optim.{part}.{i}.exp_avg", m));
                 tensors.Add(Record($"optim.{part}.{i}.exp_avg_sq", opt.ExpAvgSqOf(p)!));
-                meta[$"optim.{part}.{i}.step"] = opt.StepOf(p).ToString(CultureInfo.InvariantCulture);
+                meta[$"optim.{part}.{i}.step"] = Text(opt.StepOf(p));
             }
         }
-        if (s.Rng != null) meta["rng"] = s.Rng.State;
+        foreach (var (part, schedule) in s.Schedules) meta[$"schedule.{part}.step"] = Text(schedule.Step);
+        foreach (var (name, rng) in s.Rngs) meta[$"rng.{name}"] = rng.State;
         if (s.ConfigYaml != null) meta["config"] = s.ConfigYaml;
-        foreach (var (k, v) in s.Extra) meta[$"extra.{k}"] = v;
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         SafeTensors.Save(path, tensors, meta);
     }
 
-    /// <summary>Restores a checkpoint into the given state (modules, EMAs and optimizers are updated in place).
-    /// Any mismatch (missing tensor, other shape, other format) is an error naming the file and the tensor.</summary>
+    /// <summary>Restores a checkpoint into the given state (modules, EMAs, optimizers, schedules and RNGs are updated
+    /// in place). Any mismatch (missing tensor, other shape, other format) is an error naming the file and the tensor.</summary>
     public static void Restore(string path, TrainingState s)
     {
         var sd = SafeTensors.Load(path);
-        var meta = sd.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "");
+        var meta = Metadata(sd);
         string Meta(string key) => meta.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"{path}: checkpoint metadata has no '{key}'");
         if (Meta("format") != Format) throw new InvalidDataException($"{path}: not a MaskBit training checkpoint (format '{Meta("format")}')");
-        Tensor Get(string name) => sd.TryGet(name, out var r) ? r.ToTensor() : throw new InvalidDataException($"{path}: missing tensor '{name}'");
 
         foreach (var (part, module) in s.Modules)
         {
-            var prefix = $"module.{part}.";
-            var values = sd.Where(r => r.Name.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(r => r.Name[prefix.Length..], r => r.ToTensor());
-            try { module.LoadStateDict(values); }
+            try { module.LoadStateDict(ModuleTensors(sd, part)); }
             catch (InvalidDataException e) { throw new InvalidDataException($"{path} ({part}): {e.Message}", e); }
         }
         foreach (var (part, ema) in s.Emas)
         {
-            for (int i = 0; i < ema.Shadow.Count; i++) Copy(ema.Shadow[i], Get($"ema.{part}.{i}"), path);
-            ema.SetStep(long.Parse(Meta($"ema.{part}.optimization_step"), CultureInfo.InvariantCulture));
+            var shadow = EmaTensors(sd, part, ParameterNames(s, part)) ?? throw new InvalidDataException($"{path}: no EMA weights of '{part}'");
+            for (int i = 0; i < ema.Shadow.Count; i++) Copy(ema.Shadow[i], shadow[i], path);
+            ema.SetStep(Long(Meta($"ema.{part}.optimization_step")));
         }
         foreach (var (part, opt) in s.Optimizers)
         {
@@ -88,23 +99,71 @@ public static class TrainingCheckpoint
             for (int i = 0; i < opt.Parameters.Count; i++)
             {
                 if (!meta.TryGetValue($"optim.{part}.{i}.step", out var step)) continue;
-                opt.LoadState(opt.Parameters[i], Get($"optim.{part}.{i}.exp_avg"), Get($"optim.{part}.{i}.exp_avg_sq"), long.Parse(step, CultureInfo.InvariantCulture));
+                opt.LoadState(opt.Parameters[i], Get(sd, $"optim.{part}.{i}.exp_avg", path), Get(sd, $"optim.{part}.{i}.exp_avg_sq", path), Long(step));
             }
         }
-        s.Step = long.Parse(Meta("step"), CultureInfo.InvariantCulture);
-        if (s.Rng != null) s.Rng.State = Meta("rng");
+        s.Step = Long(Meta("step"));
+        s.Data = meta.ContainsKey("data.epoch")
+            ? new DataPosition((int)Long(Meta("data.epoch")), (int)Long(Meta("data.batch")))
+            : new DataPosition((int)Long(meta.GetValueOrDefault("extra.data_epoch", "0")), (int)Long(meta.GetValueOrDefault("extra.data_batch", "0")));
+        foreach (var (part, schedule) in s.Schedules)
+        {
+            // First revision: the tokenizer's two schedules under extra.*, the generator's implied by the step.
+            string? step = meta.GetValueOrDefault($"schedule.{part}.step")
+                ?? meta.GetValueOrDefault(part == "discriminator" ? "extra.discriminator_scheduler_step" : "extra.scheduler_step");
+            schedule.SetStep(step != null ? Long(step) : s.Step, s.Optimizers.GetValueOrDefault(part));
+        }
+        foreach (var (name, rng) in s.Rngs)
+            rng.State = meta.GetValueOrDefault($"rng.{name}") ?? Meta("rng");   // first revision: one generator, "rng"
         if (meta.TryGetValue("config", out var cfg)) s.ConfigYaml = cfg;
-        foreach (var (k, v) in meta) if (k.StartsWith("extra.", StringComparison.Ordinal)) s.Extra[k["extra.".Length..]] = v;
     }
 
-    private static void Copy(Tensor target, Tensor value, string path)
+    // ---- reading parts of a checkpoint (the weights loader) ----------------------------------------------------
+
+    public static bool IsTrainingCheckpoint(StateDict stateDict) => Metadata(stateDict).GetValueOrDefault("format") == Format;
+
+    /// <summary>The parts (module names) a training checkpoint holds.</summary>
+    public static IReadOnlyList<string> Parts(StateDict stateDict) =>
+        stateDict.Names.Where(n => n.StartsWith("module.", StringComparison.Ordinal)).Select(n => n.Split('.')[1]).Distinct().ToList();
+
+    /// <summary>The state dict of one part, keyed as the module's own state dict.</summary>
+    public static Dictionary<string, Tensor> ModuleTensors(StateDict stateDict, string part)
     {
+        string prefix = $"module.{part}.";
+        return stateDict.Where(r => r.Name.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(r => r.Name[prefix.Length..], r => r.ToTensor());
+    }
+
+    /// <summary>The EMA weights of a part in the order of <paramref name="parameterNames"/> (the module's parameters),
+    /// or null when the checkpoint keeps none; a parameter it lacks is null. Index-keyed EMAs (first revision) are
+    /// read by position.</summary>
+    public static IReadOnlyList<Tensor?>? EmaTensors(StateDict stateDict, string part, IReadOnlyList<string> parameterNames)
+    {
+        string prefix = $"ema.{part}.";
+        if (!stateDict.Names.Any(n => n.StartsWith(prefix, StringComparison.Ordinal))) return null;
+        bool byIndex = stateDict.TryGet(prefix + "0", out _) && !parameterNames.Contains("0");
+        return parameterNames.Select((name, i) =>
+            stateDict.TryGet(prefix + (byIndex ? Text(i) : name), out var r) ? r.ToTensor() : null).ToList();
+    }
+
+    private static IReadOnlyList<string> ParameterNames(TrainingState s, string part) =>
+        s.Modules.TryGetValue(part, out var module) ? module.NamedParameters().Select(p => p.Name).ToList()
+            : throw new ArgumentException($"the EMA '{part}' has no module of that name");
+
+    private static Dictionary<string, string> Metadata(StateDict sd) => sd.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "");
+
+    private static Tensor Get(StateDict sd, string name, string path) =>
+        sd.TryGet(name, out var r) ? r.ToTensor() : throw new InvalidDataException($"{path}: missing tensor '{name}'");
+
+    private static void Copy(Tensor target, Tensor? value, string path)
+    {
+        if (value == null) throw new InvalidDataException($"{path}: the EMA weights lack a parameter of shape {ShapeUtil.Format(target.Shape)}");
         if (!value.Shape.AsSpan().SequenceEqual(target.Shape))
             throw new InvalidDataException($"{path}: shape {ShapeUtil.Format(value.Shape)} does not match {ShapeUtil.Format(target.Shape)}");
         target.CopyFrom_(value);
     }
 
-    private static TensorRecord Record(string name, Tensor t) => t.DType == DType.Int32
-        ? new TensorRecord(name, TensorDType.Int32, t.Shape, MemoryMarshal.AsBytes(t.ToIntArray().AsSpan()).ToArray())
-        : TensorRecord.FromFloats(name, t.ToArray(), t.Shape);
+    private static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);
+    private static long Long(string text) => long.Parse(text, CultureInfo.InvariantCulture);
+
+    private static TensorRecord Record(string name, Tensor t) => TensorRecord.FromTensor(name, t);
 }

@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
@@ -10,37 +9,6 @@ public sealed record TokenizerConfig(
     float EntropyLossTemperature, float EntropyGamma, bool UseL2Normalisation, int NumChannels, int HiddenChannels,
     int[] ChannelMult, int NumResolutions, int NumResBlocks, int NumResBlocksDecoder, bool SampleWithConv, string ModelClass)
 {
-    public static TokenizerConfig From(MaskBitConfig c)
-    {
-        const string p = "model.vq_model.";
-        int resBlocks = (int)c.GetInt(p + "num_res_blocks", 2);
-        var cfg = new TokenizerConfig(
-            c.GetString(p + "quantizer_type"), (int)c.GetInt(p + "codebook_size", 0), (int)c.GetInt(p + "token_size"),
-            (float)c.GetDouble(p + "commitment_cost", 0.25), (float)c.GetDouble(p + "entropy_loss_weight", 0.0),
-            (float)c.GetDouble(p + "entropy_loss_temperature", 0.01), (float)c.GetDouble(p + "entropy_gamma", 1.0),
-            c.GetBool(p + "use_l2_normalisation", false), (int)c.GetInt(p + "num_channels", 3),
-            (int)c.GetInt(p + "hidden_channels", 128), c.Has(p + "channel_mult") ? c.GetIntList(p + "channel_mult") : new[] { 1, 1, 2, 2, 4 },
-            (int)c.GetInt(p + "num_resolutions", 5), resBlocks, (int)c.GetInt(p + "num_res_blocks_decoder", resBlocks),
-            c.GetBool(p + "sample_with_conv", true), c.GetString(p + "model_class", "vqgan+"));
-        if (cfg.ModelClass == TamingConfig.ModelClass)
-            throw new ConfigException($"{c.File}: model.vq_model.model_class taming (the Taming VQGAN) serves evaluation, reconstruction " +
-                                      "and the generator's tokenizer; this needs the conv tokenizer (vqgan+, maskgit), as training does");
-        if (cfg.ModelClass is not ("vqgan+" or "maskgit"))
-            throw new ConfigException($"{c.File}: model.vq_model.model_class '{cfg.ModelClass}' is not supported (vqgan+, maskgit, taming)");
-        if (cfg.QuantizerType is not ("lookup" or "lookup-free"))
-            throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{cfg.QuantizerType}' is not supported (lookup, lookup-free)");
-        // Like the reference, a lookup-free quantizer's codebook is every sign pattern of token_size bits; the
-        // config's codebook_size is not read for it (the official 14/16/18-bit tokenizer configs leave it at 4096).
-        if (cfg.QuantizerType == "lookup-free")
-            cfg = cfg with { CodebookSize = 1 << cfg.TokenSize };
-        else if (cfg.CodebookSize <= 0)
-            throw new ConfigException($"{c.File}: model.vq_model.codebook_size must be a positive number of codebook entries for the lookup quantizer");
-        if (cfg.ChannelMult.Length < cfg.NumResolutions)
-            throw new ConfigException($"{c.File}: model.vq_model.channel_mult has {cfg.ChannelMult.Length} entries, num_resolutions is {cfg.NumResolutions}");
-        if (cfg.ChannelMult.Any(m => cfg.HiddenChannels * m % 32 != 0))
-            throw new ConfigException($"{c.File}: hidden_channels × channel_mult must be multiples of 32 (GroupNorm(32))");
-        return cfg;
-    }
 }
 
 public sealed class ConvEncoder : Module

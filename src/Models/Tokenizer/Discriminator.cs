@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
@@ -12,25 +11,6 @@ public sealed record DiscriminatorConfig(string Name, int NumChannels, int Hidde
     public const string VqganPlusName = "VQGAN+Discriminator";
     public const string PatchGanName = "Original";
 
-    public static DiscriminatorConfig From(MaskBitConfig c)
-    {
-        const string p = "model.discriminator.";
-        var cfg = new DiscriminatorConfig(c.GetString(p + "name"), (int)c.GetInt(p + "num_channels", 3),
-            (int)c.GetInt(p + "hidden_channels", 64), (int)c.GetInt(p + "num_stages", 3), c.GetBool(p + "blur_resample", false),
-            (int)c.GetInt(p + "blur_kernel_size", 4));
-        if (cfg.Name is not (VqganPlusName or PatchGanName))
-            throw new ConfigException($"{c.File}: model.discriminator.name '{cfg.Name}' is not supported ({VqganPlusName}, {PatchGanName})");
-        if (cfg.NumStages < 1)
-            throw new ConfigException($"{c.File}: model.discriminator.num_stages must be at least 1");
-        if (cfg.HiddenChannels < 1)
-            throw new ConfigException($"{c.File}: model.discriminator.hidden_channels must be positive");
-        if (cfg.Name == PatchGanName) return cfg;
-        if (cfg.BlurResample && cfg.BlurKernelSize is < 3 or > 5)
-            throw new ConfigException($"{c.File}: model.discriminator.blur_kernel_size must be 3, 4 or 5 with blur_resample");
-        if (cfg.HiddenChannels % 32 != 0)
-            throw new ConfigException($"{c.File}: model.discriminator.hidden_channels must be a multiple of 32 (GroupNorm(32))");
-        return cfg;
-    }
 }
 
 /// <summary>A GAN discriminator: images (B, C, H, W) → patch logits (B, 1, h, w).</summary>

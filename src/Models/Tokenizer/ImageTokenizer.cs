@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
@@ -48,10 +47,4 @@ public abstract class ImageTokenizer : Module
         return (Decode(zq), result);
     }
 
-    /// <summary>The tokenizer model.vq_model describes (random init from <paramref name="seed"/>):
-    /// model_class taming → <see cref="TamingVQModel"/>, otherwise <see cref="ConvVQModel"/>.</summary>
-    public static ImageTokenizer FromConfig(MaskBitConfig config, int seed = 0) =>
-        config.GetString("model.vq_model.model_class", "vqgan+") == TamingConfig.ModelClass
-            ? new TamingVQModel(TamingConfig.From(config), seed)
-            : new ConvVQModel(TokenizerConfig.From(config), seed: seed);
 }

@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
@@ -22,30 +21,6 @@ public sealed record TamingConfig(
 
     public int DownsampleFactor => 1 << (ChMult.Length - 1);
 
-    public static TamingConfig From(MaskBitConfig c)
-    {
-        const string p = "model.vq_model.", d = p + "ddconfig.";
-        var o = Official;
-        string quantizer = c.GetString(p + "quantizer_type", "lookup");
-        if (quantizer != "lookup")
-            throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{quantizer}' is not supported by model_class taming (lookup)");
-        var cfg = new TamingConfig(
-            (int)c.GetInt(p + "codebook_size", o.CodebookSize), (int)c.GetInt(p + "token_size", o.TokenSize),
-            (float)c.GetDouble(p + "commitment_cost", o.CommitmentCost), (int)c.GetInt(d + "ch", o.Ch),
-            c.Has(d + "ch_mult") ? c.GetIntList(d + "ch_mult") : o.ChMult, (int)c.GetInt(d + "num_res_blocks", o.NumResBlocks),
-            c.Has(d + "attn_resolutions") ? c.GetIntList(d + "attn_resolutions") : o.AttnResolutions,
-            (int)c.GetInt(d + "resolution", o.Resolution), (int)c.GetInt(d + "z_channels", o.ZChannels),
-            (int)c.GetInt(d + "in_channels", o.InChannels), (int)c.GetInt(d + "out_ch", o.OutChannels));
-        if (cfg.CodebookSize <= 0 || cfg.TokenSize <= 0)
-            throw new ConfigException($"{c.File}: model.vq_model.codebook_size and token_size must be positive (got {cfg.CodebookSize}, {cfg.TokenSize})");
-        if (cfg.ChMult.Length == 0 || cfg.NumResBlocks < 1 || cfg.ZChannels < 1 || cfg.InChannels < 1 || cfg.OutChannels < 1)
-            throw new ConfigException($"{c.File}: model.vq_model.ddconfig needs a non-empty ch_mult and positive num_res_blocks, z_channels, in_channels, out_ch");
-        if (cfg.ChMult.Any(m => m <= 0 || cfg.Ch * m % 32 != 0))
-            throw new ConfigException($"{c.File}: model.vq_model.ddconfig ch × ch_mult must be positive multiples of 32 (GroupNorm(32)); ch {cfg.Ch}, ch_mult [{string.Join(", ", cfg.ChMult)}]");
-        if (cfg.Resolution % cfg.DownsampleFactor != 0)
-            throw new ConfigException($"{c.File}: model.vq_model.ddconfig.resolution {cfg.Resolution} is not divisible by the downsampling factor {cfg.DownsampleFactor}");
-        return cfg;
-    }
 }
 
 /// <summary>

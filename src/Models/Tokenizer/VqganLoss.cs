@@ -1,6 +1,5 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
@@ -25,23 +24,6 @@ public sealed record VqganLossConfig(
     bool AdaptiveDiscriminatorWeight, float LecamRegularizationWeight, double EmaDecay, long EntropyAnnealingSteps,
     float EntropyAnnealingFactor)
 {
-    public static VqganLossConfig From(MaskBitConfig c)
-    {
-        const string p = "losses.";
-        string rec = c.GetString(p + "reconstruction_loss");
-        if (rec is not ("l1" or "l2"))
-            throw new ConfigException($"{c.File}: losses.reconstruction_loss '{rec}' is not supported (l1, l2)");
-        string penalty = c.GetString(p + "discriminator_gradient_penalty");
-        if (penalty is not ("none" or "adopt_weight"))
-            throw new ConfigException($"{c.File}: losses.discriminator_gradient_penalty '{penalty}' is not supported (none, adopt_weight)");
-        return new VqganLossConfig(
-            (float)c.GetDouble(p + "quantizer_weight"), c.GetString(p + "perceptual_loss"), (float)c.GetDouble(p + "perceptual_weight"),
-            rec == "l1", (float)c.GetDouble(p + "reconstruction_weight", 1.0), c.GetInt(p + "discriminator_start"),
-            GanLosses.Parse(c.GetString(p + "discriminator_loss"), c.File), (float)c.GetDouble(p + "discriminator_factor"),
-            (float)c.GetDouble(p + "discriminator_weight"), penalty == "adopt_weight",
-            (float)c.GetDouble(p + "lecam_regularization_weight"), c.GetDouble(p + "ema_decay", 0.999),
-            c.GetInt(p + "entropy_annealing_steps", 2000), (float)c.GetDouble(p + "entropy_annealing_factor", 0.0));
-    }
 }
 
 /// <summary>
@@ -76,9 +58,6 @@ public sealed class VqganLoss : Module
         }
         Discriminator = Register("discriminator", GanDiscriminator.FromConfig(discriminator, seed));
     }
-
-    public static VqganLoss From(MaskBitConfig c, IPerceptualLoss? perceptual = null) =>
-        new(DiscriminatorConfig.From(c), VqganLossConfig.From(c), perceptual);
 
     public bool ShouldDiscriminatorBeTrained(long globalStep) => globalStep >= Config.DiscriminatorStart;
 

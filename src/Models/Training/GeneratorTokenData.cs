@@ -13,9 +13,6 @@ public sealed record TokenBatch(int[] Tokens, int[] Labels, int Epoch, int Index
     public int Count => Labels.Length;
 }
 
-/// <summary>Where a token stream starts: epoch and batch within it.</summary>
-public readonly record struct DataPosition(int Epoch, int Batch);
-
 /// <summary>Token batches in a deterministic order that can be resumed at any batch.</summary>
 public interface ITokenBatches
 {
@@ -122,7 +119,7 @@ public sealed class CachedTokenBatches : ITokenBatches
             for (int k = 0; k < images.Length; k++) ImageIO.WriteChw(images[k], pixels.AsSpan(k * size, size));
             int[] encoded;
             using (TensorScope.Begin())
-                encoded = GeneratorSetup.Encode(_tokenizer, Tensor.FromArray(pixels, new[] { images.Length, images[0].Channels, images[0].Height, images[0].Width }, _tokenizer.LastLayer.Device));
+                encoded = ImageTokens.Encode(_tokenizer, Tensor.FromArray(pixels, new[] { images.Length, images[0].Channels, images[0].Height, images[0].Width }, _tokenizer.LastLayer.Device));
             if (encoded.Length != missing.Length * _seqLen)
                 throw new InvalidDataException($"the tokenizer gives {encoded.Length / missing.Length} tokens per image, the generator expects {_seqLen}");
             for (int k = 0; k < missing.Length; k++)
@@ -159,10 +156,22 @@ public sealed class EncodedTokenBatches(DataLoader loader, ImageTokenizer tokeni
     {
         foreach (var batch in loader.Batches(position.Epoch, position.Batch))
         {
-            var tokens = GeneratorSetup.Encode(tokenizer, batch.Images);
+            var tokens = ImageTokens.Encode(tokenizer, batch.Images);
             if (tokens.Length != batch.Count * seqLen)
                 throw new InvalidDataException($"the tokenizer gives {tokens.Length / batch.Count} tokens per image, the generator expects {seqLen}");
             yield return new TokenBatch(tokens, batch.Labels.ToIntArray(), batch.Epoch, batch.Index);
         }
+    }
+}
+
+public static class ImageTokens
+{
+    /// <summary>Tokens (B, h·w) of a batch of images (B, C, H, W) in [0, 1], as Int32 on the host.</summary>
+    public static int[] Encode(ImageTokenizer tokenizer, Tensor images)
+    {
+        using var noGrad = Tape.NoGrad();
+        using var scope = TensorScope.Begin();
+        var (_, result) = tokenizer.Encode(images);
+        return result.MinEncodingIndices.ToIntArray();
     }
 }

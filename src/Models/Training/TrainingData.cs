@@ -18,7 +18,17 @@ public static class TrainingData
         return new WebDatasetShards(source, channels);
     }
 
-    /// <summary>The training augmentation of dataset.preprocessing (the reference's ImageNetTransform).</summary>
+    /// <summary>A key identifying the images of <paramref name="source"/> (the generator's token cache checks it).</summary>
+    public static string Key(string source, IImageDataset dataset) =>
+        dataset is FashionMnist fashion ? $"{FashionMnistName}:{fashion.Root}"
+        : Directory.Exists(source) ? $"folder:{Path.GetFullPath(source)}" : $"shards:{source}";
+
+    /// <summary>The training images (dataset.params.train_shards_path_or_url), required when no dataset is given.</summary>
+    public static string RequireTrainSource(string? source, MaskBitConfig c) =>
+        source ?? throw new ConfigException($"{c.File}: required key 'dataset.params.train_shards_path_or_url' is missing");
+
+    /// <summary>The augmentation of dataset.preprocessing, with the defaults of the reference's ImageNetTransform
+    /// (data/webdataset_reader.py) for both stages; the resolution is required.</summary>
     public static ImageTransform Transform(MaskBitConfig c)
     {
         const string p = "dataset.preprocessing.";
@@ -30,6 +40,12 @@ public static class TrainingData
         }
         catch (ArgumentException e) { throw new ConfigException($"{c.File}: dataset.preprocessing: {e.Message}"); }
     }
+
+    /// <summary>The generator's per-sample transform: the augmentation when <paramref name="augment"/> and random crops
+    /// are on, else deterministic (none when the image already has the resolution), as tokens are cached.</summary>
+    public static Func<HostImage, Random, HostImage> TokenTransform(ImageTransform transform, bool augment) =>
+        augment && transform.UseRandomCrop ? transform.Train
+            : (image, _) => image.Height == transform.Resolution && image.Width == transform.Resolution ? image : transform.Eval(image);
 
     /// <summary>Image channels the tokenizer reads (model.vq_model.num_channels, 1 or 3).</summary>
     public static int Channels(MaskBitConfig c)

@@ -1,0 +1,66 @@
+using MaskBit.Models.Config;
+using MaskBit.Models.Generator;
+
+namespace MaskBit.Models.Training;
+
+/// <summary>The settings of a generator run: the loop's (<see cref="LoopSettings"/>), the shared ones
+/// (<see cref="RunSettings"/>, where their defaults are documented), the optimizer, the schedule, losses.mlm and
+/// the masking keys of model.mlm_model.</summary>
+public sealed record GeneratorTrainingSettings
+{
+    public const double EmaDecay = 0.999;   // fixed in scripts/train_maskbit.py
+
+    public required LoopSettings Loop { get; init; }
+    public long MaxTrainSteps => Loop.MaxTrainSteps;
+    public required int BatchSize { get; init; }
+    public double? MaxGradNorm { get; init; }
+    public bool UseEma { get; init; }
+    public int Seed { get; init; } = 42;
+    public bool OverfitBatch { get; init; }
+    public int OverfitBatchNum { get; init; } = 1;
+    public int NumGeneratedImages { get; init; } = 4;
+    public string MixedPrecision { get; init; } = "no";
+    public long? MaxTrainExamples { get; init; }
+    public string? TrainSource { get; init; }
+    /// <summary>experiment.vqgan_checkpoint: the frozen tokenizer's weights.</summary>
+    public string? TokenizerCheckpoint { get; init; }
+
+    public required OptimizerSettings Optimizer { get; init; }
+    public required ScheduleSettings Schedule { get; init; }
+
+    public MaskSchedule TrainMaskSchedule { get; init; } = MaskSchedule.Arccos;
+    public double MinMaskingRatio { get; init; }
+    public double LabelDropout { get; init; } = 0.1;
+    public float LabelSmoothing { get; init; } = 0.1f;
+    public bool SumSplits { get; init; }
+
+    public static GeneratorTrainingSettings From(MaskBitConfig c)
+    {
+        var run = RunSettings.From(c, TrainingStage.Generator);
+        if (run.AccumulationSteps != 1)
+            throw new ConfigException($"{c.File}: training.gradient_accumulation_steps other than 1 is not supported for the generator");
+        const string m = "model.mlm_model.";
+        return new GeneratorTrainingSettings
+        {
+            Loop = LoopSettings.From(c),
+            BatchSize = run.TrainingBatchSize(c),
+            MaxGradNorm = run.MaxGradNorm,
+            UseEma = run.UseEma,
+            Seed = run.Seed,
+            OverfitBatch = run.OverfitBatch,
+            OverfitBatchNum = run.OverfitBatchNum,
+            NumGeneratedImages = run.NumGeneratedImages,
+            MixedPrecision = run.MixedPrecision,
+            MaxTrainExamples = run.MaxTrainExamples,
+            TokenizerCheckpoint = run.TokenizerCheckpoint,
+            TrainSource = run.TrainSource,
+            Optimizer = OptimizerSettings.From(c, TrainingStage.Generator),
+            Schedule = ScheduleSettings.From(c),
+            TrainMaskSchedule = Masking.ParseSchedule(c.GetString(m + "train_mask_schedule_strategy", "arccos")),
+            MinMaskingRatio = c.GetDouble(m + "min_masking_ratio", 0.0),
+            LabelDropout = c.GetDouble(m + "class_label_dropout", 0.1),
+            LabelSmoothing = (float)c.GetDouble("losses.mlm.label_smoothing", 0.1),
+            SumSplits = c.GetBool("losses.mlm.sum_splits", false),
+        };
+    }
+}

@@ -1,0 +1,124 @@
+using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
+using MaskBit.Autograd.Optim;
+using MaskBit.Models.Config;
+using MaskBit.Models.Generator;
+using MaskBit.Models.Interop;
+
+namespace MaskBit.Models.Training;
+
+/// <summary>Masking and label-dropout draws from a checkpointable <see cref="Rng"/> (its state is saved with
+/// the training checkpoint, so a resumed run draws what the uninterrupted one would have).</summary>
+public sealed class RngRandomSource(Rng rng) : IRandomSource
+{
+    public Rng Rng { get; } = rng;
+
+    public void Uniform(Span<float> destination)
+    {
+        for (int i = 0; i < destination.Length; i++) destination[i] = Rng.NextFloat();
+    }
+
+    public void CategoricalUniform(Span<float> destination) => Uniform(destination);
+
+    public void Gumbel(Span<float> destination)
+    {
+        for (int i = 0; i < destination.Length; i++)
+        {
+            double u = ((Rng.NextUInt64() >> 40) + 0.5) / (1 << 24);   // strictly inside (0, 1)
+            destination[i] = (float)-Math.Log(-Math.Log(u));
+        }
+    }
+}
+
+/// <summary>
+/// One Stage-II optimisation step as the reference's scripts/train_maskbit.py takes it: the batch's tokens split into
+/// groups and masked per sample along the train schedule, class labels dropped for classifier-free guidance, the
+/// forward in train mode, the MLM loss, backward, gradient clipping on the device, then the loss, norm and logged
+/// statistics in one download (the NaN stop needs them) before AdamW steps, its schedule advances and the EMA
+/// follows. Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
+/// The training loop, <c>maskbit bench</c> and <c>maskbit profile</c> all run this type.
+/// </summary>
+public sealed class MlmStep
+{
+    public const string ModelPart = "model";
+
+    public GeneratorTrainingSettings Settings { get; }
+    public MaskedGenerator Generator { get; }
+    public AdamW Optimizer { get; }
+    public LrSchedule Schedule { get; }
+    public Ema? Ema { get; }
+    public Rng Rng { get; }
+    private readonly RngRandomSource _random;
+    private readonly MlmLoss _loss;
+    private readonly List<Tensor> _parameters;
+
+    public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
+    {
+        Settings = settings;
+        Generator = new MaskedGenerator(generator, settings.Seed);
+        Rng = new Rng((ulong)settings.Seed);
+        Generator.DropoutGenerator = Rng;
+        Generator.Train();
+        _random = new RngRandomSource(Rng);
+        _loss = new MlmLoss(settings.LabelSmoothing, settings.SumSplits);
+        _parameters = Generator.Parameters().ToList();
+        var o = settings.Optimizer;
+        Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
+        Schedule = settings.Schedule.Create(o.LearningRate, settings.MaxTrainSteps);
+        Schedule.SetStep(0, Optimizer);
+        if (settings.UseEma) Ema = new Ema(_parameters, GeneratorTrainingSettings.EmaDecay);
+    }
+
+    /// <summary>The step of a config (<paramref name="batchSize"/> replaces training.per_gpu_batch_size; benchmarks).</summary>
+    public static MlmStep From(MaskBitConfig config, int? batchSize = null)
+    {
+        var settings = GeneratorTrainingSettings.From(config);
+        return new MlmStep(GeneratorConfig.From(config), batchSize is { } b ? settings with { BatchSize = b } : settings);
+    }
+
+    /// <summary>The generator, its optimizer, schedule and EMA, and the random generator.</summary>
+    public TrainingState State(string configYaml) => new()
+    {
+        Modules = new Dictionary<string, Module> { [ModelPart] = Generator },
+        Optimizers = new Dictionary<string, AdamW> { [ModelPart] = Optimizer },
+        Schedules = new Dictionary<string, LrSchedule> { [ModelPart] = Schedule },
+        Emas = Ema == null ? new Dictionary<string, Ema>() : new Dictionary<string, Ema> { [ModelPart] = Ema },
+        Rngs = new Dictionary<string, Rng> { [ModelPart] = Rng },
+        ConfigYaml = configYaml,
+    };
+
+    /// <summary>The step after <paramref name="stepsDone"/> steps on <paramref name="batch"/>; returns the MLM loss,
+    /// the masked-only loss, the accuracies, the gradient norm before clipping and the learning rate used.</summary>
+    /// <exception cref="TrainingDivergedException">The loss or the norm is NaN or ±Inf; nothing was applied.</exception>
+    public Dictionary<string, double> Run(TokenBatch batch, long stepsDone)
+    {
+        var cfg = Generator.Config;
+        double learningRate = Optimizer.LearningRate;
+        var masked = Masking.MaskBatch(batch.Tokens, batch.Count, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, Settings.TrainMaskSchedule,
+            Settings.MinMaskingRatio, _random, Generator.PosEmb.Device);
+        var labelDraws = new float[batch.Count];
+        _random.Uniform(labelDraws);
+        var dropLabels = labelDraws.Select(u => u < Settings.LabelDropout).ToArray();
+
+        var logits = Generator.Forward(masked.Tokens, batch.Labels, dropLabels);
+        var (loss, statistics) = _loss.Forward(logits, masked.Targets, masked.Mask);
+        loss.Backward();
+        var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
+        List<Tensor> logged = [loss, .. statistics.Sums];
+        if (norm != null) logged.Add(norm);
+        var host = Tensor.Items(logged);
+        float lossValue = host[0], gradNorm = norm != null ? host[^1] : 0f;
+        var log = statistics.ToLog(host.AsSpan(1, statistics.Sums.Count));
+        if (!float.IsFinite(lossValue)) throw new TrainingDivergedException("mlm_loss", stepsDone + 1, lossValue);
+        if (!float.IsFinite(gradNorm)) throw new TrainingDivergedException("grad_norm", stepsDone + 1, gradNorm);
+        Optimizer.Step();
+        Schedule.Advance(Optimizer);
+        Optimizer.ZeroGrad();
+        Ema?.Step(_parameters);
+        return new Dictionary<string, double>
+        {
+            ["lr"] = learningRate, ["train/mlm_loss"] = lossValue, ["train/masked_token_loss"] = log.MaskedTokenLoss,
+            ["train/correct_tokens"] = log.CorrectTokens, ["train/masked_correct_tokens"] = log.MaskedCorrectTokens, ["grad_norm"] = gradNorm,
+        };
+    }
+}

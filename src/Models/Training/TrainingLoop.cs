@@ -1,0 +1,220 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using MaskBit.Autograd;
+using MaskBit.Models.Config;
+using MaskBit.Models.Interop;
+
+namespace MaskBit.Models.Training;
+
+/// <summary>One finished step: <see cref="Step"/> steps are done; <see cref="Values"/> holds the step's loss terms,
+/// gradient norms and learning rates; <see cref="Loss"/> is the stage's main loss.</summary>
+public sealed record TrainingStepReport(long Step, long MaxSteps, IReadOnlyDictionary<string, double> Values, double Loss, double ItPerSecond);
+
+public enum TrainingOutcome { Completed, Cancelled }
+
+public sealed record TrainingResult(TrainingOutcome Outcome, long Step, string? LastCheckpoint);
+
+/// <summary>A loss term (or gradient norm) became NaN or ±Inf; nothing of that step was applied or saved.</summary>
+public sealed class TrainingDivergedException(string term, long step, double value, string? lastCheckpoint = null)
+    : Exception($"training stopped: {term} is {value.ToString(CultureInfo.InvariantCulture)} at step {step}; " +
+                (lastCheckpoint != null ? $"the last good checkpoint is {lastCheckpoint}" : "no checkpoint was written yet"))
+{
+    public string Term { get; } = term;
+    public long Step { get; } = step;
+    public double Value { get; } = value;
+    public string? LastCheckpoint { get; } = lastCheckpoint;
+
+    /// <summary>The same stop, naming the run's last checkpoint (the step does not know it).</summary>
+    public TrainingDivergedException WithCheckpoint(string? checkpoint) => new(Term, Step, Value, checkpoint);
+}
+
+/// <summary>The cadence of a run, the same keys and defaults for both stages (experiment.* and
+/// training.max_train_steps). 0 turns a periodic action off; a final checkpoint is always written.</summary>
+public sealed record LoopSettings
+{
+    /// <summary>training.max_train_steps: required, as in both reference scripts.</summary>
+    public required long MaxTrainSteps { get; init; }
+    /// <summary>experiment.log_every: metrics.jsonl line and progress line.</summary>
+    public long LogEvery { get; init; } = 50;
+    /// <summary>experiment.save_every: resumable checkpoint.</summary>
+    public long SaveEvery { get; init; }
+    /// <summary>experiment.generate_every: reconstruction / sample grid (EMA weights when kept).</summary>
+    public long GenerateEvery { get; init; }
+    /// <summary>experiment.eval_every: evaluation (the tokenizer, when dataset.params.eval_shards_path_or_url is set).</summary>
+    public long EvalEvery { get; init; }
+    /// <summary>experiment.resume: continue from the run folder's newest checkpoint. On by default: every shipped
+    /// config sets it, and running the same command again continues.</summary>
+    public bool Resume { get; init; } = true;
+
+    public static LoopSettings From(MaskBitConfig c)
+    {
+        var settings = new LoopSettings
+        {
+            MaxTrainSteps = c.GetInt("training.max_train_steps"),
+            LogEvery = c.GetInt("experiment.log_every", 50),
+            SaveEvery = c.GetInt("experiment.save_every", 0),
+            GenerateEvery = c.GetInt("experiment.generate_every", 0),
+            EvalEvery = c.GetInt("experiment.eval_every", 0),
+            Resume = c.GetBool("experiment.resume", true),
+        };
+        if (settings.MaxTrainSteps < 1) throw new ConfigException($"{c.File}: training.max_train_steps must be at least 1, got {settings.MaxTrainSteps}");
+        if (settings.LogEvery < 1) throw new ConfigException($"{c.File}: experiment.log_every must be at least 1, got {settings.LogEvery}");
+        foreach (var (key, value) in new[] { ("save_every", settings.SaveEvery), ("generate_every", settings.GenerateEvery), ("eval_every", settings.EvalEvery) })
+            if (value < 0) throw new ConfigException($"{c.File}: experiment.{key} must be 0 (off) or positive, got {value}");
+        return settings;
+    }
+}
+
+/// <summary>What a stage plugs into <see cref="TrainingLoop"/>: its checkpointable state, its data and its step.</summary>
+public interface ITrainingStage
+{
+    /// <summary>Modules, optimizers, EMAs, schedules and RNGs (the loop keeps the step and data position in it).</summary>
+    TrainingState State { get; }
+    /// <summary>Images per optimisation step (all accumulated micro-batches).</summary>
+    int SamplesPerStep { get; }
+    /// <summary>(label, metric) pairs of the progress line; the first is the stage's main loss.</summary>
+    IReadOnlyList<(string Label, string Key)> ProgressTerms { get; }
+    /// <summary>The run's first log line (models, data, batch).</summary>
+    string Describe();
+    /// <summary>Opens the data at <paramref name="position"/>; a fresh run (<paramref name="resumed"/> off) may
+    /// initialise weights first.</summary>
+    void Start(DataPosition position, bool resumed);
+    /// <summary>Where the data continues after the batches taken so far.</summary>
+    DataPosition Position { get; }
+    /// <summary>One optimisation step after <paramref name="stepsDone"/> steps; returns the logged values.</summary>
+    /// <exception cref="TrainingDivergedException">A term became NaN or ±Inf (nothing was applied).</exception>
+    Dictionary<string, double> TrainStep(long stepsDone);
+    /// <summary>Writes a grid of the model's output at <paramref name="path"/> (the EMA weights are in place).</summary>
+    void WriteSamples(long step, string path);
+    /// <summary>Scores on held-out data (EMA weights in place), or null when the stage has none configured.</summary>
+    IReadOnlyDictionary<string, double>? Evaluate();
+}
+
+/// <summary>The EMA weights swapped into their modules around a body (the reference's store / copy_to / restore).</summary>
+public static class EmaWeights
+{
+    public static T With<T>(TrainingState state, Func<T> body)
+    {
+        if (state.Emas.Count == 0) return body();
+        var swaps = state.Emas.Select(kv => (Ema: kv.Value, Parameters: state.Modules[kv.Key].Parameters().ToList())).ToList();
+        List<List<Tensor>> saved;
+        using (TensorScope.Outside())
+        using (Tape.NoGrad())
+            saved = swaps.Select(s => s.Parameters.Select(p => p.Detach().Clone()).ToList()).ToList();
+        foreach (var (ema, parameters) in swaps) ema.CopyTo(parameters);
+        try { return body(); }
+        finally
+        {
+            for (int m = 0; m < swaps.Count; m++)
+                for (int i = 0; i < saved[m].Count; i++) swaps[m].Parameters[i].CopyFrom_(saved[m][i]);
+        }
+    }
+
+    public static void With(TrainingState state, Action body) => With(state, () => { body(); return 0; });
+}
+
+/// <summary>
+/// The training loop of both stages, top to bottom: write the resolved config, resume from the newest checkpoint
+/// (metrics.jsonl loses the lines past it), then step until training.max_train_steps — logging, checkpointing,
+/// writing grids and evaluating at the config's cadence — and write a final checkpoint. Cancellation (Ctrl-C,
+/// SIGTERM, a time budget) stops after the current step with a checkpoint; a NaN/Inf term stops the run naming
+/// the term, the step and the last good checkpoint. Every step runs in its own <see cref="TensorScope"/>.
+/// </summary>
+public static class TrainingLoop
+{
+    public static TrainingResult Run(RunFolder run, LoopSettings settings, ITrainingStage stage, TextWriter log,
+        Action<TrainingStepReport>? onStep = null, CancellationToken cancel = default)
+    {
+        var state = stage.State;
+        run.Start(state.ConfigYaml ?? "");
+        string? lastCheckpoint = settings.Resume ? run.LatestCheckpoint() : null;
+        if (lastCheckpoint != null)
+        {
+            TrainingCheckpoint.Restore(lastCheckpoint, state);
+            log.WriteLine($"resumed from {lastCheckpoint} at step {state.Step}");
+        }
+        else if (settings.Resume) log.WriteLine("no checkpoint to resume from; training from scratch");
+        stage.Start(state.Data, resumed: lastCheckpoint != null);
+        using var metrics = run.OpenMetrics(state.Step);
+        log.WriteLine($"{stage.Describe()}; steps {state.Step}/{settings.MaxTrainSteps}; output {run.Root}");
+
+        string Save()
+        {
+            state.Data = stage.Position;
+            string path = run.CheckpointPath(state.Step);
+            TrainingCheckpoint.Save(path, state);
+            log.WriteLine($"saved checkpoint {path}");
+            return lastCheckpoint = path;
+        }
+        bool SavedNow() => lastCheckpoint == run.CheckpointPath(state.Step);
+
+        var window = Stopwatch.StartNew();
+        long windowStart = state.Step;
+        double itPerSecond = 0;
+        while (state.Step < settings.MaxTrainSteps)
+        {
+            if (cancel.IsCancellationRequested)
+            {
+                if (!SavedNow()) Save();
+                log.WriteLine($"cancelled at step {state.Step}; run the same command again to resume from {lastCheckpoint}");
+                return new TrainingResult(TrainingOutcome.Cancelled, state.Step, lastCheckpoint);
+            }
+
+            Dictionary<string, double> values;
+            using (TensorScope.Begin())
+            {
+                try { values = stage.TrainStep(state.Step); }
+                catch (TrainingDivergedException e) { throw e.WithCheckpoint(lastCheckpoint); }
+                state.Step++;
+                // Inside the step's scope: the tokenizer's grid shows the step's last images.
+                if (Every(settings.GenerateEvery, state.Step))
+                {
+                    string path = run.SamplesPath(state.Step);
+                    Directory.CreateDirectory(run.SamplesDir);
+                    EmaWeights.With(state, () => stage.WriteSamples(state.Step, path));
+                    log.WriteLine($"saved {path}");
+                }
+            }
+
+            if (Every(settings.LogEvery, state.Step) || state.Step == settings.MaxTrainSteps)
+            {
+                itPerSecond = (state.Step - windowStart) / Math.Max(window.Elapsed.TotalSeconds, 1e-9);
+                values["epoch"] = stage.Position.Epoch;
+                values["it_per_s"] = itPerSecond;
+                values["samples_per_s"] = itPerSecond * stage.SamplesPerStep;
+                metrics.Write(state.Step, values);
+                log.WriteLine(ProgressLine(stage, state.Step, settings.MaxTrainSteps, values, itPerSecond));
+                window.Restart();
+                windowStart = state.Step;
+            }
+            onStep?.Invoke(new TrainingStepReport(state.Step, settings.MaxTrainSteps, values,
+                values.GetValueOrDefault(stage.ProgressTerms[0].Key, double.NaN), itPerSecond));
+            if (Every(settings.SaveEvery, state.Step)) Save();
+            if (Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
+            {
+                metrics.Write(state.Step, scores.ToDictionary(kv => "eval/" + kv.Key, kv => kv.Value));
+                log.WriteLine($"eval at step {state.Step}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value.ToString("F4", CultureInfo.InvariantCulture)}")));
+            }
+        }
+        if (!SavedNow()) Save();
+        log.WriteLine($"finished: {state.Step} steps; final checkpoint {lastCheckpoint}");
+        return new TrainingResult(TrainingOutcome.Completed, state.Step, lastCheckpoint);
+    }
+
+    private static bool Every(long period, long step) => period > 0 && step % period == 0;
+
+    private static string ProgressLine(ITrainingStage stage, long step, long maxSteps, IReadOnlyDictionary<string, double> values, double itPerSecond)
+    {
+        var line = new StringBuilder();
+        line.Append(CultureInfo.InvariantCulture, $"step {step}/{maxSteps}");
+        foreach (var (label, key) in stage.ProgressTerms)
+            if (values.TryGetValue(key, out var x)) line.Append(CultureInfo.InvariantCulture, $"  {label} {x:F4}");
+        if (values.TryGetValue("lr", out var lr)) line.Append(CultureInfo.InvariantCulture, $"  lr {lr:0.00e+00}");
+        line.Append(CultureInfo.InvariantCulture, $"  {itPerSecond:F2} it/s  {itPerSecond * stage.SamplesPerStep:F1} samples/s");
+        double remaining = (maxSteps - step) / Math.Max(itPerSecond, 1e-9);
+        if (step < maxSteps && double.IsFinite(remaining) && remaining < TimeSpan.MaxValue.TotalSeconds)
+            line.Append(CultureInfo.InvariantCulture, $"  eta {TimeSpan.FromSeconds(Math.Round(remaining)):c}");
+        return line.ToString();
+    }
+}
