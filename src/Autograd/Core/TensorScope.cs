@@ -44,6 +44,14 @@ public sealed class TensorScope : IDisposable
         for (var s = _current; s != null; s = s._outer) s._owned.Remove(tensor.Storage);
     }
 
+    /// <summary>Releases a tensor's storage now instead of when its scope ends, for a value nothing reads again
+    /// (a no-grad forward's previous layer output). Views on the same storage are released with it.</summary>
+    public static void Release(Tensor tensor)
+    {
+        Untrack(tensor);
+        tensor.Storage.Dispose();
+    }
+
     /// <summary>Moves a tensor out of this scope into the enclosing one (or to none) and returns it.</summary>
     public Tensor Keep(Tensor tensor)
     {

@@ -114,7 +114,8 @@ internal static class CommandSupport
 
     public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false)
     {
-        var model = ImageTokenizer.FromConfig(config);
+        ImageTokenizer model;
+        using (GeneratorSetup.SkipInitWhenStrict(strict: !nonStrict)) model = ImageTokenizer.FromConfig(config);
         var source = TokenizerWeights.Load(model, weights, preferEma, nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);
         stdout.WriteLine($"loaded {weights} ({source switch { WeightsSource.TrainingEma => "EMA weights of a training checkpoint", WeightsSource.TrainingRaw => "raw weights of a training checkpoint", _ => "weights file" }})");
         model.Eval();
