@@ -53,6 +53,7 @@ public sealed partial class CpuBackend
             case UnaryOp.ClampMax: TensorPrimitives.Min(x, a, y); break;
             case UnaryOp.Relu: TensorPrimitives.Max(x, 0f, y); break;
             case UnaryOp.Gelu: SimdMath.Gelu(x, y); break;
+            case UnaryOp.LeakyRelu: SimdMath.LeakyRelu(x, y, a); break;
             default:
                 for (int i = 0; i < x.Length; i++) y[i] = UnaryScalar(op, x[i], a);
                 break;
@@ -73,7 +74,19 @@ public sealed partial class CpuBackend
         Chunked(n, (s, len) =>
         {
             var xs = F(x.At(s), len); var ys = F(y.At(s), len); var g = F(dy.At(s), len); var o = F(dx.At(s), len);
-            if (op == UnaryOp.Gelu) { SimdMath.GeluBackward(xs, g, o, accumulate); return; }
+            switch (op)
+            {
+                case UnaryOp.Gelu: SimdMath.GeluBackward(xs, g, o, accumulate); return;
+                case UnaryOp.LeakyRelu: SimdMath.LeakyReluBackward(xs, g, o, alpha, accumulate); return;
+                case UnaryOp.Relu: SimdMath.LeakyReluBackward(xs, g, o, 0f, accumulate); return;
+                case UnaryOp.Scale or UnaryOp.Neg:
+                    float factor = op == UnaryOp.Neg ? -1f : alpha;
+                    if (accumulate) TensorPrimitives.MultiplyAdd(g, factor, o, o); else TensorPrimitives.Multiply(g, factor, o);
+                    return;
+                case UnaryOp.AddScalar:
+                    if (accumulate) TensorPrimitives.Add(o, g, o); else g.CopyTo(o);
+                    return;
+            }
             for (int i = 0; i < len; i++)
             {
                 float d = g[i] * UnaryDerivative(op, xs[i], ys[i], alpha);
