@@ -173,7 +173,12 @@ public sealed class MaskedGenerator : Module
         observe?.Invoke("last_layer", x);
         int c = Config.EffectiveCodebookSize;
         if (IsLfq)
+        {
+            // The class token's logits are dropped: cut them before the projection when the logits are the wider
+            // of the two (12-bit: 4096 vs 1024 values per token), after it otherwise.
+            if (Config.Splits * c > Config.HiddenDim) return PredictionLayer!.Forward(x.Narrow(1, 0, n)).Reshape(b, n, Config.Splits, c);
             return PredictionLayer!.Forward(x).Reshape(b, n + 1, Config.Splits, c).Narrow(1, 0, n);
+        }
         var xs = x.Narrow(1, 0, n);
         var perSplit = new List<Tensor>();
         for (int i = 0; i < Config.Splits; i++)
