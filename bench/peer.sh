@@ -160,10 +160,13 @@ ours = {}
 for r in rows("ours.jsonl"):
     ours.setdefault(r["name"], []).append(r)
 peer = {}  # peer name -> {variant: [median_ms per round]}
+peer_rss = {}  # peer name -> highest peak_rss_mb of any round and variant
 for file, variant in (("peer_default.jsonl", "default"), ("peer_passive.jsonl", "passive")):
     for r in rows(file):
         if r.get("median_ms") is not None:
             peer.setdefault(r["name"], {}).setdefault(variant, []).append(r["median_ms"])
+        if r.get("peak_rss_mb") is not None:
+            peer_rss[r["name"]] = max(peer_rss.get(r["name"], 0), r["peak_rss_mb"])
 
 def best_peer(alternatives):
     """Fastest alternative; each name takes the better of its two variants (medians over rounds)."""
@@ -189,21 +192,29 @@ def rate(row, ms):
         return f"{row['gbytes_s'] * row['median_ms'] / ms:.2f} GB/s"
     return ""
 
-print("| workload | ours ms | ours | peer ms | peer | peer rows (variant) | ratio ours/peer |")
-print("|---|---|---|---|---|---|---|")
+def rss(mb):
+    return f"{mb:,.0f}" if mb is not None else ""
+
+print("| workload | ours ms | ours | peer ms | peer | peer rows (variant) | ratio ours/peer | ours peak RSS MB | peer peak RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|")
 for name, rs in ours.items():
     ok = [r for r in rs if r.get("median_ms") is not None]
     if not ok:
-        print(f"| {name} | {rs[0].get('error', 'n/a')} | | | | | |")
+        print(f"| {name} | {rs[0].get('error', 'n/a')} | | | | | | | |")
         continue
     ms = statistics.median(r["median_ms"] for r in ok)
     cells = [name, f"{ms:.3f}", rate(ok[0], ms)]
     bp = best_peer(ok[0].get("peer") or [])
+    peaks = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb") is not None]
     if bp:
         pms, pnames, variant = bp
+        ppeaks = [peer_rss[n] for n in pnames.split("+") if n in peer_rss]
         cells += [f"{pms:.3f}", rate(ok[0], pms), f"{pnames} ({variant})", f"{pms / ms:.2f}"]
     else:
+        ppeaks = []
         cells += ["", "", "no peer row", ""]
+    cells += [rss(max(peaks) if peaks else None), rss(max(ppeaks) if ppeaks else None)]
     print("| " + " | ".join(cells) + " |")
-print(f"\nmedians over rounds; ratio = peer time / our time (= our GFLOP/s / peer GFLOP/s); raw rows in {work}")
+print(f"\nmedians over rounds; ratio = peer time / our time (= our GFLOP/s / peer GFLOP/s); peak RSS: the highest over"
+      f" rounds of each side's resident-set peak for that row, from the row's start (MB = 10^6 bytes); raw rows in {work}")
 PY

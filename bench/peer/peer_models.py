@@ -14,13 +14,16 @@ weights and synthetic inputs, so that both sides do the same work:
                                     clip 1.0, AdamW, EMA; batch 64
 
 The perceptual network is replaced by zero, as in our configs (perceptual_weight 0; the reference would load
-torchvision weights). Output: one JSON line per workload with median_ms (the format of peer_pytorch.py).
+torchvision weights). Output: one JSON line per workload with median_ms and, on Linux, rss_before_mb and
+peak_rss_mb (resident set before the workload and its peak from there, model building included: VmHWM reset per
+workload; MB = 10^6 bytes, as our bench reports them) — the format of peer_pytorch.py.
 
   MASKBIT_REF=<checkout> python3 bench/peer/peer_models.py [--threads 2] [--only REGEX] [--target-s 2]
       [--omp-wait-policy PASSIVE] [--runs 3]
 """
 import argparse
 import copy
+import gc
 import json
 import os
 import re
@@ -235,6 +238,27 @@ def small_generator_train_step():
     return fn
 
 
+def status_mb(field):
+    """A "Field: N kB" line of /proc/self/status in MB (10^6 bytes), None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) * 1024 / 1e6, 1)
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
 def measure(fn, target_s, min_runs):
     fn()  # warm-up
     times, start = [], time.perf_counter()
@@ -256,9 +280,14 @@ def main():
             continue
         row = dict(name=name, group="model", threads=torch.get_num_threads(),
                    variant=ARGS.omp_wait_policy or "default", torch=torch.__version__)
+        gc.collect()
+        own_peak = reset_peak_rss()
+        row["rss_before_mb"] = status_mb("VmRSS")
         try:
             times = measure(build(), ARGS.target_s, ARGS.runs)
             row.update(median_ms=round(statistics.median(times), 3), min_ms=round(min(times), 3), runs=len(times))
+            if own_peak:
+                row["peak_rss_mb"] = status_mb("VmHWM")
         except Exception as e:  # a row with the error instead of stopping the other workloads
             row["error"] = f"{type(e).__name__}: {e}"
         print(json.dumps(row), flush=True)

@@ -168,6 +168,8 @@ public sealed class ElementwiseDeviceTests : DeviceTestBase
         ("accumulate into an expanded destination (sum over the last axis)", 15, 0, [5, 1], 3, [1, 0], [3, 5], true),
         ("rank 7, contiguous", 48, 0, [24, 12, 12, 4, 4, 2, 1], 48, [24, 12, 12, 4, 4, 2, 1], [2, 2, 1, 3, 1, 2, 2], false),
         ("0-d", 1, 0, [], 1, [], [], false),
+        ("permute (2,3,4,5)->(4,2,5,3): short rows, every outer index carries", 120, 0, [5, 60, 1, 20], 120, [30, 15, 3, 1], [4, 2, 5, 3], false),
+        ("narrow axis 1 of (2,5,3,4) to 1..4: merges into 2 rows of 36", 120, 12, [60, 12, 4, 1], 72, [36, 12, 4, 1], [2, 3, 3, 4], false),
     ];
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]

@@ -199,6 +199,29 @@ public class TensorOpsTests
         });
     }
 
+    [TestCase(new[] { 5 }, true)]
+    [TestCase(new[] { 2, 3 }, true)]
+    [TestCase(new[] { 4 }, false)]
+    public void Linear(int[] rows, bool bias)
+    {
+        const int inFeatures = 6, outFeatures = 4;
+        int n = (int)ShapeUtil.Numel(rows);
+        var inputs = new List<(double[], int[])> { In(rows.Append(inFeatures).ToArray()), In(outFeatures, inFeatures) };
+        if (bias) inputs.Add(In(outFeatures));
+        GradCheck.Check(inputs, t => Tensor.Linear(t[0], t[1], bias ? t[2] : null), x =>
+        {
+            var y = new double[n * outFeatures];
+            for (int r = 0; r < n; r++)
+                for (int o = 0; o < outFeatures; o++)
+                {
+                    double s = bias ? x[2][o] : 0;
+                    for (int i = 0; i < inFeatures; i++) s += x[0][r * inFeatures + i] * x[1][o * inFeatures + i];
+                    y[r * outFeatures + o] = s;
+                }
+            return y;
+        });
+    }
+
     [Test]
     public void ShapeErrorsNameTheShapes()
     {

@@ -119,7 +119,7 @@ public abstract class Module
 }
 
 /// <summary>An indexed list of child modules, keyed "0", "1", … as torch.nn.ModuleList.</summary>
-public sealed class ModuleList<T> : Module where T : Module
+public sealed class ModuleList<T> : Module, IReadOnlyList<T> where T : Module
 {
     private readonly List<T> _items = new();
     public ModuleList(IEnumerable<T>? items = null) { if (items != null) foreach (var m in items) Add(m); }
@@ -127,4 +127,5 @@ public sealed class ModuleList<T> : Module where T : Module
     public T this[int i] => _items[i];
     public int Count => _items.Count;
     public IEnumerator<T> GetEnumerator() => _items.GetEnumerator();
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }

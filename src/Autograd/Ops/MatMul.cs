@@ -61,12 +61,31 @@ public sealed partial class Tensor
 
     public Tensor MatMul(Tensor other) => MatMul(this, other);
 
-    /// <summary>y = x·Wᵀ + b with W (out, in), as torch.nn.functional.linear.</summary>
+    /// <summary>y = x·Wᵀ + b with W (out, in), as torch.nn.functional.linear. With a bias, y starts as the bias in
+    /// every row and the GEMM accumulates onto it (beta 1): no separate broadcast add, which would read and write y
+    /// once more and allocate a second output.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         if (weight.Rank != 2 || x.Shape[^1] != weight.Shape[1])
             throw new ArgumentException($"linear: input {ShapeUtil.Format(x.Shape)} does not match weight {ShapeUtil.Format(weight.Shape)}");
-        var y = MatMul(x, weight, transB: true);
-        return bias == null ? y : y.Add(bias);
+        if (bias == null) return MatMul(x, weight, transB: true);
+        int inFeatures = weight.Shape[1], outFeatures = weight.Shape[0];
+        if (bias.Rank != 1 || bias.Shape[0] != outFeatures)
+            throw new ArgumentException($"linear: bias {ShapeUtil.Format(bias.Shape)} does not match weight {ShapeUtil.Format(weight.Shape)}");
+        int rows = (int)(x.Numel / inFeatures);
+        var y = Empty(x.Shape[..^1].Append(outFeatures).ToArray(), x.Device);
+        x.Device.CopyStrided(bias.Buf, new[] { 0, 1 }, y.Buf, new[] { outFeatures, 1 }, new[] { rows, outFeatures });
+        x.Device.Gemm(new GemmDesc(rows, outFeatures, inFeatures, TransB: true), x.Buf, weight.Buf, y.Buf, beta: 1f);
+        Tape.Record(y, "linear", new[] { x, weight, bias }, g =>
+        {
+            var g2 = g.Reshape(rows, outFeatures);
+            return new[]
+            {
+                x.RequiresGrad ? MatMul(g2, weight).Reshape(x.Shape) : null,
+                weight.RequiresGrad ? MatMul(g2, x.Reshape(rows, inFeatures), transA: true) : null,
+                bias.RequiresGrad ? g2.Sum(0) : null,
+            };
+        });
+        return y;
     }
 }

@@ -43,28 +43,47 @@ public sealed class CpuStorage : Storage
 }
 
 /// <summary>Exact-length array pool: training repeats the same shapes every step, so buffers are keyed by
-/// length (no rounding waste). Bounded by a byte budget; beyond it arrays are left to the GC.</summary>
+/// length (no rounding waste). It holds at most <see cref="HighWaterBytes"/>: a return beyond that drops the sizes
+/// rented least recently (those of a model or a benchmark that is gone) until the pool is back under the mark, and
+/// <see cref="Trim"/> gives memory back on demand.</summary>
 public sealed class BufferPool<T> where T : unmanaged
 {
-    public static readonly BufferPool<T> Shared = new(budgetBytes: 4L << 30);
+    public static readonly BufferPool<T> Shared = BufferPool.Register(new BufferPool<T>(BufferPool.DefaultHighWaterBytes));
 
-    private readonly ConcurrentDictionary<int, ConcurrentBag<T[]>> _bins = new();
-    private readonly long _budgetBytes;
-    private long _pooledBytes;
+    /// <summary>The arrays of one length and the rent clock's value at their last rent (least recent go first).</summary>
+    private sealed class Bin
+    {
+        public readonly ConcurrentBag<T[]> Arrays = new();
+        public long LastRent;
+    }
+
+    private readonly ConcurrentDictionary<int, Bin> _bins = new();
+    private readonly object _evicting = new();
+    private long _pooledBytes, _rentClock;
     private static readonly int ElementSize = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
 
-    public BufferPool(long budgetBytes) => _budgetBytes = budgetBytes;
+    public BufferPool(long highWaterBytes) => HighWaterBytes = highWaterBytes;
 
+    /// <summary>The most bytes the pool keeps; settable (lower it to keep a small process small, raise it when a
+    /// training step's transient tensors exceed it and its steps should still find every buffer pooled).</summary>
+    public long HighWaterBytes { get; set; }
+
+    /// <summary>Bytes held by the pool (not rented out).</summary>
     public long PooledBytes => Interlocked.Read(ref _pooledBytes);
 
     public T[] Rent(int length)
     {
         if (length == 0) return Array.Empty<T>();
-        if (_bins.TryGetValue(length, out var bag) && bag.TryTake(out var array))
+        if (_bins.TryGetValue(length, out var bin))
         {
-            Interlocked.Add(ref _pooledBytes, -(long)length * ElementSize);
-            return array;
+            bin.LastRent = Interlocked.Increment(ref _rentClock);
+            if (bin.Arrays.TryTake(out var array))
+            {
+                Interlocked.Add(ref _pooledBytes, -(long)length * ElementSize);
+                return array;
+            }
         }
+        else _bins.TryAdd(length, new Bin { LastRent = Interlocked.Increment(ref _rentClock) });
         return GC.AllocateUninitializedArray<T>(length);
     }
 
@@ -72,9 +91,53 @@ public sealed class BufferPool<T> where T : unmanaged
     {
         if (array.Length == 0) return;
         long bytes = (long)array.Length * ElementSize;
-        if (Interlocked.Add(ref _pooledBytes, bytes) > _budgetBytes) { Interlocked.Add(ref _pooledBytes, -bytes); return; }
-        _bins.GetOrAdd(array.Length, _ => new ConcurrentBag<T[]>()).Add(array);
+        if (bytes > HighWaterBytes) return;
+        _bins.GetOrAdd(array.Length, _ => new Bin()).Arrays.Add(array);
+        // Evicting down to 7/8 of the mark leaves room, so a pool at its mark does not sort its bins on every return.
+        if (Interlocked.Add(ref _pooledBytes, bytes) > HighWaterBytes) Trim(HighWaterBytes / 8 * 7);
     }
 
-    public void Clear() { _bins.Clear(); Interlocked.Exchange(ref _pooledBytes, 0); }
+    /// <summary>Drops pooled arrays, least recently rented sizes first, until at most <paramref name="keepBytes"/>
+    /// remain; the dropped arrays are the GC's (see <see cref="BufferPool.Trim"/> to also hand them back to the OS).
+    /// Returns the bytes dropped.</summary>
+    public long Trim(long keepBytes = 0)
+    {
+        long dropped = 0;
+        lock (_evicting)
+            foreach (var (length, bin) in _bins.OrderBy(kv => kv.Value.LastRent).ToList())
+                while (PooledBytes > keepBytes && bin.Arrays.TryTake(out _))
+                {
+                    long bytes = (long)length * ElementSize;
+                    Interlocked.Add(ref _pooledBytes, -bytes);
+                    dropped += bytes;
+                }
+        return dropped;
+    }
+}
+
+/// <summary>The CPU backend's pools together (one <see cref="BufferPool{T}"/> per element type).</summary>
+public static class BufferPool
+{
+    private static readonly List<Action<long>> Pools = new();
+
+    /// <summary>The high-water mark each pool starts with: an eighth of the memory available to the process
+    /// (at least 512 MB) — above what a training step of the shipped configs keeps in flight, far below a laptop's RAM.</summary>
+    public static long DefaultHighWaterBytes { get; } = Math.Max(512L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8);
+
+    internal static BufferPool<T> Register<T>(BufferPool<T> pool) where T : unmanaged
+    {
+        lock (Pools) Pools.Add(keep => pool.Trim(keep));
+        return pool;
+    }
+
+    /// <summary>Gives the CPU backend's idle memory back to the operating system: storages of tensors nobody
+    /// references are finalised (returning their arrays to the pools), every pool is emptied, and the GC compacts
+    /// and decommits what was freed. For between workloads — after a model is dropped, between benchmark rows.</summary>
+    public static void Trim()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        lock (Pools) foreach (var trim in Pools) trim(0);
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
 }

@@ -83,6 +83,38 @@ internal static class SimdMath
         }
     }
 
+    /// <summary>Leaky ReLU: y = x if x &gt; 0, else slope·x (NaN stays NaN).</summary>
+    public static void LeakyRelu(ReadOnlySpan<float> x, Span<float> y, float slope)
+    {
+        var s = Vector256.Create(slope);
+        int i = 0;
+        for (; i + 8 <= x.Length; i += 8)
+        {
+            var v = Vector256.Create(x.Slice(i, 8));
+            Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero), v, v * s).CopyTo(y.Slice(i, 8));
+        }
+        for (; i < x.Length; i++) y[i] = x[i] > 0 ? x[i] : x[i] * slope;
+    }
+
+    /// <summary>dx = dy·(1 if x &gt; 0, else slope) (or dx += with <paramref name="accumulate"/>): the gradient of leaky
+    /// ReLU, and of ReLU with slope 0 (PyTorch's value at the kink either way).</summary>
+    public static void LeakyReluBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, float slope, bool accumulate)
+    {
+        var s = Vector256.Create(slope);
+        int i = 0;
+        for (; i + 8 <= x.Length; i += 8)
+        {
+            var g = Vector256.Create(dy.Slice(i, 8));
+            var d = Vector256.ConditionalSelect(Vector256.GreaterThan(Vector256.Create(x.Slice(i, 8)), Vector256<float>.Zero), g, g * s);
+            (accumulate ? Vector256.Create(dx.Slice(i, 8)) + d : d).CopyTo(dx.Slice(i, 8));
+        }
+        for (; i < x.Length; i++)
+        {
+            float d = x[i] > 0 ? dy[i] : dy[i] * slope;
+            dx[i] = accumulate ? dx[i] + d : d;
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> GeluLanes(Vector256<float> x) =>
         Vector256.Create(0.5f) * x * (Vector256<float>.One + Erf(x * Vector256.Create(0.70710678118654752f)));

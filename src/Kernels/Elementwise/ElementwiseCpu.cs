@@ -72,6 +72,7 @@ public sealed partial class CpuBackend
             case UnaryOp.ClampMax: TensorPrimitives.Min(x, a, y); break;
             case UnaryOp.Relu: TensorPrimitives.Max(x, 0f, y); break;
             case UnaryOp.Gelu: SimdMath.Gelu(x, y); break;
+            case UnaryOp.LeakyRelu: SimdMath.LeakyRelu(x, y, a); break;
             default:
                 for (int i = 0; i < x.Length; i++) y[i] = UnaryScalar(op, x[i], a);
                 break;
@@ -98,7 +99,19 @@ public sealed partial class CpuBackend
         {
             int len = end - start;
             var xs = F(x.At(start), len); var ys = F(y.At(start), len); var g = F(dy.At(start), len); var o = F(dx.At(start), len);
-            if (op == UnaryOp.Gelu) { SimdMath.GeluBackward(xs, g, o, accumulate); return; }
+            switch (op)
+            {
+                case UnaryOp.Gelu: SimdMath.GeluBackward(xs, g, o, accumulate); return;
+                case UnaryOp.LeakyRelu: SimdMath.LeakyReluBackward(xs, g, o, alpha, accumulate); return;
+                case UnaryOp.Relu: SimdMath.LeakyReluBackward(xs, g, o, 0f, accumulate); return;
+                case UnaryOp.Scale or UnaryOp.Neg:
+                    float factor = op == UnaryOp.Neg ? -1f : alpha;
+                    if (accumulate) TensorPrimitives.MultiplyAdd(g, factor, o, o); else TensorPrimitives.Multiply(g, factor, o);
+                    return;
+                case UnaryOp.AddScalar:
+                    if (accumulate) TensorPrimitives.Add(o, g, o); else g.CopyTo(o);
+                    return;
+            }
             for (int i = 0; i < len; i++)
             {
                 float d = g[i] * UnaryDerivative(op, xs[i], ys[i], alpha);
@@ -248,34 +261,60 @@ public sealed partial class CpuBackend
 
     public void CopyStrided(Buf x, int[] xStrides, Buf y, int[] yStrides, int[] shape, bool accumulate = false)
     {
-        long n = Numel(shape);
-        if (n == 0) return;
-        int rank = shape.Length, inner = rank == 0 ? 1 : shape[^1];
-        int rows = (int)(n / inner);
-        int sx = rank == 0 ? 0 : xStrides[^1], sy = rank == 0 ? 0 : yStrides[^1];
+        if (Numel(shape) == 0) return;
+        var (dims, xs, ys) = CoalesceStrided(shape, xStrides, yStrides);
+        int rank = dims.Length, inner = dims[^1], sx = xs[^1], sy = ys[^1];
+        int rows = (int)(Numel(dims) / inner);
         bool ints = x.Storage.DType == DType.Int32;
         CpuParallel.For(rows, (r0, r1) =>
         {
+            // The outer index advances like an odometer: one division per chunk, not one per row.
+            Span<int> index = stackalloc int[rank];
+            long ix = x.Offset, iy = y.Offset; int rem = r0;
+            for (int d = rank - 2; d >= 0; d--) { index[d] = rem % dims[d]; rem /= dims[d]; ix += (long)index[d] * xs[d]; iy += (long)index[d] * ys[d]; }
             for (int r = r0; r < r1; r++)
             {
-                long ix = x.Offset, iy = y.Offset; int rem = r;
-                for (int d = rank - 2; d >= 0; d--) { int idx = rem % shape[d]; rem /= shape[d]; ix += (long)idx * xStrides[d]; iy += (long)idx * yStrides[d]; }
-                if (ints)
+                if (ints) CopyRow(IntArr(x), ix, sx, IntArr(y), iy, sy, inner);
+                else if (sx == 1 && sy == 1)
                 {
-                    int[] xi = IntArr(x), yi = IntArr(y);
-                    for (int i = 0; i < inner; i++) yi[iy + (long)i * sy] = xi[ix + (long)i * sx];
-                    continue;
-                }
-                float[] xa = Arr(x), ya = Arr(y);
-                if (sx == 1 && sy == 1)
-                {
-                    var src = xa.AsSpan((int)ix, inner); var dst = ya.AsSpan((int)iy, inner);
+                    var src = Arr(x).AsSpan((int)ix, inner); var dst = Arr(y).AsSpan((int)iy, inner);
                     if (accumulate) TensorPrimitives.Add(dst, src, dst); else src.CopyTo(dst);
                 }
-                else if (accumulate) for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] += xa[ix + (long)i * sx];
-                else for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] = xa[ix + (long)i * sx];
+                else if (accumulate) { float[] xa = Arr(x), ya = Arr(y); for (int i = 0; i < inner; i++) ya[iy + (long)i * sy] += xa[ix + (long)i * sx]; }
+                else CopyRow(Arr(x), ix, sx, Arr(y), iy, sy, inner);
+                for (int d = rank - 2; d >= 0; d--)
+                {
+                    ix += xs[d]; iy += ys[d];
+                    if (++index[d] < dims[d]) break;
+                    ix -= (long)xs[d] * dims[d]; iy -= (long)ys[d] * dims[d]; index[d] = 0;
+                }
             }
         }, costPerItem: inner);
+    }
+
+    private static void CopyRow<T>(T[] xa, long ix, int sx, T[] ya, long iy, int sy, int n)
+    {
+        if (sx == 1 && sy == 1) { xa.AsSpan((int)ix, n).CopyTo(ya.AsSpan((int)iy, n)); return; }
+        for (int i = 0; i < n; i++) ya[iy + (long)i * sy] = xa[ix + (long)i * sx];
+    }
+
+    /// <summary>The same strided copy over fewer, longer axes: size-1 axes dropped and each axis merged into the next
+    /// where both sides step through it contiguously (a narrow on axis 1 of (B, S, E) becomes B rows of S·E).</summary>
+    internal static (int[] Dims, int[] XStrides, int[] YStrides) CoalesceStrided(int[] shape, int[] xStrides, int[] yStrides)
+    {
+        var dims = new List<int>(); var xs = new List<int>(); var ys = new List<int>();
+        for (int d = 0; d < shape.Length; d++)
+        {
+            if (shape[d] == 1) continue;
+            int last = dims.Count - 1;
+            if (last >= 0 && xs[last] == xStrides[d] * shape[d] && ys[last] == yStrides[d] * shape[d])
+            {
+                dims[last] *= shape[d]; xs[last] = xStrides[d]; ys[last] = yStrides[d];
+            }
+            else { dims.Add(shape[d]); xs.Add(xStrides[d]); ys.Add(yStrides[d]); }
+        }
+        if (dims.Count == 0) return ([1], [1], [1]);
+        return (dims.ToArray(), xs.ToArray(), ys.ToArray());
     }
 
     public void ReduceSum(Buf x, Buf y, int outer, int mid, int inner, float scale = 1f, bool accumulate = false)

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using MaskBit.Kernels.Cpu;
 
 namespace MaskBit.Models.Benchmarks;
 
@@ -36,9 +37,12 @@ public static class WorkloadRunner
         foreach (var w in workloads)
         {
             var row = Measure(w, options, backend ?? Workload.Backend);
+            // Model workloads leave whole models behind: their memory goes back to the OS before the next row, so
+            // each row's peak is its own; rss_after_mb shows that it did.
+            BufferPool.Trim();
+            row["rss_after_mb"] = Math.Round(ProcessMemory.ResidentMb(), 1);
             rows.Add(row);
             onRow?.Invoke(row);
-            GC.Collect();   // model workloads leave whole models behind; free them before the next one
         }
         return rows;
     }

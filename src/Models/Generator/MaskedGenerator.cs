@@ -44,7 +44,7 @@ public sealed class MaskedGenerator : Module
         Config = config;
         var rng = new Random(seed);
         int h = config.HiddenDim, c = config.EffectiveCodebookSize;
-        PosEmb = Parameter("pos_emb", TruncNormal(new[] { 1, config.SeqLen + 1, h }, rng));
+        PosEmb = Parameter("pos_emb", TruncNormal_(Tensor.Empty(new[] { 1, config.SeqLen + 1, h }), rng));
         if (IsLfq) Buffer("bits_to_indices", Tensor.FromInts(Enumerable.Range(0, config.Shift).Select(k => 1 << k).ToArray(), config.Shift));
         ClassEmb = Register("class_emb", new Embedding(config.NumClasses + 1, h, rng));
         if (IsLfq) InputProj = Register("input_proj", new Linear(config.Bits, h, rng: rng));
@@ -90,14 +90,14 @@ public sealed class MaskedGenerator : Module
         if (Init.IsShapesOnly) return;
         foreach (var (name, p) in NamedParameters())
         {
-            if (name.EndsWith(".weight") && p.Rank == 2) p.CopyFrom_(TruncNormal(p.Shape, rng));
+            if (name.EndsWith(".weight") && p.Rank == 2) TruncNormal_(p, rng);
             else if (name.EndsWith(".weight") && p.Rank == 1) p.Fill_(1f);   // LayerNorm
             else if (name.EndsWith(".bias")) p.Fill_(0f);
         }
     }
 
     /// <summary>The reference's trunc_normal_(std=0.02) with torch's default absolute bounds ±2.</summary>
-    private static Tensor TruncNormal(int[] shape, Random rng) => Init.TruncNormal(shape, 0.02f, -2f, 2f, rng);
+    private static Tensor TruncNormal_(Tensor t, Random rng) => Init.TruncNormal_(t, 0.02f, -2f, 2f, rng);
 
     /// <summary>LFQBert input: each group's bits least significant first as ±1, a masked group as zeros, groups
     /// concatenated group-major: (B, n, splits) Int32 → (B, n, bits), on the tokens' device.</summary>
@@ -153,7 +153,12 @@ public sealed class MaskedGenerator : Module
         observe?.Invoke("last_layer", x);
         int c = Config.EffectiveCodebookSize;
         if (IsLfq)
+        {
+            // The class token's logits are dropped: cut them before the projection when the logits are the wider
+            // of the two (12-bit: 4096 vs 1024 values per token), after it otherwise.
+            if (Config.Splits * c > Config.HiddenDim) return PredictionLayer!.Forward(x.Narrow(1, 0, n)).Reshape(b, n, Config.Splits, c);
             return PredictionLayer!.Forward(x).Reshape(b, n + 1, Config.Splits, c).Narrow(1, 0, n);
+        }
         var xs = x.Narrow(1, 0, n);
         var perSplit = new List<Tensor>();
         for (int i = 0; i < Config.Splits; i++)

@@ -83,15 +83,18 @@ public sealed class TransformerEncoder : Module
         for (int i = 0; i < depth; i++) Layers.Add(new TransformerLayer(dim, heads, mlpDim, dropout, usePrenorm, rng));
     }
 
-    /// <summary>Runs all layers; <paramref name="observe"/> receives (layer, "attn"|"ffn", activation) for inspection.</summary>
+    /// <summary>Runs all layers (without a tape releasing each layer's activations as it goes, see
+    /// <see cref="TensorScope.Chain"/>); <paramref name="observe"/> receives (layer, "attn"|"ffn", activation) for
+    /// inspection, and then every activation is kept.</summary>
     public Tensor Forward(Tensor x, Action<int, string, Tensor>? observe = null)
     {
+        if (observe == null) return TensorScope.Chain(x, Layers.Select(l => (Func<Tensor, Tensor>)(h => l.FeedForward.Forward(l.Attention.Forward(h)))));
         for (int i = 0; i < Layers.Count; i++)
         {
             x = Layers[i].Attention.Forward(x);
-            observe?.Invoke(i, "attn", x);
+            observe(i, "attn", x);
             x = Layers[i].FeedForward.Forward(x);
-            observe?.Invoke(i, "ffn", x);
+            observe(i, "ffn", x);
         }
         return x;
     }

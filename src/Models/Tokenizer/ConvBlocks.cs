@@ -11,6 +11,11 @@ namespace MaskBit.Models.Tokenizer;
 public abstract class Stage : Module
 {
     public abstract Tensor Forward(Tensor x);
+
+    /// <summary>The blocks in order; without a tape each block's activations are released as it finishes
+    /// (<see cref="TensorScope.Chain"/>).</summary>
+    protected static Tensor RunBlocks(IEnumerable<ResidualBlock> blocks, Tensor x) =>
+        TensorScope.Chain(x, blocks.Select(b => (Func<Tensor, Tensor>)b.Forward));
 }
 
 public sealed class ResidualBlock : Module
@@ -57,7 +62,7 @@ public sealed class ResidualStage : Stage
 
     public override Tensor Forward(Tensor x)
     {
-        foreach (var b in ResBlocks) x = b.Forward(x);
+        x = RunBlocks(ResBlocks, x);
         return x;
     }
 }
@@ -77,7 +82,7 @@ public sealed class DownsamplingStage : Stage
 
     public override Tensor Forward(Tensor x)
     {
-        foreach (var b in ResBlocks) x = b.Forward(x);
+        x = RunBlocks(ResBlocks, x);
         return DownConv != null ? DownConv.Forward(x) : F.AvgPool2d2x2(x);
     }
 }
@@ -97,7 +102,7 @@ public sealed class UpsamplingStage : Stage
 
     public override Tensor Forward(Tensor x)
     {
-        foreach (var b in ResBlocks) x = b.Forward(x);
+        x = RunBlocks(ResBlocks, x);
         return UpsampleConv.Forward(F.UpsampleNearest2x(x));
     }
 }

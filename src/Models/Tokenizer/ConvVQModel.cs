@@ -40,9 +40,7 @@ public sealed class ConvEncoder : Module
 
     public Tensor Forward(Tensor pixels)
     {
-        var h = ConvIn.Forward(pixels);
-        foreach (var stage in Down) h = stage.Forward(h);
-        h = Mid.Forward(h);
+        var h = TensorScope.Chain(pixels, Down.Select(s => (Func<Tensor, Tensor>)s.Forward).Prepend(ConvIn.Forward).Append(Mid.Forward));
         return ConvOut.Forward(NormOut.ForwardSilu(h));
     }
 }
@@ -83,8 +81,7 @@ public sealed class ConvDecoder : Module
 
     public Tensor Forward(Tensor zQuantized)
     {
-        var h = Mid.Forward(ConvIn.Forward(zQuantized));
-        foreach (var stage in _runOrder) h = stage.Forward(h);
+        var h = TensorScope.Chain(zQuantized, _runOrder.Select(s => (Func<Tensor, Tensor>)s.Forward).Prepend(Mid.Forward).Prepend(ConvIn.Forward));
         return ConvOut.Forward(NormOut.ForwardSilu(h));
     }
 }

@@ -47,7 +47,7 @@ public sealed class PatchGanDiscriminator : GanDiscriminator
     private static Conv2d Conv(int inChannels, int outChannels, int stride, bool bias, Random rng)
     {
         var conv = new Conv2d(inChannels, outChannels, KernelSize, stride, bias, padding: 1, rng: rng);
-        conv.Weight.CopyFrom_(Init.Normal(conv.Weight.Shape, InitStd, rng));
+        Init.Normal_(conv.Weight, InitStd, rng);
         return conv;
     }
 

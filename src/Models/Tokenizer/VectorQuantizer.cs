@@ -27,7 +27,7 @@ public sealed class VectorQuantizer : Module
         EntropyLossWeight = entropyLossWeight; EntropyLossTemperature = entropyLossTemperature; EntropyGamma = entropyGamma;
         UseL2Normalisation = useL2Normalisation;
         Embedding = Register("embedding", new Embedding(codebookSize, tokenSize, rng));
-        Embedding.Weight.CopyFrom_(Init.Uniform(Embedding.Weight.Shape, 1f / codebookSize, rng ?? Random.Shared));
+        Init.Uniform_(Embedding.Weight, 1f / codebookSize, rng ?? Random.Shared);
     }
 
     public (Tensor Quantized, QuantizerResult Result) Forward(Tensor zIn)
