@@ -5,18 +5,14 @@ namespace MaskBit.Kernels.Cpu;
 // - forward:         y_g  = W_g · patches(x)                    (one GEMM per group, columns split over the cores);
 // - input gradient:  per stride phase (a, b) of dx, a stride-1 conv of dy with the phase's taps of W, flipped and
 //                    transposed: dx[.., u·s + a − pad, ..] gathers exactly the taps kh ≡ a (mod s);
-// - weight gradient: dW[:, :, kh, kw] = dY · tap(kh, kw)ᵀ per tap, over the same windows as the forward, with the
-//                    spatial (K) axis split over the cores into private sums.
+// - weight gradient: dW_g = dY_g · patchesᵀ, the patches read through the forward's windows and row table,
+//                    transposed (K = the spatial axis).
 // Scratch (windows, products) is sized per group of images, at most PassFloats unless one image needs more.
 public sealed partial class CpuBackend
 {
     /// <summary>Scratch budget in floats for one pass of images (layout + product). Tests shrink it to split
     /// batches into several passes.</summary>
     internal static long PassFloats { get; set; } = 1 << 22;
-
-    /// <summary>Columns of the weight gradient's K axis per GEMM call: the dY block (Cout × this) stays in L2
-    /// while the taps stream past it.</summary>
-    private const int WeightGradColumns = 512;
 
     private static int ImagesPerPass(long floatsPerImage, int images) =>
         (int)Math.Clamp(PassFloats / Math.Max(1, floatsPerImage), 1, images);
@@ -70,9 +66,9 @@ public sealed partial class CpuBackend
                 }
     }
 
-    /// <summary>C (m×n, row stride ldc) = A·B for views the Buf-based Gemm cannot express, split over the cores
-    /// by column ranges.</summary>
-    private static unsafe void GemmColumns(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc)
+    /// <summary>C (m×n, row stride ldc) = A·B + beta·C for views the Buf-based Gemm cannot express, split over
+    /// the cores by column ranges.</summary>
+    private static unsafe void GemmColumns(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float beta = 0f)
     {
         int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n / Sgemm.NR));
         nint cAddr = (nint)c;
@@ -85,7 +81,7 @@ public sealed partial class CpuBackend
                     for (int wk = w0; wk < w1; wk++)
                     {
                         int lo = (int)((long)n * wk / workers / Sgemm.NR * Sgemm.NR), hi = wk + 1 == workers ? n : (int)((long)n * (wk + 1) / workers / Sgemm.NR * Sgemm.NR);
-                        if (lo < hi) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, 0f, pa, pb);
+                        if (lo < hi) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, beta, pa, pb);
                     }
             }
             finally
@@ -175,98 +171,66 @@ public sealed partial class CpuBackend
     /// (transposed, and flipped so that the phase's conv reads dy forwards).</summary>
     private static void FlipWeights(Conv2dDesc d, List<InputPhase> phases, float[] w, int wOff, float[] dst)
     {
-        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup, taps = d.KH * d.KW;
-        CpuParallel.For(phases.Count * d.Cin, (p0, p1) =>
+        // Blocks of input channels: each reads W's rows in order and writes one stream per channel of the block
+        // (a plain channel-by-channel loop would read W at a stride of a page per element).
+        const int block = 16;
+        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup, taps = d.KH * d.KW, blocks = (d.Cin + block - 1) / block;
+        CpuParallel.For(phases.Count * blocks, (p0, p1) =>
         {
+            Span<int> tapAt = stackalloc int[taps];
             for (int p = p0; p < p1; p++)
             {
-                var ph = phases[p / d.Cin];
-                int c = p % d.Cin, g = c / cinG, ci = c % cinG;
-                long o = ph.WeightOffset + (long)c * coutG * ph.Taps;
+                var ph = phases[p / blocks];
+                for (int i = 0, q = 0; i < ph.Th; i++)
+                    for (int j = 0; j < ph.Tw; j++)
+                        tapAt[q++] = (ph.A + (ph.Th - 1 - i) * d.StrideH) * d.KW + ph.B + (ph.Tw - 1 - j) * d.StrideW;
+                var phaseTaps = tapAt[..ph.Taps];
+                int c0 = p % blocks * block, c1 = Math.Min(d.Cin, c0 + block);
                 for (int co = 0; co < coutG; co++)
-                {
-                    int src = wOff + ((g * coutG + co) * cinG + ci) * taps;
-                    for (int i = 0; i < ph.Th; i++)
-                        for (int j = 0; j < ph.Tw; j++)
-                            dst[o++] = w[src + (ph.A + (ph.Th - 1 - i) * d.StrideH) * d.KW + ph.B + (ph.Tw - 1 - j) * d.StrideW];
-                }
+                    for (int c = c0; c < c1; c++)
+                    {
+                        var src = w.AsSpan(wOff + ((c / cinG * coutG + co) * cinG + c % cinG) * taps, taps);
+                        var to = dst.AsSpan((int)(ph.WeightOffset + ((long)c * coutG + co) * ph.Taps), ph.Taps);
+                        for (int q = 0; q < to.Length; q++) to[q] = src[phaseTaps[q]];
+                    }
             }
-        }, costPerItem: (double)d.CoutPerGroup * taps);
+        }, costPerItem: (double)block * coutG * taps);
     }
 
     // ---- weight gradient ------------------------------------------------------------------------------------
 
     private unsafe void ImplicitBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw)
     {
-        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup, taps = d.KH * d.KW;
+        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup, k = cinG * d.KH * d.KW;
         var full = InputWindows(d, 1);
-        // dY in the windows' column numbering (stride 1, no padding: zeros past OH and OW).
+        // dY in the windows' column numbering (stride 1, no padding: zeros past OH and OW, so the wrapped columns
+        // of the windows add nothing).
         var gradFull = new ConvWindows(d.Cout, 1, 1, 1, 0, 0, full.Hq, full.Wq);
         int perPass = ImagesPerPass(full.Floats + gradFull.Floats, d.N);
-        int workers = Math.Max(1, CpuParallel.Workers);
-        long sumFloats = (long)taps * d.Cout * cinG;
         using var windows = Scratch((full with { Images = perPass }).Floats);
         using var grads = Scratch((gradFull with { Images = perPass }).Floats);
-        using var sums = Scratch(workers * sumFloats);    // per worker [tap][co][ci]
-        float[] X = Arr(x), DY = Arr(dy), S = sums.Floats;
-        for (int n0 = 0; n0 < d.N; n0 += perPass)
+        var rows = BufferPool<long>.Shared.Rent(k);
+        try
         {
-            bool first = n0 == 0;
-            var l = full with { Images = Math.Min(perPass, d.N - n0) };
-            var gl = gradFull with { Images = l.Images };
-            l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
-            gl.Fill(DY, Off(dy), n0, d.OH, d.OW, grads.Floats);
-            int columns = l.Columns(d.OH, d.OW);
-            float[] W = windows.Floats, G = grads.Floats;
-            var desc = d;
-            CpuParallel.For(workers, (w0, w1) =>
+            float[] X = Arr(x), DY = Arr(dy);
+            for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
-                float[] packA = BufferPool<float>.Shared.Rent(Sgemm.PackedALength), packB = BufferPool<float>.Shared.Rent(Sgemm.PackedBLength);
-                try
+                var l = full with { Images = Math.Min(perPass, d.N - n0) };
+                var gl = gradFull with { Images = l.Images };
+                l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
+                gl.Fill(DY, Off(dy), n0, d.OH, d.OW, grads.Floats);
+                int columns = l.Columns(d.OH, d.OW);
+                for (int g = 0; g < d.Groups; g++)
                 {
-                    fixed (float* pa = packA, pb = packB, pw = W, pg = G, ps = S)
-                        for (int wk = w0; wk < w1; wk++)
-                        {
-                            int lo = (int)((long)columns * wk / workers), hi = (int)((long)columns * (wk + 1) / workers);
-                            float* sum = ps + wk * sumFloats;
-                            if (lo == hi && first) new Span<float>(sum, (int)sumFloats).Clear();
-                            for (int k0 = lo; k0 < hi; k0 += WeightGradColumns)
-                            {
-                                int kc = Math.Min(WeightGradColumns, hi - k0);
-                                float beta = first && k0 == lo ? 0f : 1f;
-                                for (int g = 0; g < desc.Groups; g++)
-                                {
-                                    var grad = new MatrixView(pg + (long)g * coutG * gl.ChannelStride + k0, gl.ChannelStride, false);
-                                    for (int kh = 0; kh < desc.KH; kh++)
-                                        for (int kw = 0; kw < desc.KW; kw++)
-                                            Sgemm.Run(coutG, cinG, kc, grad, new MatrixView(pw + l.TapOffset(g * cinG, kh, kw) + k0, l.ChannelStride, true),
-                                                sum + ((long)(kh * desc.KW + kw) * desc.Cout + g * coutG) * cinG, cinG, 1f, beta, pa, pb);
-                                }
-                            }
-                        }
+                    // dW_g (CoutG × (ci, kh, kw)) = dY_g · patchesᵀ: the patches' rows are the forward's windows.
+                    TapRows(l, g * cinG, cinG, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
+                    fixed (float* pg = grads.Floats, pp = windows.Floats, pw = Arr(dw))
+                    fixed (long* pr = rows)
+                        GemmColumns(coutG, k, columns, new MatrixView(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
+                            new MatrixView(pp, 0, true, pr), pw + Off(dw) + (long)g * coutG * k, k, n0 == 0 ? 0f : 1f);
                 }
-                finally
-                {
-                    BufferPool<float>.Shared.Return(packA);
-                    BufferPool<float>.Shared.Return(packB);
-                }
-            }, costPerItem: 2.0 * columns / workers * d.Cout * cinG * taps);
+            }
         }
-
-        // dW[co, ci, t] = Σ_workers sums[worker][t][co][ci].
-        float[] DW = Arr(dw);
-        int dwOff = Off(dw), cout = d.Cout;
-        CpuParallel.For(cout, (c0, c1) =>
-        {
-            for (int co = c0; co < c1; co++)
-                for (int ci = 0; ci < cinG; ci++)
-                    for (int t = 0; t < taps; t++)
-                    {
-                        long at = ((long)t * cout + co) * cinG + ci;
-                        float s = 0f;
-                        for (int wk = 0; wk < workers; wk++) s += S[wk * sumFloats + at];
-                        DW[dwOff + (co * cinG + ci) * taps + t] = s;
-                    }
-        }, costPerItem: (double)cinG * taps * workers);
+        finally { BufferPool<long>.Shared.Return(rows); }
     }
 }
