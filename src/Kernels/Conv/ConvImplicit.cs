@@ -43,7 +43,7 @@ public sealed partial class CpuBackend
                     TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
                     fixed (float* pw = Arr(w), pp = windows.Floats, pc = P)
                     fixed (long* pr = rows)
-                        GemmColumns(coutG, width, k, new MatrixView(pw + Off(w) + (long)g * coutG * k, k, false),
+                        GemmSplit(coutG, width, k, new MatrixView(pw + Off(w) + (long)g * coutG * k, k, false),
                             new MatrixView(pp, 0, false, pr), pc + (long)g * coutG * width, width);
                 }
                 l.Scatter(P, width, d.Cout, d.OH, d.OW, Y, Off(y), n0, d.OH, d.OW, 0, 1, 0, 1,
@@ -67,10 +67,13 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>C (m×n, row stride ldc) = A·B + beta·C for views the Buf-based Gemm cannot express, split over
-    /// the cores by column ranges.</summary>
-    private static unsafe void GemmColumns(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float beta = 0f)
+    /// the cores by ranges of the longer side: each worker packs all of the operand along the other side, so the
+    /// smaller of A and B is the one packed twice.</summary>
+    private static unsafe void GemmSplit(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float beta = 0f)
     {
-        int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n / Sgemm.NR));
+        bool byColumns = n >= m;
+        int unit = byColumns ? Sgemm.NR : Sgemm.MR, extent = byColumns ? n : m;
+        int workers = Math.Max(1, Math.Min(CpuParallel.Workers, extent / unit));
         nint cAddr = (nint)c;
         CpuParallel.For(workers, (w0, w1) =>
         {
@@ -80,8 +83,10 @@ public sealed partial class CpuBackend
                 fixed (float* pa = packA, pb = packB)
                     for (int wk = w0; wk < w1; wk++)
                     {
-                        int lo = (int)((long)n * wk / workers / Sgemm.NR * Sgemm.NR), hi = wk + 1 == workers ? n : (int)((long)n * (wk + 1) / workers / Sgemm.NR * Sgemm.NR);
-                        if (lo < hi) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, beta, pa, pb);
+                        int lo = SplitPoint(extent, wk, workers, unit), hi = SplitPoint(extent, wk + 1, workers, unit);
+                        if (lo >= hi) continue;
+                        if (byColumns) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, beta, pa, pb);
+                        else Sgemm.Run(hi - lo, n, k, a.At(lo, 0), b, (float*)cAddr + (long)lo * ldc, ldc, 1f, beta, pa, pb);
                     }
             }
             finally
@@ -156,7 +161,7 @@ public sealed partial class CpuBackend
                         TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows, (i, j) => (i + dr, j + dc));
                         fixed (float* pw = weights.Floats, pp = windows.Floats, pc = P)
                         fixed (long* pr = rows)
-                            GemmColumns(cinG, width, k, new MatrixView(pw + ph.WeightOffset + (long)g * cinG * k, k, false),
+                            GemmSplit(cinG, width, k, new MatrixView(pw + ph.WeightOffset + (long)g * cinG * k, k, false),
                                 new MatrixView(pp, 0, false, pr), pc + (long)g * cinG * width, width);
                     }
                     l.Scatter(P, width, d.Cin, ph.Rows, ph.Cols, DX, Off(dx), n0, d.H, d.W,
@@ -226,7 +231,7 @@ public sealed partial class CpuBackend
                     TapRows(l, g * cinG, cinG, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
                     fixed (float* pg = grads.Floats, pp = windows.Floats, pw = Arr(dw))
                     fixed (long* pr = rows)
-                        GemmColumns(coutG, k, columns, new MatrixView(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
+                        GemmSplit(coutG, k, columns, new MatrixView(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
                             new MatrixView(pp, 0, true, pr), pw + Off(dw) + (long)g * coutG * k, k, n0 == 0 ? 0f : 1f);
                 }
             }
