@@ -10,19 +10,20 @@ namespace MaskBit.Tests.Ops;
 [TestFixture]
 public class ConvTests
 {
-    /// <summary>Shape and settings of one conv: x (N, Cin, H, W), weight (Cout, Cin/G, K, K).</summary>
-    public sealed record Case(int N, int Cin, int H, int W, int Cout, int K, int Stride, Padding2d Pad, int Groups, bool Bias)
+    /// <summary>Shape and settings of one conv: x (N, Cin, H, W), weight (Cout, Cin/G, K, KW); KW = K unless given.</summary>
+    public sealed record Case(int N, int Cin, int H, int W, int Cout, int K, int Stride, Padding2d Pad, int Groups, bool Bias, int Kw = 0)
     {
+        public int KW => Kw > 0 ? Kw : K;
         public int OH => (H + Pad.Top + Pad.Bottom - K) / Stride + 1;
-        public int OW => (W + Pad.Left + Pad.Right - K) / Stride + 1;
+        public int OW => (W + Pad.Left + Pad.Right - KW) / Stride + 1;
         public int[] XShape => new[] { N, Cin, H, W };
-        public int[] WShape => new[] { Cout, Cin / Groups, K, K };
+        public int[] WShape => new[] { Cout, Cin / Groups, K, KW };
         public override string ToString() =>
-            $"x{N}x{Cin}x{H}x{W}_to{Cout}_k{K}_s{Stride}_pad{Pad.Left}{Pad.Right}{Pad.Top}{Pad.Bottom}_g{Groups}{(Bias ? "_bias" : "")}";
+            $"x{N}x{Cin}x{H}x{W}_to{Cout}_k{K}x{KW}_s{Stride}_pad{Pad.Left}{Pad.Right}{Pad.Top}{Pad.Bottom}_g{Groups}{(Bias ? "_bias" : "")}";
     }
 
-    private static Case C(int n, int cin, int h, int w, int cout, int k, int s, (int l, int r, int t, int b) p, int g, bool bias) =>
-        new(n, cin, h, w, cout, k, s, new Padding2d(p.l, p.r, p.t, p.b), g, bias);
+    private static Case C(int n, int cin, int h, int w, int cout, int k, int s, (int l, int r, int t, int b) p, int g, bool bias, int Kw = 0) =>
+        new(n, cin, h, w, cout, k, s, new Padding2d(p.l, p.r, p.t, p.b), g, bias, Kw);
 
     public static IEnumerable<TestCaseData> SmallCases() => new[]
     {
@@ -38,6 +39,11 @@ public class ConvTests
         C(2, 4, 5, 7, 6, 1, 1, (0, 0, 0, 0), 2, false),   // pointwise, grouped
         C(2, 3, 7, 9, 4, 1, 2, (0, 0, 0, 0), 1, true),    // 1×1 strided: general path
         C(2, 3, 5, 6, 4, 1, 1, (1, 0, 0, 1), 1, false),   // 1×1 padded: general path
+        C(2, 3, 6, 8, 4, 3, 2, (0, 1, 0, 1), 1, true),    // SAME stride 2 on an even map (the tokenizer's downsampling)
+        C(2, 4, 5, 9, 3, 1, 1, (3, 3, 0, 0), 1, true, Kw: 7),   // 1×7 (Inception)
+        C(2, 4, 9, 5, 3, 7, 1, (0, 0, 3, 3), 1, false, Kw: 1),  // 7×1 (Inception)
+        C(2, 3, 11, 10, 5, 7, 2, (3, 3, 3, 3), 1, false), // 7×7 stride 2 (ResNet stem)
+        C(2, 3, 9, 9, 4, 2, 3, (0, 0, 0, 0), 1, true),    // stride above the kernel: inputs no tap reads
     }.Select(c => new TestCaseData(c).SetName($"ConvGradCheck({c})"));
 
     [TestCaseSource(nameof(SmallCases))]
@@ -146,13 +152,13 @@ public class ConvTests
                     for (int ow = 0; ow < c.OW; ow++)
                         for (int ci = 0; ci < cinG; ci++)
                             for (int kh = 0; kh < c.K; kh++)
-                                for (int kw = 0; kw < c.K; kw++)
+                                for (int kw = 0; kw < c.KW; kw++)
                                 {
                                     int ih = oh * c.Stride + kh - c.Pad.Top, iw = ow * c.Stride + kw - c.Pad.Left;
                                     if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
                                     int cIn = co / coutG * cinG + ci;
                                     visit(((n * c.Cout + co) * c.OH + oh) * c.OW + ow, ((n * c.Cin + cIn) * c.H + ih) * c.W + iw,
-                                        ((co * cinG + ci) * c.K + kh) * c.K + kw);
+                                        ((co * cinG + ci) * c.K + kh) * c.KW + kw);
                                 }
     }
 
