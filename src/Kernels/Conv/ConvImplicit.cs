@@ -17,9 +17,19 @@ public sealed partial class CpuBackend
     private static int ImagesPerPass(long floatsPerImage, int images) =>
         (int)Math.Clamp(PassFloats / Math.Max(1, floatsPerImage), 1, images);
 
-    /// <summary>Forward windows: every output reads rows oy..oy + (KH−1)/StrideH of its phase plane.</summary>
+    /// <summary>Forward windows: every output reads rows oy..oy + (KH−1)/StrideH of its phase plane (stride 1:
+    /// neighbouring rows and planes share their zero padding).</summary>
     private static ConvWindows InputWindows(in Conv2dDesc d, int images) =>
-        new(d.Cin, images, d.StrideH, d.StrideW, d.PadTop, d.PadLeft, d.OH + (d.KH - 1) / d.StrideH, d.OW + (d.KW - 1) / d.StrideW);
+        d.StrideH == 1 && d.StrideW == 1
+            ? new(d.Cin, images, 1, 1, d.PadTop, d.PadLeft, SharedPadSpan(d.H, d.PadTop, d.OH, d.KH), SharedPadSpan(d.W, d.PadLeft, d.OW, d.KW))
+            : new(d.Cin, images, d.StrideH, d.StrideW, d.PadTop, d.PadLeft, d.OH + (d.KH - 1) / d.StrideH, d.OW + (d.KW - 1) / d.StrideW);
+
+    /// <summary>Rows (or columns) per plane of a stride-1 layout whose data sits at [pad, pad + size) and whose
+    /// outputs, read with `taps` taps, may run up to pad − 1 rows into the next plane: that plane's leading zeros
+    /// double as this one's trailing padding (the SAME 3×3 conv of an H-row map needs H + 1 rows, not H + 2). At
+    /// least `outputs` rows, so that outputs do not overlap.</summary>
+    private static int SharedPadSpan(int size, int pad, int outputs, int taps) =>
+        Math.Max(Math.Max(size + pad, outputs + taps - 1 - pad), outputs);
 
     private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
@@ -137,6 +147,11 @@ public sealed partial class CpuBackend
         // One layout of dy serves every phase: shifted by the largest RowShift/ColShift, each phase offsets its taps.
         int padTop = phases.Max(p => p.RowShift), padLeft = phases.Max(p => p.ColShift);
         int hq = phases.Max(p => p.Rows + p.Th - 1 + padTop - p.RowShift), wq = phases.Max(p => p.Cols + p.Tw - 1 + padLeft - p.ColShift);
+        if (d.StrideH == 1 && d.StrideW == 1 && padTop >= 0 && padLeft >= 0)
+        {
+            hq = SharedPadSpan(d.OH, padTop, d.H, d.KH);
+            wq = SharedPadSpan(d.OW, padLeft, d.W, d.KW);
+        }
         var full = new ConvWindows(d.Cout, 1, 1, 1, padTop, padLeft, hq, wq);
         int perPass = ImagesPerPass(full.Floats + (long)d.Cin * full.Plane, d.N);
         int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;

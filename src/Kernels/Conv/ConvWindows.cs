@@ -20,7 +20,10 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
     /// <summary>Distance between consecutive channels (the leading dimension of a transposed tap view).</summary>
     public int ChannelStride => StrideH * StrideW * Images * Plane;
 
-    public long Floats => (long)Channels * ChannelStride;
+    /// <summary>The planes plus trailing zeros: with shared padding the last plane's outputs read into them.</summary>
+    public long Floats => (long)Channels * ChannelStride + Slack;
+
+    private int Slack => (Math.Max(PadTop, 0) + 1) * Wq;
 
     public long TapOffset(int c, int kh, int kw) =>
         ((long)(c * StrideH + kh % StrideH) * StrideW + kw % StrideW) * Images * Plane + (long)(kh / StrideH) * Wq + kw / StrideW;
@@ -32,6 +35,7 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
     public void Fill(float[] src, int srcOff, int image0, int h, int w, float[] dst)
     {
         var l = this;
+        dst.AsSpan(Channels * ChannelStride, Slack).Clear();
         CpuParallel.For(Channels * StrideH * StrideW * Images, (p0, p1) =>
         {
             for (int p = p0; p < p1; p++)
