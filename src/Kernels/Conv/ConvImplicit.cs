@@ -25,7 +25,7 @@ public sealed partial class CpuBackend
             : new(d.Cin, images, d.StrideH, d.StrideW, d.PadTop, d.PadLeft, d.OH + (d.KH - 1) / d.StrideH, d.OW + (d.KW - 1) / d.StrideW);
 
     /// <summary>Rows (or columns) per plane of a stride-1 layout whose data sits at [pad, pad + size) and whose
-    /// outputs, read with `taps` taps, may run up to pad − 1 rows into the next plane: that plane's leading zeros
+    /// outputs, read with `taps` taps, may reach up to `pad` rows into the next plane: that plane's leading zeros
     /// double as this one's trailing padding (the SAME 3×3 conv of an H-row map needs H + 1 rows, not H + 2). At
     /// least `outputs` rows, so that outputs do not overlap.</summary>
     private static int SharedPadSpan(int size, int pad, int outputs, int taps) =>
