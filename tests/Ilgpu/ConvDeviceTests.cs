@@ -25,6 +25,8 @@ public sealed class ConvDeviceTests : DeviceTestBase
         ("RGB input (direct)", Desc(2, 3, 6, 5, 8, 3, 3, 1, 1, 1, 1, 1), true),
         ("one output channel 4×4 (direct)", Desc(1, 6, 6, 6, 1, 4, 4, 1, 1, 1, 2, 2), true),
         ("split-K weight gradient", Desc(2, 4, 16, 16, 5, 3, 3, 1, 1, 1, 1, 1), true),
+        ("1×7 (Inception)", Desc(2, 4, 5, 9, 3, 1, 7, 1, 0, 3, 0, 3), true),
+        ("7×7 stride 2 (ResNet stem)", Desc(1, 3, 11, 10, 5, 7, 7, 2, 3, 3, 3, 3), false),
     ];
 
     private static Conv2dDesc Desc(int n, int cin, int h, int w, int cout, int kh, int kw, int stride,

@@ -5,8 +5,9 @@ using System.Runtime.Intrinsics.X86;
 namespace MaskBit.Kernels.Cpu;
 
 /// <summary>A row-major matrix operand seen through an optional transpose: element (i, j) of op(X) is
-/// P[i·Ld + j], or P[j·Ld + i] when Trans. A non-transposed view may instead take each row's start from a table
-/// (Rows[i]): the implicit-GEMM convolution reads its patch matrix as shifted windows of the input this way.</summary>
+/// P[i·Ld + j], or P[j·Ld + i] when Trans. A view may instead take the start of each stored row from a table
+/// (Rows): op(X)(i, j) = P[Rows[i] + j], or P[Rows[j] + i] when Trans. The implicit-GEMM convolution reads its
+/// patch matrix (forward) and its transpose (weight gradient) as shifted windows of the input this way.</summary>
 internal readonly unsafe struct MatrixView(float* p, int ld, bool trans, long* rows = null)
 {
     public readonly float* P = p;
@@ -14,14 +15,15 @@ internal readonly unsafe struct MatrixView(float* p, int ld, bool trans, long* r
     public readonly bool Trans = trans;
     public readonly long* Rows = rows;
 
-    public float this[int i, int j] => Trans ? P[(long)j * Ld + i] : Row(i)[j];
+    public float this[int i, int j] => Trans ? Row(j)[i] : Row(i)[j];
 
-    /// <summary>Start of row i (non-transposed views).</summary>
+    /// <summary>Start of stored row i (row i of op(X), or column i when Trans).</summary>
     public float* Row(int i) => Rows != null ? P + Rows[i] : P + (long)i * Ld;
 
     /// <summary>The view whose (0, 0) is this view's (i, j).</summary>
     public MatrixView At(int i, int j) =>
-        Rows != null ? new(P + j, Ld, false, Rows + i) : new(Trans ? P + (long)j * Ld + i : P + (long)i * Ld + j, Ld, Trans);
+        Rows != null ? (Trans ? new(P + i, Ld, true, Rows + j) : new(P + j, Ld, false, Rows + i))
+            : new(Trans ? P + (long)j * Ld + i : P + (long)i * Ld + j, Ld, Trans);
 }
 
 /// <summary>
@@ -140,6 +142,7 @@ internal static unsafe class Sgemm
     /// zero-padded to a multiple of NR columns.</summary>
     private static void PackB(MatrixView b, int kc, int nc, float* dst)
     {
+        if (b.Trans && b.Rows != null) { PackTransposedRows(b, kc, nc, dst); return; }
         for (int c0 = 0; c0 < nc; c0 += NR, dst += NR * kc)
         {
             int cols = Math.Min(NR, nc - c0);
@@ -177,6 +180,33 @@ internal static unsafe class Sgemm
                     for (int j = 0; j < cols; j++) d[j] = b.P[(long)(c0 + j) * b.Ld + p];
                     for (int j = cols; j < NR; j++) d[j] = 0f;
                 }
+            }
+        }
+    }
+
+    /// <summary><see cref="PackB"/> for a transposed view with a row table: column j of op(B) is the contiguous
+    /// run at P + Rows[j] (the conv weight gradient's taps), transposed 8×8 blocks at a time.</summary>
+    private static void PackTransposedRows(MatrixView b, int kc, int nc, float* dst)
+    {
+        for (int c0 = 0; c0 < nc; c0 += NR, dst += NR * kc)
+        {
+            int cols = Math.Min(NR, nc - c0);
+            int p = 0;
+            if (cols == NR)
+                for (; p + 8 <= kc; p += 8)
+                    for (int j0 = 0; j0 < NR; j0 += 8)
+                    {
+                        float* s = b.P + p;
+                        long* r = b.Rows + c0 + j0;
+                        TransposeStore8x8(Avx.LoadVector256(s + r[0]), Avx.LoadVector256(s + r[1]), Avx.LoadVector256(s + r[2]),
+                            Avx.LoadVector256(s + r[3]), Avx.LoadVector256(s + r[4]), Avx.LoadVector256(s + r[5]),
+                            Avx.LoadVector256(s + r[6]), Avx.LoadVector256(s + r[7]), dst + p * NR + j0, NR);
+                    }
+            for (; p < kc; p++)
+            {
+                float* d = dst + p * NR;
+                for (int j = 0; j < cols; j++) d[j] = b.Row(c0 + j)[p];
+                for (int j = cols; j < NR; j++) d[j] = 0f;
             }
         }
     }

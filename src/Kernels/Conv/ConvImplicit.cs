@@ -1,0 +1,256 @@
+namespace MaskBit.Kernels.Cpu;
+
+// General convolutions (any kernel, stride, padding, groups) as implicit GEMMs over ConvWindows: the packed GEMM
+// reads the patch matrix as shifted windows of the laid-out input, so no pass writes patches.
+// - forward:         y_g  = W_g · patches(x)                    (one GEMM per group, columns split over the cores);
+// - input gradient:  per stride phase (a, b) of dx, a stride-1 conv of dy with the phase's taps of W, flipped and
+//                    transposed: dx[.., u·s + a − pad, ..] gathers exactly the taps kh ≡ a (mod s);
+// - weight gradient: dW_g = dY_g · patchesᵀ, the patches read through the forward's windows and row table,
+//                    transposed (K = the spatial axis).
+// Scratch (windows, products) is sized per group of images, at most PassFloats unless one image needs more.
+public sealed partial class CpuBackend
+{
+    /// <summary>Scratch budget in floats for one pass of images (layout + product). Tests shrink it to split
+    /// batches into several passes.</summary>
+    internal static long PassFloats { get; set; } = 1 << 22;
+
+    private static int ImagesPerPass(long floatsPerImage, int images) =>
+        (int)Math.Clamp(PassFloats / Math.Max(1, floatsPerImage), 1, images);
+
+    /// <summary>Forward windows: every output reads rows oy..oy + (KH−1)/StrideH of its phase plane (stride 1:
+    /// neighbouring rows and planes share their zero padding).</summary>
+    private static ConvWindows InputWindows(in Conv2dDesc d, int images) =>
+        d.StrideH == 1 && d.StrideW == 1
+            ? new(d.Cin, images, 1, 1, d.PadTop, d.PadLeft, SharedPadSpan(d.H, d.PadTop, d.OH, d.KH), SharedPadSpan(d.W, d.PadLeft, d.OW, d.KW))
+            : new(d.Cin, images, d.StrideH, d.StrideW, d.PadTop, d.PadLeft, d.OH + (d.KH - 1) / d.StrideH, d.OW + (d.KW - 1) / d.StrideW);
+
+    /// <summary>Rows (or columns) per plane of a stride-1 layout whose data sits at [pad, pad + size) and whose
+    /// outputs, read with `taps` taps, may reach up to `pad` rows into the next plane: that plane's leading zeros
+    /// double as this one's trailing padding (the SAME 3×3 conv of an H-row map needs H + 1 rows, not H + 2). At
+    /// least `outputs` rows, so that outputs do not overlap.</summary>
+    private static int SharedPadSpan(int size, int pad, int outputs, int taps) =>
+        Math.Max(Math.Max(size + pad, outputs + taps - 1 - pad), outputs);
+
+    private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
+    {
+        int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup;
+        var full = InputWindows(d, 1);
+        int perPass = ImagesPerPass(full.Floats + (long)d.Cout * full.Plane, d.N);
+        var most = full with { Images = perPass };
+        using var windows = Scratch(most.Floats);
+        using var product = Scratch((long)d.Cout * perPass * most.Plane);
+        var rows = BufferPool<long>.Shared.Rent(k);
+        try
+        {
+            float[] X = Arr(x), Y = Arr(y), P = product.Floats;
+            for (int n0 = 0; n0 < d.N; n0 += perPass)
+            {
+                var l = full with { Images = Math.Min(perPass, d.N - n0) };
+                l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
+                int width = l.Columns(d.OH, d.OW);
+                for (int g = 0; g < d.Groups; g++)
+                {
+                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
+                    fixed (float* pw = Arr(w), pp = windows.Floats, pc = P)
+                    fixed (long* pr = rows)
+                        GemmSplit(coutG, width, k, new MatrixView(pw + Off(w) + (long)g * coutG * k, k, false),
+                            new MatrixView(pp, 0, false, pr), pc + (long)g * coutG * width, width);
+                }
+                l.Scatter(P, width, d.Cout, d.OH, d.OW, Y, Off(y), n0, d.OH, d.OW, 0, 1, 0, 1,
+                    bias is Buf b ? Arr(b) : null, bias is Buf bo ? Off(bo) : 0);
+            }
+        }
+        finally { BufferPool<long>.Shared.Return(rows); }
+    }
+
+    /// <summary>rows[(c, i, j)] = the window offset of channel c0 + c at tap tap(i, j), for c &lt; channels,
+    /// i &lt; th, j &lt; tw (row-major).</summary>
+    private static void TapRows(in ConvWindows l, int c0, int channels, int th, int tw, long[] rows, Func<int, int, (int, int)> tap)
+    {
+        for (int c = 0, r = 0; c < channels; c++)
+            for (int i = 0; i < th; i++)
+                for (int j = 0; j < tw; j++)
+                {
+                    var (kh, kw) = tap(i, j);
+                    rows[r++] = l.TapOffset(c0 + c, kh, kw);
+                }
+    }
+
+    /// <summary>C (m×n, row stride ldc) = A·B + beta·C for views the Buf-based Gemm cannot express, split over
+    /// the cores by ranges of the longer side: each worker packs all of the operand along the other side, so the
+    /// smaller of A and B is the one packed twice.</summary>
+    private static unsafe void GemmSplit(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float beta = 0f)
+    {
+        bool byColumns = n >= m;
+        int unit = byColumns ? Sgemm.NR : Sgemm.MR, extent = byColumns ? n : m;
+        int workers = Math.Max(1, Math.Min(CpuParallel.Workers, extent / unit));
+        nint cAddr = (nint)c;
+        CpuParallel.For(workers, (w0, w1) =>
+        {
+            float[] packA = BufferPool<float>.Shared.Rent(Sgemm.PackedALength), packB = BufferPool<float>.Shared.Rent(Sgemm.PackedBLength);
+            try
+            {
+                fixed (float* pa = packA, pb = packB)
+                    for (int wk = w0; wk < w1; wk++)
+                    {
+                        int lo = SplitPoint(extent, wk, workers, unit), hi = SplitPoint(extent, wk + 1, workers, unit);
+                        if (lo >= hi) continue;
+                        if (byColumns) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, beta, pa, pb);
+                        else Sgemm.Run(hi - lo, n, k, a.At(lo, 0), b, (float*)cAddr + (long)lo * ldc, ldc, 1f, beta, pa, pb);
+                    }
+            }
+            finally
+            {
+                BufferPool<float>.Shared.Return(packA);
+                BufferPool<float>.Shared.Return(packB);
+            }
+        }, costPerItem: 2.0 * m * n * k / workers);
+    }
+
+    // ---- input gradient -------------------------------------------------------------------------------------
+
+    /// <summary>Stride phase (a, b) of the input gradient: the inputs ih = u·StrideH + a − PadTop for u in
+    /// [U0, U1) (likewise iw with v, b), which receive exactly the taps kh = a + t·StrideH, t &lt; Th (kw alike).
+    /// Th = 0 when the stride exceeds the kernel: no tap reaches those inputs.</summary>
+    private readonly record struct InputPhase(int A, int B, int Th, int Tw, int U0, int U1, int V0, int V1, long WeightOffset)
+    {
+        public int Rows => U1 - U0;
+        public int Cols => V1 - V0;
+        public int Taps => Th * Tw;
+        // In the phase's stride-1 conv, output u reads dy rows u − Th + 1 .. u: window row 0 is dy row U0 − (Th − 1).
+        public int RowShift => Th - 1 - U0;
+        public int ColShift => Tw - 1 - V0;
+    }
+
+    private static List<InputPhase> InputPhases(in Conv2dDesc d)
+    {
+        var phases = new List<InputPhase>();
+        long weightOffset = 0;
+        for (int a = 0; a < d.StrideH; a++)
+            for (int b = 0; b < d.StrideW; b++)
+            {
+                int th = (d.KH - a + d.StrideH - 1) / d.StrideH, tw = (d.KW - b + d.StrideW - 1) / d.StrideW;
+                var (u0, u1) = ValidTaps(a, d.PadTop, d.StrideH, d.H, int.MaxValue);
+                var (v0, v1) = ValidTaps(b, d.PadLeft, d.StrideW, d.W, int.MaxValue);
+                if (th <= 0 || tw <= 0 || u0 == u1 || v0 == v1) continue;
+                phases.Add(new InputPhase(a, b, th, tw, u0, u1, v0, v1, weightOffset));
+                weightOffset += (long)d.Cin * d.CoutPerGroup * th * tw;
+            }
+        return phases;
+    }
+
+    private unsafe void ImplicitBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx)
+    {
+        var phases = InputPhases(d);
+        if (d.StrideH > d.KH || d.StrideW > d.KW) Fill(dx, (long)d.N * d.Cin * d.H * d.W, 0f);
+        if (phases.Count == 0) return;
+        // One layout of dy serves every phase: shifted by the largest RowShift/ColShift, each phase offsets its taps.
+        int padTop = phases.Max(p => p.RowShift), padLeft = phases.Max(p => p.ColShift);
+        int hq = phases.Max(p => p.Rows + p.Th - 1 + padTop - p.RowShift), wq = phases.Max(p => p.Cols + p.Tw - 1 + padLeft - p.ColShift);
+        if (d.StrideH == 1 && d.StrideW == 1 && padTop >= 0 && padLeft >= 0)
+        {
+            hq = SharedPadSpan(d.OH, padTop, d.H, d.KH);
+            wq = SharedPadSpan(d.OW, padLeft, d.W, d.KW);
+        }
+        var full = new ConvWindows(d.Cout, 1, 1, 1, padTop, padLeft, hq, wq);
+        int perPass = ImagesPerPass(full.Floats + (long)d.Cin * full.Plane, d.N);
+        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;
+        using var weights = Scratch((long)d.Cin * coutG * d.KH * d.KW);
+        FlipWeights(d, phases, Arr(w), Off(w), weights.Floats);
+        using var windows = Scratch((full with { Images = perPass }).Floats);
+        using var product = Scratch((long)d.Cin * perPass * full.Plane);
+        var rows = BufferPool<long>.Shared.Rent(coutG * d.KH * d.KW);
+        try
+        {
+            float[] DY = Arr(dy), DX = Arr(dx), P = product.Floats;
+            for (int n0 = 0; n0 < d.N; n0 += perPass)
+            {
+                var l = full with { Images = Math.Min(perPass, d.N - n0) };
+                l.Fill(DY, Off(dy), n0, d.OH, d.OW, windows.Floats);
+                foreach (var ph in phases)
+                {
+                    int width = l.Columns(ph.Rows, ph.Cols), k = coutG * ph.Taps;
+                    int dr = padTop - ph.RowShift, dc = padLeft - ph.ColShift;
+                    for (int g = 0; g < d.Groups; g++)
+                    {
+                        TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows, (i, j) => (i + dr, j + dc));
+                        fixed (float* pw = weights.Floats, pp = windows.Floats, pc = P)
+                        fixed (long* pr = rows)
+                            GemmSplit(cinG, width, k, new MatrixView(pw + ph.WeightOffset + (long)g * cinG * k, k, false),
+                                new MatrixView(pp, 0, false, pr), pc + (long)g * cinG * width, width);
+                    }
+                    l.Scatter(P, width, d.Cin, ph.Rows, ph.Cols, DX, Off(dx), n0, d.H, d.W,
+                        ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW);
+                }
+            }
+        }
+        finally { BufferPool<long>.Shared.Return(rows); }
+    }
+
+    /// <summary>Per phase and group, the GEMM operand [ci][co][i][j] = W[g·CoutG + co, ci, a + (Th−1−i)·s, b + (Tw−1−j)·s]
+    /// (transposed, and flipped so that the phase's conv reads dy forwards).</summary>
+    private static void FlipWeights(Conv2dDesc d, List<InputPhase> phases, float[] w, int wOff, float[] dst)
+    {
+        // Blocks of input channels: each reads W's rows in order and writes one stream per channel of the block
+        // (a plain channel-by-channel loop would read W at a stride of a page per element).
+        const int block = 16;
+        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup, taps = d.KH * d.KW, blocks = (d.Cin + block - 1) / block;
+        CpuParallel.For(phases.Count * blocks, (p0, p1) =>
+        {
+            Span<int> tapAt = stackalloc int[taps];
+            for (int p = p0; p < p1; p++)
+            {
+                var ph = phases[p / blocks];
+                for (int i = 0, q = 0; i < ph.Th; i++)
+                    for (int j = 0; j < ph.Tw; j++)
+                        tapAt[q++] = (ph.A + (ph.Th - 1 - i) * d.StrideH) * d.KW + ph.B + (ph.Tw - 1 - j) * d.StrideW;
+                var phaseTaps = tapAt[..ph.Taps];
+                int c0 = p % blocks * block, c1 = Math.Min(d.Cin, c0 + block);
+                for (int co = 0; co < coutG; co++)
+                    for (int c = c0; c < c1; c++)
+                    {
+                        var src = w.AsSpan(wOff + ((c / cinG * coutG + co) * cinG + c % cinG) * taps, taps);
+                        var to = dst.AsSpan((int)(ph.WeightOffset + ((long)c * coutG + co) * ph.Taps), ph.Taps);
+                        for (int q = 0; q < to.Length; q++) to[q] = src[phaseTaps[q]];
+                    }
+            }
+        }, costPerItem: (double)block * coutG * taps);
+    }
+
+    // ---- weight gradient ------------------------------------------------------------------------------------
+
+    private unsafe void ImplicitBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw)
+    {
+        int cinG = d.CinPerGroup, coutG = d.CoutPerGroup, k = cinG * d.KH * d.KW;
+        var full = InputWindows(d, 1);
+        // dY in the windows' column numbering (stride 1, no padding: zeros past OH and OW, so the wrapped columns
+        // of the windows add nothing).
+        var gradFull = new ConvWindows(d.Cout, 1, 1, 1, 0, 0, full.Hq, full.Wq);
+        int perPass = ImagesPerPass(full.Floats + gradFull.Floats, d.N);
+        using var windows = Scratch((full with { Images = perPass }).Floats);
+        using var grads = Scratch((gradFull with { Images = perPass }).Floats);
+        var rows = BufferPool<long>.Shared.Rent(k);
+        try
+        {
+            float[] X = Arr(x), DY = Arr(dy);
+            for (int n0 = 0; n0 < d.N; n0 += perPass)
+            {
+                var l = full with { Images = Math.Min(perPass, d.N - n0) };
+                var gl = gradFull with { Images = l.Images };
+                l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
+                gl.Fill(DY, Off(dy), n0, d.OH, d.OW, grads.Floats);
+                int columns = l.Columns(d.OH, d.OW);
+                for (int g = 0; g < d.Groups; g++)
+                {
+                    // dW_g (CoutG × (ci, kh, kw)) = dY_g · patchesᵀ: the patches' rows are the forward's windows.
+                    TapRows(l, g * cinG, cinG, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
+                    fixed (float* pg = grads.Floats, pp = windows.Floats, pw = Arr(dw))
+                    fixed (long* pr = rows)
+                        GemmSplit(coutG, k, columns, new MatrixView(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
+                            new MatrixView(pp, 0, true, pr), pw + Off(dw) + (long)g * coutG * k, k, n0 == 0 ? 0f : 1f);
+                }
+            }
+        }
+        finally { BufferPool<long>.Shared.Return(rows); }
+    }
+}
