@@ -49,6 +49,8 @@ public sealed partial class CpuBackend
         private readonly int _seqPadded;
         private readonly float _scale;
         private readonly DropoutMask _dropout;
+        /// <summary>The caller's ISA (<see cref="CpuIsa.Current"/>), which the worker threads follow.</summary>
+        private readonly Isa _isa = CpuIsa.Current;
         private readonly Buf _q, _k, _v, _out, _lse;
         private Buf _dOut, _dq, _dk, _dv;
         /// <summary>Per head: 1 once some worker has written its dK/dV (later workers add to it).</summary>
@@ -100,7 +102,7 @@ public sealed partial class CpuBackend
                         long h = head * headSize, rowOff = h + (long)row0 * _dim;
                         if (head != packedHead) { TransposePadded(k + h, kt); packedHead = head; }
 
-                        Tiles.Gemm(rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, s, _seqPadded, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, s, _seqPadded, accumulate: false);
                         for (int i = 0; i < rows; i++)
                         {
                             float* row = s + (long)i * _seqPadded;
@@ -110,7 +112,7 @@ public sealed partial class CpuBackend
                             if (_dropout.Active) DropoutRowInPlace(row, head, row0 + i);
                         }
                         // Normalising the (rows × dim) output is cheaper than normalising the (rows × seq) weights.
-                        Tiles.Gemm(rows, _dim, _seq, s, _seqPadded, 1, v + h, _dim, o + rowOff, _dim, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _dim, _seq, s, _seqPadded, 1, v + h, _dim, o + rowOff, _dim, accumulate: false);
                         for (int i = 0; i < rows; i++)
                         {
                             var outRow = new Span<float>(o + rowOff + (long)i * _dim, _dim);
@@ -157,8 +159,8 @@ public sealed partial class CpuBackend
                             packedHead = head;
                         }
 
-                        Tiles.Gemm(rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, p, _seqPadded, accumulate: false);
-                        Tiles.Gemm(rows, _seqPadded, _dim, dO + rowOff, _dim, 1, vt, _seqPadded, ds, _seqPadded, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, p, _seqPadded, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _seqPadded, _dim, dO + rowOff, _dim, 1, vt, _seqPadded, ds, _seqPadded, accumulate: false);
                         for (int i = 0; i < rows; i++)
                         {
                             long r = rowOff + (long)i * _dim;
@@ -168,10 +170,10 @@ public sealed partial class CpuBackend
                             SoftmaxGradRowInPlace(probRow, gradRow, _seq, _scale, lse[(long)head * _seq + row0 + i], rowDot);
                             if (_dropout.Active) DropoutRowInPlace(probRow, head, row0 + i);
                         }
-                        Tiles.Gemm(rows, _dim, _seq, ds, _seqPadded, 1, k + h, _dim, dq + rowOff, _dim, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _dim, _seq, ds, _seqPadded, 1, k + h, _dim, dq + rowOff, _dim, accumulate: false);
                         // Pᵀ and dSᵀ are read in place: row stride 1, column stride seqPadded.
-                        Tiles.Gemm(_seq, _dim, rows, p, 1, _seqPadded, dO + rowOff, _dim, dvAcc, _dim, accumulate: true);
-                        Tiles.Gemm(_seq, _dim, rows, ds, 1, _seqPadded, q + rowOff, _dim, dkAcc, _dim, accumulate: true);
+                        Tiles.Gemm(_isa, _seq, _dim, rows, p, 1, _seqPadded, dO + rowOff, _dim, dvAcc, _dim, accumulate: true);
+                        Tiles.Gemm(_isa, _seq, _dim, rows, ds, 1, _seqPadded, q + rowOff, _dim, dkAcc, _dim, accumulate: true);
                     }
                     if (packedHead >= 0) FlushHeadGradients(packedHead, dkAcc, dvAcc, dk, dv);
                 }
@@ -202,7 +204,8 @@ public sealed partial class CpuBackend
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void TransposePadded(float* src, float* dst)
         {
-            int seq8 = Avx.IsSupported ? _seq & ~7 : 0, dim8 = Avx.IsSupported ? _dim & ~7 : 0;
+            bool vector = _isa != Isa.Scalar;
+            int seq8 = vector ? _seq & ~7 : 0, dim8 = vector ? _dim & ~7 : 0;
             for (int j = 0; j < seq8; j += 8)
                 for (int d = 0; d < dim8; d += 8)
                     Transpose8x8(src + (long)j * _dim + d, _dim, dst + (long)d * _seqPadded + j, _seqPadded);
@@ -300,11 +303,12 @@ public sealed partial class CpuBackend
         private static class Tiles
         {
             /// <summary>C[m×n] (+)= A·B with A(r, p) = a[r·rsA + p·csA] (so Aᵀ is read in place), B row-major (ldb),
-            /// C row-major (ldc). Column tiles are the outer loop so a B panel (k × 16) stays in L1 across row strips.</summary>
+            /// C row-major (ldc). Column tiles are the outer loop so a B panel (k × 16) stays in L1 across row strips;
+            /// the scalar ISA runs the plain loops only.</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Gemm(int m, int n, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
+            public static void Gemm(Isa isa, int m, int n, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
             {
-                int wide = n & ~15;
+                int wide = isa == Isa.Scalar ? 0 : n & ~15;
                 for (int j = 0; j < wide; j += 16)
                     for (int i = 0; i < m; i += 4)
                         Tile4x16(Math.Min(4, m - i), k, a + i * rsA, rsA, csA, b + j, ldb, c + i * ldc + j, ldc, accumulate);

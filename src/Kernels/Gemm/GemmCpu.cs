@@ -24,25 +24,31 @@ public sealed partial class CpuBackend
         {
             float[]? scratchA = packed ? BufferPool<float>.Shared.Rent(Sgemm.PackedALength) : null;
             float[]? scratchB = packed ? BufferPool<float>.Shared.Rent(Sgemm.PackedBLength) : null;
-            fixed (float* pa = arrA, pb = arrB, pc = arrC, packA = scratchA, packB = scratchB)
+            try
             {
-                for (int item = start; item < end; item++)
+                fixed (float* pa = arrA, pb = arrB, pc = arrC, packA = scratchA, packB = scratchB)
                 {
-                    int bt = item / splits, s = item % splits;
-                    int extent = splitColumns ? desc.N : desc.M;
-                    int lo = SplitPoint(extent, s, splits, splitUnit), hi = SplitPoint(extent, s + 1, splits, splitUnit);
-                    if (lo >= hi) continue;
-                    var va = new MatrixView(pa + offA + bt * desc.StrideA, desc.TransA ? desc.M : desc.K, desc.TransA);
-                    var vb = new MatrixView(pb + offB + bt * desc.StrideB, desc.TransB ? desc.K : desc.N, desc.TransB);
-                    float* cItem = pc + offC + bt * desc.StrideC;
-                    if (splitColumns)
-                        Sgemm.Run(desc.M, hi - lo, desc.K, va, vb.At(0, lo), cItem + lo, desc.N, alpha, beta, packA, packB);
-                    else
-                        Sgemm.Run(hi - lo, desc.N, desc.K, va.At(lo, 0), vb, cItem + (long)lo * desc.N, desc.N, alpha, beta, packA, packB);
+                    for (int item = start; item < end; item++)
+                    {
+                        int bt = item / splits, s = item % splits;
+                        int extent = splitColumns ? desc.N : desc.M;
+                        int lo = SplitPoint(extent, s, splits, splitUnit), hi = SplitPoint(extent, s + 1, splits, splitUnit);
+                        if (lo >= hi) continue;
+                        var va = new MatrixView(pa + offA + bt * desc.StrideA, desc.TransA ? desc.M : desc.K, desc.TransA);
+                        var vb = new MatrixView(pb + offB + bt * desc.StrideB, desc.TransB ? desc.K : desc.N, desc.TransB);
+                        float* cItem = pc + offC + bt * desc.StrideC;
+                        if (splitColumns)
+                            Sgemm.Run(desc.M, hi - lo, desc.K, va, vb.At(0, lo), cItem + lo, desc.N, alpha, beta, packA, packB);
+                        else
+                            Sgemm.Run(hi - lo, desc.N, desc.K, va.At(lo, 0), vb, cItem + (long)lo * desc.N, desc.N, alpha, beta, packA, packB);
+                    }
                 }
             }
-            if (scratchA != null) BufferPool<float>.Shared.Return(scratchA);
-            if (scratchB != null) BufferPool<float>.Shared.Return(scratchB);
+            finally
+            {
+                if (scratchA != null) BufferPool<float>.Shared.Return(scratchA);
+                if (scratchB != null) BufferPool<float>.Shared.Return(scratchB);
+            }
         }, costPerItem: 2.0 * desc.M * desc.N * desc.K / splits);
     }
 
