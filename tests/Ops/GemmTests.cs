@@ -12,11 +12,12 @@ public class GemmTests
     private const double Tolerance = 1e-5;
     private static readonly CpuBackend Cpu = CpuBackend.Instance;
 
-    // (M, N, K): tiny, odd, tile-edge, several K blocks and M blocks, and both sides of the small-problem cut.
+    // (M, N, K): tiny, odd, tile-edge, several K blocks and M blocks, both sides of the small-problem cut, and
+    // more columns than Sgemm.InPlaceAMaxColumns (A packed instead of read in place).
     private static readonly (int M, int N, int K)[] Sizes =
     {
         (1, 1, 1), (1, 37, 5), (7, 13, 5), (6, 16, 8), (33, 65, 17), (129, 3, 257), (3, 129, 300),
-        (150, 70, 530), (49, 33, 64), (64, 64, 64), (17, 9, 20),
+        (150, 70, 530), (49, 33, 64), (64, 64, 64), (17, 9, 20), (45, 2 * Sgemm.InPlaceAMaxColumns + 37, 33),
     };
 
     private static IEnumerable<TestCaseData> AllCases()
