@@ -48,7 +48,9 @@ internal static unsafe class Sgemm
     private static readonly GemmBlocking Zmm = GemmBlocking.For(Zmm6x32.NR, CpuCaches.Current);
 
     /// <summary>The cache blocking of the ISA in effect (the scalar ISA packs nothing; it reports the AVX2 one).</summary>
-    public static GemmBlocking Blocking => CpuIsa.Current == Isa.Avx512 ? Zmm : Ymm;
+    public static GemmBlocking Blocking => BlockingFor(CpuIsa.Current);
+
+    public static GemmBlocking BlockingFor(Isa isa) => isa == Isa.Avx512 ? Zmm : Ymm;
 
     /// <summary>Columns of the register tile of the ISA in effect: the unit callers split C's columns by.</summary>
     public static int NR => Blocking.NR;
@@ -64,11 +66,16 @@ internal static unsafe class Sgemm
     /// <summary>C (m×n, row stride ldc) = alpha·op(A)·op(B) + beta·C. beta 0 never reads C. packA/packB are
     /// scratch of <see cref="PackedALength"/>/<see cref="PackedBLength"/> floats (unused on the small path).</summary>
     public static void Run(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float alpha, float beta,
+        float* packA, float* packB) => Run(CpuIsa.Current, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
+
+    /// <summary><see cref="Run(int, int, int, MatrixView, MatrixView, float*, int, float, float, float*, float*)"/> on
+    /// the given ISA: what a worker thread calls with its caller's <see cref="CpuIsa.Current"/> (a thread-pool work
+    /// item queued without the caller's ExecutionContext does not see a <see cref="CpuIsa.Use"/> scope).</summary>
+    public static void Run(Isa isa, int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float alpha, float beta,
         float* packA, float* packB)
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0) { ScaleC(m, n, c, ldc, beta); return; }
-        var isa = CpuIsa.Current;
         if (isa == Isa.Scalar || (long)m * n * k < SmallMacs) Simple(m, n, k, a, b, c, ldc, alpha, beta);
         else if (isa == Isa.Avx512) Packed<Zmm6x32>(Zmm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
         else Packed<Ymm6x16>(Ymm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
