@@ -21,6 +21,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        try { _ = CpuIsa.Current; }
+        catch (NotSupportedException e) { Console.Error.WriteLine($"error: {e.Message}"); return 2; }
         var rest = args.ToList();
         if (TakeValue(rest, "--threads") is string threads) CpuParallel.Workers = int.Parse(threads);
         if (Take(rest, "--json"))

@@ -33,7 +33,7 @@ public sealed class ThroughputColumn : IColumn
     public string Legend => _kind switch
     {
         Kind.Gflops => "Arithmetic rate at the mean time (2 FLOPs per multiply-add)",
-        Kind.PercentOfPeak => $"GFLOP/s as a share of this machine's FMA peak: {FmaPeak.Description}",
+        Kind.PercentOfPeak => $"GFLOP/s as a share of this machine's FMA peak ({FmaPeak.MachineHeader}); ! marks a row above 100%: {FmaPeak.UnderMeasuredNote}",
         _ => "Compulsory memory traffic per second at the mean time (memory-bound ops)",
     };
 
@@ -50,10 +50,16 @@ public sealed class ThroughputColumn : IColumn
         return _kind switch
         {
             Kind.Gflops when w.Flops > 0 => (w.Flops / seconds / 1e9).ToString("F1"),
-            Kind.PercentOfPeak when w.Flops > 0 => (100 * w.Flops / seconds / 1e9 / FmaPeak.Gflops).ToString("F1"),
+            Kind.PercentOfPeak when w.Flops > 0 => PercentOfPeak(w.Flops / seconds / 1e9),
             Kind.GBytesPerSecond when w.Bytes > 0 => (w.Bytes / seconds / 1e9).ToString("F2"),
             _ => "-",
         };
+    }
+
+    private static string PercentOfPeak(double gflops)
+    {
+        var (percent, underMeasured) = FmaPeak.Share(gflops);
+        return percent.ToString("F1") + (underMeasured ? "!" : "");
     }
 
     public override string ToString() => ColumnName;

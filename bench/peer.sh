@@ -2,12 +2,15 @@
 # Side-by-side: our CPU kernels vs the PyTorch peer (<shared>/peer/peer_pytorch.py), alternating the two
 # programs in one run so both see the same machine state, then a table of medians and ratios.
 #
-#   bench/peer.sh [--filter GLOB] [--rounds N] [--seconds S] [--threads T] [--out DIR]
+#   bench/peer.sh [--filter GLOB] [--rounds N] [--seconds S] [--threads T] [--isa avx2|avx512|scalar] [--out DIR]
 #
 #   --filter   glob over our workload names (default '*'), e.g. '*gemm*', 'conv3x3_*_fwd'
 #   --rounds   alternations of (ours, peer default, peer OMP_WAIT_POLICY=PASSIVE) (default 3)
 #   --seconds  timed seconds per workload and program per round (default 2)
 #   --threads  threads for both programs (default 2)
+#   --isa      restrict both programs to one ISA: MASKBIT_ISA for ours; for the peer ATEN_CPU_CAPABILITY (PyTorch's
+#              kernels), OPENBLAS_CORETYPE (Haswell for avx2, SkylakeX for avx512) and ONEDNN_MAX_CPU_ISA/DNNL_MAX_CPU_ISA
+#              (default: each program's best)
 #   --out      keep the raw JSON lines here (default: a temporary folder, removed at the end)
 # Environment: MASKBIT_REF (reference checkout; without it a stand-in for the two reference classes the conv and
 # GroupNorm workloads use is generated, see README.md), MASKBIT_SHARED (the shared folder; default ../shared beside
@@ -19,13 +22,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 shared="${MASKBIT_SHARED:-$repo/../shared}"
 peer="${PEER:-$shared/peer/peer_pytorch.py}"
-filter='*'; rounds=3; seconds=2; threads=2; out=""
+filter='*'; rounds=3; seconds=2; threads=2; isa=""; out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --filter) filter="$2"; shift 2 ;;
         --rounds) rounds="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
+        --isa) isa="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "peer.sh: unknown argument $1" >&2; exit 2 ;;
@@ -33,6 +37,15 @@ while [[ $# -gt 0 ]]; do
 done
 
 log() { echo "peer.sh: $*" >&2; }
+
+# ---- the ISA restriction, exported so that both programs (and the peer's OpenBLAS/oneDNN) see it ----------------
+case "$isa" in
+    "") ;;
+    avx2) export MASKBIT_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 ;;
+    avx512) export MASKBIT_ISA=avx512 ATEN_CPU_CAPABILITY=avx512 OPENBLAS_CORETYPE=SkylakeX ONEDNN_MAX_CPU_ISA=AVX512_CORE DNNL_MAX_CPU_ISA=AVX512_CORE ;;
+    scalar) export MASKBIT_ISA=scalar ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=Prescott ONEDNN_MAX_CPU_ISA=SSE41 DNNL_MAX_CPU_ISA=SSE41 ;;
+    *) echo "peer.sh: --isa $isa: expected avx2, avx512 or scalar" >&2; exit 2 ;;
+esac
 
 # ---- dependencies: Debian's torch (system python) and a threaded OpenBLAS behind it ------------------------------
 py=/usr/bin/python3
@@ -195,6 +208,11 @@ def rate(row, ms):
 def rss(mb):
     return f"{mb:,.0f}" if mb is not None else ""
 
+first = next((r for rs in ours.values() for r in rs if r.get("isa")), {})
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU") \
+    if os.path.exists("/proc/cpuinfo") else "unknown CPU"
+print(f"machine: {cpu}, {os.cpu_count()} cores; ours: ISA {first.get('isa', '?')}, FMA peak {first.get('peak_gflops', '?')} GFLOP/s; "
+      f"peer: ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', 'default')}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'default')}\n")
 print("| workload | ours ms | ours | peer ms | peer | peer rows (variant) | ratio ours/peer | ours peak RSS MB | peer peak RSS MB |")
 print("|---|---|---|---|---|---|---|---|---|")
 for name, rs in ours.items():
@@ -203,7 +221,7 @@ for name, rs in ours.items():
         print(f"| {name} | {rs[0].get('error', 'n/a')} | | | | | | | |")
         continue
     ms = statistics.median(r["median_ms"] for r in ok)
-    cells = [name, f"{ms:.3f}", rate(ok[0], ms)]
+    cells = [name, f"{ms:.3f}", rate(ok[0], ms) + (" (above peak: peak under-measured)" if any(r.get("peak_note") for r in ok) else "")]
     bp = best_peer(ok[0].get("peer") or [])
     peaks = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb") is not None]
     if bp:

@@ -26,6 +26,9 @@ public static class Program
     /// <summary>Runs the command line with explicit output streams (tests call this in-process).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        // The CPU kernels' ISA is fixed at start-up: a bad MASKBIT_ISA is a usage error before any command runs.
+        try { _ = CpuIsa.Current; }
+        catch (NotSupportedException e) { stderr.WriteLine($"error: {e.Message}"); return ExitUsage; }
         var root = new RootCommand(CommandSupport.Describe(
             "MaskBit in .NET: bit-token image tokenizer and generator on a from-scratch engine. " +
             "Run 'maskbit COMMAND --help' for a command's flags and examples. " + ExitCodesHelp,
@@ -35,7 +38,9 @@ public static class Program
         info.SetAction(_ =>
         {
             stdout.WriteLine($"cpu: {Environment.ProcessorCount} cores, AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, " +
-                             $"worker threads {CpuParallel.Workers}");
+                             $"AVX-512F {Avx512F.IsSupported}, worker threads {CpuParallel.Workers}");
+            stdout.WriteLine($"cpu kernels: {CpuIsa.Name(CpuIsa.Current)} (best {CpuIsa.Name(CpuIsa.Best)}; {CpuIsa.Variable}=avx512|avx2|scalar forces one), " +
+                             $"caches {CpuCaches.Current}");
             stdout.WriteLine($"default device: {CpuBackend.Instance.Name}");
             return ExitOk;
         });

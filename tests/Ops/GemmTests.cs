@@ -5,46 +5,52 @@ using MaskBit.Tests.Support;
 namespace MaskBit.Tests.Ops;
 
 /// <summary>CpuBackend.Gemm against a float64 reference: odd sizes (edge tiles, K blocks), every transpose
-/// combination, batches with broadcast operands, alpha/beta, and beta 0 over a NaN-filled C.</summary>
+/// combination, batches with broadcast operands, alpha/beta, and beta 0 over a NaN-filled C; on every ISA the CPU
+/// supports (AVX-512, AVX2, scalar).</summary>
 public class GemmTests
 {
     private const double Tolerance = 1e-5;
     private static readonly CpuBackend Cpu = CpuBackend.Instance;
 
-    // (M, N, K): tiny, odd, tile-edge, several K blocks and M blocks, and both sides of the small-problem cut.
+    // (M, N, K): tiny, odd, tile-edge, several K blocks and M blocks, both sides of the small-problem cut, and
+    // more columns than Sgemm.InPlaceAMaxColumns (A packed instead of read in place).
     private static readonly (int M, int N, int K)[] Sizes =
     {
         (1, 1, 1), (1, 37, 5), (7, 13, 5), (6, 16, 8), (33, 65, 17), (129, 3, 257), (3, 129, 300),
-        (150, 70, 530), (49, 33, 64), (64, 64, 64), (17, 9, 20),
+        (150, 70, 530), (49, 33, 64), (64, 64, 64), (17, 9, 20), (45, 2 * Sgemm.InPlaceAMaxColumns + 37, 33),
     };
 
     private static IEnumerable<TestCaseData> AllCases()
     {
-        foreach (var (m, n, k) in Sizes)
-            foreach (bool ta in new[] { false, true })
-                foreach (bool tb in new[] { false, true })
-                    yield return new TestCaseData(m, n, k, ta, tb).SetName($"Gemm_{m}x{n}x{k}_{(ta ? "T" : "N")}{(tb ? "T" : "N")}");
+        foreach (string isa in TestIsas.Names)
+            foreach (var (m, n, k) in Sizes)
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                        yield return new TestCaseData(isa, m, n, k, ta, tb).SetName($"Gemm_{isa}_{m}x{n}x{k}_{(ta ? "T" : "N")}{(tb ? "T" : "N")}");
     }
 
     [TestCaseSource(nameof(AllCases))]
-    public void MatchesReference(int m, int n, int k, bool transA, bool transB) =>
+    public void MatchesReference(string isa, int m, int n, int k, bool transA, bool transB)
+    {
+        using var _ = TestIsas.Use(isa);
         Check(new GemmDesc(m, n, k, transA, transB), alpha: 1f, beta: 0f, seed: m * 7919 + n * 31 + k);
+    }
 
     [TestCase(0.5f, 0f)]
     [TestCase(1f, 1f)]
     [TestCase(-1.5f, 0.25f)]
-    public void AlphaBeta(float alpha, float beta)
+    public void AlphaBeta(float alpha, float beta) => TestIsas.Each(() =>
     {
         Check(new GemmDesc(37, 41, 19), alpha, beta, seed: 1);
         Check(new GemmDesc(130, 70, 600, TransA: true), alpha, beta, seed: 2);
-    }
+    });
 
     [Test]
-    public void BetaZeroIgnoresNaNInC()
+    public void BetaZeroIgnoresNaNInC() => TestIsas.Each(() =>
     {
         Check(new GemmDesc(5, 7, 3), 1f, 0f, seed: 3, nanC: true);
         Check(new GemmDesc(70, 90, 300, TransB: true), 2f, 0f, seed: 4, nanC: true);
-    }
+    });
 
     [Test]
     public void ZeroInnerSizeScalesC()
@@ -57,7 +63,7 @@ public class GemmTests
     [TestCase(4, true, false)]
     [TestCase(5, false, true)]
     [TestCase(2, true, true)]
-    public void BatchedWithStrides(int batch, bool transA, bool transB)
+    public void BatchedWithStrides(int batch, bool transA, bool transB) => TestIsas.Each(() =>
     {
         const int m = 23, n = 45, k = 31;
         Check(new GemmDesc(m, n, k, transA, transB, batch, m * k, k * n, m * n), 1f, 0f, seed: 10 + batch);
@@ -66,10 +72,10 @@ public class GemmTests
         Check(new GemmDesc(m, n, k, transA, transB, batch, 0, k * n, m * n), 0.75f, 0f, seed: 30 + batch);
         // Large enough per item to take the packed path, with padding between items (strides > item size).
         Check(new GemmDesc(70, 66, 90, transA, transB, batch, 70 * 90 + 5, 66 * 90 + 3, 70 * 66 + 11), 1f, 0f, seed: 40 + batch);
-    }
+    });
 
     [Test]
-    public void LargeSquareAcrossThreads() => Check(new GemmDesc(300, 310, 520), 1f, 0f, seed: 50);
+    public void LargeSquareAcrossThreads() => TestIsas.Each(() => Check(new GemmDesc(300, 310, 520), 1f, 0f, seed: 50));
 
     /// <summary>Runs Gemm on buffers placed at a non-zero offset and compares every batch item of C (and the
     /// untouched gaps between them) with the float64 reference.</summary>

@@ -37,6 +37,7 @@ internal static class BenchCommand
             var options = parse.GetValue(quick) ? BenchmarkOptions.Quick : new BenchmarkOptions();
             using var deviceScope = DeviceChoice.Use(parse.GetValue(device)!);
             using var jsonOut = parse.GetValue(json) is { } path ? new StreamWriter(path) : null;
+            if (deviceScope == null) stdout.WriteLine($"machine: {FmaPeak.MachineHeader}");
             var rows = WorkloadRunner.Run(selected, options, row =>
             {
                 jsonOut?.WriteLine(WorkloadRunner.ToJson(row));
@@ -44,7 +45,7 @@ internal static class BenchCommand
             }, Device.Default);
             WorkloadRunner.WriteTable(rows, stdout);
             stdout.WriteLine(deviceScope == null
-                ? string.Create(CultureInfo.InvariantCulture, $"% peak: of {FmaPeak.Description}; {CpuParallel.Workers} worker threads, {Environment.ProcessorCount} cores visible")
+                ? $"% peak: of the FMA peak in the machine line above"
                 : $"device: {Device.Default.Name} (% peak is of the CPU's FMA peak, so it is left out)");
             return rows.Any(r => r.ContainsKey("error")) ? Program.ExitFailed : Program.ExitOk;
         }));

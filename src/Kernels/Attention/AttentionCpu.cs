@@ -49,6 +49,8 @@ public sealed partial class CpuBackend
         private readonly int _seqPadded;
         private readonly float _scale;
         private readonly DropoutMask _dropout;
+        /// <summary>The caller's ISA (<see cref="CpuIsa.Current"/>), which the worker threads follow.</summary>
+        private readonly Isa _isa = CpuIsa.Current;
         private readonly Buf _q, _k, _v, _out, _lse;
         private Buf _dOut, _dq, _dk, _dv;
         /// <summary>Per head: 1 once some worker has written its dK/dV (later workers add to it).</summary>
@@ -100,7 +102,7 @@ public sealed partial class CpuBackend
                         long h = head * headSize, rowOff = h + (long)row0 * _dim;
                         if (head != packedHead) { TransposePadded(k + h, kt); packedHead = head; }
 
-                        Tiles.Gemm(rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, s, _seqPadded, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, s, _seqPadded, accumulate: false);
                         for (int i = 0; i < rows; i++)
                         {
                             float* row = s + (long)i * _seqPadded;
@@ -110,7 +112,7 @@ public sealed partial class CpuBackend
                             if (_dropout.Active) DropoutRowInPlace(row, head, row0 + i);
                         }
                         // Normalising the (rows × dim) output is cheaper than normalising the (rows × seq) weights.
-                        Tiles.Gemm(rows, _dim, _seq, s, _seqPadded, 1, v + h, _dim, o + rowOff, _dim, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _dim, _seq, s, _seqPadded, 1, v + h, _dim, o + rowOff, _dim, accumulate: false);
                         for (int i = 0; i < rows; i++)
                         {
                             var outRow = new Span<float>(o + rowOff + (long)i * _dim, _dim);
@@ -157,8 +159,8 @@ public sealed partial class CpuBackend
                             packedHead = head;
                         }
 
-                        Tiles.Gemm(rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, p, _seqPadded, accumulate: false);
-                        Tiles.Gemm(rows, _seqPadded, _dim, dO + rowOff, _dim, 1, vt, _seqPadded, ds, _seqPadded, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _seqPadded, _dim, q + rowOff, _dim, 1, kt, _seqPadded, p, _seqPadded, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _seqPadded, _dim, dO + rowOff, _dim, 1, vt, _seqPadded, ds, _seqPadded, accumulate: false);
                         for (int i = 0; i < rows; i++)
                         {
                             long r = rowOff + (long)i * _dim;
@@ -168,10 +170,10 @@ public sealed partial class CpuBackend
                             SoftmaxGradRowInPlace(probRow, gradRow, _seq, _scale, lse[(long)head * _seq + row0 + i], rowDot);
                             if (_dropout.Active) DropoutRowInPlace(probRow, head, row0 + i);
                         }
-                        Tiles.Gemm(rows, _dim, _seq, ds, _seqPadded, 1, k + h, _dim, dq + rowOff, _dim, accumulate: false);
+                        Tiles.Gemm(_isa, rows, _dim, _seq, ds, _seqPadded, 1, k + h, _dim, dq + rowOff, _dim, accumulate: false);
                         // Pᵀ and dSᵀ are read in place: row stride 1, column stride seqPadded.
-                        Tiles.Gemm(_seq, _dim, rows, p, 1, _seqPadded, dO + rowOff, _dim, dvAcc, _dim, accumulate: true);
-                        Tiles.Gemm(_seq, _dim, rows, ds, 1, _seqPadded, q + rowOff, _dim, dkAcc, _dim, accumulate: true);
+                        Tiles.Gemm(_isa, _seq, _dim, rows, p, 1, _seqPadded, dO + rowOff, _dim, dvAcc, _dim, accumulate: true);
+                        Tiles.Gemm(_isa, _seq, _dim, rows, ds, 1, _seqPadded, q + rowOff, _dim, dkAcc, _dim, accumulate: true);
                     }
                     if (packedHead >= 0) FlushHeadGradients(packedHead, dkAcc, dvAcc, dk, dv);
                 }
@@ -202,7 +204,8 @@ public sealed partial class CpuBackend
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void TransposePadded(float* src, float* dst)
         {
-            int seq8 = Avx.IsSupported ? _seq & ~7 : 0, dim8 = Avx.IsSupported ? _dim & ~7 : 0;
+            bool vector = _isa != Isa.Scalar;
+            int seq8 = vector ? _seq & ~7 : 0, dim8 = vector ? _dim & ~7 : 0;
             for (int j = 0; j < seq8; j += 8)
                 for (int d = 0; d < dim8; d += 8)
                     Transpose8x8(src + (long)j * _dim + d, _dim, dst + (long)d * _seqPadded + j, _seqPadded);
@@ -299,17 +302,27 @@ public sealed partial class CpuBackend
         /// <summary>Small strided GEMMs on L1/L2-resident blocks for the attention kernels.</summary>
         private static class Tiles
         {
+            private const int Rows = 6;
+
             /// <summary>C[m×n] (+)= A·B with A(r, p) = a[r·rsA + p·csA] (so Aᵀ is read in place), B row-major (ldb),
-            /// C row-major (ldc). Column tiles are the outer loop so a B panel (k × 16) stays in L1 across row strips.</summary>
+            /// C row-major (ldc). Column tiles are the outer loop so a B panel (k × 16 or 32) stays in L1 across row
+            /// strips: 32 columns per zmm tile with AVX-512, then 16 per ymm tile, then plain loops (all of C on the
+            /// scalar ISA).</summary>
             [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            public static void Gemm(int m, int n, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
+            public static void Gemm(Isa isa, int m, int n, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
             {
-                int wide = n & ~15;
-                for (int j = 0; j < wide; j += 16)
-                    for (int i = 0; i < m; i += 4)
-                        Tile4x16(Math.Min(4, m - i), k, a + i * rsA, rsA, csA, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+                int j = 0;
+                if (isa == Isa.Avx512)
+                    for (; j + 32 <= n; j += 32)
+                        for (int i = 0; i < m; i += Rows)
+                            Tile6x32(Math.Min(Rows, m - i), k, a + i * rsA, rsA, csA, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+                if (isa != Isa.Scalar)
+                    for (; j + 16 <= n; j += 16)
+                        for (int i = 0; i < m; i += Rows)
+                            Tile6x16(Math.Min(Rows, m - i), k, a + i * rsA, rsA, csA, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+                int wide = j;
                 for (int i = 0; i < m; i++)
-                    for (int j = wide; j < n; j++)
+                    for (j = wide; j < n; j++)
                     {
                         float sum = 0f;
                         for (int p = 0; p < k; p++) sum = MathF.FusedMultiplyAdd(a[i * rsA + p * csA], b[p * ldb + j], sum);
@@ -318,21 +331,20 @@ public sealed partial class CpuBackend
                     }
             }
 
-            /// <summary>4 rows × 16 columns in 8 accumulators (enough independent FMA chains for both FMA pipes).
-            /// With fewer rows the missing ones re-read row 0 and are not stored, so one kernel covers the tail.</summary>
+            /// <summary>The row pointers of a tile: with fewer than 6 rows the missing ones re-read row 0 and are not
+            /// stored, so one kernel covers the tail.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static float* RowOrFirst(float* a, nint rsA, int rows, int r) => rows > r ? a + r * rsA : a;
+
+            /// <summary>6 rows × 16 columns in 12 ymm accumulators (+ 2 B vectors + 1 broadcast: 15 of 16 registers;
+            /// 12 independent FMA chains cover both FMA pipes' latency).</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-            private static void Tile4x16(int rows, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
+            private static void Tile6x16(int rows, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
             {
-                float* a0 = a, a1 = rows > 1 ? a + rsA : a, a2 = rows > 2 ? a + 2 * rsA : a, a3 = rows > 3 ? a + 3 * rsA : a;
-                Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
-                Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
-                if (accumulate)
-                {
-                    c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
-                    if (rows > 1) { c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8); }
-                    if (rows > 2) { c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8); }
-                    if (rows > 3) { c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8); }
-                }
+                float* a0 = a, a1 = RowOrFirst(a, rsA, rows, 1), a2 = RowOrFirst(a, rsA, rows, 2);
+                float* a3 = RowOrFirst(a, rsA, rows, 3), a4 = RowOrFirst(a, rsA, rows, 4), a5 = RowOrFirst(a, rsA, rows, 5);
+                Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+                Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
                 nint ap = 0;
                 for (int p = 0; p < k; p++, ap += csA, b += ldb)
                 {
@@ -345,11 +357,64 @@ public sealed partial class CpuBackend
                     c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
                     x = Vector256.Create(a3[ap]);
                     c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                    x = Vector256.Create(a4[ap]);
+                    c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                    x = Vector256.Create(a5[ap]);
+                    c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
                 }
-                c00.Store(c); c01.Store(c + 8);
-                if (rows > 1) { c10.Store(c + ldc); c11.Store(c + ldc + 8); }
-                if (rows > 2) { c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8); }
-                if (rows > 3) { c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8); }
+                Store(c, c00, c01, accumulate);
+                if (rows > 1) Store(c + ldc, c10, c11, accumulate);
+                if (rows > 2) Store(c + 2 * ldc, c20, c21, accumulate);
+                if (rows > 3) Store(c + 3 * ldc, c30, c31, accumulate);
+                if (rows > 4) Store(c + 4 * ldc, c40, c41, accumulate);
+                if (rows > 5) Store(c + 5 * ldc, c50, c51, accumulate);
+            }
+
+            /// <summary>The AVX-512 tile: <see cref="Tile6x16"/> in zmm registers, 6 × 32 of C.</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+            private static void Tile6x32(int rows, int k, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, bool accumulate)
+            {
+                float* a0 = a, a1 = RowOrFirst(a, rsA, rows, 1), a2 = RowOrFirst(a, rsA, rows, 2);
+                float* a3 = RowOrFirst(a, rsA, rows, 3), a4 = RowOrFirst(a, rsA, rows, 4), a5 = RowOrFirst(a, rsA, rows, 5);
+                Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+                Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+                nint ap = 0;
+                for (int p = 0; p < k; p++, ap += csA, b += ldb)
+                {
+                    var b0 = Vector512.Load(b); var b1 = Vector512.Load(b + 16);
+                    var x = Vector512.Create(a0[ap]);
+                    c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+                    x = Vector512.Create(a1[ap]);
+                    c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+                    x = Vector512.Create(a2[ap]);
+                    c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+                    x = Vector512.Create(a3[ap]);
+                    c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+                    x = Vector512.Create(a4[ap]);
+                    c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+                    x = Vector512.Create(a5[ap]);
+                    c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+                }
+                Store(c, c00, c01, accumulate);
+                if (rows > 1) Store(c + ldc, c10, c11, accumulate);
+                if (rows > 2) Store(c + 2 * ldc, c20, c21, accumulate);
+                if (rows > 3) Store(c + 3 * ldc, c30, c31, accumulate);
+                if (rows > 4) Store(c + 4 * ldc, c40, c41, accumulate);
+                if (rows > 5) Store(c + 5 * ldc, c50, c51, accumulate);
+            }
+
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static void Store(float* c, Vector256<float> lo, Vector256<float> hi, bool accumulate)
+            {
+                if (accumulate) { lo += Vector256.Load(c); hi += Vector256.Load(c + 8); }
+                lo.Store(c); hi.Store(c + 8);
+            }
+
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            private static void Store(float* c, Vector512<float> lo, Vector512<float> hi, bool accumulate)
+            {
+                if (accumulate) { lo += Vector512.Load(c); hi += Vector512.Load(c + 16); }
+                lo.Store(c); hi.Store(c + 16);
             }
         }
     }

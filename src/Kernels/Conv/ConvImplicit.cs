@@ -81,13 +81,16 @@ public sealed partial class CpuBackend
     /// smaller of A and B is the one packed twice.</summary>
     private static unsafe void GemmSplit(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float beta = 0f)
     {
+        // Workers run outside the caller's CpuIsa.Use scope, so the ISA travels explicitly.
+        var isa = CpuIsa.Current;
+        var blocking = Sgemm.BlockingFor(isa);
         bool byColumns = n >= m;
-        int unit = byColumns ? Sgemm.NR : Sgemm.MR, extent = byColumns ? n : m;
+        int unit = byColumns ? blocking.NR : Sgemm.MR, extent = byColumns ? n : m;
         int workers = Math.Max(1, Math.Min(CpuParallel.Workers, extent / unit));
         nint cAddr = (nint)c;
         CpuParallel.For(workers, (w0, w1) =>
         {
-            float[] packA = BufferPool<float>.Shared.Rent(Sgemm.PackedALength), packB = BufferPool<float>.Shared.Rent(Sgemm.PackedBLength);
+            float[] packA = BufferPool<float>.Shared.Rent(blocking.PackedALength), packB = BufferPool<float>.Shared.Rent(blocking.PackedBLength);
             try
             {
                 fixed (float* pa = packA, pb = packB)
@@ -95,8 +98,8 @@ public sealed partial class CpuBackend
                     {
                         int lo = SplitPoint(extent, wk, workers, unit), hi = SplitPoint(extent, wk + 1, workers, unit);
                         if (lo >= hi) continue;
-                        if (byColumns) Sgemm.Run(m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, beta, pa, pb);
-                        else Sgemm.Run(hi - lo, n, k, a.At(lo, 0), b, (float*)cAddr + (long)lo * ldc, ldc, 1f, beta, pa, pb);
+                        if (byColumns) Sgemm.Run(isa, m, hi - lo, k, a, b.At(0, lo), (float*)cAddr + lo, ldc, 1f, beta, pa, pb);
+                        else Sgemm.Run(isa, hi - lo, n, k, a.At(lo, 0), b, (float*)cAddr + (long)lo * ldc, ldc, 1f, beta, pa, pb);
                     }
             }
             finally

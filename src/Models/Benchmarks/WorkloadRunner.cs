@@ -84,7 +84,14 @@ public static class WorkloadRunner
             {
                 double gflops = w.Flops / (median * 1e6);
                 row["gflops"] = Math.Round(gflops, 2);
-                if (onCpu) row["pct_peak"] = Math.Round(100 * gflops / FmaPeak.Gflops, 1);
+                if (onCpu)
+                {
+                    var (percent, underMeasured) = FmaPeak.Share(gflops);
+                    row["pct_peak"] = Math.Round(percent, 1);
+                    row["peak_gflops"] = Math.Round(FmaPeak.Gflops, 1);
+                    row["isa"] = CpuIsa.Name(CpuIsa.Current);
+                    if (underMeasured) row["peak_note"] = FmaPeak.UnderMeasuredNote;
+                }
             }
             if (w.Bytes > 0) row["gbytes_s"] = Math.Round(w.Bytes / (median * 1e6), 2);
             if (w.Images > 0) row["images_s"] = Math.Round(w.Images / (median / 1e3), 2);
@@ -94,8 +101,8 @@ public static class WorkloadRunner
         return row;
     }
 
-    /// <summary>The rows as an aligned text table: workload, shape, median ms, GFLOP/s, % of the FMA peak, GB/s,
-    /// images/s, peak resident memory.</summary>
+    /// <summary>The rows as an aligned text table: workload, shape, median ms, GFLOP/s, % of the FMA peak (marked
+    /// ! above 100%), GB/s, images/s, peak resident memory.</summary>
     public static void WriteTable(IReadOnlyList<Dictionary<string, object?>> rows, TextWriter o)
     {
         string Cell(Dictionary<string, object?> r, string key, string format) =>
@@ -104,13 +111,15 @@ public static class WorkloadRunner
         {
             (string)r["name"]!, (string)r["shape"]!,
             r.TryGetValue("error", out var e) ? $"error: {e}" : Cell(r, "median_ms", "F3"),
-            Cell(r, "gflops", "F1"), Cell(r, "pct_peak", "F1"), Cell(r, "gbytes_s", "F2"), Cell(r, "images_s", "F1"), Cell(r, "peak_rss_mb", "F0"),
+            Cell(r, "gflops", "F1"), Cell(r, "pct_peak", "F1") + (r.ContainsKey("peak_note") ? "!" : ""), Cell(r, "gbytes_s", "F2"), Cell(r, "images_s", "F1"), Cell(r, "peak_rss_mb", "F0"),
         }).ToList();
         string[] header = ["workload", "shape", "median ms", "GFLOP/s", "% peak", "GB/s", "images/s", "peak RSS MB"];
         var widths = header.Select((h, i) => lines.Select(l => l[i].Length).Append(h.Length).Max()).ToArray();
         string Format(string[] cells) => string.Join("  ", cells.Select((c, i) => i < 2 ? c.PadRight(widths[i]) : c.PadLeft(widths[i]))).TrimEnd();
         o.WriteLine(Format(header));
         foreach (var l in lines) o.WriteLine(Format(l));
+        if (rows.Any(r => r.ContainsKey("peak_note")))
+            o.WriteLine($"! above 100% of the measured FMA peak: {FmaPeak.UnderMeasuredNote} (a busy machine or unpinned threads), not a kernel beyond the hardware");
     }
 
     /// <summary>BenchmarkDotNet-style glob (* and ?) as a case-insensitive whole-name regex.</summary>

@@ -1,0 +1,150 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MaskBit.Kernels.Cpu;
+
+/// <summary>A register tile of <see cref="Sgemm"/>: the 6×NR block of C at c (row stride ldc) =
+/// alpha·Σ_k A[·, k]·b[k] + beta·C, with A(r, k) = a[r·rowStride + k·kStride] (a packed panel: 1 and 6; A in
+/// place: its own strides) and a packed B panel (NR floats per k, 64-byte aligned). Rows at or past
+/// <c>rows</c> re-read row 0 (the caller discards them). beta 0 never reads C. Implemented by structs so that the generic packed loop is compiled once per
+/// tile with the call inlined.</summary>
+internal unsafe interface IMicroTile
+{
+    static abstract int NR { get; }
+    static abstract void Multiply(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta);
+}
+
+/// <summary>AVX2: 6 rows × 2 ymm = 12 accumulators + 2 B vectors + 1 A broadcast (15 of the 16 ymm registers).</summary>
+internal unsafe struct Ymm6x16 : IMicroTile
+{
+    public static int NR => 16;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Multiply(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* a0 = a, a1 = TileRows.Row(a, rowStride, rows, 1), a2 = TileRows.Row(a, rowStride, rows, 2);
+        float* a3 = TileRows.Row(a, rowStride, rows, 3), a4 = TileRows.Row(a, rowStride, rows, 4), a5 = TileRows.Row(a, rowStride, rows, 5);
+        nint ap = 0;
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        // C's tile is touched only after the K loop; start its (likely L3 or memory) loads now.
+        for (int i = 0; i < Sgemm.MR; i++) { Sse.Prefetch0(c + (long)i * ldc); Sse.Prefetch0(c + (long)i * ldc + 15); }
+        for (int p = 0; p < kc; p++, ap += kStride, b += 16)
+        {
+            var b0 = Avx.LoadAlignedVector256(b);
+            var b1 = Avx.LoadAlignedVector256(b + 8);
+            var ai = Avx.BroadcastScalarToVector256(a0 + ap);
+            c00 = Fma.MultiplyAdd(ai, b0, c00); c01 = Fma.MultiplyAdd(ai, b1, c01);
+            ai = Avx.BroadcastScalarToVector256(a1 + ap);
+            c10 = Fma.MultiplyAdd(ai, b0, c10); c11 = Fma.MultiplyAdd(ai, b1, c11);
+            ai = Avx.BroadcastScalarToVector256(a2 + ap);
+            c20 = Fma.MultiplyAdd(ai, b0, c20); c21 = Fma.MultiplyAdd(ai, b1, c21);
+            ai = Avx.BroadcastScalarToVector256(a3 + ap);
+            c30 = Fma.MultiplyAdd(ai, b0, c30); c31 = Fma.MultiplyAdd(ai, b1, c31);
+            ai = Avx.BroadcastScalarToVector256(a4 + ap);
+            c40 = Fma.MultiplyAdd(ai, b0, c40); c41 = Fma.MultiplyAdd(ai, b1, c41);
+            ai = Avx.BroadcastScalarToVector256(a5 + ap);
+            c50 = Fma.MultiplyAdd(ai, b0, c50); c51 = Fma.MultiplyAdd(ai, b1, c51);
+        }
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        Finish(c, c00, c01, va, vb, beta); Finish(c + ldc, c10, c11, va, vb, beta); Finish(c + 2L * ldc, c20, c21, va, vb, beta);
+        Finish(c + 3L * ldc, c30, c31, va, vb, beta); Finish(c + 4L * ldc, c40, c41, va, vb, beta); Finish(c + 5L * ldc, c50, c51, va, vb, beta);
+    }
+
+    /// <summary>c[0..16) = alpha·acc (+ beta·c unless beta is 0: C may hold garbage then).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish(float* c, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, Vector256<float> vbeta, float beta)
+    {
+        if (beta == 0f)
+        {
+            Avx.Store(c, Avx.Multiply(lo, alpha));
+            Avx.Store(c + 8, Avx.Multiply(hi, alpha));
+        }
+        else
+        {
+            Avx.Store(c, Fma.MultiplyAdd(lo, alpha, Avx.Multiply(vbeta, Avx.LoadVector256(c))));
+            Avx.Store(c + 8, Fma.MultiplyAdd(hi, alpha, Avx.Multiply(vbeta, Avx.LoadVector256(c + 8))));
+        }
+    }
+}
+
+/// <summary>AVX-512: the same scheme as <see cref="Ymm6x16"/> in zmm registers, 6×32 of C.</summary>
+internal unsafe struct Zmm6x32 : IMicroTile
+{
+    public static int NR => 32;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Multiply(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* a0 = a, a1 = TileRows.Row(a, rowStride, rows, 1), a2 = TileRows.Row(a, rowStride, rows, 2);
+        float* a3 = TileRows.Row(a, rowStride, rows, 3), a4 = TileRows.Row(a, rowStride, rows, 4), a5 = TileRows.Row(a, rowStride, rows, 5);
+        nint ap = 0;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int i = 0; i < Sgemm.MR; i++) { Sse.Prefetch0(c + (long)i * ldc); Sse.Prefetch0(c + (long)i * ldc + 16); Sse.Prefetch0(c + (long)i * ldc + 31); }
+        for (int p = 0; p < kc; p++, ap += kStride, b += 32)
+        {
+            var b0 = Vector512.LoadAligned(b);
+            var b1 = Vector512.LoadAligned(b + 16);
+            var ai = Vector512.Create(a0[ap]);
+            c00 = Avx512F.FusedMultiplyAdd(ai, b0, c00); c01 = Avx512F.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector512.Create(a1[ap]);
+            c10 = Avx512F.FusedMultiplyAdd(ai, b0, c10); c11 = Avx512F.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector512.Create(a2[ap]);
+            c20 = Avx512F.FusedMultiplyAdd(ai, b0, c20); c21 = Avx512F.FusedMultiplyAdd(ai, b1, c21);
+            ai = Vector512.Create(a3[ap]);
+            c30 = Avx512F.FusedMultiplyAdd(ai, b0, c30); c31 = Avx512F.FusedMultiplyAdd(ai, b1, c31);
+            ai = Vector512.Create(a4[ap]);
+            c40 = Avx512F.FusedMultiplyAdd(ai, b0, c40); c41 = Avx512F.FusedMultiplyAdd(ai, b1, c41);
+            ai = Vector512.Create(a5[ap]);
+            c50 = Avx512F.FusedMultiplyAdd(ai, b0, c50); c51 = Avx512F.FusedMultiplyAdd(ai, b1, c51);
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        Finish(c, c00, c01, va, vb, beta); Finish(c + ldc, c10, c11, va, vb, beta); Finish(c + 2L * ldc, c20, c21, va, vb, beta);
+        Finish(c + 3L * ldc, c30, c31, va, vb, beta); Finish(c + 4L * ldc, c40, c41, va, vb, beta); Finish(c + 5L * ldc, c50, c51, va, vb, beta);
+    }
+
+    /// <summary>c[0..32) = alpha·acc (+ beta·c unless beta is 0: C may hold garbage then).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish(float* c, Vector512<float> lo, Vector512<float> hi, Vector512<float> alpha, Vector512<float> vbeta, float beta)
+    {
+        if (beta == 0f)
+        {
+            (lo * alpha).Store(c);
+            (hi * alpha).Store(c + 16);
+        }
+        else
+        {
+            Avx512F.FusedMultiplyAdd(lo, alpha, vbeta * Vector512.Load(c)).Store(c);
+            Avx512F.FusedMultiplyAdd(hi, alpha, vbeta * Vector512.Load(c + 16)).Store(c + 16);
+        }
+    }
+}
+
+internal static unsafe class TileRows
+{
+    /// <summary>Row r of a tile's A, or row 0 when the tile has fewer rows (its results are discarded).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float* Row(float* a, nint rowStride, int rows, int r) => r < rows ? a + r * rowStride : a;
+}
+
+/// <summary>Cache blocks of <see cref="Sgemm"/> for a tile NR columns wide, derived from the cache sizes: the
+/// A and B micro-panels ((MR + NR)·KC floats) fit L1 (KC at most 256: longer K blocks gain nothing once C's
+/// load/store is amortised), an MC×KC block of A fills half of L2 (the other half streams B panels and C), and a
+/// KC×NC block of B takes at most half of L3 split over the worker threads (NC at most 4096).</summary>
+public sealed record GemmBlocking(int NR, int KC, int MC, int NC)
+{
+    public static GemmBlocking For(int nr, CpuCaches caches)
+    {
+        int kc = Math.Clamp((int)(caches.L1 / (sizeof(float) * (Sgemm.MR + nr))) / 16 * 16, 64, 256);
+        int mc = Math.Max(Sgemm.MR, (int)(caches.L2 / 2 / (sizeof(float) * kc)) / Sgemm.MR * Sgemm.MR);
+        int nc = Math.Clamp((int)(caches.L3 / 2 / Environment.ProcessorCount / (sizeof(float) * kc)) / nr * nr, nr, 4096);
+        return new GemmBlocking(nr, kc, mc, nc);
+    }
+
+    public int PackedALength => MC * KC + 32;
+    public int PackedBLength => KC * NC + 32;
+}
