@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch counterparts of our model-level benchmark workloads (group "model" in src/Models/Benchmarks), built
+"""PyTorch counterparts of our model-level benchmark workloads (group "model" in src/Workloads), built
 from the reference implementation ($MASKBIT_REF) with OUR configs (configs/*.yaml of this repository), random
 weights and synthetic inputs, so that both sides do the same work:
 

@@ -2,10 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using MaskBit.Cli;
 using MaskBit.Models.Data;
+using MaskBit.Models.Training;
 using MaskBit.Tests.Data;
 using MaskBit.Tests.Training;
-
-using MaskBit.Models.Training;
 
 namespace MaskBit.Tests.Cli;
 

@@ -1,4 +1,5 @@
 using MaskBit.Models.Config;
+using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Tests.Config;
@@ -37,6 +38,25 @@ public class ConfigSectionsTests
         var e = Assert.Throws<ConfigException>(() => ConfigSections.Read(MaskBitConfig.Load(path, ["experiment.dont_resume_optimizer=true"])))!;
         Assert.That(e.Message, Does.Contain("experiment.dont_resume_optimizer").And.Contain(path));
         Assert.That(e.Message.Split('\n'), Has.Length.EqualTo(1));
+    }
+
+    [TestCase("hinge", GanLossType.Hinge)]
+    [TestCase("vanilla", GanLossType.Vanilla)]
+    [TestCase("non-saturating", GanLossType.NonSaturating)]
+    public void DiscriminatorLossNameIsReadIntoItsKind(string name, GanLossType kind)
+    {
+        string path = Path.Combine(Root(), "configs", "fashion_mnist_tokenizer.yaml");
+        var config = MaskBitConfig.Load(path, [$"losses.discriminator_loss={name}"]);
+        Assert.That(VqganLossConfig.From(config).DiscriminatorLoss, Is.EqualTo(kind));
+    }
+
+    [Test]
+    public void UnsupportedDiscriminatorLossIsRefusedNamingKeyAndFile()
+    {
+        string path = Path.Combine(Root(), "configs", "fashion_mnist_tokenizer.yaml");
+        var config = MaskBitConfig.Load(path, ["losses.discriminator_loss=wasserstein"]);
+        var e = Assert.Throws<ConfigException>(() => VqganLossConfig.From(config))!;
+        Assert.That(e.Message, Does.Contain("discriminator_loss 'wasserstein'").And.Contain(path));
     }
 
     /// <summary>A key of the reference's schema that no section reads (the MLM loss in a tokenizer config) is refused, never silently ignored.</summary>

@@ -1,5 +1,4 @@
 using MaskBit.Autograd;
-using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Tokenizer;
 
@@ -12,14 +11,6 @@ public enum GanLossType { Hinge, Vanilla, NonSaturating }
 /// </summary>
 public static class GanLosses
 {
-    public static GanLossType Parse(string name, string source) => name switch
-    {
-        "hinge" => GanLossType.Hinge,
-        "vanilla" => GanLossType.Vanilla,
-        "non-saturating" => GanLossType.NonSaturating,
-        _ => throw new ConfigException($"{source}: discriminator_loss '{name}' is not supported (hinge, vanilla, non-saturating)"),
-    };
-
     public static Tensor DiscriminatorLoss(GanLossType type, Tensor logitsReal, Tensor logitsFake) => type switch
     {
         GanLossType.Hinge => HingeDLoss(logitsReal, logitsFake),

@@ -118,12 +118,20 @@ public static class VqganLossConfigSection
             return new VqganLossConfig(
                 (float)c.GetDouble(p + "quantizer_weight"), c.GetString(p + "perceptual_loss"), (float)c.GetDouble(p + "perceptual_weight"),
                 rec == "l1", (float)c.GetDouble(p + "reconstruction_weight", 1.0), c.GetInt(p + "discriminator_start"),
-                GanLosses.Parse(c.GetString(p + "discriminator_loss"), c.File), (float)c.GetDouble(p + "discriminator_factor"),
+                ParseGanLoss(c.GetString(p + "discriminator_loss"), c.File), (float)c.GetDouble(p + "discriminator_factor"),
                 (float)c.GetDouble(p + "discriminator_weight"), penalty == "adopt_weight",
                 (float)c.GetDouble(p + "lecam_regularization_weight"), c.GetDouble(p + "ema_decay", 0.999),
                 c.GetInt(p + "entropy_annealing_steps", 2000), (float)c.GetDouble(p + "entropy_annealing_factor", 0.0));
         }
     }
+
+    private static GanLossType ParseGanLoss(string name, string source) => name switch
+    {
+        "hinge" => GanLossType.Hinge,
+        "vanilla" => GanLossType.Vanilla,
+        "non-saturating" => GanLossType.NonSaturating,
+        _ => throw new ConfigException($"{source}: discriminator_loss '{name}' is not supported (hinge, vanilla, non-saturating)"),
+    };
 }
 
 public static class VqganLossSection
