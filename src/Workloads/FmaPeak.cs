@@ -95,7 +95,8 @@ public static class FmaPeak
             long t0 = Stopwatch.GetTimestamp();
             _sink = Chain(isa, iterations);
             seconds[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        }) { IsBackground = true }).ToList();
+        })
+        { IsBackground = true }).ToList();
         foreach (var t in workers) t.Start();
         start.SignalAndWait();
         foreach (var t in workers) t.Join();
