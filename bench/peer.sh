@@ -4,7 +4,7 @@
 #
 #   bench/peer.sh [--filter GLOB] [--rounds N] [--seconds S] [--threads T] [--isa avx2|avx512|scalar] [--out DIR]
 #
-#   --filter   glob over our workload names (default '*'), e.g. '*gemm*', 'conv3x3_*_fwd'
+#   --filter   glob, or comma-separated globs, over our workload names (default '*'), e.g. '*gemm*', 'conv3x3_*,attention_*'
 #   --rounds   alternations of (ours, peer default, peer OMP_WAIT_POLICY=PASSIVE) (default 3)
 #   --seconds  timed seconds per workload and program per round (default 2)
 #   --threads  threads for both programs (default 2)

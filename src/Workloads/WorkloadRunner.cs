@@ -123,6 +123,8 @@ public static class WorkloadRunner
     }
 
     /// <summary>BenchmarkDotNet-style glob (* and ?) as a case-insensitive whole-name regex.</summary>
+    /// <summary>A glob (`*`, `?`) or a comma-separated list of globs, any of which may match.</summary>
     public static Regex GlobToRegex(string glob) =>
-        new("^" + Regex.Escape(glob).Replace(@"\*", ".*").Replace(@"\?", ".") + "$", RegexOptions.IgnoreCase);
+        new("^(" + string.Join("|", glob.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(g => Regex.Escape(g).Replace(@"\*", ".*").Replace(@"\?", "."))) + ")$", RegexOptions.IgnoreCase);
 }

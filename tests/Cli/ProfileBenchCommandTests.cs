@@ -14,6 +14,14 @@ namespace MaskBit.Tests.Cli;
 [NonParallelizable]
 public class ProfileBenchCommandTests
 {
+    [Test]
+    public void FilterTakesCommaSeparatedGlobs()
+    {
+        var names = WorkloadRunner.Select("gemm_square_256, conv3x3_128x64_*").Select(w => w.Name).ToList();
+        Assert.That(names, Does.Contain("gemm_square_256").And.Contain("conv3x3_128x64_fwd").And.Contain("conv3x3_128x64_fb"));
+        Assert.That(names, Has.None.StartsWith("attention"));
+    }
+
     private static string Config(string name) => Path.Combine(TestPaths.RepoRoot, "configs", name);
 
     private static (int Code, string Out, string Err) Run(params string[] args)
