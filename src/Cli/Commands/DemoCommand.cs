@@ -178,10 +178,18 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
             .ToList();
     }
 
-    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) => _tokenizerBase.With(StageSettings(maxSteps, warmup));
+    // Validated as a config file would be: the embedded configs and the demo's settings obey the same rules.
+    private MaskBitConfig TokenizerConfig(long maxSteps, int warmup) =>
+        Validated(_tokenizerBase.With(StageSettings(maxSteps, warmup)));
 
     private MaskBitConfig GeneratorConfig(long maxSteps, int warmup) =>
-        _generatorBase.With([.. TokenizerArchitecture(), .. StageSettings(maxSteps, warmup)]);
+        Validated(_generatorBase.With([.. TokenizerArchitecture(), .. StageSettings(maxSteps, warmup)]));
+
+    private static MaskBitConfig Validated(MaskBitConfig config)
+    {
+        ConfigSections.Validate(config);
+        return config;
+    }
 
     // ---- the stages ------------------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ internal static class ProfileCommand
                 stderr.WriteLine($"error: --steps must be at least 1 and --warmup at least 0 (got {n}, {w})");
                 return Program.ExitUsage;
             }
-            var cfg = MaskBitConfig.Load(parse.GetValue(config)!, parse.GetValue(overrides) ?? Array.Empty<string>());
+            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
             bool sampling = sample != null && parse.GetValue(sample);
             int? batchSize = parse.GetValue(batch);
             using var backend = Backend(parse.GetValue(device)!);
