@@ -6,27 +6,14 @@ namespace MaskBit.Models.Training;
 /// <summary>The settings of a generator run: the loop's (<see cref="LoopSettings"/>), the shared ones
 /// (<see cref="RunSettings"/>, where their defaults are documented), the optimizer, the schedule, losses.mlm and
 /// the masking keys of model.mlm_model.</summary>
-public sealed record GeneratorTrainingSettings
+public sealed record GeneratorTrainingSettings : StageTrainingSettings
 {
     public const double EmaDecay = 0.999;   // fixed in scripts/train_maskbit.py
 
-    public required LoopSettings Loop { get; init; }
-    public long MaxTrainSteps => Loop.MaxTrainSteps;
     public required int BatchSize { get; init; }
-    public double? MaxGradNorm { get; init; }
-    public bool UseEma { get; init; }
-    public int Seed { get; init; } = 42;
-    public bool OverfitBatch { get; init; }
-    public int OverfitBatchNum { get; init; } = 1;
     public int NumGeneratedImages { get; init; } = 4;
-    public string MixedPrecision { get; init; } = "no";
-    public long? MaxTrainExamples { get; init; }
-    public string? TrainSource { get; init; }
     /// <summary>experiment.vqgan_checkpoint: the frozen tokenizer's weights.</summary>
     public string? TokenizerCheckpoint { get; init; }
-
-    public required OptimizerSettings Optimizer { get; init; }
-    public required ScheduleSettings Schedule { get; init; }
 
     public MaskSchedule TrainMaskSchedule { get; init; } = MaskSchedule.Arccos;
     public double MinMaskingRatio { get; init; }

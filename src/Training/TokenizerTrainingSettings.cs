@@ -4,29 +4,17 @@ namespace MaskBit.Models.Training;
 
 /// <summary>The settings of a tokenizer run: the loop's (<see cref="LoopSettings"/>), the shared ones
 /// (<see cref="RunSettings"/>, where their defaults are documented), the optimizers and the schedule.</summary>
-public sealed record TokenizerTrainingSettings
+public sealed record TokenizerTrainingSettings : StageTrainingSettings
 {
     public required string Name { get; init; }
-    public required LoopSettings Loop { get; init; }
-    public long MaxTrainSteps => Loop.MaxTrainSteps;
     public int BatchSize { get; init; }
     public int AccumulationSteps { get; init; } = 1;
-    public double? MaxGradNorm { get; init; }
-    public bool UseEma { get; init; }
-    public int Seed { get; init; } = 42;
-    public bool OverfitBatch { get; init; }
-    public int OverfitBatchNum { get; init; } = 1;
     public int NumGeneratedImages { get; init; } = 2;
-    public string MixedPrecision { get; init; } = "no";
-    public long? MaxTrainExamples { get; init; }
     public string InitCheckpoint { get; init; } = "";
 
-    public required OptimizerSettings Optimizer { get; init; }
     /// <summary>optimizer.params.discriminator_learning_rate (default: the tokenizer's).</summary>
     public double DiscriminatorLearningRate { get; init; }
-    public required ScheduleSettings Schedule { get; init; }
 
-    public string? TrainSource { get; init; }
     public string? EvalSource { get; init; }
     public int Workers { get; init; } = 2;
 
