@@ -74,8 +74,10 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Restores a checkpoint into the given state (modules, EMAs, optimizers, schedules and RNGs are updated
-    /// in place). Any mismatch (missing tensor, other shape, other format) is an error naming the file and the tensor.</summary>
-    public static void Restore(string path, TrainingState s)
+    /// in place). Any mismatch (missing tensor, other shape, other format) is an error naming the file and the tensor.
+    /// <paramref name="optimizers"/> off keeps the optimizers' fresh moments; <paramref name="schedules"/> off puts
+    /// the schedules at step 0 (the reference's dont_resume_optimizer and resume_lr_scheduler=False).</summary>
+    public static void Restore(string path, TrainingState s, bool optimizers = true, bool schedules = true)
     {
         var sd = SafeTensors.Load(path);
         var meta = Metadata(sd);
@@ -93,7 +95,7 @@ public static class TrainingCheckpoint
             for (int i = 0; i < ema.Shadow.Count; i++) Copy(ema.Shadow[i], shadow[i], path);
             ema.SetStep(Long(Meta($"ema.{part}.optimization_step")));
         }
-        foreach (var (part, opt) in s.Optimizers)
+        foreach (var (part, opt) in s.Optimizers.Where(_ => optimizers))
         {
             opt.LearningRate = double.Parse(Meta($"optim.{part}.lr"), CultureInfo.InvariantCulture);
             for (int i = 0; i < opt.Parameters.Count; i++)
@@ -111,7 +113,7 @@ public static class TrainingCheckpoint
             // First revision: the tokenizer's two schedules under extra.*, the generator's implied by the step.
             string? step = meta.GetValueOrDefault($"schedule.{part}.step")
                 ?? meta.GetValueOrDefault(part == "discriminator" ? "extra.discriminator_scheduler_step" : "extra.scheduler_step");
-            schedule.SetStep(step != null ? Long(step) : s.Step, s.Optimizers.GetValueOrDefault(part));
+            schedule.SetStep(!schedules ? 0 : step != null ? Long(step) : s.Step, s.Optimizers.GetValueOrDefault(part));
         }
         foreach (var (name, rng) in s.Rngs)
             rng.State = meta.GetValueOrDefault($"rng.{name}") ?? Meta("rng");   // first revision: one generator, "rng"
@@ -121,6 +123,10 @@ public static class TrainingCheckpoint
     // ---- reading parts of a checkpoint (the weights loader) ----------------------------------------------------
 
     public static bool IsTrainingCheckpoint(StateDict stateDict) => Metadata(stateDict).GetValueOrDefault("format") == Format;
+
+    /// <summary>Whether the file is a training checkpoint (a safetensors file of this format), not plain weights.</summary>
+    public static bool IsTrainingCheckpoint(string path) =>
+        path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) && IsTrainingCheckpoint(SafeTensors.Load(path));
 
     /// <summary>The parts (module names) a training checkpoint holds.</summary>
     public static IReadOnlyList<string> Parts(StateDict stateDict) =>

@@ -50,7 +50,8 @@ public sealed record ConfigSections(
     /// would need what is not implemented (refused).</summary>
     private static void Acknowledge(MaskBitConfig c)
     {
-        // Logging and bookkeeping of the reference's accelerate/wandb set-up: names only.
+        // Names of the reference's accelerate set-up (TensorBoard event files go to the run folder's logs/); the logger
+        // and the gradient-norm cadence are read with the training settings (LoopSettings).
         foreach (var key in new[] { "experiment.project", "experiment.logger", "experiment.logging_dir", "experiment.log_grad_norm_every" })
             c.Has(key);
         // The loader shuffles whole epochs (no buffer) on its own threads; these tune torch's DataLoader.
@@ -60,6 +61,10 @@ public sealed record ConfigSections(
         c.Has("training.enable_tf32");
         // The reference's VQGANLoss stores the penalty cost but never uses it (modeling/modules/losses.py).
         c.Has("losses.discriminator_penalty_cost");
+        // Resume options and experiment.init_checkpoint belong to training (LoopSettings); a config that only
+        // evaluates carries them unused.
+        foreach (var key in new[] { "experiment.dont_resume_optimizer", "experiment.resume_lr_scheduler", "experiment.init_checkpoint" })
+            c.Has(key);
         // A setting of the perceptual network, which is not implemented: a perceptual weight above 0 is refused
         // unless training is asked to go on without the term (--allow-no-perceptual).
         c.Has("losses.perceptual_loss_on_logits");
@@ -68,13 +73,5 @@ public sealed record ConfigSections(
             && c.GetDouble("lr_scheduler.params.learning_rate") != c.GetDouble("optimizer.params.learning_rate"))
             throw new ConfigException($"{c.File}: lr_scheduler.params.learning_rate differs from optimizer.params.learning_rate; " +
                                       "the optimizer's rate is the one used (as in both reference scripts): set them equal");
-        Refuse(c, "experiment.dont_resume_optimizer", false);
-        Refuse(c, "experiment.resume_lr_scheduler", true);
-    }
-
-    private static void Refuse(MaskBitConfig c, string key, bool implemented)
-    {
-        if (c.Has(key) && c.GetBool(key) != implemented)
-            throw new ConfigException($"{c.File}: {key}={(!implemented).ToString().ToLowerInvariant()} is not implemented (resume restores everything)");
     }
 }

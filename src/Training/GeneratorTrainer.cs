@@ -15,9 +15,10 @@ public sealed class GeneratorTrainerOptions
     public string? TokenizerPath { get; init; }
     /// <summary>Training images instead of the config's dataset (with a key identifying them for the token cache).</summary>
     public (IImageDataset Dataset, string Key)? Dataset { get; init; }
-    /// <summary>Encode each sample once (no augmentation; kept in tokens.npz once all are done) instead of encoding
-    /// augmented batches every step.</summary>
-    public bool CacheTokens { get; init; } = true;
+    /// <summary>Encode each sample once (un-augmented; kept in tokens.npz once all are done) instead of encoding
+    /// augmented batches every step. Null: cache only when the config does not augment
+    /// (dataset.preprocessing.use_random_crop off), so the reference's random crop and flip are kept by default.</summary>
+    public bool? CacheTokens { get; init; }
     /// <summary>Decoding threads of the on-the-fly loader.</summary>
     public int DataWorkers { get; init; } = 2;
     public TextWriter Log { get; init; } = TextWriter.Null;
@@ -28,8 +29,10 @@ public sealed class GeneratorTrainerOptions
 /// <summary>
 /// Stage-II training (the reference's scripts/train_maskbit.py): the <see cref="MlmStep"/> on tokens of a frozen
 /// tokenizer, through <see cref="TrainingLoop"/>. Grids hold samples of the first ten classes drawn with the config's
-/// sampler settings from a seed fixed by the step (training draws are not touched). A completed run also writes
-/// generator.safetensors: the weights to sample with (EMA when kept) as a plain state dict.
+/// sampler settings from a seed fixed by the step (training draws are not touched). Evaluation (experiment.eval_every,
+/// with dataset.params.eval_shards_path_or_url) scores the MLM loss and accuracies on held-out tokens, masked the same
+/// way at every evaluation. A completed run also writes generator.safetensors: the weights to sample with (EMA when
+/// kept) as a plain state dict.
 /// </summary>
 public sealed class GeneratorTrainer : ITrainingStage
 {
@@ -84,12 +87,13 @@ public sealed class GeneratorTrainer : ITrainingStage
 
     // ---- the stage ---------------------------------------------------------------------------------------------
 
-    public int SamplesPerStep => Settings.BatchSize;
+    public int SamplesPerStep => Settings.BatchSize * Settings.AccumulationSteps;
 
     public IReadOnlyList<(string Label, string Key)> ProgressTerms { get; } =
         [("loss", "train/mlm_loss"), ("masked loss", "train/masked_token_loss"), ("masked acc", "train/masked_correct_tokens"), ("grad norm", "grad_norm")];
 
-    public string Describe() => $"training the generator: {Generator.ParameterCount():N0} parameters on tokens of {_tokenizerPath}; batch {Settings.BatchSize}";
+    public string Describe() => $"training the generator: {Generator.ParameterCount():N0} parameters on tokens of {_tokenizerPath}; " +
+                                $"batch {Settings.BatchSize} × {Settings.AccumulationSteps} accumulation";
 
     public DataPosition Position { get; private set; }
 
@@ -98,24 +102,45 @@ public sealed class GeneratorTrainer : ITrainingStage
         Position = position;
         _batches?.Dispose();
         _batches = Batches(position).GetEnumerator();
+        if (!resumed) Initialize();
     }
 
-    public Dictionary<string, double> TrainStep(long stepsDone)
+    /// <summary>experiment.init_checkpoint naming a weights file (a training checkpoint is restored whole by the
+    /// loop): the generator (and its EMA) start from those weights.</summary>
+    private void Initialize()
+    {
+        string path = Settings.Loop.InitCheckpoint;
+        if (path.Length == 0 || !File.Exists(path)) return;
+        var loaded = WeightsLoader.Load(Generator, path, PretrainedModels.GeneratorLayout, preferEma: true);
+        if (Step.Ema is { } ema)
+        {
+            var parameters = Generator.Parameters().ToList();
+            for (int i = 0; i < parameters.Count; i++) ema.Shadow[i].CopyFrom_(parameters[i]);
+        }
+        _options.Log.WriteLine($"initialised the generator from {loaded}");
+    }
+
+    public Dictionary<string, double> TrainStep(long stepsDone) => Step.Run(NextBatch, stepsDone);
+
+    private TokenBatch NextBatch()
     {
         if (!_batches!.MoveNext()) throw new InvalidOperationException("the training data ended");
         var batch = _batches.Current;
         Position = new DataPosition(batch.Epoch, batch.Index + 1);
-        return Step.Run(batch, stepsDone);
+        return batch;
     }
 
     private IEnumerable<TokenBatch> Batches(DataPosition position)
     {
         var (dataset, key) = _options.Dataset ?? OpenDataset();
-        if (Settings.MaxTrainExamples is { } limit && limit < dataset.Count)
-            (dataset, key) = (SubsetDataset.First(dataset, (int)limit), $"{key}[:{limit}]");
         int seqLen = Generator.Config.SeqLen;
         var transform = TrainingData.Transform(Config);
-        ITokenBatches source = _options.CacheTokens
+        bool augments = transform.UseRandomCrop;
+        bool cache = _options.CacheTokens ?? !augments;
+        if (cache && augments)
+            _options.Log.WriteLine("note: the token cache holds tokens of un-augmented (resized, centre-cropped) images: " +
+                                   "the config's random crop and flip (dataset.preprocessing.use_random_crop) are not applied");
+        ITokenBatches source = cache
             ? new CachedTokenBatches(Path.Combine(Folder.Root, CachedTokenBatches.FileName), _tokenizerPath, Tokenizer, dataset, key,
                 TrainingData.TokenTransform(transform, augment: false), seqLen, Settings.BatchSize, Settings.Seed, _options.Log.WriteLine)
             : new EncodedTokenBatches(new DataLoader(dataset, new DataLoaderOptions
@@ -142,6 +167,8 @@ public sealed class GeneratorTrainer : ITrainingStage
         for (int i = position.Batch; ; i++) yield return batches[i % batches.Count] with { Epoch = 0, Index = i };
     }
 
+    public string SamplesTag => "Train Generated";
+
     public void WriteSamples(long step, string path)
     {
         int classes = Math.Min(Generator.Config.NumClasses, 10), perClass = Settings.NumGeneratedImages;
@@ -154,5 +181,39 @@ public sealed class GeneratorTrainer : ITrainingStage
         Generator.Train();
     }
 
-    public IReadOnlyDictionary<string, double>? Evaluate() => null;
+    public IReadOnlyDictionary<string, double>? Evaluate()
+    {
+        if (Settings.EvalSource == null) return null;
+        var eval = TrainingData.Open(Settings.EvalSource, train: false, TrainingData.Channels(Config));
+        try
+        {
+            var loader = TokenizerEvaluation.EvalLoader(eval, TrainingData.Transform(Config), Settings.BatchSize, Settings.Workers);
+            // The same masks at every evaluation, so that scores of different steps compare.
+            var random = new SeededRandomSource(Settings.Seed);
+            double images = 0, loss = 0, maskedLoss = 0, correct = 0, maskedCorrect = 0;
+            Generator.Eval();
+            foreach (var batch in loader.Epoch(0))
+            {
+                using var scope = TensorScope.Begin();
+                using var noGrad = Tape.NoGrad();
+                var tokens = new TokenBatch(ImageTokens.Encode(Tokenizer, batch.Images), batch.Labels.ToIntArray(), 0, 0);
+                var (batchLoss, statistics) = Step.Loss(tokens, random, dropLabels: false);
+                var host = Tensor.Items([batchLoss, .. statistics.Sums]);
+                var log = statistics.ToLog(host.AsSpan(1));
+                int n = tokens.Count;
+                (images, loss, maskedLoss, correct, maskedCorrect) = (images + n, loss + n * host[0], maskedLoss + n * log.MaskedTokenLoss,
+                    correct + n * log.CorrectTokens, maskedCorrect + n * log.MaskedCorrectTokens);
+            }
+            return images == 0 ? null : new Dictionary<string, double>
+            {
+                ["mlm_loss"] = loss / images, ["masked_token_loss"] = maskedLoss / images,
+                ["correct_tokens"] = correct / images, ["masked_correct_tokens"] = maskedCorrect / images,
+            };
+        }
+        finally
+        {
+            Generator.Train();
+            (eval as IDisposable)?.Dispose();
+        }
+    }
 }

@@ -24,12 +24,10 @@ public sealed record GeneratorTrainingSettings : StageTrainingSettings
     public static GeneratorTrainingSettings From(MaskBitConfig c)
     {
         var run = RunSettings.From(c, TrainingStage.Generator);
-        if (run.AccumulationSteps != 1)
-            throw new ConfigException($"{c.File}: training.gradient_accumulation_steps other than 1 is not supported for the generator");
         const string m = "model.mlm_model.";
         return new GeneratorTrainingSettings
         {
-            Loop = LoopSettings.From(c),
+            Loop = LoopSettings.From(c, run),
             BatchSize = run.TrainingBatchSize(c),
             MaxGradNorm = run.MaxGradNorm,
             UseEma = run.UseEma,
@@ -38,9 +36,11 @@ public sealed record GeneratorTrainingSettings : StageTrainingSettings
             OverfitBatchNum = run.OverfitBatchNum,
             NumGeneratedImages = run.NumGeneratedImages,
             MixedPrecision = run.MixedPrecision,
-            MaxTrainExamples = run.MaxTrainExamples,
+            AccumulationSteps = run.AccumulationSteps,
             TokenizerCheckpoint = run.TokenizerCheckpoint,
             TrainSource = run.TrainSource,
+            EvalSource = run.EvalSource,
+            Workers = run.Workers,
             Optimizer = OptimizerSettings.From(c, TrainingStage.Generator),
             Schedule = ScheduleSettings.From(c),
             TrainMaskSchedule = Masking.ParseSchedule(c.GetString(m + "train_mask_schedule_strategy", "arccos")),

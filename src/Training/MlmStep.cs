@@ -87,38 +87,66 @@ public sealed class MlmStep
         ConfigYaml = configYaml,
     };
 
-    /// <summary>The step after <paramref name="stepsDone"/> steps on <paramref name="batch"/>; returns the MLM loss,
-    /// the masked-only loss, the accuracies, the gradient norm before clipping and the learning rate used.</summary>
+    /// <summary>The step after <paramref name="stepsDone"/> steps over training.gradient_accumulation_steps
+    /// micro-batches from <paramref name="nextBatch"/>, each loss divided by their number (as accelerate does); returns
+    /// the MLM loss, the masked-only loss and the accuracies (averaged over the micro-batches), the gradient norm
+    /// before clipping (per parameter every experiment.log_grad_norm_every steps) and the learning rate used.</summary>
     /// <exception cref="TrainingDivergedException">The loss or the norm is NaN or ±Inf; nothing was applied.</exception>
-    public Dictionary<string, double> Run(TokenBatch batch, long stepsDone)
+    public Dictionary<string, double> Run(Func<TokenBatch> nextBatch, long stepsDone)
     {
-        var cfg = Generator.Config;
+        int micro = Settings.AccumulationSteps;
         double learningRate = Optimizer.LearningRate;
-        var masked = Masking.MaskBatch(batch.Tokens, batch.Count, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, Settings.TrainMaskSchedule,
-            Settings.MinMaskingRatio, _random, Generator.PosEmb.Device);
-        var labelDraws = new float[batch.Count];
-        _random.Uniform(labelDraws);
-        var dropLabels = labelDraws.Select(u => u < Settings.LabelDropout).ToArray();
-
-        var logits = Generator.Forward(masked.Tokens, batch.Labels, dropLabels);
-        var (loss, statistics) = _loss.Forward(logits, masked.Targets, masked.Mask);
-        loss.Backward();
+        var logged = new List<Tensor>();
+        var statistics = new List<MlmLossStatistics>();
+        for (int m = 0; m < micro; m++)
+        {
+            var (loss, batchStatistics) = Loss(nextBatch(), _random);
+            (micro == 1 ? loss : loss.MulScalar(1f / micro)).Backward();
+            logged.Add(loss);
+            logged.AddRange(batchStatistics.Sums);
+            statistics.Add(batchStatistics);
+        }
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
-        List<Tensor> logged = [loss, .. statistics.Sums];
         if (norm != null) logged.Add(norm);
         var host = Tensor.Items(logged);
-        float lossValue = host[0], gradNorm = norm != null ? host[^1] : 0f;
-        var log = statistics.ToLog(host.AsSpan(1, statistics.Sums.Count));
-        if (!float.IsFinite(lossValue)) throw new TrainingDivergedException("mlm_loss", stepsDone + 1, lossValue);
+        float gradNorm = norm != null ? host[^1] : 0f;
+        double lossSum = 0, maskedLossSum = 0, correctSum = 0, maskedCorrectSum = 0;
+        int stride = 1 + statistics[0].Sums.Count;
+        for (int m = 0; m < micro; m++)
+        {
+            float lossValue = host[m * stride];
+            if (!float.IsFinite(lossValue)) throw new TrainingDivergedException("mlm_loss", stepsDone + 1, lossValue);
+            var log = statistics[m].ToLog(host.AsSpan(m * stride + 1, stride - 1));
+            (lossSum, maskedLossSum, correctSum, maskedCorrectSum) =
+                (lossSum + lossValue, maskedLossSum + log.MaskedTokenLoss, correctSum + log.CorrectTokens, maskedCorrectSum + log.MaskedCorrectTokens);
+        }
         if (!float.IsFinite(gradNorm)) throw new TrainingDivergedException("grad_norm", stepsDone + 1, gradNorm);
+        var values = new Dictionary<string, double>
+        {
+            ["lr"] = learningRate, ["train/mlm_loss"] = lossSum / micro, ["train/masked_token_loss"] = maskedLossSum / micro,
+            ["train/correct_tokens"] = correctSum / micro, ["train/masked_correct_tokens"] = maskedCorrectSum / micro, ["grad_norm"] = gradNorm,
+        };
+        if (Settings.Loop.LogsGradNormsAt(stepsDone))
+            foreach (var (name, parameterNorm) in GradientNorms.PerParameter(Generator)) values[name] = parameterNorm;
         Optimizer.Step();
         Schedule.Advance(Optimizer);
         Optimizer.ZeroGrad();
         Ema?.Step(_parameters);
-        return new Dictionary<string, double>
-        {
-            ["lr"] = learningRate, ["train/mlm_loss"] = lossValue, ["train/masked_token_loss"] = log.MaskedTokenLoss,
-            ["train/correct_tokens"] = log.CorrectTokens, ["train/masked_correct_tokens"] = log.MaskedCorrectTokens, ["grad_norm"] = gradNorm,
-        };
+        return values;
+    }
+
+    /// <summary>The MLM loss of one batch in the generator's current mode: groups masked along the train schedule and
+    /// (with <paramref name="dropLabels"/>) labels dropped at model.mlm_model.class_label_dropout, drawn from
+    /// <paramref name="random"/>.</summary>
+    public (Tensor Loss, MlmLossStatistics Statistics) Loss(TokenBatch batch, IRandomSource random, bool dropLabels = true)
+    {
+        var cfg = Generator.Config;
+        var masked = Masking.MaskBatch(batch.Tokens, batch.Count, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, Settings.TrainMaskSchedule,
+            Settings.MinMaskingRatio, random, Generator.PosEmb.Device);
+        var labelDraws = new float[batch.Count];
+        random.Uniform(labelDraws);
+        var dropped = labelDraws.Select(u => dropLabels && u < Settings.LabelDropout).ToArray();
+        var logits = Generator.Forward(masked.Tokens, batch.Labels, dropped);
+        return _loss.Forward(logits, masked.Targets, masked.Mask);
     }
 }

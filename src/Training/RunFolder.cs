@@ -5,19 +5,21 @@ namespace MaskBit.Models.Training;
 
 /// <summary>
 /// The folder of one training run, the same for both stages: the resolved <c>config.yaml</c>, <c>metrics.jsonl</c>,
-/// <c>checkpoints/checkpoint-&lt;step&gt;.safetensors</c> and <c>samples/step-&lt;step&gt;.png</c> (reconstruction grids of
-/// the tokenizer, sample grids of the generator). Tokenizer runs of the first layout kept their checkpoints in the
+/// <c>checkpoints/checkpoint-&lt;step&gt;.safetensors</c>, <c>samples/step-&lt;step&gt;.png</c> (reconstruction grids of
+/// the tokenizer, sample grids of the generator) and, with experiment.logger: tensorboard, <c>logs/events.out.tfevents.*</c>. Tokenizer runs of the first layout kept their checkpoints in the
 /// run folder itself; those are still found (and resumed).
 /// </summary>
 public sealed partial class RunFolder(string root)
 {
-    public const string ConfigFileName = "config.yaml", MetricsFileName = "metrics.jsonl", CheckpointsFolder = "checkpoints", SamplesFolder = "samples";
+    public const string ConfigFileName = "config.yaml", MetricsFileName = "metrics.jsonl", CheckpointsFolder = "checkpoints", SamplesFolder = "samples", TensorBoardFolder = "logs";
 
     public string Root { get; } = Path.GetFullPath(root);
     public string ConfigPath => Path.Combine(Root, ConfigFileName);
     public string MetricsPath => Path.Combine(Root, MetricsFileName);
     public string CheckpointsDir => Path.Combine(Root, CheckpointsFolder);
     public string SamplesDir => Path.Combine(Root, SamplesFolder);
+    /// <summary>TensorBoard event files (experiment.logger: tensorboard).</summary>
+    public string TensorBoardDir => Path.Combine(Root, TensorBoardFolder);
 
     public string CheckpointPath(long step) => Path.Combine(CheckpointsDir, $"checkpoint-{step.ToString(CultureInfo.InvariantCulture)}.safetensors");
     public string SamplesPath(long step) => Path.Combine(SamplesDir, $"step-{step.ToString(CultureInfo.InvariantCulture)}.png");

@@ -12,8 +12,13 @@ public abstract record StageTrainingSettings
     public bool OverfitBatch { get; init; }
     public int OverfitBatchNum { get; init; } = 1;
     public string MixedPrecision { get; init; } = "no";
-    public long? MaxTrainExamples { get; init; }
+    /// <summary>training.gradient_accumulation_steps: micro-batches per optimisation step; each micro-batch's loss
+    /// is divided by it (as accelerate does) and the schedules count optimisation steps.</summary>
+    public int AccumulationSteps { get; init; } = 1;
     public string? TrainSource { get; init; }
+    /// <summary>dataset.params.eval_shards_path_or_url: the held-out images of experiment.eval_every.</summary>
+    public string? EvalSource { get; init; }
+    public int Workers { get; init; } = 2;
     public required OptimizerSettings Optimizer { get; init; }
     public required ScheduleSettings Schedule { get; init; }
 }

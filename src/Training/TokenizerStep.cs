@@ -68,7 +68,8 @@ public sealed class TokenizerStep
 
     /// <summary>The step after <paramref name="stepsDone"/> steps over training.gradient_accumulation_steps micro-batches
     /// from <paramref name="nextImages"/> (B, C, H, W in [0, 1]); returns every loss term (averaged over the
-    /// micro-batches), the gradient norms before clipping and the learning rates used.</summary>
+    /// micro-batches), the gradient norms before clipping (per parameter after clipping every
+    /// experiment.log_grad_norm_every steps, as the reference) and the learning rates used.</summary>
     /// <exception cref="TrainingDivergedException">A term or norm is NaN or ±Inf; nothing was applied.</exception>
     public Dictionary<string, double> Run(Func<Tensor> nextImages, long stepsDone)
     {
@@ -112,6 +113,8 @@ public sealed class TokenizerStep
         if (trainDiscriminator)
             values["discriminator_grad_norm"] = NormChecked(norms, "discriminator_grad_norm", host, ref next, "the discriminator's gradient norm", stepsDone + 1);
 
+        if (Settings.Loop.LogsGradNormsAt(stepsDone))
+            foreach (var (name, norm) in GradientNorms.PerParameter(Model)) values[name] = norm;
         Optimizer.Step();
         Schedule.Advance(Optimizer);
         Model.ZeroGrad();

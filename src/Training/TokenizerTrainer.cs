@@ -88,7 +88,6 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
 
     private DataLoader CreateLoader(IImageDataset dataset)
     {
-        if (Settings.MaxTrainExamples is { } max) dataset = SubsetDataset.First(dataset, (int)Math.Min(max, int.MaxValue));
         var transform = TrainingData.Transform(Config);
         var options = new DataLoaderOptions
         {
@@ -133,17 +132,14 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         if (!resumed) Initialize();
     }
 
-    /// <summary>experiment.init_checkpoint starts a fresh run from given weights (EMA if present); as the reference,
-    /// a missing file is ignored.</summary>
+    /// <summary>experiment.init_checkpoint naming a weights file (not a training checkpoint, which the loop
+    /// restores whole) starts a fresh run from those weights (EMA if present); as the reference, a missing file is
+    /// ignored (the loop says so).</summary>
     private void Initialize()
     {
-        if (Settings.InitCheckpoint.Length == 0) return;
-        if (!File.Exists(Settings.InitCheckpoint))
-        {
-            _log.WriteLine($"note: experiment.init_checkpoint {Settings.InitCheckpoint} does not exist; ignored");
-            return;
-        }
-        var loaded = PretrainedModels.LoadTokenizerWeights(Model, Settings.InitCheckpoint);
+        string path = Settings.Loop.InitCheckpoint;
+        if (path.Length == 0 || !File.Exists(path)) return;
+        var loaded = PretrainedModels.LoadTokenizerWeights(Model, path);
         if (Step.Ema is { } ema)
         {
             var parameters = Model.Parameters().ToList();
@@ -161,6 +157,8 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         Position = new DataPosition(batch.Epoch, batch.Index + 1);
         return _lastImages = batch.Images;
     }
+
+    public string SamplesTag => "Train Reconstruction";
 
     public void WriteSamples(long step, string path)
     {

@@ -8,15 +8,11 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
 {
     public required string Name { get; init; }
     public int BatchSize { get; init; }
-    public int AccumulationSteps { get; init; } = 1;
     public int NumGeneratedImages { get; init; } = 2;
-    public string InitCheckpoint { get; init; } = "";
 
     /// <summary>optimizer.params.discriminator_learning_rate (default: the tokenizer's).</summary>
     public double DiscriminatorLearningRate { get; init; }
 
-    public string? EvalSource { get; init; }
-    public int Workers { get; init; } = 2;
 
     public const double EmaDecay = 0.999;
 
@@ -35,7 +31,7 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
         return new TokenizerTrainingSettings
         {
             Name = run.Name,
-            Loop = LoopSettings.From(c),
+            Loop = LoopSettings.From(c, run),
             BatchSize = batchSize,
             AccumulationSteps = accumulation,
             MaxGradNorm = run.MaxGradNorm,
@@ -45,8 +41,6 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
             OverfitBatchNum = run.OverfitBatchNum,
             NumGeneratedImages = run.NumGeneratedImages,
             MixedPrecision = run.MixedPrecision,
-            MaxTrainExamples = run.MaxTrainExamples,
-            InitCheckpoint = c.GetString("experiment.init_checkpoint", ""),
             Optimizer = optimizer,
             DiscriminatorLearningRate = discriminatorLr,
             Schedule = ScheduleSettings.From(c),

@@ -29,6 +29,9 @@ public sealed class TrainingDivergedException(string term, long step, double val
     public TrainingDivergedException WithCheckpoint(string? checkpoint) => new(Term, Step, Value, checkpoint);
 }
 
+/// <summary>experiment.logger: where the loop's values go besides metrics.jsonl (always written).</summary>
+public enum TrainingLogger { None, TensorBoard }
+
 /// <summary>The cadence of a run, the same keys and defaults for both stages (experiment.* and
 /// training.max_train_steps). 0 turns a periodic action off; a final checkpoint is always written.</summary>
 public sealed record LoopSettings
@@ -41,13 +44,29 @@ public sealed record LoopSettings
     public long SaveEvery { get; init; }
     /// <summary>experiment.generate_every: reconstruction / sample grid (EMA weights when kept).</summary>
     public long GenerateEvery { get; init; }
-    /// <summary>experiment.eval_every: evaluation (the tokenizer, when dataset.params.eval_shards_path_or_url is set).</summary>
+    /// <summary>experiment.eval_every: evaluation on dataset.params.eval_shards_path_or_url (EMA weights when kept).</summary>
     public long EvalEvery { get; init; }
+    /// <summary>experiment.log_grad_norm_every: per-parameter gradient norms (‖g‖₂ / numel, as the reference's
+    /// log_grad_norm) as grad_norm/&lt;parameter&gt; metrics.</summary>
+    public long LogGradNormEvery { get; init; }
     /// <summary>experiment.resume: continue from the run folder's newest checkpoint. On by default: every shipped
     /// config sets it, and running the same command again continues.</summary>
     public bool Resume { get; init; } = true;
+    /// <summary>experiment.resume_lr_scheduler: off restarts the schedules at step 0 on resume (the reference's default: on).</summary>
+    public bool ResumeLrScheduler { get; init; } = true;
+    /// <summary>experiment.dont_resume_optimizer (inverted): off starts the optimizers' moments afresh on resume.</summary>
+    public bool ResumeOptimizer { get; init; } = true;
+    /// <summary>experiment.init_checkpoint: where a fresh run starts. A training checkpoint restores its whole state
+    /// (weights, optimizers, EMAs, schedules, step), as the reference's accelerator.load_state; a weights file is
+    /// loaded by the stage. A missing file is ignored, as in the reference.</summary>
+    public string InitCheckpoint { get; init; } = "";
+    /// <summary>Optimisation steps per epoch when experiment.max_train_examples sets the epoch length (the
+    /// reference's SimpleImagenet: ⌈examples / (batch · workers)⌉ · workers batches, ⌈batches / accumulation⌉
+    /// steps); null: an epoch is one pass over the data. Only the logged epoch follows it; the data is not cut.</summary>
+    public long? StepsPerEpoch { get; init; }
+    public TrainingLogger Logger { get; init; }
 
-    public static LoopSettings From(MaskBitConfig c)
+    public static LoopSettings From(MaskBitConfig c, RunSettings run)
     {
         var settings = new LoopSettings
         {
@@ -56,14 +75,38 @@ public sealed record LoopSettings
             SaveEvery = c.GetInt("experiment.save_every", 0),
             GenerateEvery = c.GetInt("experiment.generate_every", 0),
             EvalEvery = c.GetInt("experiment.eval_every", 0),
+            LogGradNormEvery = c.GetInt("experiment.log_grad_norm_every", 0),
             Resume = c.GetBool("experiment.resume", true),
+            ResumeLrScheduler = c.GetBool("experiment.resume_lr_scheduler", true),
+            ResumeOptimizer = !c.GetBool("experiment.dont_resume_optimizer", false),
+            InitCheckpoint = c.GetString("experiment.init_checkpoint", ""),
+            StepsPerEpoch = run.MaxTrainExamples is { } examples && run.BatchSize is { } batch
+                ? EpochSteps(examples, batch, run.ConfiguredWorkers, run.AccumulationSteps) : null,
+            Logger = c.GetString("experiment.logger", "none") switch
+            {
+                "none" => TrainingLogger.None,
+                "tensorboard" => TrainingLogger.TensorBoard,
+                "wandb" => throw new ConfigException($"{c.File}: experiment.logger 'wandb' is not supported; use 'tensorboard' (metrics.jsonl is always written)"),
+                var other => throw new ConfigException($"{c.File}: experiment.logger must be 'tensorboard' or 'none', not '{other}'"),
+            },
         };
         if (settings.MaxTrainSteps < 1) throw new ConfigException($"{c.File}: training.max_train_steps must be at least 1, got {settings.MaxTrainSteps}");
         if (settings.LogEvery < 1) throw new ConfigException($"{c.File}: experiment.log_every must be at least 1, got {settings.LogEvery}");
-        foreach (var (key, value) in new[] { ("save_every", settings.SaveEvery), ("generate_every", settings.GenerateEvery), ("eval_every", settings.EvalEvery) })
+        foreach (var (key, value) in new[] { ("save_every", settings.SaveEvery), ("generate_every", settings.GenerateEvery), ("eval_every", settings.EvalEvery), ("log_grad_norm_every", settings.LogGradNormEvery) })
             if (value < 0) throw new ConfigException($"{c.File}: experiment.{key} must be 0 (off) or positive, got {value}");
         return settings;
     }
+
+    /// <summary>The reference's epoch length in optimisation steps (train_*.py's num_update_steps_per_epoch).</summary>
+    public static long EpochSteps(long examples, int batchSize, int workers, int accumulation)
+    {
+        long workerCount = Math.Max(1, workers);
+        long batches = (examples + batchSize * workerCount - 1) / (batchSize * workerCount) * workerCount;
+        return (batches + accumulation - 1) / accumulation;
+    }
+
+    /// <summary>Whether per-parameter gradient norms are logged at the step after <paramref name="stepsDone"/>.</summary>
+    public bool LogsGradNormsAt(long stepsDone) => LogGradNormEvery > 0 && (stepsDone + 1) % LogGradNormEvery == 0;
 }
 
 /// <summary>What a stage plugs into <see cref="TrainingLoop"/>: its checkpointable state, its data and its step.</summary>
@@ -85,6 +128,8 @@ public interface ITrainingStage
     /// <summary>One optimisation step after <paramref name="stepsDone"/> steps; returns the logged values.</summary>
     /// <exception cref="TrainingDivergedException">A term became NaN or ±Inf (nothing was applied).</exception>
     Dictionary<string, double> TrainStep(long stepsDone);
+    /// <summary>The TensorBoard tag of the grids <see cref="WriteSamples"/> writes.</summary>
+    string SamplesTag { get; }
     /// <summary>Writes a grid of the model's output at <paramref name="path"/> (the EMA weights are in place).</summary>
     void WriteSamples(long step, string path);
     /// <summary>Scores on held-out data (EMA weights in place), or null when the stage has none configured.</summary>
@@ -131,12 +176,16 @@ public static class TrainingLoop
         string? lastCheckpoint = settings.Resume ? run.LatestCheckpoint() : null;
         if (lastCheckpoint != null)
         {
-            TrainingCheckpoint.Restore(lastCheckpoint, state);
-            log.WriteLine($"resumed from {lastCheckpoint} at step {state.Step}");
+            TrainingCheckpoint.Restore(lastCheckpoint, state, optimizers: settings.ResumeOptimizer, schedules: settings.ResumeLrScheduler);
+            log.WriteLine($"resumed from {lastCheckpoint} at step {state.Step}" +
+                          (settings.ResumeOptimizer ? "" : "; optimizer state not resumed (experiment.dont_resume_optimizer)") +
+                          (settings.ResumeLrScheduler ? "" : "; learning-rate schedule restarted (experiment.resume_lr_scheduler=false)"));
         }
         else if (settings.Resume) log.WriteLine("no checkpoint to resume from; training from scratch");
-        stage.Start(state.Data, resumed: lastCheckpoint != null);
+        bool initialized = lastCheckpoint == null && InitializeFrom(settings.InitCheckpoint, state, log);
+        stage.Start(state.Data, resumed: lastCheckpoint != null || initialized);
         using var metrics = run.OpenMetrics(state.Step);
+        using var tensorBoard = settings.Logger == TrainingLogger.TensorBoard ? new TensorBoardLog(run.TensorBoardDir, state.Step) : null;
         log.WriteLine($"{stage.Describe()}; steps {state.Step}/{settings.MaxTrainSteps}; output {run.Root}");
 
         string Save()
@@ -173,6 +222,7 @@ public static class TrainingLoop
                     string path = run.SamplesPath(state.Step);
                     Directory.CreateDirectory(run.SamplesDir);
                     EmaWeights.With(state, () => stage.WriteSamples(state.Step, path));
+                    if (File.Exists(path)) tensorBoard?.Image(state.Step, stage.SamplesTag, path);
                     log.WriteLine($"saved {path}");
                 }
             }
@@ -180,10 +230,11 @@ public static class TrainingLoop
             if (Every(settings.LogEvery, state.Step) || state.Step == settings.MaxTrainSteps)
             {
                 itPerSecond = (state.Step - windowStart) / Math.Max(window.Elapsed.TotalSeconds, 1e-9);
-                values["epoch"] = stage.Position.Epoch;
+                values["epoch"] = settings.StepsPerEpoch is { } epochSteps ? state.Step / epochSteps : stage.Position.Epoch;
                 values["it_per_s"] = itPerSecond;
                 values["samples_per_s"] = itPerSecond * stage.SamplesPerStep;
                 metrics.Write(state.Step, values);
+                tensorBoard?.Scalars(state.Step, values);
                 log.WriteLine(ProgressLine(stage, state.Step, settings.MaxTrainSteps, values, itPerSecond));
                 window.Restart();
                 windowStart = state.Step;
@@ -193,13 +244,31 @@ public static class TrainingLoop
             if (Every(settings.SaveEvery, state.Step)) Save();
             if (Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
             {
-                metrics.Write(state.Step, scores.ToDictionary(kv => "eval/" + kv.Key, kv => kv.Value));
+                var evalValues = scores.ToDictionary(kv => "eval/" + kv.Key, kv => kv.Value);
+                metrics.Write(state.Step, evalValues);
+                tensorBoard?.Scalars(state.Step, evalValues);
                 log.WriteLine($"eval at step {state.Step}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value.ToString("F4", CultureInfo.InvariantCulture)}")));
             }
         }
         if (!SavedNow()) Save();
         log.WriteLine($"finished: {state.Step} steps; final checkpoint {lastCheckpoint}");
         return new TrainingResult(TrainingOutcome.Completed, state.Step, lastCheckpoint);
+    }
+
+    /// <summary>experiment.init_checkpoint of a fresh run: a training checkpoint restores the whole state (true);
+    /// a weights file is left to the stage's <see cref="ITrainingStage.Start"/>, a missing file is ignored.</summary>
+    private static bool InitializeFrom(string path, TrainingState state, TextWriter log)
+    {
+        if (path.Length == 0) return false;
+        if (!File.Exists(path))
+        {
+            log.WriteLine($"note: experiment.init_checkpoint {path} does not exist; ignored");
+            return false;
+        }
+        if (!TrainingCheckpoint.IsTrainingCheckpoint(path)) return false;
+        TrainingCheckpoint.Restore(path, state);
+        log.WriteLine($"initialised from the training checkpoint {path} (weights, optimizers, EMA, schedules) at step {state.Step}");
+        return true;
     }
 
     private static bool Every(long period, long step) => period > 0 && step % period == 0;

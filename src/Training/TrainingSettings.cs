@@ -42,7 +42,8 @@ public sealed record ScheduleSettings(string Name, int WarmupSteps, double Minim
     {
         var settings = new ScheduleSettings(c.GetString("lr_scheduler.scheduler", "cosine_with_minimum"),
             (int)c.GetInt("lr_scheduler.params.warmup_steps", 0), c.GetDouble("lr_scheduler.params.minimum_rate", 0.1));
-        try { settings.Create(1.0, 1); }
+        // The optimizer's rate: the polynomial decay refuses one at or below its end rate.
+        try { settings.Create(c.GetDouble("optimizer.params.learning_rate", 1.0), 1); }
         catch (ArgumentException e) { throw new ConfigException($"{c.File}: lr_scheduler.scheduler: {e.Message}"); }
         return settings;
     }
@@ -65,6 +66,8 @@ public sealed record RunSettings
     public string? EvalSource { get; init; }
     /// <summary>dataset.params.num_workers_per_gpu, at most the processor count.</summary>
     public int Workers { get; init; } = 2;
+    /// <summary>dataset.params.num_workers_per_gpu as written (the reference's epoch length counts with it).</summary>
+    public int ConfiguredWorkers { get; init; } = 2;
     /// <summary>training.per_gpu_batch_size: required for training (both scripts read it without a default).</summary>
     public int? BatchSize { get; init; }
     public int AccumulationSteps { get; init; } = 1;
@@ -95,6 +98,7 @@ public sealed record RunSettings
             TrainSource = Text("dataset.params.train_shards_path_or_url"),
             EvalSource = Text("dataset.params.eval_shards_path_or_url"),
             Workers = (int)Math.Clamp(c.GetInt("dataset.params.num_workers_per_gpu", 2), 0, Environment.ProcessorCount),
+            ConfiguredWorkers = (int)c.GetInt("dataset.params.num_workers_per_gpu", 2),
             BatchSize = c.Has("training.per_gpu_batch_size") ? (int)c.GetInt("training.per_gpu_batch_size") : null,
             AccumulationSteps = (int)c.GetInt("training.gradient_accumulation_steps", 1),
             MixedPrecision = c.GetString("training.mixed_precision", "no"),

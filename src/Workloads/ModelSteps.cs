@@ -75,7 +75,7 @@ public sealed class MlmStepWorkload : IModelStep
     public double Run()
     {
         using var scope = TensorScope.Begin();
-        return Step.Run(_batch, 0)["train/mlm_loss"];
+        return Step.Run(() => _batch, 0)["train/mlm_loss"];
     }
 }
 

@@ -41,7 +41,7 @@ public static class GeneratorCommands
     }
 }
 
-/// <summary>`maskbit train generator --config C [a.b.c=v ...] [--tokenizer W] [--out DIR] [--seed N] [--no-token-cache]`.</summary>
+/// <summary>`maskbit train generator --config C [a.b.c=v ...] [--tokenizer W] [--out DIR] [--seed N] [--token-cache | --no-token-cache]`.</summary>
 public static class TrainGeneratorCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
@@ -52,17 +52,19 @@ public static class TrainGeneratorCommand
         var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>, WORKSPACE defaulting to ./runs). An existing checkpoint there is resumed." };
         var seed = CommandSupport.SeedOption("Overrides training.seed.");
         var device = CommandSupport.DeviceOption();
-        var noCache = new Option<bool>("--no-token-cache") { Description = "Encode augmented images every step instead of caching the dataset's tokens once in tokens.npz." };
+        var cache = new Option<bool>("--token-cache") { Description = "Cache the dataset's tokens once in tokens.npz (un-augmented images) even when the config augments; the default when it does not." };
+        var noCache = new Option<bool>("--no-token-cache") { Description = "Encode (augmented) images every step, also when the config does not augment; the default when it does." };
         var command = new Command("generator", CommandSupport.Describe(
             "Train the Stage-II masked bit-token generator on a frozen tokenizer. " + TrainCommand.StopNote,
             "maskbit train generator --config configs/fashion_mnist_generator.yaml --tokenizer runs/tokenizer/checkpoint-600.safetensors --out runs/generator"))
         {
-            config, overrides, tokenizer, output, seed, device, noCache,
+            config, overrides, tokenizer, output, seed, device, cache, noCache,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
             var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
             if (parse.GetValue(seed) is { } s) assignments.Add($"training.seed={s}");
+            if (parse.GetValue(cache) && parse.GetValue(noCache)) throw new UsageException("--token-cache and --no-token-cache exclude each other");
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, assignments);
             var run = RunSettings.From(cfg, TrainingStage.Generator);
             string tokenizerPath = parse.GetValue(tokenizer) ?? run.TokenizerCheckpoint
@@ -78,7 +80,7 @@ public static class TrainGeneratorCommand
             {
                 var trainer = new GeneratorTrainer(cfg, new GeneratorTrainerOptions
                 {
-                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = !parse.GetValue(noCache), Log = progress.Log,
+                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = parse.GetValue(cache) ? true : parse.GetValue(noCache) ? false : null, Log = progress.Log,
                     OnStep = progress.Shows ? progress.ReportStep : null,
                 });
                 var result = trainer.Run(stop.Token);
