@@ -86,10 +86,10 @@ public class DeviceTrafficTests
         // first-time buffer sizes); step 2 reads the cache and is a steady step. The counts do not depend on the
         // batch size.
         var trainer = new GeneratorTrainer(
-            MaskBitConfig.Load(config, ["experiment.max_train_examples=2", "training.per_gpu_batch_size=2", "training.max_train_steps=2"]),
+            MaskBitConfig.Load(config, ["training.per_gpu_batch_size=2", "training.max_train_steps=2"]),
             new GeneratorTrainerOptions
             {
-                OutputDir = _dir.File("run"), TokenizerPath = tokenizer, Dataset = GeneratorTrainerTests.Data(), DataWorkers = 1,
+                OutputDir = _dir.File("run"), TokenizerPath = tokenizer, Dataset = GeneratorTrainerTests.First(GeneratorTrainerTests.Data(), 2), DataWorkers = 1,
                 OnStep = _ => traffic.Record(),
             });
         trainer.Run();

@@ -114,6 +114,10 @@ public class GeneratorTrainerTests
         catch (IOException) { return (new SyntheticImages(), "synthetic"); }
     }
 
+    /// <summary>The first <paramref name="count"/> samples of a dataset (with a key the token cache tells apart).</summary>
+    internal static (IImageDataset, string) First((IImageDataset Dataset, string Key) data, int count) =>
+        (SubsetDataset.First(data.Dataset, count), $"{data.Key}[:{count}]");
+
     private sealed class SyntheticImages : IImageDataset
     {
         public int Count => 64;
@@ -131,10 +135,10 @@ public class GeneratorTrainerTests
     }
 
     private GeneratorTrainer Trainer(string outDir, IEnumerable<string>? overrides = null, Action<TrainingStepReport>? onStep = null,
-        bool cache = true, TextWriter? log = null) =>
+        bool cache = true, TextWriter? log = null, int? samples = null) =>
         new(MaskBitConfig.Load(_configPath, overrides), new GeneratorTrainerOptions
         {
-            OutputDir = outDir, TokenizerPath = _tokenizerPath, Dataset = Data(), CacheTokens = cache, DataWorkers = 1,
+            OutputDir = outDir, TokenizerPath = _tokenizerPath, Dataset = samples is { } n ? First(Data(), n) : Data(), CacheTokens = cache, DataWorkers = 1,
             OnStep = onStep, Log = log ?? TextWriter.Null,
         });
 
@@ -143,8 +147,8 @@ public class GeneratorTrainerTests
     {
         string run = Path.Combine(_dir, "run");
         // 24 samples: the 3 steps see each once, which completes the token cache.
-        var overrides = new[] { "experiment.generate_every=3", "experiment.max_train_examples=24" };
-        var result = Trainer(run, overrides).Run();
+        var overrides = new[] { "experiment.generate_every=3" };
+        var result = Trainer(run, overrides, samples: 24).Run();
         Assert.That(result.Step, Is.EqualTo(3));
         Assert.That(result.Outcome, Is.EqualTo(TrainingOutcome.Completed));
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
@@ -167,7 +171,7 @@ public class GeneratorTrainerTests
 
         // A second run in the same folder reuses the cache (and, with resume off, starts afresh).
         var log = new StringWriter();
-        Trainer(run, overrides.Append("experiment.resume=false").Append("training.max_train_steps=1"), log: log).Run();
+        Trainer(run, overrides.Append("experiment.resume=false").Append("training.max_train_steps=1"), log: log, samples: 24).Run();
         Assert.That(log.ToString(), Does.Contain("token cache: reusing"));
     }
 
