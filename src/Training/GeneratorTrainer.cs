@@ -3,6 +3,7 @@ using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Tokenizer;
 
 namespace MaskBit.Models.Training;
@@ -19,6 +20,11 @@ public sealed class GeneratorTrainerOptions
     /// augmented batches every step. Null: cache only when the config does not augment
     /// (dataset.preprocessing.use_random_crop off), so the reference's random crop and flip are kept by default.</summary>
     public bool? CacheTokens { get; init; }
+    /// <summary>The FID InceptionV3: experiment.eval_every also samples one image per held-out label (as the
+    /// reference's eval_generation) and scores the Inception Score of the samples (one split).</summary>
+    public IFeatureExtractor? Inception { get; init; }
+    /// <summary>Reference statistics (ADM-style mu / sigma) for gFID, with <see cref="Inception"/>.</summary>
+    public GaussianStatistics? FidReference { get; init; }
     /// <summary>Decoding threads of the on-the-fly loader.</summary>
     public int DataWorkers { get; init; } = 2;
     public TextWriter Log { get; init; } = TextWriter.Null;
@@ -31,7 +37,8 @@ public sealed class GeneratorTrainerOptions
 /// tokenizer, through <see cref="TrainingLoop"/>. Grids hold samples of the first ten classes drawn with the config's
 /// sampler settings from a seed fixed by the step (training draws are not touched). Evaluation (experiment.eval_every,
 /// with dataset.params.eval_shards_path_or_url) scores the MLM loss and accuracies on held-out tokens, masked the same
-/// way at every evaluation. A completed run also writes generator.safetensors: the weights to sample with (EMA when
+/// way at every evaluation, and, given the FID InceptionV3, the Inception Score (and gFID against reference statistics)
+/// of one sample per held-out label. A completed run also writes generator.safetensors: the weights to sample with (EMA when
 /// kept) as a plain state dict.
 /// </summary>
 public sealed class GeneratorTrainer : ITrainingStage
@@ -191,12 +198,19 @@ public sealed class GeneratorTrainer : ITrainingStage
             // The same masks at every evaluation, so that scores of different steps compare.
             var random = new SeededRandomSource(Settings.Seed);
             double images = 0, loss = 0, maskedLoss = 0, correct = 0, maskedCorrect = 0;
+            var samples = _options.Inception is { } inception ? new SampleScores(inception, eval.Count, _options.FidReference) : null;
             Generator.Eval();
             foreach (var batch in loader.Epoch(0))
             {
                 using var scope = TensorScope.Begin();
                 using var noGrad = Tape.NoGrad();
                 var tokens = new TokenBatch(ImageTokens.Encode(Tokenizer, batch.Images), batch.Labels.ToIntArray(), 0, 0);
+                if (samples != null)
+                {
+                    var sampled = new Sampler(Generator, Tokenizer).Sample(tokens.Labels, SamplerOptions.FromConfig(Config), new SeededRandomSource(Settings.Seed + batch.Index));
+                    samples.Add(sampled.Images.Clamp(0f, 1f));
+                    Generator.Eval();
+                }
                 var (batchLoss, statistics) = Step.Loss(tokens, random, dropLabels: false);
                 var host = Tensor.Items([batchLoss, .. statistics.Sums]);
                 var log = statistics.ToLog(host.AsSpan(1));
@@ -204,16 +218,45 @@ public sealed class GeneratorTrainer : ITrainingStage
                 (images, loss, maskedLoss, correct, maskedCorrect) = (images + n, loss + n * host[0], maskedLoss + n * log.MaskedTokenLoss,
                     correct + n * log.CorrectTokens, maskedCorrect + n * log.MaskedCorrectTokens);
             }
-            return images == 0 ? null : new Dictionary<string, double>
+            if (images == 0) return null;
+            var scores = new Dictionary<string, double>
             {
                 ["mlm_loss"] = loss / images, ["masked_token_loss"] = maskedLoss / images,
                 ["correct_tokens"] = correct / images, ["masked_correct_tokens"] = maskedCorrect / images,
             };
+            samples?.AddTo(scores);
+            return scores;
         }
         finally
         {
             Generator.Train();
             (eval as IDisposable)?.Dispose();
+        }
+    }
+
+    /// <summary>Inception Score (one split, as the reference's generator evaluator) and, against reference statistics,
+    /// gFID of samples, accumulated batch by batch.</summary>
+    private sealed class SampleScores(IFeatureExtractor inception, int count, GaussianStatistics? reference)
+    {
+        private readonly FeatureMoments _moments = new(inception.FeatureDim);
+        private readonly InceptionScoreAccumulator _score = new(inception.LogitsDim, splits: 1, totalImages: count);
+
+        public void Add(Tensor images)
+        {
+            if (images.Shape[1] != 3) throw new InvalidDataException($"gFID / IS need RGB samples; the tokenizer decodes {images.Shape[1]} channel(s)");
+            var batch = ImageBatch.FromTensor(images);
+            var outputs = inception.Extract(batch.ToUInt8(), batch.N, batch.H, batch.W);
+            for (int i = 0; i < outputs.Count; i++)
+            {
+                _moments.Add(outputs.FeatureRow(i));
+                _score.Add(outputs.LogitsRow(i));
+            }
+        }
+
+        public void AddTo(Dictionary<string, double> scores)
+        {
+            scores["InceptionScore"] = _score.Result();
+            if (reference != null) scores["gFID"] = Frechet.Distance(_moments.ToStatistics(), reference);
         }
     }
 }

@@ -35,7 +35,8 @@ public sealed class RngRandomSource(Rng rng) : IRandomSource
 /// groups and masked per sample along the train schedule, class labels dropped for classifier-free guidance, the
 /// forward in train mode, the MLM loss, backward, gradient clipping on the device, then the loss, norm and logged
 /// statistics in one download (the NaN stop needs them) before AdamW steps, its schedule advances and the EMA
-/// follows. Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
+/// follows. With training.gradient_accumulation_steps above 1 the masking, forward and backward repeat per
+/// micro-batch (each loss divided by their number) before that one clipped step. Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
 /// The training loop, <c>maskbit bench</c> and <c>maskbit profile</c> all run this type.
 /// </summary>
 public sealed class MlmStep

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using MaskBit.Cli;
 using MaskBit.Models.Config;
@@ -130,7 +131,7 @@ public class TokenizerTrainerTests
     public void FewStepsLogFiniteLossesCheckpointAndGrid()
     {
         string run = NewRunDir();
-        using (var trainer = Trainer(run, null, "experiment.generate_every=2"))
+        using (var trainer = Trainer(run, null, "experiment.generate_every=2", "experiment.log_grad_norm_every=4", "experiment.logger=tensorboard"))
         {
             var result = trainer.Run();
             Assert.That(result.Outcome, Is.EqualTo(TrainingOutcome.Completed));
@@ -148,6 +149,13 @@ public class TokenizerTrainerTests
 
         var grid = ImageIO.Read(new RunFolder(run).SamplesPath(2));
         Assert.That((grid.Height, grid.Width), Is.EqualTo((2 + 2 * 18, 2 + 2 * 18)), "2 originals above their 2 reconstructions");
+
+        // experiment.log_grad_norm_every: the tokenizer's parameters at step 4 only; experiment.logger: an event file.
+        Assert.That(lines[2].Keys.Any(k => k.StartsWith("grad_norm/")), Is.False);
+        Assert.That(lines[3].Keys.Where(k => k.StartsWith("grad_norm/")).ToList(), Does.Contain("grad_norm/encoder.conv_in.weight").Or.Count.GreaterThan(10));
+        var events = Directory.GetFiles(new RunFolder(run).TensorBoardDir, "events.out.tfevents.*");
+        Assert.That(events, Has.Length.EqualTo(1));
+        Assert.That(Encoding.UTF8.GetString(File.ReadAllBytes(events[0])), Does.Contain("Train Reconstruction").And.Contain("reconstruction_loss"));
     }
 
     [Test]

@@ -8,6 +8,7 @@ using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
 using MaskBit.Tests.Data;
@@ -38,11 +39,12 @@ public class TrainingRecipeTests
     [TearDown]
     public void TearDown() => _dir.Dispose();
 
-    private GeneratorTrainer Trainer(string run, IEnumerable<string> overrides, TextWriter? log = null, bool? cache = true, int samples = 32) =>
+    private GeneratorTrainer Trainer(string run, IEnumerable<string> overrides, TextWriter? log = null, bool? cache = true, int samples = 32,
+        IFeatureExtractor? inception = null, GaussianStatistics? fidReference = null) =>
         new(MaskBitConfig.Load(_config, overrides), new GeneratorTrainerOptions
         {
             OutputDir = run, TokenizerPath = _tokenizer, Dataset = GeneratorTrainerTests.First(GeneratorTrainerTests.Data(), samples),
-            CacheTokens = cache, DataWorkers = 1, Log = log ?? TextWriter.Null,
+            CacheTokens = cache, DataWorkers = 1, Log = log ?? TextWriter.Null, Inception = inception, FidReference = fidReference,
         });
 
     private static List<JsonElement> Metrics(string run) =>
@@ -204,17 +206,42 @@ public class TrainingRecipeTests
         for (int i = 0; i < 6; i++)
             ImageIO.Write(_dir.File("eval", $"class{i % 3}", $"img{i}.png"), TestImages.Gradient(16, 16, 3, phase: 29 * i));
         string run = _dir.File("evaluated");
-        var trainer = Trainer(run, ["training.max_train_steps=2", "experiment.eval_every=1", $"dataset.params.eval_shards_path_or_url={images}"]);
+        var inception = new ChannelMeans();
+        var reference = new GaussianStatistics(new double[3], [1, 0, 0, 0, 1, 0, 0, 0, 1]);
+        var trainer = Trainer(run, ["training.max_train_steps=2", "experiment.eval_every=1", $"dataset.params.eval_shards_path_or_url={images}"],
+            inception: inception, fidReference: reference);
         trainer.Run();
         var evals = Metrics(run).Where(m => m.TryGetProperty("eval/mlm_loss", out _)).ToList();
         Assert.That(evals, Has.Count.EqualTo(2));
+        Assert.That(inception.Images, Is.EqualTo(2 * 6), "one sample per held-out image at each evaluation");
         foreach (var e in evals)
-            foreach (var key in new[] { "eval/mlm_loss", "eval/masked_token_loss", "eval/correct_tokens", "eval/masked_correct_tokens" })
+            foreach (var key in new[] { "eval/mlm_loss", "eval/masked_token_loss", "eval/correct_tokens", "eval/masked_correct_tokens", "eval/InceptionScore", "eval/gFID" })
                 Assert.That(double.IsFinite(e.GetProperty(key).GetDouble()), key);
         // The same weights score the same: the masks are drawn from a fixed seed.
         var first = trainer.Evaluate()!;
         Assert.That(trainer.Evaluate()!["mlm_loss"], Is.EqualTo(first["mlm_loss"]));
         Assert.That(trainer.Generator.Training, Is.True, "back in train mode");
+    }
+
+    /// <summary>A stand-in for the FID InceptionV3: the channel means as features and as logits.</summary>
+    private sealed class ChannelMeans : IFeatureExtractor
+    {
+        public int Images { get; private set; }
+        public int FeatureDim => 3;
+        public int LogitsDim => 3;
+
+        public InceptionOutputs Extract(ReadOnlySpan<byte> images, int count, int height, int width)
+        {
+            var features = new double[count * 3];
+            for (int i = 0; i < count * 3; i++)
+            {
+                double sum = 0;
+                foreach (byte b in images.Slice(i * height * width, height * width)) sum += b;
+                features[i] = sum / (height * width * 255.0);
+            }
+            Images += count;
+            return new InceptionOutputs(count, features, (double[])features.Clone());
+        }
     }
 
     [Test]

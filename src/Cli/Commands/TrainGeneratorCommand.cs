@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -54,11 +55,16 @@ public static class TrainGeneratorCommand
         var device = CommandSupport.DeviceOption();
         var cache = new Option<bool>("--token-cache") { Description = "Cache the dataset's tokens once in tokens.npz (un-augmented images) even when the config augments; the default when it does not." };
         var noCache = new Option<bool>("--no-token-cache") { Description = "Encode (augmented) images every step, also when the config does not augment; the default when it does." };
+        var inceptionWeights = new Option<string?>("--inception-weights")
+        {
+            Description = $"The FID InceptionV3 ({InceptionFeatureExtractor.WeightsDescription}): experiment.eval_every also scores the Inception Score of one sample per held-out image's label.",
+        };
+        var fidStats = new Option<string?>("--fid-stats") { Description = "Reference statistics (ADM-style .npz with mu and sigma): experiment.eval_every also scores gFID (needs --inception-weights)." };
         var command = new Command("generator", CommandSupport.Describe(
             "Train the Stage-II masked bit-token generator on a frozen tokenizer. " + TrainCommand.StopNote,
             "maskbit train generator --config configs/fashion_mnist_generator.yaml --tokenizer runs/tokenizer/checkpoint-600.safetensors --out runs/generator"))
         {
-            config, overrides, tokenizer, output, seed, device, cache, noCache,
+            config, overrides, tokenizer, output, seed, device, cache, noCache, inceptionWeights, fidStats,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
@@ -73,6 +79,11 @@ public static class TrainGeneratorCommand
                 parse.GetValue(tokenizer) != null ? "--tokenizer" : "experiment.vqgan_checkpoint",
                 "pass --tokenizer PATH or run `maskbit train tokenizer` first");
             string outDir = parse.GetValue(output) ?? TrainCommand.DefaultOutputDir(run);
+            string? inceptionPath = parse.GetValue(inceptionWeights), statsPath = parse.GetValue(fidStats);
+            if (statsPath != null && inceptionPath == null) throw new UsageException("--fid-stats: gFID needs the FID InceptionV3 (--inception-weights) too");
+            var inception = inceptionPath == null ? null
+                : InceptionFeatureExtractor.Load(CommandSupport.RequireFile(inceptionPath, "--inception-weights", "pass the FID InceptionV3 weights file"));
+            var reference = statsPath == null ? null : GaussianStatistics.LoadNpz(CommandSupport.RequireFile(statsPath, "--fid-stats", "pass an ADM-style .npz with mu and sigma"));
 
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var stop = new StopSignal(progress.Log);
@@ -80,7 +91,8 @@ public static class TrainGeneratorCommand
             {
                 var trainer = new GeneratorTrainer(cfg, new GeneratorTrainerOptions
                 {
-                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = parse.GetValue(cache) ? true : parse.GetValue(noCache) ? false : null, Log = progress.Log,
+                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = parse.GetValue(cache) ? true : parse.GetValue(noCache) ? false : null,
+                    Inception = inception, FidReference = reference, Log = progress.Log,
                     OnStep = progress.Shows ? progress.ReportStep : null,
                 });
                 var result = trainer.Run(stop.Token);
