@@ -18,9 +18,9 @@ internal sealed class InceptionFlags
 
     public Option<int> Splits { get; } = new("--is-splits")
     {
-        Description = $"Inception Score splits (mean ± std over consecutive splits; fewer when there are under {InceptionScoreAccumulator.MinImagesPerSplit} images per split). " +
-                      "1 gives the reference tokenizer evaluator's single-split value.",
-        DefaultValueFactory = _ => InceptionScoreAccumulator.DefaultSplits,
+        Description = "Inception Score splits (mean ± std over consecutive splits of the images; fewer when there are under " +
+                      $"{InceptionScoreAccumulator.MinImagesPerSplit} images per split). The default 1 is the reference TokenizerEvaluator's single-split score.",
+        DefaultValueFactory = _ => 1,
     };
 
     public void AddTo(Command command)
