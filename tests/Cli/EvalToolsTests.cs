@@ -280,7 +280,7 @@ public class EvalToolsTests
     {
         string config = _dir.File("train-eval.yaml");
         File.WriteAllText(config, MaskBit.Tests.Training.TokenizerTrainerTests.TinyConfig.Replace("IMAGES", _images)
-            .Replace("                num_workers_per_gpu: 1", $"                num_workers_per_gpu: 1\n                eval_shards_path_or_url: \"{_images}\""));
+            .Replace("num_workers_per_gpu: 1", $"num_workers_per_gpu: 1\n        eval_shards_path_or_url: \"{_images}\""));
         using var trainer = new Models.Training.TokenizerTrainer(MaskBitConfig.Load(config),
             new Models.Training.TokenizerTrainerOptions { OutputDir = _dir.File("train-eval-run"), InceptionWeights = _inception });
         var metrics = trainer.Evaluate()!;
