@@ -70,10 +70,10 @@ public class ShardCommandTests
         ImageIO.Write(dir.File("images", "a", "one.png"), TestImages.Noise(4, 4, 3, seed: 1));
         ImageIO.Write(dir.File("images", "b", "two.png"), TestImages.Noise(4, 4, 3, seed: 2));
         string output = dir.File("shards");
-        var (code, stdout, stderr) = Cli("shard", "--images", dir.File("images"), "--out", output, "--file-keys", "--name", "val");
+        var (code, stdout, stderr) = Cli("shard", "--images", dir.File("images"), "--out", output, "--file-keys", "--name", "imagenet-val", "--digits", "4");
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain(Path.Combine(output, "val-000000.tar")));
-        using (var shards = new WebDatasetShards(Path.Combine(output, "val-000000.tar")))
+        Assert.That(stdout, Does.Contain(Path.Combine(output, "imagenet-val-0000.tar")));
+        using (var shards = new WebDatasetShards(Path.Combine(output, "imagenet-val-0000.tar")))
             Assert.That(Enumerable.Range(0, 2).Select(shards.KeyOf).Order(), Is.EqualTo(new[] { "one", "two" }));
 
         ImageIO.Write(dir.File("images", "b", "one.png"), TestImages.Noise(4, 4, 3, seed: 3));

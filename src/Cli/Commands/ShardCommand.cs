@@ -19,19 +19,21 @@ public static class ShardCommand
         var maxCount = new Option<int>("--max-count") { Description = "Samples per shard at most (create_sharded_dataset.py's --maxcount).", DefaultValueFactory = _ => WebDatasetWriter.ReferenceMaxCount };
         var maxSize = new Option<long>("--max-size") { Description = "Bytes per shard at most, checked before each sample (create_sharded_dataset.py's --maxsize).", DefaultValueFactory = _ => WebDatasetWriter.ReferenceMaxSize };
         var seed = new Option<int>("--seed") { Description = "Seed of the sample order (the reference shuffles so that shards mix the classes).", DefaultValueFactory = _ => 0 };
+        var digits = new Option<int>("--digits") { Description = "Width of the shard number (4 gives create_sharded_dataset.py's imagenet-train-0000.tar names, which the official configs' patterns expect).", DefaultValueFactory = _ => 6 };
         var fileKeys = new Option<bool>("--file-keys") { Description = "Use the file name (without extension) as the sample key instead of the index (create_sharded_dataset.py's --filekey); names must be unique." };
         var command = new Command("shard", CommandSupport.Describe(
             "Write webdataset tar shards from an image folder with class sub-folders, as the reference's create_sharded_dataset.py; " +
             "prints the brace pattern to put in dataset.params.train_shards_path_or_url / eval_shards_path_or_url.",
-            "maskbit shard --images imagenet/train --out shards/train --name imagenet-train",
+            "maskbit shard --images imagenet/train --out imagenet_shards/train --name imagenet-train --digits 4   # the official configs' imagenet-train-{0000..0252}.tar",
             "maskbit shard --images my_images/ --out shards --max-count 1000"))
         {
-            images, output, name, maxCount, maxSize, seed, fileKeys,
+            images, output, name, maxCount, maxSize, seed, digits, fileKeys,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, () =>
         {
             if (parse.GetValue(maxCount) < 1) throw new UsageException($"--max-count must be at least 1, not {parse.GetValue(maxCount)}");
             if (parse.GetValue(maxSize) < 1) throw new UsageException($"--max-size must be at least 1, not {parse.GetValue(maxSize)}");
+            if (parse.GetValue(digits) is < 1 or > 12) throw new UsageException($"--digits must be 1 to 12, not {parse.GetValue(digits)}");
             string prefix = parse.GetValue(name)!;
             if (prefix.Length == 0 || prefix.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0) throw new UsageException($"--name '{prefix}' is not a file name prefix");
             var folder = new ImageFolderDataset(parse.GetValue(images)!);
@@ -39,7 +41,7 @@ public static class ShardCommand
             new Random(parse.GetValue(seed)).Shuffle(order);
             var keys = new Dictionary<string, string>();
             var progress = new ProgressDisplay(stdout, "shard", unit: "img");
-            using var writer = new WebDatasetWriter(parse.GetValue(output)!, prefix, parse.GetValue(maxCount), parse.GetValue(maxSize));
+            using var writer = new WebDatasetWriter(parse.GetValue(output)!, prefix, parse.GetValue(maxCount), parse.GetValue(maxSize), parse.GetValue(digits));
             foreach (int index in order)
             {
                 var (path, label) = folder.FileOf(index);

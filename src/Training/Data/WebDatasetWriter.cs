@@ -10,7 +10,7 @@ namespace MaskBit.Models.Data;
 /// <c>KEY.cls</c> (the class id as ASCII digits) and <c>KEY.jpg</c> (or <c>.png</c>: the image file's bytes as they
 /// are), in webdataset's sorted member order; a new shard starts once the current one holds
 /// <see cref="MaxCount"/> samples or <see cref="MaxSize"/> bytes. Shards are named <c>NAME-000000.tar</c>,
-/// <c>NAME-000001.tar</c>, … and each appears under its name only when complete (written as .tmp, then renamed).
+/// <c>NAME-000001.tar</c>, … (<see cref="Digits"/> wide) and each appears under its name only when complete (written as .tmp, then renamed).
 /// </summary>
 public sealed class WebDatasetWriter : IDisposable
 {
@@ -18,7 +18,6 @@ public sealed class WebDatasetWriter : IDisposable
     public const int ReferenceMaxCount = 5079;
     public const long ReferenceMaxSize = 1_000_000_000;
 
-    private const string IndexFormat = "D6";
     private readonly List<string> _shards = new();
     private FileStream? _stream;
     private TarWriter? _tar;
@@ -31,8 +30,15 @@ public sealed class WebDatasetWriter : IDisposable
     public IReadOnlyList<string> Shards => _shards;
     public long Samples { get; private set; }
 
-    public WebDatasetWriter(string folder, string name, int maxCount = ReferenceMaxCount, long maxSize = ReferenceMaxSize)
+    /// <summary>Zero-padded width of the shard index (create_sharded_dataset.py's %04d is 4).</summary>
+    public int Digits { get; }
+
+    private string IndexFormat => "D" + Digits.ToString(CultureInfo.InvariantCulture);
+
+    public WebDatasetWriter(string folder, string name, int maxCount = ReferenceMaxCount, long maxSize = ReferenceMaxSize, int digits = 6)
     {
+        if (digits is < 1 or > 12) throw new ArgumentOutOfRangeException(nameof(digits), digits, "1 to 12 digits");
+        Digits = digits;
         if (maxCount < 1) throw new ArgumentOutOfRangeException(nameof(maxCount), maxCount, "at least one sample per shard");
         if (maxSize < 1) throw new ArgumentOutOfRangeException(nameof(maxSize), maxSize, "at least one byte per shard");
         if (name.Length == 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0) throw new ArgumentException($"'{name}' is not a file name prefix");
