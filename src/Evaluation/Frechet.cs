@@ -1,5 +1,4 @@
 using System.Numerics;
-using MaskBit.Models.Interop;
 
 namespace MaskBit.Models.Metrics;
 
@@ -22,18 +21,6 @@ public sealed class GaussianStatistics
         Dim = mu.Length;
         Mu = mu;
         Sigma = sigma;
-    }
-
-    /// <summary>Reference statistics from an .npz with arrays `mu` (D) and `sigma` (D, D), as the reference's
-    /// `read_imagenet_train_stats` reads them.</summary>
-    public static GaussianStatistics LoadNpz(string path)
-    {
-        var arrays = Npy.ReadNpz(path);
-        if (!arrays.TryGetValue("mu", out var mu)) throw new InvalidDataException($"{path}: no 'mu' array");
-        if (!arrays.TryGetValue("sigma", out var sigma)) throw new InvalidDataException($"{path}: no 'sigma' array");
-        if (mu.Shape.Length != 1 || sigma.Shape.Length != 2 || sigma.Shape[0] != mu.Shape[0] || sigma.Shape[1] != mu.Shape[0])
-            throw new InvalidDataException($"{path}: mu [{string.Join(",", mu.Shape)}] and sigma [{string.Join(",", sigma.Shape)}] are not (D) and (D, D)");
-        return new GaussianStatistics(mu.ToFloat64(), sigma.ToFloat64());
     }
 }
 

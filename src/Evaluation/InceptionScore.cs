@@ -17,9 +17,6 @@ namespace MaskBit.Models.Metrics;
 /// </summary>
 public sealed class InceptionScoreAccumulator
 {
-    /// <summary>The usual number of parts (improved-GAN, torch-fidelity).</summary>
-    public const int DefaultSplits = 10;
-
     /// <summary>The ADM suite's part size (the reference's gFID evaluation: 10 parts of 50,000 images).</summary>
     public const int AdmSplitSize = 5000;
 

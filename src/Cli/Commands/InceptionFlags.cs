@@ -5,8 +5,8 @@ using MaskBit.Models.Metrics;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>The FID-InceptionV3 flags of `eval tokenizer` and `eval generator` (--inception-weights, --is-splits)
-/// and how both commands print and save their metrics.</summary>
+/// <summary>The FID-InceptionV3 flags (--inception-weights for `eval tokenizer`, `eval generator` and `train
+/// tokenizer`; --is-splits for `eval tokenizer`) and how the eval commands print and save their metrics.</summary>
 internal sealed class InceptionFlags
 {
     public const string MetricsFileName = "metrics.json";
