@@ -50,6 +50,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
         root.Subcommands.Add(ReconstructCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ShardCommand.Create(stdout, stderr));
         GeneratorCommands.Register(root, stdout, stderr);   // adds `train generator`, `eval generator`, `generate`
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(ProfileCommand.Create(stdout, stderr));

@@ -1,5 +1,4 @@
 using System.Numerics;
-using MaskBit.Models.Interop;
 
 namespace MaskBit.Models.Metrics;
 
@@ -22,18 +21,6 @@ public sealed class GaussianStatistics
         Dim = mu.Length;
         Mu = mu;
         Sigma = sigma;
-    }
-
-    /// <summary>Reference statistics from an .npz with arrays `mu` (D) and `sigma` (D, D), as the reference's
-    /// `read_imagenet_train_stats` reads them.</summary>
-    public static GaussianStatistics LoadNpz(string path)
-    {
-        var arrays = Npy.ReadNpz(path);
-        if (!arrays.TryGetValue("mu", out var mu)) throw new InvalidDataException($"{path}: no 'mu' array");
-        if (!arrays.TryGetValue("sigma", out var sigma)) throw new InvalidDataException($"{path}: no 'sigma' array");
-        if (mu.Shape.Length != 1 || sigma.Shape.Length != 2 || sigma.Shape[0] != mu.Shape[0] || sigma.Shape[1] != mu.Shape[0])
-            throw new InvalidDataException($"{path}: mu [{string.Join(",", mu.Shape)}] and sigma [{string.Join(",", sigma.Shape)}] are not (D) and (D, D)");
-        return new GaussianStatistics(mu.ToFloat64(), sigma.ToFloat64());
     }
 }
 
@@ -62,6 +49,38 @@ public sealed class FeatureMoments(int dim)
         Count++;
         if (Count < Dim) _rows?.Add(row.ToArray());
         else _rows = null;
+    }
+
+    /// <summary>Adds the sums of <paramref name="other"/> (features of other images, e.g. another rank's share).</summary>
+    public void Merge(FeatureMoments other)
+    {
+        if (other.Dim != Dim) throw new ArgumentException($"cannot merge feature moments of {other.Dim} and {Dim} dimensions");
+        FeatureMoments.AddScaled(_sum, other._sum, 1);
+        FeatureMoments.AddScaled(_sumOuter, other._sumOuter, 1);
+        Count += other.Count;
+        if (_rows != null && other._rows != null && Count < Dim) _rows.AddRange(other._rows);
+        else _rows = null;
+    }
+
+    /// <summary>The running sums, for a resumable state: Σf (Dim), the upper triangle of Σffᵀ (Dim × Dim, row-major;
+    /// the lower one unused) and, while there are fewer rows than dimensions, the rows themselves (else null).</summary>
+    public (double[] Sum, double[] SumOuter, double[]? Rows) Sums() => (_sum, _sumOuter, _rows?.SelectMany(r => r).ToArray());
+
+    /// <summary>Restores <see cref="Sums"/> of <paramref name="count"/> rows into an empty instance.</summary>
+    public void RestoreSums(ReadOnlySpan<double> sum, ReadOnlySpan<double> sumOuter, long count, ReadOnlySpan<double> rows = default)
+    {
+        if (Count != 0) throw new InvalidOperationException("sums can only be restored into empty feature moments");
+        if (sum.Length != Dim || sumOuter.Length != Dim * Dim || count < 0)
+            throw new ArgumentException($"feature sums of {sum.Length} and {sumOuter.Length} values do not fit {Dim} dimensions");
+        sum.CopyTo(_sum);
+        sumOuter.CopyTo(_sumOuter);
+        Count = count;
+        _rows = null;
+        if (count < Dim && rows.Length == count * Dim)
+        {
+            _rows = new();
+            for (long r = 0; r < count; r++) _rows.Add(rows.Slice((int)(r * Dim), Dim).ToArray());
+        }
     }
 
     public GaussianStatistics ToStatistics()

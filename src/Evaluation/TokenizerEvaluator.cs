@@ -12,21 +12,23 @@ public enum TokenizerMetric
     Rfid = 1 << 5,
     CodebookUsage = 1 << 6,
     CodebookEntropy = 1 << 7,
-    All = Mae | Mse | Psnr | Ssim | InceptionScore | Rfid | CodebookUsage | CodebookEntropy,
+    Lpips = 1 << 8,
+    All = Mae | Mse | Psnr | Ssim | InceptionScore | Rfid | CodebookUsage | CodebookEntropy | Lpips,
 }
 
-/// <summary>The reference's `TokenizerEvaluator` (without LPIPS): metrics of reconstructions accumulated over
-/// `Update` batches, host-side in float64. Per-image metrics (MAE, MSE, PSNR, SSIM) are averaged over images;
+/// <summary>The reference's `TokenizerEvaluator`: metrics of reconstructions accumulated over `Update` batches,
+/// host-side in float64. Per-image metrics (MAE, MSE, PSNR, SSIM, LPIPS) are averaged over images;
 /// IS uses one split over all fake images (or consecutive splits, see the constructor); rFID compares the
 /// Inception feature statistics of real and fake images; codebook usage / entropy count the token indices.</summary>
 public sealed class TokenizerEvaluator
 {
     private readonly TokenizerMetric _metrics;
     private readonly IFeatureExtractor? _inception;
+    private readonly LpipsMetric? _lpips;
     private readonly int? _inceptionScoreSplits;
     private readonly long _totalExamples;
     private readonly Ssim _ssim = new();
-    private double _sumMae, _sumMse, _sumPsnr, _sumSsim;
+    private double _sumMae, _sumMse, _sumPsnr, _sumSsim, _sumLpips;
     private InceptionScoreAccumulator? _inceptionScore;
     private FeatureMoments? _realMoments, _fakeMoments;
     private readonly bool[] _codebookSeen;
@@ -40,11 +42,14 @@ public sealed class TokenizerEvaluator
     /// <param name="inceptionScoreSplits">Null: the reference's IS, one split over all images. A count K: IS as
     /// the mean over K consecutive splits of <paramref name="totalExamples"/> images (which must then be the
     /// number of images given to `Update`), reported with "InceptionScoreStd" and "InceptionScoreSplits".</param>
+    /// <param name="lpips">The LPIPS network, needed for <see cref="TokenizerMetric.Lpips"/>.</param>
     public TokenizerEvaluator(TokenizerMetric metrics, int numCodebookEntries = 1024, IFeatureExtractor? inception = null,
-        int? inceptionScoreSplits = null, long totalExamples = 0)
+        int? inceptionScoreSplits = null, long totalExamples = 0, LpipsMetric? lpips = null)
     {
+        if ((metrics & TokenizerMetric.Lpips) != 0 && lpips == null) throw new ArgumentException("the LPIPS metric needs the LPIPS network");
         _metrics = metrics;
         _inception = inception;
+        _lpips = lpips;
         _inceptionScoreSplits = inceptionScoreSplits;
         _totalExamples = totalExamples;
         NumCodebookEntries = numCodebookEntries;
@@ -56,7 +61,7 @@ public sealed class TokenizerEvaluator
 
     public void Reset()
     {
-        _sumMae = _sumMse = _sumPsnr = _sumSsim = 0;
+        _sumMae = _sumMse = _sumPsnr = _sumSsim = _sumLpips = 0;
         _inceptionScore = null;
         _realMoments = _fakeMoments = null;
         Array.Clear(_codebookSeen);
@@ -92,6 +97,8 @@ public sealed class TokenizerEvaluator
             if (Enabled(TokenizerMetric.Psnr)) _sumPsnr += ImageQuality.Psnr(r, f);
             if (Enabled(TokenizerMetric.Ssim)) _sumSsim += _ssim.Compute(r, f, real.C, real.H, real.W);
         }
+
+        if (Enabled(TokenizerMetric.Lpips)) _sumLpips += _lpips!.Sum(real, fake);
 
         if (Enabled(TokenizerMetric.InceptionScore))
         {
@@ -140,7 +147,7 @@ public sealed class TokenizerEvaluator
             ? throw new InvalidOperationException("no rFID features were accumulated")
             : (_realMoments.ToStatistics(), _fakeMoments.ToStatistics());
 
-    /// <summary>The enabled metrics under the reference's names (MAE, MSE, PSNR, SSIM, InceptionScore, rFID,
+    /// <summary>The enabled metrics under the reference's names (MAE, MSE, PSNR, SSIM, InceptionScore, rFID, LPIPS,
     /// CodebookUsage, CodebookEntropy).</summary>
     public IReadOnlyDictionary<string, double> Result()
     {
@@ -165,6 +172,7 @@ public sealed class TokenizerEvaluator
             var (realStats, fakeStats) = FeatureStatistics();
             scores["rFID"] = Frechet.Distance(realStats, fakeStats);
         }
+        if (Enabled(TokenizerMetric.Lpips)) scores["LPIPS"] = _sumLpips / NumExamples;
         if (Enabled(TokenizerMetric.CodebookUsage)) scores["CodebookUsage"] = (double)_codebookSeen.Count(s => s) / NumCodebookEntries;
         if (Enabled(TokenizerMetric.CodebookEntropy))
         {

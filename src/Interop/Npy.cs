@@ -69,6 +69,21 @@ public static class Npy
 
     public static NpyArray Read(Stream stream, string where)
     {
+        var (type, shape, bytes) = ReadHeader(stream, where);
+        if (bytes > Array.MaxLength) throw new InvalidDataException($"{where}: array of {bytes} bytes is too large");
+        // Check the claimed size against what is there before allocating it.
+        if (stream.CanSeek && bytes > stream.Length - stream.Position)
+            throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, {stream.Length - stream.Position} left)");
+        var data = new byte[bytes];
+        int read = stream.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
+        if (read != bytes) throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, got {read})");
+        return new NpyArray(type, shape, data);
+    }
+
+    /// <summary>Reads a .npy header and leaves <paramref name="stream"/> at the data: the element type, the shape
+    /// and the data's size in bytes (which may exceed what one array holds; read it in parts).</summary>
+    public static (NpyType Type, int[] Shape, long DataBytes) ReadHeader(Stream stream, string where)
+    {
         using var br = new BinaryReader(stream, Encoding.ASCII, leaveOpen: true);
         var magic = br.ReadBytes(6);
         if (!magic.AsSpan().SequenceEqual(Magic)) throw new InvalidDataException($"{where}: not a .npy array (bad magic)");
@@ -95,14 +110,7 @@ public static class Npy
         var shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
         if (shape.Any(d => d < 0)) throw new InvalidDataException($"{where}: negative dimension in shape ({shapeM.Groups[1].Value})");
         long count = shape.Aggregate(1L, (a, b) => a * b);
-        long bytes = count * NpyArray.ElementSize(type);
-        if (bytes > Array.MaxLength) throw new InvalidDataException($"{where}: array of {bytes} bytes is too large");
-        // Check the claimed size against what is there before allocating it.
-        if (stream.CanSeek && bytes > stream.Length - stream.Position)
-            throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, {stream.Length - stream.Position} left)");
-        var data = br.ReadBytes((int)bytes);
-        if (data.Length != bytes) throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, got {data.Length})");
-        return new NpyArray(type, shape, data);
+        return (type, shape, count * NpyArray.ElementSize(type));
     }
 
     public static void Write(Stream stream, NpyArray array)

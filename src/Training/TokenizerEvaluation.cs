@@ -30,18 +30,17 @@ public static class TokenizerEvaluation
     /// <summary>Runs the model over <paramref name="batches"/> (at most <paramref name="maxImages"/> images) and
     /// returns the reference evaluator's metrics (MAE, MSE, PSNR, SSIM, CodebookUsage, CodebookEntropy). With an
     /// <paramref name="inception"/> network also rFID (reconstructions against the originals, as the reference's
-    /// TokenizerEvaluator) and the Inception Score over <paramref name="inceptionScoreSplits"/> splits (fewer when
-    /// there are few images, see <see cref="InceptionScoreAccumulator.EffectiveSplits"/>); then
-    /// <paramref name="maxImages"/> must be the number of images the batches hold, at least 2.</summary>
+    /// TokenizerEvaluator) and the Inception Score, by default over one split as the reference; more splits need
+    /// <paramref name="maxImages"/> to be the number of images the batches hold (fewer splits when there are few
+    /// images, see <see cref="InceptionScoreAccumulator.EffectiveSplits"/>). With <paramref name="lpips"/> also LPIPS.</summary>
     public static IReadOnlyDictionary<string, double> Evaluate(ImageTokenizer model, IEnumerable<Batch> batches, long maxImages = long.MaxValue,
-        IFeatureExtractor? inception = null, int inceptionScoreSplits = InceptionScoreAccumulator.DefaultSplits)
+        IFeatureExtractor? inception = null, int inceptionScoreSplits = 1, LpipsMetric? lpips = null)
     {
-        if (inception != null && maxImages is < 2 or long.MaxValue)
-            throw new ArgumentException($"rFID / IS need the exact number of images (at least 2) in advance, got {maxImages}");
-        var evaluator = inception == null
-            ? new TokenizerEvaluator(HostMetrics, model.CodebookSize)
-            : new TokenizerEvaluator(HostMetrics | TokenizerMetric.Rfid | TokenizerMetric.InceptionScore, model.CodebookSize, inception,
-                InceptionScoreAccumulator.EffectiveSplits(maxImages, inceptionScoreSplits), maxImages);
+        if (inception != null && inceptionScoreSplits > 1 && maxImages is < 2 or long.MaxValue)
+            throw new ArgumentException($"{inceptionScoreSplits} Inception Score splits need the exact number of images (at least 2) in advance, got {maxImages}");
+        var metrics = HostMetrics | (inception == null ? 0 : TokenizerMetric.Rfid | TokenizerMetric.InceptionScore) | (lpips == null ? 0 : TokenizerMetric.Lpips);
+        int? splits = inception == null ? null : InceptionScoreAccumulator.EffectiveSplits(maxImages, inceptionScoreSplits);
+        var evaluator = new TokenizerEvaluator(metrics, model.CodebookSize, inception, splits, splits > 1 ? maxImages : 0, lpips);
         foreach (var batch in batches)
         {
             if (evaluator.NumExamples >= maxImages) break;

@@ -2,6 +2,7 @@ using MaskBit.Autograd;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Interop;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Tokenizer;
 
 namespace MaskBit.Models.Training;
@@ -20,6 +21,8 @@ public sealed class TokenizerTrainerOptions
     public Action<TrainingStepReport>? OnStep { get; init; }
     /// <summary>Training images instead of dataset.params.train_shards_path_or_url.</summary>
     public IImageDataset? Dataset { get; init; }
+    /// <summary>The FID InceptionV3: evaluation during training (eval_every) adds rFID and the Inception Score.</summary>
+    public string? InceptionWeights { get; init; }
 }
 
 /// <summary>
@@ -43,6 +46,7 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
     private readonly List<IDisposable> _owned = new();
     private IEnumerator<Batch>? _batches;
     private Tensor? _lastImages;
+    private readonly InceptionFeatureExtractor? _inception;
 
     public TokenizerTrainer(MaskBitConfig config, TokenizerTrainerOptions options)
     {
@@ -60,6 +64,7 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         State = Step.State(config.ToYaml());
         Loader = CreateLoader(options.Dataset ?? OpenTrainingSet(channels));
         Folder = new RunFolder(options.OutputDir);
+        _inception = options.InceptionWeights == null ? null : InceptionFeatureExtractor.Load(options.InceptionWeights);
     }
 
     /// <summary>Trains until training.max_train_steps (see <see cref="TrainingLoop"/>).</summary>
@@ -175,7 +180,7 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         try
         {
             var loader = TokenizerEvaluation.EvalLoader(eval, TrainingData.Transform(Config), Settings.BatchSize, Settings.Workers);
-            return TokenizerEvaluation.Evaluate(Model, loader.Epoch(0));
+            return TokenizerEvaluation.Evaluate(Model, loader.Epoch(0), inception: _inception);
         }
         finally { (eval as IDisposable)?.Dispose(); }
     }

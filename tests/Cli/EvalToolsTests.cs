@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using MaskBit.Autograd;
 using MaskBit.Cli;
+using MaskBit.Cli.Commands;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
@@ -101,7 +102,7 @@ public class EvalToolsTests
         var (code, stdout, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, "--checkpoint", _tokenizerWeights, "--data", _images,
             "--max-images", "2", "--inception-weights", _inception, "--out", outDir);
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain("rFID").And.Contain("InceptionScore").And.Contain("(1 split, not 10").And.Not.Contain("not computed"));
+        Assert.That(stdout, Does.Contain("rFID").And.Contain("InceptionScore").And.Contain("(1 split)").And.Not.Contain("not computed"));
         var metrics = ReadMetrics(outDir);
         Assert.That(metrics["rFID"], Is.GreaterThan(-1e-6).And.Not.NaN);
         Assert.That(metrics["InceptionScore"], Is.InRange(1.0, 2.0), "IS of 2 images");
@@ -196,6 +197,95 @@ public class EvalToolsTests
             "--num-images", "1", "--non-strict", "--out", _dir.File("eval-nonstrict"));
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout, Does.Contain("unexpected key 'extra.weight'"));
+    }
+
+    private string _lpips = null!;
+
+    private string LpipsWeights()
+    {
+        if (_lpips != null) return _lpips;
+        string formula = Path.Combine(GoldenCases.RepoDir, "formula_nets");
+        _lpips = _dir.File("lpips.safetensors");
+        using (TensorScope.Begin())
+            SafeTensors.Save(_lpips, FormulaWeights.Build(Path.Combine(formula, "lpips_params.json"), Npy.ReadNpz(Path.Combine(formula, "io.npz")))
+                .Select(kv => Record(kv.Key, kv.Value)).ToList());
+        return _lpips;
+    }
+
+    [Test]
+    public void EvalTokenizerTakesExperimentVqganCheckpointAndAddsLpips()
+    {
+        string outDir = _dir.File("eval-config-checkpoint");
+        var (code, stdout, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, $"experiment.vqgan_checkpoint={_tokenizerWeights}",
+            "--data", _images, "--max-images", "2", "--lpips-weights", LpipsWeights(), "--out", outDir);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var metrics = ReadMetrics(outDir);
+        Assert.That(metrics["LPIPS"], Is.GreaterThan(0).And.Not.NaN);
+        Assert.That(metrics["PSNR"], Is.GreaterThan(0));
+
+        (code, _, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, "--data", _images, "--max-images", "2");
+        Assert.That((code, stderr.Contains("--checkpoint") && stderr.Contains("experiment.vqgan_checkpoint")), Is.EqualTo((Program.ExitUsage, true)), stderr);
+        (code, _, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, "experiment.vqgan_checkpoint=MODEL_PATH/maskbit_tokenizer_10bit.bin", "--data", _images);
+        Assert.That((code, stderr.Contains("experiment.vqgan_checkpoint") && stderr.Contains("MODEL_PATH/maskbit_tokenizer_10bit.bin")), Is.EqualTo((Program.ExitBadFile, true)), stderr);
+        (code, _, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, "--checkpoint", _tokenizerWeights, "--data", _images, "--lpips-weights", _tokenizerWeights);
+        Assert.That((code, stderr.Contains(_tokenizerWeights) && stderr.Contains("LPIPS")), Is.EqualTo((Program.ExitBadFile, true)), stderr);
+    }
+
+    [Test]
+    public void EvalGeneratorResumesItsStateAndComputesReferenceStatisticsFromImages()
+    {
+        var reference = new byte[3 * 16 * 16 * 3];
+        new Random(9).NextBytes(reference);
+        string images = _dir.File("reference-images.npz");
+        Npy.WriteNpz(images, new Dictionary<string, NpyArray> { ["arr_0"] = new(NpyType.UInt8, new[] { 3, 16, 16, 3 }, reference) });
+        string outDir = _dir.File("eval-generator-resume");
+        string[] Args(params string[] extra) => new[]
+        {
+            "eval", "generator", "--config", _generatorConfig, $"experiment.vqgan_checkpoint={_generatorTokenizer}", "--generator", _generator,
+            "--num-images", "4", "--batch-size", "2", "--inception-weights", _inception, "--fid-stats", images, "--out", outDir,
+        }.Concat(extra).ToArray();
+
+        var (code, stdout, stderr) = Cli(Args());
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("holds reference images (arr_0)").And.Contain(EvalGeneratorCommand.ReferenceStatisticsFileName).And.Contain("gFID"));
+        string state = Path.Combine(outDir, GeneratorEvaluation.StateFileName);
+        Assert.That(File.Exists(state) && File.Exists(Path.Combine(outDir, EvalGeneratorCommand.ReferenceStatisticsFileName)));
+        var first = ReadMetrics(outDir);
+        Assert.That((first["num_images"], first["InceptionScoreSplits"]), Is.EqualTo((4.0, 1.0)), "one ADM part of up to 5,000 images");
+
+        (code, stdout, stderr) = Cli(Args());
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("resuming the evaluation").And.Contain("4 of 4 images done"));
+        var again = ReadMetrics(outDir);
+        Assert.That((again["gFID"], again["InceptionScore"]), Is.EqualTo((first["gFID"], first["InceptionScore"])));
+
+        (code, _, stderr) = Cli(Args("--seed", "3"));
+        Assert.That((code, stderr.Contains(state) && stderr.Contains("--fresh")), Is.EqualTo((Program.ExitBadFile, true)), stderr);
+        (code, stdout, stderr) = Cli(Args("--seed", "3", "--fresh", "--is-split-size", "2"));
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Not.Contain("resuming"));
+        Assert.That(ReadMetrics(outDir)["InceptionScoreSplits"], Is.EqualTo(2));
+    }
+
+    [Test]
+    public void EvalGeneratorDefaultsToTheReferencesFiftyThousandImages()
+    {
+        var (code, stdout, _) = Cli("eval", "generator", "--help");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(stdout, Does.Contain("--num-images").And.Contain("50000").And.Contain("--is-split-size").And.Contain("5000"));
+    }
+
+    [Test]
+    public void TokenizerTrainingEvaluatesRfidWithTheInceptionWeights()
+    {
+        string config = _dir.File("train-eval.yaml");
+        File.WriteAllText(config, MaskBit.Tests.Training.TokenizerTrainerTests.TinyConfig.Replace("IMAGES", _images)
+            .Replace("num_workers_per_gpu: 1", $"num_workers_per_gpu: 1\n        eval_shards_path_or_url: \"{_images}\""));
+        using var trainer = new Models.Training.TokenizerTrainer(MaskBitConfig.Load(config),
+            new Models.Training.TokenizerTrainerOptions { OutputDir = _dir.File("train-eval-run"), InceptionWeights = _inception });
+        var metrics = trainer.Evaluate()!;
+        Assert.That(metrics.Keys, Does.Contain("rFID").And.Contain("InceptionScore").And.Contain("PSNR"));
+        Assert.That(metrics["rFID"], Is.Not.NaN);
     }
 
     private static string WriteNpz(string path, NpyArray images)

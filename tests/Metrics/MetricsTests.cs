@@ -163,13 +163,13 @@ public class FrechetTests
         {
             double[] mu = [1, 2], sigma = [2, 0.5, 0.5, 1];
             Npy.WriteNpz(path, [new("mu", Float64(mu, 2)), new("sigma", Float64(sigma, 2, 2))]);
-            var stats = GaussianStatistics.LoadNpz(path);
+            var stats = ReferenceStatistics.Load(path, network: null);
             Assert.That(stats.Dim, Is.EqualTo(2));
             Assert.That(stats.Mu, Is.EqualTo(mu));
             Assert.That(stats.Sigma, Is.EqualTo(sigma));
 
             Npy.WriteNpz(path, [new("mu", Float64(mu, 2))]);
-            Assert.Throws<InvalidDataException>(() => GaussianStatistics.LoadNpz(path));
+            Assert.That(Assert.Throws<InvalidDataException>(() => ReferenceStatistics.Load(path, network: null))!.Message, Does.Contain(path).And.Contain("'mu' and 'sigma'"));
         }
         finally { File.Delete(path); }
     }

@@ -25,7 +25,8 @@ internal static class EvalCommand
     {
         var config = CommandSupport.ConfigOption();
         var overrides = CommandSupport.OverridesArgument();
-        var weights = CommandSupport.CheckpointOption();
+        var weights = new Option<string?>("--checkpoint", "--weights") { Description = "Tokenizer weights: a training checkpoint or official weights (.bin, .safetensors); default: the config's experiment.vqgan_checkpoint, as the reference's eval_tokenizer." };
+        var lpipsWeights = new Option<string?>("--lpips-weights") { Description = $"Adds LPIPS (VGG16) to the metrics: {LpipsMetric.WeightsDescription}." };
         var data = new Option<string?>("--data") { Description = "Images: webdataset shard pattern, image folder or fashion-mnist (default: dataset.params.eval_shards_path_or_url)." };
         var maxImages = new Option<int?>("--max-images") { Description = "Evaluate at most this many images." };
         var batchSize = new Option<int?>("--batch-size") { Description = "Images per batch (default: training.per_gpu_batch_size, else 32)." };
@@ -36,10 +37,11 @@ internal static class EvalCommand
         var device = CommandSupport.DeviceOption();
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
-            "rFID and Inception Score with --inception-weights).",
-            "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000"))
+            "rFID and Inception Score with --inception-weights, LPIPS with --lpips-weights).",
+            "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000",
+            "maskbit eval tokenizer --config configs/tokenizer/maskbit_tokenizer_12bit.yaml experiment.vqgan_checkpoint=maskbit_tokenizer_12bit.bin --inception-weights pt_inception-2015-12-05-6726825d.pth"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, device,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device,
         };
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
@@ -53,11 +55,16 @@ internal static class EvalCommand
             int splits = parse.GetValue(inception.Splits);
             if (splits < 1) throw new UsageException($"--is-splits must be at least 1, not {splits}");
 
-            string weightsPath = CommandSupport.RequireFile(parse.GetValue(weights)!, "--checkpoint", "pass a checkpoint of `maskbit train tokenizer` or official tokenizer weights");
+            const string remedy = "pass a checkpoint of `maskbit train tokenizer` or official tokenizer weights";
+            string weightsPath = parse.GetValue(weights) is { } given ? CommandSupport.RequireFile(given, "--checkpoint", remedy)
+                : run.TokenizerCheckpoint is { } configured ? CommandSupport.RequireFile(configured, $"{cfg.File}: experiment.vqgan_checkpoint", remedy + " (--checkpoint)")
+                : throw new UsageException($"--checkpoint is missing: {remedy}, or set experiment.vqgan_checkpoint");
             var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             int channels = TrainingData.Channels(cfg);
             bool withInception = parse.GetValue(inception.Weights) != null;
-            if (withInception && channels != 3) throw new ConfigException($"rFID / IS need RGB images; the config's data has {channels} channel(s)");
+            if ((withInception || parse.GetValue(lpipsWeights) != null) && channels != 3)
+                throw new ConfigException($"rFID / IS / LPIPS need RGB images; the config's data has {channels} channel(s)");
+            var lpips = parse.GetValue(lpipsWeights) is { } lpipsPath ? LpipsMetric.Load(lpipsPath) : null;
             var dataset = TrainingData.Open(source, train: false, channels);
             IReadOnlyDictionary<string, double> scores;
             InceptionFeatureExtractor? network;
@@ -69,7 +76,7 @@ internal static class EvalCommand
                 network = inception.Load(parse, stdout);
                 stdout.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images");
                 var progress = new ProgressDisplay(stdout, "eval", unit: "img");
-                scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), count, network, splits);
+                scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), count, network, splits, lpips);
                 progress.Finish();
             }
             finally { (dataset as IDisposable)?.Dispose(); }

@@ -1,87 +1,123 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
+using MaskBit.Models.Generator;
 using MaskBit.Models.Metrics;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>`maskbit eval generator --config C --tokenizer W1 --generator W2 [--num-images N] [--inception-weights I
-/// [--fid-stats S]] [--out DIR]`: samples N images with labels cycling over the classes (every consecutive run of
-/// nclass images holds each class once) and reports the sampling speed; with the FID InceptionV3 also the
-/// Inception Score of the samples and, against reference statistics (ADM-style .npz with mu, sigma, as the
-/// reference's eval_maskbit uses), gFID. Printed and written to DIR/metrics.json.</summary>
+/// <summary>`maskbit eval generator --config C --generator W2 [--tokenizer W1] [--num-images N] [--inception-weights I
+/// [--fid-stats S]] [--out DIR]`: the reference's eval_maskbit — N images (50,000 by default) with labels cycling
+/// over the classes, streamed through the FID InceptionV3 (<see cref="GeneratorEvaluation"/>: memory independent of
+/// N), gFID against ADM-style reference statistics and the Inception Score in the ADM suite's parts of 5,000; the
+/// sampling speed always. Resumable: the state is saved in DIR every minute and on Ctrl-C, and the same command
+/// continues it. Printed and written to DIR/metrics.json.</summary>
 public static class EvalGeneratorCommand
 {
+    /// <summary>How often the state is saved while sampling.</summary>
+    private static readonly TimeSpan SaveEvery = TimeSpan.FromMinutes(1);
+
+    /// <summary>Where statistics computed from reference images (arr_0) are saved, in the output folder.</summary>
+    public const string ReferenceStatisticsFileName = "reference_stats.npz";
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var flags = new SamplingFlags();
         var inception = new InceptionFlags();
-        var numImages = new Option<int>("--num-images") { Description = "Images to sample.", DefaultValueFactory = _ => 50 };
-        var fidStats = new Option<string?>("--fid-stats") { Description = "Reference statistics for gFID: an ADM-style .npz with mu (2048) and sigma (2048, 2048); needs --inception-weights." };
-        var output = new Option<string>("--out") { Description = "Folder for metrics.json.", DefaultValueFactory = _ => "." };
+        var numImages = new Option<long>("--num-images") { Description = "Images to sample (the reference evaluates 50,000).", DefaultValueFactory = _ => GeneratorEvaluation.ReferenceImages };
+        var splitSize = new Option<long>("--is-split-size")
+        {
+            Description = "Images per Inception Score part; the score is the mean over the parts (the ADM suite's 5,000, as the reference: 10 parts of 50,000 images).",
+            DefaultValueFactory = _ => InceptionScoreAccumulator.AdmSplitSize,
+        };
+        var fidStats = new Option<string?>("--fid-stats")
+        {
+            Description = "Reference for gFID: an ADM-style .npz with mu (2048) and sigma (2048, 2048) (e.g. the reference's train_imagenet256_stats.npz), " +
+                          $"or reference images arr_0 (N, H, W, 3) uint8, whose statistics are computed and saved as DIR/{ReferenceStatisticsFileName}; needs --inception-weights.",
+        };
+        var fresh = new Option<bool>("--fresh") { Description = $"Start over instead of resuming the evaluation state in --out ({GeneratorEvaluation.StateFileName})." };
+        var output = new Option<string>("--out") { Description = "Folder for metrics.json and the resumable state.", DefaultValueFactory = _ => "." };
         var command = new Command("generator", CommandSupport.Describe(
-            "Measure the generator's sampling speed (and gFID / IS where an Inception network is available).",
-            "maskbit eval generator --num-images 40   # the shipped Fashion-MNIST model"));
+            "Evaluate a generator as the reference's eval_maskbit: gFID and Inception Score of 50,000 samples (with --inception-weights), and the sampling speed. " +
+            "Samples stream through the Inception network (memory does not grow with --num-images); an interrupted run resumes from the state in --out.",
+            "maskbit eval generator --num-images 40   # the shipped Fashion-MNIST model",
+            "maskbit eval generator --config configs/generator/maskbit_generator_10bit.yaml --tokenizer maskbit_tokenizer_10bit.bin --generator maskbit_generator_10bit.bin " +
+            "--inception-weights pt_inception-2015-12-05-6726825d.pth --fid-stats train_imagenet256_stats.npz --out eval/generator_10bit"));
         flags.AddTo(command);
         command.Options.Add(numImages);
-        inception.AddTo(command);
+        command.Options.Add(inception.Weights);
+        command.Options.Add(splitSize);
         command.Options.Add(fidStats);
+        command.Options.Add(fresh);
         command.Options.Add(output);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(flags.Device), () =>
         {
-            int n = parse.GetValue(numImages);
+            long n = parse.GetValue(numImages), partSize = parse.GetValue(splitSize);
             if (n < 1) return GeneratorCommands.Usage(stderr, "--num-images", $"must be at least 1, got {n}");
-            int splits = parse.GetValue(inception.Splits);
-            if (splits < 1) return GeneratorCommands.Usage(stderr, "--is-splits", $"must be at least 1, got {splits}");
+            if (partSize < 1) return GeneratorCommands.Usage(stderr, "--is-split-size", $"must be at least 1, got {partSize}");
             string? inceptionPath = parse.GetValue(inception.Weights), statsPath = parse.GetValue(fidStats);
             if (statsPath != null && inceptionPath == null)
                 return GeneratorCommands.Usage(stderr, "--inception-weights", "gFID needs the FID InceptionV3 (--inception-weights) besides --fid-stats");
             if (statsPath != null && n < 2) return GeneratorCommands.Usage(stderr, "--num-images", $"gFID needs at least 2 images, got {n}");
             if (!GeneratorCommands.RequireFile(inceptionPath, "--inception-weights", stderr) || !GeneratorCommands.RequireFile(statsPath, "--fid-stats", stderr))
                 return Program.ExitBadFile;
-            var reference = statsPath == null ? null : GaussianStatistics.LoadNpz(statsPath);
-            if (reference != null && reference.Dim != InceptionFeatureExtractor.PoolFeatures)
-                throw new InvalidDataException($"{statsPath}: mu has {reference.Dim} values, the Inception pool features {InceptionFeatureExtractor.PoolFeatures}");
+            string outDir = parse.GetValue(output)!;
             var network = inception.Load(parse, stdout);
+            var reference = statsPath == null ? null : LoadReference(statsPath, network!, outDir, stdout);
             var loaded = flags.Load(parse, stdout, stderr, out int code);
             if (loaded == null) return code;
 
-            var labels = Enumerable.Range(0, n).Select(i => i % loaded.NumClasses).ToArray();
-            var clock = Stopwatch.StartNew();
-            var (images, shape, _) = loaded.Sample(labels, new ProgressDisplay(stdout, "sample", unit: "img"));
-            double seconds = clock.Elapsed.TotalSeconds;
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"sampled {n} images ({loaded.Options.NumSteps} steps, guidance {loaded.Options.GuidanceScale}, batch {loaded.BatchSize}) in {seconds:0.00} s: {n / seconds:0.00} images/s"));
-            var metrics = new Dictionary<string, double>
-            {
-                ["num_images"] = n,
-                ["num_classes"] = labels.Distinct().Count(),
-                ["sampling_seconds"] = seconds,
-                ["images_per_second"] = n / seconds,
-            };
+            string settings = string.Create(CultureInfo.InvariantCulture,
+                $"{loaded.Files}; steps {loaded.Options.NumSteps}, guidance {loaded.Options.GuidanceScale}, temperature {loaded.Options.SoftmaxTemperature}, " +
+                $"seed {loaded.Seed}, batch {loaded.BatchSize}; inception {(inceptionPath == null ? "none" : Path.GetFullPath(inceptionPath))}, IS part size {partSize}");
+            var evaluation = new GeneratorEvaluation(network, n, loaded.NumClasses, settings, partSize);
+            Directory.CreateDirectory(outDir);
+            string statePath = Path.Combine(outDir, GeneratorEvaluation.StateFileName);
+            if (parse.GetValue(fresh)) File.Delete(statePath);
+            if (evaluation.Resume(statePath))
+                stdout.WriteLine($"resuming the evaluation in {statePath}: {evaluation.Done} of {n} images done (--fresh starts over)");
 
-            string? missing = InceptionFlags.NeedsNetwork("gFID and InceptionScore");
-            if (network != null)
+            var progress = new ProgressDisplay(stdout, "sample", unit: "img");
+            bool finished;
+            using (var stop = new StopSignal(progress.Log))
+                finished = evaluation.Run(
+                    (labels, start) => loaded.SampleBatch(labels, new SeededRandomSource(GeneratorEvaluation.BatchSeed(loaded.Seed, start))),
+                    loaded.BatchSize, done => progress.Report(done, n), statePath, SaveEvery, stop.Token);
+            progress.Finish();
+            if (!finished)
             {
-                if (shape[1] != 3) throw new InvalidDataException($"gFID / IS need RGB samples; the tokenizer decodes {shape[1]} channel(s)");
-                var outputs = network.Extract(new ImageBatch(images, shape[0], shape[1], shape[2], shape[3]).ToUInt8(), n, shape[2], shape[3]);
-                if (reference != null)
-                {
-                    var moments = new FeatureMoments(outputs.FeatureDim);
-                    for (int i = 0; i < n; i++) moments.Add(outputs.FeatureRow(i));
-                    metrics["gFID"] = Frechet.Distance(moments.ToStatistics(), reference);
-                }
-                var score = new InceptionScoreAccumulator(outputs.LogitsDim, InceptionScoreAccumulator.EffectiveSplits(n, splits), n);
-                for (int i = 0; i < n; i++) score.Add(outputs.LogitsRow(i));
-                var (mean, std) = score.MeanAndStd();
-                metrics["InceptionScore"] = mean;
-                metrics["InceptionScoreStd"] = std;
-                metrics["InceptionScoreSplits"] = score.Splits;
-                missing = reference == null ? "gFID not computed: it needs reference statistics, pass --fid-stats NPZ (ADM-style, with mu and sigma)" : null;
+                stdout.WriteLine($"stopped after {evaluation.Done} of {n} images; the state is in {statePath}, run the same command to continue");
+                return Program.ExitInterrupted;
             }
-            InceptionFlags.Report(metrics, splits, missing, parse.GetValue(output)!, stdout);
+            var metrics = evaluation.Result(reference);
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"sampled {n} images ({loaded.Options.NumSteps} steps, guidance {loaded.Options.GuidanceScale}, batch {loaded.BatchSize}) in {evaluation.SamplingSeconds:0.00} s: {metrics["images_per_second"]:0.00} images/s"));
+            string? missing = network == null ? InceptionFlags.NeedsNetwork("gFID and InceptionScore")
+                : reference == null ? "gFID not computed: it needs reference statistics, pass --fid-stats NPZ (ADM-style, with mu and sigma, or reference images arr_0)" : null;
+            InceptionFlags.Report(metrics, (int)metrics.GetValueOrDefault("InceptionScoreSplits", 1), missing, outDir, stdout);
             return Program.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary>The reference statistics of --fid-stats; computed from its images (and saved to the output folder)
+    /// when it holds arr_0 rather than mu / sigma.</summary>
+    private static GaussianStatistics LoadReference(string path, InceptionFeatureExtractor network, string outDir, TextWriter stdout)
+    {
+        GaussianStatistics statistics;
+        if (ReferenceStatistics.HasStatistics(path)) statistics = ReferenceStatistics.Load(path, network);
+        else
+        {
+            stdout.WriteLine($"{path} holds reference images (arr_0): computing their Inception statistics");
+            var progress = new ProgressDisplay(stdout, "reference", unit: "img");
+            statistics = ReferenceStatistics.Load(path, network, (done, total) => progress.Report(done, total));
+            progress.Finish();
+            Directory.CreateDirectory(outDir);
+            string saved = Path.Combine(outDir, ReferenceStatisticsFileName);
+            ReferenceStatistics.Save(saved, statistics);
+            stdout.WriteLine($"wrote {saved} (pass it as --fid-stats next time)");
+        }
+        if (statistics.Dim != InceptionFeatureExtractor.PoolFeatures)
+            throw new InvalidDataException($"{path}: mu has {statistics.Dim} values, the Inception pool features {InceptionFeatureExtractor.PoolFeatures}");
+        return statistics;
     }
 }

@@ -5,6 +5,7 @@ using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
+using MaskBit.Models.Metrics;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -14,7 +15,7 @@ internal sealed class SamplingFlags
 {
     public Option<string?> Config { get; } = CommandSupport.OptionalConfigOption();
     public Argument<string[]> Overrides { get; } = CommandSupport.OverridesArgument();
-    public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = $"Tokenizer weights (MaskBit training checkpoint or official .bin; default: the shipped model's, {ShippedModel.DisplayFolder})." };
+    public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = $"Tokenizer weights (MaskBit training checkpoint or official .bin; default: the config's experiment.vqgan_checkpoint with --generator, else the shipped model's, {ShippedModel.DisplayFolder})." };
     public Option<string?> Generator { get; } = new("--generator") { Description = $"Generator weights: generator.safetensors, a training checkpoint (its EMA weights) or an official .bin (default: the shipped model's, {ShippedModel.DisplayFolder})." };
     public Option<string> Device { get; } = CommandSupport.DeviceOption();
     public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps (default: model.mlm_model.num_steps)." };
@@ -41,6 +42,13 @@ internal sealed class SamplingFlags
         if (parse.GetValue(BatchSize) < 1) { GeneratorCommands.Usage(stderr, "--batch-size", $"must be at least 1, got {parse.GetValue(BatchSize)}"); return null; }
         var (configPath, tokenizerPath, generatorPath) = Files(parse, stdout);
         var config = CommandSupport.LoadConfig(configPath, parse.GetValue(Overrides));
+        if (tokenizerPath == null)
+        {
+            // As the reference's scripts: the tokenizer of a generator config is experiment.vqgan_checkpoint.
+            tokenizerPath = config.Has(VqganCheckpointKey) ? config.GetString(VqganCheckpointKey)
+                : throw new UsageException($"--tokenizer is missing: pass the tokenizer weights or set {VqganCheckpointKey} in {config.File}");
+            CommandSupport.RequireFile(tokenizerPath, $"{config.File}: {VqganCheckpointKey}", "set it to the tokenizer weights, or pass --tokenizer");
+        }
         var defaults = SamplerOptions.FromConfig(config);
         var options = defaults with
         {
@@ -52,12 +60,17 @@ internal sealed class SamplingFlags
         var tokenizer = PretrainedModels.Tokenizer(config, tokenizerPath, warn: Warn(tokenizerPath));
         var generator = PretrainedModels.Generator(config, generatorPath, warn: Warn(generatorPath));
         exitCode = Program.ExitOk;
-        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize));
+        string weights = string.Join(", ", new[] { ("config", configPath), ("tokenizer", tokenizerPath), ("generator", generatorPath) }
+            .Select(f => $"{f.Item1} {Path.GetFullPath(f.Item2)} ({new FileInfo(f.Item2).Length} bytes)"))
+            + $", overrides [{string.Join(" ", parse.GetValue(Overrides) ?? Array.Empty<string>())}]";
+        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize), weights);
     }
 
+    private const string VqganCheckpointKey = "experiment.vqgan_checkpoint";
+
     /// <summary>The config and weights files: as given, or all three of the shipped model when neither weights
-    /// file is given.</summary>
-    private (string Config, string Tokenizer, string Generator) Files(ParseResult parse, TextWriter stdout)
+    /// file is given. The tokenizer may be left to the config's experiment.vqgan_checkpoint (null here).</summary>
+    private (string Config, string? Tokenizer, string Generator) Files(ParseResult parse, TextWriter stdout)
     {
         string? config = parse.GetValue(Config), tokenizer = parse.GetValue(Tokenizer), generator = parse.GetValue(Generator);
         if (tokenizer == null && generator == null)
@@ -66,16 +79,24 @@ internal sealed class SamplingFlags
             stdout.WriteLine($"no --tokenizer/--generator given: using the shipped Fashion-MNIST model ({ShippedModel.DisplayFolder})");
             return (config ?? ShippedModel.GeneratorConfig, ShippedModel.TokenizerWeights, ShippedModel.GeneratorWeights);
         }
-        if (tokenizer == null || generator == null || config == null)
-            throw new UsageException($"{(tokenizer == null ? "--tokenizer" : generator == null ? "--generator" : "--config")} is missing: with your own weights pass " +
-                                     "--config, --tokenizer and --generator (or none of the three for the shipped model)");
-        const string remedy = "pass the weights of a `maskbit train tokenizer` / `maskbit train generator` run, or omit --tokenizer and --generator for the shipped model";
-        return (config, CommandSupport.RequireFile(tokenizer, "--tokenizer", remedy), CommandSupport.RequireFile(generator, "--generator", remedy));
+        if (generator == null || config == null)
+            throw new UsageException($"{(generator == null ? "--generator" : "--config")} is missing: with your own weights pass " +
+                                     "--config, --generator and --tokenizer (or experiment.vqgan_checkpoint in the config), or none of them for the shipped model");
+        const string remedy = "pass the weights of a `maskbit train tokenizer` / `maskbit train generator` run or official weights, or omit --tokenizer and --generator for the shipped model";
+        return (config, tokenizer == null ? null : CommandSupport.RequireFile(tokenizer, "--tokenizer", remedy), CommandSupport.RequireFile(generator, "--generator", remedy));
     }
 
-    internal sealed record Loaded(MaskBitConfig Config, Sampler Sampler, SamplerOptions Options, long Seed, int BatchSize)
+    /// <param name="Files">The config, weights and overrides the samples depend on (an evaluation state records them).</param>
+    internal sealed record Loaded(MaskBitConfig Config, Sampler Sampler, SamplerOptions Options, long Seed, int BatchSize, string Files)
     {
         public int NumClasses => Sampler.Generator.Config.NumClasses;
+
+        /// <summary>One batch of samples drawn with <paramref name="random"/>: images (N,3,H,W) clamped to [0,1].</summary>
+        public ImageBatch SampleBatch(int[] labels, IRandomSource random)
+        {
+            using var scope = TensorScope.Begin();
+            return ImageBatch.FromTensor(Sampler.Sample(labels, Options, random).Images.Clamp(0f, 1f));
+        }
 
         /// <summary>Samples the labels in batches from one seeded stream: images (N,3,H,W) clamped to [0,1] and
         /// combined tokens (N, seq_len). <paramref name="progress"/> sees the images done after each batch.</summary>

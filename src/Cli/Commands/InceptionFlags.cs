@@ -5,8 +5,8 @@ using MaskBit.Models.Metrics;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>The FID-InceptionV3 flags of `eval tokenizer` and `eval generator` (--inception-weights, --is-splits)
-/// and how both commands print and save their metrics.</summary>
+/// <summary>The FID-InceptionV3 flags (--inception-weights for `eval tokenizer`, `eval generator` and `train
+/// tokenizer`; --is-splits for `eval tokenizer`) and how the eval commands print and save their metrics.</summary>
 internal sealed class InceptionFlags
 {
     public const string MetricsFileName = "metrics.json";
@@ -18,9 +18,9 @@ internal sealed class InceptionFlags
 
     public Option<int> Splits { get; } = new("--is-splits")
     {
-        Description = $"Inception Score splits (mean ± std over consecutive splits; fewer when there are under {InceptionScoreAccumulator.MinImagesPerSplit} images per split). " +
-                      "1 gives the reference tokenizer evaluator's single-split value.",
-        DefaultValueFactory = _ => InceptionScoreAccumulator.DefaultSplits,
+        Description = "Inception Score splits (mean ± std over consecutive splits of the images; fewer when there are under " +
+                      $"{InceptionScoreAccumulator.MinImagesPerSplit} images per split). The default 1 is the reference TokenizerEvaluator's single-split score.",
+        DefaultValueFactory = _ => 1,
     };
 
     public void AddTo(Command command)

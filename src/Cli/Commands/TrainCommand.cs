@@ -27,6 +27,7 @@ internal static class TrainCommand
         var device = CommandSupport.DeviceOption();
         var perceptualWeights = new Option<string?>("--perceptual-weights") { Description = "Weights of the perceptual network (losses.perceptual_loss)." };
         var allowNoPerceptual = new Option<bool>("--allow-no-perceptual") { Description = "Train without the perceptual term when its network is unavailable." };
+        var inception = new InceptionFlags();
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Train the conv tokenizer (VQGAN+ / MaskBit Stage I). " + StopNote,
             "maskbit train tokenizer --config configs/fashion_mnist_tokenizer.yaml training.max_train_steps=600 --out runs/tokenizer",
@@ -34,6 +35,7 @@ internal static class TrainCommand
         {
             config, overrides, output, seed, device, perceptualWeights, allowNoPerceptual,
         };
+        command.Options.Add(inception.Weights);   // rFID / IS in the evaluations of experiment.eval_every
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
             var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
@@ -47,6 +49,7 @@ internal static class TrainCommand
                 OutputDir = outputDir,
                 PerceptualWeights = parse.GetValue(perceptualWeights),
                 AllowNoPerceptual = parse.GetValue(allowNoPerceptual),
+                InceptionWeights = parse.GetValue(inception.Weights),
                 Log = progress.Log,
                 OnStep = progress.Shows ? progress.ReportStep : null,
             });

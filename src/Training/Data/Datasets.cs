@@ -73,6 +73,9 @@ public sealed class ImageFolderDataset : IImageDataset
 
     public string KeyOf(int index) => Path.GetRelativePath(Root, _samples[index].Path);
 
+    /// <summary>The image file of sample <paramref name="index"/> and its class (the index of its sub-folder in <see cref="Classes"/>).</summary>
+    public (string Path, int Label) FileOf(int index) => _samples[index];
+
     public RawSample Load(int index)
     {
         var (path, label) = _samples[index];

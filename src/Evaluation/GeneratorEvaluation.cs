@@ -1,0 +1,222 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using MaskBit.Models.Interop;
+
+namespace MaskBit.Models.Metrics;
+
+/// <summary>
+/// The gFID / Inception Score evaluation of a generator at the reference's scale (eval_maskbit: 50,000 samples),
+/// streamed: each batch of samples goes through the Inception network at once and only running float64 sums stay —
+/// Σf and Σffᵀ of the pool features (<see cref="FeatureMoments"/>, 2048² values) and two rows per Inception Score
+/// part (<see cref="InceptionScoreAccumulator"/>) — so memory does not depend on the number of images.
+/// <para>
+/// Image i has class i mod nclass; the batch starting at image s samples with its own seed (<see cref="BatchSeed"/>),
+/// so any batch can be sampled on its own: a stopped run resumes at the next batch from its state file
+/// (<see cref="Save"/> / <see cref="Resume"/>: the sums, the images done and the settings they were made with) and
+/// gives the same numbers as an uninterrupted one; evaluations of disjoint image ranges (one per rank) add up with
+/// <see cref="Merge"/>.
+/// </para>
+/// </summary>
+public sealed class GeneratorEvaluation
+{
+    /// <summary>The reference's number of samples (eval_maskbit's total_samples).</summary>
+    public const long ReferenceImages = 50_000;
+
+    /// <summary>File name of the resumable state in the output folder.</summary>
+    public const string StateFileName = "eval_state.npz";
+
+    private readonly IFeatureExtractor? _network;
+
+    /// <summary>What the numbers depend on besides the images done (weights, sampling options, batch size, …):
+    /// a state made with other settings is not resumed.</summary>
+    public string Settings { get; }
+    public long NumImages { get; }
+    public int NumClasses { get; }
+
+    /// <summary>Images sampled (and, with a network, evaluated) so far: [0, Done).</summary>
+    public long Done { get; private set; }
+
+    /// <summary>Wall time spent sampling and in the Inception network, over all sessions of a resumed run.</summary>
+    public double SamplingSeconds { get; private set; }
+    public double InceptionSeconds { get; private set; }
+
+    /// <summary>Null without an Inception network (then only the sampling speed is measured).</summary>
+    public FeatureMoments? Features { get; }
+    public InceptionScoreAccumulator? InceptionScore { get; }
+
+    /// <param name="network">The FID InceptionV3, or null to measure only the sampling speed.</param>
+    /// <param name="inceptionScoreSplitSize">Images per Inception Score part (the ADM suite's 5,000 by default).</param>
+    public GeneratorEvaluation(IFeatureExtractor? network, long numImages, int numClasses, string settings,
+        long inceptionScoreSplitSize = InceptionScoreAccumulator.AdmSplitSize)
+    {
+        if (numImages < 1) throw new ArgumentOutOfRangeException(nameof(numImages), numImages, "at least one image");
+        if (numClasses < 1) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "at least one class");
+        _network = network;
+        NumImages = numImages;
+        NumClasses = numClasses;
+        Settings = settings;
+        if (network != null)
+        {
+            Features = new FeatureMoments(network.FeatureDim);
+            InceptionScore = InceptionScoreAccumulator.InParts(network.LogitsDim, inceptionScoreSplitSize);
+        }
+    }
+
+    /// <summary>The class labels of images [start, start + count): image i has class i mod <paramref name="numClasses"/>
+    /// (every run of nclass consecutive images holds each class once, as the reference's repeated permutation).</summary>
+    public static int[] Labels(long start, int count, int numClasses) =>
+        Enumerable.Range(0, count).Select(i => (int)((start + i) % numClasses)).ToArray();
+
+    /// <summary>The seed of the batch that starts at image <paramref name="start"/> (a splitmix64 step of both, so
+    /// neighbouring batches draw unrelated streams).</summary>
+    public static long BatchSeed(long seed, long start)
+    {
+        ulong z = (ulong)seed ^ ((ulong)start * 0x9E3779B97F4A7C15UL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (long)(z ^ (z >> 31));
+    }
+
+    /// <summary>Samples and evaluates the remaining images in batches of <paramref name="batchSize"/>.
+    /// <paramref name="sample"/> gets the labels and the index of the batch's first image and returns the images
+    /// (NCHW, [0, 1]). After each batch <paramref name="progress"/> sees the images done; every
+    /// <paramref name="saveEvery"/> and when done or stopped the state goes to <paramref name="statePath"/> (when
+    /// given). Returns false when <paramref name="stop"/> ended it early.</summary>
+    public bool Run(Func<int[], long, ImageBatch> sample, int batchSize, Action<long>? progress = null, string? statePath = null,
+        TimeSpan? saveEvery = null, CancellationToken stop = default)
+    {
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "at least one image per batch");
+        var sinceSave = Stopwatch.StartNew();
+        var clock = new Stopwatch();
+        while (Done < NumImages)
+        {
+            if (stop.IsCancellationRequested) break;
+            int count = (int)Math.Min(batchSize, NumImages - Done);
+            clock.Restart();
+            var images = sample(Labels(Done, count, NumClasses), Done);
+            SamplingSeconds += clock.Elapsed.TotalSeconds;
+            if (images.N != count) throw new InvalidOperationException($"the sampler returned {images.N} images for a batch of {count}");
+            if (_network != null)
+            {
+                if (images.C != 3) throw new InvalidDataException($"gFID / IS need RGB samples; the tokenizer decodes {images.C} channel(s)");
+                clock.Restart();
+                Add(_network.Extract(images.ToUInt8(), count, images.H, images.W));
+                InceptionSeconds += clock.Elapsed.TotalSeconds;
+            }
+            Done += count;
+            progress?.Invoke(Done);
+            if (statePath != null && saveEvery is { } every && sinceSave.Elapsed >= every)
+            {
+                Save(statePath);
+                sinceSave.Restart();
+            }
+        }
+        if (statePath != null) Save(statePath);
+        return Done == NumImages;
+    }
+
+    /// <summary>Adds the Inception outputs of the next images.</summary>
+    private void Add(InceptionOutputs outputs)
+    {
+        for (int i = 0; i < outputs.Count; i++)
+        {
+            Features!.Add(outputs.FeatureRow(i));
+            InceptionScore!.Add(outputs.LogitsRow(i), Done + i);
+        }
+    }
+
+    /// <summary>Adds the sums of an evaluation of other images with the same settings (another rank's share).</summary>
+    public void Merge(GeneratorEvaluation other)
+    {
+        if (other.Settings != Settings || other.NumImages != NumImages || (other.Features == null) != (Features == null))
+            throw new ArgumentException("cannot merge evaluations made with different settings");
+        if (Features != null)
+        {
+            Features.Merge(other.Features!);
+            InceptionScore!.Merge(other.InceptionScore!);
+        }
+        Done += other.Done;
+        SamplingSeconds += other.SamplingSeconds;
+        InceptionSeconds += other.InceptionSeconds;
+    }
+
+    /// <summary>gFID against <paramref name="reference"/> (when given) and the Inception Score (mean over the parts,
+    /// with their spread and count), with the network; always the images and sampling speed.</summary>
+    public Dictionary<string, double> Result(GaussianStatistics? reference)
+    {
+        var metrics = new Dictionary<string, double>
+        {
+            ["num_images"] = Done,
+            ["num_classes"] = Math.Min(Done, NumClasses),
+            ["sampling_seconds"] = SamplingSeconds,
+            ["images_per_second"] = Done / Math.Max(SamplingSeconds, 1e-9),
+        };
+        if (Features == null || Done == 0) return metrics;
+        if (reference != null)
+        {
+            if (reference.Dim != Features.Dim) throw new InvalidDataException($"the reference statistics have {reference.Dim} features, the Inception network {Features.Dim}");
+            metrics["gFID"] = Frechet.Distance(Features.ToStatistics(), reference);
+        }
+        var (mean, std) = InceptionScore!.MeanAndStd();
+        metrics["InceptionScore"] = mean;
+        metrics["InceptionScoreStd"] = std;
+        metrics["InceptionScoreSplits"] = InceptionScore.Splits;
+        metrics["inception_seconds"] = InceptionSeconds;
+        return metrics;
+    }
+
+    /// <summary>Writes the state (settings, images done, timings, the running sums) as an .npz, atomically.</summary>
+    public void Save(string path)
+    {
+        var arrays = new Dictionary<string, NpyArray>
+        {
+            ["settings"] = new(NpyType.UInt8, new[] { Encoding.UTF8.GetByteCount(Settings) }, Encoding.UTF8.GetBytes(Settings)),
+            ["done"] = NpyArray.FromInt64(new[] { Done, NumImages }, 2),
+            ["seconds"] = Float64(new[] { SamplingSeconds, InceptionSeconds }, 2),
+        };
+        if (Features != null)
+        {
+            var (sum, sumOuter, rows) = Features.Sums();
+            arrays["feature_sum"] = Float64(sum, sum.Length);
+            arrays["feature_sum_outer"] = Float64(sumOuter, Features.Dim, Features.Dim);
+            if (rows != null) arrays["feature_rows"] = Float64(rows, rows.Length / Features.Dim, Features.Dim);
+            var (probabilities, plogp, counts) = InceptionScore!.Sums();
+            arrays["is_probability_sum"] = Float64(probabilities, counts.Length, InceptionScore.Classes);
+            arrays["is_plogp_sum"] = Float64(plogp, counts.Length, InceptionScore.Classes);
+            arrays["is_counts"] = NpyArray.FromInt64(counts, counts.Length);
+        }
+        Npy.WriteNpz(path, arrays);
+    }
+
+    private static NpyArray Float64(double[] values, params int[] shape) =>
+        new(NpyType.Float64, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+
+    /// <summary>Continues from the state at <paramref name="path"/> when there is one: true with the sums restored,
+    /// false when there is none; a state made with other settings is an error naming both.</summary>
+    public bool Resume(string path)
+    {
+        if (!File.Exists(path)) return false;
+        if (Done != 0) throw new InvalidOperationException("only a fresh evaluation can resume");
+        var arrays = Npy.ReadNpz(path);
+        NpyArray Array(string key) => arrays.TryGetValue(key, out var a) ? a : throw new InvalidDataException($"{path}: no '{key}' array (not an evaluation state)");
+        string settings = Encoding.UTF8.GetString(Array("settings").Data);
+        if (settings != Settings)
+            throw new InvalidDataException($"{path}: the evaluation state was made with other settings ({settings}), not these ({Settings}); " +
+                                           "pass --fresh to start over, or another --out");
+        var done = Array("done").ToInt64();
+        if (done.Length != 2 || done[1] != NumImages || done[0] < 0 || done[0] > NumImages)
+            throw new InvalidDataException($"{path}: 'done' is [{string.Join(", ", done)}], expected [images done, {NumImages}]");
+        if (Features != null)
+        {
+            var rows = arrays.TryGetValue("feature_rows", out var r) ? r.ToFloat64() : null;
+            Features.RestoreSums(Array("feature_sum").ToFloat64(), Array("feature_sum_outer").ToFloat64(), done[0], rows);
+            InceptionScore!.RestoreSums(Array("is_probability_sum").ToFloat64(), Array("is_plogp_sum").ToFloat64(), Array("is_counts").ToInt64());
+            if (InceptionScore.Count != done[0]) throw new InvalidDataException($"{path}: the Inception Score parts hold {InceptionScore.Count} images, 'done' says {done[0]}");
+        }
+        var seconds = Array("seconds").ToFloat64();
+        (SamplingSeconds, InceptionSeconds) = (seconds[0], seconds[1]);
+        Done = done[0];
+        return true;
+    }
+}
