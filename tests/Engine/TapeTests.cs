@@ -79,6 +79,36 @@ public class TapeTests
     }
 
     [Test]
+    public void GradRunsOnlyTheOpsOnPathsToTheWantedInputs()
+    {
+        // The adaptive GAN weight's case: a gradient w.r.t. the last layer's weight needs that layer's backward
+        // alone (and from it the weight gradient only), not a backward through the layers before it.
+        var x = Tensor.FromArray(new[] { 1f, -2f, 3f, 0.5f }, 2, 2);
+        var first = Tensor.FromArray(new[] { 0.5f, 1f, -1f, 2f }, 2, 2).RequiresGrad_();
+        var last = Tensor.FromArray(new[] { 1f, 0.25f, -0.5f, 1f }, 2, 2).RequiresGrad_();
+        var hidden = Tensor.MatMul(x, first).Gelu();
+        var loss = Tensor.MatMul(hidden, last).Square().Sum();
+        var listener = new BackwardNames();
+        Tape.Listener = listener;
+        Tensor gradLast;
+        try { gradLast = Tape.Grad(loss, new[] { last })[0]; }
+        finally { Tape.Listener = null; }
+        Assert.That(listener.Names, Does.Not.Contain("gelu"), "gelu is off the path");
+        Assert.That(listener.Names.Count(name => name == "matmul"), Is.EqualTo(1), "the first matmul is off the path");
+
+        loss.Backward();
+        Assert.That(gradLast.ToArray(), Is.EqualTo(last.Grad!.ToArray()).Within(1e-6f), "the pruned gradient equals the full backward's");
+        Assert.That(first.Grad, Is.Not.Null);
+    }
+
+    private sealed class BackwardNames : ITapeListener
+    {
+        public List<string> Names { get; } = new();
+        public void OnForward(string op) { }
+        public IDisposable? OnBackward(string op) { Names.Add(op); return null; }
+    }
+
+    [Test]
     public void LeafGradsDoNotAliasEachOther()
     {
         var a = T(1, 2).RequiresGrad_();

@@ -83,6 +83,10 @@ public static class Tape
     private static Dictionary<Tensor, Tensor> Propagate(Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt)
     {
         var order = TopologicalOrder(roots, stopAt);
+        // Towards given inputs only the ops on a path to one of them run (as torch.autograd.grad): the adaptive GAN
+        // weight's two gradients w.r.t. the decoder's last conv then cost that conv's weight gradient each, not
+        // a backward through the whole tokenizer.
+        var leading = stopAt == null ? null : LeadingTo(order, stopAt);
         var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         using var _ = NoGrad();
         for (int i = 0; i < roots.Length; i++)
@@ -103,13 +107,16 @@ public static class Tape
             var t = order[i];
             if (t.Node == null || !grads.TryGetValue(t, out var g)) continue;
             if (stopAt != null && stopAt.Contains(t)) continue;
+            if (leading != null && !leading.Contains(t)) continue;
             Tensor?[] inputGrads;
-            using (Listener?.OnBackward(t.Node.Name)) inputGrads = t.Node.Backward(g);
+            using (Listener?.OnBackward(t.Node.Name))
+            using (NeedingGradients(leading))
+                inputGrads = t.Node.Backward(g);
             for (int k = 0; k < t.Node.Inputs.Length; k++)
             {
                 var input = t.Node.Inputs[k];
                 var ig = inputGrads[k];
-                if (ig == null || !input.RequiresGrad) continue;
+                if (ig == null || !input.RequiresGrad || (leading != null && !leading.Contains(input))) continue;
                 if (!ig.Shape.AsSpan().SequenceEqual(input.Shape))
                     throw new InvalidOperationException($"backward of {t.Node.Name}: gradient {ShapeUtil.Format(ig.Shape)} for input {ShapeUtil.Format(input.Shape)}");
                 Accumulate(grads, input, ig);
@@ -117,6 +124,36 @@ public static class Tape
         }
         return grads;
     }
+
+    /// <summary>The tensors of <paramref name="order"/> (inputs before outputs) from which recorded ops lead to a
+    /// wanted tensor.</summary>
+    private static HashSet<Tensor> LeadingTo(List<Tensor> order, HashSet<Tensor> wanted)
+    {
+        var leading = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var t in order)
+            if (wanted.Contains(t) || (t.Node != null && t.Node.Inputs.Any(leading.Contains))) leading.Add(t);
+        return leading;
+    }
+
+    /// <summary>The tensors a running <see cref="Grad"/> wants gradients for (through); null in a full backward.</summary>
+    [ThreadStatic] private static HashSet<Tensor>? _leading;
+
+    private static Restore NeedingGradients(HashSet<Tensor>? leading)
+    {
+        var previous = _leading;
+        _leading = leading;
+        return new Restore(previous);
+    }
+
+    private readonly struct Restore(HashSet<Tensor>? previous) : IDisposable
+    {
+        public void Dispose() => _leading = previous;
+    }
+
+    /// <summary>Whether the running backward needs the gradient of <paramref name="input"/> (torch's
+    /// needs_input_grad): it requires grad and, inside <see cref="Grad"/>, leads to a wanted tensor. Backward
+    /// functions whose input gradients cost a kernel each (conv, matmul) skip the ones not needed.</summary>
+    public static bool NeedsGrad(Tensor input) => input.RequiresGrad && (_leading == null || _leading.Contains(input));
 
     private static void Accumulate(Dictionary<Tensor, Tensor> grads, Tensor t, Tensor g)
     {

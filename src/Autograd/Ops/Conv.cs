@@ -37,13 +37,13 @@ public static partial class F
         Tape.Record(y, "conv2d", inputs, g =>
         {
             Tensor? dx = null, dw = null, db = null;
-            if (x.RequiresGrad)
+            if (Tape.NeedsGrad(x))
             {
                 dx = Tensor.Empty(x.Shape, x.Device);
                 x.Device.Conv2dBackwardInput(d, g.Buf, weight.Buf, dx.Buf);
             }
-            bool biasGrad = bias != null && bias.RequiresGrad;
-            if (weight.RequiresGrad)
+            bool biasGrad = bias != null && Tape.NeedsGrad(bias);
+            if (Tape.NeedsGrad(weight))
             {
                 dw = Tensor.Empty(weight.Shape, x.Device);
                 db = biasGrad ? Tensor.Empty(bias!.Shape, x.Device) : null;

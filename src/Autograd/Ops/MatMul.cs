@@ -31,13 +31,13 @@ public sealed partial class Tensor
         {
             // y = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, then undo the transposes.
             Tensor? da = null, db = null;
-            if (a.RequiresGrad)
+            if (Tape.NeedsGrad(a))
             {
                 if (!transA) da = MatMul(g, b, false, !transB);
                 else if (!bShared) da = MatMul(b, g, transB, true);
                 else da = MatMul(g, b, false, !transB).Transpose(-1, -2); // a shared op(B) cannot lead a batched product
             }
-            if (b.RequiresGrad)
+            if (Tape.NeedsGrad(b))
             {
                 if (bShared)
                 {
@@ -81,9 +81,9 @@ public sealed partial class Tensor
             var g2 = g.Reshape(rows, outFeatures);
             return new[]
             {
-                x.RequiresGrad ? MatMul(g2, weight).Reshape(x.Shape) : null,
-                weight.RequiresGrad ? MatMul(g2, x.Reshape(rows, inFeatures), transA: true) : null,
-                bias.RequiresGrad ? g2.Sum(0) : null,
+                Tape.NeedsGrad(x) ? MatMul(g2, weight).Reshape(x.Shape) : null,
+                Tape.NeedsGrad(weight) ? MatMul(g2, x.Reshape(rows, inFeatures), transA: true) : null,
+                Tape.NeedsGrad(bias) ? g2.Sum(0) : null,
             };
         });
         return y;
