@@ -60,9 +60,6 @@ public sealed record ConfigSections(
         c.Has("training.enable_tf32");
         // The reference's VQGANLoss stores the penalty cost but never uses it (modeling/modules/losses.py).
         c.Has("losses.discriminator_penalty_cost");
-        // A setting of the perceptual network, which is not implemented: a perceptual weight above 0 is refused
-        // unless training is asked to go on without the term (--allow-no-perceptual).
-        c.Has("losses.perceptual_loss_on_logits");
         // Both scripts give the optimizer optimizer.params.learning_rate; the scheduler key only restates it.
         if (c.Has("lr_scheduler.params.learning_rate") && c.Has("optimizer.params.learning_rate")
             && c.GetDouble("lr_scheduler.params.learning_rate") != c.GetDouble("optimizer.params.learning_rate"))
