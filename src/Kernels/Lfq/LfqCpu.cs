@@ -12,6 +12,10 @@ namespace MaskBit.Kernels.Cpu;
 // p(c) = A[c_hi]·B[c_lo] from two 2^(K/2) tables per position, and log p = log A + log B. The clamp in
 // log(max(p, 1e-5)) does not factorise, so every code is still visited (O(N·2^K) multiply-adds, no logs in the
 // inner loop), but memory stays O(2^K + 2^(K/2)) per thread.
+//
+// The backward runs in float64 (tables, weights, sums, and the mean distribution p̄ recomputed in double): with the
+// entropy loss per_sample − avg the two terms' gradients cancel to a few 1e-4 of their size where the latents are
+// large, and the batch term needs differences log p̄_c − log p̄_c' of nearly equal codes, beyond float32.
 public sealed partial class CpuBackend
 {
     /// <summary>The reference's clamp bound, float32(1e-5).</summary>
@@ -53,6 +57,8 @@ public sealed partial class CpuBackend
     {
         public readonly int Bits, LoBits, HiBits;
         public readonly float[] A, B, LogA, LogB;
+        /// <summary>The same tables in double (the backward's).</summary>
+        public readonly double[] PA, PB, LA, LB;
         /// <summary>σ(x_k) and σ(−x_k), x_k = 4·z_k/T: q_k(+1) and q_k(−1).</summary>
         public readonly double[] Plus, Minus;
         /// <summary>The most probable code (bit k set where x_k ≥ 0) and log of its probability.</summary>
@@ -65,6 +71,8 @@ public sealed partial class CpuBackend
             Bits = bits; LoBits = bits / 2; HiBits = bits - LoBits;
             A = new float[1 << HiBits]; LogA = new float[1 << HiBits];
             B = new float[1 << LoBits]; LogB = new float[1 << LoBits];
+            PA = new double[1 << HiBits]; LA = new double[1 << HiBits];
+            PB = new double[1 << LoBits]; LB = new double[1 << LoBits];
             Plus = new double[bits]; Minus = new double[bits];
             _logPlus = new double[bits]; _logMinus = new double[bits];
         }
@@ -90,14 +98,12 @@ public sealed partial class CpuBackend
                     ? (positive ? (0.0, -Math.Abs(x)) : (-Math.Abs(x), 0.0))
                     : (positive ? (logBig, logSmall) : (logSmall, logBig));
             }
-            Product(LoBits, HiBits, A, LogA);
-            Product(0, LoBits, B, LogB);
+            Product(LoBits, HiBits, PA, LA, A, LogA);
+            Product(0, LoBits, PB, LB, B, LogB);
         }
 
-        private void Product(int first, int count, float[] table, float[] log)
+        private void Product(int first, int count, double[] t, double[] l, float[] table, float[] log)
         {
-            Span<double> t = stackalloc double[table.Length];
-            Span<double> l = stackalloc double[table.Length];
             t[0] = 1.0;
             l[0] = 0.0;
             for (int j = 0; j < count; j++)
@@ -186,25 +192,24 @@ public sealed partial class CpuBackend
         float[] za = Arr(z), dza = Arr(dz); int zo = Off(z), dzo = Off(dz);
         var upstream = F(dResult, 2);
         // dL/dp_nc = cPerSample·g_nc + cAvg·h_c with g = −d[p·clog p]/dp per position and h the same for p̄.
-        float cPerSample = upstream[0] / n, cAvg = upstream[1] / n;
-        float logEps = MathF.Log(EntropyEps);
-        using var h = MemoryOwner<float>.Allocate(codes);
-        var avg = F(avgProbs, codes);
-        var hInit = h.Span;
-        for (int c = 0; c < codes; c++) hInit[c] = cAvg * -(avg[c] >= EntropyEps ? MathF.Log(avg[c]) + 1f : logEps);
-
+        double cPerSample = upstream[0] / (double)n, cAvg = upstream[1] / (double)n;
+        double eps = EntropyEps, logEps = Math.Log(eps);
         int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n));
+        using var h = MemoryOwner<double>.Allocate(codes);
+        MeanDistribution(za, zo, batch, bits, hw, invTemperature, workers, h.Span);
+        var hInit = h.Span;
+        for (int c = 0; c < codes; c++) hInit[c] = cAvg * -(hInit[c] >= eps ? Math.Log(hInit[c]) + 1.0 : logEps);
+
         CpuParallel.For(workers, (w0, w1) =>
         {
             for (int w = w0; w < w1; w++)
             {
                 var t = new LfqTables(bits);
                 int lo = 1 << t.LoBits;
-                // Double sums: the weights are float, but each bit's gradient is a small difference of their sums.
-                using var rowSumsOwner = SpanOwner<double>.Allocate(lo);         // Σ over c_hi of p·G', per c_lo
-                using var colSumsOwner = SpanOwner<double>.Allocate(t.A.Length); // Σ over c_lo of p·G', per c_hi
-                Span<double> rowSums = rowSumsOwner.Span; Span<double> colSums = colSumsOwner.Span;
-                ReadOnlySpan<float> hAll = h.Span;
+                using var rowSumsOwner = SpanOwner<double>.Allocate(lo);          // Σ over c_hi of p·G', per c_lo
+                using var colSumsOwner = SpanOwner<double>.Allocate(t.PA.Length); // Σ over c_lo of p·G', per c_hi
+                Span<double> rowSums = rowSumsOwner.Span, colSums = colSumsOwner.Span;
+                ReadOnlySpan<double> hAll = h.Span;
                 for (int pos = (int)((long)n * w / workers); pos < (int)((long)n * (w + 1) / workers); pos++)
                 {
                     int b = pos / hw, s = pos % hw;
@@ -212,14 +217,13 @@ public sealed partial class CpuBackend
                     t.Build(za, zo + zBase, hw, invTemperature, logsFromStar: true);
                     // G' = G − G(c*): the softmax gradient Σ_c p_c·(s_ck − E[s_k])·G_c is unchanged by a constant
                     // shift, and measured from the most probable code the per-code weights stay small where p is large.
-                    bool starAboveClamp = t.LogPStar >= logEps;
                     var shift = new GradientShift(
                         Above: -cPerSample,
-                        Below: starAboveClamp ? (float)(cPerSample * (t.LogPStar + 1.0 - logEps)) : 0f,
+                        Below: t.LogPStar >= logEps ? cPerSample * (t.LogPStar + 1.0 - logEps) : 0.0,
                         HStar: hAll[t.Star]);
                     rowSums.Clear();
-                    for (int hi = 0; hi < t.A.Length; hi++)
-                        colSums[hi] = GradientRow(t.A[hi], t.LogA[hi], t.B, t.LogB, hAll.Slice(hi * lo, lo), rowSums, shift);
+                    for (int hi = 0; hi < t.PA.Length; hi++)
+                        colSums[hi] = GradientRow(t.PA[hi], t.LA[hi], t.PB, t.LB, hAll.Slice(hi * lo, lo), rowSums, shift);
                     // dL/dz_k = (2/T)·Σ_c w_c·(s_ck − E[s_k]) with s_ck − E[s_k] = 2σ(−x_k) where bit k is set and
                     // −2σ(x_k) where it is clear: dz_k = (4/T)·(σ(−x_k)·W⁺_k − σ(x_k)·W⁻_k), W± the sums of w over
                     // the codes with bit k set / clear (no difference of nearly equal totals).
@@ -229,7 +233,7 @@ public sealed partial class CpuBackend
                         if (k < t.LoBits)
                             for (int c = 0; c < lo; c++) { if ((c >> k & 1) != 0) set += rowSums[c]; else clear += rowSums[c]; }
                         else
-                            for (int c = 0; c < t.A.Length; c++) { if ((c >> (k - t.LoBits) & 1) != 0) set += colSums[c]; else clear += colSums[c]; }
+                            for (int c = 0; c < t.PA.Length; c++) { if ((c >> (k - t.LoBits) & 1) != 0) set += colSums[c]; else clear += colSums[c]; }
                         dza[dzo + zBase + k * hw] = (float)(4.0 * invTemperature * (t.Minus[k] * set - t.Plus[k] * clear));
                     }
                 }
@@ -237,39 +241,62 @@ public sealed partial class CpuBackend
         }, costPerItem: 1e9);
     }
 
+    /// <summary>p̄ in double: the mean over positions of each code's probability (per-worker partial sums).</summary>
+    private static void MeanDistribution(float[] za, int zo, int batch, int bits, int hw, float invTemperature, int workers, Span<double> avg)
+    {
+        int n = batch * hw, codes = 1 << bits;
+        using var partial = MemoryOwner<double>.Allocate(workers * codes, AllocationMode.Clear);
+        CpuParallel.For(workers, (w0, w1) =>
+        {
+            for (int w = w0; w < w1; w++)
+            {
+                var t = new LfqTables(bits);
+                var probs = partial.Span.Slice(w * codes, codes);
+                int lo = 1 << t.LoBits;
+                for (int pos = (int)((long)n * w / workers); pos < (int)((long)n * (w + 1) / workers); pos++)
+                {
+                    int b = pos / hw, s = pos % hw;
+                    t.Build(za, zo + b * bits * hw + s, hw, invTemperature);
+                    for (int hi = 0; hi < t.PA.Length; hi++)
+                        TensorPrimitives.MultiplyAdd(t.PB, t.PA[hi], probs.Slice(hi * lo, lo), probs.Slice(hi * lo, lo));
+                }
+            }
+        }, costPerItem: 1e9);
+        avg.Clear();
+        for (int w = 0; w < workers; w++) TensorPrimitives.Add(avg, partial.Span.Slice(w * codes, codes), avg);
+        TensorPrimitives.Multiply(avg, 1.0 / n, avg);
+    }
+
     /// <summary>The per-code gradient weight G'_c = G_c − G_c* of one position, as the inner loop needs it: at or
     /// above the clamp <c>Above·(log p_c − log p_c*)</c>, below it <c>Below</c>; plus h_c − <c>HStar</c>.</summary>
-    private readonly record struct GradientShift(float Above, float Below, float HStar);
+    private readonly record struct GradientShift(double Above, double Below, double HStar);
 
     /// <summary>For one high-half code: w = p·G' over all low-half codes (see <see cref="GradientShift"/>); adds w
-    /// into rowSums and returns Σ w (both in double).</summary>
-    private static double GradientRow(float a, float logA, float[] b, float[] logB, ReadOnlySpan<float> h, Span<double> rowSums,
+    /// into rowSums and returns Σ w.</summary>
+    private static double GradientRow(double a, double logA, double[] b, double[] logB, ReadOnlySpan<double> h, Span<double> rowSums,
         GradientShift shift)
     {
         int i = 0, len = b.Length;
-        var accLower = Vector256<double>.Zero;
-        var accUpper = Vector256<double>.Zero;
-        if (Vector256.IsHardwareAccelerated && len >= 8)
+        var acc = Vector256<double>.Zero;
+        if (Vector256.IsHardwareAccelerated && len >= 4)
         {
             var va = Vector256.Create(a); var vla = Vector256.Create(logA);
-            var veps = Vector256.Create(EntropyEps); var vAbove = Vector256.Create(shift.Above);
+            var veps = Vector256.Create((double)EntropyEps); var vAbove = Vector256.Create(shift.Above);
             var vBelow = Vector256.Create(shift.Below); var vhStar = Vector256.Create(shift.HStar);
-            for (; i <= len - 8; i += 8)
+            for (; i <= len - 4; i += 4)
             {
                 var p = va * Vector256.Create(b, i);
                 var g = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(p, veps), vAbove * (vla + Vector256.Create(logB, i)), vBelow);
-                var (lower, upper) = Vector256.Widen(p * (g + (Vector256.Create(h[i..]) - vhStar)));
-                accLower += lower;
-                accUpper += upper;
-                (Vector256.Create<double>(rowSums[i..]) + lower).CopyTo(rowSums[i..]);
-                (Vector256.Create<double>(rowSums[(i + 4)..]) + upper).CopyTo(rowSums[(i + 4)..]);
+                var wv = p * (g + (Vector256.Create(h[i..]) - vhStar));
+                acc += wv;
+                (Vector256.Create<double>(rowSums[i..]) + wv).CopyTo(rowSums[i..]);
             }
         }
-        double sum = Vector256.Sum(accLower + accUpper);
+        double sum = Vector256.Sum(acc);
         for (; i < len; i++)
         {
-            float p = a * b[i];
-            float g = p >= EntropyEps ? shift.Above * (logA + logB[i]) : shift.Below;
+            double p = a * b[i];
+            double g = p >= EntropyEps ? shift.Above * (logA + logB[i]) : shift.Below;
             double wv = p * (g + (h[i] - shift.HStar));
             sum += wv;
             rowSums[i] += wv;
