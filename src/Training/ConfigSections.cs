@@ -65,9 +65,6 @@ public sealed record ConfigSections(
         // evaluates carries them unused.
         foreach (var key in new[] { "experiment.dont_resume_optimizer", "experiment.resume_lr_scheduler", "experiment.init_checkpoint" })
             c.Has(key);
-        // A setting of the perceptual network, which is not implemented: a perceptual weight above 0 is refused
-        // unless training is asked to go on without the term (--allow-no-perceptual).
-        c.Has("losses.perceptual_loss_on_logits");
         // Both scripts give the optimizer optimizer.params.learning_rate; the scheduler key only restates it.
         if (c.Has("lr_scheduler.params.learning_rate") && c.Has("optimizer.params.learning_rate")
             && c.GetDouble("lr_scheduler.params.learning_rate") != c.GetDouble("optimizer.params.learning_rate"))

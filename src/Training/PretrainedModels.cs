@@ -2,12 +2,14 @@ using MaskBit.Autograd.Nn;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
+using MaskBit.Models.Perceptual;
 using MaskBit.Models.Tokenizer;
 
 namespace MaskBit.Models.Training;
 
 /// <summary>The models of a config with the weights of a file, through <see cref="WeightsLoader"/>: the tokenizer
-/// (evaluation, reconstruction, the generator's frozen tokenizer) and the generator (sampling, conversion).</summary>
+/// (evaluation, reconstruction, the generator's frozen tokenizer), the generator (sampling, conversion) and the
+/// perceptual network of tokenizer training.</summary>
 public static class PretrainedModels
 {
     /// <summary>Official generator checkpoints call the LFQBert input projection `token_emb`.</summary>
@@ -53,4 +55,70 @@ public static class PretrainedModels
     /// <summary>A strict load overwrites every parameter, so the model is built without drawing its random init
     /// (a 305M-parameter generator: ~30 s of draws); a non-strict one keeps the init of what the file lacks.</summary>
     public static IDisposable? SkipInitWhenStrict(bool strict) => strict ? Init.ShapesOnly() : null;
+
+    /// <summary>The files each losses.perceptual_loss needs, in the order they are given, with where users get them:
+    /// the official torchvision ImageNet weights (IMAGENET1K_V1, what the reference downloads) and, for LPIPS, the
+    /// linear heads of LPIPS v0.1 (the reference's pretrained/vgg_lpips.pth holds the same five tensors).</summary>
+    public static readonly IReadOnlyDictionary<string, IReadOnlyList<(string File, string Source)>> PerceptualWeightFiles =
+        new Dictionary<string, IReadOnlyList<(string, string)>>
+        {
+            ["resnet50"] = [("resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth")],
+            ["convnext_s"] = [("convnext_small-0c510722.pth", "https://download.pytorch.org/models/convnext_small-0c510722.pth")],
+            ["lpips"] =
+            [
+                ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
+                ("vgg.pth", "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth"),
+            ],
+        };
+
+    /// <summary>torchvision's VGG16 <c>features.&lt;i&gt;</c> as LPIPS slices them (relu1_2 … relu5_3 end at 4, 9, 16, 23, 30).</summary>
+    private static readonly IReadOnlyDictionary<string, string> Vgg16ToLpipsSlices = Enumerable.Range(0, 30)
+        .ToDictionary(i => $"features.{i}.", i => $"slice{(i < 4 ? 1 : i < 9 ? 2 : i < 16 ? 3 : i < 23 ? 4 : 5)}.{i}.");
+
+    /// <summary>The perceptual network of losses.perceptual_loss (frozen, eval mode) with the weights of
+    /// <paramref name="files"/> (<see cref="PerceptualWeightFiles"/>), or null when losses.perceptual_weight is 0.</summary>
+    /// <exception cref="ConfigException">The files are missing, too few or too many, or not the expected networks:
+    /// the message names each expected file and where to get it.</exception>
+    public static IPerceptualLoss? PerceptualLoss(VqganLossConfig loss, IReadOnlyList<string> files)
+    {
+        if (loss.PerceptualWeight == 0f) return null;
+        string kind = loss.PerceptualLoss;
+        var expected = PerceptualWeightFiles[kind];
+        string Expected() => string.Join(" and ", expected.Select(e => $"{e.File} ({e.Source})"));
+        if (files.Count != expected.Count)
+            throw new ConfigException(files.Count == 0
+                ? $"losses.perceptual_loss '{kind}' (losses.perceptual_weight {loss.PerceptualWeight}) needs its weights: {Expected()}; " +
+                  "pass --perceptual-weights FILE[,FILE] or set losses.perceptual_weights"
+                : $"losses.perceptual_loss '{kind}' needs {expected.Count} weights file(s), {Expected()}, in that order; got {string.Join(", ", files)}");
+
+        void Load(Module module, int i, WeightsLayout layout)
+        {
+            var (name, source) = expected[i];
+            if (!File.Exists(files[i]))
+                throw new ConfigException($"perceptual weights file not found: {files[i]} (losses.perceptual_loss '{kind}' expects {name}, from {source})");
+            try { WeightsLoader.Load(module, files[i], layout); }
+            catch (Exception e) when (e is InvalidDataException or CheckpointFormatException)
+            {
+                throw new ConfigException($"{files[i]} is not {name} (losses.perceptual_loss '{kind}'; get it from {source}): {e.Message}");
+            }
+        }
+
+        var plain = new WeightsLayout([]);
+        switch (kind)
+        {
+            case "lpips":
+                var lpips = new Lpips();
+                Load(lpips.Net, 0, new WeightsLayout([], Vgg16ToLpipsSlices, ForeignPrefixes: ["classifier."]));
+                Load(new LpipsHeads(lpips.Lins), 1, plain);
+                return lpips;
+            case "convnext_s":
+                var convnext = ConvNeXt.Small();
+                Load(convnext, 0, plain);
+                return new PerceptualLoss(convnext, loss.PerceptualOnLogits);
+            default:
+                var resnet = new ResNet50();
+                Load(resnet, 0, plain);
+                return new PerceptualLoss(resnet, loss.PerceptualOnLogits);
+        }
+    }
 }

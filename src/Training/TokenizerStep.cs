@@ -9,7 +9,8 @@ namespace MaskBit.Models.Training;
 
 /// <summary>
 /// One Stage-I optimisation step as the reference's scripts/train_tokenizer.py takes it: per micro-batch the generator
-/// objective (reconstruction + perceptual + quantizer + adaptive GAN) is back-propagated, then — from
+/// objective (reconstruction + perceptual + quantizer + adaptive GAN; the perceptual network of losses.perceptual_loss
+/// frozen, with the weights of <see cref="TokenizerTrainingSettings.PerceptualWeights"/>) is back-propagated, then — from
 /// losses.discriminator_start on — the discriminator objective on real images vs the detached reconstructions; each
 /// loss is divided by training.gradient_accumulation_steps (as accelerate does). Gradients are clipped on the device
 /// to training.max_grad_norm; the loss terms and norms then come to the host in one download (logging and the NaN
@@ -35,7 +36,7 @@ public sealed class TokenizerStep
     {
         Settings = settings;
         Model = new ConvVQModel(tokenizer, seed: settings.Seed);
-        Loss = new VqganLoss(discriminator, loss, perceptual: null, seed: settings.Seed + 1);
+        Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);
         _parameters = Model.Parameters().ToList();
         var o = settings.Optimizer;
         Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);

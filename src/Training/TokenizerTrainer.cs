@@ -11,9 +11,9 @@ public sealed class TokenizerTrainerOptions
 {
     /// <summary>The run folder (<see cref="RunFolder"/>).</summary>
     public required string OutputDir { get; init; }
-    /// <summary>Weights of the perceptual network (losses.perceptual_loss).</summary>
+    /// <summary>Weights files of the perceptual network, comma-separated (replace losses.perceptual_weights).</summary>
     public string? PerceptualWeights { get; init; }
-    /// <summary>Train with the perceptual term off when losses.perceptual_weight &gt; 0 but no network is available.</summary>
+    /// <summary>Train with the perceptual term off when losses.perceptual_weight &gt; 0 but no weights are given.</summary>
     public bool AllowNoPerceptual { get; init; }
     /// <summary>Progress lines and notices.</summary>
     public TextWriter Log { get; init; } = TextWriter.Null;
@@ -54,6 +54,8 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         _options = options;
         _log = options.Log;
         Settings = TokenizerTrainingSettings.From(config);
+        if (options.PerceptualWeights != null)
+            Settings = Settings with { PerceptualWeights = TokenizerTrainingSettings.FileList(options.PerceptualWeights) };
         var discriminatorConfig = DiscriminatorConfig.From(config);
         int channels = TrainingData.Channels(config);
         if (discriminatorConfig.NumChannels != channels)
@@ -71,16 +73,13 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
     public TrainingResult Run(CancellationToken cancellation = default) =>
         TrainingLoop.Run(Folder, Settings.Loop, this, _log, _options.OnStep, cancellation);
 
+    /// <summary>The loss settings, with the perceptual term dropped when asked to (--allow-no-perceptual) and no
+    /// weights are given; otherwise the step loads the network, and missing weights stop with where to get them.</summary>
     private VqganLossConfig PerceptualChecked(VqganLossConfig loss)
     {
-        if (loss.PerceptualWeight == 0f) return loss;
-        // No perceptual network (LPIPS / ResNet-50) is implemented yet, so given weights cannot be used either.
-        string problem = _options.PerceptualWeights == null
-            ? $"losses.perceptual_weight is {loss.PerceptualWeight} but no perceptual weights were given (--perceptual-weights FILE)"
-            : $"losses.perceptual_loss '{loss.PerceptualLoss}' is not implemented yet, so {_options.PerceptualWeights} cannot be used";
-        if (!_options.AllowNoPerceptual)
-            throw new ConfigException($"{Config.File}: {problem}; pass --allow-no-perceptual to train without the perceptual term, or set losses.perceptual_weight=0");
-        _log.WriteLine($"note: {problem}; training with the perceptual term off (--allow-no-perceptual)");
+        if (loss.PerceptualWeight == 0f || Settings.PerceptualWeights.Count > 0 || !_options.AllowNoPerceptual) return loss;
+        _log.WriteLine($"note: losses.perceptual_weight is {loss.PerceptualWeight} but no perceptual weights were given; " +
+                       "training with the perceptual term off (--allow-no-perceptual)");
         return loss with { PerceptualWeight = 0f };
     }
 

@@ -13,6 +13,10 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
     /// <summary>optimizer.params.discriminator_learning_rate (default: the tokenizer's).</summary>
     public double DiscriminatorLearningRate { get; init; }
 
+    /// <summary>The perceptual network's weights files (losses.perceptual_weights, comma-separated; the CLI's
+    /// --perceptual-weights replaces them); see <see cref="PretrainedModels.PerceptualWeightFiles"/>.</summary>
+    public IReadOnlyList<string> PerceptualWeights { get; init; } = [];
+
 
     public const double EmaDecay = 0.999;
 
@@ -46,7 +50,12 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
             Schedule = ScheduleSettings.From(c),
             TrainSource = run.TrainSource,
             EvalSource = run.EvalSource,
+            PerceptualWeights = FileList(c.GetString("losses.perceptual_weights", "")),
             Workers = run.Workers,
         };
     }
+
+    /// <summary>Paths separated by commas (blank entries dropped).</summary>
+    public static IReadOnlyList<string> FileList(string paths) =>
+        paths.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
 }

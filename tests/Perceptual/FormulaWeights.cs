@@ -49,6 +49,10 @@ public static class FormulaWeights
                 "bn_bias" => (0.0, 0.05, 1.0),
                 "bn_running_mean" => (0.0, 0.05, 1.0),
                 "bn_running_var" => (1.0, 0.1, 1.0),
+                // perceptual_nets (ConvNeXt's LayerNorms and layer scales)
+                "ln_weight" => (1.0, 0.1, 1.0),
+                "ln_bias" => (0.0, 0.05, 1.0),
+                "layer_scale" => (0.1, 0.05, 1.0),
                 _ => throw new InvalidDataException($"{paramsPath}: unknown rule '{rule}' of {name}"),
             };
             var data = new float[numel];
@@ -65,10 +69,12 @@ public static class FormulaWeights
         return result;
     }
 
-    /// <summary>The params file of a network next to a case (a sibling `formula_nets` folder), else the repository's
-    /// own fixture.</summary>
+    /// <summary>The params file of a network in the case itself, else next to it (a sibling `formula_nets` folder),
+    /// else the repository's own fixture.</summary>
     public static string ParamsPath(GoldenCase near, string net)
     {
+        string own = Path.Combine(near.Dir, $"{net}_params.json");
+        if (File.Exists(own)) return own;
         string sibling = Path.Combine(Path.GetDirectoryName(near.Dir)!, "formula_nets", $"{net}_params.json");
         return File.Exists(sibling) ? sibling : Path.Combine(GoldenCases.RepoDir, "formula_nets", $"{net}_params.json");
     }

@@ -120,40 +120,56 @@ public class LfqEntropyTests
         Assert.That(Compare.ScaledError(reference.Grad, numeric), Is.LessThanOrEqualTo(1e-5));
     }
 
-    /// <summary>K = 10, 12 and 18 at the reference's temperature 0.01 on random normal latents of several scales
-    /// (small latents spread the distribution over many codes, most of them below the clamp), on every test
-    /// device up to 12 bits and on the CPU at 18 (a few positions each: the brute force visits all 2^K codes).</summary>
+    /// <summary>K = 10 … 18 at the reference's temperature 0.01 on normal latents (2, K, 4, 4) of standard deviation
+    /// 0.003 … 1, one latent exactly 0 (small latents spread the distribution over many codes, most of them below the
+    /// clamp; large ones put nearly all mass on one code, where the two terms' gradients cancel to ~1e-4 of their
+    /// size). On the ILGPU devices up to 14 bits (the emulator takes minutes per case beyond).</summary>
     private static IEnumerable<TestCaseData> LargeCodebookCases()
     {
         foreach (var device in TestDevices.Names)
-            foreach (int bits in new[] { 10, 12, 18 })
-                foreach (double scale in new[] { 0.001, 0.01, 0.1, 1.0 })
-                {
-                    if (bits == 18 && device != TestDevices.Cpu) continue;
-                    (int batch, int hw) = bits == 18 ? (1, 4) : (2, 4);
-                    yield return new TestCaseData(device, bits, scale, batch, hw).SetName($"LargeCodebook({device},K={bits},scale={scale})");
-                }
+            foreach (int bits in new[] { 10, 11, 12, 13, 14, 15, 16, 17, 18 })
+                foreach (double scale in bits % 2 == 0 ? new[] { 0.003, 0.05, 1.0 } : new[] { 0.01, 0.2 })
+                    if (device == TestDevices.Cpu || bits <= 14)
+                        yield return new TestCaseData(device, bits, scale).SetName($"LargeCodebook({device},K={bits},scale={scale})");
     }
 
+    /// <summary>Gradient tolerance (scaled): 1e-4 on the CPU, whose backward runs in float64. The ILGPU backward keeps
+    /// float32 tables and p̄ (with double sums, weights measured from the most probable code): measured ≤ 1.6e-4 up to
+    /// 14 bits — short of 1e-4 where the two terms cancel (latent scale 0.2 and up).</summary>
+    private static double GradientTolerance(string device) => device == TestDevices.Cpu ? 1e-4 : 2e-4;
+
+    /// <summary>The float64 brute force of a case, shared by the devices.</summary>
+    private static readonly Dictionary<(int Bits, double Scale), (double[] Z, Reference Reference)> BruteForce = new();
+
+    /// <summary>The entropy loss's upstream gradient: per_sample_entropy − avg_entropy (LookupFreeQuantizer).</summary>
+    private static readonly double[] EntropyLossUpstream = [1.0, -1.0];
+
     [TestCaseSource(nameof(LargeCodebookCases))]
-    public void LargeCodebookMatchesBruteForce(string device, int bits, double scale, int batch, int hw)
+    public void LargeCodebookMatchesBruteForce(string device, int bits, double scale)
     {
+        const int batch = 2, hw = 16;
         const double temperature = 0.01;
-        double[] upstream = [0.7, -1.3];
-        var z = Latents(batch * bits * hw, scale, seed: bits * 100 + (int)(1 / scale));
-        var reference = Reference.Of(z, batch, bits, hw, temperature, upstream);
+        (double[] z, Reference reference) BruteForceCase()
+        {
+            var z = Latents(batch * bits * hw, scale, seed: bits * 100 + (int)(1 / scale));
+            z[5] = 0;
+            return (z, Reference.Of(z, batch, bits, hw, temperature, EntropyLossUpstream));
+        }
+        (double[] z, Reference reference) cached;
+        lock (BruteForce)
+            if (!BruteForce.TryGetValue((bits, scale), out cached)) BruteForce[(bits, scale)] = cached = BruteForceCase();
+        var (z, reference) = cached;
         TestContext.Out.WriteLine($"per-sample {reference.PerSample:G6}, average {reference.Average:G6}, clamped {reference.ClampedShare:P1}");
 
         var zt = Tensor.FromArray(z.Select(v => (float)v).ToArray(), [batch, bits, hw, 1], TestDevices.Get(device)).RequiresGrad_();
         var terms = F.LfqEntropy(zt, (float)temperature);
-        terms.Mul(Tensor.FromArray(upstream.Select(v => (float)v).ToArray(), [2], zt.Device)).Sum().Backward();
-        var values = terms.ToArray();
+        terms.Mul(Tensor.FromArray(EntropyLossUpstream.Select(v => (float)v).ToArray(), [2], zt.Device)).Sum().Backward();
+        var values = terms.ToArray().Select(v => (double)v).ToArray();
+        double valueError = Compare.ScaledError(values, [reference.PerSample, reference.Average]);
         double gradError = Compare.ScaledError(zt.Grad!.ToArray().Select(v => (double)v).ToArray(), reference.Grad);
-        TestContext.Out.WriteLine($"|Δ| per-sample {Math.Abs(values[0] - reference.PerSample):E1}, average {Math.Abs(values[1] - reference.Average):E1}, gradient scaled error {gradError:E1}");
-        // float32 sums over up to 2^18 codes (measured: |Δ| ≤ 1e-6, gradient scaled error ≤ 4e-5).
-        Assert.That(values[0], Is.EqualTo(reference.PerSample).Within(1e-5 * Math.Max(1, reference.PerSample)), "per-sample entropy");
-        Assert.That(values[1], Is.EqualTo(reference.Average).Within(1e-5 * Math.Max(1, reference.Average)), "entropy of the mean distribution");
-        Assert.That(gradError, Is.LessThanOrEqualTo(2e-4), "gradient (scaled error)");
+        TestContext.Out.WriteLine($"values scaled error {valueError:E1}, gradient scaled error {gradError:E1}");
+        Assert.That(valueError, Is.LessThanOrEqualTo(1e-4), "per-sample entropy and entropy of the mean distribution (scaled)");
+        Assert.That(gradError, Is.LessThanOrEqualTo(GradientTolerance(device)), "gradient (scaled error)");
     }
 
     [Test]

@@ -7,6 +7,8 @@ using MaskBit.Models.Interop;
 using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
 using MaskBit.Tests.Data;
+using MaskBit.Tests.Golden;
+using MaskBit.Tests.Perceptual;
 
 namespace MaskBit.Tests.Training;
 
@@ -285,17 +287,62 @@ public class TokenizerTrainerTests
     }
 
     [Test]
-    public void PerceptualWeightWithoutNetworkNeedsExplicitConsent()
+    public void PerceptualWeightWithoutWeightsFileStopsNamingTheFile()
     {
         string run = NewRunDir();
         var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "losses.perceptual_weight=0.1");
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
-        Assert.That(error, Does.Contain("losses.perceptual_weight").And.Contain("--allow-no-perceptual"));
+        Assert.That(error, Does.Contain("resnet50-0676ba61.pth").And.Contain("https://download.pytorch.org/models/")
+            .And.Contain("--perceptual-weights"));
 
         (code, var output, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "--allow-no-perceptual",
             "losses.perceptual_weight=0.1", "training.max_train_steps=1");
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(output, Does.Contain("perceptual term off"));
+    }
+
+    /// <summary>LPIPS (cheap on 16×16 images) from a torchvision-layout VGG16 file (features.N, classifier.N) and an
+    /// LPIPS heads file, both with the formula weights of `formula_nets`: the term trains; missing, swapped or too
+    /// few files stop with exit 2 naming the expected file.</summary>
+    [Test]
+    public void LpipsPerceptualTermTrainsFromTorchvisionAndLpipsFiles()
+    {
+        var (vgg, heads) = LpipsWeightFiles();
+        string[] lpips = ["losses.perceptual_loss=lpips", "losses.perceptual_weight=0.1", "training.max_train_steps=1"];
+
+        string run = NewRunDir();
+        var (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", run, "--perceptual-weights", $"{vgg},{heads}", .. lpips]);
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(Metrics(run).Last()["perceptual_loss"], Is.GreaterThan(0));
+
+        (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), "--perceptual-weights", $"{heads},{vgg}", .. lpips]);
+        Assert.That(code, Is.EqualTo(Program.ExitUsage));
+        Assert.That(error, Does.Contain("is not vgg16-397923af.pth").And.Contain("https://download.pytorch.org/models/vgg16-397923af.pth"));
+
+        (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), "--perceptual-weights", vgg, .. lpips]);
+        Assert.That(code, Is.EqualTo(Program.ExitUsage));
+        Assert.That(error, Does.Contain("vgg.pth").And.Contain("PerceptualSimilarity"));
+
+        (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), .. lpips,
+            $"losses.perceptual_weights={vgg},{_dir.File("missing.pth")}"]);
+        Assert.That(code, Is.EqualTo(Program.ExitUsage));
+        Assert.That(error, Does.Contain("missing.pth").And.Contain("expects vgg.pth"));
+    }
+
+    private (string Vgg, string Heads) LpipsWeightFiles()
+    {
+        string vgg = _dir.File("vgg16-features.safetensors"), heads = _dir.File("lpips-heads.safetensors");
+        if (File.Exists(heads)) return (vgg, heads);
+        var formula = FormulaWeights.Build(Path.Combine(GoldenCases.RepoDir, "formula_nets", "lpips_params.json"),
+            Npy.ReadNpz(Path.Combine(GoldenCases.RepoDir, "formula_nets", "io.npz")));
+        var torchvision = formula.Where(kv => kv.Key.StartsWith("net.", StringComparison.Ordinal))
+            // net.slice2.5.weight → features.5.weight; the classifier is dropped on loading
+            .Select(kv => TensorRecord.FromTensor("features." + kv.Key.Split('.', 3)[2], kv.Value))
+            .Append(TensorRecord.FromTensor("classifier.0.bias", Autograd.Tensor.Zeros(4)));
+        SafeTensors.Save(vgg, torchvision.ToList());
+        SafeTensors.Save(heads, formula.Where(kv => kv.Key.StartsWith("lin", StringComparison.Ordinal))
+            .Select(kv => TensorRecord.FromTensor(kv.Key, kv.Value)).ToList());
+        return (vgg, heads);
     }
 
     [Test]

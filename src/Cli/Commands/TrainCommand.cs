@@ -25,8 +25,12 @@ internal static class TrainCommand
         var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>, WORKSPACE defaulting to ./runs). An existing checkpoint there is resumed." };
         var seed = CommandSupport.SeedOption("Overrides training.seed.");
         var device = CommandSupport.DeviceOption();
-        var perceptualWeights = new Option<string?>("--perceptual-weights") { Description = "Weights of the perceptual network (losses.perceptual_loss)." };
-        var allowNoPerceptual = new Option<bool>("--allow-no-perceptual") { Description = "Train without the perceptual term when its network is unavailable." };
+        var perceptualWeights = new Option<string?>("--perceptual-weights")
+        {
+            Description = "Weights of the perceptual network (replaces losses.perceptual_weights): resnet50-0676ba61.pth, " +
+                          "convnext_small-0c510722.pth, or for lpips vgg16-397923af.pth,vgg.pth (torchvision / LPIPS files as they are).",
+        };
+        var allowNoPerceptual = new Option<bool>("--allow-no-perceptual") { Description = "Train without the perceptual term when no perceptual weights are given." };
         var inception = new InceptionFlags();
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Train the conv tokenizer (VQGAN+ / MaskBit Stage I). " + StopNote,

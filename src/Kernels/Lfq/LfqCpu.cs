@@ -12,6 +12,10 @@ namespace MaskBit.Kernels.Cpu;
 // p(c) = A[c_hi]·B[c_lo] from two 2^(K/2) tables per position, and log p = log A + log B. The clamp in
 // log(max(p, 1e-5)) does not factorise, so every code is still visited (O(N·2^K) multiply-adds, no logs in the
 // inner loop), but memory stays O(2^K + 2^(K/2)) per thread.
+//
+// The backward runs in float64 (tables, weights, sums, and the mean distribution p̄ recomputed in double): with the
+// entropy loss per_sample − avg the two terms' gradients cancel to a few 1e-4 of their size where the latents are
+// large, and the batch term needs differences log p̄_c − log p̄_c' of nearly equal codes, beyond float32.
 public sealed partial class CpuBackend
 {
     /// <summary>The reference's clamp bound, float32(1e-5).</summary>
@@ -52,42 +56,66 @@ public sealed partial class CpuBackend
     private sealed class LfqTables
     {
         public readonly int Bits, LoBits, HiBits;
-        public readonly float[] A, B, LogA, LogB, Q;
+        public readonly float[] A, B, LogA, LogB;
+        /// <summary>The same tables in double (the backward's).</summary>
+        public readonly double[] PA, PB, LA, LB;
+        /// <summary>σ(x_k) and σ(−x_k), x_k = 4·z_k/T: q_k(+1) and q_k(−1).</summary>
+        public readonly double[] Plus, Minus;
+        /// <summary>The most probable code (bit k set where x_k ≥ 0) and log of its probability.</summary>
+        public int Star;
+        public double LogPStar;
+        private readonly double[] _logPlus, _logMinus;
+
         public LfqTables(int bits)
         {
             Bits = bits; LoBits = bits / 2; HiBits = bits - LoBits;
             A = new float[1 << HiBits]; LogA = new float[1 << HiBits];
             B = new float[1 << LoBits]; LogB = new float[1 << LoBits];
-            Q = new float[bits];
+            PA = new double[1 << HiBits]; LA = new double[1 << HiBits];
+            PB = new double[1 << LoBits]; LB = new double[1 << LoBits];
+            Plus = new double[bits]; Minus = new double[bits];
+            _logPlus = new double[bits]; _logMinus = new double[bits];
         }
 
-        /// <summary>Fills the tables for position (b, s); Q[k] = q_k(+1).</summary>
-        public void Build(float[] z, int zOffset, int hw, float invTemperature)
+        /// <summary>Fills the tables for position (b, s). With <paramref name="logsFromStar"/> the log tables hold
+        /// log p(c) − log p(c*) (c* = <see cref="Star"/>): −Σ|x_k| over the bits where c differs from c*, exact
+        /// sums of like-signed terms, so differences of per-code gradients carry no cancellation.</summary>
+        public void Build(float[] z, int zOffset, int hw, float invTemperature, bool logsFromStar = false)
         {
-            Span<double> plus = stackalloc double[Bits];
-            Span<double> minus = stackalloc double[Bits];
+            Star = 0;
+            LogPStar = 0;
             for (int k = 0; k < Bits; k++)
             {
                 double x = 4.0 * z[zOffset + k * hw] * invTemperature;
-                // σ(±x) computed without cancellation for large |x|.
-                plus[k] = 1.0 / (1.0 + Math.Exp(-x));
-                minus[k] = 1.0 / (1.0 + Math.Exp(x));
-                Q[k] = (float)plus[k];
+                // σ(±x) and log σ(±x) = −softplus(∓x), without cancellation for large |x|.
+                double e = Math.Exp(-Math.Abs(x)), softplus = Math.Log(1.0 + e);
+                double big = 1.0 / (1.0 + e), small = e / (1.0 + e), logBig = -softplus, logSmall = -Math.Abs(x) - softplus;
+                bool positive = x >= 0;
+                (Plus[k], Minus[k]) = positive ? (big, small) : (small, big);
+                if (positive) Star |= 1 << k;
+                LogPStar += logBig;
+                (_logPlus[k], _logMinus[k]) = logsFromStar
+                    ? (positive ? (0.0, -Math.Abs(x)) : (-Math.Abs(x), 0.0))
+                    : (positive ? (logBig, logSmall) : (logSmall, logBig));
             }
-            Product(plus[LoBits..], minus[LoBits..], A, LogA);
-            Product(plus[..LoBits], minus[..LoBits], B, LogB);
+            Product(LoBits, HiBits, PA, LA, A, LogA);
+            Product(0, LoBits, PB, LB, B, LogB);
         }
 
-        private static void Product(ReadOnlySpan<double> plus, ReadOnlySpan<double> minus, float[] table, float[] log)
+        private void Product(int first, int count, double[] t, double[] l, float[] table, float[] log)
         {
-            Span<double> t = stackalloc double[table.Length];
             t[0] = 1.0;
-            for (int j = 0; j < plus.Length; j++)
+            l[0] = 0.0;
+            for (int j = 0; j < count; j++)
             {
-                int half = 1 << j;
-                for (int c = 0; c < half; c++) { t[c + half] = t[c] * plus[j]; t[c] *= minus[j]; }
+                int half = 1 << j, k = first + j;
+                for (int c = 0; c < half; c++)
+                {
+                    t[c + half] = t[c] * Plus[k]; t[c] *= Minus[k];
+                    l[c + half] = l[c] + _logPlus[k]; l[c] += _logMinus[k];
+                }
             }
-            for (int c = 0; c < table.Length; c++) { table[c] = (float)t[c]; log[c] = (float)Math.Log(t[c]); }
+            for (int c = 0; c < table.Length; c++) { table[c] = (float)t[c]; log[c] = (float)l[c]; }
         }
     }
 
@@ -164,78 +192,112 @@ public sealed partial class CpuBackend
         float[] za = Arr(z), dza = Arr(dz); int zo = Off(z), dzo = Off(dz);
         var upstream = F(dResult, 2);
         // dL/dp_nc = cPerSample·g_nc + cAvg·h_c with g = −d[p·clog p]/dp per position and h the same for p̄.
-        float cPerSample = upstream[0] / n, cAvg = upstream[1] / n;
-        float logEps = MathF.Log(EntropyEps);
-        using var h = MemoryOwner<float>.Allocate(codes);
-        var avg = F(avgProbs, codes);
-        var hInit = h.Span;
-        for (int c = 0; c < codes; c++) hInit[c] = cAvg * -(avg[c] >= EntropyEps ? MathF.Log(avg[c]) + 1f : logEps);
-
+        double cPerSample = upstream[0] / (double)n, cAvg = upstream[1] / (double)n;
+        double eps = EntropyEps, logEps = Math.Log(eps);
         int workers = Math.Max(1, Math.Min(CpuParallel.Workers, n));
+        using var h = MemoryOwner<double>.Allocate(codes);
+        MeanDistribution(za, zo, batch, bits, hw, invTemperature, workers, h.Span);
+        var hInit = h.Span;
+        for (int c = 0; c < codes; c++) hInit[c] = cAvg * -(hInit[c] >= eps ? Math.Log(hInit[c]) + 1.0 : logEps);
+
         CpuParallel.For(workers, (w0, w1) =>
         {
             for (int w = w0; w < w1; w++)
             {
                 var t = new LfqTables(bits);
                 int lo = 1 << t.LoBits;
-                using var rowSumsOwner = SpanOwner<float>.Allocate(lo);          // Σ over c_hi of p·G, per c_lo
-                using var colSumsOwner = SpanOwner<double>.Allocate(t.A.Length); // Σ over c_lo of p·G, per c_hi
-                Span<float> rowSums = rowSumsOwner.Span; Span<double> colSums = colSumsOwner.Span;
-                ReadOnlySpan<float> hAll = h.Span;
+                using var rowSumsOwner = SpanOwner<double>.Allocate(lo);          // Σ over c_hi of p·G', per c_lo
+                using var colSumsOwner = SpanOwner<double>.Allocate(t.PA.Length); // Σ over c_lo of p·G', per c_hi
+                Span<double> rowSums = rowSumsOwner.Span, colSums = colSumsOwner.Span;
+                ReadOnlySpan<double> hAll = h.Span;
                 for (int pos = (int)((long)n * w / workers); pos < (int)((long)n * (w + 1) / workers); pos++)
                 {
                     int b = pos / hw, s = pos % hw;
                     int zBase = b * bits * hw + s;
-                    t.Build(za, zo + zBase, hw, invTemperature);
+                    t.Build(za, zo + zBase, hw, invTemperature, logsFromStar: true);
+                    // G' = G − G(c*): the softmax gradient Σ_c p_c·(s_ck − E[s_k])·G_c is unchanged by a constant
+                    // shift, and measured from the most probable code the per-code weights stay small where p is large.
+                    var shift = new GradientShift(
+                        Above: -cPerSample,
+                        Below: t.LogPStar >= logEps ? cPerSample * (t.LogPStar + 1.0 - logEps) : 0.0,
+                        HStar: hAll[t.Star]);
                     rowSums.Clear();
-                    double total = 0;
-                    for (int hi = 0; hi < t.A.Length; hi++)
-                    {
-                        colSums[hi] = GradientRow(t.A[hi], t.LogA[hi], t.B, t.LogB, hAll.Slice(hi * lo, lo), rowSums, cPerSample, logEps);
-                        total += colSums[hi];
-                    }
-                    // dL/dz_k = (2/T)·(Σ_c s_ck·w_c − total·E[s_k]), E[s_k] = 2q_k − 1.
+                    for (int hi = 0; hi < t.PA.Length; hi++)
+                        colSums[hi] = GradientRow(t.PA[hi], t.LA[hi], t.PB, t.LB, hAll.Slice(hi * lo, lo), rowSums, shift);
+                    // dL/dz_k = (2/T)·Σ_c w_c·(s_ck − E[s_k]) with s_ck − E[s_k] = 2σ(−x_k) where bit k is set and
+                    // −2σ(x_k) where it is clear: dz_k = (4/T)·(σ(−x_k)·W⁺_k − σ(x_k)·W⁻_k), W± the sums of w over
+                    // the codes with bit k set / clear (no difference of nearly equal totals).
                     for (int k = 0; k < bits; k++)
                     {
-                        double signed = 0;
+                        double set = 0, clear = 0;
                         if (k < t.LoBits)
-                            for (int c = 0; c < lo; c++) signed += (c >> k & 1) != 0 ? rowSums[c] : -rowSums[c];
+                            for (int c = 0; c < lo; c++) { if ((c >> k & 1) != 0) set += rowSums[c]; else clear += rowSums[c]; }
                         else
-                            for (int c = 0; c < t.A.Length; c++) signed += (c >> (k - t.LoBits) & 1) != 0 ? colSums[c] : -colSums[c];
-                        dza[dzo + zBase + k * hw] = (float)(2.0 * invTemperature * (signed - total * (2.0 * t.Q[k] - 1.0)));
+                            for (int c = 0; c < t.PA.Length; c++) { if ((c >> (k - t.LoBits) & 1) != 0) set += colSums[c]; else clear += colSums[c]; }
+                        dza[dzo + zBase + k * hw] = (float)(4.0 * invTemperature * (t.Minus[k] * set - t.Plus[k] * clear));
                     }
                 }
             }
         }, costPerItem: 1e9);
     }
 
-    /// <summary>For one high-half code: w = p·(cPerSample·g + h) over all low-half codes; adds w into rowSums and
-    /// returns Σ w.</summary>
-    private static double GradientRow(float a, float logA, float[] b, float[] logB, ReadOnlySpan<float> h, Span<float> rowSums,
-        float cPerSample, float logEps)
+    /// <summary>p̄ in double: the mean over positions of each code's probability (per-worker partial sums).</summary>
+    private static void MeanDistribution(float[] za, int zo, int batch, int bits, int hw, float invTemperature, int workers, Span<double> avg)
+    {
+        int n = batch * hw, codes = 1 << bits;
+        using var partial = MemoryOwner<double>.Allocate(workers * codes, AllocationMode.Clear);
+        CpuParallel.For(workers, (w0, w1) =>
+        {
+            for (int w = w0; w < w1; w++)
+            {
+                var t = new LfqTables(bits);
+                var probs = partial.Span.Slice(w * codes, codes);
+                int lo = 1 << t.LoBits;
+                for (int pos = (int)((long)n * w / workers); pos < (int)((long)n * (w + 1) / workers); pos++)
+                {
+                    int b = pos / hw, s = pos % hw;
+                    t.Build(za, zo + b * bits * hw + s, hw, invTemperature);
+                    for (int hi = 0; hi < t.PA.Length; hi++)
+                        TensorPrimitives.MultiplyAdd(t.PB, t.PA[hi], probs.Slice(hi * lo, lo), probs.Slice(hi * lo, lo));
+                }
+            }
+        }, costPerItem: 1e9);
+        avg.Clear();
+        for (int w = 0; w < workers; w++) TensorPrimitives.Add(avg, partial.Span.Slice(w * codes, codes), avg);
+        TensorPrimitives.Multiply(avg, 1.0 / n, avg);
+    }
+
+    /// <summary>The per-code gradient weight G'_c = G_c − G_c* of one position, as the inner loop needs it: at or
+    /// above the clamp <c>Above·(log p_c − log p_c*)</c>, below it <c>Below</c>; plus h_c − <c>HStar</c>.</summary>
+    private readonly record struct GradientShift(double Above, double Below, double HStar);
+
+    /// <summary>For one high-half code: w = p·G' over all low-half codes (see <see cref="GradientShift"/>); adds w
+    /// into rowSums and returns Σ w.</summary>
+    private static double GradientRow(double a, double logA, double[] b, double[] logB, ReadOnlySpan<double> h, Span<double> rowSums,
+        GradientShift shift)
     {
         int i = 0, len = b.Length;
-        var acc = Vector256<float>.Zero;
-        float gSmall = -cPerSample * logEps;   // g below the clamp: −log(eps)
-        if (Vector256.IsHardwareAccelerated && len >= 8)
+        var acc = Vector256<double>.Zero;
+        if (Vector256.IsHardwareAccelerated && len >= 4)
         {
-            var va = Vector256.Create(a); var vla1 = Vector256.Create(logA + 1f);
-            var veps = Vector256.Create(EntropyEps); var vc = Vector256.Create(-cPerSample); var vsmall = Vector256.Create(gSmall);
-            for (; i <= len - 8; i += 8)
+            var va = Vector256.Create(a); var vla = Vector256.Create(logA);
+            var veps = Vector256.Create((double)EntropyEps); var vAbove = Vector256.Create(shift.Above);
+            var vBelow = Vector256.Create(shift.Below); var vhStar = Vector256.Create(shift.HStar);
+            for (; i <= len - 4; i += 4)
             {
                 var p = va * Vector256.Create(b, i);
-                var g = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(p, veps), vc * (vla1 + Vector256.Create(logB, i)), vsmall);
-                var wv = p * (g + Vector256.Create(h[i..]));
+                var g = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(p, veps), vAbove * (vla + Vector256.Create(logB, i)), vBelow);
+                var wv = p * (g + (Vector256.Create(h[i..]) - vhStar));
                 acc += wv;
-                (Vector256.Create<float>(rowSums[i..]) + wv).CopyTo(rowSums[i..]);
+                (Vector256.Create<double>(rowSums[i..]) + wv).CopyTo(rowSums[i..]);
             }
         }
         double sum = Vector256.Sum(acc);
         for (; i < len; i++)
         {
-            float p = a * b[i];
-            float g = p >= EntropyEps ? -cPerSample * (logA + 1f + logB[i]) : gSmall;
-            float wv = p * (g + h[i]);
+            double p = a * b[i];
+            double g = p >= EntropyEps ? shift.Above * (logA + logB[i]) : shift.Below;
+            double wv = p * (g + (h[i] - shift.HStar));
             sum += wv;
             rowSums[i] += wv;
         }

@@ -15,7 +15,8 @@ namespace MaskBit.Kernels.Ilgpu;
 //   writes per-chunk partial sums that a reduction combines (deterministic: no atomics).
 // - Backward: a group per position builds the A and B tables in shared memory, then sums the per-code
 //   gradient weights over rows (per low-half code) and over columns (per high-half code) in two sweeps, from
-//   which each bit's gradient follows as in the CPU kernel.
+//   which each bit's gradient follows as in the CPU kernel: weights measured from the most probable code, and
+//   each bit's gradient from the sums over codes with the bit set and clear (no cancelling totals).
 public sealed partial class IlgpuBackend
 {
     /// <summary>The most bits the ILGPU LFQ kernels take (the backward keeps four 2^(K/2) tables in shared memory).</summary>
@@ -182,6 +183,15 @@ public sealed partial class IlgpuBackend
         stage[at + 3] = positive ? -x - softplus : -softplus;
     }
 
+    /// <summary>As <see cref="StageBit"/>, with the logs measured from the more probable value of the bit:
+    /// 0 for it and −|x| for the other, so Σ over a code's bits is log p(c) − log p(c*) without cancellation.</summary>
+    private static void StageBitFromStar(ArrayView<float> stage, int at, float x)
+    {
+        StageBit(stage, at, x);
+        stage[at + 2] = x >= 0f ? 0f : x;
+        stage[at + 3] = x >= 0f ? -x : 0f;
+    }
+
     /// <summary>Π and Σ log over bits [first, first + count) of the staged per-bit values, picked by code's bits.</summary>
     private static void HalfCode(ArrayView<float> stage, int bitBase, int first, int count, int code, out float product, out float logProduct)
     {
@@ -288,23 +298,25 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>A group per position. With w_c = p_c·(g_c + h_c) (g the per-sample term's gradient):
-    /// dz_k = (2/T)·(Σ_c s_ck·w_c − Σ_c w_c·(2q_k − 1)), s_ck = ±1 the sign of bit k in code c.</summary>
+    /// <summary>A group per position. With G_c = g_c + h_c (g the per-sample term's gradient, h the batch term's)
+    /// and w_c = p_c·(G_c − G_c*), c* the most probable code (a constant shift leaves the softmax gradient unchanged):
+    /// dz_k = (4/T)·(σ(−x_k)·Σ_{c: bit k set} w_c − σ(x_k)·Σ_{c: bit k clear} w_c).</summary>
     internal static void LfqEntropyBackwardKernel(ArrayView<float> z, ArrayView<float> codeGrad, ArrayView<float> upstream, ArrayView<float> dz, LfqArgs a)
     {
         var bitStage = SharedMemory.Allocate<float>(MaxLfqBits * LfqBitValues);
-        var tableA = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // high half: A, log A
-        var tableB = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // low half: B, log B
-        var rowSums = SharedMemory.Allocate<float>(MaxLfqHalfCodes);      // Σ over high codes, per low code
-        var colSums = SharedMemory.Allocate<float>(MaxLfqHalfCodes);      // Σ over low codes, per high code
+        var tableA = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // high half: A, log A − log A*
+        var tableB = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // low half: B, log B − log B*
+        // Double sums (plain adds, no double math functions): each bit's gradient is a small difference of them.
+        var rowSums = SharedMemory.Allocate<double>(MaxLfqHalfCodes);     // Σ over high codes, per low code
+        var colSums = SharedMemory.Allocate<double>(MaxLfqHalfCodes);     // Σ over low codes, per high code
 
         int tid = Group.IdxX, threads = Group.DimX;
         int loBits = a.Bits / 2, hiBits = a.Bits - loBits, loCodes = 1 << loBits, hiCodes = 1 << hiBits;
-        float cPerSample = upstream[0] / a.Positions, gSmall = -cPerSample * a.LogEps;
+        float cPerSample = upstream[0] / a.Positions;
         for (int pos = Grid.IdxX; pos < a.Positions; pos += Grid.DimX)
         {
             int zBase = a.ZBase(pos);
-            for (int k = tid; k < a.Bits; k += threads) StageBit(bitStage, k * LfqBitValues, 4f * z[zBase + k * a.HW] * a.InvTemperature);
+            for (int k = tid; k < a.Bits; k += threads) StageBitFromStar(bitStage, k * LfqBitValues, 4f * z[zBase + k * a.HW] * a.InvTemperature);
             Group.Barrier();
             for (int c = tid; c < loCodes; c += threads)
             {
@@ -318,17 +330,32 @@ public sealed partial class IlgpuBackend
                 tableA[2 * c] = product;
                 tableA[2 * c + 1] = logProduct;
             }
+            // The most probable code c* and log p(c*) (every thread the same, from the stage).
+            int star = 0;
+            float logPStar = 0f;
+            for (int k = 0; k < a.Bits; k++)
+            {
+                float plus = bitStage[k * LfqBitValues], minus = bitStage[k * LfqBitValues + 1];
+                if (plus >= minus) star |= 1 << k;
+                logPStar += XMath.Log(XMath.Max(plus, minus));
+            }
+            var shift = new LfqGradientShift
+            {
+                Above = -cPerSample,
+                Below = logPStar >= a.LogEps ? cPerSample * (logPStar + 1f - a.LogEps) : 0f,
+                HStar = codeGrad[star],
+            };
             Group.Barrier();
             for (int lo = tid; lo < loCodes; lo += threads)
             {
-                float sum = 0f;
-                for (int hi = 0; hi < hiCodes; hi++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, cPerSample, gSmall);
+                double sum = 0.0;
+                for (int hi = 0; hi < hiCodes; hi++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, shift);
                 rowSums[lo] = sum;
             }
             for (int hi = tid; hi < hiCodes; hi += threads)
             {
-                float sum = 0f;
-                for (int lo = 0; lo < loCodes; lo++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, cPerSample, gSmall);
+                double sum = 0.0;
+                for (int lo = 0; lo < loCodes; lo++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, shift);
                 colSums[hi] = sum;
             }
             Group.Barrier();
@@ -336,26 +363,33 @@ public sealed partial class IlgpuBackend
             {
                 bool low = k < loBits;
                 int bit = low ? k : k - loBits, count = low ? loCodes : hiCodes;
-                float signed = 0f, total = 0f;
+                double set = 0.0, clear = 0.0;
                 for (int c = 0; c < count; c++)
                 {
-                    float s = low ? rowSums[c] : colSums[c];
-                    total += s;
-                    signed += (c >> bit & 1) != 0 ? s : -s;
+                    double s = low ? rowSums[c] : colSums[c];
+                    if ((c >> bit & 1) != 0) set += s;
+                    else clear += s;
                 }
-                float expectedSign = bitStage[k * LfqBitValues] - bitStage[k * LfqBitValues + 1];   // 2q − 1
-                dz[zBase + k * a.HW] = 2f * a.InvTemperature * (signed - total * expectedSign);
+                float plus = bitStage[k * LfqBitValues], minus = bitStage[k * LfqBitValues + 1];
+                dz[zBase + k * a.HW] = (float)(4.0 * a.InvTemperature * (minus * set - plus * clear));
             }
             Group.Barrier();   // the stage and tables are rewritten for the next position
         }
     }
 
-    /// <summary>w = p·(g + h) of code (hi, lo): g = −cPerSample·(log p + 1), or −cPerSample·log eps below the clamp.</summary>
+    /// <summary>G'_c = G_c − G_c* as <see cref="CodeWeight"/> needs it: at or above the clamp
+    /// <c>Above·(log p_c − log p_c*)</c>, below it <c>Below</c>; plus h_c − <c>HStar</c>.</summary>
+    internal struct LfqGradientShift
+    {
+        public float Above, Below, HStar;
+    }
+
+    /// <summary>w = p·G' of code (hi, lo) (see <see cref="LfqGradientShift"/>).</summary>
     private static float CodeWeight(ArrayView<float> tableA, ArrayView<float> tableB, ArrayView<float> codeGrad, int hi, int lo, int loBits,
-        float cPerSample, float gSmall)
+        LfqGradientShift shift)
     {
         float p = tableA[2 * hi] * tableB[2 * lo];
-        float g = p >= LfqEntropyEps ? -cPerSample * (tableA[2 * hi + 1] + 1f + tableB[2 * lo + 1]) : gSmall;
-        return p * (g + codeGrad[(hi << loBits) + lo]);
+        float g = p >= LfqEntropyEps ? shift.Above * (tableA[2 * hi + 1] + tableB[2 * lo + 1]) : shift.Below;
+        return p * (g + (codeGrad[(hi << loBits) + lo] - shift.HStar));
     }
 }

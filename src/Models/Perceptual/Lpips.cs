@@ -1,5 +1,6 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
+using MaskBit.Models.Tokenizer;
 
 namespace MaskBit.Models.Perceptual;
 
@@ -7,8 +8,9 @@ namespace MaskBit.Models.Perceptual;
 /// (<c>scaling_layer.shift</c> / <c>scale</c>), VGG16 features cut after relu1_2 … relu5_3 (<c>net.slice1</c> …
 /// <c>net.slice5</c>, keyed by the torchvision feature index) and five 1×1 heads without bias
 /// (<c>lin0.model.1.weight</c> …; a dropout sits at index 0). Weights come from a checkpoint: the VGG16 ImageNet
-/// features plus the heads of the reference's <c>pretrained/vgg_lpips.pth</c>.</summary>
-public sealed class Lpips : Module
+/// features plus the heads of the reference's <c>pretrained/vgg_lpips.pth</c> (LPIPS v0.1 <c>vgg.pth</c>).
+/// As the reference's perceptual loss (losses.perceptual_loss: lpips) the training loss averages the distances.</summary>
+public sealed class Lpips : Module, IPerceptualLoss
 {
     private static readonly int[] Channels = { 64, 128, 256, 512, 512 };
 
@@ -58,6 +60,16 @@ public sealed class ScalingLayer : Module
     }
 
     public Tensor Forward(Tensor x) => x.MulScalar(2f).AddScalar(-1f).Sub(Shift).Div(Scale);
+}
+
+/// <summary>The five LPIPS heads alone (<c>lin0.model.1.weight</c> …), the layout of LPIPS's <c>vgg.pth</c>: loads
+/// that file into the heads of an <see cref="Lpips"/>.</summary>
+public sealed class LpipsHeads : Module
+{
+    public LpipsHeads(IReadOnlyList<LinHead> heads)
+    {
+        for (int i = 0; i < heads.Count; i++) Register($"lin{i}", heads[i]);
+    }
 }
 
 /// <summary>NetLinLayer: <c>model.1</c> is a 1×1 conv C → 1 without bias (<c>model.0</c> is a parameterless dropout).</summary>

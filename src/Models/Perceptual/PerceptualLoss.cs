@@ -1,38 +1,40 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
-using MaskBit.Models.Interop;
 using MaskBit.Models.Tokenizer;
 
 namespace MaskBit.Models.Perceptual;
 
-/// <summary>The reference's PerceptualLoss("resnet50"): both images (N, 3, H, W) in [0, 1] are resized to 224×224
-/// (antialiased bilinear, aspect ratio not kept), ImageNet-normalised and run through a ResNet-50; the loss is the
-/// MSE of the logits, or with <c>onLogits: false</c> the MSE of the layer4 features plus the MSE of the logits.
-/// State-dict keys: <c>mean</c>, <c>std</c> (buffers) and <c>model.*</c> (the torchvision keys).</summary>
+/// <summary>An ImageNet classifier the perceptual loss runs: the logits and the last feature map of a normalised
+/// batch (the reference's <c>return_nodes</c>: <c>layer4</c> / <c>fc</c> of ResNet-50, <c>features</c> /
+/// <c>classifier</c> of ConvNeXt).</summary>
+public abstract class ImageNetClassifier : Module
+{
+    public abstract (Tensor Logits, Tensor Features) Forward(Tensor x);
+}
+
+/// <summary>The reference's PerceptualLoss (modeling/modules/perceptual_loss.py, "resnet50" or "convnext_s"): both
+/// images (N, 3, H, W) in [0, 1] are resized to 224×224 (antialiased bilinear, aspect ratio not kept),
+/// ImageNet-normalised and run through the classifier; the loss is the MSE of the logits, or with
+/// <c>onLogits: false</c> the MSE of the last feature map plus the MSE of the logits. State-dict keys: <c>mean</c>,
+/// <c>std</c> (buffers) and <c>model.*</c> (the torchvision keys). The classifier is frozen (eval mode, no
+/// parameter gradients); gradients flow to the input only.</summary>
 public sealed class PerceptualLoss : Module, IPerceptualLoss
 {
     public const int InputSize = 224;
 
-    public ResNet50 Model { get; }
+    public ImageNetClassifier Model { get; }
     public bool OnLogits { get; }
     public Tensor ImageMean { get; }
     public Tensor ImageStd { get; }
 
-    public PerceptualLoss(ResNet50 model, bool onLogits = true)
+    public PerceptualLoss(ImageNetClassifier model, bool onLogits = true)
     {
         ImageMean = Buffer("mean", Tensor.FromArray(new[] { 0.485f, 0.456f, 0.406f }, 1, 3, 1, 1));
         ImageStd = Buffer("std", Tensor.FromArray(new[] { 0.229f, 0.224f, 0.225f }, 1, 3, 1, 1));
         Model = Register("model", model);
         OnLogits = onLogits;
-    }
-
-    /// <summary>A perceptual loss over a torchvision ResNet-50 checkpoint (e.g. resnet50-0676ba61.pth,
-    /// IMAGENET1K_V1, the weights the reference uses), loaded strictly.</summary>
-    public static PerceptualLoss FromResNet50Checkpoint(string path, bool onLogits = true)
-    {
-        var model = new ResNet50();
-        ModuleCheckpoint.LoadInto(model, path);
-        return new PerceptualLoss(model, onLogits);
+        Eval();
+        RequiresGrad_(false);
     }
 
     public Tensor Forward(Tensor input, Tensor target)

@@ -9,7 +9,7 @@ namespace MaskBit.Models.Perceptual;
 /// <see cref="Interop.ModuleCheckpoint.LoadInto(Module, string, bool, IReadOnlyDictionary{string, string}?)"/>.
 /// Parameters do not require gradients (the network is a fixed feature extractor); gradients still flow to
 /// the input.</summary>
-public sealed class ResNet50 : Module
+public sealed class ResNet50 : ImageNetClassifier
 {
     private static readonly (int Blocks, int Width, int Stride)[] Stages = { (3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2) };
 
@@ -43,7 +43,7 @@ public sealed class ResNet50 : Module
 
     /// <summary>Logits (N, classes) and the layer4 feature map (N, 2048, H/32, W/32) of an ImageNet-normalised
     /// batch.</summary>
-    public (Tensor Logits, Tensor Layer4) Forward(Tensor x)
+    public override (Tensor Logits, Tensor Features) Forward(Tensor x)
     {
         x = Conv1.ForwardWithBatchNorm(x, Bn1).Relu();
         x = F.MaxPool2d(x, 3, 2, 1);

@@ -4,7 +4,7 @@ using MaskBit.Autograd.Nn;
 namespace MaskBit.Models.Tokenizer;
 
 /// <summary>A perceptual distance between real images and reconstructions (the reference's PerceptualLoss /
-/// LPIPS): returns a scalar, differentiable w.r.t. both arguments.</summary>
+/// LPIPS): a scalar or per-sample distances (the loss takes their mean), differentiable w.r.t. both arguments.</summary>
 public interface IPerceptualLoss
 {
     Tensor Forward(Tensor input, Tensor target);
@@ -24,6 +24,9 @@ public sealed record VqganLossConfig(
     bool AdaptiveDiscriminatorWeight, float LecamRegularizationWeight, double EmaDecay, long EntropyAnnealingSteps,
     float EntropyAnnealingFactor)
 {
+    /// <summary>losses.perceptual_loss_on_logits: the ImageNet networks compare logits only (true, the default) or
+    /// their last feature map and the logits.</summary>
+    public bool PerceptualOnLogits { get; init; } = true;
 }
 
 /// <summary>

@@ -48,7 +48,7 @@ public static class ConfigSchema
         ("losses", new (string, ConfigType)[]
         {
             ("quantizer_weight", ConfigType.Float), ("perceptual_loss", ConfigType.String), ("perceptual_weight", ConfigType.Float),
-            ("perceptual_loss_on_logits", ConfigType.Bool), ("reconstruction_loss", ConfigType.String),
+            ("perceptual_loss_on_logits", ConfigType.Bool), ("perceptual_weights", ConfigType.String), ("reconstruction_loss", ConfigType.String),
             ("reconstruction_weight", ConfigType.Float), ("discriminator_start", ConfigType.Int),
             ("discriminator_loss", ConfigType.String), ("discriminator_factor", ConfigType.Float),
             ("discriminator_weight", ConfigType.Float), ("discriminator_gradient_penalty", ConfigType.String),

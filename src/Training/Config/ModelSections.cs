@@ -115,13 +115,19 @@ public static class VqganLossConfigSection
             string penalty = c.GetString(p + "discriminator_gradient_penalty");
             if (penalty is not ("none" or "adopt_weight"))
                 throw new ConfigException($"{c.File}: losses.discriminator_gradient_penalty '{penalty}' is not supported (none, adopt_weight)");
+            string perceptual = c.GetString(p + "perceptual_loss");
+            if (perceptual is not ("resnet50" or "convnext_s" or "lpips"))
+                throw new ConfigException($"{c.File}: losses.perceptual_loss '{perceptual}' is not supported (resnet50, convnext_s, lpips)");
             return new VqganLossConfig(
-                (float)c.GetDouble(p + "quantizer_weight"), c.GetString(p + "perceptual_loss"), (float)c.GetDouble(p + "perceptual_weight"),
+                (float)c.GetDouble(p + "quantizer_weight"), perceptual, (float)c.GetDouble(p + "perceptual_weight"),
                 rec == "l1", (float)c.GetDouble(p + "reconstruction_weight", 1.0), c.GetInt(p + "discriminator_start"),
                 ParseGanLoss(c.GetString(p + "discriminator_loss"), c.File), (float)c.GetDouble(p + "discriminator_factor"),
                 (float)c.GetDouble(p + "discriminator_weight"), penalty == "adopt_weight",
                 (float)c.GetDouble(p + "lecam_regularization_weight"), c.GetDouble(p + "ema_decay", 0.999),
-                c.GetInt(p + "entropy_annealing_steps", 2000), (float)c.GetDouble(p + "entropy_annealing_factor", 0.0));
+                c.GetInt(p + "entropy_annealing_steps", 2000), (float)c.GetDouble(p + "entropy_annealing_factor", 0.0))
+            {
+                PerceptualOnLogits = c.GetBool(p + "perceptual_loss_on_logits", true),
+            };
         }
     }
 
