@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace MaskBit.Kernels.Cpu;
 
 // General convolutions (any kernel, stride, padding, groups) as implicit GEMMs over ConvWindows: the packed GEMM
@@ -31,31 +33,45 @@ public sealed partial class CpuBackend
     private static int SharedPadSpan(int size, int pad, int outputs, int taps) =>
         Math.Max(Math.Max(size + pad, outputs + taps - 1 - pad), outputs);
 
+    /// <summary>GEMM columns per band of output rows in the forward: a band's product (Cout × this) stays in L2
+    /// while the K blocks accumulate into it and while it is copied out. Tests shrink it to run small maps in bands.</summary>
+    internal static int BandColumns { get; set; } = 1024;
+
     private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
         int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup;
         var full = InputWindows(d, 1);
-        int perPass = ImagesPerPass(full.Floats + (long)d.Cout * full.Plane, d.N);
+        // Bands of whole output rows, when there are enough of them for every worker to take two: each band's
+        // product is computed and copied to y by one worker (a small map is one GEMM over all its columns instead,
+        // split over the workers).
+        int bandRows = Math.Min(d.OH, (BandColumns + full.Wq - 1) / full.Wq), bands = (d.OH + bandRows - 1) / bandRows;
+        bool banded = (long)d.N * bands >= 2 * CpuParallel.Workers;
+        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
         using var windows = Scratch(most.Floats);
-        using var product = Scratch((long)d.Cout * perPass * most.Plane);
-        var rows = BufferPool<long>.Shared.Rent(k);
+        using var product = banded ? null : Scratch((long)d.Cout * perPass * most.Plane);
+        var rows = BufferPool<long>.Shared.Rent(d.Groups * k);
         try
         {
-            float[] X = Arr(x), Y = Arr(y), P = product.Floats;
+            float[] X = Arr(x), Y = Arr(y);
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
                 l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
-                int width = l.Columns(d.OH, d.OW);
                 for (int g = 0; g < d.Groups; g++)
+                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
+                if (banded)
                 {
-                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
+                    ForwardBands(d, l, n0, bandRows, bands, w, bias, y, windows.Floats, rows);
+                    continue;
+                }
+                int width = l.Columns(d.OH, d.OW);
+                float[] P = product!.Floats;
+                for (int g = 0; g < d.Groups; g++)
                     fixed (float* pw = Arr(w), pp = windows.Floats, pc = P)
-                    fixed (long* pr = rows)
+                    fixed (long* pr = &rows[g * k])
                         GemmSplit(coutG, width, k, new MatrixView(pw + Off(w) + (long)g * coutG * k, k, false),
                             new MatrixView(pp, 0, false, pr), pc + (long)g * coutG * width, width);
-                }
                 l.Scatter(P, width, d.Cout, d.OH, d.OW, Y, Off(y), n0, d.OH, d.OW, 0, 1, 0, 1,
                     bias is Buf b ? Arr(b) : null, bias is Buf bo ? Off(bo) : 0);
             }
@@ -63,9 +79,51 @@ public sealed partial class CpuBackend
         finally { BufferPool<long>.Shared.Return(rows); }
     }
 
+    /// <summary>The forward of one pass of images in bands of output rows: per (image, band) the GEMM of every
+    /// group into a worker's product scratch, then its rows copied to y (plus bias).</summary>
+    private static unsafe void ForwardBands(Conv2dDesc d, ConvWindows l, int n0, int bandRows, int bands, Buf w, Buf? bias, Buf y,
+        float[] windows, long[] rows)
+    {
+        var isa = CpuIsa.Current;   // workers run outside the caller's CpuIsa.Use scope
+        var blocking = Sgemm.BlockingFor(isa);
+        int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup, maxColumns = (bandRows - 1) * l.Wq + d.OW;
+        float[] W = Arr(w), Y = Arr(y), B = bias is Buf bb ? Arr(bb) : [];
+        int wOff = Off(w), yOff = Off(y), bOff = bias is Buf bo ? Off(bo) : -1;
+        CpuParallel.For(l.Images * bands, (i0, i1) =>
+        {
+            var pool = BufferPool<float>.Shared;
+            float[] packA = pool.Rent(blocking.PackedALength), packB = pool.Rent(blocking.PackedBLength);
+            float[] product = pool.Rent(d.Cout * maxColumns);
+            try
+            {
+                fixed (float* pa = packA, pb = packB, pc = product, pw = W, pp = windows)
+                fixed (long* pr = rows)
+                    for (int item = i0; item < i1; item++)
+                    {
+                        int img = item / bands, r0 = item % bands * bandRows, r1 = Math.Min(d.OH, r0 + bandRows);
+                        int columns = (r1 - r0 - 1) * l.Wq + d.OW, column0 = img * l.Plane + r0 * l.Wq;
+                        for (int g = 0; g < d.Groups; g++)
+                            Sgemm.Run(isa, coutG, columns, k, new MatrixView(pw + wOff + (long)g * coutG * k, k, false),
+                                new MatrixView(pp, 0, false, pr + (long)g * k).At(0, column0), pc + (long)g * coutG * columns, columns, 1f, 0f, pa, pb);
+                        for (int c = 0; c < d.Cout; c++)
+                        {
+                            float add = bOff < 0 ? 0f : B[bOff + c];
+                            for (int r = r0; r < r1; r++)
+                            {
+                                var src = new ReadOnlySpan<float>(pc + (long)c * columns + (r - r0) * l.Wq, d.OW);
+                                var dst = Y.AsSpan(yOff + (((n0 + img) * d.Cout + c) * d.OH + r) * d.OW, d.OW);
+                                if (add == 0f) src.CopyTo(dst); else TensorPrimitives.Add(src, add, dst);
+                            }
+                        }
+                    }
+            }
+            finally { pool.Return(packA); pool.Return(packB); pool.Return(product); }
+        }, costPerItem: 2.0 * d.Cout * k * bandRows * d.OW);
+    }
+
     /// <summary>rows[(c, i, j)] = the window offset of channel c0 + c at tap tap(i, j), for c &lt; channels,
     /// i &lt; th, j &lt; tw (row-major).</summary>
-    private static void TapRows(in ConvWindows l, int c0, int channels, int th, int tw, long[] rows, Func<int, int, (int, int)> tap)
+    private static void TapRows(in ConvWindows l, int c0, int channels, int th, int tw, Span<long> rows, Func<int, int, (int, int)> tap)
     {
         for (int c = 0, r = 0; c < channels; c++)
             for (int i = 0; i < th; i++)
