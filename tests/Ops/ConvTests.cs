@@ -81,8 +81,8 @@ public class ConvTests
     [TestCaseSource(nameof(LargeCases))]
     public void MatchesReference(Case c, bool onePerPass) => TestIsas.Each(() => MatchesReferenceOnce(c, onePerPass));
 
-    /// <summary>The forward in bands of two output rows (what large maps run; these small ones otherwise take one
-    /// GEMM over all columns): bands end mid-image and at its last row, groups and bias included.</summary>
+    /// <summary>The forward in bands of about two output rows of columns (what large maps run; these small ones
+    /// otherwise take one GEMM over all columns): bands start and end mid-row and mid-image, groups and bias included.</summary>
     [TestCaseSource(nameof(LargeCases))]
     public void MatchesReferenceInBands(Case c, bool onePerPass)
     {

@@ -33,19 +33,17 @@ public sealed partial class CpuBackend
     private static int SharedPadSpan(int size, int pad, int outputs, int taps) =>
         Math.Max(Math.Max(size + pad, outputs + taps - 1 - pad), outputs);
 
-    /// <summary>GEMM columns per band of output rows in the forward: a band's product (Cout × this) stays in L2
-    /// while the K blocks accumulate into it and while it is copied out. Tests shrink it to run small maps in bands.</summary>
+    /// <summary>GEMM columns per band in the forward: a band's product (Cout × this) stays in L2 while the K blocks
+    /// accumulate into it and while it is copied out. Tests shrink it to run small maps in bands.</summary>
     internal static int BandColumns { get; set; } = 1024;
 
     private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
         int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup;
         var full = InputWindows(d, 1);
-        // Bands of whole output rows, when there are enough of them for every worker to take two: each band's
-        // product is computed and copied to y by one worker (a small map is one GEMM over all its columns instead,
-        // split over the workers).
-        int bandRows = Math.Min(d.OH, (BandColumns + full.Wq - 1) / full.Wq), bands = (d.OH + bandRows - 1) / bandRows;
-        bool banded = (long)d.N * bands >= 2 * CpuParallel.Workers;
+        // In bands of columns when there are enough for every worker to take two: each band's product is computed
+        // and copied to y by one worker. A small map is one GEMM over all its columns instead, split over the workers.
+        bool banded = full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
         int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
         using var windows = Scratch(most.Floats);
@@ -62,7 +60,7 @@ public sealed partial class CpuBackend
                     TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
                 if (banded)
                 {
-                    ForwardBands(d, l, n0, bandRows, bands, w, bias, y, windows.Floats, rows);
+                    ForwardBands(d, l, n0, w, bias, y, windows.Floats, rows);
                     continue;
                 }
                 int width = l.Columns(d.OH, d.OW);
@@ -79,46 +77,54 @@ public sealed partial class CpuBackend
         finally { BufferPool<long>.Shared.Return(rows); }
     }
 
-    /// <summary>The forward of one pass of images in bands of output rows: per (image, band) the GEMM of every
-    /// group into a worker's product scratch, then its rows copied to y (plus bias).</summary>
-    private static unsafe void ForwardBands(Conv2dDesc d, ConvWindows l, int n0, int bandRows, int bands, Buf w, Buf? bias, Buf y,
-        float[] windows, long[] rows)
+    /// <summary>The forward of one pass of images in bands of GEMM columns (a multiple of the workers, each a
+    /// multiple of the register tile's width, so that no band ends in a partial tile but the last): per band the
+    /// GEMM of every group into a worker's product scratch, then the parts of output rows it covers copied to y
+    /// (plus bias).</summary>
+    private static unsafe void ForwardBands(Conv2dDesc d, ConvWindows l, int n0, Buf w, Buf? bias, Buf y, float[] windows, long[] rows)
     {
         var isa = CpuIsa.Current;   // workers run outside the caller's CpuIsa.Use scope
         var blocking = Sgemm.BlockingFor(isa);
-        int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup, maxColumns = (bandRows - 1) * l.Wq + d.OW;
+        int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup, width = l.Columns(d.OH, d.OW), workers = CpuParallel.Workers;
+        int bands = (width + BandColumns - 1) / BandColumns;
+        bands = (bands + workers - 1) / workers * workers;
+        int bandWidth = ((width + bands - 1) / bands + blocking.NR - 1) / blocking.NR * blocking.NR;
+        bands = (width + bandWidth - 1) / bandWidth;
         float[] W = Arr(w), Y = Arr(y), B = bias is Buf bb ? Arr(bb) : [];
         int wOff = Off(w), yOff = Off(y), bOff = bias is Buf bo ? Off(bo) : -1;
-        CpuParallel.For(l.Images * bands, (i0, i1) =>
+        CpuParallel.For(bands, (i0, i1) =>
         {
             var pool = BufferPool<float>.Shared;
             float[] packA = pool.Rent(blocking.PackedALength), packB = pool.Rent(blocking.PackedBLength);
-            float[] product = pool.Rent(d.Cout * maxColumns);
+            float[] product = pool.Rent(d.Cout * bandWidth);
             try
             {
                 fixed (float* pa = packA, pb = packB, pc = product, pw = W, pp = windows)
                 fixed (long* pr = rows)
-                    for (int item = i0; item < i1; item++)
+                    for (int band = i0; band < i1; band++)
                     {
-                        int img = item / bands, r0 = item % bands * bandRows, r1 = Math.Min(d.OH, r0 + bandRows);
-                        int columns = (r1 - r0 - 1) * l.Wq + d.OW, column0 = img * l.Plane + r0 * l.Wq;
+                        int c0 = band * bandWidth, c1 = Math.Min(width, c0 + bandWidth), columns = c1 - c0;
                         for (int g = 0; g < d.Groups; g++)
                             Sgemm.Run(isa, coutG, columns, k, new MatrixView(pw + wOff + (long)g * coutG * k, k, false),
-                                new MatrixView(pp, 0, false, pr + (long)g * k).At(0, column0), pc + (long)g * coutG * columns, columns, 1f, 0f, pa, pb);
+                                new MatrixView(pp, 0, false, pr + (long)g * k).At(0, c0), pc + (long)g * coutG * columns, columns, 1f, 0f, pa, pb);
+                        // Column img·Plane + r·Wq + ox is output (img, r, ox) when r < OH and ox < OW.
                         for (int c = 0; c < d.Cout; c++)
                         {
                             float add = bOff < 0 ? 0f : B[bOff + c];
-                            for (int r = r0; r < r1; r++)
+                            for (int row = c0 / l.Wq; row * l.Wq < c1; row++)
                             {
-                                var src = new ReadOnlySpan<float>(pc + (long)c * columns + (r - r0) * l.Wq, d.OW);
-                                var dst = Y.AsSpan(yOff + (((n0 + img) * d.Cout + c) * d.OH + r) * d.OW, d.OW);
+                                int img = row / l.Hq, r = row % l.Hq, rowStart = row * l.Wq;
+                                int lo = Math.Max(c0, rowStart), hi = Math.Min(c1, rowStart + d.OW);
+                                if (r >= d.OH || lo >= hi) continue;
+                                var src = new ReadOnlySpan<float>(pc + (long)c * columns + (lo - c0), hi - lo);
+                                var dst = Y.AsSpan(yOff + (((n0 + img) * d.Cout + c) * d.OH + r) * d.OW + (lo - rowStart), hi - lo);
                                 if (add == 0f) src.CopyTo(dst); else TensorPrimitives.Add(src, add, dst);
                             }
                         }
                     }
             }
             finally { pool.Return(packA); pool.Return(packB); pool.Return(product); }
-        }, costPerItem: 2.0 * d.Cout * k * bandRows * d.OW);
+        }, costPerItem: 2.0 * d.Cout * k * bandWidth);
     }
 
     /// <summary>rows[(c, i, j)] = the window offset of channel c0 + c at tap tap(i, j), for c &lt; channels,
