@@ -81,6 +81,17 @@ public class ConvTests
     [TestCaseSource(nameof(LargeCases))]
     public void MatchesReference(Case c, bool onePerPass) => TestIsas.Each(() => MatchesReferenceOnce(c, onePerPass));
 
+    /// <summary>The forward in bands of about two output rows of columns (what large maps run; these small ones
+    /// otherwise take one GEMM over all columns): bands start and end mid-row and mid-image, groups and bias included.</summary>
+    [TestCaseSource(nameof(LargeCases))]
+    public void MatchesReferenceInBands(Case c, bool onePerPass)
+    {
+        int saved = CpuBackend.BandColumns;
+        CpuBackend.BandColumns = 2 * c.W;
+        try { TestIsas.Each(() => MatchesReferenceOnce(c, onePerPass)); }
+        finally { CpuBackend.BandColumns = saved; }
+    }
+
     private static void MatchesReferenceOnce(Case c, bool onePerPass)
     {
         long saved = CpuBackend.PassFloats;

@@ -1,10 +1,13 @@
+using System.Numerics.Tensors;
+
 namespace MaskBit.Kernels.Cpu;
 
 // General convolutions (any kernel, stride, padding, groups) as implicit GEMMs over ConvWindows: the packed GEMM
 // reads the patch matrix as shifted windows of the laid-out input, so no pass writes patches.
-// - forward:         y_g  = W_g · patches(x)                    (one GEMM per group, columns split over the cores);
+// - forward:         y_g  = W_g · patches(x)                    (bands of columns per worker, or on small maps one
+//                    GEMM per group with its columns split over the cores);
 // - input gradient:  per stride phase (a, b) of dx, a stride-1 conv of dy with the phase's taps of W, flipped and
-//                    transposed: dx[.., u·s + a − pad, ..] gathers exactly the taps kh ≡ a (mod s);
+//                    transposed: dx[.., u·s + a − pad, ..] gathers exactly the taps kh ≡ a (mod s) (bands as the forward);
 // - weight gradient: dW_g = dY_g · patchesᵀ, the patches read through the forward's windows and row table,
 //                    transposed (K = the spatial axis).
 // Scratch (windows, products) is sized per group of images, at most PassFloats unless one image needs more.
@@ -31,31 +34,44 @@ public sealed partial class CpuBackend
     private static int SharedPadSpan(int size, int pad, int outputs, int taps) =>
         Math.Max(Math.Max(size + pad, outputs + taps - 1 - pad), outputs);
 
+    /// <summary>GEMM columns per band in the forward: a band's product (Cout × this) stays in L2 while the K blocks
+    /// accumulate into it and while it is copied out. Tests shrink it to run small maps in bands.</summary>
+    internal static int BandColumns { get; set; } = 1024;
+
     private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
         int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup;
         var full = InputWindows(d, 1);
-        int perPass = ImagesPerPass(full.Floats + (long)d.Cout * full.Plane, d.N);
+        // In bands of columns when there are enough for every worker to take two: each band's product is computed
+        // and copied to y by one worker. A small map is one GEMM over all its columns instead, split over the workers.
+        bool banded = full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
+        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
         using var windows = Scratch(most.Floats);
-        using var product = Scratch((long)d.Cout * perPass * most.Plane);
-        var rows = BufferPool<long>.Shared.Rent(k);
+        using var product = banded ? null : Scratch((long)d.Cout * perPass * most.Plane);
+        var rows = BufferPool<long>.Shared.Rent(d.Groups * k);
         try
         {
-            float[] X = Arr(x), Y = Arr(y), P = product.Floats;
+            float[] X = Arr(x), Y = Arr(y);
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
                 l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
-                int width = l.Columns(d.OH, d.OW);
                 for (int g = 0; g < d.Groups; g++)
+                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
+                if (banded)
                 {
-                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
+                    BandedGemm(l, d.Groups, coutG, k, Arr(w), Off(w), windows.Floats, rows,
+                        new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0));
+                    continue;
+                }
+                int width = l.Columns(d.OH, d.OW);
+                float[] P = product!.Floats;
+                for (int g = 0; g < d.Groups; g++)
                     fixed (float* pw = Arr(w), pp = windows.Floats, pc = P)
-                    fixed (long* pr = rows)
+                    fixed (long* pr = &rows[g * k])
                         GemmSplit(coutG, width, k, new MatrixView(pw + Off(w) + (long)g * coutG * k, k, false),
                             new MatrixView(pp, 0, false, pr), pc + (long)g * coutG * width, width);
-                }
                 l.Scatter(P, width, d.Cout, d.OH, d.OW, Y, Off(y), n0, d.OH, d.OW, 0, 1, 0, 1,
                     bias is Buf b ? Arr(b) : null, bias is Buf bo ? Off(bo) : 0);
             }
@@ -63,9 +79,75 @@ public sealed partial class CpuBackend
         finally { BufferPool<long>.Shared.Return(rows); }
     }
 
+    /// <summary>Where the product's columns go: output (img, r, c) of a Rows × Cols map per image (column
+    /// img·Plane + r·Wq + c of the windows) lands at Dst[Image0 + img, channel, Row0 + r·RowStep, Col0 + c·ColStep] of a
+    /// Channels × H × W tensor at Offset, plus Bias[channel] when given.</summary>
+    private readonly record struct ProductTarget(float[] Dst, int Offset, int Image0, int Channels, int H, int W, int Rows, int Cols,
+        int Row0, int RowStep, int Col0, int ColStep, float[]? Bias, int BiasOffset);
+
+    /// <summary>y_g = A_g · windows_g for every group, over one pass of images, in bands of GEMM columns (a multiple of
+    /// the workers, each a whole number of register tiles, so no band but the last ends in a partial tile): per band
+    /// every group's GEMM into a worker's product scratch, then the parts of output rows it covers copied to the
+    /// target. A_g is (mG × k) at a[aOffset + g·mG·k]; rows holds each group's k tap offsets, group after group.</summary>
+    private static unsafe void BandedGemm(ConvWindows l, int groups, int mG, int k, float[] a, long aOffset, float[] windows, long[] rows,
+        ProductTarget t)
+    {
+        var isa = CpuIsa.Current;   // workers run outside the caller's CpuIsa.Use scope
+        var blocking = Sgemm.BlockingFor(isa);
+        int width = l.Columns(t.Rows, t.Cols), workers = CpuParallel.Workers;
+        int bands = (width + BandColumns - 1) / BandColumns;
+        bands = (bands + workers - 1) / workers * workers;
+        int bandWidth = ((width + bands - 1) / bands + blocking.NR - 1) / blocking.NR * blocking.NR;
+        bands = (width + bandWidth - 1) / bandWidth;
+        CpuParallel.For(bands, (i0, i1) =>
+        {
+            var pool = BufferPool<float>.Shared;
+            float[] packA = pool.Rent(blocking.PackedALength), packB = pool.Rent(blocking.PackedBLength);
+            float[] product = pool.Rent(t.Channels * bandWidth);
+            try
+            {
+                fixed (float* pa = packA, pb = packB, pc = product, pw = a, pp = windows)
+                fixed (long* pr = rows)
+                    for (int band = i0; band < i1; band++)
+                    {
+                        int c0 = band * bandWidth, c1 = Math.Min(width, c0 + bandWidth), columns = c1 - c0;
+                        for (int g = 0; g < groups; g++)
+                            Sgemm.Run(isa, mG, columns, k, new MatrixView(pw + aOffset + (long)g * mG * k, k, false),
+                                new MatrixView(pp, 0, false, pr + (long)g * k).At(0, c0), pc + (long)g * mG * columns, columns, 1f, 0f, pa, pb);
+                        CopyBand(l, t, pc, columns, c0, c1);
+                    }
+            }
+            finally { pool.Return(packA); pool.Return(packB); pool.Return(product); }
+        }, costPerItem: 2.0 * t.Channels * k * bandWidth);
+    }
+
+    /// <summary>The valid outputs among product columns [c0, c1) (row stride `columns`) to the target.</summary>
+    private static unsafe void CopyBand(ConvWindows l, ProductTarget t, float* product, int columns, int c0, int c1)
+    {
+        for (int c = 0; c < t.Channels; c++)
+        {
+            float add = t.Bias == null ? 0f : t.Bias[t.BiasOffset + c];
+            for (int row = c0 / l.Wq; row * l.Wq < c1; row++)
+            {
+                int img = row / l.Hq, r = row % l.Hq, rowStart = row * l.Wq;
+                int lo = Math.Max(c0, rowStart), hi = Math.Min(c1, rowStart + t.Cols);
+                if (r >= t.Rows || lo >= hi) continue;
+                var src = new ReadOnlySpan<float>(product + (long)c * columns + (lo - c0), hi - lo);
+                int start = t.Offset + (((t.Image0 + img) * t.Channels + c) * t.H + t.Row0 + r * t.RowStep) * t.W + t.Col0 + (lo - rowStart) * t.ColStep;
+                if (t.ColStep == 1)
+                {
+                    var dst = t.Dst.AsSpan(start, hi - lo);
+                    if (add == 0f) src.CopyTo(dst); else TensorPrimitives.Add(src, add, dst);
+                }
+                else
+                    for (int j = 0; j < src.Length; j++) t.Dst[start + j * t.ColStep] = src[j] + add;
+            }
+        }
+    }
+
     /// <summary>rows[(c, i, j)] = the window offset of channel c0 + c at tap tap(i, j), for c &lt; channels,
     /// i &lt; th, j &lt; tw (row-major).</summary>
-    private static void TapRows(in ConvWindows l, int c0, int channels, int th, int tw, long[] rows, Func<int, int, (int, int)> tap)
+    private static void TapRows(in ConvWindows l, int c0, int channels, int th, int tw, Span<long> rows, Func<int, int, (int, int)> tap)
     {
         for (int c = 0, r = 0; c < channels; c++)
             for (int i = 0; i < th; i++)
@@ -156,16 +238,18 @@ public sealed partial class CpuBackend
             wq = SharedPadSpan(d.OW, padLeft, d.W, d.KW);
         }
         var full = new ConvWindows(d.Cout, 1, 1, 1, padTop, padLeft, hq, wq);
-        int perPass = ImagesPerPass(full.Floats + (long)d.Cin * full.Plane, d.N);
+        // In bands (see ImplicitForward) when every phase has enough columns.
+        bool banded = phases.All(p => full.Columns(p.Rows, p.Cols) >= 2 * CpuParallel.Workers * BandColumns);
+        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cin * full.Plane), d.N);
         int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;
         using var weights = Scratch((long)d.Cin * coutG * d.KH * d.KW);
         FlipWeights(d, phases, Arr(w), Off(w), weights.Floats);
         using var windows = Scratch((full with { Images = perPass }).Floats);
-        using var product = Scratch((long)d.Cin * perPass * full.Plane);
-        var rows = BufferPool<long>.Shared.Rent(coutG * d.KH * d.KW);
+        using var product = banded ? null : Scratch((long)d.Cin * perPass * full.Plane);
+        var rows = BufferPool<long>.Shared.Rent(d.Groups * coutG * d.KH * d.KW);
         try
         {
-            float[] DY = Arr(dy), DX = Arr(dx), P = product.Floats;
+            float[] DY = Arr(dy), DX = Arr(dx);
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
@@ -175,15 +259,22 @@ public sealed partial class CpuBackend
                     int width = l.Columns(ph.Rows, ph.Cols), k = coutG * ph.Taps;
                     int dr = padTop - ph.RowShift, dc = padLeft - ph.ColShift;
                     for (int g = 0; g < d.Groups; g++)
+                        TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows.AsSpan(g * k), (i, j) => (i + dr, j + dc));
+                    var target = new ProductTarget(DX, Off(dx), n0, d.Cin, d.H, d.W, ph.Rows, ph.Cols,
+                        ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW, null, 0);
+                    if (banded)
                     {
-                        TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows, (i, j) => (i + dr, j + dc));
+                        BandedGemm(l, d.Groups, cinG, k, weights.Floats, ph.WeightOffset, windows.Floats, rows, target);
+                        continue;
+                    }
+                    float[] P = product!.Floats;
+                    for (int g = 0; g < d.Groups; g++)
                         fixed (float* pw = weights.Floats, pp = windows.Floats, pc = P)
-                        fixed (long* pr = rows)
+                        fixed (long* pr = &rows[g * k])
                             GemmSplit(cinG, width, k, new MatrixView(pw + ph.WeightOffset + (long)g * cinG * k, k, false),
                                 new MatrixView(pp, 0, false, pr), pc + (long)g * cinG * width, width);
-                    }
                     l.Scatter(P, width, d.Cin, ph.Rows, ph.Cols, DX, Off(dx), n0, d.H, d.W,
-                        ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW);
+                        target.Row0, d.StrideH, target.Col0, d.StrideW);
                 }
             }
         }

@@ -7,7 +7,7 @@ namespace MaskBit.Kernels.Cpu;
 /// <summary>A register tile of <see cref="Sgemm"/>: the 6×NR block of C at c (row stride ldc) =
 /// alpha·Σ_k A[·, k]·b[k] + beta·C, with A(r, k) = a[r·rowStride + k·kStride] (a packed panel: 1 and 6; A in
 /// place: its own strides) and a packed B panel (NR floats per k, 64-byte aligned). Rows at or past
-/// <c>rows</c> re-read row 0 (the caller discards them). beta 0 never reads C. Implemented by structs so that the generic packed loop is compiled once per
+/// <c>rows</c> re-read row 0 or are not written (the caller discards them). beta 0 never reads C. Implemented by structs so that the generic packed loop is compiled once per
 /// tile with the call inlined.</summary>
 internal unsafe interface IMicroTile
 {
@@ -23,6 +23,7 @@ internal unsafe struct Ymm6x16 : IMicroTile
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta)
     {
+        if (rows <= TileRows.Half) { MultiplyHalf(kc, a, rowStride, kStride, rows, b, c, ldc, alpha, beta); return; }
         float* a0 = a, a1 = TileRows.Row(a, rowStride, rows, 1), a2 = TileRows.Row(a, rowStride, rows, 2);
         float* a3 = TileRows.Row(a, rowStride, rows, 3), a4 = TileRows.Row(a, rowStride, rows, 4), a5 = TileRows.Row(a, rowStride, rows, 5);
         nint ap = 0;
@@ -53,6 +54,30 @@ internal unsafe struct Ymm6x16 : IMicroTile
         Finish(c + 3L * ldc, c30, c31, va, vb, beta); Finish(c + 4L * ldc, c40, c41, va, vb, beta); Finish(c + 5L * ldc, c50, c51, va, vb, beta);
     }
 
+    /// <summary>The first 3 rows only: an edge tile of C's last 1–3 rows (M mod 6, e.g. 128 = 21·6 + 2) at half
+    /// the cost of a full one. Rows 3–5 of c are left as they are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MultiplyHalf(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* a0 = a, a1 = TileRows.Row(a, rowStride, rows, 1), a2 = TileRows.Row(a, rowStride, rows, 2);
+        nint ap = 0;
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        for (int p = 0; p < kc; p++, ap += kStride, b += 16)
+        {
+            var b0 = Avx.LoadAlignedVector256(b);
+            var b1 = Avx.LoadAlignedVector256(b + 8);
+            var ai = Avx.BroadcastScalarToVector256(a0 + ap);
+            c00 = Fma.MultiplyAdd(ai, b0, c00); c01 = Fma.MultiplyAdd(ai, b1, c01);
+            ai = Avx.BroadcastScalarToVector256(a1 + ap);
+            c10 = Fma.MultiplyAdd(ai, b0, c10); c11 = Fma.MultiplyAdd(ai, b1, c11);
+            ai = Avx.BroadcastScalarToVector256(a2 + ap);
+            c20 = Fma.MultiplyAdd(ai, b0, c20); c21 = Fma.MultiplyAdd(ai, b1, c21);
+        }
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        Finish(c, c00, c01, va, vb, beta); Finish(c + ldc, c10, c11, va, vb, beta); Finish(c + 2L * ldc, c20, c21, va, vb, beta);
+    }
+
     /// <summary>c[0..16) = alpha·acc (+ beta·c unless beta is 0: C may hold garbage then).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Finish(float* c, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, Vector256<float> vbeta, float beta)
@@ -78,6 +103,7 @@ internal unsafe struct Zmm6x32 : IMicroTile
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta)
     {
+        if (rows <= TileRows.Half) { MultiplyHalf(kc, a, rowStride, kStride, rows, b, c, ldc, alpha, beta); return; }
         float* a0 = a, a1 = TileRows.Row(a, rowStride, rows, 1), a2 = TileRows.Row(a, rowStride, rows, 2);
         float* a3 = TileRows.Row(a, rowStride, rows, 3), a4 = TileRows.Row(a, rowStride, rows, 4), a5 = TileRows.Row(a, rowStride, rows, 5);
         nint ap = 0;
@@ -107,6 +133,29 @@ internal unsafe struct Zmm6x32 : IMicroTile
         Finish(c + 3L * ldc, c30, c31, va, vb, beta); Finish(c + 4L * ldc, c40, c41, va, vb, beta); Finish(c + 5L * ldc, c50, c51, va, vb, beta);
     }
 
+    /// <summary>The first 3 rows only (see <see cref="Ymm6x16"/>'s).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MultiplyHalf(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* a0 = a, a1 = TileRows.Row(a, rowStride, rows, 1), a2 = TileRows.Row(a, rowStride, rows, 2);
+        nint ap = 0;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        for (int p = 0; p < kc; p++, ap += kStride, b += 32)
+        {
+            var b0 = Vector512.LoadAligned(b);
+            var b1 = Vector512.LoadAligned(b + 16);
+            var ai = Vector512.Create(a0[ap]);
+            c00 = Avx512F.FusedMultiplyAdd(ai, b0, c00); c01 = Avx512F.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector512.Create(a1[ap]);
+            c10 = Avx512F.FusedMultiplyAdd(ai, b0, c10); c11 = Avx512F.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector512.Create(a2[ap]);
+            c20 = Avx512F.FusedMultiplyAdd(ai, b0, c20); c21 = Avx512F.FusedMultiplyAdd(ai, b1, c21);
+        }
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        Finish(c, c00, c01, va, vb, beta); Finish(c + ldc, c10, c11, va, vb, beta); Finish(c + 2L * ldc, c20, c21, va, vb, beta);
+    }
+
     /// <summary>c[0..32) = alpha·acc (+ beta·c unless beta is 0: C may hold garbage then).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Finish(float* c, Vector512<float> lo, Vector512<float> hi, Vector512<float> alpha, Vector512<float> vbeta, float beta)
@@ -126,6 +175,9 @@ internal unsafe struct Zmm6x32 : IMicroTile
 
 internal static unsafe class TileRows
 {
+    /// <summary>Tiles of at most this many rows run a 3-row loop (half the FMAs of the 6-row one).</summary>
+    public const int Half = 3;
+
     /// <summary>Row r of a tile's A, or row 0 when the tile has fewer rows (its results are discarded).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float* Row(float* a, nint rowStride, int rows, int r) => r < rows ? a + r * rowStride : a;

@@ -177,7 +177,9 @@ internal static unsafe class Sgemm
     private static void PackB(MatrixView b, int kc, int nc, int nr, float* dst)
     {
         if (b.Trans && b.Rows != null) { PackTransposedRows(b, kc, nc, nr, dst); return; }
-        for (int c0 = 0; c0 < nc; c0 += nr, dst += nr * kc)
+        int c0 = 0;
+        if (!b.Trans) c0 = PackPanelGroups(b, kc, nc, nr, dst);
+        for (dst += (long)c0 * kc; c0 < nc; c0 += nr, dst += nr * kc)
         {
             int cols = Math.Min(nr, nc - c0);
             if (!b.Trans)
@@ -216,6 +218,25 @@ internal static unsafe class Sgemm
                 }
             }
         }
+    }
+
+    /// <summary>The leading whole groups of <see cref="PackB"/>'s panels of a K×N view, 4 panels per pass: each k
+    /// reads 4·nr contiguous values (several cache lines of one page) instead of one line per row of a page-sized
+    /// stride. Returns the columns packed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int PackPanelGroups(MatrixView b, int kc, int nc, int nr, float* dst)
+    {
+        const int PanelsPerRow = 4;
+        int c0 = 0;
+        for (; c0 + PanelsPerRow * nr <= nc; c0 += PanelsPerRow * nr, dst += PanelsPerRow * nr * kc)
+            for (int p = 0; p < kc; p++)
+            {
+                float* src = b.Row(p) + c0, d = dst + p * nr;
+                for (int q = 0; q < PanelsPerRow; q++, src += nr, d += nr * kc)
+                    for (int j0 = 0; j0 < nr; j0 += 8)
+                        Avx.Store(d + j0, Avx.LoadVector256(src + j0));
+            }
+        return c0;
     }
 
     /// <summary><see cref="PackB"/> for a transposed view with a row table: column j of op(B) is the contiguous
