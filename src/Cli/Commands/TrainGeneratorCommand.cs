@@ -83,7 +83,7 @@ public static class TrainGeneratorCommand
             if (statsPath != null && inceptionPath == null) throw new UsageException("--fid-stats: gFID needs the FID InceptionV3 (--inception-weights) too");
             var inception = inceptionPath == null ? null
                 : InceptionFeatureExtractor.Load(CommandSupport.RequireFile(inceptionPath, "--inception-weights", "pass the FID InceptionV3 weights file"));
-            var reference = statsPath == null ? null : GaussianStatistics.LoadNpz(CommandSupport.RequireFile(statsPath, "--fid-stats", "pass an ADM-style .npz with mu and sigma"));
+            var reference = statsPath == null ? null : ReferenceStatistics.Load(CommandSupport.RequireFile(statsPath, "--fid-stats", "pass an ADM-style .npz with mu and sigma (or reference images arr_0)"), inception);
 
             var progress = new ProgressDisplay(stdout, "train", plainLines: false);   // the trainer logs every log_every steps
             using var stop = new StopSignal(progress.Log);
