@@ -12,8 +12,9 @@ public enum TokenizerMetric
     Rfid = 1 << 5,
     CodebookUsage = 1 << 6,
     CodebookEntropy = 1 << 7,
+    /// <summary>Opt-in, as in the reference (enable_lpips_score defaults to False): not part of <see cref="All"/>.</summary>
     Lpips = 1 << 8,
-    All = Mae | Mse | Psnr | Ssim | InceptionScore | Rfid | CodebookUsage | CodebookEntropy | Lpips,
+    All = Mae | Mse | Psnr | Ssim | InceptionScore | Rfid | CodebookUsage | CodebookEntropy,
 }
 
 /// <summary>The reference's `TokenizerEvaluator`: metrics of reconstructions accumulated over `Update` batches,
