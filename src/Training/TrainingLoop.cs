@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Interop;
 
@@ -120,6 +121,10 @@ public static class EmaWeights
 /// writing grids and evaluating at the config's cadence — and write a final checkpoint. Cancellation (Ctrl-C,
 /// SIGTERM, a time budget) stops after the current step with a checkpoint; a NaN/Inf term stops the run naming
 /// the term, the step and the last good checkpoint. Every step runs in its own <see cref="TensorScope"/>.
+/// <para>Launched by <c>mpirun</c>, every rank runs this loop over its share of each global batch (the stage's
+/// steps average the gradients, <see cref="GradientAverager"/>): rank 0's weights go to every rank first, the logged
+/// values are averaged over the ranks every step, a stop asked on any rank stops all after the same step, and only
+/// rank 0 writes the config, metrics, checkpoints, grids and log lines and evaluates (<see cref="DataParallel"/>).</para>
 /// </summary>
 public static class TrainingLoop
 {
@@ -127,7 +132,11 @@ public static class TrainingLoop
         Action<TrainingStepReport>? onStep = null, CancellationToken cancel = default)
     {
         var state = stage.State;
-        run.Start(state.ConfigYaml ?? "");
+        var group = ProcessGroup.World;
+        bool main = group.IsMain();
+        if (!main) (log, onStep) = (TextWriter.Null, null);
+        if (main) run.Start(state.ConfigYaml ?? "");
+        group.Barrier();
         string? lastCheckpoint = settings.Resume ? run.LatestCheckpoint() : null;
         if (lastCheckpoint != null)
         {
@@ -135,16 +144,24 @@ public static class TrainingLoop
             log.WriteLine($"resumed from {lastCheckpoint} at step {state.Step}");
         }
         else if (settings.Resume) log.WriteLine("no checkpoint to resume from; training from scratch");
+        DataParallel.RequireSameStep(group, state.Step);
         stage.Start(state.Data, resumed: lastCheckpoint != null);
-        using var metrics = run.OpenMetrics(state.Step);
-        log.WriteLine($"{stage.Describe()}; steps {state.Step}/{settings.MaxTrainSteps}; output {run.Root}");
+        DataParallel.BroadcastWeights(group, state);
+        using var metrics = main ? run.OpenMetrics(state.Step) : null;
+        log.WriteLine($"{stage.Describe()}; steps {state.Step}/{settings.MaxTrainSteps}; output {run.Root}" +
+                      (group.WorldSize > 1 ? $"; {group.WorldSize} ranks" : ""));
 
+        // Every rank knows the path; rank 0 writes the file, and the others pass once it is there (they resume from it).
         string Save()
         {
             state.Data = stage.Position;
             string path = run.CheckpointPath(state.Step);
-            TrainingCheckpoint.Save(path, state);
-            log.WriteLine($"saved checkpoint {path}");
+            if (main)
+            {
+                TrainingCheckpoint.Save(path, state);
+                log.WriteLine($"saved checkpoint {path}");
+            }
+            group.Barrier();
             return lastCheckpoint = path;
         }
         bool SavedNow() => lastCheckpoint == run.CheckpointPath(state.Step);
@@ -152,9 +169,10 @@ public static class TrainingLoop
         var window = Stopwatch.StartNew();
         long windowStart = state.Step;
         double itPerSecond = 0;
+        bool stopAgreed = false;
         while (state.Step < settings.MaxTrainSteps)
         {
-            if (cancel.IsCancellationRequested)
+            if (group.WorldSize == 1 ? cancel.IsCancellationRequested : stopAgreed)
             {
                 if (!SavedNow()) Save();
                 log.WriteLine($"cancelled at step {state.Step}; run the same command again to resume from {lastCheckpoint}");
@@ -167,8 +185,10 @@ public static class TrainingLoop
                 try { values = stage.TrainStep(state.Step); }
                 catch (TrainingDivergedException e) { throw e.WithCheckpoint(lastCheckpoint); }
                 state.Step++;
+                DataParallel.AverageBuffers(group, state);
+                stopAgreed = DataParallel.AverageAndAgreeOnStop(group, values, cancel.IsCancellationRequested);
                 // Inside the step's scope: the tokenizer's grid shows the step's last images.
-                if (Every(settings.GenerateEvery, state.Step))
+                if (main && Every(settings.GenerateEvery, state.Step))
                 {
                     string path = run.SamplesPath(state.Step);
                     Directory.CreateDirectory(run.SamplesDir);
@@ -183,7 +203,7 @@ public static class TrainingLoop
                 values["epoch"] = stage.Position.Epoch;
                 values["it_per_s"] = itPerSecond;
                 values["samples_per_s"] = itPerSecond * stage.SamplesPerStep;
-                metrics.Write(state.Step, values);
+                metrics?.Write(state.Step, values);
                 log.WriteLine(ProgressLine(stage, state.Step, settings.MaxTrainSteps, values, itPerSecond));
                 window.Restart();
                 windowStart = state.Step;
@@ -191,9 +211,9 @@ public static class TrainingLoop
             onStep?.Invoke(new TrainingStepReport(state.Step, settings.MaxTrainSteps, values,
                 values.GetValueOrDefault(stage.ProgressTerms[0].Key, double.NaN), itPerSecond));
             if (Every(settings.SaveEvery, state.Step)) Save();
-            if (Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
+            if (main && Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
             {
-                metrics.Write(state.Step, scores.ToDictionary(kv => "eval/" + kv.Key, kv => kv.Value));
+                metrics!.Write(state.Step, scores.ToDictionary(kv => "eval/" + kv.Key, kv => kv.Value));
                 log.WriteLine($"eval at step {state.Step}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value.ToString("F4", CultureInfo.InvariantCulture)}")));
             }
         }

@@ -47,7 +47,7 @@ internal static class TrainCommand
                 OutputDir = outputDir,
                 PerceptualWeights = parse.GetValue(perceptualWeights),
                 AllowNoPerceptual = parse.GetValue(allowNoPerceptual),
-                Log = progress.Log,
+                Log = CommandSupport.RankLog(progress.Log),
                 OnStep = progress.Shows ? progress.ReportStep : null,
             });
             using var stop = new StopSignal(progress.Log);

@@ -78,7 +78,7 @@ public static class TrainGeneratorCommand
             {
                 var trainer = new GeneratorTrainer(cfg, new GeneratorTrainerOptions
                 {
-                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = !parse.GetValue(noCache), Log = progress.Log,
+                    OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = !parse.GetValue(noCache), Log = CommandSupport.RankLog(progress.Log),
                     OnStep = progress.Shows ? progress.ReportStep : null,
                 });
                 var result = trainer.Run(stop.Token);
