@@ -72,7 +72,7 @@ public sealed class GeneratorTrainer : ITrainingStage
     public TrainingResult Run(CancellationToken cancellation = default)
     {
         var result = TrainingLoop.Run(Folder, Settings.Loop, this, _options.Log, _options.OnStep, cancellation);
-        if (result.Outcome == TrainingOutcome.Completed) SaveWeights();
+        if (result.Outcome == TrainingOutcome.Completed && ProcessGroup.World.IsMain()) SaveWeights();
         return result;
     }
 

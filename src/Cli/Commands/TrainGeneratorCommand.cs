@@ -83,7 +83,7 @@ public static class TrainGeneratorCommand
                 });
                 var result = trainer.Run(stop.Token);
                 if (result.Outcome == TrainingOutcome.Cancelled) return Program.ExitInterrupted;
-                progress.Log.WriteLine($"weights to sample with: {trainer.WeightsPath}");
+                CommandSupport.RankLog(progress.Log).WriteLine($"weights to sample with: {trainer.WeightsPath}");
                 return Program.ExitOk;
             }
             finally { progress.Finish(); }
