@@ -72,7 +72,7 @@ public interface ITrainingStage
 {
     /// <summary>Modules, optimizers, EMAs, schedules and RNGs (the loop keeps the step and data position in it).</summary>
     TrainingState State { get; }
-    /// <summary>Images per optimisation step (all accumulated micro-batches).</summary>
+    /// <summary>Images per optimisation step (all accumulated micro-batches of all ranks).</summary>
     int SamplesPerStep { get; }
     /// <summary>(label, metric) pairs of the progress line; the first is the stage's main loss.</summary>
     IReadOnlyList<(string Label, string Key)> ProgressTerms { get; }
