@@ -26,6 +26,9 @@ public interface ITokenBatches
 /// naming the tokenizer file with its size and modification time, the dataset and the count). A later run with
 /// the same source loads the file instead of encoding; a different source rebuilds it. Epochs visit full batches
 /// in an order shuffled from (seed, epoch). Unlike the on-the-fly loader, an unreadable sample is an error here.
+/// With several ranks (<paramref name="rank"/> of <paramref name="worldSize"/>) each rank takes its share of every
+/// global batch (as <see cref="DataLoaderOptions.Rank"/>) and encodes only the samples it meets, so no rank holds every
+/// sample's tokens: such runs reuse a tokens.npz a one-process run wrote, and otherwise keep the tokens in memory.
 /// </summary>
 public sealed class CachedTokenBatches : ITokenBatches
 {
@@ -38,7 +41,7 @@ public sealed class CachedTokenBatches : ITokenBatches
     private readonly Action<string>? _log;
     private readonly int[] _tokens, _labels;
     private readonly bool[] _encoded;
-    private readonly int _seqLen, _batchSize, _seed;
+    private readonly int _seqLen, _batchSize, _seed, _rank, _worldSize;
     private int _encodedCount;
 
     public int Count => _labels.Length;
@@ -47,14 +50,14 @@ public sealed class CachedTokenBatches : ITokenBatches
     /// <summary>Opens the cache at <paramref name="cachePath"/>, loading it when it was made from the same tokenizer
     /// file and dataset.</summary>
     public CachedTokenBatches(string cachePath, string tokenizerPath, ImageTokenizer tokenizer, IImageDataset dataset, string datasetKey,
-        Func<HostImage, Random, HostImage>? transform, int seqLen, int batchSize, int seed, Action<string>? log)
+        Func<HostImage, Random, HostImage>? transform, int seqLen, int batchSize, int seed, Action<string>? log, int rank = 0, int worldSize = 1)
     {
-        if (dataset.Count < batchSize) throw new InvalidDataException($"{dataset.Count} samples make no full batch of {batchSize}");
+        if (dataset.Count < batchSize * worldSize) throw new InvalidDataException($"{dataset.Count} samples make no full batch of {batchSize * worldSize}");
         var tokenizerFile = new FileInfo(tokenizerPath);
         _source = $"tokenizer={tokenizerFile.FullName};size={tokenizerFile.Length};mtime={tokenizerFile.LastWriteTimeUtc.Ticks};" +
                   $"dataset={datasetKey};count={dataset.Count};seq_len={seqLen}";
         _cachePath = cachePath; _tokenizer = tokenizer; _dataset = dataset; _transform = transform; _log = log;
-        _seqLen = seqLen; _batchSize = batchSize; _seed = seed;
+        _seqLen = seqLen; _batchSize = batchSize; _seed = seed; _rank = rank; _worldSize = worldSize;
         _tokens = new int[dataset.Count * seqLen];
         _labels = new int[dataset.Count];
         _encoded = new bool[dataset.Count];
@@ -72,7 +75,7 @@ public sealed class CachedTokenBatches : ITokenBatches
         else log?.Invoke($"token cache: {cachePath} was made from other data or another tokenizer; it will be rebuilt");
     }
 
-    public int BatchesPerEpoch => Count / _batchSize;
+    public int BatchesPerEpoch => Count / (_batchSize * _worldSize);
 
     public IEnumerable<TokenBatch> From(DataPosition position)
     {
@@ -88,7 +91,7 @@ public sealed class CachedTokenBatches : ITokenBatches
             }
             for (int b = epoch == position.Epoch ? position.Batch : 0; b < BatchesPerEpoch; b++)
             {
-                var samples = order.AsSpan(b * _batchSize, _batchSize).ToArray();
+                var samples = order.AsSpan((b * _worldSize + _rank) * _batchSize, _batchSize).ToArray();
                 EnsureEncoded(samples);
                 var tokens = new int[_batchSize * _seqLen];
                 var labels = new int[_batchSize];

@@ -1,4 +1,5 @@
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
@@ -81,7 +82,7 @@ public sealed class GeneratorTrainer : ITrainingStage
     public TrainingResult Run(CancellationToken cancellation = default)
     {
         var result = TrainingLoop.Run(Folder, Settings.Loop, this, _options.Log, _options.OnStep, cancellation);
-        if (result.Outcome == TrainingOutcome.Completed) SaveWeights();
+        if (result.Outcome == TrainingOutcome.Completed && ProcessGroup.World.IsMain()) SaveWeights();
         return result;
     }
 
@@ -94,13 +95,14 @@ public sealed class GeneratorTrainer : ITrainingStage
 
     // ---- the stage ---------------------------------------------------------------------------------------------
 
-    public int SamplesPerStep => Settings.BatchSize * Settings.AccumulationSteps;
+    public int SamplesPerStep => Settings.BatchSize * Settings.AccumulationSteps * ProcessGroup.World.WorldSize;
 
     public IReadOnlyList<(string Label, string Key)> ProgressTerms { get; } =
         [("loss", "train/mlm_loss"), ("masked loss", "train/masked_token_loss"), ("masked acc", "train/masked_correct_tokens"), ("grad norm", "grad_norm")];
 
     public string Describe() => $"training the generator: {Generator.ParameterCount():N0} parameters on tokens of {_tokenizerPath}; " +
-                                $"batch {Settings.BatchSize} × {Settings.AccumulationSteps} accumulation";
+                                $"batch {Settings.BatchSize} × {Settings.AccumulationSteps} accumulation" +
+                                (ProcessGroup.World.WorldSize > 1 ? $" × {ProcessGroup.World.WorldSize} ranks = {SamplesPerStep}" : "");
 
     public DataPosition Position { get; private set; }
 
@@ -147,14 +149,17 @@ public sealed class GeneratorTrainer : ITrainingStage
         if (cache && augments)
             _options.Log.WriteLine("note: the token cache holds tokens of un-augmented (resized, centre-cropped) images: " +
                                    "the config's random crop and flip (dataset.preprocessing.use_random_crop) are not applied");
+        var group = ProcessGroup.World;
         ITokenBatches source = cache
             ? new CachedTokenBatches(Path.Combine(Folder.Root, CachedTokenBatches.FileName), _tokenizerPath, Tokenizer, dataset, key,
-                TrainingData.TokenTransform(transform, augment: false), seqLen, Settings.BatchSize, Settings.Seed, _options.Log.WriteLine)
+                TrainingData.TokenTransform(transform, augment: false), seqLen, Settings.BatchSize, Settings.Seed, _options.Log.WriteLine,
+                group.Rank, group.WorldSize)
             : new EncodedTokenBatches(new DataLoader(dataset, new DataLoaderOptions
             {
                 BatchSize = Settings.BatchSize, Shuffle = true, Seed = Settings.Seed, DropLast = true, Workers = _options.DataWorkers,
                 Transform = TrainingData.TokenTransform(transform, augment: true),
                 OnSkipped = s => _options.Log.WriteLine($"skipped unreadable sample {s.Key}: {s.Reason}"),
+                Rank = group.Rank, WorldSize = group.WorldSize,
             }), Tokenizer, seqLen);
         if (!Settings.OverfitBatch) return source.From(position);
         // Overfitting cycles over the first batches of epoch 0, whatever the position.

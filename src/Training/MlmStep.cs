@@ -1,6 +1,7 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Autograd.Optim;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
@@ -8,24 +9,30 @@ using MaskBit.Models.Interop;
 namespace MaskBit.Models.Training;
 
 /// <summary>Masking and label-dropout draws from a checkpointable <see cref="Rng"/> (its state is saved with
-/// the training checkpoint, so a resumed run draws what the uninterrupted one would have).</summary>
-public sealed class RngRandomSource(Rng rng) : IRandomSource
+/// the training checkpoint, so a resumed run draws what the uninterrupted one would have). With
+/// <paramref name="worldSize"/> ranks each holding its share of a global batch (draws are per sample, sample after
+/// sample), every rank draws for the whole global batch and keeps the slice of rank <paramref name="rank"/>: the
+/// ranks' generators stay identical, and the samples get the draws one process with the global batch would give.</summary>
+public sealed class RngRandomSource(Rng rng, int rank = 0, int worldSize = 1) : IRandomSource
 {
     public Rng Rng { get; } = rng;
 
-    public void Uniform(Span<float> destination)
-    {
-        for (int i = 0; i < destination.Length; i++) destination[i] = Rng.NextFloat();
-    }
+    public void Uniform(Span<float> destination) => Draw(destination, static rng => rng.NextFloat());
 
     public void CategoricalUniform(Span<float> destination) => Uniform(destination);
 
-    public void Gumbel(Span<float> destination)
+    public void Gumbel(Span<float> destination) => Draw(destination, static rng =>
     {
-        for (int i = 0; i < destination.Length; i++)
+        double u = ((rng.NextUInt64() >> 40) + 0.5) / (1 << 24);   // strictly inside (0, 1)
+        return (float)-Math.Log(-Math.Log(u));
+    });
+
+    private void Draw(Span<float> destination, Func<Rng, float> next)
+    {
+        for (int r = 0; r < worldSize; r++)
         {
-            double u = ((Rng.NextUInt64() >> 40) + 0.5) / (1 << 24);   // strictly inside (0, 1)
-            destination[i] = (float)-Math.Log(-Math.Log(u));
+            if (r == rank) for (int i = 0; i < destination.Length; i++) destination[i] = next(Rng);
+            else for (int i = 0; i < destination.Length; i++) next(Rng);
         }
     }
 }
@@ -33,7 +40,8 @@ public sealed class RngRandomSource(Rng rng) : IRandomSource
 /// <summary>
 /// One Stage-II optimisation step as the reference's scripts/train_maskbit.py takes it: the batch's tokens split into
 /// groups and masked per sample along the train schedule, class labels dropped for classifier-free guidance, the
-/// forward in train mode, the MLM loss, backward, gradient clipping on the device, then the loss, norm and logged
+/// forward in train mode, the MLM loss, backward, under mpirun the ranks' gradients averaged
+/// (<see cref="GradientAverager"/>), gradient clipping on the device, then the loss, norm and logged
 /// statistics in one download (the NaN stop needs them) before AdamW steps, its schedule advances and the EMA
 /// follows. With training.gradient_accumulation_steps above 1 the masking, forward and backward repeat per
 /// micro-batch (each loss divided by their number) before that one clipped step. Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
@@ -52,6 +60,7 @@ public sealed class MlmStep
     private readonly RngRandomSource _random;
     private readonly MlmLoss _loss;
     private readonly List<Tensor> _parameters;
+    private readonly GradientAverager _gradients = new(ProcessGroup.World);
 
     public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
     {
@@ -60,7 +69,7 @@ public sealed class MlmStep
         Rng = new Rng((ulong)settings.Seed);
         Generator.DropoutGenerator = Rng;
         Generator.Train();
-        _random = new RngRandomSource(Rng);
+        _random = new RngRandomSource(Rng, ProcessGroup.World.Rank, ProcessGroup.World.WorldSize);
         _loss = new MlmLoss(settings.LabelSmoothing, settings.SumSplits);
         _parameters = Generator.Parameters().ToList();
         var o = settings.Optimizer;
@@ -107,6 +116,7 @@ public sealed class MlmStep
             logged.AddRange(batchStatistics.Sums);
             statistics.Add(batchStatistics);
         }
+        _gradients.Average(_parameters);
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
         if (norm != null) logged.Add(norm);
         var host = Tensor.Items(logged);

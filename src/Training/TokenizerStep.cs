@@ -1,6 +1,7 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Autograd.Optim;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Interop;
 using MaskBit.Models.Tokenizer;
@@ -13,7 +14,7 @@ namespace MaskBit.Models.Training;
 /// frozen, with the weights of <see cref="TokenizerTrainingSettings.PerceptualWeights"/>) is back-propagated, then — from
 /// losses.discriminator_start on — the discriminator objective on real images vs the detached reconstructions; each
 /// loss is divided by training.gradient_accumulation_steps (as accelerate does). Gradients are clipped on the device
-/// to training.max_grad_norm; the loss terms and norms then come to the host in one download (logging and the NaN
+/// to training.max_grad_norm (under mpirun after the ranks' gradients are averaged, <see cref="GradientAverager"/>); the loss terms and norms then come to the host in one download (logging and the NaN
 /// stop need them) before either AdamW steps and its schedule advances; an EMA follows the tokenizer's weights.
 /// The training loop, <c>maskbit bench</c> and <c>maskbit profile</c> all run this type.
 /// </summary>
@@ -31,6 +32,7 @@ public sealed class TokenizerStep
     public LrSchedule DiscriminatorSchedule { get; }
     public Ema? Ema { get; }
     private readonly IReadOnlyList<Tensor> _parameters;
+    private readonly GradientAverager _gradients = new(ProcessGroup.World);
 
     public TokenizerStep(TokenizerConfig tokenizer, DiscriminatorConfig discriminator, VqganLossConfig loss, TokenizerTrainingSettings settings)
     {
@@ -96,6 +98,8 @@ public sealed class TokenizerStep
             (micro == 1 ? discriminatorLoss : discriminatorLoss * share).Backward();
         }
 
+        // Data parallel: the tokenizer's and the discriminator's gradients become their mean over the ranks.
+        _gradients.Average([.. _parameters, .. DiscriminatorOptimizer.Parameters]);
         var norms = new Dictionary<string, Tensor>();
         if (Settings.MaxGradNorm is { } maxNorm)
         {

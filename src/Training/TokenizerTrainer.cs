@@ -1,4 +1,5 @@
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Interop;
@@ -93,38 +94,42 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
     private DataLoader CreateLoader(IImageDataset dataset)
     {
         var transform = TrainingData.Transform(Config);
+        var group = ProcessGroup.World;
         var options = new DataLoaderOptions
         {
             BatchSize = Settings.BatchSize, Seed = Settings.Seed, Workers = Settings.Workers, DropLast = true,
             Transform = transform.Train, OnSkipped = s => _log.WriteLine($"warning: skipped unreadable sample {s.Key}: {s.Reason}"),
+            Rank = group.Rank, WorldSize = group.WorldSize,
         };
         if (Settings.OverfitBatch)
         {
             // The reference keeps the first overfit_batch_num batches and cycles through them in order.
             var order = new DataLoader(dataset, options).EpochOrder(0);
-            dataset = new SubsetDataset(dataset, order.Take(Settings.OverfitBatchNum * Settings.BatchSize).ToArray());
+            dataset = new SubsetDataset(dataset, order.Take(Settings.OverfitBatchNum * Settings.BatchSize * group.WorldSize).ToArray());
             options = new DataLoaderOptions
             {
                 BatchSize = options.BatchSize, Seed = options.Seed, Workers = options.Workers, DropLast = true,
-                Transform = options.Transform, OnSkipped = options.OnSkipped, Shuffle = false,
+                Transform = options.Transform, OnSkipped = options.OnSkipped, Shuffle = false, Rank = options.Rank, WorldSize = options.WorldSize,
             };
         }
         var loader = new DataLoader(dataset, options);
         if (loader.BatchesPerEpoch == 0)
-            throw new ConfigException($"{Config.File}: the training data has {dataset.Count} images, fewer than training.per_gpu_batch_size {Settings.BatchSize}");
+            throw new ConfigException($"{Config.File}: the training data has {dataset.Count} images, fewer than one global batch " +
+                                      $"(training.per_gpu_batch_size {Settings.BatchSize} × {group.WorldSize} ranks)");
         return loader;
     }
 
     // ---- the stage ---------------------------------------------------------------------------------------------
 
-    public int SamplesPerStep => Settings.BatchSize * Settings.AccumulationSteps;
+    public int SamplesPerStep => Loader.GlobalBatchSize * Settings.AccumulationSteps;
 
     public IReadOnlyList<(string Label, string Key)> ProgressTerms { get; } =
         [("loss", "total_loss"), ("rec", "reconstruction_loss"), ("quant", "quantizer_loss"), ("gan", "weighted_gan_loss"), ("disc", "discriminator_loss")];
 
     public string Describe() =>
         $"training {Settings.Name}: tokenizer {Model.ParameterCount():N0} parameters, discriminator {Loss.ParameterCount():N0}; " +
-        $"{Loader.Dataset.Count:N0} images, batch {Settings.BatchSize} × {Settings.AccumulationSteps} accumulation";
+        $"{Loader.Dataset.Count:N0} images, batch {Settings.BatchSize} × {Settings.AccumulationSteps} accumulation" +
+        (Loader.Options.WorldSize > 1 ? $" × {Loader.Options.WorldSize} ranks = {SamplesPerStep}" : "");
 
     public DataPosition Position { get; private set; }
 

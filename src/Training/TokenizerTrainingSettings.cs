@@ -1,3 +1,4 @@
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Training;
@@ -28,9 +29,10 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
         double discriminatorLr = c.GetDouble("optimizer.params.discriminator_learning_rate", optimizer.LearningRate);
         if (c.GetBool("optimizer.params.scale_lr", false))
         {
-            // One process: the reference scales by per-GPU batch × processes × accumulation.
-            optimizer = optimizer with { LearningRate = optimizer.LearningRate * batchSize * accumulation };
-            discriminatorLr *= batchSize * accumulation;
+            // As the reference: by the global batch, per-GPU batch × processes × accumulation.
+            int globalBatch = batchSize * ProcessGroup.World.WorldSize * accumulation;
+            optimizer = optimizer with { LearningRate = optimizer.LearningRate * globalBatch };
+            discriminatorLr *= globalBatch;
         }
         return new TokenizerTrainingSettings
         {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Interop;
 
@@ -114,7 +115,7 @@ public interface ITrainingStage
 {
     /// <summary>Modules, optimizers, EMAs, schedules and RNGs (the loop keeps the step and data position in it).</summary>
     TrainingState State { get; }
-    /// <summary>Images per optimisation step (all accumulated micro-batches).</summary>
+    /// <summary>Images per optimisation step (all accumulated micro-batches of all ranks).</summary>
     int SamplesPerStep { get; }
     /// <summary>(label, metric) pairs of the progress line; the first is the stage's main loss.</summary>
     IReadOnlyList<(string Label, string Key)> ProgressTerms { get; }
@@ -165,6 +166,10 @@ public static class EmaWeights
 /// writing grids and evaluating at the config's cadence — and write a final checkpoint. Cancellation (Ctrl-C,
 /// SIGTERM, a time budget) stops after the current step with a checkpoint; a NaN/Inf term stops the run naming
 /// the term, the step and the last good checkpoint. Every step runs in its own <see cref="TensorScope"/>.
+/// <para>Launched by <c>mpirun</c>, every rank runs this loop over its share of each global batch (the stage's
+/// steps average the gradients, <see cref="GradientAverager"/>): rank 0's weights go to every rank first, the logged
+/// values are averaged over the ranks every step, a stop asked on any rank stops all after the same step, and only
+/// rank 0 writes the config, metrics, checkpoints, grids and log lines and evaluates (<see cref="DataParallel"/>).</para>
 /// </summary>
 public static class TrainingLoop
 {
@@ -172,7 +177,11 @@ public static class TrainingLoop
         Action<TrainingStepReport>? onStep = null, CancellationToken cancel = default)
     {
         var state = stage.State;
-        run.Start(state.ConfigYaml ?? "");
+        var group = ProcessGroup.World;
+        bool main = group.IsMain();
+        if (!main) (log, onStep) = (TextWriter.Null, null);
+        if (main) run.Start(state.ConfigYaml ?? "");
+        group.Barrier();
         string? lastCheckpoint = settings.Resume ? run.LatestCheckpoint() : null;
         if (lastCheckpoint != null)
         {
@@ -183,17 +192,25 @@ public static class TrainingLoop
         }
         else if (settings.Resume) log.WriteLine("no checkpoint to resume from; training from scratch");
         bool initialized = lastCheckpoint == null && InitializeFrom(settings.InitCheckpoint, state, log);
+        DataParallel.RequireSameStep(group, state.Step);
         stage.Start(state.Data, resumed: lastCheckpoint != null || initialized);
-        using var metrics = run.OpenMetrics(state.Step);
-        using var tensorBoard = settings.Logger == TrainingLogger.TensorBoard ? new TensorBoardLog(run.TensorBoardDir, state.Step) : null;
-        log.WriteLine($"{stage.Describe()}; steps {state.Step}/{settings.MaxTrainSteps}; output {run.Root}");
+        DataParallel.BroadcastWeights(group, state);
+        using var metrics = main ? run.OpenMetrics(state.Step) : null;
+        using var tensorBoard = main && settings.Logger == TrainingLogger.TensorBoard ? new TensorBoardLog(run.TensorBoardDir, state.Step) : null;
+        log.WriteLine($"{stage.Describe()}; steps {state.Step}/{settings.MaxTrainSteps}; output {run.Root}" +
+                      (group.WorldSize > 1 ? $"; {group.WorldSize} ranks" : ""));
 
+        // Every rank knows the path; rank 0 writes the file, and the others pass once it is there (they resume from it).
         string Save()
         {
             state.Data = stage.Position;
             string path = run.CheckpointPath(state.Step);
-            TrainingCheckpoint.Save(path, state);
-            log.WriteLine($"saved checkpoint {path}");
+            if (main)
+            {
+                TrainingCheckpoint.Save(path, state);
+                log.WriteLine($"saved checkpoint {path}");
+            }
+            group.Barrier();
             return lastCheckpoint = path;
         }
         bool SavedNow() => lastCheckpoint == run.CheckpointPath(state.Step);
@@ -201,9 +218,10 @@ public static class TrainingLoop
         var window = Stopwatch.StartNew();
         long windowStart = state.Step;
         double itPerSecond = 0;
+        bool stopAgreed = false;
         while (state.Step < settings.MaxTrainSteps)
         {
-            if (cancel.IsCancellationRequested)
+            if (group.WorldSize == 1 ? cancel.IsCancellationRequested : stopAgreed)
             {
                 if (!SavedNow()) Save();
                 log.WriteLine($"cancelled at step {state.Step}; run the same command again to resume from {lastCheckpoint}");
@@ -216,8 +234,10 @@ public static class TrainingLoop
                 try { values = stage.TrainStep(state.Step); }
                 catch (TrainingDivergedException e) { throw e.WithCheckpoint(lastCheckpoint); }
                 state.Step++;
+                DataParallel.AverageBuffers(group, state);
+                stopAgreed = DataParallel.AverageAndAgreeOnStop(group, values, cancel.IsCancellationRequested);
                 // Inside the step's scope: the tokenizer's grid shows the step's last images.
-                if (Every(settings.GenerateEvery, state.Step))
+                if (main && Every(settings.GenerateEvery, state.Step))
                 {
                     string path = run.SamplesPath(state.Step);
                     Directory.CreateDirectory(run.SamplesDir);
@@ -233,7 +253,7 @@ public static class TrainingLoop
                 values["epoch"] = settings.StepsPerEpoch is { } epochSteps ? state.Step / epochSteps : stage.Position.Epoch;
                 values["it_per_s"] = itPerSecond;
                 values["samples_per_s"] = itPerSecond * stage.SamplesPerStep;
-                metrics.Write(state.Step, values);
+                metrics?.Write(state.Step, values);
                 tensorBoard?.Scalars(state.Step, values);
                 log.WriteLine(ProgressLine(stage, state.Step, settings.MaxTrainSteps, values, itPerSecond));
                 window.Restart();
@@ -242,10 +262,10 @@ public static class TrainingLoop
             onStep?.Invoke(new TrainingStepReport(state.Step, settings.MaxTrainSteps, values,
                 values.GetValueOrDefault(stage.ProgressTerms[0].Key, double.NaN), itPerSecond));
             if (Every(settings.SaveEvery, state.Step)) Save();
-            if (Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
+            if (main && Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
             {
                 var evalValues = scores.ToDictionary(kv => "eval/" + kv.Key, kv => kv.Value);
-                metrics.Write(state.Step, evalValues);
+                metrics!.Write(state.Step, evalValues);
                 tensorBoard?.Scalars(state.Step, evalValues);
                 log.WriteLine($"eval at step {state.Step}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value.ToString("F4", CultureInfo.InvariantCulture)}")));
             }

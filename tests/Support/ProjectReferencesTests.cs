@@ -10,7 +10,7 @@ public class ProjectReferencesTests
     /// <summary>Bottom to top.</summary>
     private static readonly string[] Layers =
     [
-        "MaskBit.Kernels", "MaskBit.Autograd", "MaskBit.Interop", "MaskBit.Models", "MaskBit.Evaluation",
+        "MaskBit.Distributed", "MaskBit.Kernels", "MaskBit.Autograd", "MaskBit.Interop", "MaskBit.Models", "MaskBit.Evaluation",
         "MaskBit.Training", "MaskBit.Workloads", "MaskBit.Cli",
     ];
 

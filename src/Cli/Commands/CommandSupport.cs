@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Interop;
 using MaskBit.Models.Tokenizer;
@@ -104,8 +105,18 @@ internal static class CommandSupport
         }
     }
 
+    /// <summary>A trainer's log: under mpirun only rank 0 writes (the others' notices would repeat its lines).</summary>
+    public static TextWriter RankLog(TextWriter log) => LaunchInfo.FromEnvironment() is { Rank: > 0 } ? TextWriter.Null : log;
+
+    /// <summary>The one-line error and the exit code. A rank of a job launched by mpirun cannot just return: its
+    /// peers would wait for it in their next collective, so it aborts the whole job with the line naming it.</summary>
     private static int Fail(TextWriter stderr, string message, int code)
     {
+        if (ProcessGroup.IsCreated && ProcessGroup.World is { WorldSize: > 1 } group)
+        {
+            stderr.Flush();
+            group.Abort($"error: rank {group.Rank} of {group.WorldSize}: {message}", code);
+        }
         stderr.WriteLine($"error: {message}");
         return code;
     }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Kernels;
 using MaskBit.Kernels.Ilgpu;
 
@@ -22,7 +23,7 @@ internal static class DeviceChoice
     {
         var option = new Option<string>("--device")
         {
-            Description = "Compute device: cpu (default), cuda (first NVIDIA GPU, via ILGPU) or ilgpu-cpu (ILGPU's CPU accelerator, for checking GPU kernels).",
+            Description = "Compute device: cpu (default), cuda (first NVIDIA GPU via ILGPU; under mpirun the local rank's GPU) or ilgpu-cpu (ILGPU's CPU accelerator, for checking GPU kernels).",
             DefaultValueFactory = _ => Cpu,
         };
         option.AcceptOnlyFromAmong(Cpu, Cuda, IlgpuCpu);
@@ -35,7 +36,8 @@ internal static class DeviceChoice
     {
         if (name == Cpu) return null;
         IBackend backend;
-        try { backend = name == Cuda ? IlgpuBackend.CreateCuda() : IlgpuBackend.CreateCpu(); }
+        // Under mpirun each rank of a machine takes its own GPU: the local rank's.
+        try { backend = name == Cuda ? IlgpuBackend.CreateCuda(LaunchInfo.FromEnvironment()?.LocalRank ?? 0) : IlgpuBackend.CreateCpu(); }
         catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or TypeInitializationException)
         {
             throw new DeviceUnavailableException($"--device {name}: {e.Message} (CUDA needs an NVIDIA GPU and its driver, libcuda; use --device cpu)", e);

@@ -54,7 +54,7 @@ internal static class TrainCommand
                 PerceptualWeights = parse.GetValue(perceptualWeights),
                 AllowNoPerceptual = parse.GetValue(allowNoPerceptual),
                 InceptionWeights = parse.GetValue(inception.Weights),
-                Log = progress.Log,
+                Log = CommandSupport.RankLog(progress.Log),
                 OnStep = progress.Shows ? progress.ReportStep : null,
             });
             using var stop = new StopSignal(progress.Log);

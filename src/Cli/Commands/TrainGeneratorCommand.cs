@@ -92,12 +92,12 @@ public static class TrainGeneratorCommand
                 var trainer = new GeneratorTrainer(cfg, new GeneratorTrainerOptions
                 {
                     OutputDir = outDir, TokenizerPath = tokenizerPath, CacheTokens = parse.GetValue(cache) ? true : parse.GetValue(noCache) ? false : null,
-                    Inception = inception, FidReference = reference, Log = progress.Log,
+                    Inception = inception, FidReference = reference, Log = CommandSupport.RankLog(progress.Log),
                     OnStep = progress.Shows ? progress.ReportStep : null,
                 });
                 var result = trainer.Run(stop.Token);
                 if (result.Outcome == TrainingOutcome.Cancelled) return Program.ExitInterrupted;
-                progress.Log.WriteLine($"weights to sample with: {trainer.WeightsPath}");
+                CommandSupport.RankLog(progress.Log).WriteLine($"weights to sample with: {trainer.WeightsPath}");
                 return Program.ExitOk;
             }
             finally { progress.Finish(); }

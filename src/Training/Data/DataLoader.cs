@@ -29,6 +29,12 @@ public sealed class DataLoaderOptions
     public Action<SkippedSample>? OnSkipped { get; init; }
     /// <summary>Device for the batch tensors (the consuming thread's default device when null).</summary>
     public IBackend? Device { get; init; }
+    /// <summary>Data parallel: the loader of rank <see cref="Rank"/> of <see cref="WorldSize"/> delivers its part of
+    /// every global batch of <see cref="BatchSize"/> × <see cref="WorldSize"/> samples of the shared epoch order
+    /// (rank r takes samples [r·B, (r+1)·B) of it), so the ranks' batches are disjoint and together are the batch
+    /// one process with the global batch size would take, augmented alike.</summary>
+    public int Rank { get; init; }
+    public int WorldSize { get; init; } = 1;
 }
 
 /// <summary>One batch: images (B,C,H,W) float32 in [0,1], labels (B) Int32, and the samples' keys. B can fall
@@ -66,14 +72,19 @@ public sealed class DataLoader
         if (_options.BatchSize <= 0) throw new ArgumentException($"batch size must be positive, not {_options.BatchSize}");
         if (_options.Workers < 0) throw new ArgumentException($"workers must not be negative, not {_options.Workers}");
         if (_options.Prefetch <= 0) throw new ArgumentException($"prefetch must be positive, not {_options.Prefetch}");
+        if (_options.WorldSize < 1 || _options.Rank < 0 || _options.Rank >= _options.WorldSize)
+            throw new ArgumentException($"rank {_options.Rank} does not fit a world of {_options.WorldSize}");
     }
 
     public IImageDataset Dataset => _dataset;
     public DataLoaderOptions Options => _options;
 
+    /// <summary>Samples of one global batch (all ranks' batches together).</summary>
+    public int GlobalBatchSize => _options.BatchSize * _options.WorldSize;
+
     public int BatchesPerEpoch => _options.DropLast
-        ? _dataset.Count / _options.BatchSize
-        : (_dataset.Count + _options.BatchSize - 1) / _options.BatchSize;
+        ? _dataset.Count / GlobalBatchSize
+        : (_dataset.Count + GlobalBatchSize - 1) / GlobalBatchSize;
 
     /// <summary>Each unreadable sample once, in the order they were first met.</summary>
     public IReadOnlyList<SkippedSample> SkippedSamples { get { lock (_skippedInOrder) return _skippedInOrder.ToArray(); } }
@@ -103,7 +114,7 @@ public sealed class DataLoader
     /// <summary>Batches of successive epochs without end, from (<paramref name="startEpoch"/>, <paramref name="startBatch"/>).</summary>
     public IEnumerable<Batch> Batches(int startEpoch = 0, int startBatch = 0)
     {
-        if (BatchesPerEpoch == 0) throw new InvalidOperationException($"{_dataset.Count} samples make no batch of {_options.BatchSize} with drop_last");
+        if (BatchesPerEpoch == 0) throw new InvalidOperationException($"{_dataset.Count} samples make no batch of {GlobalBatchSize} with drop_last");
         for (int epoch = startEpoch; ; epoch++)
             foreach (var batch in Epoch(epoch, epoch == startEpoch ? startBatch : 0))
                 yield return batch;
@@ -140,7 +151,8 @@ public sealed class DataLoader
 
     private HostBatch DecodeBatch(int[] order, int epoch, int batchIndex)
     {
-        int begin = batchIndex * _options.BatchSize, end = Math.Min(begin + _options.BatchSize, order.Length);
+        int begin = Math.Min(batchIndex * GlobalBatchSize + _options.Rank * _options.BatchSize, order.Length);
+        int end = Math.Min(begin + _options.BatchSize, order.Length);
         var result = new HostBatch { Index = batchIndex };
         var images = new List<HostImage>(end - begin);
         var labels = new List<int>(end - begin);

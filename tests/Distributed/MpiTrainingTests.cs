@@ -1,0 +1,302 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using MaskBit.Distributed;
+using MaskBit.Models.Config;
+using MaskBit.Models.Data;
+using MaskBit.Models.Interop;
+using MaskBit.Models.Tokenizer;
+using MaskBit.Models.Training;
+using MaskBit.Tests.Data;
+using MaskBit.Tests.Training;
+
+namespace MaskBit.Tests.Distributed;
+
+/// <summary>
+/// Data-parallel training as users launch it: <c>mpirun --oversubscribe --allow-run-as-root -np 2 dotnet maskbit.dll
+/// train …</c> against the same command in one process. Tolerances: the ranks' gradients are summed by MPI in another
+/// order than one process sums the batch (and the per-rank loss means are averaged instead of one mean over the global
+/// batch), so float32 results agree to a few ulps per operation; over a few AdamW steps that stays below 1e-4 relative
+/// for losses and norms, and 1e-3 in |Δw|₂ / |w|₂ for each model's weights (observed: tokenizer ≈1e-5, its small
+/// discriminator ≈5e-4, generator ≈5e-8). Weights are compared in
+/// norm, not element by element: a parameter whose gradient is zero up to rounding (a conv bias in front of a
+/// normalisation) is moved by AdamW by up to ±lr per step on that rounding noise alone, in either run. The configs leave out the terms that are
+/// not a mean over samples (the LFQ batch-entropy term and the adaptive GAN weight, which the reference's DDP also
+/// computes per rank) and dropout (its masks are drawn per rank). Skipped where Open MPI's mpirun is not installed.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public class MpiTrainingTests
+{
+    private const double Tolerance = 1e-4, WeightTolerance = 1e-3;
+    private TempDirectory _dir = null!;
+    private string _tokenizerConfig = null!, _generatorConfig = null!, _tokenizerWeights = null!;
+
+    [OneTimeSetUp]
+    public void WriteImagesAndConfigs()
+    {
+        _dir = new TempDirectory();
+        string images = _dir.File("images");
+        for (int i = 0; i < 16; i++)
+            ImageIO.Write(_dir.File("images", $"class{i % 2}", $"img{i:D2}.png"), TestImages.Gradient(16, 16, 3, phase: 37 * i));
+        _tokenizerConfig = _dir.File("tokenizer.yaml");
+        File.WriteAllText(_tokenizerConfig, TokenizerTrainerTests.TinyConfig.Replace("IMAGES", images)
+            .Replace("entropy_loss_weight: 0.02", "entropy_loss_weight: 0.0").Replace("entropy_annealing_factor: 2.0", "entropy_annealing_factor: 0.0")
+            .Replace("discriminator_gradient_penalty: \"adopt_weight\"", "discriminator_gradient_penalty: \"none\"")
+            // A constant rate, so that runs which stop at other max_train_steps follow one curve (resume tests).
+            .Replace("scheduler: \"cosine_with_minimum\"", "scheduler: \"constant\""));
+        _generatorConfig = _dir.File("generator.yaml");
+        File.WriteAllText(_generatorConfig, GeneratorTrainerTests.TinyConfig.Replace("dropout: 0.1\n", "dropout: 0.0\n")
+            .Replace("dataset:\n", $"dataset:\n    params:\n        train_shards_path_or_url: \"{images}\"\n"));
+        _tokenizerWeights = _dir.File("tokenizer.safetensors");
+        var tokenizer = new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_generatorConfig)), seed: 11);
+        SafeTensors.Save(_tokenizerWeights, tokenizer.StateDict().Select(kv => GeneratorTrainerTests.Record(kv.Name, kv.Tensor)).ToList());
+    }
+
+    [OneTimeTearDown]
+    public void Cleanup() => _dir.Dispose();
+
+    // ---- equivalence ---------------------------------------------------------------------------------------------
+
+    [Test]
+    public void TwoRanksWithHalfTheBatchTrainTheTokenizerAsOneProcessWithTheWholeBatch()
+    {
+        string one = _dir.File("tok-1"), two = _dir.File("tok-2"), again = _dir.File("tok-2-again");
+        string[] common = ["training.max_train_steps=5"];   // the discriminator trains from step 3 on
+        Expect(0, Maskbit(1, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", one, "training.per_gpu_batch_size=4", .. common]));
+        var run = Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", two, "training.per_gpu_batch_size=2", .. common]);
+        Expect(0, run);
+        Assert.That(run.Output, Does.Contain("2 ranks"));
+        string[] terms = ["total_loss", "reconstruction_loss", "quantizer_loss", "grad_norm", "gan_loss", "discriminator_loss", "discriminator_grad_norm"];
+        AssertSameCurves(Metrics(one), Metrics(two), terms, Tolerance);
+        Assert.That(Metrics(two).Last().ContainsKey("discriminator_grad_norm"), "the discriminator trained");
+        AssertSameWeights(Checkpoint(one, 5), Checkpoint(two, 5), WeightTolerance);
+
+        // One world size and seed: the same run bit for bit.
+        Expect(0, Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", again, "training.per_gpu_batch_size=2", .. common]));
+        AssertSameCurves(Metrics(two), Metrics(again), terms, 0);
+        AssertSameWeights(Checkpoint(two, 5), Checkpoint(again, 5), 0);
+    }
+
+    [Test]
+    public void TwoRanksWithHalfTheBatchTrainTheGeneratorAsOneProcessWithTheWholeBatch()
+    {
+        string one = _dir.File("gen-1"), two = _dir.File("gen-2");
+        string[] common = ["--tokenizer", _tokenizerWeights, "training.max_train_steps=4", "experiment.max_train_examples=16"];
+        Expect(0, Maskbit(1, ["train", "generator", "--config", _generatorConfig, "--out", one, "training.per_gpu_batch_size=8", .. common]));
+        Expect(0, Maskbit(2, ["train", "generator", "--config", _generatorConfig, "--out", two, "training.per_gpu_batch_size=4", .. common]));
+        // The accuracies are ratios per rank (their mean is not the global ratio), so they are left out.
+        AssertSameCurves(Metrics(one), Metrics(two), ["train/mlm_loss", "grad_norm"], Tolerance);
+        AssertSameWeights(Checkpoint(one, 4), Checkpoint(two, 4), WeightTolerance);
+        Assert.That(File.Exists(Path.Combine(two, GeneratorTrainer.WeightsFileName)));
+    }
+
+    [Test]
+    public void ResumingAtAnotherWorldSizeContinuesTheSameLossCurve()
+    {
+        string whole = _dir.File("resume-whole"), switched = _dir.File("resume-2-1-2");
+        Expect(0, Maskbit(1, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", whole, "training.per_gpu_batch_size=4", "training.max_train_steps=6"]));
+        Expect(0, Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", switched, "training.per_gpu_batch_size=2", "training.max_train_steps=2"]));
+        var middle = Maskbit(1, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", switched, "training.per_gpu_batch_size=4", "training.max_train_steps=4"]);
+        Expect(0, middle);
+        Assert.That(middle.Output, Does.Contain("resumed from").And.Contain("checkpoint-2"));
+        var last = Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", switched, "training.per_gpu_batch_size=2", "training.max_train_steps=6"]);
+        Expect(0, last);
+        Assert.That(last.Output, Does.Contain("checkpoint-4"));
+        AssertSameCurves(Metrics(whole), Metrics(switched), ["total_loss", "reconstruction_loss", "grad_norm", "discriminator_loss"], Tolerance);
+        AssertSameWeights(Checkpoint(whole, 6), Checkpoint(switched, 6), WeightTolerance);
+    }
+
+    // ---- faults ---------------------------------------------------------------------------------------------------
+
+    [Test]
+    public void AKilledRankStopsTheJobNamingItAndTheRunResumes()
+    {
+        string run = _dir.File("killed");
+        var result = Maskbit(2, LongRun(run), whileRunning: job =>
+        {
+            WaitForCheckpoint(run, job);
+            var clock = Stopwatch.StartNew();
+            Process.GetProcessById(RankProcess(run, 1)).Kill();   // SIGKILL
+            return clock;
+        }, out var sinceKill);
+        Assert.That(result.Code, Is.Not.EqualTo(0), result.Output);
+        Assert.That(sinceKill.Elapsed, Is.LessThan(TimeSpan.FromSeconds(WatchdogSeconds + 15)), "the job ends within the watchdog's time");
+        Assert.That(result.Output, Does.Contain("rank 1").And.Contain("signal 9"));
+        var resumed = Maskbit(1, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", run, "training.per_gpu_batch_size=4", "training.max_train_steps=3"]);
+        Expect(0, resumed);
+        Assert.That(resumed.Output, Does.Contain("resumed from"));
+    }
+
+    [Test]
+    public void ARankThatStopsAnsweringIsCaughtByTheWatchdog()
+    {
+        string run = _dir.File("stuck");
+        int stuck = 0;
+        var result = Maskbit(2, LongRun(run), whileRunning: job =>
+        {
+            WaitForCheckpoint(run, job);
+            stuck = RankProcess(run, 1);
+            var clock = Stopwatch.StartNew();
+            Assert.That(Process.Start("kill", ["-STOP", stuck.ToString(CultureInfo.InvariantCulture)])!.WaitForExit(10_000));
+            return clock;
+        }, out var sinceStop);
+        try
+        {
+            Assert.That(result.Code, Is.Not.EqualTo(0), result.Output);
+            Assert.That(sinceStop.Elapsed, Is.LessThan(TimeSpan.FromSeconds(WatchdogSeconds + 15)));
+            Assert.That(result.Output, Does.Contain("rank 0: ").And.Contain("timed out after"));
+        }
+        finally
+        {
+            try { Process.GetProcessById(stuck).Kill(); } catch (ArgumentException) { /* mpirun ended it */ }
+        }
+    }
+
+    [Test]
+    public void SigUsr1ToMpirunStopsEveryRankWithACheckpointAndExit130()
+    {
+        string run = _dir.File("usr1");
+        var result = Maskbit(2, LongRun(run), whileRunning: job =>
+        {
+            WaitForCheckpoint(run, job);
+            Assert.That(Process.Start("kill", ["-USR1", job.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit(10_000));
+            return Stopwatch.StartNew();
+        }, out _);
+        Assert.That(result.Code, Is.EqualTo(130), result.Output);
+        Assert.That(result.Output, Does.Contain("cancelled at step"));
+    }
+
+    // ---- support --------------------------------------------------------------------------------------------------
+
+    private const int WatchdogSeconds = 10;
+
+    private string[] LongRun(string run) =>
+        ["train", "tokenizer", "--config", _tokenizerConfig, "--out", run, "training.per_gpu_batch_size=2", "training.max_train_steps=100000", "experiment.save_every=2"];
+
+    private sealed record Result(int Code, string Output);
+
+    private static void Expect(int code, Result result) => Assert.That(result.Code, Is.EqualTo(code), result.Output);
+
+    private static Result Maskbit(int ranks, string[] args) => Maskbit(ranks, args, null, out _);
+
+    /// <summary>maskbit in one process (<paramref name="ranks"/> = 1) or under mpirun; <paramref name="whileRunning"/>
+    /// acts on the running job and returns a clock the caller reads once the job ended.</summary>
+    private static Result Maskbit(int ranks, string[] args, Func<Process, Stopwatch>? whileRunning, out Stopwatch clock)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "maskbit.dll");
+        Assume.That(File.Exists(dll), $"{dll} is not built");
+        ProcessStartInfo info;
+        if (ranks == 1) info = new ProcessStartInfo("dotnet");
+        else
+        {
+            string? mpirun = FindMpirun();
+            if (mpirun == null) Assert.Ignore("mpirun not found: install Open MPI (Debian: apt-get install openmpi-bin) to run the multi-process tests");
+            info = new ProcessStartInfo(mpirun!);
+            // Containers often forbid the cross-process memory copy of Open MPI's shared-memory transport.
+            foreach (var a in new[] { "--oversubscribe", "--allow-run-as-root", "--mca", "btl_vader_single_copy_mechanism", "none",
+                                      "-x", ProcessGroup.TimeoutVariable, "-x", "DOTNET_TieredPGO", "-np", ranks.ToString(CultureInfo.InvariantCulture), "dotnet" })
+                info.ArgumentList.Add(a);
+        }
+        info.ArgumentList.Add(dll);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.RedirectStandardOutput = info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        info.Environment["DOTNET_TieredPGO"] = "0";
+        info.Environment[ProcessGroup.TimeoutVariable] = WatchdogSeconds.ToString(CultureInfo.InvariantCulture);
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        clock = new Stopwatch();
+        try { if (whileRunning != null) clock = whileRunning(process); }
+        catch
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+        if (!process.WaitForExit(TimeSpan.FromMinutes(4)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"maskbit did not finish: {string.Join(' ', args)}\n{stdout.Result}{stderr.Result}");
+        }
+        clock.Stop();
+        return new Result(process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    private static string? FindMpirun() =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, "mpirun")).FirstOrDefault(File.Exists);
+
+    private static void WaitForCheckpoint(string run, Process job)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (new RunFolder(run).LatestCheckpoint() == null)
+        {
+            Assert.That(job.HasExited, Is.False, "the job ended before its first checkpoint");
+            Assert.That(deadline.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "no checkpoint after 3 minutes");
+            Thread.Sleep(200);
+        }
+    }
+
+    /// <summary>The process id of rank <paramref name="rank"/> of the job writing to <paramref name="run"/> (its
+    /// command line names the run folder, its environment the rank).</summary>
+    private static int RankProcess(string run, int rank)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                if (!File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(run, StringComparison.Ordinal)) continue;
+                var environment = File.ReadAllText(Path.Combine(dir, "environ")).Split('\0');
+                if (environment.Contains($"{LaunchInfo.RankVariable}={rank}")) return pid;
+            }
+            catch (IOException) { /* the process ended meanwhile */ }
+            catch (UnauthorizedAccessException) { /* another user's */ }
+        }
+        Assert.Fail($"no process of rank {rank} writes to {run}");
+        return 0;
+    }
+
+    private static List<Dictionary<string, double>> Metrics(string run) =>
+        File.ReadAllLines(new RunFolder(run).MetricsPath).Select(line =>
+            JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(line)!
+                .Where(kv => kv.Value.ValueKind == JsonValueKind.Number).ToDictionary(kv => kv.Key, kv => kv.Value.GetDouble())).ToList();
+
+    private static void AssertSameCurves(List<Dictionary<string, double>> expected, List<Dictionary<string, double>> actual, string[] terms, double relative)
+    {
+        Assert.That(actual.Select(m => m["step"]), Is.EqualTo(expected.Select(m => m["step"])));
+        for (int i = 0; i < expected.Count; i++)
+            foreach (var term in terms.Where(expected[i].ContainsKey))
+                Assert.That(actual[i][term], Is.EqualTo(expected[i][term]).Within(relative * Math.Max(1e-3, Math.Abs(expected[i][term]))),
+                    $"{term} at step {expected[i]["step"]}");
+    }
+
+    private static StateDict Checkpoint(string run, long step) => SafeTensors.Load(new RunFolder(run).CheckpointPath(step));
+
+    /// <summary>Each part's weights (module.model, module.loss, ema.model, …) agree within <paramref name="relative"/> in
+    /// the L2 norm of the difference over the norm of the weights.</summary>
+    private static void AssertSameWeights(StateDict expected, StateDict actual, double relative)
+    {
+        var parts = expected.Where(t => t.DType == TensorDType.Float32 && (t.Name.StartsWith("module.", StringComparison.Ordinal) || t.Name.StartsWith("ema.", StringComparison.Ordinal)))
+            .GroupBy(t => string.Join('.', t.Name.Split('.').Take(2))).ToList();
+        Assert.That(parts, Is.Not.Empty);
+        foreach (var part in parts)
+        {
+            double difference = 0, norm = 0;
+            foreach (var e in part)
+            {
+                var a = actual[e.Name].ToFloat32();
+                var x = e.ToFloat32();
+                for (int i = 0; i < x.Length; i++)
+                {
+                    difference += (double)(a[i] - x[i]) * (a[i] - x[i]);
+                    norm += (double)x[i] * x[i];
+                }
+            }
+            double ratio = Math.Sqrt(difference / Math.Max(norm, 1e-30));
+            TestContext.Out.WriteLine($"{part.Key}: |Δw| / |w| = {ratio:G3}");
+            Assert.That(ratio, Is.LessThanOrEqualTo(relative), part.Key);
+        }
+    }
+}
