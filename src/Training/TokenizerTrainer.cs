@@ -133,16 +133,11 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         if (!resumed) Initialize();
     }
 
-    /// <summary>experiment.init_checkpoint starts a fresh run from given weights (EMA if present); as the reference,
-    /// a missing file is ignored.</summary>
+    /// <summary>experiment.init_checkpoint starts a fresh run from given weights (EMA if present); unlike the
+    /// reference, a missing file is refused when the config is read (TokenizerTrainingSettings).</summary>
     private void Initialize()
     {
         if (Settings.InitCheckpoint.Length == 0) return;
-        if (!File.Exists(Settings.InitCheckpoint))
-        {
-            _log.WriteLine($"note: experiment.init_checkpoint {Settings.InitCheckpoint} does not exist; ignored");
-            return;
-        }
         var loaded = PretrainedModels.LoadTokenizerWeights(Model, Settings.InitCheckpoint);
         if (Step.Ema is { } ema)
         {

@@ -46,7 +46,7 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
             NumGeneratedImages = run.NumGeneratedImages,
             MixedPrecision = run.MixedPrecision,
             MaxTrainExamples = run.MaxTrainExamples,
-            InitCheckpoint = c.GetString("experiment.init_checkpoint", ""),
+            InitCheckpoint = ExistingFileOrEmpty(c, "experiment.init_checkpoint"),
             Optimizer = optimizer,
             DiscriminatorLearningRate = discriminatorLr,
             Schedule = ScheduleSettings.From(c),
@@ -54,5 +54,15 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
             EvalSource = run.EvalSource,
             Workers = run.Workers,
         };
+    }
+
+    /// <summary>A file a config names must exist (the reference ignores a missing init_checkpoint; a typo there
+    /// would silently start from scratch).</summary>
+    private static string ExistingFileOrEmpty(MaskBitConfig c, string key)
+    {
+        string path = c.GetString(key, "");
+        if (path.Length > 0 && !File.Exists(path))
+            throw new ConfigException($"{c.Find(key)!.Source}: '{key}' names {path}, which does not exist");
+        return path;
     }
 }

@@ -100,12 +100,14 @@ internal static class CommandSupport
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable(TraceVariable) != "1")
         {
-            return Fail(stderr, $"unexpected {e.GetType().Name}: {e.Message} (set {TraceVariable}=1 to see where)", Program.ExitFailed);
+            return Fail(stderr, $"internal error: {e.Message} (a bug in MaskBit: set {TraceVariable}=1 to see where, and report it)", Program.ExitFailed);
         }
     }
 
     private static int Fail(TextWriter stderr, string message, int code)
     {
+        // A name or value read from a hostile file may hold NULs or other control characters.
+        message = string.Concat(message.Select(c => c == '\n' || !char.IsControl(c) ? c : '?'));
         stderr.WriteLine($"error: {message}");
         return code;
     }

@@ -34,12 +34,13 @@ internal static class EvalCommand
         var nonStrict = CommandSupport.NonStrictOption();
         var inception = new InceptionFlags();
         var device = CommandSupport.DeviceOption();
+        var strict = SkipReport.StrictOption();
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
             "rFID and Inception Score with --inception-weights).",
             "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, device,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, device, strict,
         };
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
@@ -63,7 +64,9 @@ internal static class EvalCommand
             InceptionFeatureExtractor? network;
             try
             {
-                var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1);
+                var skips = new SkipReport(stderr, parse.GetValue(strict));
+                var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1,
+                    onSkipped: sample => skips.Skip(sample.Reason.Contains(sample.Key, StringComparison.Ordinal) ? sample.Reason : $"{sample.Key}: {sample.Reason}"));
                 long count = Math.Min(parse.GetValue(maxImages) ?? long.MaxValue, dataset.Count);
                 if (withInception && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
                 network = inception.Load(parse, stdout);
@@ -71,6 +74,7 @@ internal static class EvalCommand
                 var progress = new ProgressDisplay(stdout, "eval", unit: "img");
                 scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), count, network, splits);
                 progress.Finish();
+                skips.Finish(count, "images");
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 

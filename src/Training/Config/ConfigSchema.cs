@@ -75,9 +75,9 @@ public static class ConfigSchema
         ("experiment", new (string, KeySpec)[]
         {
             ("project", ConfigType.String), ("name", ConfigType.String), ("output_dir", ConfigType.String),
-            ("logging_dir", ConfigType.String), ("max_train_examples", Int(1, long.MaxValue)), ("save_every", Int(1)),
-            ("eval_every", Int(1)), ("generate_every", Int(1)), ("log_every", Int(1)),
-            ("log_grad_norm_every", Int(1)), ("logger", ConfigType.String), ("resume", ConfigType.Bool),
+            ("logging_dir", ConfigType.String), ("max_train_examples", Int(1, long.MaxValue)), ("save_every", Int(0, long.MaxValue)),
+            ("eval_every", Int(0, long.MaxValue)), ("generate_every", Int(0, long.MaxValue)), ("log_every", Int(1, long.MaxValue)),
+            ("log_grad_norm_every", Int(0, long.MaxValue)), ("logger", ConfigType.String), ("resume", ConfigType.Bool),
             ("init_checkpoint", ConfigType.String), ("vqgan_checkpoint", ConfigType.String),
             ("dont_resume_optimizer", ConfigType.Bool), ("resume_lr_scheduler", ConfigType.Bool),
         }),
@@ -146,7 +146,7 @@ public static class ConfigSchema
         {
             ("gradient_accumulation_steps", Int(1, 1 << 20)), ("per_gpu_batch_size", Int(1, 1 << 20)),
             ("mixed_precision", ConfigType.String), ("enable_tf32", ConfigType.Bool), ("use_ema", ConfigType.Bool),
-            ("seed", ConfigType.Int), ("max_train_steps", Int(0, long.MaxValue)), ("overfit_batch", ConfigType.Bool),
+            ("seed", ConfigType.Int), ("max_train_steps", Int(1, long.MaxValue)), ("overfit_batch", ConfigType.Bool),
             ("overfit_batch_num", Int(1)), ("num_generated_images", Int(0, 1024)), ("max_grad_norm", Float(0)),
         }));
 
