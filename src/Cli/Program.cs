@@ -86,7 +86,7 @@ public static partial class Program
             return CommandSupport.Guard(stderr, () =>
             {
                 if (parse.GetValue(file) is not { } path) throw new UsageException("inspect needs a FILE or --config CONFIG (see 'maskbit inspect --help')");
-                PrintInspection(CheckpointFile.Load(CommandSupport.RequireFile(path, "FILE", "give the path of a weights file")), stdout);
+                PrintInspection(CheckpointFile.List(CommandSupport.RequireFile(path, "FILE", "give the path of a weights file")), stdout);
                 return ExitOk;
             });
         });
@@ -127,10 +127,10 @@ public static partial class Program
         return names;
     }
 
-    private static void PrintInspection(StateDict sd, TextWriter o)
+    private static void PrintInspection(CheckpointListing sd, TextWriter o)
     {
         o.WriteLine($"{sd.Source}: {sd.Format}");
-        var rows = sd.Select(t => (t.Name, Dtype: t.DType.Name(), Shape: "[" + string.Join(", ", t.Shape) + "]", Bytes: t.ByteCount.ToString("N0"))).ToList();
+        var rows = sd.Tensors.Select(t => (t.Name, Dtype: t.DType.Name(), Shape: "[" + string.Join(", ", t.Shape) + "]", Bytes: t.ByteCount.ToString("N0"))).ToList();
         int nameW = rows.Select(r => r.Name.Length).Append(4).Max();
         int dtypeW = rows.Select(r => r.Dtype.Length).Append(5).Max();
         int shapeW = rows.Select(r => r.Shape.Length).Append(5).Max();
@@ -138,7 +138,7 @@ public static partial class Program
         o.WriteLine($"  {"name".PadRight(nameW)}  {"dtype".PadRight(dtypeW)}  {"shape".PadRight(shapeW)}  {"bytes".PadLeft(bytesW)}");
         foreach (var r in rows)
             o.WriteLine($"  {r.Name.PadRight(nameW)}  {r.Dtype.PadRight(dtypeW)}  {r.Shape.PadRight(shapeW)}  {r.Bytes.PadLeft(bytesW)}");
-        o.WriteLine($"{sd.Count} tensors, {sd.ParameterCount:N0} parameters, {sd.ByteCount:N0} bytes");
+        o.WriteLine($"{sd.Tensors.Count} tensors, {sd.ParameterCount:N0} parameters, {sd.ByteCount:N0} bytes");
         if (sd.Metadata.Count > 0)
         {
             o.WriteLine("metadata:");

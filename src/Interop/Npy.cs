@@ -76,6 +76,18 @@ public static class Npy
     /// allocated. Problems → <see cref="FormatProblem"/> naming <paramref name="where"/>.</summary>
     internal static NpyArray Read(Stream stream, long length, string where, LoadBudget budget)
     {
+        var (type, shape, bytes) = ReadHeader(stream, length, where);
+        budget.Take(bytes, where);
+        var data = new byte[bytes];
+        try { stream.ReadExactly(data); }
+        catch (EndOfStreamException) { throw new FormatProblem($"{where} is truncated (the data ends before {bytes:N0} bytes)"); }
+        if (stream.ReadByte() >= 0) throw new FormatProblem($"{where} is longer than its zip entry declares");
+        return new NpyArray(type, shape, data);
+    }
+
+    /// <summary>The dtype, shape and data size of a .npy array of <paramref name="length"/> bytes, checked to fill it.</summary>
+    private static (NpyType Type, int[] Shape, long Bytes) ReadHeader(Stream stream, long length, string where)
+    {
         using var br = new BinaryReader(stream, Encoding.ASCII, leaveOpen: true);
         if (length < 10) throw new FormatProblem($"{where} is not a .npy array ({length} bytes)");
         var magic = br.ReadBytes(6);
@@ -116,11 +128,7 @@ public static class Npy
                 ? $"{where} is truncated: shape ({shapeM.Groups[1].Value}) of {type.ToString().ToLowerInvariant()} needs {bytes:N0} bytes, the entry has {available:N0}"
                 : $"{where} has {available - bytes:N0} bytes after its data");
         if (bytes > Array.MaxLength) throw new FormatProblem($"{where} of {bytes:N0} bytes is too large");
-        budget.Take(bytes, where);
-        var data = new byte[bytes];
-        try { stream.ReadExactly(data); }
-        catch (EndOfStreamException) { throw new FormatProblem($"{where} is truncated (the data ends before {bytes:N0} bytes)"); }
-        return new NpyArray(type, shape, data);
+        return (type, shape, bytes);
     }
 
     private static string Printable(string s) => new(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray());
@@ -152,14 +160,21 @@ public static class Npy
     /// <summary>All arrays of an .npz archive, keyed by name (without ".npy"). Each entry's declared size is
     /// checked against the file and the load's <see cref="LoadBudget"/> before it is read, and decompression stops
     /// at that size. Problems → <see cref="InvalidDataException"/> "path: array 'name' …".</summary>
-    public static Dictionary<string, NpyArray> ReadNpz(string path)
+    public static Dictionary<string, NpyArray> ReadNpz(string path) => ReadEntries(path, Read);
+
+    /// <summary>The arrays of an .npz as <see cref="ReadNpz"/> checks them, from their headers alone (no data read).</summary>
+    public static List<TensorListing> ListNpz(string path) =>
+        ReadEntries(path, (stream, length, where, _) => ReadHeader(stream, length, where))
+            .Select(kv => new TensorListing(kv.Key, TensorRecord.DTypeOf(kv.Value.Type), kv.Value.Shape)).ToList();
+
+    private static Dictionary<string, T> ReadEntries<T>(string path, Func<Stream, long, string, LoadBudget, T> read)
     {
         try
         {
             long fileLength = new FileInfo(path).Length;
             var budget = LoadBudget.Start();
             using var zip = ZipFile.OpenRead(path);
-            var result = new Dictionary<string, NpyArray>(StringComparer.Ordinal);
+            var result = new Dictionary<string, T>(StringComparer.Ordinal);
             foreach (var entry in zip.Entries)
             {
                 if (!entry.FullName.EndsWith(".npy", StringComparison.Ordinal)) continue;
@@ -167,8 +182,7 @@ public static class Npy
                 if (result.ContainsKey(name)) throw new FormatProblem($"{where} occurs twice");
                 ZipEntries.CheckDeclaredSize(entry, fileLength, where);
                 using var s = entry.Open();
-                result[name] = Read(s, entry.Length, where, budget);
-                if (s.ReadByte() >= 0) throw new FormatProblem($"{where} is longer than its zip entry declares");
+                result[name] = read(s, entry.Length, where, budget);
             }
             return result;
         }

@@ -35,7 +35,26 @@ public static class SafeTensors
         return n >= 2 && n <= (ulong)(fileLength - 8);
     }
 
-    public static StateDict Load(string path)
+    public static StateDict Load(string path) => Read(path, (fs, entries, metadata, dataStart, dataLength) =>
+    {
+        var budget = LoadBudget.Start();
+        budget.Take(dataLength, $"the data of {entries.Count} tensors");
+        var records = new List<TensorRecord>(entries.Count);
+        foreach (var e in entries)
+        {
+            var bytes = new byte[e.End - e.Begin];
+            fs.Position = dataStart + e.Begin;
+            fs.ReadExactly(bytes);
+            records.Add(new TensorRecord(e.Name, e.DType, e.Shape, bytes));
+        }
+        return new StateDict(path, "safetensors", records, metadata);
+    });
+
+    /// <summary>The tensors (names, dtypes, shapes) and metadata from the header alone; no tensor bytes are read.</summary>
+    public static CheckpointListing List(string path) => Read(path, (_, entries, metadata, _, _) =>
+        new CheckpointListing(path, "safetensors", entries.Select(e => new TensorListing(e.Name, e.DType, e.Shape)).ToList(), metadata));
+
+    private static T Read<T>(string path, Func<FileStream, List<Entry>, List<KeyValuePair<string, object?>>, long, long, T> read)
     {
         try
         {
@@ -50,19 +69,8 @@ public static class SafeTensors
             var header = new byte[headerLength];
             fs.ReadExactly(header);
             long dataStart = 8 + (long)headerLength, dataLength = fileLength - dataStart;
-
             var (entries, metadata) = ParseHeader(header, dataLength);
-            var budget = LoadBudget.Start();
-            budget.Take(dataLength, $"the data of {entries.Count} tensors");
-            var records = new List<TensorRecord>(entries.Count);
-            foreach (var e in entries)
-            {
-                var bytes = new byte[e.End - e.Begin];
-                fs.Position = dataStart + e.Begin;
-                fs.ReadExactly(bytes);
-                records.Add(new TensorRecord(e.Name, e.DType, e.Shape, bytes));
-            }
-            return new StateDict(path, "safetensors", records, metadata);
+            return read(fs, entries, metadata, dataStart, dataLength);
         }
         catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
         catch (EndOfStreamException e) { throw new CheckpointFormatException(path, "file is truncated", e); }

@@ -55,7 +55,26 @@ public static partial class TorchCheckpoint
 
     // ---- zip format --------------------------------------------------------------------------------------------
 
-    public static StateDict LoadZip(string path)
+    public static StateDict LoadZip(string path) => ReadZip(path, checkpoint =>
+    {
+        var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        byte[] StorageBytes(StorageRef s) => bytesByKey.TryGetValue(s.Key, out var b) ? b
+            : bytesByKey[s.Key] = ZipEntries.ReadAll(checkpoint.StorageEntry(s), checkpoint.FileLength, checkpoint.Budget, $"storage '{s.Key}'");
+        return Build(path, checkpoint.Format, checkpoint.Root, StorageBytes, checkpoint.Budget);
+    });
+
+    /// <summary>The tensors (names, dtypes, shapes) and metadata of a zip checkpoint, from its pickle alone: the
+    /// storages' sizes are checked against the archive, their bytes are not read.</summary>
+    public static CheckpointListing ListZip(string path) => ReadZip(path, checkpoint =>
+    {
+        var (tensors, metadata) = Walk(checkpoint.Root, (name, view) => new TensorListing(name, view.Storage.DType, ViewShape(name, view).Shape));
+        return new CheckpointListing(path, checkpoint.Format, tensors, metadata);
+    });
+
+    /// <summary>A zip checkpoint's unpickled root, its storages' entries (sizes already checked) and the load's budget.</summary>
+    private sealed record ZipCheckpoint(object? Root, string Format, Func<StorageRef, ZipArchiveEntry> StorageEntry, long FileLength, LoadBudget Budget);
+
+    private static T ReadZip<T>(string path, Func<ZipCheckpoint, T> read)
     {
         try
         {
@@ -83,7 +102,7 @@ public static partial class TorchCheckpoint
             var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
             var (root, _) = TorchPickle.Load(ZipEntries.ReadAll(pkl, fileLength, budget, $"zip entry '{pkl.FullName}'"), 0, storages);
 
-            // Every storage the pickle names, checked against the archive and the budget before any is read.
+            // Every storage the pickle names, checked against the archive before any is read.
             foreach (var s in storages.Values)
             {
                 if (!StorageKey().IsMatch(s.Key)) throw new FormatProblem($"storage key '{s.Key}' is not a plain name");
@@ -94,10 +113,7 @@ public static partial class TorchCheckpoint
                     throw new FormatProblem($"storage '{s.Key}' holds {entry.Length:N0} bytes but is declared as {s.Numel:N0} {s.DType.Name()} values ({bytes:N0} bytes)");
                 ZipEntries.CheckDeclaredSize(entry, fileLength, $"storage '{s.Key}'");
             }
-            var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-            byte[] StorageBytes(StorageRef s) => bytesByKey.TryGetValue(s.Key, out var b) ? b
-                : bytesByKey[s.Key] = ZipEntries.ReadAll(entries[prefix + "data/" + s.Key], fileLength, budget, $"storage '{s.Key}'");
-            return Build(path, $"torch zip ({pickles[0]})", root, StorageBytes, budget);
+            return read(new ZipCheckpoint(root, $"torch zip ({pickles[0]})", s => entries[prefix + "data/" + s.Key], fileLength, budget));
         }
         catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
         catch (InvalidDataException e) { throw new CheckpointFormatException(path, "damaged or invalid zip archive", e); }
@@ -169,6 +185,14 @@ public static partial class TorchCheckpoint
 
     private static StateDict Build(string path, string format, object? root, Func<StorageRef, byte[]> storageBytes, LoadBudget budget)
     {
+        var (records, metadata) = Walk(root, (name, view) => Materialize(name, view, storageBytes(view.Storage), budget));
+        return new StateDict(path, format, records, metadata);
+    }
+
+    /// <summary>The state dict in an unpickled root (the top level, or under "state_dict" / "model"): each tensor
+    /// through <paramref name="tensor"/>, everything else as plain metadata.</summary>
+    private static (List<T> Tensors, List<KeyValuePair<string, object?>> Metadata) Walk<T>(object? root, Func<string, TensorView, T> tensor)
+    {
         if (root is not Hashtable top) throw new FormatProblem($"top-level object is {TorchPickle.Describe(root)}, not a state dict");
         var topEntries = Entries(top);
         Hashtable stateDict = top;
@@ -182,13 +206,13 @@ public static partial class TorchCheckpoint
             metadata.AddRange(topEntries.Where(kv => kv.Key != nested).Select(kv => KeyValuePair.Create(kv.Key, plain.Convert(kv.Value))));
         }
 
-        var records = new List<TensorRecord>();
+        var tensors = new List<T>();
         foreach (var (name, value) in Entries(stateDict))
         {
-            if (value is TensorView view) records.Add(Materialize(name, view, storageBytes(view.Storage), budget));
+            if (value is TensorView view) tensors.Add(tensor(name, view));
             else metadata.Add(KeyValuePair.Create(name, plain.Convert(value)));   // e.g. a module's _extra_state
         }
-        return new StateDict(path, format, records, metadata);
+        return (tensors, metadata);
     }
 
     /// <summary>Entries of a pickled dict: OrderedDicts in file order, plain dicts (whose order Razorvine loses)
@@ -235,13 +259,29 @@ public static partial class TorchCheckpoint
     }
 
     /// <summary>Copies a strided view out of its storage into contiguous bytes, after checking that every element
-    /// it reaches lies inside the storage.</summary>
+    /// it reaches lies inside the storage (<see cref="ViewShape"/>).</summary>
     internal static TensorRecord Materialize(string name, TensorView view, byte[] storage, LoadBudget budget)
     {
         var s = view.Storage;
         int elem = s.DType.Size();
         if (storage.LongLength != s.Numel * elem)
             throw new FormatProblem($"tensor '{name}': storage '{s.Key}' holds {storage.LongLength} bytes, not {s.Numel} {s.DType.Name()} values");
+        var (shape, count) = ViewShape(name, view);
+        var origin = new StorageOrigin(s.Key, view.Offset, view.Stride, s.Numel, view.IsParameter);
+        // The usual case, a tensor that is its whole storage in C order, keeps the storage's bytes (no copy).
+        if (view.Offset == 0 && count == s.Numel && IsContiguous(shape, view.Stride))
+            return new TensorRecord(name, s.DType, shape, storage, origin);
+        budget.Take(count * elem, $"tensor '{name}'");
+        var data = new byte[count * elem];
+        if (count > 0) CopyStrided(storage, elem, view.Offset, shape, view.Stride, data);
+        return new TensorRecord(name, s.DType, shape, data, origin);
+    }
+
+    /// <summary>The shape and element count of a view, after checking that every element it reaches lies inside
+    /// its storage.</summary>
+    private static (int[] Shape, long Count) ViewShape(string name, TensorView view)
+    {
+        var s = view.Storage;
         if (view.Size.Length > 64) throw new FormatProblem($"tensor '{name}' has {view.Size.Length} dimensions");
         string where = $"tensor '{name}' (size [{string.Join(", ", view.Size)}], stride [{string.Join(", ", view.Stride)}], offset {view.Offset})";
 
@@ -268,14 +308,7 @@ public static partial class TorchCheckpoint
         }
         else if (view.Offset > s.Numel) throw new FormatProblem($"{where} starts past the end of storage '{s.Key}' ({s.Numel} elements)");
 
-        var origin = new StorageOrigin(s.Key, view.Offset, view.Stride, s.Numel, view.IsParameter);
-        // The usual case, a tensor that is its whole storage in C order, keeps the storage's bytes (no copy).
-        if (view.Offset == 0 && count == s.Numel && IsContiguous(shape, view.Stride))
-            return new TensorRecord(name, s.DType, shape, storage, origin);
-        budget.Take(count * elem, $"tensor '{name}'");
-        var data = new byte[count * elem];
-        if (count > 0) CopyStrided(storage, elem, view.Offset, shape, view.Stride, data);
-        return new TensorRecord(name, s.DType, shape, data, origin);
+        return (shape, count);
     }
 
     private static bool IsContiguous(int[] shape, long[] stride)
