@@ -216,7 +216,7 @@ public sealed partial class MaskBitConfig
                 sb.Append(text, at, m.Index - at);
                 var target = Resolve(Reference(m.Groups[1].Value, scalar, path), chain);
                 sb.Append(target is ConfigScalar t ? t.ToString()
-                    : throw new ConfigException($"{scalar.Source}: '{m.Value}' in '{path}' names a list; only a whole value can interpolate a list"));
+                    : throw new ConfigException($"{scalar.Source}: '{m.Value}' in '{path}' names a list, not a single value; only a whole value can interpolate a list"));
                 at = m.Index + m.Length;
                 if (sb.Length > MaxResolvedChars) break;
             }
@@ -361,8 +361,9 @@ public sealed partial class MaskBitConfig
     /// <summary>Every leaf key of the config (a.b.c), lists included.</summary>
     public IEnumerable<string> LeafKeys()
     {
+        // A mapping where the schema has a value is a leaf too (refused by its type, never walked into).
         static IEnumerable<string> Walk(ConfigMap map, string prefix) =>
-            map.Items.SelectMany(kv => kv.Value is ConfigMap m ? Walk(m, prefix + kv.Key + ".") : [prefix + kv.Key]);
+            map.Items.SelectMany(kv => kv.Value is ConfigMap m && !ConfigSchema.Keys.ContainsKey(prefix + kv.Key) ? Walk(m, prefix + kv.Key + ".") : [prefix + kv.Key]);
         return Walk(Root, "");
     }
 
