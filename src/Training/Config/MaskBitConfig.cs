@@ -77,6 +77,11 @@ public sealed partial class MaskBitConfig
             string message = Regex.Replace(e.InnerException?.Message ?? e.Message, @"^\(Line: .*?\): ", "");
             throw new ConfigException($"{file}:{e.Start.Line}: invalid YAML: {message}");
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's parser throws this (not a YamlException) on some malformed input (found by the fuzz suite).
+            throw new ConfigException($"{file}:{parser.Current?.Start.Line ?? 0}: invalid YAML: the structure cannot be parsed");
+        }
     }
 
     private static ConfigNode ReadNode(IParser parser, string file, int depth)
