@@ -8,7 +8,7 @@ namespace MaskBit.Cli;
 
 /// <summary>The `maskbit` command: `info` reports the compute devices this machine offers, `inspect` lists the
 /// tensors of a weights file; `train tokenizer`, `eval tokenizer` and `reconstruct` live in Commands/.</summary>
-public static class Program
+public static partial class Program
 {
     /// <summary>Exit codes of every command (README "Exit codes"): 0 done; 1 the run failed (a missing or
     /// unreadable file, a diverged training run, an op the device cannot run); 2 usage (unknown command, bad
@@ -60,7 +60,7 @@ public static class Program
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0 && parsed.Action is not ExamplesHelp)   // --help works even when required flags are missing
         {
-            foreach (var e in parsed.Errors) stderr.WriteLine($"error: {e.Message}");
+            foreach (var message in UsageErrors(parsed.Errors.Select(e => e.Message))) stderr.WriteLine($"error: {message}");
             stderr.WriteLine($"usage: see 'maskbit {string.Join(' ', CommandPath(parsed.CommandResult))}{(parsed.CommandResult.Command is RootCommand ? "" : " ")}--help'");
             return ExitUsage;
         }
@@ -81,16 +81,44 @@ public static class Program
         inspect.SetAction(parse =>
         {
             if (parse.GetValue(config) is { } configPath)
-                return CommandSupport.Guard(stderr, () => InspectConfigCommand.Run(configPath, parse.GetValue(overrides) ?? Array.Empty<string>(), stdout));
+                return CommandSupport.Guard(stderr, () => parse.GetValue(file) is { } both
+                    ? throw new UsageException($"inspect takes a FILE or --config CONFIG, not both (got {both} and --config {configPath})")
+                    : InspectConfigCommand.Run(configPath, parse.GetValue(overrides) ?? Array.Empty<string>(), stdout));
             return CommandSupport.Guard(stderr, () =>
             {
                 if (parse.GetValue(file) is not { } path) throw new UsageException("inspect needs a FILE or --config CONFIG (see 'maskbit inspect --help')");
-                PrintInspection(CheckpointFile.Load(CommandSupport.RequireFile(path, "FILE", "give the path of a weights file")), stdout);
+                PrintInspection(CheckpointFile.List(CommandSupport.RequireFile(path, "FILE", "give the path of a weights file")), stdout);
                 return ExitOk;
             });
         });
         return inspect;
     }
+
+    /// <summary>System.CommandLine's parse errors in our words: a value of the wrong type is named with its flag
+    /// and the type in words (not a CLR type name), and an unknown command is not also reported as a missing one.</summary>
+    internal static IEnumerable<string> UsageErrors(IEnumerable<string> messages)
+    {
+        var list = messages.ToList();
+        bool unknown = list.Any(m => m.StartsWith("Unrecognized command or argument", StringComparison.Ordinal));
+        foreach (var message in list)
+        {
+            if (unknown && message == "Required command was not provided.") continue;
+            var typed = CannotParse().Match(message);
+            yield return typed.Success ? $"{typed.Groups["symbol"].Value}: '{typed.Groups["value"].Value}' is not {TypeInWords(typed.Groups["type"].Value)}" : message;
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^Cannot parse argument '(?<value>.*)' for (?:option|argument) '(?<symbol>[^']*)' (?:of|as expected) type '(?<type>[^']*)'\.?$", System.Text.RegularExpressions.RegexOptions.Singleline)]
+    private static partial System.Text.RegularExpressions.Regex CannotParse();
+
+    private static string TypeInWords(string clrType) =>
+        System.Text.RegularExpressions.Regex.Match(clrType, @"System\.(Int16|Int32|Int64|UInt16|UInt32|UInt64|Single|Double|Decimal|Boolean)").Groups[1].Value switch
+        {
+            "Int16" or "Int32" or "Int64" or "UInt16" or "UInt32" or "UInt64" => "an integer",
+            "Single" or "Double" or "Decimal" => "a number",
+            "Boolean" => "true or false",
+            _ => "a valid value",
+        };
 
     private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)
     {
@@ -100,10 +128,10 @@ public static class Program
         return names;
     }
 
-    private static void PrintInspection(StateDict sd, TextWriter o)
+    private static void PrintInspection(CheckpointListing sd, TextWriter o)
     {
         o.WriteLine($"{sd.Source}: {sd.Format}");
-        var rows = sd.Select(t => (t.Name, Dtype: t.DType.Name(), Shape: "[" + string.Join(", ", t.Shape) + "]", Bytes: t.ByteCount.ToString("N0"))).ToList();
+        var rows = sd.Tensors.Select(t => (t.Name, Dtype: t.DType.Name(), Shape: "[" + string.Join(", ", t.Shape) + "]", Bytes: t.ByteCount.ToString("N0"))).ToList();
         int nameW = rows.Select(r => r.Name.Length).Append(4).Max();
         int dtypeW = rows.Select(r => r.Dtype.Length).Append(5).Max();
         int shapeW = rows.Select(r => r.Shape.Length).Append(5).Max();
@@ -111,7 +139,7 @@ public static class Program
         o.WriteLine($"  {"name".PadRight(nameW)}  {"dtype".PadRight(dtypeW)}  {"shape".PadRight(shapeW)}  {"bytes".PadLeft(bytesW)}");
         foreach (var r in rows)
             o.WriteLine($"  {r.Name.PadRight(nameW)}  {r.Dtype.PadRight(dtypeW)}  {r.Shape.PadRight(shapeW)}  {r.Bytes.PadLeft(bytesW)}");
-        o.WriteLine($"{sd.Count} tensors, {sd.ParameterCount:N0} parameters, {sd.ByteCount:N0} bytes");
+        o.WriteLine($"{sd.Tensors.Count} tensors, {sd.ParameterCount:N0} parameters, {sd.ByteCount:N0} bytes");
         if (sd.Metadata.Count > 0)
         {
             o.WriteLine("metadata:");

@@ -52,14 +52,14 @@ public static class ReferenceStatistics
     private static NpyArray ReadArray(string path, ZipArchiveEntry entry)
     {
         using var stream = entry.Open();
-        return Npy.Read(stream, $"{path}:{entry.FullName}");
+        return Npy.Read(stream, entry.Length, $"{path}:{entry.FullName}");
     }
 
     private static GaussianStatistics FromImages(string path, ZipArchiveEntry entry, IFeatureExtractor network, Action<long, long>? progress)
     {
         string where = $"{path}:{entry.FullName}";
         using var stream = entry.Open();
-        var (type, shape, _) = Npy.ReadHeader(stream, where);
+        var (type, shape, _) = Npy.ReadHeader(stream, entry.Length, where);
         if (type != NpyType.UInt8 || shape.Length != 4 || shape[3] != 3)
             throw new InvalidDataException($"{where}: reference images must be uint8 (N, H, W, 3), got {type.ToString().ToLowerInvariant()} [{string.Join(", ", shape)}]");
         int n = shape[0], height = shape[1], width = shape[2];

@@ -24,6 +24,16 @@ public static class CheckpointFile
         _ => LoadNpz(path),
     };
 
+    /// <summary>The tensors (names, dtypes, shapes) and metadata of any weights file, without reading the tensors'
+    /// values where the format allows (torch zip, safetensors, npz); a legacy torch file is loaded whole.</summary>
+    public static CheckpointListing List(string path) => Detect(path) switch
+    {
+        CheckpointKind.TorchZip => TorchCheckpoint.ListZip(path),
+        CheckpointKind.TorchLegacy => CheckpointListing.Of(TorchCheckpoint.LoadLegacy(path)),
+        CheckpointKind.SafeTensors => SafeTensors.List(path),
+        _ => NpzProblems(path, () => new CheckpointListing(path, "npz", Npy.ListNpz(path), [])),
+    };
+
     /// <summary>A zip of .npy arrays and no torch data.pkl. A damaged zip counts as torch, whose loader reports it.</summary>
     private static bool IsNpz(string path)
     {
@@ -36,13 +46,12 @@ public static class CheckpointFile
         catch (Exception e) when (e is InvalidDataException or IOException) { return false; }
     }
 
-    private static StateDict LoadNpz(string path)
+    private static StateDict LoadNpz(string path) =>
+        NpzProblems(path, () => new StateDict(path, "npz", Npy.ReadNpz(path).Select(kv => TensorRecord.FromNpy(kv.Key, kv.Value))));
+
+    private static T NpzProblems<T>(string path, Func<T> read)
     {
-        try
-        {
-            var arrays = Npy.ReadNpz(path);
-            return new StateDict(path, "npz", arrays.Select(kv => TensorRecord.FromNpy(kv.Key, kv.Value)));
-        }
+        try { return read(); }
         catch (Exception e) when (e is InvalidDataException or IOException or FormatException or OverflowException or ArgumentException)
         {
             string problem = e.Message.StartsWith(path + ":", StringComparison.Ordinal) ? e.Message[(path.Length + 1)..].TrimStart() : e.Message;

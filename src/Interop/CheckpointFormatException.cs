@@ -8,11 +8,17 @@ public sealed class CheckpointFormatException : Exception
     public string Problem { get; }
 
     public CheckpointFormatException(string filePath, string problem, Exception? inner = null)
-        : base($"{filePath}: {problem}", inner)
+        : base($"{filePath}: {Printable(problem)}", inner)
     {
         FilePath = filePath;
-        Problem = problem;
+        Problem = Printable(problem);
     }
+
+    /// <summary>The problem with control characters (a name read from a hostile file may hold NULs) shown as '?'.</summary>
+    private static string Printable(string text) => string.Create(text.Length, text, (span, t) =>
+    {
+        for (int i = 0; i < t.Length; i++) span[i] = char.IsControl(t[i]) ? '?' : t[i];
+    });
 }
 
 /// <summary>A problem found while decoding part of a file, before the file's path is known to the code that

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.IO.Compression;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -67,35 +68,56 @@ public static class Npy
 {
     private static readonly byte[] Magic = { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y' };
 
-    public static NpyArray Read(Stream stream, string where)
+    /// <summary>The most dimensions an array may have (numpy's own limit).</summary>
+    public const int MaxDimensions = 64;
+
+    /// <summary>Reads one .npy array of exactly <paramref name="length"/> bytes (header and data): the data size
+    /// the header declares must fill the rest, and is counted against <paramref name="budget"/> before it is
+    /// allocated. Problems → <see cref="FormatProblem"/> naming <paramref name="where"/>.</summary>
+    internal static NpyArray Read(Stream stream, long length, string where, LoadBudget budget)
     {
-        var (type, shape, bytes) = ReadHeader(stream, where);
-        if (bytes > Array.MaxLength) throw new InvalidDataException($"{where}: array of {bytes} bytes is too large");
-        // Check the claimed size against what is there before allocating it.
-        if (stream.CanSeek && bytes > stream.Length - stream.Position)
-            throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, {stream.Length - stream.Position} left)");
+        var (type, shape, bytes) = CheckedHeader(stream, length, where);
+        budget.Take(bytes, where);
         var data = new byte[bytes];
-        int read = stream.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
-        if (read != bytes) throw new InvalidDataException($"{where}: truncated (expected {bytes} bytes of data, got {read})");
+        try { stream.ReadExactly(data); }
+        catch (EndOfStreamException) { throw new FormatProblem($"{where} is truncated (the data ends before {bytes:N0} bytes)"); }
+        if (stream.ReadByte() >= 0) throw new FormatProblem($"{where} is longer than its zip entry declares");
         return new NpyArray(type, shape, data);
     }
 
-    /// <summary>Reads a .npy header and leaves <paramref name="stream"/> at the data: the element type, the shape
-    /// and the data's size in bytes (which may exceed what one array holds; read it in parts).</summary>
-    public static (NpyType Type, int[] Shape, long DataBytes) ReadHeader(Stream stream, string where)
+    /// <summary>Reads one .npy array of exactly <paramref name="length"/> bytes under a fresh <see cref="LoadBudget"/>.</summary>
+    /// <exception cref="InvalidDataException">The array is malformed (the message names <paramref name="where"/>).</exception>
+    public static NpyArray Read(Stream stream, long length, string where)
+    {
+        try { return Read(stream, length, where, LoadBudget.Start()); }
+        catch (FormatProblem e) { throw new InvalidDataException(e.Message); }
+    }
+
+    /// <summary>The dtype, shape and data size of a .npy array of <paramref name="length"/> bytes, checked to fill
+    /// it; leaves <paramref name="stream"/> at the data (which callers may read in parts).</summary>
+    /// <exception cref="InvalidDataException">The header is malformed (the message names <paramref name="where"/>).</exception>
+    public static (NpyType Type, int[] Shape, long Bytes) ReadHeader(Stream stream, long length, string where)
+    {
+        try { return CheckedHeader(stream, length, where); }
+        catch (FormatProblem e) { throw new InvalidDataException(e.Message); }
+    }
+
+    private static (NpyType Type, int[] Shape, long Bytes) CheckedHeader(Stream stream, long length, string where)
     {
         using var br = new BinaryReader(stream, Encoding.ASCII, leaveOpen: true);
+        if (length < 10) throw new FormatProblem($"{where} is not a .npy array ({length} bytes)");
         var magic = br.ReadBytes(6);
-        if (!magic.AsSpan().SequenceEqual(Magic)) throw new InvalidDataException($"{where}: not a .npy array (bad magic)");
+        if (!magic.AsSpan().SequenceEqual(Magic)) throw new FormatProblem($"{where} is not a .npy array (bad magic)");
         byte major = br.ReadByte(); br.ReadByte();
-        int headerLen = major == 1 ? br.ReadUInt16() : major is 2 or 3 ? checked((int)br.ReadUInt32()) : throw new InvalidDataException($"{where}: unsupported .npy version {major}");
-        if (headerLen > 1 << 20) throw new InvalidDataException($"{where}: .npy header of {headerLen} bytes is implausible");
-        string header = Encoding.Latin1.GetString(br.ReadBytes(headerLen));
+        long headerLen = major == 1 ? br.ReadUInt16() : major is 2 or 3 ? br.ReadUInt32() : throw new FormatProblem($"{where}: unsupported .npy version {major}");
+        long prefix = major == 1 ? 10 : 12;
+        if (headerLen > 1 << 20 || headerLen > length - prefix) throw new FormatProblem($"{where}: .npy header of {headerLen:N0} bytes is implausible");
+        string header = Encoding.Latin1.GetString(br.ReadBytes((int)headerLen));
         var descr = Regex.Match(header, @"'descr'\s*:\s*'([^']*)'");
         var fortran = Regex.Match(header, @"'fortran_order'\s*:\s*(True|False)");
         var shapeM = Regex.Match(header, @"'shape'\s*:\s*\(([^)]*)\)");
-        if (!descr.Success || !fortran.Success || !shapeM.Success) throw new InvalidDataException($"{where}: malformed .npy header {header.Trim()}");
-        if (fortran.Groups[1].Value == "True") throw new InvalidDataException($"{where}: Fortran-order arrays are not supported; save with np.ascontiguousarray");
+        if (!descr.Success || !fortran.Success || !shapeM.Success) throw new FormatProblem($"{where}: malformed .npy header (needs 'descr', 'fortran_order' and 'shape')");
+        if (fortran.Groups[1].Value == "True") throw new FormatProblem($"{where}: Fortran-order arrays are not supported; save with np.ascontiguousarray");
         var type = descr.Groups[1].Value switch
         {
             "<f4" => NpyType.Float32,
@@ -104,14 +126,28 @@ public static class Npy
             "<i4" => NpyType.Int32,
             "|b1" => NpyType.Bool,
             "|u1" => NpyType.UInt8,
-            var d when d.StartsWith("|O") => throw new InvalidDataException($"{where}: object arrays are not supported"),
-            var d => throw new InvalidDataException($"{where}: unsupported dtype '{d}' (float32, float64, int64, int32, bool, uint8 are)"),
+            var d when d.StartsWith("|O") => throw new FormatProblem($"{where}: object arrays are not supported"),
+            var d => throw new FormatProblem($"{where}: unsupported dtype '{Printable(d)}' (float32, float64, int64, int32, bool, uint8 are)"),
         };
-        var shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
-        if (shape.Any(d => d < 0)) throw new InvalidDataException($"{where}: negative dimension in shape ({shapeM.Groups[1].Value})");
-        long count = shape.Aggregate(1L, (a, b) => a * b);
-        return (type, shape, count * NpyArray.ElementSize(type));
+        var dims = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (dims.Length > MaxDimensions) throw new FormatProblem($"{where} has {dims.Length} dimensions; at most {MaxDimensions} are supported");
+        // Python 2's numpy wrote long dimensions as "2L".
+        var shape = dims.Select(d => int.TryParse(d.TrimEnd('L'), NumberStyles.None, CultureInfo.InvariantCulture, out int v) ? v
+            : throw new FormatProblem($"{where}: shape ({Printable(shapeM.Groups[1].Value)}) holds '{Printable(d)}', not a dimension (0 to {int.MaxValue})")).ToArray();
+        long count = 1;
+        foreach (int d in shape)
+            count = d == 0 || count <= long.MaxValue / 8 / d ? count * d : throw new FormatProblem($"{where}: shape ({shapeM.Groups[1].Value}) is too large");
+        long bytes = count * NpyArray.ElementSize(type);
+        long available = length - prefix - headerLen;
+        if (bytes != available)
+            throw new FormatProblem(bytes > available
+                ? $"{where} is truncated: shape ({shapeM.Groups[1].Value}) of {type.ToString().ToLowerInvariant()} needs {bytes:N0} bytes, the entry has {available:N0}"
+                : $"{where} has {available - bytes:N0} bytes after its data");
+        if (bytes > Array.MaxLength) throw new FormatProblem($"{where} of {bytes:N0} bytes is too large");
+        return (type, shape, bytes);
     }
+
+    private static string Printable(string s) => new(s.Take(40).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 
     public static void Write(Stream stream, NpyArray array)
     {
@@ -137,25 +173,39 @@ public static class Npy
         stream.Write(array.Data);
     }
 
-    /// <summary>All arrays of an .npz archive, keyed by name (without ".npy").</summary>
-    public static Dictionary<string, NpyArray> ReadNpz(string path)
+    /// <summary>All arrays of an .npz archive, keyed by name (without ".npy"). Each entry's declared size is
+    /// checked against the file and the load's <see cref="LoadBudget"/> before it is read, and decompression stops
+    /// at that size. Problems → <see cref="InvalidDataException"/> "path: array 'name' …".</summary>
+    public static Dictionary<string, NpyArray> ReadNpz(string path) => ReadEntries(path, Read);
+
+    /// <summary>The arrays of an .npz as <see cref="ReadNpz"/> checks them, from their headers alone (no data read).</summary>
+    public static List<TensorListing> ListNpz(string path) =>
+        ReadEntries(path, (stream, length, where, _) => CheckedHeader(stream, length, where))
+            .Select(kv => new TensorListing(kv.Key, TensorRecord.DTypeOf(kv.Value.Type), kv.Value.Shape)).ToList();
+
+    private static Dictionary<string, T> ReadEntries<T>(string path, Func<Stream, long, string, LoadBudget, T> read)
     {
         try
         {
+            long fileLength = new FileInfo(path).Length;
+            var budget = LoadBudget.Start();
             using var zip = ZipFile.OpenRead(path);
-            var result = new Dictionary<string, NpyArray>();
+            var result = new Dictionary<string, T>(StringComparer.Ordinal);
             foreach (var entry in zip.Entries)
             {
-                if (!entry.FullName.EndsWith(".npy")) continue;
+                if (!entry.FullName.EndsWith(".npy", StringComparison.Ordinal)) continue;
+                string name = entry.FullName[..^4], where = $"array '{Printable(name)}'";
+                if (result.ContainsKey(name)) throw new FormatProblem($"{where} occurs twice");
+                ZipEntries.CheckDeclaredSize(entry, fileLength, where);
                 using var s = entry.Open();
-                using var ms = new MemoryStream();
-                s.CopyTo(ms);
-                ms.Position = 0;
-                result[entry.FullName[..^4]] = Read(ms, $"{path}:{entry.FullName}");
+                result[name] = read(s, entry.Length, where, budget);
             }
             return result;
         }
-        catch (InvalidDataException e) when (!e.Message.StartsWith(path)) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        catch (FormatProblem p) { throw new InvalidDataException($"{path}: {p.Message}", p); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"{path}: damaged or invalid zip archive", e); }
+        catch (FileNotFoundException e) { throw new FileNotFoundException($"{path}: no such file", path, e); }
+        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read the zip archive (damaged or truncated)", e); }
     }
 
     public static void WriteNpz(string path, IEnumerable<KeyValuePair<string, NpyArray>> arrays)

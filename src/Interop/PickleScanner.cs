@@ -71,15 +71,20 @@ internal sealed class PickleScanner
                 case (byte)'0': Pop(); break;
                 case (byte)'1': PopToMark(); break;
                 case (byte)'2': Push(PeekValue()); break;
-                case (byte)'F' or (byte)'I' or (byte)'L' or (byte)'S' or (byte)'V' or (byte)'P':
-                    // Text-form numbers and strings; a text persistent id is refused later by persistentLoad.
+                case (byte)'F' or (byte)'I' or (byte)'L':
+                    // Text-form numbers: a state dict has no big ones, and Razorvine parses long digit strings in
+                    // quadratic time, so the length is capped.
+                    if (ReadLine().Length > MaxNumberTextChars) throw new FormatProblem($"number at byte {at} is longer than {MaxNumberTextChars} characters");
+                    Push(Opaque); break;
+                case (byte)'S' or (byte)'V' or (byte)'P':
+                    // Text-form strings; a text persistent id is refused later by persistentLoad.
                     ReadLine(); Push(Opaque); break;
                 case (byte)'J': Take(4); Push(Opaque); break;
                 case (byte)'K': Take(1); Push(Opaque); break;
                 case (byte)'M': Take(2); Push(Opaque); break;
                 case (byte)'G': Take(8); Push(Opaque); break;
-                case 0x8a: Take(Take(1)[0]); Push(Opaque); break;                       // LONG1
-                case 0x8b: Take(ReadLength32()); Push(Opaque); break;                   // LONG4
+                case 0x8a: TakeLong(Take(1)[0], at); Push(Opaque); break;               // LONG1
+                case 0x8b: TakeLong(ReadLength32(), at); Push(Opaque); break;           // LONG4
                 case (byte)'T': Push(Encoding.Latin1.GetString(Take(ReadLength32()))); break;   // BINSTRING
                 case (byte)'U': Push(Encoding.Latin1.GetString(Take(Take(1)[0]))); break;      // SHORT_BINSTRING
                 case (byte)'B': Take(ReadLength32()); Push(Opaque); break;              // BINBYTES
@@ -211,6 +216,18 @@ internal sealed class PickleScanner
         var span = _data.AsSpan(_pos, (int)count);
         _pos += (int)count;
         return span;
+    }
+
+    /// <summary>The longest LONG1/LONG4 operand: sizes and offsets fit 8 bytes; the legacy format's magic number
+    /// takes 10.</summary>
+    public const int MaxLongBytes = 16;
+    /// <summary>The longest text-form number (INT, LONG, FLOAT opcodes).</summary>
+    public const int MaxNumberTextChars = 64;
+
+    private void TakeLong(long count, int at)
+    {
+        if (count > MaxLongBytes) throw new FormatProblem($"integer at byte {at} is {count:N0} bytes long; a checkpoint's integers fit in {MaxLongBytes}");
+        Take(count);
     }
 
     private int ReadLength32() => BinaryPrimitives.ReadInt32LittleEndian(Take(4));

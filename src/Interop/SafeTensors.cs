@@ -15,6 +15,8 @@ public static class SafeTensors
     /// <summary>The reference implementation's limit on the JSON header.</summary>
     public const long MaxHeaderBytes = 100_000_000;
     private const string MetadataKey = "__metadata__";
+    private const int MaxDimensions = 64;
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
 
     private static readonly Dictionary<string, TensorDType> DTypes = new(StringComparer.Ordinal)
     {
@@ -33,7 +35,26 @@ public static class SafeTensors
         return n >= 2 && n <= (ulong)(fileLength - 8);
     }
 
-    public static StateDict Load(string path)
+    public static StateDict Load(string path) => Read(path, (fs, entries, metadata, dataStart, dataLength) =>
+    {
+        var budget = LoadBudget.Start();
+        budget.Take(dataLength, $"the data of {entries.Count} tensors");
+        var records = new List<TensorRecord>(entries.Count);
+        foreach (var e in entries)
+        {
+            var bytes = new byte[e.End - e.Begin];
+            fs.Position = dataStart + e.Begin;
+            fs.ReadExactly(bytes);
+            records.Add(new TensorRecord(e.Name, e.DType, e.Shape, bytes));
+        }
+        return new StateDict(path, "safetensors", records, metadata);
+    });
+
+    /// <summary>The tensors (names, dtypes, shapes) and metadata from the header alone; no tensor bytes are read.</summary>
+    public static CheckpointListing List(string path) => Read(path, (_, entries, metadata, _, _) =>
+        new CheckpointListing(path, "safetensors", entries.Select(e => new TensorListing(e.Name, e.DType, e.Shape)).ToList(), metadata));
+
+    private static T Read<T>(string path, Func<FileStream, List<Entry>, List<KeyValuePair<string, object?>>, long, long, T> read)
     {
         try
         {
@@ -48,31 +69,26 @@ public static class SafeTensors
             var header = new byte[headerLength];
             fs.ReadExactly(header);
             long dataStart = 8 + (long)headerLength, dataLength = fileLength - dataStart;
-
             var (entries, metadata) = ParseHeader(header, dataLength);
-            var records = new List<TensorRecord>(entries.Count);
-            foreach (var e in entries)
-            {
-                var bytes = new byte[e.End - e.Begin];
-                fs.Position = dataStart + e.Begin;
-                fs.ReadExactly(bytes);
-                records.Add(new TensorRecord(e.Name, e.DType, e.Shape, bytes));
-            }
-            return new StateDict(path, "safetensors", records, metadata);
+            return read(fs, entries, metadata, dataStart, dataLength);
         }
         catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
         catch (EndOfStreamException e) { throw new CheckpointFormatException(path, "file is truncated", e); }
-        catch (IOException e) { throw new CheckpointFormatException(path, e is FileNotFoundException ? "no such file" : e.Message, e); }
-        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, e.Message, e); }
+        catch (IOException e) { throw new CheckpointFormatException(path, e is FileNotFoundException or DirectoryNotFoundException ? "no such file" : "cannot read the file", e); }
+        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, "permission denied", e); }
     }
 
     private sealed record Entry(string Name, TensorDType DType, int[] Shape, long Begin, long End);
 
     private static (List<Entry>, List<KeyValuePair<string, object?>>) ParseHeader(byte[] header, long dataLength)
     {
+        // System.Text.Json checks names and strings for valid UTF-8 only when they are read; the strict decoder
+        // refuses a bad header up front, naming the byte.
+        try { StrictUtf8.GetCharCount(header); }
+        catch (System.Text.DecoderFallbackException e) { throw new FormatProblem($"header is not valid UTF-8 (at byte {8 + e.Index})"); }
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 16 }); }
-        catch (JsonException e) { throw new FormatProblem($"header is not valid JSON ({e.Message})"); }
+        catch (JsonException e) { throw new FormatProblem($"header is not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1} of the line)"); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new FormatProblem("header is not a JSON object");
 
@@ -108,15 +124,17 @@ public static class SafeTensors
 
     private static Entry ParseEntry(string name, JsonElement e, long dataLength)
     {
-        string where = $"tensor '{name}'";
+        string where = $"tensor '{(name.Length > 80 ? name[..80] + "…" : name)}'";
         if (e.ValueKind != JsonValueKind.Object) throw new FormatProblem($"{where}: header entry is not an object");
         if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String || !DTypes.TryGetValue(dt.GetString()!, out var dtype))
             throw new FormatProblem($"{where}: missing or unsupported dtype (supported: {string.Join(", ", DTypes.Keys)})");
         if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
             throw new FormatProblem($"{where}: missing shape");
+        if (sh.GetArrayLength() > MaxDimensions) throw new FormatProblem($"{where} has {sh.GetArrayLength()} dimensions; at most {MaxDimensions} are supported");
         var shape = sh.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt32(out int v) && v >= 0 ? v
             : throw new FormatProblem($"{where}: shape entries must be non-negative integers")).ToArray();
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2
+            || off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
             || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end))
             throw new FormatProblem($"{where}: data_offsets must be [begin, end]");
         if (begin < 0 || end < begin || end > dataLength)

@@ -145,7 +145,9 @@ public sealed class TensorRecord
         _ => new(NpyType.Int32, Shape, MemoryMarshal.AsBytes(ToInt64().Select(v => (int)v).ToArray().AsSpan()).ToArray()),
     };
 
-    public static TensorRecord FromNpy(string name, NpyArray array) => new(name, array.Type switch
+    public static TensorRecord FromNpy(string name, NpyArray array) => new(name, DTypeOf(array.Type), array.Shape, array.Data);
+
+    public static TensorDType DTypeOf(NpyType type) => type switch
     {
         NpyType.Float32 => TensorDType.Float32,
         NpyType.Float64 => TensorDType.Float64,
@@ -153,7 +155,7 @@ public sealed class TensorRecord
         NpyType.Int32 => TensorDType.Int32,
         NpyType.Bool => TensorDType.Bool,
         _ => TensorDType.UInt8,
-    }, array.Shape, array.Data);
+    };
 }
 
 /// <summary>The shape of a tensor met outside the state dict (e.g. optimizer state in a checkpoint's extras);

@@ -20,9 +20,8 @@ public static partial class TorchCheckpoint
     /// <summary>Keys under which training checkpoints nest the state dict, in order of preference.</summary>
     private static readonly string[] NestedStateDictKeys = { "state_dict", "model" };
 
-    private const long MaxPickleBytes = 1L << 30;
-    /// <summary>Deflate cannot expand data by more than about 1032×; a larger declared size is a lie.</summary>
-    private const long MaxDeflateRatio = 1100;
+    /// <summary>A state dict's pickle holds names and small tuples (the official 18-bit tokenizer's is 40 KB).</summary>
+    private const long MaxPickleBytes = 64L << 20;
 
     private static readonly byte[] LegacyMagic = Convert.FromHexString("80028a0a6cfc9c46f9206aa850192e");
     private static readonly BigInteger LegacyMagicNumber = BigInteger.Parse("01950a86a20f9469cfc6c", System.Globalization.NumberStyles.HexNumber);
@@ -56,11 +55,31 @@ public static partial class TorchCheckpoint
 
     // ---- zip format --------------------------------------------------------------------------------------------
 
-    public static StateDict LoadZip(string path)
+    public static StateDict LoadZip(string path) => ReadZip(path, checkpoint =>
+    {
+        var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        byte[] StorageBytes(StorageRef s) => bytesByKey.TryGetValue(s.Key, out var b) ? b
+            : bytesByKey[s.Key] = ZipEntries.ReadAll(checkpoint.StorageEntry(s), checkpoint.FileLength, checkpoint.Budget, $"storage '{s.Key}'");
+        return Build(path, checkpoint.Format, checkpoint.Root, StorageBytes, checkpoint.Budget);
+    });
+
+    /// <summary>The tensors (names, dtypes, shapes) and metadata of a zip checkpoint, from its pickle alone: the
+    /// storages' sizes are checked against the archive, their bytes are not read.</summary>
+    public static CheckpointListing ListZip(string path) => ReadZip(path, checkpoint =>
+    {
+        var (tensors, metadata) = Walk(checkpoint.Root, (name, view) => new TensorListing(name, view.Storage.DType, ViewShape(name, view).Shape));
+        return new CheckpointListing(path, checkpoint.Format, tensors, metadata);
+    });
+
+    /// <summary>A zip checkpoint's unpickled root, its storages' entries (sizes already checked) and the load's budget.</summary>
+    private sealed record ZipCheckpoint(object? Root, string Format, Func<StorageRef, ZipArchiveEntry> StorageEntry, long FileLength, LoadBudget Budget);
+
+    private static T ReadZip<T>(string path, Func<ZipCheckpoint, T> read)
     {
         try
         {
             long fileLength = new FileInfo(path).Length;
+            var budget = LoadBudget.Start();
             using var zip = ZipFile.OpenRead(path);
             var entries = new Dictionary<string, ZipArchiveEntry>(StringComparer.Ordinal);
             foreach (var e in zip.Entries)
@@ -73,52 +92,37 @@ public static partial class TorchCheckpoint
 
             if (entries.TryGetValue(prefix + "byteorder", out var byteOrder))
             {
-                string order = Encoding.ASCII.GetString(ReadEntry(byteOrder, byteOrder.Length, fileLength, 64)).Trim();
+                if (byteOrder.Length > 64) throw new FormatProblem($"zip entry '{byteOrder.FullName}' is too large ({byteOrder.Length:N0} bytes)");
+                string order = Encoding.ASCII.GetString(ZipEntries.ReadAll(byteOrder, fileLength, budget, $"zip entry '{byteOrder.FullName}'")).Trim();
                 if (order != "little") throw new FormatProblem($"storages are stored {order}-endian; only little-endian is supported");
             }
 
             var pkl = entries[pickles[0]];
+            if (pkl.Length > MaxPickleBytes) throw new FormatProblem($"'{pkl.FullName}' is {pkl.Length:N0} bytes; a state dict's pickle is at most {MaxPickleBytes:N0}");
             var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
-            var (root, _) = TorchPickle.Load(ReadEntry(pkl, pkl.Length, fileLength, MaxPickleBytes), 0, storages);
+            var (root, _) = TorchPickle.Load(ZipEntries.ReadAll(pkl, fileLength, budget, $"zip entry '{pkl.FullName}'"), 0, storages);
 
-            var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-            byte[] StorageBytes(StorageRef s)
+            // Every storage the pickle names, checked against the archive before any is read.
+            foreach (var s in storages.Values)
             {
-                if (bytesByKey.TryGetValue(s.Key, out var b)) return b;
                 if (!StorageKey().IsMatch(s.Key)) throw new FormatProblem($"storage key '{s.Key}' is not a plain name");
                 long bytes = StorageByteCount(s);
                 if (!entries.TryGetValue(prefix + "data/" + s.Key, out var entry))
                     throw new FormatProblem($"storage '{s.Key}' is missing from the archive");
                 if (entry.Length != bytes)
-                    throw new FormatProblem($"storage '{s.Key}' holds {entry.Length} bytes but is declared as {s.Numel} {s.DType.Name()} values ({bytes} bytes)");
-                return bytesByKey[s.Key] = ReadEntry(entry, bytes, fileLength, Array.MaxLength);
+                    throw new FormatProblem($"storage '{s.Key}' holds {entry.Length:N0} bytes but is declared as {s.Numel:N0} {s.DType.Name()} values ({bytes:N0} bytes)");
+                ZipEntries.CheckDeclaredSize(entry, fileLength, $"storage '{s.Key}'");
             }
-            return Build(path, $"torch zip ({pickles[0]})", root, StorageBytes);
+            return read(new ZipCheckpoint(root, $"torch zip ({pickles[0]})", s => entries[prefix + "data/" + s.Key], fileLength, budget));
         }
         catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
-        catch (InvalidDataException e) { throw new CheckpointFormatException(path, $"damaged or invalid zip archive ({e.Message})", e); }
-        catch (IOException e) { throw new CheckpointFormatException(path, e is FileNotFoundException ? "no such file" : $"cannot read the zip archive ({e.Message})", e); }
-        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, e.Message, e); }
+        catch (InvalidDataException e) { throw new CheckpointFormatException(path, "damaged or invalid zip archive", e); }
+        catch (IOException e) { throw new CheckpointFormatException(path, e is FileNotFoundException ? "no such file" : "cannot read the zip archive (damaged or truncated)", e); }
+        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, "permission denied", e); }
     }
 
     [GeneratedRegex(@"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")]
     private static partial Regex StorageKey();
-
-    /// <summary>Reads exactly <paramref name="expected"/> bytes of a zip entry, after checking that the archive can
-    /// really hold that many (a central directory may claim anything).</summary>
-    private static byte[] ReadEntry(ZipArchiveEntry entry, long expected, long fileLength, long limit)
-    {
-        if (expected > limit || expected > Array.MaxLength) throw new FormatProblem($"zip entry '{entry.FullName}' is too large ({expected} bytes)");
-        long maxPossible = entry.CompressedLength == entry.Length ? fileLength : entry.CompressedLength * MaxDeflateRatio;
-        if (entry.Length != expected || entry.CompressedLength > fileLength || expected > maxPossible)
-            throw new FormatProblem($"zip entry '{entry.FullName}' declares an impossible size ({entry.Length} bytes, {entry.CompressedLength} compressed, file {fileLength})");
-        var buffer = new byte[expected];
-        using var s = entry.Open();
-        try { s.ReadExactly(buffer); }
-        catch (EndOfStreamException) { throw new FormatProblem($"zip entry '{entry.FullName}' is truncated"); }
-        if (s.ReadByte() >= 0) throw new FormatProblem($"zip entry '{entry.FullName}' is longer than declared");
-        return buffer;
-    }
 
     // ---- legacy format -----------------------------------------------------------------------------------------
 
@@ -129,6 +133,8 @@ public static partial class TorchCheckpoint
             var info = new FileInfo(path);
             if (!info.Exists) throw new FormatProblem("no such file");
             if (info.Length > Array.MaxLength) throw new FormatProblem($"legacy checkpoints over {Array.MaxLength} bytes are not supported");
+            var budget = LoadBudget.Start();
+            budget.Take(info.Length, "the legacy checkpoint");
             byte[] data = File.ReadAllBytes(path);
             var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
 
@@ -155,17 +161,18 @@ public static partial class TorchCheckpoint
                 if (count != storage.Numel) throw new FormatProblem($"storage '{key}' holds {count} elements but is declared with {storage.Numel}");
                 long bytes = StorageByteCount(storage);
                 if (bytes > data.Length - pos) throw new FormatProblem($"file ends inside storage '{key}' ({bytes} bytes wanted, {data.Length - pos} left)");
+                budget.Take(bytes, $"storage '{key}'");
                 bytesByKey[key] = data.AsSpan(pos, (int)bytes).ToArray();
                 pos += (int)bytes;
             }
             if (pos != data.Length) throw new FormatProblem($"{data.Length - pos} unexpected bytes after the last storage");
 
             return Build(path, "torch legacy", root, s => bytesByKey.TryGetValue(s.Key, out var b) ? b
-                : throw new FormatProblem($"storage '{s.Key}' is not in the legacy key list"));
+                : throw new FormatProblem($"storage '{s.Key}' is not in the legacy key list"), budget);
         }
         catch (FormatProblem p) { throw new CheckpointFormatException(path, p.Message, p); }
-        catch (IOException e) { throw new CheckpointFormatException(path, e.Message, e); }
-        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, e.Message, e); }
+        catch (IOException e) { throw new CheckpointFormatException(path, "cannot read the file", e); }
+        catch (UnauthorizedAccessException e) { throw new CheckpointFormatException(path, "permission denied", e); }
     }
 
     private static long StorageByteCount(StorageRef s)
@@ -176,7 +183,15 @@ public static partial class TorchCheckpoint
 
     // ---- from the unpickled object to records -------------------------------------------------------------------
 
-    private static StateDict Build(string path, string format, object? root, Func<StorageRef, byte[]> storageBytes)
+    private static StateDict Build(string path, string format, object? root, Func<StorageRef, byte[]> storageBytes, LoadBudget budget)
+    {
+        var (records, metadata) = Walk(root, (name, view) => Materialize(name, view, storageBytes(view.Storage), budget));
+        return new StateDict(path, format, records, metadata);
+    }
+
+    /// <summary>The state dict in an unpickled root (the top level, or under "state_dict" / "model"): each tensor
+    /// through <paramref name="tensor"/>, everything else as plain metadata.</summary>
+    private static (List<T> Tensors, List<KeyValuePair<string, object?>> Metadata) Walk<T>(object? root, Func<string, TensorView, T> tensor)
     {
         if (root is not Hashtable top) throw new FormatProblem($"top-level object is {TorchPickle.Describe(root)}, not a state dict");
         var topEntries = Entries(top);
@@ -191,13 +206,13 @@ public static partial class TorchCheckpoint
             metadata.AddRange(topEntries.Where(kv => kv.Key != nested).Select(kv => KeyValuePair.Create(kv.Key, plain.Convert(kv.Value))));
         }
 
-        var records = new List<TensorRecord>();
+        var tensors = new List<T>();
         foreach (var (name, value) in Entries(stateDict))
         {
-            if (value is TensorView view) records.Add(Materialize(name, view, storageBytes(view.Storage)));
+            if (value is TensorView view) tensors.Add(tensor(name, view));
             else metadata.Add(KeyValuePair.Create(name, plain.Convert(value)));   // e.g. a module's _extra_state
         }
-        return new StateDict(path, format, records, metadata);
+        return (tensors, metadata);
     }
 
     /// <summary>Entries of a pickled dict: OrderedDicts in file order, plain dicts (whose order Razorvine loses)
@@ -244,13 +259,29 @@ public static partial class TorchCheckpoint
     }
 
     /// <summary>Copies a strided view out of its storage into contiguous bytes, after checking that every element
-    /// it reaches lies inside the storage.</summary>
-    internal static TensorRecord Materialize(string name, TensorView view, byte[] storage)
+    /// it reaches lies inside the storage (<see cref="ViewShape"/>).</summary>
+    internal static TensorRecord Materialize(string name, TensorView view, byte[] storage, LoadBudget budget)
     {
         var s = view.Storage;
         int elem = s.DType.Size();
         if (storage.LongLength != s.Numel * elem)
             throw new FormatProblem($"tensor '{name}': storage '{s.Key}' holds {storage.LongLength} bytes, not {s.Numel} {s.DType.Name()} values");
+        var (shape, count) = ViewShape(name, view);
+        var origin = new StorageOrigin(s.Key, view.Offset, view.Stride, s.Numel, view.IsParameter);
+        // The usual case, a tensor that is its whole storage in C order, keeps the storage's bytes (no copy).
+        if (view.Offset == 0 && count == s.Numel && IsContiguous(shape, view.Stride))
+            return new TensorRecord(name, s.DType, shape, storage, origin);
+        budget.Take(count * elem, $"tensor '{name}'");
+        var data = new byte[count * elem];
+        if (count > 0) CopyStrided(storage, elem, view.Offset, shape, view.Stride, data);
+        return new TensorRecord(name, s.DType, shape, data, origin);
+    }
+
+    /// <summary>The shape and element count of a view, after checking that every element it reaches lies inside
+    /// its storage.</summary>
+    private static (int[] Shape, long Count) ViewShape(string name, TensorView view)
+    {
+        var s = view.Storage;
         if (view.Size.Length > 64) throw new FormatProblem($"tensor '{name}' has {view.Size.Length} dimensions");
         string where = $"tensor '{name}' (size [{string.Join(", ", view.Size)}], stride [{string.Join(", ", view.Stride)}], offset {view.Offset})";
 
@@ -277,9 +308,18 @@ public static partial class TorchCheckpoint
         }
         else if (view.Offset > s.Numel) throw new FormatProblem($"{where} starts past the end of storage '{s.Key}' ({s.Numel} elements)");
 
-        var data = new byte[count * elem];
-        if (count > 0) CopyStrided(storage, elem, view.Offset, shape, view.Stride, data);
-        return new TensorRecord(name, s.DType, shape, data, new StorageOrigin(s.Key, view.Offset, view.Stride, s.Numel, view.IsParameter));
+        return (shape, count);
+    }
+
+    private static bool IsContiguous(int[] shape, long[] stride)
+    {
+        long expected = 1;
+        for (int d = shape.Length - 1; d >= 0; d--)
+        {
+            if (shape[d] != 1 && stride[d] != expected) return false;
+            expected *= shape[d];
+        }
+        return true;
     }
 
     /// <summary>Walks the view's index space in C order (odometer over all but the last dim), copying runs of the

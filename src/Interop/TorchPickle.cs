@@ -116,7 +116,7 @@ internal static class TorchPickle
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The dry run leaves little for the library to trip over (e.g. APPEND on a dict); report it plainly.
-            throw new FormatProblem($"malformed pickle ({e.GetBaseException().Message})");
+            throw new FormatProblem(e.GetBaseException() is PickleException p ? $"malformed pickle ({p.Message})" : "malformed pickle (its opcodes do not build a valid object)");
         }
         finally { _current = previous; }
 

@@ -119,7 +119,7 @@ public sealed class GeneratorTrainer : ITrainingStage
     private void Initialize()
     {
         string path = Settings.Loop.InitCheckpoint;
-        if (path.Length == 0 || !File.Exists(path)) return;
+        if (path.Length == 0) return;
         var loaded = WeightsLoader.Load(Generator, path, PretrainedModels.GeneratorLayout, preferEma: true);
         if (Step.Ema is { } ema)
         {

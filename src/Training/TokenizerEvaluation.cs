@@ -51,15 +51,15 @@ public static class TokenizerEvaluation
             var (reconstructions, tokens) = Reconstruct(model, images);
             evaluator.Update(ImageBatch.FromTensor(images.Clamp(0f, 1f)), ImageBatch.FromTensor(reconstructions), tokens);
         }
-        if (evaluator.NumExamples == 0) throw new InvalidOperationException("evaluation: the data yielded no images");
+        if (evaluator.NumExamples == 0) throw new InvalidDataException("evaluation: the data yielded no readable images");
         return evaluator.Result();
     }
 
     /// <summary>A loader over the whole data set in order, with the evaluation transform (resize, centre crop).</summary>
-    public static DataLoader EvalLoader(IImageDataset dataset, ImageTransform transform, int batchSize, int workers) =>
+    public static DataLoader EvalLoader(IImageDataset dataset, ImageTransform transform, int batchSize, int workers, Action<SkippedSample>? onSkipped = null) =>
         new(dataset, new DataLoaderOptions
         {
-            BatchSize = batchSize, Shuffle = false, Workers = workers, Transform = (image, _) => transform.Eval(image),
+            BatchSize = batchSize, Shuffle = false, Workers = workers, Transform = (image, _) => transform.Eval(image), OnSkipped = onSkipped,
         });
 
     /// <summary>Originals in the top row, reconstructions below (one column per image).</summary>

@@ -142,12 +142,12 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
     }
 
     /// <summary>experiment.init_checkpoint naming a weights file (not a training checkpoint, which the loop
-    /// restores whole) starts a fresh run from those weights (EMA if present); as the reference, a missing file is
-    /// ignored (the loop says so).</summary>
+    /// restores whole) starts a fresh run from those weights (EMA if present); a missing file is refused when the
+    /// config is read (LoopSettings).</summary>
     private void Initialize()
     {
         string path = Settings.Loop.InitCheckpoint;
-        if (path.Length == 0 || !File.Exists(path)) return;
+        if (path.Length == 0) return;
         var loaded = PretrainedModels.LoadTokenizerWeights(Model, path);
         if (Step.Ema is { } ema)
         {

@@ -59,13 +59,22 @@ public sealed record LoopSettings
     public bool ResumeOptimizer { get; init; } = true;
     /// <summary>experiment.init_checkpoint: where a fresh run starts. A training checkpoint restores its whole state
     /// (weights, optimizers, EMAs, schedules, step), as the reference's accelerator.load_state; a weights file is
-    /// loaded by the stage. A missing file is ignored, as in the reference.</summary>
+    /// loaded by the stage. Unlike the reference, which ignores a missing file, a missing file is a config error
+    /// (a typo there would silently start from scratch).</summary>
     public string InitCheckpoint { get; init; } = "";
     /// <summary>Optimisation steps per epoch when experiment.max_train_examples sets the epoch length (the
     /// reference's SimpleImagenet: ⌈examples / (batch · workers)⌉ · workers batches, ⌈batches / accumulation⌉
     /// steps); null: an epoch is one pass over the data. Only the logged epoch follows it; the data is not cut.</summary>
     public long? StepsPerEpoch { get; init; }
     public TrainingLogger Logger { get; init; }
+
+    private static string ExistingFileOrEmpty(MaskBitConfig c, string key)
+    {
+        string path = c.GetString(key, "");
+        if (path.Length > 0 && !File.Exists(path))
+            throw new ConfigException($"{c.Find(key)!.Source}: '{key}' names {path}, which does not exist");
+        return path;
+    }
 
     public static LoopSettings From(MaskBitConfig c, RunSettings run)
     {
@@ -80,7 +89,7 @@ public sealed record LoopSettings
             Resume = c.GetBool("experiment.resume", true),
             ResumeLrScheduler = c.GetBool("experiment.resume_lr_scheduler", true),
             ResumeOptimizer = !c.GetBool("experiment.dont_resume_optimizer", false),
-            InitCheckpoint = c.GetString("experiment.init_checkpoint", ""),
+            InitCheckpoint = ExistingFileOrEmpty(c, "experiment.init_checkpoint"),
             StepsPerEpoch = run.MaxTrainExamples is { } examples && run.BatchSize is { } batch
                 ? EpochSteps(examples, batch, run.ConfiguredWorkers, run.AccumulationSteps) : null,
             Logger = c.GetString("experiment.logger", "none") switch
@@ -276,15 +285,10 @@ public static class TrainingLoop
     }
 
     /// <summary>experiment.init_checkpoint of a fresh run: a training checkpoint restores the whole state (true);
-    /// a weights file is left to the stage's <see cref="ITrainingStage.Start"/>, a missing file is ignored.</summary>
+    /// a weights file is left to the stage's <see cref="ITrainingStage.Start"/>.</summary>
     private static bool InitializeFrom(string path, TrainingState state, TextWriter log)
     {
         if (path.Length == 0) return false;
-        if (!File.Exists(path))
-        {
-            log.WriteLine($"note: experiment.init_checkpoint {path} does not exist; ignored");
-            return false;
-        }
         if (!TrainingCheckpoint.IsTrainingCheckpoint(path)) return false;
         TrainingCheckpoint.Restore(path, state);
         log.WriteLine($"initialised from the training checkpoint {path} (weights, optimizers, EMA, schedules) at step {state.Step}");

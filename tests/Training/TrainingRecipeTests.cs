@@ -151,9 +151,10 @@ public class TrainingRecipeTests
         foreach (var (name, tensor) in fresh.Generator.NamedParameters())
             Assert.That(tensor.ToArray(), Is.EqualTo(expected[name].ToTensor().ToArray()), name);
 
-        writer = new StringWriter();
-        Trainer(_dir.File("missing"), ["training.max_train_steps=1", $"experiment.init_checkpoint={_dir.File("none.safetensors")}"], writer).Run();
-        Assert.That(writer.ToString(), Does.Contain("does not exist; ignored"));
+        // Unlike the reference, a missing file is refused (issue 19: a typo would silently start from scratch).
+        var missing = Assert.Throws<ConfigException>(() =>
+            Trainer(_dir.File("missing"), ["training.max_train_steps=1", $"experiment.init_checkpoint={_dir.File("none.safetensors")}"], new StringWriter()).Run());
+        Assert.That(missing!.Message, Does.Contain("which does not exist"));
     }
 
     [Test]

@@ -101,7 +101,7 @@ internal static class CommandSupport
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable(TraceVariable) != "1")
         {
-            return Fail(stderr, $"unexpected {e.GetType().Name}: {e.Message} (set {TraceVariable}=1 to see where)", Program.ExitFailed);
+            return Fail(stderr, $"internal error: {e.Message} (a bug in MaskBit: set {TraceVariable}=1 to see where, and report it)", Program.ExitFailed);
         }
     }
 
@@ -112,6 +112,8 @@ internal static class CommandSupport
     /// peers would wait for it in their next collective, so it aborts the whole job with the line naming it.</summary>
     private static int Fail(TextWriter stderr, string message, int code)
     {
+        // A name or value read from a hostile file may hold NULs or other control characters.
+        message = string.Concat(message.Select(c => c == '\n' || !char.IsControl(c) ? c : '?'));
         if (ProcessGroup.IsCreated && ProcessGroup.World is { WorldSize: > 1 } group)
         {
             stderr.Flush();

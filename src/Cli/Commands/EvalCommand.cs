@@ -35,13 +35,14 @@ internal static class EvalCommand
         var nonStrict = CommandSupport.NonStrictOption();
         var inception = new InceptionFlags();
         var device = CommandSupport.DeviceOption();
+        var strict = SkipReport.StrictOption();
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
             "rFID and Inception Score with --inception-weights, LPIPS with --lpips-weights).",
             "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000",
             "maskbit eval tokenizer --config configs/tokenizer/maskbit_tokenizer_12bit.yaml experiment.vqgan_checkpoint=maskbit_tokenizer_12bit.bin --inception-weights pt_inception-2015-12-05-6726825d.pth"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device, strict,
         };
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
@@ -70,7 +71,9 @@ internal static class EvalCommand
             InceptionFeatureExtractor? network;
             try
             {
-                var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1);
+                var skips = new SkipReport(stderr, parse.GetValue(strict));
+                var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1,
+                    onSkipped: sample => skips.Skip(sample.Reason.Contains(sample.Key, StringComparison.Ordinal) ? sample.Reason : $"{sample.Key}: {sample.Reason}"));
                 long count = Math.Min(parse.GetValue(maxImages) ?? long.MaxValue, dataset.Count);
                 if (withInception && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
                 network = inception.Load(parse, stdout);
@@ -78,6 +81,7 @@ internal static class EvalCommand
                 var progress = new ProgressDisplay(stdout, "eval", unit: "img");
                 scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), count, network, splits, lpips);
                 progress.Finish();
+                skips.Finish(count, "images");
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 

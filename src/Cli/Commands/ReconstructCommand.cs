@@ -36,6 +36,7 @@ internal static class ReconstructCommand
         var noEma = CommandSupport.NoEmaOption();
         var nonStrict = CommandSupport.NonStrictOption();
         var device = CommandSupport.DeviceOption();
+        var strict = SkipReport.StrictOption();
         var command = new Command("reconstruct", CommandSupport.Describe(
             $"Reconstruct images with a tokenizer (the shipped Fashion-MNIST one in {ShippedModel.DisplayFolder} when no --checkpoint is given): " +
             "writes <name>.png per image, grid.png and out.npz (tokens int64, reconstructions and images float32 (N, 3, H, W) in [0, 1]).",
@@ -43,7 +44,7 @@ internal static class ReconstructCommand
             "maskbit reconstruct --input batch.npz --out recon",
             "maskbit reconstruct --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --images a.png b.png --out recon"))
         {
-            config, overrides, weights, images, input, output, noEma, nonStrict, device,
+            config, overrides, weights, images, input, output, noEma, nonStrict, device, strict,
         };
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
@@ -63,7 +64,8 @@ internal static class ReconstructCommand
             if ((imageArguments == null) == (npzPath == null))
                 throw new ConfigException("reconstruct needs either --images FILES|FOLDERS or --input X.npz (one of them)");
             int channels = TrainingData.Channels(cfg);
-            var source = npzPath != null ? ImageSource.FromNpz(npzPath, channels) : ImageSource.FromFiles(ImageFiles(imageArguments!), TrainingData.Transform(cfg), channels);
+            var skips = new SkipReport(stderr, parse.GetValue(strict));
+            var source = npzPath != null ? ImageSource.FromNpz(npzPath, channels) : ImageSource.FromFiles(ImageFiles(imageArguments!), TrainingData.Transform(cfg), channels, skips);
             var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
             int factor = model.DownsampleFactor;
             if (npzPath != null && (source.Height % factor != 0 || source.Width % factor != 0))
@@ -111,12 +113,21 @@ internal static class ReconstructCommand
     /// <summary>The images to reconstruct, all of one size: their output names and batches (B, C, H, W) in [0, 1].</summary>
     private sealed record ImageSource(IReadOnlyList<string> Names, int Height, int Width, Func<int, int, Tensor> Batch)
     {
-        public static ImageSource FromFiles(List<string> files, ImageTransform transform, int channels)
+        /// <summary>The image files, each decoded once (resized and cropped to the config's resolution); an
+        /// unreadable one is reported and left out (<see cref="SkipReport"/>).</summary>
+        public static ImageSource FromFiles(List<string> files, ImageTransform transform, int channels, SkipReport skips)
         {
-            HostImage Load(string file) => transform.Eval(ImageIO.Read(file, channels));
-            var first = Load(files[0]);
-            return new ImageSource(files.Select(f => Path.GetFileNameWithoutExtension(f)).ToList(), first.Height, first.Width,
-                (start, n) => Tensor.Stack(files.Skip(start).Take(n).Select(f => ImageIO.ToTensor(Load(f))).ToList(), 0));
+            var names = new List<string>();
+            var images = new List<HostImage>();
+            foreach (var file in files)
+            {
+                try { images.Add(transform.Eval(ImageIO.Read(file, channels))); }
+                catch (InvalidDataException e) { skips.Skip(e.Message); continue; }
+                names.Add(Path.GetFileNameWithoutExtension(file));
+            }
+            skips.Finish(files.Count, "images");
+            return new ImageSource(names, images[0].Height, images[0].Width,
+                (start, n) => Tensor.Stack(images.Skip(start).Take(n).Select(i => ImageIO.ToTensor(i)).ToList(), 0));
         }
 
         /// <summary>The `images` array of an .npz: float32 (N, C, H, W) in [0, 1], or uint8 (N, H, W, C) scaled by

@@ -27,7 +27,8 @@ public static class ImageIO
         try { bytes = File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new InvalidDataException($"{path}: cannot read image file: {e.Message}", e);
+            string reason = e switch { FileNotFoundException or DirectoryNotFoundException => "no such file", UnauthorizedAccessException => "permission denied", _ => "the file cannot be read" };
+            throw new InvalidDataException($"{path}: cannot read image file: {reason}", e);
         }
         return Decode(bytes, path, channels);
     }
@@ -51,7 +52,9 @@ public static class ImageIO
             // The decoder is a pure function of the bytes, so whatever it throws (its own InvalidOperationException
             // or an index error deep in a malformed stream) means the data is bad. stb's reasons are terse
             // ("unknown image type", "bad IDAT"), and empty for some truncated data.
-            var reason = string.IsNullOrWhiteSpace(e.Message) ? "corrupt or truncated image data" : e.Message.Trim();
+            // Its messages come from a fixed-size C buffer: the NULs that pad them are cut off.
+            var message = new string(e.Message.Where(c => !char.IsControl(c)).ToArray()).Trim();
+            var reason = e is InvalidOperationException && message.Length > 0 ? message : "corrupt or truncated image data";
             throw new InvalidDataException($"{name}: cannot decode image ({encoded.Length} bytes): {reason}", e);
         }
         if (result.Data == null || result.Width <= 0 || result.Height <= 0)

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
+using YamlDotNet.Core.Events;
 
 namespace MaskBit.Models.Config;
 
@@ -18,52 +18,104 @@ public sealed partial class MaskBitConfig
 
     private MaskBitConfig(string file, ConfigMap root) { File = file; Root = root; }
 
-    /// <summary>Loads, applies overrides ("a.b.c=value", value in YAML syntax), resolves interpolations, validates.</summary>
+    /// <summary>A config file larger than this is refused before it is read (the official ones are ~3 KB).</summary>
+    public const int MaxFileBytes = 1 << 20;
+    /// <summary>Nesting deeper than this is refused while parsing (the schema is four levels deep).</summary>
+    public const int MaxDepth = 16;
+
+    /// <summary>Loads, applies overrides ("a.b.c=value", value in YAML syntax), checks every key against the schema,
+    /// resolves interpolations, then checks every value's type, range and relations (<see cref="ConfigSchema"/>).</summary>
     public static MaskBitConfig Load(string path, IEnumerable<string>? overrides = null)
     {
-        if (!System.IO.File.Exists(path)) throw new ConfigException($"{path}: config file not found");
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new ConfigException($"{path}: config file not found");
+        if (info.Length > MaxFileBytes) throw new ConfigException($"{path}: config file of {info.Length:N0} bytes is over the {MaxFileBytes:N0}-byte limit");
         return Parse(System.IO.File.ReadAllText(path), path, overrides);
     }
 
     public static MaskBitConfig Parse(string yaml, string file, IEnumerable<string>? overrides = null)
     {
-        var stream = new YamlStream();
-        try { stream.Load(new StringReader(yaml)); }
-        catch (YamlException e) { throw new ConfigException($"{file}:{e.Start.Line}: invalid YAML: {e.InnerException?.Message ?? e.Message}"); }
-        ConfigMap root = stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" }
-            ? new ConfigMap { Source = file }
-            : Convert(stream.Documents[0].RootNode, file) as ConfigMap ?? throw new ConfigException($"{file}: the top level must be a mapping");
+        if (yaml.Length > MaxFileBytes) throw new ConfigException($"{file}: config of {yaml.Length:N0} characters is over the {MaxFileBytes:N0}-character limit");
+        var root = ReadYaml(yaml, file) switch
+        {
+            null or ConfigScalar { Value: null } => new ConfigMap { Source = file },
+            ConfigMap map => map,
+            var other => throw new ConfigException($"{other.Source}: the top level must be a mapping"),
+        };
         var cfg = new MaskBitConfig(file, root);
         foreach (var o in overrides ?? Array.Empty<string>()) cfg.ApplyOverride(o);
+        // Unknown keys are refused before any interpolation runs, so an invented section is never processed.
+        cfg.ValidateKeys();
         cfg.ResolveInterpolations();
-        cfg.Validate();
+        cfg.ValidateValues();
         cfg._read.Clear();   // only what the sections read counts (UnreadKeys)
         return cfg;
     }
 
-    private static ConfigNode Convert(YamlNode node, string file)
+    /// <summary>The one YAML document of <paramref name="yaml"/> as a config tree (null when empty), read from the
+    /// parser's events so that nothing is expanded or nested without bound: anchors and aliases (which let a few
+    /// bytes expand exponentially), nesting deeper than <see cref="MaxDepth"/> and a second document are refused
+    /// as they are met.</summary>
+    private static ConfigNode? ReadYaml(string yaml, string file)
     {
-        string src = $"{file}:{node.Start.Line}";
-        switch (node)
+        var parser = new Parser(new StringReader(yaml));
+        try
         {
-            case YamlMappingNode m:
+            parser.Consume<StreamStart>();
+            if (parser.Accept<StreamEnd>(out _)) return null;
+            parser.Consume<DocumentStart>();
+            var root = parser.Accept<DocumentEnd>(out _) ? null : ReadNode(parser, file, 0);
+            parser.Consume<DocumentEnd>();
+            if (parser.Accept<DocumentStart>(out var second))
+                throw new ConfigException($"{file}:{second.Start.Line}: a second YAML document; a config is one document");
+            parser.Consume<StreamEnd>();
+            return root;
+        }
+        catch (YamlException e)
+        {
+            // YamlDotNet prefixes positions as "(Line: 3, Col: 1, Idx: 9) - (…): "; the line is given our way instead.
+            string message = Regex.Replace(e.InnerException?.Message ?? e.Message, @"^\(Line: .*?\): ", "");
+            throw new ConfigException($"{file}:{e.Start.Line}: invalid YAML: {message}");
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's parser throws this (not a YamlException) on some malformed input (found by the fuzz suite).
+            throw new ConfigException($"{file}:{parser.Current?.Start.Line ?? 0}: invalid YAML: the structure cannot be parsed");
+        }
+    }
+
+    private static ConfigNode ReadNode(IParser parser, string file, int depth)
+    {
+        var next = parser.Current ?? throw new ConfigException($"{file}: YAML ends early");
+        string src = $"{file}:{next.Start.Line}";
+        if (next is AnchorAlias) throw new ConfigException($"{src}: YAML aliases (*name) are not supported; write the value out");
+        if (next is NodeEvent { Anchor.IsEmpty: false }) throw new ConfigException($"{src}: YAML anchors (&name) are not supported; write the value out");
+        if (depth > MaxDepth) throw new ConfigException($"{src}: nested deeper than {MaxDepth} levels");
+        switch (next)
+        {
+            case MappingStart:
+                parser.MoveNext();
                 var map = new ConfigMap { Source = src };
-                foreach (var (k, v) in m.Children)
+                while (!parser.TryConsume<MappingEnd>(out _))
                 {
-                    var key = (k as YamlScalarNode)?.Value ?? throw new ConfigException($"{file}:{k.Start.Line}: mapping keys must be plain names");
-                    if (map.Items.ContainsKey(key)) throw new ConfigException($"{file}:{k.Start.Line}: key '{key}' appears twice");
-                    map.Items[key] = Convert(v, file);
+                    if (ReadNode(parser, file, depth + 1) is not ConfigScalar { Value: not null } keyNode)
+                        throw new ConfigException($"{src}: mapping keys must be plain names");
+                    string key = keyNode.Value is string text ? text : keyNode.ToString();
+                    if (map.Items.ContainsKey(key)) throw new ConfigException($"{keyNode.Source}: key '{key}' appears twice");
+                    map.Items[key] = ReadNode(parser, file, depth + 1);
                 }
                 return map;
-            case YamlSequenceNode s:
+            case SequenceStart:
+                parser.MoveNext();
                 var list = new ConfigList { Source = src };
-                list.Items.AddRange(s.Children.Select(c => Convert(c, file)));
+                while (!parser.TryConsume<SequenceEnd>(out _)) list.Items.Add(ReadNode(parser, file, depth + 1));
                 return list;
-            case YamlScalarNode sc:
+            case Scalar sc:
+                parser.MoveNext();
                 bool quoted = sc.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted or ScalarStyle.Literal or ScalarStyle.Folded;
-                return new ConfigScalar { Source = src, Value = quoted ? sc.Value ?? "" : ConfigScalar.ParsePlain(sc.Value ?? "") };
+                return new ConfigScalar { Source = src, Value = quoted ? sc.Value : ConfigScalar.ParsePlain(sc.Value) };
             default:
-                throw new ConfigException($"{src}: unsupported YAML node (anchors/aliases are not supported)");
+                throw new ConfigException($"{src}: unexpected YAML {next.GetType().Name.ToLowerInvariant()}");
         }
     }
 
@@ -79,14 +131,7 @@ public sealed partial class MaskBitConfig
             var hint = ConfigSchema.Suggest(key);
             throw new ConfigException($"override '{assignment}': unknown key '{key}'{(hint != null ? $" (did you mean '{hint}'?)" : "")}");
         }
-        ConfigNode value;
-        try
-        {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(text.Length == 0 ? "''" : text));
-            value = Convert(stream.Documents[0].RootNode, "<command line>");
-        }
-        catch (YamlException e) { throw new ConfigException($"override '{assignment}': invalid value: {e.Message}"); }
+        var value = ReadYaml(text.Length == 0 ? "''" : text, $"override '{assignment}'") ?? new ConfigScalar { Source = "<command line>" };
         Set(key, value, $"override '{assignment}'");
     }
 
@@ -99,7 +144,8 @@ public sealed partial class MaskBitConfig
             if (!ConfigSchema.Keys.ContainsKey(setting.Key)) throw new ConfigException($"{File}: setting '{setting}': unknown key '{setting.Key}'");
             copy.Set(setting.Key, setting.Value.DeepClone(), $"setting '{setting}'");
         }
-        copy.Validate();
+        copy.ValidateKeys();
+        copy.ValidateValues();
         return copy;
     }
 
@@ -117,65 +163,92 @@ public sealed partial class MaskBitConfig
     }
 
     // ---- interpolation ---------------------------------------------------------------------------------------
+    /// <summary>How many interpolations may be followed from one value (the official configs follow one).</summary>
+    public const int MaxInterpolationDepth = 8;
+    /// <summary>The longest string an interpolation may produce.</summary>
+    public const int MaxResolvedChars = 4096;
+
     [GeneratedRegex(@"\$\{([^}]*)\}")]
     private static partial Regex InterpolationPattern();
 
+    /// <summary>Replaces every `${a.b.c}` by the value of key a.b.c. Runs after <see cref="ValidateKeys"/>, so a
+    /// reference can only name a key of the schema (a leaf, never a section: a value holding its own section would
+    /// expand forever). Each key is resolved once and written back, so chains cost their length; a chain longer
+    /// than <see cref="MaxInterpolationDepth"/>, a cycle, or a result longer than <see cref="MaxResolvedChars"/>
+    /// is refused.</summary>
     private void ResolveInterpolations()
     {
-        var resolving = new HashSet<string>();
-        void Visit(ConfigNode node, string path)
-        {
-            switch (node)
-            {
-                case ConfigMap m:
-                    foreach (var k in m.Items.Keys.ToList())
-                    {
-                        string p = path.Length == 0 ? k : $"{path}.{k}";
-                        m.Items[k] = ResolveNode(m.Items[k], p, resolving);
-                        Visit(m.Items[k], p);
-                    }
-                    break;
-                case ConfigList l:
-                    for (int i = 0; i < l.Items.Count; i++) { l.Items[i] = ResolveNode(l.Items[i], $"{path}[{i}]", resolving); Visit(l.Items[i], $"{path}[{i}]"); }
-                    break;
-            }
-        }
-        Visit(Root, "");
+        foreach (var key in LeafKeys().ToList()) Resolve(key, new List<string>());
     }
 
-    private ConfigNode ResolveNode(ConfigNode node, string path, HashSet<string> resolving)
+    private ConfigNode Resolve(string path, List<string> chain)
     {
-        if (node is not ConfigScalar { Value: string s } sc || !s.Contains("${")) return node;
-        if (!resolving.Add(path)) throw new ConfigException($"{sc.Source}: '{path}' interpolates itself (cycle through {string.Join(" → ", resolving)})");
+        var node = Node(path)!;
+        if (node is ConfigList list)
+        {
+            for (int i = 0; i < list.Items.Count; i++)
+                if (list.Items[i] is ConfigScalar { Value: string s } item && s.Contains("${"))
+                    list.Items[i] = ResolveScalar(item, $"{path}[{i}]", chain);
+            return list;
+        }
+        if (node is not ConfigScalar { Value: string text } scalar || !text.Contains("${")) return node;
+        var resolved = ResolveScalar(scalar, path, chain);
+        Set(path, resolved, path);
+        return resolved;
+    }
+
+    private ConfigNode ResolveScalar(ConfigScalar scalar, string path, List<string> chain)
+    {
+        string text = (string)scalar.Value!;
+        if (chain.Contains(path))
+            throw new ConfigException($"{scalar.Source}: '{path}' interpolates itself (cycle {string.Join(" → ", chain.SkipWhile(p => p != path).Append(path))})");
+        if (chain.Count >= MaxInterpolationDepth)
+            throw new ConfigException($"{scalar.Source}: '{path}': interpolations nested more than {MaxInterpolationDepth} deep ({string.Join(" → ", chain)} → …)");
+        chain.Add(path);
         try
         {
-            var whole = InterpolationPattern().Match(s);
-            if (whole.Success && whole.Index == 0 && whole.Length == s.Length)
-                return ResolveNode(Lookup(whole.Groups[1].Value.Trim(), sc), whole.Groups[1].Value.Trim(), resolving).DeepClone();
-            string text = InterpolationPattern().Replace(s, m =>
+            var whole = InterpolationPattern().Match(text);
+            if (whole.Success && whole.Index == 0 && whole.Length == text.Length)
             {
-                var target = ResolveNode(Lookup(m.Groups[1].Value.Trim(), sc), m.Groups[1].Value.Trim(), resolving);
-                return target is ConfigScalar t ? t.ToString() : throw new ConfigException($"{sc.Source}: '{m.Value}' in '{path}' names a section, not a value");
-            });
-            return new ConfigScalar { Source = sc.Source, Value = text };
+                // The whole value is one reference: it takes the referenced value's type (as OmegaConf does).
+                var target = Resolve(Reference(whole.Groups[1].Value, scalar, path), chain).DeepClone();
+                return target is ConfigScalar t ? new ConfigScalar { Source = scalar.Source, Value = t.Value } : target;
+            }
+            var sb = new StringBuilder();
+            int at = 0;
+            foreach (Match m in InterpolationPattern().Matches(text))
+            {
+                sb.Append(text, at, m.Index - at);
+                var target = Resolve(Reference(m.Groups[1].Value, scalar, path), chain);
+                sb.Append(target is ConfigScalar t ? t.ToString()
+                    : throw new ConfigException($"{scalar.Source}: '{m.Value}' in '{path}' names a list, not a single value; only a whole value can interpolate a list"));
+                at = m.Index + m.Length;
+                if (sb.Length > MaxResolvedChars) break;
+            }
+            sb.Append(text, at, text.Length - at);
+            if (sb.Length > MaxResolvedChars)
+                throw new ConfigException($"{scalar.Source}: '{path}' interpolates to more than {MaxResolvedChars:N0} characters");
+            return new ConfigScalar { Source = scalar.Source, Value = sb.ToString() };
         }
-        finally { resolving.Remove(path); }
+        finally { chain.RemoveAt(chain.Count - 1); }
     }
 
-    private ConfigNode Lookup(string reference, ConfigScalar from)
+    /// <summary>The key a `${…}` names; it must be a key of the schema that this config sets.</summary>
+    private string Reference(string reference, ConfigScalar from, string path)
     {
-        ConfigNode node = Root;
-        foreach (var part in reference.Split('.'))
-        {
-            if (node is not ConfigMap m || !m.Items.TryGetValue(part, out var next))
-                throw new ConfigException($"{from.Source}: interpolation '${{{reference}}}' names a key that does not exist");
-            node = next;
-        }
-        return node;
+        reference = reference.Trim();
+        if (ConfigSchema.IsSection(reference))
+            throw new ConfigException($"{from.Source}: '{path}': interpolation '${{{reference}}}' names a section; only a key's value can be interpolated");
+        if (!ConfigSchema.Keys.ContainsKey(reference))
+            throw new ConfigException($"{from.Source}: '{path}': interpolation '${{{reference}}}' names a key that does not exist in the schema");
+        if (Node(reference) == null)
+            throw new ConfigException($"{from.Source}: '{path}': interpolation '${{{reference}}}' names a key that does not exist in this config");
+        return reference;
     }
 
     // ---- validation ------------------------------------------------------------------------------------------
-    private void Validate()
+    /// <summary>Refuses keys the schema does not know (before interpolations are resolved).</summary>
+    private void ValidateKeys()
     {
         var errors = new List<string>();
         void Visit(ConfigNode node, string path)
@@ -185,16 +258,34 @@ public sealed partial class MaskBitConfig
                 foreach (var (k, v) in m.Items) Visit(v, path.Length == 0 ? k : $"{path}.{k}");
                 return;
             }
-            if (!ConfigSchema.Keys.TryGetValue(path, out var type))
+            if (!ConfigSchema.Keys.ContainsKey(path))
             {
                 var hint = ConfigSchema.Suggest(path);
                 errors.Add($"{node.Source}: unknown key '{path}'{(hint != null ? $" (did you mean '{hint}'?)" : "")}");
-                return;
             }
-            if (!Matches(node, type)) errors.Add($"{node.Source}: '{path}' must be {Describe(type)}, got {DescribeNode(node)}");
         }
         Visit(Root, "");
-        if (errors.Count > 0) throw new ConfigException(string.Join("\n", errors));
+        if (errors.Count > 0) throw new ConfigException(string.Join("\n", errors.Take(MaxErrorsListed)) + MoreErrors(errors.Count));
+    }
+
+    private const int MaxErrorsListed = 20;
+    private static string MoreErrors(int count) => count > MaxErrorsListed ? $"\n… and {count - MaxErrorsListed} more" : "";
+
+    /// <summary>Checks each value's type and range, then the relations between keys (<see cref="ConfigSchema"/>).</summary>
+    private void ValidateValues()
+    {
+        var errors = new List<string>();
+        foreach (var path in LeafKeys())
+        {
+            var node = Node(path)!;
+            var spec = ConfigSchema.Specs[path];
+            if (!Matches(node, spec.Type)) errors.Add($"{node.Source}: '{path}' must be {Describe(spec.Type)}, got {DescribeNode(node)}");
+            else if (spec.Check(node) is { } problem) errors.Add($"{node.Source}: '{path}' {problem}");
+        }
+        if (errors.Count == 0)
+            foreach (var relation in ConfigSchema.Relations)
+                if (relation(this) is { } problem) errors.Add(problem);
+        if (errors.Count > 0) throw new ConfigException(string.Join("\n", errors.Take(MaxErrorsListed)) + MoreErrors(errors.Count));
     }
 
     private static bool Matches(ConfigNode node, ConfigType type) => type switch
@@ -234,6 +325,12 @@ public sealed partial class MaskBitConfig
     public ConfigNode? Find(string path)
     {
         _read.Add(path);
+        return Node(path);
+    }
+
+    /// <summary>The node at <paramref name="path"/>, or null, without counting it as read.</summary>
+    internal ConfigNode? Node(string path)
+    {
         ConfigNode node = Root;
         foreach (var part in path.Split('.'))
         {
@@ -269,8 +366,9 @@ public sealed partial class MaskBitConfig
     /// <summary>Every leaf key of the config (a.b.c), lists included.</summary>
     public IEnumerable<string> LeafKeys()
     {
+        // A mapping where the schema has a value is a leaf too (refused by its type, never walked into).
         static IEnumerable<string> Walk(ConfigMap map, string prefix) =>
-            map.Items.SelectMany(kv => kv.Value is ConfigMap m ? Walk(m, prefix + kv.Key + ".") : [prefix + kv.Key]);
+            map.Items.SelectMany(kv => kv.Value is ConfigMap m && !ConfigSchema.Keys.ContainsKey(prefix + kv.Key) ? Walk(m, prefix + kv.Key + ".") : [prefix + kv.Key]);
         return Walk(Root, "");
     }
 

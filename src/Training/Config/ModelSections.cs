@@ -32,12 +32,10 @@ public static class TokenizerConfigSection
                 throw new ConfigException($"{c.File}: model.vq_model.quantizer_type '{cfg.QuantizerType}' is not supported (lookup, lookup-free)");
             // Like the reference, a lookup-free quantizer's codebook is every sign pattern of token_size bits; the
             // config's codebook_size is not read for it (the official 14/16/18-bit tokenizer configs leave it at 4096).
+            // The schema (ConfigSchema) has checked ranges, token_size against the lookup-free codebook and
+            // channel_mult against num_resolutions.
             if (cfg.QuantizerType == "lookup-free")
                 cfg = cfg with { CodebookSize = 1 << cfg.TokenSize };
-            else if (cfg.CodebookSize <= 0)
-                throw new ConfigException($"{c.File}: model.vq_model.codebook_size must be a positive number of codebook entries for the lookup quantizer");
-            if (cfg.ChannelMult.Length < cfg.NumResolutions)
-                throw new ConfigException($"{c.File}: model.vq_model.channel_mult has {cfg.ChannelMult.Length} entries, num_resolutions is {cfg.NumResolutions}");
             if (cfg.ChannelMult.Any(m => cfg.HiddenChannels * m % 32 != 0))
                 throw new ConfigException($"{c.File}: hidden_channels × channel_mult must be multiples of 32 (GroupNorm(32))");
             return cfg;
