@@ -194,6 +194,17 @@ public class HostileReaderTests
     }
 
     [Test]
+    public void JpegCutInsideItsHeaderIsRefusedNotLoopedOn()
+    {
+        // StbImageSharp loops forever on this 8-byte SOI + APP0 prefix (found by the fuzz suite).
+        byte[] prefix = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 0x4A, 0x46];
+        var e = Assert.Throws<InvalidDataException>(() => ImageIO.Decode(prefix, "cut.jpg"));
+        Assert.That(e!.Message, Does.StartWith("cut.jpg: cannot decode image (8 bytes): JPEG segment 0xE0"));
+        var whole = ImageIO.EncodeJpeg(TestImages.Gradient(8, 8, 3, phase: 1));
+        Assert.That(ImageIO.Decode(whole, "whole.jpg").Width, Is.EqualTo(8), "a whole JPEG still decodes");
+    }
+
+    [Test]
     public void ImageDecodeErrorsHaveNoNulBytes()
     {
         string path = _dir.File("bad.png");

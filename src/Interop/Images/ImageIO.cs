@@ -45,6 +45,8 @@ public static class ImageIO
             _ => throw new ArgumentException($"images are decoded to 1, 3 or 4 channels, not {channels}"),
         };
         if (encoded.Length == 0) throw new InvalidDataException($"{name}: not an image: the data is empty");
+        if (JpegHeaderProblem(encoded) is { } problem)
+            throw new InvalidDataException($"{name}: cannot decode image ({encoded.Length} bytes): {problem}");
         ImageResult result;
         try { result = ImageResult.FromMemory(encoded, wanted); }
         catch (Exception e)
@@ -60,6 +62,30 @@ public static class ImageIO
         if (result.Data == null || result.Width <= 0 || result.Height <= 0)
             throw new InvalidDataException($"{name}: cannot decode image ({encoded.Length} bytes): decoder returned no pixels");
         return new HostImage(result.Height, result.Width, channels, result.Data);
+    }
+
+    /// <summary>For JPEG data, why its marker segments up to the start of scan are incomplete (null when they
+    /// are whole, or the data is not JPEG). StbImageSharp loops forever on some JPEGs cut inside a header segment
+    /// (an 8-byte SOI + APP0 prefix, found by the fuzz suite), so those never reach it.</summary>
+    private static string? JpegHeaderProblem(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 2 || data[0] != 0xFF || data[1] != 0xD8) return null;
+        int pos = 2;
+        while (true)
+        {
+            while (pos < data.Length && data[pos] == 0xFF && pos + 1 < data.Length && data[pos + 1] == 0xFF) pos++;   // fill bytes
+            if (pos + 1 >= data.Length) return "JPEG data ends before its image data (no start of scan)";
+            if (data[pos] != 0xFF) return $"JPEG marker expected at byte {pos}";
+            byte marker = data[pos + 1];
+            if (marker is >= 0xD0 and <= 0xD7 or 0x01) { pos += 2; continue; }   // markers without a length
+            if (marker == 0xD9) return "JPEG data ends (EOI) before any image data";
+            if (pos + 4 > data.Length) return $"JPEG segment 0x{marker:X2} at byte {pos} is cut off";
+            int length = (data[pos + 2] << 8) | data[pos + 3];
+            if (length < 2 || pos + 2 + length > data.Length) return $"JPEG segment 0x{marker:X2} at byte {pos} is cut off or has a bad length ({length})";
+            if (marker == 0xDA)
+                return pos + 2 + length < data.Length ? null : "JPEG data ends right after its scan header";
+            pos += 2 + length;
+        }
     }
 
     // ---- encoding -----------------------------------------------------------------------------------------
