@@ -25,22 +25,12 @@ public sealed record GeneratorTrainingSettings : StageTrainingSettings
     {
         var run = RunSettings.From(c, TrainingStage.Generator);
         const string m = "model.mlm_model.";
-        return new GeneratorTrainingSettings
+        return WithRunSettings(new GeneratorTrainingSettings
         {
             Loop = LoopSettings.From(c, run),
             BatchSize = run.TrainingBatchSize(c),
-            MaxGradNorm = run.MaxGradNorm,
-            UseEma = run.UseEma,
-            Seed = run.Seed,
-            OverfitBatch = run.OverfitBatch,
-            OverfitBatchNum = run.OverfitBatchNum,
             NumGeneratedImages = run.NumGeneratedImages,
-            MixedPrecision = run.MixedPrecision,
-            AccumulationSteps = run.AccumulationSteps,
             TokenizerCheckpoint = run.TokenizerCheckpoint,
-            TrainSource = run.TrainSource,
-            EvalSource = run.EvalSource,
-            Workers = run.Workers,
             Optimizer = OptimizerSettings.From(c, TrainingStage.Generator),
             Schedule = ScheduleSettings.From(c),
             TrainMaskSchedule = Masking.ParseSchedule(c.GetString(m + "train_mask_schedule_strategy", "arccos")),
@@ -48,6 +38,6 @@ public sealed record GeneratorTrainingSettings : StageTrainingSettings
             LabelDropout = c.GetDouble(m + "class_label_dropout", 0.1),
             LabelSmoothing = (float)c.GetDouble("losses.mlm.label_smoothing", 0.1),
             SumSplits = c.GetBool("losses.mlm.sum_splits", false),
-        };
+        }, run);
     }
 }

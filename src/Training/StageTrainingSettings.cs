@@ -21,4 +21,20 @@ public abstract record StageTrainingSettings
     public int Workers { get; init; } = 2;
     public required OptimizerSettings Optimizer { get; init; }
     public required ScheduleSettings Schedule { get; init; }
+
+    /// <summary><paramref name="settings"/> with the fields both stages read from <paramref name="run"/> unchanged.</summary>
+    protected static T WithRunSettings<T>(T settings, RunSettings run) where T : StageTrainingSettings =>
+        (T)((StageTrainingSettings)settings with
+        {
+            MaxGradNorm = run.MaxGradNorm,
+            UseEma = run.UseEma,
+            Seed = run.Seed,
+            OverfitBatch = run.OverfitBatch,
+            OverfitBatchNum = run.OverfitBatchNum,
+            MixedPrecision = run.MixedPrecision,
+            AccumulationSteps = run.AccumulationSteps,
+            TrainSource = run.TrainSource,
+            EvalSource = run.EvalSource,
+            Workers = run.Workers,
+        });
 }

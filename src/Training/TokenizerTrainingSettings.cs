@@ -34,27 +34,17 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
             optimizer = optimizer with { LearningRate = optimizer.LearningRate * globalBatch };
             discriminatorLr *= globalBatch;
         }
-        return new TokenizerTrainingSettings
+        return WithRunSettings(new TokenizerTrainingSettings
         {
             Name = run.Name,
             Loop = LoopSettings.From(c, run),
             BatchSize = batchSize,
-            AccumulationSteps = accumulation,
-            MaxGradNorm = run.MaxGradNorm,
-            UseEma = run.UseEma,
-            Seed = run.Seed,
-            OverfitBatch = run.OverfitBatch,
-            OverfitBatchNum = run.OverfitBatchNum,
             NumGeneratedImages = run.NumGeneratedImages,
-            MixedPrecision = run.MixedPrecision,
             Optimizer = optimizer,
             DiscriminatorLearningRate = discriminatorLr,
             Schedule = ScheduleSettings.From(c),
-            TrainSource = run.TrainSource,
-            EvalSource = run.EvalSource,
             PerceptualWeights = FileList(c.GetString("losses.perceptual_weights", "")),
-            Workers = run.Workers,
-        };
+        }, run);
     }
 
     /// <summary>Paths separated by commas (blank entries dropped).</summary>
