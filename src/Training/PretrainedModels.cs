@@ -75,6 +75,44 @@ public static class PretrainedModels
     private static readonly IReadOnlyDictionary<string, string> Vgg16ToLpipsSlices = Enumerable.Range(0, 30)
         .ToDictionary(i => $"features.{i}.", i => $"slice{(i < 4 ? 1 : i < 9 ? 2 : i < 16 ? 3 : i < 23 ? 4 : 5)}.{i}.");
 
+    /// <summary>What <see cref="LpipsNetwork"/> reads, for messages and --help.</summary>
+    public const string LpipsWeightsDescription =
+        "torchvision's VGG16 (vgg16-397923af.pth) and the linear heads of LPIPS v0.1 (vgg.pth), in that order (as losses.perceptual_loss " +
+        "'lpips' takes them), or one file with the state dict of the reference's LPIPS module (modeling/modules/lpips.py, saved by " +
+        "torch.save(LPIPS().state_dict(), 'lpips_vgg16.pth')); safetensors copies load as well";
+
+    /// <summary>The one LPIPS loader, of the lpips perceptual loss and of the LPIPS metric: VGG16 + heads
+    /// (<see cref="PerceptualWeightFiles"/>), or one LPIPS module state dict (keys <c>scaling_layer.shift</c>,
+    /// <c>net.slice1.0.weight</c>, …, <c>lin4.model.1.weight</c>). Frozen, eval mode.</summary>
+    /// <exception cref="FileNotFoundException">A file is missing.</exception>
+    /// <exception cref="InvalidDataException">A file is not what it should be; the message names it and
+    /// <see cref="LpipsWeightsDescription"/>.</exception>
+    public static Lpips LpipsNetwork(IReadOnlyList<string> files)
+    {
+        var lpips = new Lpips();
+        void Load(Module module, string file, WeightsLayout layout, string what)
+        {
+            try { WeightsLoader.Load(module, file, layout); }
+            catch (Exception e) when (e is InvalidDataException or CheckpointFormatException)
+            {
+                throw new InvalidDataException($"{file} is not {what} (LPIPS weights: {LpipsWeightsDescription}): {e.Message}", e);
+            }
+        }
+        switch (files.Count)
+        {
+            case 1:
+                Load(lpips, files[0], new WeightsLayout([]), "the state dict of the reference's LPIPS module");
+                break;
+            case 2:
+                Load(lpips.Net, files[0], new WeightsLayout([], Vgg16ToLpipsSlices, ForeignPrefixes: ["classifier."]), "torchvision's VGG16");
+                Load(new LpipsHeads(lpips.Lins), files[1], new WeightsLayout([]), "the linear heads of LPIPS v0.1 (vgg.pth)");
+                break;
+            default:
+                throw new InvalidDataException($"LPIPS takes one or two weights files, got {files.Count}: {LpipsWeightsDescription}");
+        }
+        return lpips;
+    }
+
     /// <summary>The perceptual network of losses.perceptual_loss (frozen, eval mode) with the weights of
     /// <paramref name="files"/> (<see cref="PerceptualWeightFiles"/>), or null when losses.perceptual_weight is 0.</summary>
     /// <exception cref="ConfigException">The files are missing, too few or too many, or not the expected networks:
@@ -107,10 +145,11 @@ public static class PretrainedModels
         switch (kind)
         {
             case "lpips":
-                var lpips = new Lpips();
-                Load(lpips.Net, 0, new WeightsLayout([], Vgg16ToLpipsSlices, ForeignPrefixes: ["classifier."]));
-                Load(new LpipsHeads(lpips.Lins), 1, plain);
-                return lpips;
+                for (int i = 0; i < files.Count; i++)
+                    if (!File.Exists(files[i]))
+                        throw new ConfigException($"perceptual weights file not found: {files[i]} (losses.perceptual_loss 'lpips' expects {expected[i].File}, from {expected[i].Source})");
+                try { return LpipsNetwork(files); }
+                catch (InvalidDataException e) { throw new ConfigException($"losses.perceptual_loss 'lpips' expects {Expected()}: {e.Message}"); }
             case "convnext_s":
                 var convnext = ConvNeXt.Small();
                 Load(convnext, 0, plain);

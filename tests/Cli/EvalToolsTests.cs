@@ -223,6 +223,14 @@ public class EvalToolsTests
         Assert.That(metrics["LPIPS"], Is.GreaterThan(0).And.Not.NaN);
         Assert.That(metrics["PSNR"], Is.GreaterThan(0));
 
+        // The one LPIPS loader also reads the two files of losses.perceptual_loss 'lpips' (VGG16 + heads): the same metric.
+        var (vgg, heads) = MaskBit.Tests.Training.TokenizerTrainerTests.LpipsWeightFiles(_dir);
+        string twoFilesDir = _dir.File("eval-lpips-two-files");
+        (code, _, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, $"experiment.vqgan_checkpoint={_tokenizerWeights}",
+            "--data", _images, "--max-images", "2", "--lpips-weights", $"{vgg},{heads}", "--out", twoFilesDir);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(ReadMetrics(twoFilesDir)["LPIPS"], Is.EqualTo(metrics["LPIPS"]).Within(1e-6));
+
         (code, _, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, "--data", _images, "--max-images", "2");
         Assert.That((code, stderr.Contains("--checkpoint") && stderr.Contains("experiment.vqgan_checkpoint")), Is.EqualTo((Program.ExitUsage, true)), stderr);
         (code, _, stderr) = Cli("eval", "tokenizer", "--config", _tokenizerConfig, "experiment.vqgan_checkpoint=MODEL_PATH/maskbit_tokenizer_10bit.bin", "--data", _images);

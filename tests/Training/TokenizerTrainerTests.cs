@@ -307,7 +307,7 @@ public class TokenizerTrainerTests
     [Test]
     public void LpipsPerceptualTermTrainsFromTorchvisionAndLpipsFiles()
     {
-        var (vgg, heads) = LpipsWeightFiles();
+        var (vgg, heads) = LpipsWeightFiles(_dir);
         string[] lpips = ["losses.perceptual_loss=lpips", "losses.perceptual_weight=0.1", "training.max_train_steps=1"];
 
         string run = NewRunDir();
@@ -317,7 +317,7 @@ public class TokenizerTrainerTests
 
         (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), "--perceptual-weights", $"{heads},{vgg}", .. lpips]);
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
-        Assert.That(error, Does.Contain("is not vgg16-397923af.pth").And.Contain("https://download.pytorch.org/models/vgg16-397923af.pth"));
+        Assert.That(error, Does.Contain("is not torchvision's VGG16").And.Contain("https://download.pytorch.org/models/vgg16-397923af.pth"));
 
         (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), "--perceptual-weights", vgg, .. lpips]);
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
@@ -329,9 +329,11 @@ public class TokenizerTrainerTests
         Assert.That(error, Does.Contain("missing.pth").And.Contain("expects vgg.pth"));
     }
 
-    private (string Vgg, string Heads) LpipsWeightFiles()
+    /// <summary>The two files of losses.perceptual_loss 'lpips' (a torchvision-layout VGG16 and the LPIPS heads)
+    /// with the formula weights of `formula_nets`, written into <paramref name="dir"/> once.</summary>
+    internal static (string Vgg, string Heads) LpipsWeightFiles(TempDirectory dir)
     {
-        string vgg = _dir.File("vgg16-features.safetensors"), heads = _dir.File("lpips-heads.safetensors");
+        string vgg = dir.File("vgg16-features.safetensors"), heads = dir.File("lpips-heads.safetensors");
         if (File.Exists(heads)) return (vgg, heads);
         var formula = FormulaWeights.Build(Path.Combine(GoldenCases.RepoDir, "formula_nets", "lpips_params.json"),
             Npy.ReadNpz(Path.Combine(GoldenCases.RepoDir, "formula_nets", "io.npz")));

@@ -26,7 +26,7 @@ internal static class EvalCommand
         var config = CommandSupport.ConfigOption();
         var overrides = CommandSupport.OverridesArgument();
         var weights = new Option<string?>("--checkpoint", "--weights") { Description = "Tokenizer weights: a training checkpoint or official weights (.bin, .safetensors); default: the config's experiment.vqgan_checkpoint, as the reference's eval_tokenizer." };
-        var lpipsWeights = new Option<string?>("--lpips-weights") { Description = $"Adds LPIPS (VGG16) to the metrics: {LpipsMetric.WeightsDescription}." };
+        var lpipsWeights = new Option<string?>("--lpips-weights") { Description = $"Adds LPIPS (VGG16) to the metrics, FILE[,FILE]: {PretrainedModels.LpipsWeightsDescription}." };
         var data = new Option<string?>("--data") { Description = "Images: webdataset shard pattern, image folder or fashion-mnist (default: dataset.params.eval_shards_path_or_url)." };
         var maxImages = new Option<int?>("--max-images") { Description = "Evaluate at most this many images." };
         var batchSize = new Option<int?>("--batch-size") { Description = "Images per batch (default: training.per_gpu_batch_size, else 32)." };
@@ -65,7 +65,7 @@ internal static class EvalCommand
             bool withInception = parse.GetValue(inception.Weights) != null;
             if ((withInception || parse.GetValue(lpipsWeights) != null) && channels != 3)
                 throw new ConfigException($"rFID / IS / LPIPS need RGB images; the config's data has {channels} channel(s)");
-            var lpips = parse.GetValue(lpipsWeights) is { } lpipsPath ? LpipsMetric.Load(lpipsPath) : null;
+            var lpips = parse.GetValue(lpipsWeights) is { } lpipsPath ? new LpipsMetric(PretrainedModels.LpipsNetwork(lpipsPath.Split(',', StringSplitOptions.TrimEntries))) : null;
             var dataset = TrainingData.Open(source, train: false, channels);
             IReadOnlyDictionary<string, double> scores;
             InceptionFeatureExtractor? network;

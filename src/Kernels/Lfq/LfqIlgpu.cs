@@ -13,13 +13,14 @@ namespace MaskBit.Kernels.Ilgpu;
 //   chunk of positions; it stages each position's per-bit probabilities and the A entries of its block in
 //   shared memory, accumulates its codes' probabilities (for the mean distribution p̄) and Σ p·clog p, and
 //   writes per-chunk partial sums that a reduction combines (deterministic: no atomics).
-// - Backward: a group per position builds the A and B tables in shared memory, then sums the per-code
-//   gradient weights over rows (per low-half code) and over columns (per high-half code) in two sweeps, from
-//   which each bit's gradient follows as in the CPU kernel: weights measured from the most probable code, and
-//   each bit's gradient from the sums over codes with the bit set and clear (no cancelling totals).
+// - Backward, in double (see the backward's section): per-bit probabilities and the half-code tables of every
+//   position (O(N·2^(K/2))), p̄ and each code's batch-term gradient (O(2^K)), then a group per position sums the
+//   per-code gradient weights over rows (per low-half code) and over columns (per high-half code), from which each
+//   bit's gradient follows as in the CPU kernel: weights measured from the most probable code, and each bit's
+//   gradient from the sums over codes with the bit set and clear (no cancelling totals).
 public sealed partial class IlgpuBackend
 {
-    /// <summary>The most bits the ILGPU LFQ kernels take (the backward keeps four 2^(K/2) tables in shared memory).</summary>
+    /// <summary>The most bits the ILGPU LFQ kernels take (the backward keeps two 2^(K/2) sums in shared memory).</summary>
     internal const int MaxLfqBits = 20;
     private const int MaxLfqHalfCodes = 1 << ((MaxLfqBits + 1) / 2);
     /// <summary>Per bit: q(+1), q(−1), log q(+1), log q(−1).</summary>
@@ -36,10 +37,12 @@ public sealed partial class IlgpuBackend
         int Positions { get; }
     }
 
+    /// <summary>The tile of narrow groups (the CPU accelerator): many high-half codes per thread, so few groups
+    /// (the emulator pays for every barrier in every thread; 18 bits take 128 groups, not 2048).</summary>
     internal readonly struct LfqTile32 : ILfqTile
     {
         public int Threads => 32;
-        public int HiPerThread => 4;
+        public int HiPerThread => 64;
         public int Positions => 8;
     }
 
@@ -72,8 +75,10 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqPartialsSmallEntry = LfqEntropyPartialsKernel<LfqTile32>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqPartialsLargeEntry = LfqEntropyPartialsKernel<LfqTile256>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqFinishEntry = LfqEntropyFinishKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqCodeGradEntry = LfqCodeGradKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardEntry = LfqEntropyBackwardKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<double>, LfqArgs> LfqBitValuesEntry = LfqBitValuesKernel;
+    private static readonly Action<ArrayView<double>, ArrayView<double>, LfqArgs> LfqHalfTablesEntry = LfqHalfTablesKernel;
+    private static readonly Action<ArrayView<double>, ArrayView<float>, ArrayView<double>, LfqArgs> LfqCodeGradEntry = LfqCodeGradKernel;
+    private static readonly Action<ArrayView<double>, ArrayView<double>, ArrayView<double>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardEntry = LfqEntropyBackwardKernel;
 
     private static LfqArgs LfqShape(int batch, int bits, int hw, float invTemperature)
     {
@@ -135,14 +140,22 @@ public sealed partial class IlgpuBackend
     public void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz)
     {
         var args = LfqShape(batch, bits, hw, invTemperature);
+        args.LoBits = bits / 2;
         int n = args.Positions, codes = 1 << bits;
+        int halfCodes = (1 << (bits - args.LoBits)) + (1 << args.LoBits);
+        // Double scratch, allocated as pairs of floats: O(N·K + N·2^(K/2) + 2^K), never N·2^K.
+        using var bitValues = Allocate(2L * n * bits * LfqBitDoubles, DType.Float32, zero: false);
+        using var halfTables = Allocate(2L * n * halfCodes * 2, DType.Float32, zero: false);
+        using var codeGrad = Allocate(2L * codes, DType.Float32, zero: false);
+        var bv = F(new Buf(bitValues, 0), 2L * n * bits * LfqBitDoubles).Cast<double>();
+        var tv = F(new Buf(halfTables, 0), 2L * n * halfCodes * 2).Cast<double>();
+        var hv = F(new Buf(codeGrad, 0), 2L * codes).Cast<double>();
         var upstream = F(dResult, 2);
-        using var codeGrad = Allocate(codes, DType.Float32, zero: false);
-        var hv = F(new Buf(codeGrad, 0), codes);
-        Kernel(LfqCodeGradEntry)(GridStride(codes, Sizes.ElementGroup), F(avgProbs, codes), upstream, hv, args);
+        Kernel(LfqBitValuesEntry)(GridStride((long)n * bits, Sizes.ElementGroup), F(z, (long)n * bits), bv, args);
+        Kernel(LfqHalfTablesEntry)(GridStride((long)n * halfCodes, Sizes.ElementGroup), bv, tv, args);
+        Kernel(LfqCodeGradEntry)(GridStride(codes, Sizes.ElementGroup), tv, upstream, hv, args);
         long groups = Math.Clamp(n, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
-        Kernel(LfqBackwardEntry)(new KernelConfig((int)groups, Sizes.ReduceGroup),
-            F(z, (long)n * bits), hv, upstream, F(dz, (long)n * bits), args);
+        Kernel(LfqBackwardEntry)(new KernelConfig((int)groups, Sizes.ReduceGroup), bv, tv, hv, upstream, F(dz, (long)n * bits), args);
     }
 
     // ---- kernels ------------------------------------------------------------------------------------------
@@ -181,15 +194,6 @@ public sealed partial class IlgpuBackend
         stage[at + 1] = positive ? small : big;
         stage[at + 2] = positive ? -softplus : x - softplus;
         stage[at + 3] = positive ? -x - softplus : -softplus;
-    }
-
-    /// <summary>As <see cref="StageBit"/>, with the logs measured from the more probable value of the bit:
-    /// 0 for it and −|x| for the other, so Σ over a code's bits is log p(c) − log p(c*) without cancellation.</summary>
-    private static void StageBitFromStar(ArrayView<float> stage, int at, float x)
-    {
-        StageBit(stage, at, x);
-        stage[at + 2] = x >= 0f ? 0f : x;
-        stage[at + 3] = x >= 0f ? -x : 0f;
     }
 
     /// <summary>Π and Σ log over bits [first, first + count) of the staged per-bit values, picked by code's bits.</summary>
@@ -286,76 +290,118 @@ public sealed partial class IlgpuBackend
         result[1] = average;
     }
 
-    /// <summary>h[c] = −(dResult[1]/N)·(log p̄_c + 1), or −(dResult[1]/N)·log eps below the clamp: the gradient
-    /// of the batch-entropy term with respect to each code's probability.</summary>
-    internal static void LfqCodeGradKernel(ArrayView<float> avgProbs, ArrayView<float> upstream, ArrayView<float> codeGrad, LfqArgs a)
+    // ---- the backward, in double ------------------------------------------------------------------------
+    // With the entropy loss per_sample − avg the two terms' gradients cancel to ~1e-4 of their size where the latents
+    // are large, and the batch term needs log p̄_c − log p̄_c* of nearly equal codes: beyond float32. The backward
+    // therefore keeps per-bit probabilities, the half-code tables, p̄ and the per-code weights in double, as the CPU
+    // kernel does. Double logs and exps are written out (LogDouble, ExpDouble) from adds, multiplies and a divide:
+    // XMath's double versions become large software routines on PTX (notes/ilgpu.md).
+
+    /// <summary>Per (position, bit), in double: q(+1), q(−1), the two values' logs measured from the more probable
+    /// one (0 and −|x|), and the log of the more probable one, log σ(|x|).</summary>
+    private const int LfqBitDoubles = 5;
+
+    /// <summary>A thread per (position, bit): x = 4·z/T, σ(±x) and the logs of <see cref="LfqBitDoubles"/>.</summary>
+    internal static void LfqBitValuesKernel(ArrayView<float> z, ArrayView<double> bitValues, LfqArgs a)
     {
-        float cAvg = upstream[1] / a.Positions;
+        for (int i = Grid.GlobalIndex.X; i < a.Positions * a.Bits; i += GridStrideStep)
+        {
+            int pos = i / a.Bits, k = i - pos * a.Bits;
+            double x = 4.0 * z[a.ZBase(pos) + k * a.HW] * a.InvTemperature;
+            double magnitude = x >= 0 ? x : -x;
+            double e = ExpDouble(-magnitude);
+            double big = 1.0 / (1.0 + e), small = e / (1.0 + e);
+            bool positive = x >= 0;
+            int at = i * LfqBitDoubles;
+            bitValues[at] = positive ? big : small;
+            bitValues[at + 1] = positive ? small : big;
+            bitValues[at + 2] = positive ? 0.0 : -magnitude;
+            bitValues[at + 3] = positive ? -magnitude : 0.0;
+            bitValues[at + 4] = -LogDouble(1.0 + e);
+        }
+    }
+
+    /// <summary>A thread per (position, half code): the high-half codes' products A and the low-half codes' B
+    /// (table [position][hi codes, then lo codes][product, log − log of the most probable]).</summary>
+    internal static void LfqHalfTablesKernel(ArrayView<double> bitValues, ArrayView<double> tables, LfqArgs a)
+    {
+        int loBits = a.LoBits, hiBits = a.Bits - loBits, hiCodes = 1 << hiBits, halfCodes = hiCodes + (1 << loBits);
+        for (int i = Grid.GlobalIndex.X; i < a.Positions * halfCodes; i += GridStrideStep)
+        {
+            int pos = i / halfCodes, j = i - pos * halfCodes;
+            bool high = j < hiCodes;
+            int code = high ? j : j - hiCodes, first = high ? loBits : 0, count = high ? hiBits : loBits;
+            double product = 1.0, log = 0.0;
+            for (int k = 0; k < count; k++)
+            {
+                int at = (pos * a.Bits + first + k) * LfqBitDoubles + ((code >> k & 1) != 0 ? 0 : 1);
+                product *= bitValues[at];
+                log += bitValues[at + 2];
+            }
+            tables[2 * i] = product;
+            tables[2 * i + 1] = log;
+        }
+    }
+
+    /// <summary>A thread per code: p̄_c = Σ_positions A·B / N in double, and h_c = −(dResult[1]/N)·(log p̄_c + 1),
+    /// or −(dResult[1]/N)·log eps below the clamp: the batch-entropy term's gradient with respect to p_c.</summary>
+    internal static void LfqCodeGradKernel(ArrayView<double> tables, ArrayView<float> upstream, ArrayView<double> codeGrad, LfqArgs a)
+    {
+        int loBits = a.LoBits, hiCodes = 1 << (a.Bits - loBits), halfCodes = hiCodes + (1 << loBits);
+        double cAvg = (double)upstream[1] / a.Positions;
         for (int c = Grid.GlobalIndex.X; c < 1 << a.Bits; c += GridStrideStep)
         {
-            float p = avgProbs[c];
-            codeGrad[c] = cAvg * -(p >= LfqEntropyEps ? XMath.Log(p) + 1f : a.LogEps);
+            int hi = c >> loBits, lo = c & ((1 << loBits) - 1);
+            double sum = 0.0;
+            for (int pos = 0; pos < a.Positions; pos++)
+                sum += tables[2 * (pos * halfCodes + hi)] * tables[2 * (pos * halfCodes + hiCodes + lo)];
+            double p = sum / a.Positions;
+            codeGrad[c] = cAvg * -(p >= LfqEntropyEps ? LogDouble(p) + 1.0 : LfqLogEps);
         }
     }
 
     /// <summary>A group per position. With G_c = g_c + h_c (g the per-sample term's gradient, h the batch term's)
-    /// and w_c = p_c·(G_c − G_c*), c* the most probable code (a constant shift leaves the softmax gradient unchanged):
+    /// and w_c = p_c·(G_c − G_c*), c* the most probable code (a constant shift leaves the softmax gradient unchanged,
+    /// and measured from c* the weights stay small where p is large):
     /// dz_k = (4/T)·(σ(−x_k)·Σ_{c: bit k set} w_c − σ(x_k)·Σ_{c: bit k clear} w_c).</summary>
-    internal static void LfqEntropyBackwardKernel(ArrayView<float> z, ArrayView<float> codeGrad, ArrayView<float> upstream, ArrayView<float> dz, LfqArgs a)
+    internal static void LfqEntropyBackwardKernel(ArrayView<double> bitValues, ArrayView<double> tables, ArrayView<double> codeGrad,
+        ArrayView<float> upstream, ArrayView<float> dz, LfqArgs a)
     {
-        var bitStage = SharedMemory.Allocate<float>(MaxLfqBits * LfqBitValues);
-        var tableA = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // high half: A, log A − log A*
-        var tableB = SharedMemory.Allocate<float>(MaxLfqHalfCodes * 2);   // low half: B, log B − log B*
-        // Double sums (plain adds, no double math functions): each bit's gradient is a small difference of them.
         var rowSums = SharedMemory.Allocate<double>(MaxLfqHalfCodes);     // Σ over high codes, per low code
         var colSums = SharedMemory.Allocate<double>(MaxLfqHalfCodes);     // Σ over low codes, per high code
-
         int tid = Group.IdxX, threads = Group.DimX;
-        int loBits = a.Bits / 2, hiBits = a.Bits - loBits, loCodes = 1 << loBits, hiCodes = 1 << hiBits;
-        float cPerSample = upstream[0] / a.Positions;
+        int loBits = a.LoBits, hiBits = a.Bits - loBits, loCodes = 1 << loBits, hiCodes = 1 << hiBits, halfCodes = hiCodes + loCodes;
+        double cPerSample = (double)upstream[0] / a.Positions;
         for (int pos = Grid.IdxX; pos < a.Positions; pos += Grid.DimX)
         {
-            int zBase = a.ZBase(pos);
-            for (int k = tid; k < a.Bits; k += threads) StageBitFromStar(bitStage, k * LfqBitValues, 4f * z[zBase + k * a.HW] * a.InvTemperature);
-            Group.Barrier();
-            for (int c = tid; c < loCodes; c += threads)
-            {
-                HalfCode(bitStage, 0, 0, loBits, c, out float product, out float logProduct);
-                tableB[2 * c] = product;
-                tableB[2 * c + 1] = logProduct;
-            }
-            for (int c = tid; c < hiCodes; c += threads)
-            {
-                HalfCode(bitStage, 0, loBits, hiBits, c, out float product, out float logProduct);
-                tableA[2 * c] = product;
-                tableA[2 * c + 1] = logProduct;
-            }
-            // The most probable code c* and log p(c*) (every thread the same, from the stage).
+            // The most probable code c* and log p(c*) (every thread the same).
             int star = 0;
-            float logPStar = 0f;
+            double logPStar = 0.0;
             for (int k = 0; k < a.Bits; k++)
             {
-                float plus = bitStage[k * LfqBitValues], minus = bitStage[k * LfqBitValues + 1];
-                if (plus >= minus) star |= 1 << k;
-                logPStar += XMath.Log(XMath.Max(plus, minus));
+                int at = (pos * a.Bits + k) * LfqBitDoubles;
+                if (bitValues[at] >= bitValues[at + 1]) star |= 1 << k;
+                logPStar += bitValues[at + 4];
             }
-            var shift = new LfqGradientShift
+            var weights = new LfqCodeWeights
             {
+                Table = pos * halfCodes,
+                LoTable = pos * halfCodes + hiCodes,
+                LoBits = loBits,
                 Above = -cPerSample,
-                Below = logPStar >= a.LogEps ? cPerSample * (logPStar + 1f - a.LogEps) : 0f,
+                Below = logPStar >= LfqLogEps ? cPerSample * (logPStar + 1.0 - LfqLogEps) : 0.0,
                 HStar = codeGrad[star],
             };
-            Group.Barrier();
             for (int lo = tid; lo < loCodes; lo += threads)
             {
                 double sum = 0.0;
-                for (int hi = 0; hi < hiCodes; hi++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, shift);
+                for (int hi = 0; hi < hiCodes; hi++) sum += weights.Of(tables, codeGrad, hi, lo);
                 rowSums[lo] = sum;
             }
             for (int hi = tid; hi < hiCodes; hi += threads)
             {
                 double sum = 0.0;
-                for (int lo = 0; lo < loCodes; lo++) sum += CodeWeight(tableA, tableB, codeGrad, hi, lo, loBits, shift);
+                for (int lo = 0; lo < loCodes; lo++) sum += weights.Of(tables, codeGrad, hi, lo);
                 colSums[hi] = sum;
             }
             Group.Barrier();
@@ -370,26 +416,59 @@ public sealed partial class IlgpuBackend
                     if ((c >> bit & 1) != 0) set += s;
                     else clear += s;
                 }
-                float plus = bitStage[k * LfqBitValues], minus = bitStage[k * LfqBitValues + 1];
-                dz[zBase + k * a.HW] = (float)(4.0 * a.InvTemperature * (minus * set - plus * clear));
+                int at = (pos * a.Bits + k) * LfqBitDoubles;
+                dz[a.ZBase(pos) + k * a.HW] = (float)(4.0 * a.InvTemperature * (bitValues[at + 1] * set - bitValues[at] * clear));
             }
-            Group.Barrier();   // the stage and tables are rewritten for the next position
+            Group.Barrier();   // the sums are rewritten for the next position
         }
     }
 
-    /// <summary>G'_c = G_c − G_c* as <see cref="CodeWeight"/> needs it: at or above the clamp
-    /// <c>Above·(log p_c − log p_c*)</c>, below it <c>Below</c>; plus h_c − <c>HStar</c>.</summary>
-    internal struct LfqGradientShift
+    /// <summary>The per-code weight w_c = p_c·(G_c − G_c*) of one position: G − G* is <c>Above·(log p_c − log p_c*)</c>
+    /// at or above the clamp, <c>Below</c> under it, plus h_c − <c>HStar</c>.</summary>
+    internal struct LfqCodeWeights
     {
-        public float Above, Below, HStar;
+        /// <summary>Entries of the position's high-half and low-half codes in the half-code tables.</summary>
+        public int Table, LoTable, LoBits;
+        public double Above, Below, HStar;
+
+        public readonly double Of(ArrayView<double> tables, ArrayView<double> codeGrad, int hi, int lo)
+        {
+            int high = 2 * (Table + hi), low = 2 * (LoTable + lo);
+            double p = tables[high] * tables[low];
+            double g = p >= LfqEntropyEps ? Above * (tables[high + 1] + tables[low + 1]) : Below;
+            return p * (g + (codeGrad[(hi << LoBits) + lo] - HStar));
+        }
     }
 
-    /// <summary>w = p·G' of code (hi, lo) (see <see cref="LfqGradientShift"/>).</summary>
-    private static float CodeWeight(ArrayView<float> tableA, ArrayView<float> tableB, ArrayView<float> codeGrad, int hi, int lo, int loBits,
-        LfqGradientShift shift)
+    /// <summary>log(float32(1e-5)) in double.</summary>
+    private const double LfqLogEps = -11.512925464970229;
+
+    private const double Ln2 = 0.69314718055994531;
+
+    /// <summary>log x for a normal x > 0, to double precision: x = m·2^e with m in [√½, √2), and
+    /// log m = 2·atanh(s) = 2·(s + s³/3 + … + s²¹/21) with s = (m − 1)/(m + 1), |s| ≤ 0.172 (the next term is
+    /// below 2e-17 of the sum).</summary>
+    internal static double LogDouble(double x)
     {
-        float p = tableA[2 * hi] * tableB[2 * lo];
-        float g = p >= LfqEntropyEps ? shift.Above * (tableA[2 * hi + 1] + tableB[2 * lo + 1]) : shift.Below;
-        return p * (g + (codeGrad[(hi << loBits) + lo] - shift.HStar));
+        ulong bits = Interop.FloatAsInt(x);
+        int e = (int)((bits >> 52) & 0x7FF) - 1023;
+        double m = Interop.IntAsFloat((bits & 0x000FFFFFFFFFFFFFUL) | 0x3FF0000000000000UL);
+        if (m > 1.4142135623730951) { m *= 0.5; e++; }
+        double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+        double series = 1.0 / 21;
+        for (int i = 19; i >= 1; i -= 2) series = series * s2 + 1.0 / i;
+        return e * Ln2 + 2.0 * s * series;
+    }
+
+    /// <summary>e^y for y ≤ 0 to double precision (0 below −708, where it would be subnormal): y = n·ln 2 + r with
+    /// |r| ≤ ln 2 / 2, e^r by its Taylor series to r¹³ (the next term is below 1e-17), times 2^n.</summary>
+    internal static double ExpDouble(double y)
+    {
+        if (y < -708.0) return 0.0;
+        int n = (int)(y * 1.4426950408889634 - 0.5);   // round to nearest (y ≤ 0: the cast rounds up)
+        double r = y - n * 0.693147180369123816490 - n * 1.90821492927058770002e-10;   // ln 2 split, exact n·hi
+        double series = 1.0;
+        for (int i = 13; i >= 1; i--) series = series * r / i + 1.0;
+        return series * Interop.IntAsFloat((ulong)(n + 1023) << 52);
     }
 }
