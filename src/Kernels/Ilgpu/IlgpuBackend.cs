@@ -78,21 +78,72 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         return new IlgpuBackend(device.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel), sizes, ownsAccelerator: true);
     }
 
-    /// <summary>The CUDA device with the given index.</summary>
+    /// <summary>The CUDA device with the given index (of those the driver sees). Every failure — no driver
+    /// library, a driver that does not start, a device ILGPU cannot target, a busy or exclusive device — is an
+    /// <see cref="InvalidOperationException"/> with one line naming the device, the driver version and what to try;
+    /// nothing created on the way is left open.</summary>
     public static IlgpuBackend CreateCuda(int device = 0)
     {
-        Context context;
-        try { context = Context.Create(b => b.Cuda().EnableAlgorithms()); }
-        catch (Exception e) { throw new InvalidOperationException($"CUDA is not available (driver missing?): {e.Message}", e); }
-        var devices = context.GetCudaDevices();
-        if (device < 0 || device >= devices.Count)
+        CudaDriver.InstallResolver();
+        var driver = CudaDriver.Probe();
+        if (driver.Problem is not null) throw new InvalidOperationException($"CUDA is not available: {driver.Problem}");
+        if (device < 0 || device >= driver.Devices.Count)
+            throw new InvalidOperationException($"CUDA device {device} does not exist; the driver (CUDA {driver.VersionText}) sees {driver.Devices.Count}: " +
+                                                $"{string.Join(", ", driver.Devices.Select(d => $"{d.Ordinal} {d.Name}"))}");
+        var described = driver.Devices[device];
+        string what = $"CUDA device {device} ({described.Name}, {described.Sm}, driver CUDA {driver.VersionText})";
+        // All devices, also those ILGPU has no PTX instruction set for (its default hides them), to say why.
+        var context = Context.Create(b => b.Cuda(_ => true).EnableAlgorithms());
+        try
+        {
+            var cudaDevice = CudaDeviceOf(context, device)
+                ?? throw new InvalidOperationException($"{what}: ILGPU lists no such device (it hides devices whose description fails); check nvidia-smi");
+            if (cudaDevice.InstructionSet is null)
+                throw new InvalidOperationException($"{what}: ILGPU 1.5.3 knows no PTX instruction set for {described.Sm} with this driver; " +
+                                                    "update the NVIDIA driver, or run with --device cpu");
+            Accelerator accelerator;
+            try { accelerator = cudaDevice.CreateCudaAccelerator(context); }
+            catch (CudaException e)
+            {
+                throw new InvalidOperationException($"{what} could not be opened: {e.Error} ({e.Message}); {CudaDriver.Hint(e.Error)}", e);
+            }
+            try { return new IlgpuBackend(accelerator, null, ownsAccelerator: true); }
+            catch { accelerator.Dispose(); throw; }
+        }
+        catch
         {
             context.Dispose();
-            throw new InvalidOperationException(devices.Count == 0
-                ? "no CUDA device found (no NVIDIA GPU or no CUDA driver on this machine)"
-                : $"CUDA device {device} does not exist; this machine has {devices.Count}");
+            throw;
         }
-        return new IlgpuBackend(devices[device].CreateCudaAccelerator(context), null, ownsAccelerator: true);
+    }
+
+    /// <summary>What <c>maskbit info</c> says about CUDA: one line per device the driver sees (name, sm, memory,
+    /// driver, the PTX ISA ILGPU would generate) or one line saying why there is none. Creates no CUDA context.</summary>
+    public static IReadOnlyList<string> DescribeCuda()
+    {
+        CudaDriver.InstallResolver();
+        var driver = CudaDriver.Probe();
+        if (driver.Problem is not null) return [$"cuda: none — {driver.Problem}"];
+        using var context = Context.Create(b => b.Cuda(_ => true));
+        return
+        [
+            $"cuda driver: {driver.Library}, CUDA {driver.VersionText}, {driver.Devices.Count} device(s)",
+            .. driver.Devices.Select(d =>
+            {
+                var target = CudaDeviceOf(context, d.Ordinal);
+                string ptx = target?.InstructionSet is CudaInstructionSet isa ? $"PTX ISA {isa.Major}.{isa.Minor}"
+                    : target is null ? "not listed by ILGPU" : "no PTX ISA known to ILGPU 1.5.3 for this driver (unusable)";
+                return $"cuda:{d.Ordinal}: {d.Name}, {d.Sm}, {d.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB, driver CUDA {driver.VersionText}, {ptx}";
+            }),
+        ];
+    }
+
+    /// <summary>ILGPU's description of the driver's device <paramref name="ordinal"/>, or null when it lists none.</summary>
+    private static CudaDevice? CudaDeviceOf(Context context, int ordinal)
+    {
+        foreach (var device in context.GetCudaDevices())
+            if (device.DeviceId == ordinal) return device;
+        return null;
     }
 
     public string Name => $"ilgpu-{_accelerator.AcceleratorType.ToString().ToLowerInvariant()}";
