@@ -125,7 +125,7 @@ public sealed partial class IlgpuBackend
                 if (!active) continue;
                 int key = key0 + lane;
                 float s = key < a.Seq ? TileDot(qRow, kTile, lane, a) : float.NegativeInfinity;
-                float newMax = XMath.Max(max, WarpAllReduce(maxOp, s));
+                float newMax = MaxOrNaN(max, WarpAllReduce(maxOp, s));
                 float decay = XMath.Exp(max - newMax);   // 0 on the first tile
                 float p = key < a.Seq ? XMath.Exp(s - newMax) : 0f;
                 partialSum = partialSum * decay + p;

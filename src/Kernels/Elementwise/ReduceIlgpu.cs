@@ -23,7 +23,7 @@ public sealed partial class IlgpuBackend
     internal readonly struct MaxReduction : IReduction
     {
         public float Identity => float.NegativeInfinity;
-        public float Combine(float a, float b) => XMath.Max(a, b);
+        public float Combine(float a, float b) => MaxOrNaN(a, b);
     }
 
     public struct ReduceArgs

@@ -337,7 +337,7 @@ public sealed partial class IlgpuBackend
             {
                 float plus = bitStage[k * LfqBitValues], minus = bitStage[k * LfqBitValues + 1];
                 if (plus >= minus) star |= 1 << k;
-                logPStar += XMath.Log(XMath.Max(plus, minus));
+                logPStar += XMath.Log(MaxOrNaN(plus, minus));
             }
             var shift = new LfqGradientShift
             {

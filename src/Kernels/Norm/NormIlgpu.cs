@@ -142,7 +142,7 @@ public sealed partial class IlgpuBackend
             deviation = GroupAllReduce(sum, deviation, partials);
             squares = GroupAllReduce(sum, squares, partials);
             float m = center + deviation / length;
-            float variance = XMath.Max((squares - deviation * deviation / length) / length, 0f);
+            float variance = MaxOrNaN((squares - deviation * deviation / length) / length, 0f);
             float rs = 1f / XMath.Sqrt(variance + args.Eps);
             if (Group.IdxX == 0) { mean[run] = m; rstd[run] = rs; }
 
