@@ -145,7 +145,7 @@ public sealed partial class IlgpuBackend
     /// <summary>A thread per row: rowDot[r] = Σ_d dO[r, d]·O[r, d].</summary>
     internal static void RowDotKernel(ArrayView<float> dOutput, ArrayView<float> output, ArrayView<float> rowDot, int rows, int dim)
     {
-        for (int r = Grid.GlobalIndex.X; r < rows; r += GridStrideStep)
+        for (int r = Grid.GlobalIndex.X; r < rows; r = GridStrideNext(r, rows, GridStrideStep))
         {
             long start = (long)r * dim;
             float acc = 0f;

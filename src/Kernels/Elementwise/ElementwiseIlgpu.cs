@@ -138,7 +138,7 @@ public sealed partial class IlgpuBackend
 
     internal static void BinaryKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, BinaryArgs args)
     {
-        for (int i = Grid.GlobalIndex.X; i < args.Layout.Count; i += GridStrideStep)
+        for (int i = Grid.GlobalIndex.X; i < args.Layout.Count; i = GridStrideNext(i, args.Layout.Count, GridStrideStep))
         {
             args.Layout.Offsets(i, out long ia, out long ib);
             y[i] = BinaryScalar(args.Op, a[ia], b[ib]);
@@ -159,7 +159,7 @@ public sealed partial class IlgpuBackend
     internal static void CopyStridedKernel<T, TStore>(ArrayView<T> x, ArrayView<T> y, StridedPair layout)
         where T : unmanaged where TStore : struct, IStore<T>
     {
-        for (int i = Grid.GlobalIndex.X; i < layout.Count; i += GridStrideStep)
+        for (int i = Grid.GlobalIndex.X; i < layout.Count; i = GridStrideNext(i, layout.Count, GridStrideStep))
         {
             layout.Offsets(i, out long ix, out long iy);
             default(TStore).Store(ref y[iy], x[ix]);

@@ -39,6 +39,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     /// <summary>The first bad index a kernel met since the last read: [op, value, position, table size]
     /// (<see cref="IndexFault"/>); reported by <see cref="ReportIndexFault"/>.</summary>
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _indexFault;
+    private readonly UploadStaging _staging;
     private bool _disposed;
 
     internal DeviceBufferPool<float> FloatPool { get; }
@@ -62,6 +63,9 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         long budget = accelerator.AcceleratorType == AcceleratorType.CPU ? 1L << 30 : accelerator.MemorySize / 4;
         _indexFault = accelerator.Allocate1D<int>(IndexFaultWords);
         _indexFault.View.MemSetToZero(Stream);
+        // Pinned staging for uploads: enough for a step's inputs without waiting (CPU accelerator: a little).
+        _staging = new UploadStaging(accelerator, accelerator.DefaultStream, _traffic,
+            accelerator.AcceleratorType == AcceleratorType.CPU ? 16L << 20 : 256L << 20);
         FloatPool = new DeviceBufferPool<float>(accelerator, budget, _traffic);
         IntPool = new DeviceBufferPool<int>(accelerator, budget / 8, _traffic);
     }
@@ -156,17 +160,19 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     // ---- memory -------------------------------------------------------------------------------------------
     public Storage Allocate(long length, DType dtype = DType.Float32, bool zero = true) => new IlgpuStorage(this, length, dtype, zero);
 
+    /// <summary>Queues the copy from a pinned staging copy of <paramref name="src"/> (<see cref="UploadStaging"/>):
+    /// no wait, and src may be reused at once.</summary>
     public void Upload(ReadOnlySpan<float> src, Buf dst)
     {
         if (src.IsEmpty) return;
         _traffic.Upload(src.Length * sizeof(float));
-        F(dst, src.Length).CopyFromCPU(Stream, src);
+        _staging.Upload(src, F(dst, src.Length));
     }
     public void Upload(ReadOnlySpan<int> src, Buf dst)
     {
         if (src.IsEmpty) return;
         _traffic.Upload(src.Length * sizeof(int));
-        I(dst, src.Length).CopyFromCPU(Stream, src);
+        _staging.Upload(src, I(dst, src.Length));
     }
     /// <summary>Copies to the host after all queued work (CopyToCPU synchronises the stream).</summary>
     public void Download(Buf src, Span<float> dst)
@@ -174,6 +180,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         if (dst.IsEmpty) return;
         _traffic.Download(dst.Length * sizeof(float));
         F(src, dst.Length).CopyToCPU(Stream, dst);
+        _staging.StreamDrained();
         ReportIndexFault();
     }
     public void Download(Buf src, Span<int> dst)
@@ -181,9 +188,13 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         if (dst.IsEmpty) return;
         _traffic.Download(dst.Length * sizeof(int));
         I(src, dst.Length).CopyToCPU(Stream, dst);
+        _staging.StreamDrained();
         ReportIndexFault();
     }
-    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); ReportIndexFault(); }
+    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); _staging.StreamDrained(); ReportIndexFault(); }
+
+    /// <summary>Bytes of pinned staging held by uploads the stream has not been seen to finish.</summary>
+    internal long StagedUploadBytes => _staging.BusyBytes;
 
     private const int IndexFaultWords = 4;
 
@@ -220,6 +231,8 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     {
         if (_disposed) return;
         _disposed = true;
+        Stream.Synchronize();   // queued uploads still read their staging buffers
+        _staging.Dispose();
         _indexFault.Dispose();
         FloatPool.Dispose();
         IntPool.Dispose();
@@ -289,6 +302,11 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
 
     /// <summary>Stride of a 1-D grid-stride loop inside a kernel: all threads of the grid.</summary>
     private static int GridStrideStep => Grid.DimX * Group.DimX;
+
+    /// <summary>The next index of a 32-bit grid-stride loop over [0, n): i + step, or n (ending the loop) where
+    /// that would reach n or wrap past int.MaxValue — the host checks allow n up to int.MaxValue, and a plain
+    /// i += step wraps to a negative index within one grid of it.</summary>
+    internal static int GridStrideNext(int i, int n, int step) => n - i > step ? i + step : n;
 
     /// <summary>Every kernel entry point with the type arguments it is launched with (for the offline PTX check): the
     /// static entry delegates of this class, and of <see cref="TiledKernels{TProduct}"/> for each tiled product.</summary>

@@ -151,7 +151,7 @@ public sealed partial class IlgpuBackend
     {
         var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
         float sum = 0f;
-        for (int pos = Grid.GlobalIndex.X; pos < a.Positions; pos += GridStrideStep)
+        for (int pos = Grid.GlobalIndex.X; pos < a.Positions; pos = GridStrideNext(pos, a.Positions, GridStrideStep))
         {
             int zBase = a.ZBase(pos), index = 0;
             for (int k = 0; k < a.Bits; k++)
@@ -291,7 +291,7 @@ public sealed partial class IlgpuBackend
     internal static void LfqCodeGradKernel(ArrayView<float> avgProbs, ArrayView<float> upstream, ArrayView<float> codeGrad, LfqArgs a)
     {
         float cAvg = upstream[1] / a.Positions;
-        for (int c = Grid.GlobalIndex.X; c < 1 << a.Bits; c += GridStrideStep)
+        for (int c = Grid.GlobalIndex.X; c < 1 << a.Bits; c = GridStrideNext(c, 1 << a.Bits, GridStrideStep))
         {
             float p = avgProbs[c];
             codeGrad[c] = cAvg * -(p >= LfqEntropyEps ? XMath.Log(p) + 1f : a.LogEps);

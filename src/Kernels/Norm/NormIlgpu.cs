@@ -217,7 +217,7 @@ public sealed partial class IlgpuBackend
         ArrayView<float> dy, ArrayView<float> sums, NormArgs args, int chunks)
     {
         int cols = args.C, items = chunks * cols;
-        for (int item = Grid.GlobalIndex.X; item < items; item += GridStrideStep)
+        for (int item = Grid.GlobalIndex.X; item < items; item = GridStrideNext(item, items, GridStrideStep))
         {
             int chunk = item / cols, c = item - chunk * cols;
             int end = XMath.Min((chunk + 1) * LayerNormRowsPerChunk, args.N);
