@@ -18,15 +18,28 @@
 #   DEVICE=ilgpu-cpu bench/gpu-check.sh  # smoke run of the same stages on ILGPU's CPU accelerator (no GPU; smaller
 #                                        # batches and benchmark shapes, longer timeouts: ~10 min on 2 idle cores)
 # The GPU machine has no .NET SDK and no network: `pack` puts the .NET runtime, vstest and the Release outputs of
-# src/Cli and tests into .gpu-check/ (xz, ~35 MB; ignored by git, so name it in the device run's carry). Without a
-# pack the script builds with the SDK (which needs NuGet packages in the local cache or a network).
+# src/Cli and tests into .gpu-check/ (xz, ~38 MB, unpacked with xz or, without it, python3's lzma; COMPRESS=gzip
+# for a target with neither, larger; ignored by git, so name it in the device run's carry). The pack is stamped with the commit and a
+# hash of the uncommitted changes it was built from (.gpu-check/STAMP), printed by `pack` and by the run. Without
+# a pack the script builds with the SDK (which needs NuGet packages in the local cache or a network).
 # Everything goes to the log (default gpu-check-<time>.log; LOG=path). Exit status: the number of failed stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=.gpu-check
 
+# The commit of this checkout and a hash of its uncommitted changes (tracked diffs and untracked, unignored files).
+source_stamp() {
+    git rev-parse --is-inside-work-tree > /dev/null 2>&1 || { echo "not a git checkout"; return; }
+    local changes
+    changes=$({ git diff HEAD --binary; git ls-files --others --exclude-standard -z | xargs -0 -r sha256sum; } | sha256sum | cut -c1-12)
+    if git diff HEAD --quiet && [ -z "$(git ls-files --others --exclude-standard)" ]; then changes="none"; fi
+    echo "commit $(git rev-parse --short=12 HEAD), uncommitted changes $changes"
+}
+
 if [ "${1:-}" = pack ]; then
     set -e
+    COMPRESS=${COMPRESS:-xz}
+    case "$COMPRESS" in gzip) ext=gz ;; xz) ext=xz ;; *) echo "COMPRESS=$COMPRESS: expected gzip or xz" >&2; exit 2 ;; esac
     dotnet build MaskBit.sln -c Release 2>&1 | grep -E " error |rror\(s\)"
     root=$(dirname "$(readlink -f "$(command -v dotnet)")")
     sdk=$(dotnet --list-sdks | tail -n 1 | sed -E 's/^([^ ]+) \[(.*)\]$/\2\/\1/')
@@ -38,12 +51,15 @@ if [ "${1:-}" = pack ]; then
     grep -o '"[^"]*\.dll"' "$sdk/vstest.console.deps.json" | tr -d '"' | xargs -n1 basename | sort -u |
         while read -r dll; do if [ -f "$sdk/$dll" ]; then cp "$sdk/$dll" "$stage_dir/vstest/"; fi; done
     cp -r "$sdk/Extensions" "$sdk"/Microsoft.Extensions.*.dll "$stage_dir/vstest/"   # the extensions need these
-    mkdir -p "$PACK"
-    tar -C "$root" -cf - --exclude=createdump --exclude='libmscord*.so' dotnet host "shared/Microsoft.NETCore.App/$version" -C "$stage_dir" vstest | xz -T0 -6 > "$PACK/dotnet.tar.xz"
+    rm -rf "$PACK" && mkdir -p "$PACK"
+    compress() { if [ "$COMPRESS" = xz ]; then xz -T0 -6; else gzip -6; fi; }
+    tar -C "$root" -cf - --exclude=createdump --exclude='libmscord*.so' dotnet host "shared/Microsoft.NETCore.App/$version" -C "$stage_dir" vstest | compress > "$PACK/dotnet.tar.$ext"
     # The test fixtures are tracked files (they travel anyway): the tests read them from the repository.
-    tar -cf - --exclude='tests/bin/Release/net10.0/Fixtures' src/Cli/bin/Release tests/bin/Release | xz -T0 -6 > "$PACK/build.tar.xz"
+    tar -cf - --exclude='tests/bin/Release/net10.0/Fixtures' src/Cli/bin/Release tests/bin/Release | compress > "$PACK/build.tar.$ext"
     rm -rf "$stage_dir"
-    du -ch "$PACK"/*.tar.xz
+    source_stamp > "$PACK/STAMP"
+    du -ch "$PACK"/*.tar.$ext
+    echo "pack: $(cat "$PACK/STAMP")"
     exit 0
 fi
 
@@ -79,23 +95,38 @@ stage() { echo "    (stage took $((SECONDS - stage_started)) s)"; stage_started=
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 cli() { local limit=$1; shift; timeout "$limit" dotnet src/Cli/bin/Release/net10.0/maskbit.dll "$@"; }
 echo "gpu-check on $DEVICE; the stage limits sum to $total_limit s; log $LOG"
+if [ -f "$PACK/STAMP" ]; then echo "pack built from: $(cat "$PACK/STAMP")"; else echo "source: $(source_stamp)"; fi
 
 stage "machine"
 if [ "$DEVICE" = cuda ]; then
     timeout 10 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || fail "nvidia-smi: no NVIDIA driver"
-    ldconfig -p 2>/dev/null | grep -m 3 libcuda.so || echo "  libcuda.so is not in the linker cache (ILGPU needs it; add its folder to LD_LIBRARY_PATH)"
+    # The driver's soname, which MaskBit loads for ILGPU (the unversioned libcuda.so comes with the CUDA toolkit only).
+    libcuda=$(ldconfig -p 2>/dev/null | grep -m 1 -E '\slibcuda\.so\.1 ' | sed 's/.*=> //')
+    for dir in ${LD_LIBRARY_PATH//:/ }; do [ -z "$libcuda" ] && [ -e "$dir/libcuda.so.1" ] && libcuda="$dir/libcuda.so.1"; done
+    if [ -n "$libcuda" ]; then echo "  libcuda.so.1: $libcuda"
+    else fail "libcuda.so.1 is neither in the linker cache nor on LD_LIBRARY_PATH (install the NVIDIA driver or add its folder to LD_LIBRARY_PATH)"; fi
 else
     echo "  DEVICE=ilgpu-cpu: no GPU needed"
 fi
 
 stage "setup"
-if [ -f "$PACK/build.tar.xz" ]; then
+packed=$(ls "$PACK"/build.tar.gz "$PACK"/build.tar.xz 2>/dev/null | head -n 1)
+if [ -n "$packed" ]; then
     # Packed here by `bench/gpu-check.sh pack`: the runtime and the Release outputs; no build, no network.
     export DOTNET_ROOT="$WORK/dotnet" PATH="$WORK/dotnet:$PATH" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
     # Images without libicu run .NET in invariant globalization mode (all our formatting is invariant anyway).
     ldconfig -p 2>/dev/null | grep -q libicuuc || export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
     mkdir -p "$DOTNET_ROOT"
-    timeout "$T_SETUP" tar -xJf "$PACK/dotnet.tar.xz" -C "$DOTNET_ROOT" && timeout "$T_SETUP" tar -xJf "$PACK/build.tar.xz" \
+    ext=${packed##*.}
+    # xz archives without an xz binary: python3's lzma module decompresses them.
+    unpack() {
+        if [ "$ext" = gz ]; then tar -xzf "$1" -C "$2"
+        elif command -v xz > /dev/null; then tar -xJf "$1" -C "$2"
+        elif python3 -c "import lzma" 2> /dev/null; then
+            python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)" "$1" | tar -xf - -C "$2"
+        else echo "  $1: this machine has neither xz nor python3 to unpack it; pack with COMPRESS=gzip"; return 1; fi
+    }
+    timeout "$T_SETUP" bash -c "$(declare -f unpack); ext=$ext; unpack '$PACK/dotnet.tar.$ext' '$DOTNET_ROOT' && unpack '$PACK/build.tar.$ext' ." \
         || { fail "unpacking $PACK"; exit "$failures"; }
     VSTEST="$DOTNET_ROOT/vstest/vstest.console.dll"
     echo "  unpacked $PACK (runtime $(ls "$DOTNET_ROOT/shared/Microsoft.NETCore.App"))"
@@ -103,7 +134,7 @@ elif dotnet --list-sdks 2>/dev/null | grep -q .; then
     timeout "$T_SETUP" dotnet build MaskBit.sln -c Release 2>&1 | grep -E " error |rror\(s\)|Warn"
     VSTEST="$(dotnet --list-sdks | tail -n 1 | sed -E 's/^([^ ]+) \[(.*)\]$/\2\/\1/')/vstest.console.dll"
 else
-    fail "no $PACK/build.tar.xz and no .NET SDK: run 'bench/gpu-check.sh pack' where the SDK is and carry $PACK"
+    fail "no $PACK/build.tar.xz or .gz and no .NET SDK: run 'bench/gpu-check.sh pack' where the SDK is and carry $PACK"
     exit "$failures"
 fi
 [ -f src/Cli/bin/Release/net10.0/maskbit.dll ] && [ -f tests/bin/Release/net10.0/MaskBit.Tests.dll ] || { fail "build"; exit "$failures"; }
@@ -113,8 +144,11 @@ stage "kernel parity on $DEVICE: ILGPU kernel tests and golden cases, $DEVICE vs
 # The *OnTheCpuAccelerator tests emulate GPU launch sizes on the CPU (not the device under test) and are slow.
 filter="(FullyQualifiedName~MaskBit.Tests.Ilgpu&FullyQualifiedName!~OnTheCpuAccelerator)|(FullyQualifiedName~MaskBit.Tests.Golden&Name~@$DEVICE)"
 MASKBIT_TEST_DEVICES=cpu,$DEVICE timeout "$T_TESTS" dotnet "$VSTEST" tests/bin/Release/net10.0/MaskBit.Tests.dll \
-    "--TestCaseFilter:$filter" > "$WORK/tests.out" 2>&1
+    "--TestCaseFilter:$filter" "--logger:console;verbosity=normal" > "$WORK/tests.out" 2>&1
 tests_rc=$?
+# Each passed case is listed with its arguments: count those that ran on $DEVICE ("cuda" argument or @cuda name).
+device_cases=$(grep -cE "^\s+Passed .*(\"$DEVICE\"|@$DEVICE)" "$WORK/tests.out")
+echo "  $device_cases test cases passed on $DEVICE"
 grep -E "^\s+(Failed|Skipped) |Error Message|error [0-9.E+-]+|Total tests|Passed!|Failed!" "$WORK/tests.out" | head -n 60
 summary=$(grep -E "(Passed|Failed)!  - " "$WORK/tests.out" | tail -n 1)
 if [ $tests_rc -ne 0 ] || [ -z "$summary" ]; then
@@ -122,6 +156,8 @@ if [ $tests_rc -ne 0 ] || [ -z "$summary" ]; then
     fail "kernel parity on $DEVICE (exit $tests_rc${summary:+: $summary})"
 elif ! grep -qE "Skipped: +0," <<< "$summary"; then
     fail "kernel parity on $DEVICE: cases were skipped, so $DEVICE did not run them ($summary)"
+elif [ "$device_cases" = 0 ]; then
+    fail "kernel parity on $DEVICE: NO test case ran on $DEVICE (the filter or the test names changed?) ($summary)"
 fi
 
 # The run's metrics.jsonl as "step name value" lines, without the timing rates.

@@ -41,6 +41,7 @@ public static partial class Program
                              $"AVX-512F {Avx512F.IsSupported}, worker threads {CpuParallel.Workers}");
             stdout.WriteLine($"cpu kernels: {CpuIsa.Name(CpuIsa.Current)} (best {CpuIsa.Name(CpuIsa.Best)}; {CpuIsa.Variable}=avx512|avx2|scalar forces one), " +
                              $"caches {CpuCaches.Current}");
+            foreach (var line in MaskBit.Kernels.Ilgpu.IlgpuBackend.DescribeCuda()) stdout.WriteLine(line);
             stdout.WriteLine($"default device: {CpuBackend.Instance.Name}");
             return ExitOk;
         });

@@ -80,6 +80,38 @@ public sealed class IlgpuBackendTests
         Assert.That(e!.Message, Does.Contain("CUDA"));
     }
 
+    [Test]
+    public void UploadsAreQueuedFromPinnedStagingWithoutWaiting()
+    {
+        using var s = Backend.Allocate(300);
+        Backend.Synchronize();
+        var before = Backend.Traffic;
+        var host = Enumerable.Range(0, 100).Select(i => (float)i).ToArray();
+        for (int part = 0; part < 3; part++)
+        {
+            Backend.Upload(host, new Buf(s, 100 * part));
+            Array.Fill(host, -1f);   // the caller may reuse its array at once: the upload copied it
+            host = Enumerable.Range(0, 100).Select(i => (float)(100 * (part + 1) + i)).ToArray();
+        }
+        var traffic = Backend.Traffic - before;
+        Assert.That((traffic.Uploads, traffic.Synchronizations, traffic.Downloads), Is.EqualTo((3L, 0L, 0L)), "uploads wait for nothing");
+        Assert.That(Backend.StagedUploadBytes, Is.GreaterThan(0), "staging buffers held until the stream is drained");
+        var back = new float[300];
+        Backend.Download(new Buf(s, 0), back);
+        Assert.That(back, Is.EqualTo(Enumerable.Range(0, 300).Select(i => (float)i).ToArray()));
+        Assert.That(Backend.StagedUploadBytes, Is.Zero, "a download drains the stream and frees the staging");
+    }
+
+    [Test]
+    public void GridStrideLoopsEndInsteadOfWrappingNearInt32Max()
+    {
+        const int step = 270_336;   // 132 SMs × 8 groups × 256 threads
+        Assert.That(IlgpuBackend.GridStrideNext(0, 1000, step), Is.EqualTo(1000), "past the end: the bound, so the loop ends");
+        Assert.That(IlgpuBackend.GridStrideNext(5, 1_000_000, step), Is.EqualTo(5 + step));
+        int last = int.MaxValue - 100;   // i + step would wrap to a negative index, which is < n: an endless, out-of-bounds loop
+        Assert.That(IlgpuBackend.GridStrideNext(last, int.MaxValue, step), Is.EqualTo(int.MaxValue));
+    }
+
     private static void WriteOnePastTheEnd(ArrayView<float> view) => view[view.Length] = 1f;
 
     [Test]

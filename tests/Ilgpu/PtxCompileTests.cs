@@ -12,7 +12,7 @@ namespace MaskBit.Tests.Ilgpu;
 /// This proves code generation, not that ptxas accepts the result. The shared test backend's context is used
 /// because ILGPU caches kernel IR per context.</summary>
 [NonParallelizable]
-public sealed class PtxCompileTests
+public sealed partial class PtxCompileTests
 {
     private PTXBackend? _ptx;
 
@@ -43,7 +43,14 @@ public sealed class PtxCompileTests
         long shared = StaticSharedBytes(compiled.PTXAssembly);
         TestContext.Out.WriteLine($"{Describe(kernel)}: {shared} bytes of static shared memory");
         Assert.That(shared, Is.LessThanOrEqualTo(MaxStaticSharedBytes), "static shared memory per block");
+        // PTX max.f32/min.f32 return the other operand for a NaN where the CPU backend returns NaN: kernels use
+        // MaxOrNaN/MinOrNaN (compare and select) so that a NaN reaches the loss and the NaN stop on every device.
+        var dropsNaN = NanDroppingMinMax().Matches(compiled.PTXAssembly).Select(m => m.Value).Distinct().ToList();
+        Assert.That(dropsNaN, Is.Empty, $"{Describe(kernel)}: float min/max instructions that drop NaN");
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\b(?:max|min)(?:\.ftz)?\.f32\b")]
+    private static partial System.Text.RegularExpressions.Regex NanDroppingMinMax();
 
     /// <summary>CUDA's limit on static shared memory per block (more needs dynamic shared memory and an opt-in).</summary>
     private const long MaxStaticSharedBytes = 48 * 1024;

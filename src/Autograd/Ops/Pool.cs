@@ -18,7 +18,7 @@ public static partial class F
         Tape.Record(y, "max_pool2d", new[] { x }, g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
-            x.Device.MaxPool2dBackward(planes, h, w, oh, ow, g.Buf, argmax.Buf, dx.Buf);
+            x.Device.MaxPool2dBackward(planes, h, w, kernel, s, padding, oh, ow, g.Buf, argmax.Buf, dx.Buf);
             return new[] { dx };
         });
         return y;

@@ -130,9 +130,10 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
         using (K("MaxPool2dForward", $"[{planes},{h},{w}] k{kernel} s{stride} p{padding}"))
             Inner.MaxPool2dForward(planes, h, w, kernel, stride, padding, oh, ow, U(x), U(y), U(argmax));
     }
-    public void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx)
+    public void MaxPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf dy, Buf argmax, Buf dx)
     {
-        using (K("MaxPool2dBackward", $"[{planes},{h},{w}] → [{oh},{ow}]")) Inner.MaxPool2dBackward(planes, h, w, oh, ow, U(dy), U(argmax), U(dx));
+        using (K("MaxPool2dBackward", $"[{planes},{h},{w}] k{kernel} s{stride} p{padding} → [{oh},{ow}]"))
+            Inner.MaxPool2dBackward(planes, h, w, kernel, stride, padding, oh, ow, U(dy), U(argmax), U(dx));
     }
     public void AvgPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, bool countIncludePad, Buf x, Buf y)
     {

@@ -40,7 +40,8 @@ internal static class DeviceChoice
         try { backend = name == Cuda ? IlgpuBackend.CreateCuda(LaunchInfo.FromEnvironment()?.LocalRank ?? 0) : IlgpuBackend.CreateCpu(); }
         catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or TypeInitializationException)
         {
-            throw new DeviceUnavailableException($"--device {name}: {e.Message} (CUDA needs an NVIDIA GPU and its driver, libcuda; use --device cpu)", e);
+            // CreateCuda's messages name the device, the driver version and what to try.
+            throw new DeviceUnavailableException($"--device {name}: {e.Message}{(name == Cuda ? "; use --device cpu to run without a GPU" : "")}", e);
         }
         return new Scope(backend);
     }

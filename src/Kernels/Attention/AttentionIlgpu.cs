@@ -125,7 +125,7 @@ public sealed partial class IlgpuBackend
                 if (!active) continue;
                 int key = key0 + lane;
                 float s = key < a.Seq ? TileDot(qRow, kTile, lane, a) : float.NegativeInfinity;
-                float newMax = XMath.Max(max, WarpAllReduce(maxOp, s));
+                float newMax = MaxOrNaN(max, WarpAllReduce(maxOp, s));
                 float decay = XMath.Exp(max - newMax);   // 0 on the first tile
                 float p = key < a.Seq ? XMath.Exp(s - newMax) : 0f;
                 partialSum = partialSum * decay + p;
@@ -145,7 +145,7 @@ public sealed partial class IlgpuBackend
     /// <summary>A thread per row: rowDot[r] = Σ_d dO[r, d]·O[r, d].</summary>
     internal static void RowDotKernel(ArrayView<float> dOutput, ArrayView<float> output, ArrayView<float> rowDot, int rows, int dim)
     {
-        for (int r = Grid.GlobalIndex.X; r < rows; r += GridStrideStep)
+        for (int r = Grid.GlobalIndex.X; r < rows; r = GridStrideNext(r, rows, GridStrideStep))
         {
             long start = (long)r * dim;
             float acc = 0f;

@@ -22,7 +22,7 @@ public sealed partial class IlgpuBackend
         ArrayView<float> tally, int rows, int cols)
     {
         var values = new DeviceFloats(scores);
-        for (int r = Grid.GlobalIndex.X; r < rows; r += GridStrideStep)
+        for (int r = Grid.GlobalIndex.X; r < rows; r = GridStrideNext(r, rows, GridStrideStep))
         {
             bool hit = ClassificationMath.ArgMax(values, (long)r * cols, cols) == targets[r], masked = mask[r] != 0;
             tally[r] = masked ? 1f : 0f;

@@ -264,7 +264,7 @@ public sealed partial class IlgpuBackend
         ConvShape s, int hasBias)
     {
         int outputs = s.Batch * s.Cout * s.OutPlane;
-        for (int o = Grid.GlobalIndex.X; o < outputs; o += GridStrideStep)
+        for (int o = Grid.GlobalIndex.X; o < outputs; o = GridStrideNext(o, outputs, GridStrideStep))
         {
             int plane = o / s.OutPlane, pix = o - plane * s.OutPlane, n = plane / s.Cout, co = plane - n * s.Cout;
             int oh = pix / s.OW, ow = pix - oh * s.OW, g = co / s.CoutG;
@@ -281,7 +281,7 @@ public sealed partial class IlgpuBackend
     internal static void DirectConvInputGradKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
         int inputs = s.Batch * s.Cin * s.InPlane;
-        for (int e = Grid.GlobalIndex.X; e < inputs; e += GridStrideStep)
+        for (int e = Grid.GlobalIndex.X; e < inputs; e = GridStrideNext(e, inputs, GridStrideStep))
         {
             int plane = e / s.InPlane, pix = e - plane * s.InPlane, n = plane / s.Cin, c = plane - n * s.Cin;
             int ih = pix / s.W, iw = pix - ih * s.W, g = c / s.CinG, ci = c - g * s.CinG;
@@ -302,7 +302,7 @@ public sealed partial class IlgpuBackend
     internal static void DirectConvWeightGradKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partials, ConvShape s, int sliceLength)
     {
         int weights = s.Cout * s.CinG * s.Taps, reduction = s.Batch * s.OutPlane;
-        for (int item = Grid.GlobalIndex.X; item < partials.IntLength; item += GridStrideStep)
+        for (int item = Grid.GlobalIndex.X; item < partials.IntLength; item = GridStrideNext(item, partials.IntLength, GridStrideStep))
         {
             int slice = item / weights, e = item - slice * weights;
             int co = e / (s.CinG * s.Taps), rest = e - co * s.CinG * s.Taps, ci = rest / s.Taps, tap = rest - ci * s.Taps;

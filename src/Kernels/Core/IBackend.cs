@@ -65,8 +65,9 @@ public interface IBackend : IDisposable
     /// position of output i is i·stride − padding + [0, kernel); padded positions never win (−∞). argmax (Int32)
     /// holds the flat in-plane index of the first maximum in row-major window order; a NaN wins.</summary>
     void MaxPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf x, Buf y, Buf argmax);
-    /// <summary>dx (overwritten) = scatter-add of dy at argmax.</summary>
-    void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx);
+    /// <summary>dx (overwritten) = Σ dy over the outputs whose argmax is that input (the forward's geometry lets a
+    /// device gather per input instead of scattering with float atomics, whose order is not deterministic).</summary>
+    void MaxPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf dy, Buf argmax, Buf dx);
     /// <summary>torch avg_pool2d with a square window (floor mode): the window sum divided by kernel² when
     /// <paramref name="countIncludePad"/>, else by the number of window positions inside the input.</summary>
     void AvgPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow,

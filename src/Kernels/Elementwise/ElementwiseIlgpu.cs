@@ -138,7 +138,7 @@ public sealed partial class IlgpuBackend
 
     internal static void BinaryKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, BinaryArgs args)
     {
-        for (int i = Grid.GlobalIndex.X; i < args.Layout.Count; i += GridStrideStep)
+        for (int i = Grid.GlobalIndex.X; i < args.Layout.Count; i = GridStrideNext(i, args.Layout.Count, GridStrideStep))
         {
             args.Layout.Offsets(i, out long ia, out long ib);
             y[i] = BinaryScalar(args.Op, a[ia], b[ib]);
@@ -159,7 +159,7 @@ public sealed partial class IlgpuBackend
     internal static void CopyStridedKernel<T, TStore>(ArrayView<T> x, ArrayView<T> y, StridedPair layout)
         where T : unmanaged where TStore : struct, IStore<T>
     {
-        for (int i = Grid.GlobalIndex.X; i < layout.Count; i += GridStrideStep)
+        for (int i = Grid.GlobalIndex.X; i < layout.Count; i = GridStrideNext(i, layout.Count, GridStrideStep))
         {
             layout.Offsets(i, out long ix, out long iy);
             default(TStore).Store(ref y[iy], x[ix]);
@@ -178,18 +178,18 @@ public sealed partial class IlgpuBackend
         UnaryOp.Abs => XMath.Abs(v),
         UnaryOp.Sign => v > 0f ? 1f : v < 0f ? -1f : 0f,
         UnaryOp.Square => v * v,
-        UnaryOp.Relu => v > 0f ? v : 0f,
+        UnaryOp.Relu => v < 0f ? 0f : v,   // NaN stays NaN, as on the CPU
         UnaryOp.Sigmoid => Sigmoid(v),
         UnaryOp.Tanh => Tanh(v),
         UnaryOp.Silu => v / (1f + XMath.Exp(-v)),
         UnaryOp.Gelu => 0.5f * v * (1f + Erf(v * InvSqrt2)),
         UnaryOp.LeakyRelu => v > 0f ? v : v * a,
-        UnaryOp.Softplus => XMath.Max(v, 0f) + XMath.Log(1f + XMath.Exp(-XMath.Abs(v))),
+        UnaryOp.Softplus => MaxOrNaN(v, 0f) + XMath.Log(1f + XMath.Exp(-XMath.Abs(v))),
         UnaryOp.Scale => a * v,
         UnaryOp.AddScalar => v + a,
         UnaryOp.PowScalar => Pow(v, a),
-        UnaryOp.ClampMin => XMath.Max(v, a),
-        _ => XMath.Min(v, a),   // ClampMax (the host rejects undefined ops)
+        UnaryOp.ClampMin => MaxOrNaN(v, a),
+        _ => MinOrNaN(v, a),   // ClampMax (the host rejects undefined ops)
     };
 
     /// <summary>f'(x), from y = f(x) where that is cheaper; mirrors the CPU backend's UnaryDerivative.</summary>
@@ -223,12 +223,21 @@ public sealed partial class IlgpuBackend
         BinaryOp.Sub => a - b,
         BinaryOp.Mul => a * b,
         BinaryOp.Div => a / b,
-        BinaryOp.Max => XMath.Max(a, b),
-        BinaryOp.Min => XMath.Min(a, b),
+        BinaryOp.Max => MaxOrNaN(a, b),
+        BinaryOp.Min => MinOrNaN(a, b),
         BinaryOp.Greater => a > b ? 1f : 0f,
         BinaryOp.GreaterEqual => a >= b ? 1f : 0f,
         _ => a == b ? 1f : 0f,  // Equal
     };
+
+    /// <summary>max(a, b), NaN when either is NaN, as on the CPU (MathF.Max, TensorPrimitives.Max). Kernels use
+    /// these instead of XMath.Max/Min, which become PTX <c>max.f32</c>/<c>min.f32</c>: those return the other
+    /// operand for a NaN, so a NaN loss could turn finite on the GPU and slip past the NaN stop. Compare-and-select
+    /// compiles to setp/selp, no max.f32 (PtxCompileTests checks that none is left). max(+0, −0) may give −0.</summary>
+    internal static float MaxOrNaN(float a, float b) => a > b || XMath.IsNaN(a) ? a : b;
+
+    /// <summary>min(a, b), NaN when either is NaN (see <see cref="MaxOrNaN"/>).</summary>
+    internal static float MinOrNaN(float a, float b) => a < b || XMath.IsNaN(a) ? a : b;
 
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;
@@ -266,7 +275,7 @@ public sealed partial class IlgpuBackend
     /// polynomial over an even degree-8 one in x²); |error| ≤ 3.5e-7, so exact-erf GELU stays within 1e-6.</summary>
     internal static float Erf(float x)
     {
-        x = XMath.Clamp(x, -4f, 4f);
+        x = MinOrNaN(MaxOrNaN(x, -4f), 4f);
         float x2 = x * x;
         float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
         p = x2 * p + -2.10102402082508e-06f;

@@ -23,7 +23,7 @@ public sealed partial class IlgpuBackend
     internal readonly struct MaxReduction : IReduction
     {
         public float Identity => float.NegativeInfinity;
-        public float Combine(float a, float b) => XMath.Max(a, b);
+        public float Combine(float a, float b) => MaxOrNaN(a, b);
     }
 
     public struct ReduceArgs
@@ -103,7 +103,7 @@ public sealed partial class IlgpuBackend
         where TReduction : struct, IReduction
     {
         var op = default(TReduction);
-        for (int output = Grid.GlobalIndex.X; output < args.Outputs; output += GridStrideStep)
+        for (int output = Grid.GlobalIndex.X; output < args.Outputs; output = GridStrideNext(output, args.Outputs, GridStrideStep))
         {
             long first = args.First(output);
             float acc = op.Identity;

@@ -4,7 +4,8 @@ namespace MaskBit.Kernels.Ilgpu;
 /// waited for the device. Ops only enqueue kernels, so every count here is a place where the host stalls the
 /// stream (a download or synchronisation) or a copy from the host; subtract two snapshots
 /// (<see cref="op_Subtraction"/>) to get the traffic of a training step.</summary>
-/// <param name="Uploads">Host → device copies (<see cref="IlgpuBackend.Upload(ReadOnlySpan{float}, Buf)"/>).</param>
+/// <param name="Uploads">Host → device copies (<see cref="IlgpuBackend.Upload(ReadOnlySpan{float}, Buf)"/>), queued from
+/// pinned staging without a wait (a wait for staging room is counted under Synchronizations).</param>
 /// <param name="Downloads">Device → host copies; each one waits for all queued work.</param>
 /// <param name="Synchronizations">Explicit waits for the device (<see cref="IlgpuBackend.Synchronize"/> and pool trims).</param>
 /// <param name="Allocations">Device buffers allocated because the pool had none of that length.</param>

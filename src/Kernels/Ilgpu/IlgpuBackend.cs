@@ -39,6 +39,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     /// <summary>The first bad index a kernel met since the last read: [op, value, position, table size]
     /// (<see cref="IndexFault"/>); reported by <see cref="ReportIndexFault"/>.</summary>
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _indexFault;
+    private readonly UploadStaging _staging;
     private bool _disposed;
 
     internal DeviceBufferPool<float> FloatPool { get; }
@@ -62,6 +63,9 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         long budget = accelerator.AcceleratorType == AcceleratorType.CPU ? 1L << 30 : accelerator.MemorySize / 4;
         _indexFault = accelerator.Allocate1D<int>(IndexFaultWords);
         _indexFault.View.MemSetToZero(Stream);
+        // Pinned staging for uploads: enough for a step's inputs without waiting (CPU accelerator: a little).
+        _staging = new UploadStaging(accelerator, accelerator.DefaultStream, _traffic,
+            accelerator.AcceleratorType == AcceleratorType.CPU ? 16L << 20 : 256L << 20);
         FloatPool = new DeviceBufferPool<float>(accelerator, budget, _traffic);
         IntPool = new DeviceBufferPool<int>(accelerator, budget / 8, _traffic);
     }
@@ -78,21 +82,72 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         return new IlgpuBackend(device.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel), sizes, ownsAccelerator: true);
     }
 
-    /// <summary>The CUDA device with the given index.</summary>
+    /// <summary>The CUDA device with the given index (of those the driver sees). Every failure — no driver
+    /// library, a driver that does not start, a device ILGPU cannot target, a busy or exclusive device — is an
+    /// <see cref="InvalidOperationException"/> with one line naming the device, the driver version and what to try;
+    /// nothing created on the way is left open.</summary>
     public static IlgpuBackend CreateCuda(int device = 0)
     {
-        Context context;
-        try { context = Context.Create(b => b.Cuda().EnableAlgorithms()); }
-        catch (Exception e) { throw new InvalidOperationException($"CUDA is not available (driver missing?): {e.Message}", e); }
-        var devices = context.GetCudaDevices();
-        if (device < 0 || device >= devices.Count)
+        CudaDriver.InstallResolver();
+        var driver = CudaDriver.Probe();
+        if (driver.Problem is not null) throw new InvalidOperationException($"CUDA is not available: {driver.Problem}");
+        if (device < 0 || device >= driver.Devices.Count)
+            throw new InvalidOperationException($"CUDA device {device} does not exist; the driver (CUDA {driver.VersionText}) sees {driver.Devices.Count}: " +
+                                                $"{string.Join(", ", driver.Devices.Select(d => $"{d.Ordinal} {d.Name}"))}");
+        var described = driver.Devices[device];
+        string what = $"CUDA device {device} ({described.Name}, {described.Sm}, driver CUDA {driver.VersionText})";
+        // All devices, also those ILGPU has no PTX instruction set for (its default hides them), to say why.
+        var context = Context.Create(b => b.Cuda(_ => true).EnableAlgorithms());
+        try
+        {
+            var cudaDevice = CudaDeviceOf(context, device)
+                ?? throw new InvalidOperationException($"{what}: ILGPU lists no such device (it hides devices whose description fails); check nvidia-smi");
+            if (cudaDevice.InstructionSet is null)
+                throw new InvalidOperationException($"{what}: ILGPU 1.5.3 knows no PTX instruction set for {described.Sm} with this driver; " +
+                                                    "update the NVIDIA driver, or run with --device cpu");
+            Accelerator accelerator;
+            try { accelerator = cudaDevice.CreateCudaAccelerator(context); }
+            catch (CudaException e)
+            {
+                throw new InvalidOperationException($"{what} could not be opened: {e.Error} ({e.Message}); {CudaDriver.Hint(e.Error)}", e);
+            }
+            try { return new IlgpuBackend(accelerator, null, ownsAccelerator: true); }
+            catch { accelerator.Dispose(); throw; }
+        }
+        catch
         {
             context.Dispose();
-            throw new InvalidOperationException(devices.Count == 0
-                ? "no CUDA device found (no NVIDIA GPU or no CUDA driver on this machine)"
-                : $"CUDA device {device} does not exist; this machine has {devices.Count}");
+            throw;
         }
-        return new IlgpuBackend(devices[device].CreateCudaAccelerator(context), null, ownsAccelerator: true);
+    }
+
+    /// <summary>What <c>maskbit info</c> says about CUDA: one line per device the driver sees (name, sm, memory,
+    /// driver, the PTX ISA ILGPU would generate) or one line saying why there is none. Creates no CUDA context.</summary>
+    public static IReadOnlyList<string> DescribeCuda()
+    {
+        CudaDriver.InstallResolver();
+        var driver = CudaDriver.Probe();
+        if (driver.Problem is not null) return [$"cuda: none — {driver.Problem}"];
+        using var context = Context.Create(b => b.Cuda(_ => true));
+        return
+        [
+            $"cuda driver: {driver.Library}, CUDA {driver.VersionText}, {driver.Devices.Count} device(s)",
+            .. driver.Devices.Select(d =>
+            {
+                var target = CudaDeviceOf(context, d.Ordinal);
+                string ptx = target?.InstructionSet is CudaInstructionSet isa ? $"PTX ISA {isa.Major}.{isa.Minor}"
+                    : target is null ? "not listed by ILGPU" : "no PTX ISA known to ILGPU 1.5.3 for this driver (unusable)";
+                return $"cuda:{d.Ordinal}: {d.Name}, {d.Sm}, {d.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB, driver CUDA {driver.VersionText}, {ptx}";
+            }),
+        ];
+    }
+
+    /// <summary>ILGPU's description of the driver's device <paramref name="ordinal"/>, or null when it lists none.</summary>
+    private static CudaDevice? CudaDeviceOf(Context context, int ordinal)
+    {
+        foreach (var device in context.GetCudaDevices())
+            if (device.DeviceId == ordinal) return device;
+        return null;
     }
 
     public string Name => $"ilgpu-{_accelerator.AcceleratorType.ToString().ToLowerInvariant()}";
@@ -105,17 +160,19 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     // ---- memory -------------------------------------------------------------------------------------------
     public Storage Allocate(long length, DType dtype = DType.Float32, bool zero = true) => new IlgpuStorage(this, length, dtype, zero);
 
+    /// <summary>Queues the copy from a pinned staging copy of <paramref name="src"/> (<see cref="UploadStaging"/>):
+    /// no wait, and src may be reused at once.</summary>
     public void Upload(ReadOnlySpan<float> src, Buf dst)
     {
         if (src.IsEmpty) return;
         _traffic.Upload(src.Length * sizeof(float));
-        F(dst, src.Length).CopyFromCPU(Stream, src);
+        _staging.Upload(src, F(dst, src.Length));
     }
     public void Upload(ReadOnlySpan<int> src, Buf dst)
     {
         if (src.IsEmpty) return;
         _traffic.Upload(src.Length * sizeof(int));
-        I(dst, src.Length).CopyFromCPU(Stream, src);
+        _staging.Upload(src, I(dst, src.Length));
     }
     /// <summary>Copies to the host after all queued work (CopyToCPU synchronises the stream).</summary>
     public void Download(Buf src, Span<float> dst)
@@ -123,6 +180,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         if (dst.IsEmpty) return;
         _traffic.Download(dst.Length * sizeof(float));
         F(src, dst.Length).CopyToCPU(Stream, dst);
+        _staging.StreamDrained();
         ReportIndexFault();
     }
     public void Download(Buf src, Span<int> dst)
@@ -130,9 +188,13 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         if (dst.IsEmpty) return;
         _traffic.Download(dst.Length * sizeof(int));
         I(src, dst.Length).CopyToCPU(Stream, dst);
+        _staging.StreamDrained();
         ReportIndexFault();
     }
-    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); ReportIndexFault(); }
+    public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); _staging.StreamDrained(); ReportIndexFault(); }
+
+    /// <summary>Bytes of pinned staging held by uploads the stream has not been seen to finish.</summary>
+    internal long StagedUploadBytes => _staging.BusyBytes;
 
     private const int IndexFaultWords = 4;
 
@@ -169,6 +231,8 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     {
         if (_disposed) return;
         _disposed = true;
+        Stream.Synchronize();   // queued uploads still read their staging buffers
+        _staging.Dispose();
         _indexFault.Dispose();
         FloatPool.Dispose();
         IntPool.Dispose();
@@ -238,6 +302,11 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
 
     /// <summary>Stride of a 1-D grid-stride loop inside a kernel: all threads of the grid.</summary>
     private static int GridStrideStep => Grid.DimX * Group.DimX;
+
+    /// <summary>The next index of a 32-bit grid-stride loop over [0, n): i + step, or n (ending the loop) where
+    /// that would reach n or wrap past int.MaxValue — the host checks allow n up to int.MaxValue, and a plain
+    /// i += step wraps to a negative index within one grid of it.</summary>
+    internal static int GridStrideNext(int i, int n, int step) => n - i > step ? i + step : n;
 
     /// <summary>Every kernel entry point with the type arguments it is launched with (for the offline PTX check): the
     /// static entry delegates of this class, and of <see cref="TiledKernels{TProduct}"/> for each tiled product.</summary>

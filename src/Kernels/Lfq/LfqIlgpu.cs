@@ -164,7 +164,7 @@ public sealed partial class IlgpuBackend
     {
         var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
         float sum = 0f;
-        for (int pos = Grid.GlobalIndex.X; pos < a.Positions; pos += GridStrideStep)
+        for (int pos = Grid.GlobalIndex.X; pos < a.Positions; pos = GridStrideNext(pos, a.Positions, GridStrideStep))
         {
             int zBase = a.ZBase(pos), index = 0;
             for (int k = 0; k < a.Bits; k++)
@@ -304,7 +304,7 @@ public sealed partial class IlgpuBackend
     /// <summary>A thread per (position, bit): x = 4·z/T, σ(±x) and the logs of <see cref="LfqBitDoubles"/>.</summary>
     internal static void LfqBitValuesKernel(ArrayView<float> z, ArrayView<double> bitValues, LfqArgs a)
     {
-        for (int i = Grid.GlobalIndex.X; i < a.Positions * a.Bits; i += GridStrideStep)
+        for (int i = Grid.GlobalIndex.X; i < a.Positions * a.Bits; i = GridStrideNext(i, a.Positions * a.Bits, GridStrideStep))
         {
             int pos = i / a.Bits, k = i - pos * a.Bits;
             double x = 4.0 * z[a.ZBase(pos) + k * a.HW] * a.InvTemperature;
@@ -326,7 +326,7 @@ public sealed partial class IlgpuBackend
     internal static void LfqHalfTablesKernel(ArrayView<double> bitValues, ArrayView<double> tables, LfqArgs a)
     {
         int loBits = a.LoBits, hiBits = a.Bits - loBits, hiCodes = 1 << hiBits, halfCodes = hiCodes + (1 << loBits);
-        for (int i = Grid.GlobalIndex.X; i < a.Positions * halfCodes; i += GridStrideStep)
+        for (int i = Grid.GlobalIndex.X; i < a.Positions * halfCodes; i = GridStrideNext(i, a.Positions * halfCodes, GridStrideStep))
         {
             int pos = i / halfCodes, j = i - pos * halfCodes;
             bool high = j < hiCodes;
@@ -349,7 +349,7 @@ public sealed partial class IlgpuBackend
     {
         int loBits = a.LoBits, hiCodes = 1 << (a.Bits - loBits), halfCodes = hiCodes + (1 << loBits);
         double cAvg = (double)upstream[1] / a.Positions;
-        for (int c = Grid.GlobalIndex.X; c < 1 << a.Bits; c += GridStrideStep)
+        for (int c = Grid.GlobalIndex.X; c < 1 << a.Bits; c = GridStrideNext(c, 1 << a.Bits, GridStrideStep))
         {
             int hi = c >> loBits, lo = c & ((1 << loBits) - 1);
             double sum = 0.0;

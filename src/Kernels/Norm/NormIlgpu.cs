@@ -142,7 +142,7 @@ public sealed partial class IlgpuBackend
             deviation = GroupAllReduce(sum, deviation, partials);
             squares = GroupAllReduce(sum, squares, partials);
             float m = center + deviation / length;
-            float variance = XMath.Max((squares - deviation * deviation / length) / length, 0f);
+            float variance = MaxOrNaN((squares - deviation * deviation / length) / length, 0f);
             float rs = 1f / XMath.Sqrt(variance + args.Eps);
             if (Group.IdxX == 0) { mean[run] = m; rstd[run] = rs; }
 
@@ -217,7 +217,7 @@ public sealed partial class IlgpuBackend
         ArrayView<float> dy, ArrayView<float> sums, NormArgs args, int chunks)
     {
         int cols = args.C, items = chunks * cols;
-        for (int item = Grid.GlobalIndex.X; item < items; item += GridStrideStep)
+        for (int item = Grid.GlobalIndex.X; item < items; item = GridStrideNext(item, items, GridStrideStep))
         {
             int chunk = item / cols, c = item - chunk * cols;
             int end = XMath.Min((chunk + 1) * LayerNormRowsPerChunk, args.N);

@@ -17,7 +17,7 @@ public sealed partial class CpuBackend
     public void MaxPool2dForward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf x, Buf y, Buf argmax) =>
         WindowMaxPool(planes, h, w, oh, ow, i => PoolWindow(i, h, kernel, stride, padding), j => PoolWindow(j, w, kernel, stride, padding), x, y, argmax);
 
-    public void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx) =>
+    public void MaxPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf dy, Buf argmax, Buf dx) =>
         AdaptiveMaxPoolBackward(planes, h, w, oh, ow, dy, argmax, dx);   // the same scatter-add of dy at argmax
 
     // Average pooling is separable: window sums along the width into a (H, OW) scratch, then along the height

@@ -6,8 +6,8 @@ namespace MaskBit.Kernels.Ilgpu;
 
 // Window pooling (max, average; strided or adaptive windows) on an ILGPU accelerator over independent (N·C)
 // planes. Forwards run a thread per output over its window; backwards run a thread per input element that
-// gathers from the outputs whose windows hold it, so overlapping windows need no atomics (except max_pool2d's,
-// whose signature has no window geometry: it scatters through argmax).
+// gathers from the outputs whose windows hold it, so overlapping windows need no atomics and every sum is taken
+// in the same order on every run.
 public sealed partial class IlgpuBackend
 {
     /// <summary>The windows of a pooling along both axes: output index → clipped input range, and its inverse,
@@ -95,8 +95,8 @@ public sealed partial class IlgpuBackend
 
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<int>, StridedWindows> StridedMaxEntry = MaxPoolKernel<StridedWindows>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<int>, AdaptiveWindows> AdaptiveMaxEntry = MaxPoolKernel<AdaptiveWindows>;
+    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, StridedWindows> StridedMaxBackwardEntry = MaxPoolBackwardKernel<StridedWindows>;
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, AdaptiveWindows> AdaptiveMaxBackwardEntry = MaxPoolBackwardKernel<AdaptiveWindows>;
-    private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, PoolPlanes> MaxPoolScatterEntry = MaxPoolScatterKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, AvgPoolArgs> AvgPoolEntry = AvgPoolKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, AvgPoolArgs> AvgPoolBackwardEntry = AvgPoolBackwardKernel;
 
@@ -120,17 +120,13 @@ public sealed partial class IlgpuBackend
         Kernel(StridedMaxEntry)(GridStride(yv.Length, Sizes.ElementGroup), xv, yv, I(argmax, yv.Length), win);
     }
 
-    /// <summary>The signature carries no window geometry, so the gradient is scattered through argmax: dx is
-    /// zeroed, then each output adds its dy at its winner (atomically: overlapping windows can share one).</summary>
-    public void MaxPool2dBackward(int planes, int h, int w, int oh, int ow, Buf dy, Buf argmax, Buf dx)
+    public void MaxPool2dBackward(int planes, int h, int w, int kernel, int stride, int padding, int oh, int ow, Buf dy, Buf argmax, Buf dx)
     {
-        var p = Planes(planes, h, w, oh, ow);
-        var (dxv, dyv) = PoolViews(p, dx, dy);
+        var win = Strided(planes, h, w, kernel, stride, padding, oh, ow);
+        var (dxv, dyv) = PoolViews(win.P, dx, dy);
         if (dxv.Length == 0) return;
-        Fill(dx, dxv.Length, 0f);
-        if (dyv.Length == 0) return;
-        Kernel(MaxPoolScatterEntry)(
-            GridStride(dyv.Length, Sizes.ElementGroup), dyv, I(argmax, dyv.Length), dxv, p);
+        Kernel(StridedMaxBackwardEntry)(
+            GridStride(dxv.Length, Sizes.ElementGroup), dyv, I(argmax, dyv.Length), dxv, win);
     }
 
     public void AdaptiveMaxPoolForward(int planes, int h, int w, int oh, int ow, Buf x, Buf y, Buf argmax)
@@ -183,7 +179,7 @@ public sealed partial class IlgpuBackend
     {
         var p = win.Planes;
         int outPlane = p.OH * p.OW, outputs = p.Count * outPlane;
-        for (int o = Grid.GlobalIndex.X; o < outputs; o += GridStrideStep)
+        for (int o = Grid.GlobalIndex.X; o < outputs; o = GridStrideNext(o, outputs, GridStrideStep))
         {
             int plane = o / outPlane, pix = o - plane * outPlane, i = pix / p.OW, j = pix - i * p.OW;
             win.Rows(i, out int r0, out int r1);
@@ -207,7 +203,7 @@ public sealed partial class IlgpuBackend
     {
         var p = win.Planes;
         int inPlane = p.H * p.W, outPlane = p.OH * p.OW, inputs = p.Count * inPlane;
-        for (int e = Grid.GlobalIndex.X; e < inputs; e += GridStrideStep)
+        for (int e = Grid.GlobalIndex.X; e < inputs; e = GridStrideNext(e, inputs, GridStrideStep))
         {
             int plane = e / inPlane, pix = e - plane * inPlane, r = pix / p.W, c = pix - r * p.W;
             win.RowsCovering(r, out int i0, out int i1);
@@ -223,19 +219,12 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    internal static void MaxPoolScatterKernel(ArrayView<float> dy, ArrayView<int> argmax, ArrayView<float> dx, PoolPlanes p)
-    {
-        int outPlane = p.OH * p.OW, outputs = p.Count * outPlane;
-        for (int o = Grid.GlobalIndex.X; o < outputs; o += GridStrideStep)
-            Atomic.Add(ref dx[o / outPlane * p.H * p.W + argmax[o]], dy[o]);
-    }
-
     internal static void AvgPoolKernel(ArrayView<float> x, ArrayView<float> y, AvgPoolArgs args)
     {
         var win = args.Windows;
         var p = win.P;
         int outPlane = p.OH * p.OW, outputs = p.Count * outPlane;
-        for (int o = Grid.GlobalIndex.X; o < outputs; o += GridStrideStep)
+        for (int o = Grid.GlobalIndex.X; o < outputs; o = GridStrideNext(o, outputs, GridStrideStep))
         {
             int plane = o / outPlane, pix = o - plane * outPlane, i = pix / p.OW, j = pix - i * p.OW;
             win.Rows(i, out int r0, out int r1);
@@ -254,7 +243,7 @@ public sealed partial class IlgpuBackend
         var win = args.Windows;
         var p = win.P;
         int inPlane = p.H * p.W, outPlane = p.OH * p.OW, inputs = p.Count * inPlane;
-        for (int e = Grid.GlobalIndex.X; e < inputs; e += GridStrideStep)
+        for (int e = Grid.GlobalIndex.X; e < inputs; e = GridStrideNext(e, inputs, GridStrideStep))
         {
             int plane = e / inPlane, pix = e - plane * inPlane, r = pix / p.W, c = pix - r * p.W;
             win.RowsCovering(r, out int i0, out int i1);

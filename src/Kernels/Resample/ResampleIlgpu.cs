@@ -29,7 +29,7 @@ public sealed partial class IlgpuBackend
     internal static void UpsampleNearest2xKernel(ArrayView<float> x, ArrayView<float> y, PoolPlanes p)
     {
         int outPlane = p.OH * p.OW, outputs = p.Count * outPlane;
-        for (int o = Grid.GlobalIndex.X; o < outputs; o += GridStrideStep)
+        for (int o = Grid.GlobalIndex.X; o < outputs; o = GridStrideNext(o, outputs, GridStrideStep))
         {
             int plane = o / outPlane, pix = o - plane * outPlane, i = pix / p.OW, j = pix - i * p.OW;
             y[o] = x[(plane * p.H + i / 2) * p.W + j / 2];
@@ -39,7 +39,7 @@ public sealed partial class IlgpuBackend
     internal static void UpsampleNearest2xBackwardKernel(ArrayView<float> dy, ArrayView<float> dx, PoolPlanes p)
     {
         int inPlane = p.H * p.W, inputs = p.Count * inPlane;
-        for (int e = Grid.GlobalIndex.X; e < inputs; e += GridStrideStep)
+        for (int e = Grid.GlobalIndex.X; e < inputs; e = GridStrideNext(e, inputs, GridStrideStep))
         {
             int plane = e / inPlane, pix = e - plane * inPlane, r = pix / p.W, c = pix - r * p.W;
             int top = (plane * p.OH + 2 * r) * p.OW + 2 * c, bottom = top + p.OW;

@@ -51,7 +51,7 @@ public sealed partial class IlgpuBackend
         ArrayView<int> mask, ArrayView<int> tokens, ArrayView<int> sampled, ArrayView<int> predicted, ArrayView<float> confidence, SamplingArgs a)
     {
         var rows = new DeviceFloats(probabilities);
-        for (int g = Grid.GlobalIndex.X; g < a.Groups; g += GridStrideStep)
+        for (int g = Grid.GlobalIndex.X; g < a.Groups; g = GridStrideNext(g, a.Groups, GridStrideStep))
         {
             long row = (long)g * a.Classes;
             int draw = SamplerMath.InverseCdf(rows, row, a.Classes, uniform[g]);
