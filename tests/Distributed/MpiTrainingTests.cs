@@ -146,6 +146,14 @@ public class MpiTrainingTests
         Assert.That(actual["InceptionScoreSplits"], Is.EqualTo(2));
     }
 
+    [Test]
+    public void CommandsThatDoNotSplitTheirWorkRefuseSeveralRanks()
+    {
+        var run = Maskbit(2, ["generate", "--classes", "0", "--out", _dir.File("generate-refused")]);
+        Assert.That(run.Code, Is.Not.EqualTo(0), run.Output);
+        Assert.That(run.Output, Does.Contain("maskbit generate runs in one process, not under mpirun (-np 2)"));
+    }
+
     private static Dictionary<string, double> EvalMetrics(string dir) =>
         JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(File.ReadAllText(Path.Combine(dir, "metrics.json")))!
             .Where(kv => kv.Value.ValueKind == JsonValueKind.Number).ToDictionary(kv => kv.Key, kv => kv.Value.GetDouble());
