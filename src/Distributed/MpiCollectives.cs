@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
@@ -8,10 +9,13 @@ namespace MaskBit.Distributed;
 /// (<c>libmpi.so.40</c>; Debian's <c>openmpi-bin</c>). Open MPI's predefined handles (MPI_COMM_WORLD, MPI_FLOAT,
 /// MPI_SUM, …) are the addresses of exported globals (<c>ompi_mpi_comm_world</c>, <c>ompi_mpi_float</c>,
 /// <c>ompi_mpi_op_sum</c>), so they are resolved with <see cref="NativeLibrary.GetExport"/> like the functions; no
-/// native code is compiled. Every collective is started non-blocking (MPI_I*) and completed by polling MPI_Test, so
-/// a peer that is stuck or gone is noticed after <see cref="Timeout"/> and the job is aborted naming this rank,
-/// instead of hanging in a blocking call. The reductions are MPI's own (for a given world size and message size
-/// Open MPI picks one algorithm, so the summation order and the result repeat run to run).
+/// native code is compiled. Every collective runs on one communication thread, in the order the caller issues them
+/// (so every rank issues the same sequence), started non-blocking (MPI_I*) and completed by polling MPI_Test: a peer
+/// that is stuck or gone is noticed after <see cref="Timeout"/> and the job is aborted naming this rank, instead of
+/// hanging in a blocking call. Open MPI moves a message only inside MPI calls; the thread polling them is what lets a
+/// gradient bucket travel while the caller's thread goes on with the backward. The reductions are MPI's own (for a
+/// given world size and message size Open MPI picks one algorithm, so the summation order and the result repeat run
+/// to run).
 /// </summary>
 public sealed unsafe class MpiCollectives : ICollectives
 {
@@ -29,6 +33,8 @@ public sealed unsafe class MpiCollectives : ICollectives
     private readonly delegate* unmanaged<nint, int, int> _abort;
     private readonly delegate* unmanaged<int> _finalize;
     private readonly delegate* unmanaged<int*, int> _finalized;
+    private readonly BlockingCollection<Operation> _queue = new();
+    private readonly Thread _communication;
     private bool _disposed;
 
     public int Rank { get; }
@@ -60,15 +66,57 @@ public sealed unsafe class MpiCollectives : ICollectives
         var commSize = (delegate* unmanaged<nint, int*, int>)Export("MPI_Comm_size");
         int flag = 0, provided = 0, rank = 0, size = 0;
         Check(initialized(&flag), "MPI_Initialized");
-        // Multiple: the watchdog's abort and the exit handler's finalize may come from other threads than the one
-        // that runs the collectives (they never overlap with a collective).
-        if (flag == 0) Check(initThread(null, null, ThreadMultiple, &provided), "MPI_Init_thread");
+        // Multiple: MPI is initialised here and called from the communication thread, and an abort may come from any
+        // thread while that thread polls a collective.
+        if (flag == 0)
+        {
+            Check(initThread(null, null, ThreadMultiple, &provided), "MPI_Init_thread");
+            if (provided < ThreadMultiple)
+                throw new NotSupportedException($"rank {launch.Rank}: this MPI library gives thread level {provided}, MaskBit needs MPI_THREAD_MULTIPLE ({ThreadMultiple}); use an Open MPI built with thread support (Debian's is)");
+        }
         Check(commRank(_comm, &rank), "MPI_Comm_rank");
         Check(commSize(_comm, &size), "MPI_Comm_size");
         if (rank != launch.Rank || size != launch.WorldSize)
             throw new InvalidOperationException($"MPI says rank {rank} of {size}, the launcher's environment rank {launch.Rank} of {launch.WorldSize}");
         (Rank, WorldSize, LocalRank, Timeout) = (rank, size, launch.LocalRank, timeout);
+        _communication = new Thread(Communicate) { IsBackground = true, Name = $"MPI rank {rank}" };
+        _communication.Start();
     }
+
+    /// <summary>A collective queued for the communication thread; <see cref="Done"/> is set once it completed.</summary>
+    private sealed class Operation(Action run)
+    {
+        public Action Run { get; } = run;
+        public ManualResetEventSlim Done { get; } = new();
+        public Exception? Error { get; set; }
+
+        public void Wait()
+        {
+            Done.Wait();
+            if (Error != null) throw new InvalidOperationException(Error.Message, Error);
+        }
+    }
+
+    private void Communicate()
+    {
+        foreach (var operation in _queue.GetConsumingEnumerable())
+        {
+            try { operation.Run(); }
+            catch (Exception e) { operation.Error = e; }
+            operation.Done.Set();
+        }
+    }
+
+    private Operation Enqueue(Action run)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var operation = new Operation(run);
+        _queue.Add(operation);
+        return operation;
+    }
+
+    /// <summary>Runs <paramref name="run"/> on the communication thread after every collective queued before it.</summary>
+    private void Run(Action run) => Enqueue(run).Wait();
 
     /// <summary>Loads Open MPI and initialises MPI for the job <paramref name="launch"/> describes.</summary>
     /// <exception cref="DllNotFoundException">Open MPI's library is not installed (the message says which package).</exception>
@@ -86,14 +134,26 @@ public sealed unsafe class MpiCollectives : ICollectives
         return new MpiCollectives(library, launch, timeout);
     }
 
+    // The blocking collectives pin the caller's span while the communication thread works on it (the caller waits).
+
     public void AllReduceSum(Span<float> buffer)
     {
-        fixed (float* p = buffer) AllReduce(p, buffer.Length, _float, "all-reduce");
+        fixed (float* p = buffer)
+        {
+            nint data = (nint)p;
+            int count = buffer.Length;
+            Run(() => AllReduce((void*)data, count, _float, "all-reduce"));
+        }
     }
 
     public void AllReduceSum(Span<double> buffer)
     {
-        fixed (double* p = buffer) AllReduce(p, buffer.Length, _double, "all-reduce");
+        fixed (double* p = buffer)
+        {
+            nint data = (nint)p;
+            int count = buffer.Length;
+            Run(() => AllReduce((void*)data, count, _double, "all-reduce"));
+        }
     }
 
     private void AllReduce(void* data, int count, nint type, string what)
@@ -108,24 +168,16 @@ public sealed unsafe class MpiCollectives : ICollectives
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan((long)offset + count, buffer.Length);
         var pin = GCHandle.Alloc(buffer, GCHandleType.Pinned);
-        float* p = (float*)pin.AddrOfPinnedObject() + offset;
-        nint request;
-        Check(_iallreduce(InPlace, p, count, _float, _sum, _comm, &request), "MPI_Iallreduce");
-        return new Pending(this, pin) { Request = request };
+        nint data = pin.AddrOfPinnedObject() + offset * sizeof(float);
+        return new Pending(Enqueue(() => AllReduce((void*)data, count, _float, "bucketed all-reduce")), pin);
     }
 
-    private sealed class Pending(MpiCollectives group, GCHandle pin) : IPendingCollective
+    private sealed class Pending(Operation operation, GCHandle pin) : IPendingCollective
     {
-        // MPI_Test writes the request (MPI_REQUEST_NULL once done); the object is reached only through Wait.
-        public nint Request;
-
         public void Wait()
         {
             if (!pin.IsAllocated) return;
-            try
-            {
-                fixed (nint* request = &Request) group.WaitFor(request, "bucketed all-reduce");
-            }
+            try { operation.Wait(); }
             finally { pin.Free(); }
         }
     }
@@ -144,25 +196,36 @@ public sealed unsafe class MpiCollectives : ICollectives
     {
         ArgumentOutOfRangeException.ThrowIfNegative(root);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, WorldSize);
-        nint request;
-        Check(_ibcast(data, count, type, root, _comm, &request), "MPI_Ibcast");
-        WaitFor(&request, "broadcast");
+        nint address = (nint)data;
+        Run(() =>
+        {
+            nint request;
+            Check(_ibcast((void*)address, count, type, root, _comm, &request), "MPI_Ibcast");
+            WaitFor(&request, "broadcast");
+        });
     }
 
-    public void Barrier()
+    public void Barrier() => Run(() =>
     {
         nint request;
         Check(_ibarrier(_comm, &request), "MPI_Ibarrier");
         WaitFor(&request, "barrier");
-    }
+    });
 
     public double[] AllGather(double value)
     {
         var all = new double[WorldSize];
-        nint request;
-        fixed (double* result = all) Check(_iallgather(&value, 1, _double, result, 1, _double, _comm, &request), "MPI_Iallgather");
-        // The receive buffer of an array stays put while pinned only inside fixed; wait there.
-        fixed (double* result = all) WaitFor(&request, "all-gather");
+        fixed (double* result = all)
+        {
+            nint address = (nint)result;
+            Run(() =>
+            {
+                double send = value;
+                nint request;
+                Check(_iallgather(&send, 1, _double, (void*)address, 1, _double, _comm, &request), "MPI_Iallgather");
+                WaitFor(&request, "all-gather");
+            });
+        }
         return all;
     }
 
@@ -200,11 +263,13 @@ public sealed unsafe class MpiCollectives : ICollectives
         if (code != 0) throw new InvalidOperationException($"rank {Rank}: {function} failed with MPI error {code}");
     }
 
-    /// <summary>MPI_Finalize (once, at process exit).</summary>
+    /// <summary>MPI_Finalize (once, at process exit), after the queued collectives.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        _queue.CompleteAdding();
+        _communication.Join();
         int finalized = 0;
         _finalized(&finalized);
         if (finalized == 0) _finalize();

@@ -14,7 +14,8 @@ namespace MaskBit.Models.Metrics;
 /// Image i has class i mod nclass; the batch starting at image s samples with its own seed (<see cref="BatchSeed"/>),
 /// so any batch can be sampled on its own: a stopped run resumes at the next batch from its state file
 /// (<see cref="Save"/> / <see cref="Resume"/>: the sums, the images done and the settings they were made with) and
-/// gives the same numbers as an uninterrupted one; evaluations of disjoint image ranges (one per rank) add up with
+/// gives the same numbers as an uninterrupted one. Under mpirun each rank evaluates its <see cref="Share"/> of the
+/// images (whole batches, so each batch is the one a single process samples) and the evaluations add up with
 /// <see cref="Merge"/>.
 /// </para>
 /// </summary>
@@ -34,7 +35,11 @@ public sealed class GeneratorEvaluation
     public long NumImages { get; }
     public int NumClasses { get; }
 
-    /// <summary>Images sampled (and, with a network, evaluated) so far: [0, Done).</summary>
+    /// <summary>The images [First, End) of the <see cref="NumImages"/> this evaluation samples (all but under mpirun).</summary>
+    public long First { get; }
+    public long End { get; }
+
+    /// <summary>Images sampled (and, with a network, evaluated) so far: [First, First + Done).</summary>
     public long Done { get; private set; }
 
     /// <summary>Wall time spent sampling and in the Inception network, over all sessions of a resumed run.</summary>
@@ -47,11 +52,14 @@ public sealed class GeneratorEvaluation
 
     /// <param name="network">The FID InceptionV3, or null to measure only the sampling speed.</param>
     /// <param name="inceptionScoreSplitSize">Images per Inception Score part (the ADM suite's 5,000 by default).</param>
+    /// <param name="share">The images of one rank (<see cref="Share"/>); default all.</param>
     public GeneratorEvaluation(IFeatureExtractor? network, long numImages, int numClasses, string settings,
-        long inceptionScoreSplitSize = InceptionScoreAccumulator.AdmSplitSize)
+        long inceptionScoreSplitSize = InceptionScoreAccumulator.AdmSplitSize, (long First, long End)? share = null)
     {
         if (numImages < 1) throw new ArgumentOutOfRangeException(nameof(numImages), numImages, "at least one image");
         if (numClasses < 1) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "at least one class");
+        (First, End) = share ?? (0, numImages);
+        if (First < 0 || First > End || End > numImages) throw new ArgumentOutOfRangeException(nameof(share), share, $"not a range of the {numImages} images");
         _network = network;
         NumImages = numImages;
         NumClasses = numClasses;
@@ -61,6 +69,16 @@ public sealed class GeneratorEvaluation
             Features = new FeatureMoments(network.FeatureDim);
             InceptionScore = InceptionScoreAccumulator.InParts(network.LogitsDim, inceptionScoreSplitSize);
         }
+    }
+
+    /// <summary>Rank <paramref name="rank"/>'s images of <paramref name="numImages"/> sampled in batches of
+    /// <paramref name="batchSize"/> by <paramref name="world"/> ranks: a contiguous run of whole batches (batch b
+    /// starts at image b·batchSize whichever rank samples it, so the ranks together sample one process's images).</summary>
+    public static (long First, long End) Share(long numImages, int batchSize, int rank, int world)
+    {
+        long batches = (numImages + batchSize - 1) / batchSize;
+        long Start(int r) => Math.Min(numImages, batches * r / world * batchSize);
+        return (Start(rank), Start(rank + 1));
     }
 
     /// <summary>The class labels of images [start, start + count): image i has class i mod <paramref name="numClasses"/>
@@ -89,12 +107,13 @@ public sealed class GeneratorEvaluation
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "at least one image per batch");
         var sinceSave = Stopwatch.StartNew();
         var clock = new Stopwatch();
-        while (Done < NumImages)
+        while (First + Done < End)
         {
             if (stop.IsCancellationRequested) break;
-            int count = (int)Math.Min(batchSize, NumImages - Done);
+            long start = First + Done;
+            int count = (int)Math.Min(batchSize, End - start);
             clock.Restart();
-            var images = sample(Labels(Done, count, NumClasses), Done);
+            var images = sample(Labels(start, count, NumClasses), start);
             SamplingSeconds += clock.Elapsed.TotalSeconds;
             if (images.N != count) throw new InvalidOperationException($"the sampler returned {images.N} images for a batch of {count}");
             if (_network != null)
@@ -113,7 +132,7 @@ public sealed class GeneratorEvaluation
             }
         }
         if (statePath != null) Save(statePath);
-        return Done == NumImages;
+        return First + Done == End;
     }
 
     /// <summary>Adds the Inception outputs of the next images.</summary>
@@ -122,15 +141,18 @@ public sealed class GeneratorEvaluation
         for (int i = 0; i < outputs.Count; i++)
         {
             Features!.Add(outputs.FeatureRow(i));
-            InceptionScore!.Add(outputs.LogitsRow(i), Done + i);
+            InceptionScore!.Add(outputs.LogitsRow(i), First + Done + i);
         }
     }
 
-    /// <summary>Adds the sums of an evaluation of other images with the same settings (another rank's share).</summary>
+    /// <summary>Adds the sums of an evaluation of other images with the same settings (another rank's share). The
+    /// float64 sums then add in another order than one process adds them: the metrics agree to about 1e-12 relative.</summary>
     public void Merge(GeneratorEvaluation other)
     {
         if (other.Settings != Settings || other.NumImages != NumImages || (other.Features == null) != (Features == null))
             throw new ArgumentException("cannot merge evaluations made with different settings");
+        if (other.First < First + Done && First < other.First + other.Done)
+            throw new ArgumentException($"cannot merge evaluations of overlapping images ([{First}, {First + Done}) and [{other.First}, {other.First + other.Done}))");
         if (Features != null)
         {
             Features.Merge(other.Features!);
@@ -173,6 +195,7 @@ public sealed class GeneratorEvaluation
         {
             ["settings"] = new(NpyType.UInt8, new[] { Encoding.UTF8.GetByteCount(Settings) }, Encoding.UTF8.GetBytes(Settings)),
             ["done"] = NpyArray.FromInt64(new[] { Done, NumImages }, 2),
+            ["share"] = NpyArray.FromInt64(new[] { First, End }, 2),
             ["seconds"] = Float64(new[] { SamplingSeconds, InceptionSeconds }, 2),
         };
         if (Features != null)
@@ -205,8 +228,13 @@ public sealed class GeneratorEvaluation
             throw new InvalidDataException($"{path}: the evaluation state was made with other settings ({settings}), not these ({Settings}); " +
                                            "pass --fresh to start over, or another --out");
         var done = Array("done").ToInt64();
-        if (done.Length != 2 || done[1] != NumImages || done[0] < 0 || done[0] > NumImages)
+        if (done.Length != 2 || done[1] != NumImages || done[0] < 0 || done[0] > End - First)
             throw new InvalidDataException($"{path}: 'done' is [{string.Join(", ", done)}], expected [images done, {NumImages}]");
+        // A state of one process has no share: all images.
+        var share = arrays.TryGetValue("share", out var saved) ? saved.ToInt64() : [0, NumImages];
+        if (share.Length != 2 || share[0] != First || share[1] != End)
+            throw new InvalidDataException($"{path}: the state holds images [{string.Join(", ", share)}), this rank evaluates [{First}, {End}); " +
+                                           "resume with the world size and batch size it was made with, or pass --fresh");
         if (Features != null)
         {
             var rows = arrays.TryGetValue("feature_rows", out var r) ? r.ToFloat64() : null;

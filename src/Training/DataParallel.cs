@@ -6,66 +6,127 @@ namespace MaskBit.Models.Training;
 
 /// <summary>
 /// Gradients averaged over the ranks as PyTorch DDP does it: the parameters in reverse order (the order backward
-/// finishes them) packed into buckets of about <see cref="DefaultBucketBytes"/> (DDP's bucket_cap_mb), each bucket's
-/// all-reduce started as soon as it is packed, so one bucket travels while the next is packed and the previous is
-/// written back. The average is the sum times 1/world, the same on every rank. Gradients that are null on this rank
-/// (a part that did not train this step) are left out; every rank takes the same path through a step, so they are
-/// null everywhere. One process: nothing happens.
+/// finishes them) split into buckets of about <see cref="DefaultBucketBytes"/> (DDP's bucket_cap_mb); during the
+/// last backward that touches them (<see cref="AverageDuring"/>) a bucket's all-reduce starts as soon as the tape says
+/// every gradient in it is final (<see cref="Tape.OnGradAccumulated"/>), buckets in order, so the sums travel on the
+/// communication thread while the backward goes on; <see cref="Wait"/> then writes back sum × 1/world, the same on every
+/// rank. The buckets depend only on the parameter list, so a world size and seed repeat bit for bit. Gradients that
+/// are null (a part that did not train this step) are left out; every rank takes the same path through a step, so they
+/// are null everywhere. One process: nothing happens.
 /// </summary>
 public sealed class GradientAverager(ICollectives group, int bucketBytes = GradientAverager.DefaultBucketBytes)
 {
     public const int DefaultBucketBytes = 25 << 20;
 
-    private readonly float[][] _buffers = [[], []];
+    private readonly Dictionary<IReadOnlyList<Tensor>, Buckets> _buckets = new(ReferenceEqualityComparer.Instance);
+    private readonly List<(IPendingCollective Request, List<Tensor> Grads, float[] Buffer)> _inFlight = [];
 
     public ICollectives Group { get; } = group;
 
-    /// <summary>Replaces every non-null gradient of <paramref name="parameters"/> by its mean over the ranks.</summary>
-    public void Average(IReadOnlyList<Tensor> parameters)
-    {
-        if (Group.WorldSize == 1) return;
-        float scale = 1f / Group.WorldSize;
-        int capacity = Math.Max(1, bucketBytes / sizeof(float));
-        var buckets = new List<List<Tensor>>();
-        long filled = capacity;
-        for (int i = parameters.Count - 1; i >= 0; i--)
-        {
-            if (parameters[i].Grad is not { } grad) continue;
-            if (filled + grad.Numel > capacity) { buckets.Add([]); filled = 0; }
-            buckets[^1].Add(grad);
-            filled += grad.Numel;
-        }
+    /// <summary>True (the default): buckets start while the backward runs. False: all start when the scope of
+    /// <see cref="AverageDuring"/> ends, after the backward (the A/B of bench/AllReduce measures the difference).</summary>
+    public bool OverlapWithBackward { get; set; } = true;
 
-        (IPendingCollective Request, List<Tensor> Grads, float[] Buffer)? inFlight = null;
-        for (int b = 0; b < buckets.Count; b++)
+    /// <summary>Around the last backward of a step that adds to <paramref name="parameters"/>' gradients: starts each
+    /// bucket's all-reduce as soon as its gradients are final, and at the end of the scope the buckets left (gradients
+    /// this backward did not reach). Null in one process. Follow with <see cref="Wait"/> before the gradients are read.</summary>
+    public IDisposable? AverageDuring(IReadOnlyList<Tensor> parameters)
+    {
+        if (Group.WorldSize == 1) return null;
+        if (!_buckets.TryGetValue(parameters, out var buckets))
+            _buckets[parameters] = buckets = new Buckets(parameters, Math.Max(1, bucketBytes / sizeof(float)));
+        return new Sync(this, buckets);
+    }
+
+    /// <summary>Waits for every bucket started since the last call and replaces its gradients by their mean.</summary>
+    public void Wait()
+    {
+        float scale = 1f / Group.WorldSize;
+        foreach (var (request, grads, buffer) in _inFlight)
         {
-            var grads = buckets[b];
-            long size = grads.Sum(g => g.Numel);
-            ref var buffer = ref _buffers[b % 2];
-            if (buffer.Length < size) buffer = new float[size];
+            request.Wait();
             int offset = 0;
             foreach (var g in grads)
             {
-                g.Device.Download(g.Buf, buffer.AsSpan(offset, (int)g.Numel));
-                offset += (int)g.Numel;
+                var values = buffer.AsSpan(offset, (int)g.Numel);
+                for (int i = 0; i < values.Length; i++) values[i] *= scale;
+                g.CopyFrom_(values);
+                offset += values.Length;
             }
-            var request = Group.StartAllReduceSum(buffer, 0, (int)size);
-            if (inFlight is { } previous) Finish(previous.Request, previous.Grads, previous.Buffer, scale);
-            inFlight = (request, grads, buffer);
         }
-        if (inFlight is { } last) Finish(last.Request, last.Grads, last.Buffer, scale);
+        _inFlight.Clear();
     }
 
-    private static void Finish(IPendingCollective request, List<Tensor> grads, float[] buffer, float scale)
+    private void Start(List<Tensor> parameters, ref float[] buffer)
     {
-        request.Wait();
+        var grads = parameters.Where(p => p.Grad != null).Select(p => p.Grad!).ToList();
+        long size = grads.Sum(g => g.Numel);
+        if (size == 0) return;
+        if (buffer.Length < size) buffer = new float[size];
         int offset = 0;
         foreach (var g in grads)
         {
-            var values = buffer.AsSpan(offset, (int)g.Numel);
-            for (int i = 0; i < values.Length; i++) values[i] *= scale;
-            g.CopyFrom_(values);
-            offset += values.Length;
+            g.Device.Download(g.Buf, buffer.AsSpan(offset, (int)g.Numel));
+            offset += (int)g.Numel;
+        }
+        _inFlight.Add((Group.StartAllReduceSum(buffer, 0, (int)size), grads, buffer));
+    }
+
+    /// <summary>A parameter list split into buckets in reverse order, each with the host buffer its sum travels in.</summary>
+    private sealed class Buckets
+    {
+        public readonly List<List<Tensor>> Members = [];
+        public readonly Dictionary<Tensor, int> BucketOf = new(ReferenceEqualityComparer.Instance);
+        public readonly float[][] Buffers;
+
+        public Buckets(IReadOnlyList<Tensor> parameters, int capacity)
+        {
+            long filled = 0;
+            for (int i = parameters.Count - 1; i >= 0; i--)
+            {
+                var p = parameters[i];
+                if (Members.Count == 0 || (filled > 0 && filled + p.Numel > capacity)) { Members.Add([]); filled = 0; }
+                Members[^1].Add(p);
+                BucketOf[p] = Members.Count - 1;
+                filled += p.Numel;
+            }
+            Buffers = new float[Members.Count][];
+            Array.Fill(Buffers, []);
+        }
+    }
+
+    /// <summary>One backward's bucket starts: counts each bucket's final gradients and starts the buckets in order.</summary>
+    private sealed class Sync : IDisposable
+    {
+        private readonly GradientAverager _owner;
+        private readonly Buckets _buckets;
+        private readonly int[] _final;
+        private readonly IDisposable? _hook;
+        private int _next;
+
+        public Sync(GradientAverager owner, Buckets buckets)
+        {
+            (_owner, _buckets, _final) = (owner, buckets, new int[buckets.Members.Count]);
+            if (owner.OverlapWithBackward) _hook = Tape.OnGradAccumulated(OnFinal);
+        }
+
+        private void OnFinal(Tensor parameter)
+        {
+            if (!_buckets.BucketOf.TryGetValue(parameter, out int bucket)) return;
+            _final[bucket]++;
+            while (_next < _final.Length && _final[_next] == _buckets.Members[_next].Count) StartNext();
+        }
+
+        private void StartNext()
+        {
+            _owner.Start(_buckets.Members[_next], ref _buckets.Buffers[_next]);
+            _next++;
+        }
+
+        public void Dispose()
+        {
+            _hook?.Dispose();
+            while (_next < _final.Length) StartNext();
         }
     }
 }

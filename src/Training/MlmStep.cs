@@ -41,7 +41,7 @@ public sealed class RngRandomSource(Rng rng, int rank = 0, int worldSize = 1) : 
 /// One Stage-II optimisation step as the reference's scripts/train_maskbit.py takes it: the batch's tokens split into
 /// groups and masked per sample along the train schedule, class labels dropped for classifier-free guidance, the
 /// forward in train mode, the MLM loss, backward, under mpirun the ranks' gradients averaged
-/// (<see cref="GradientAverager"/>), gradient clipping on the device, then the loss, norm and logged
+/// (<see cref="GradientAverager"/>, started while the backward runs), gradient clipping on the device, then the loss, norm and logged
 /// statistics in one download (the NaN stop needs them) before AdamW steps, its schedule advances and the EMA
 /// follows. With training.gradient_accumulation_steps above 1 the masking, forward and backward repeat per
 /// micro-batch (each loss divided by their number) before that one clipped step. Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
@@ -60,7 +60,8 @@ public sealed class MlmStep
     private readonly RngRandomSource _random;
     private readonly MlmLoss _loss;
     private readonly List<Tensor> _parameters;
-    private readonly GradientAverager _gradients = new(ProcessGroup.World);
+    /// <summary>Averages the gradients over the ranks under mpirun.</summary>
+    public GradientAverager Gradients { get; } = new(ProcessGroup.World);
 
     public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
     {
@@ -111,12 +112,13 @@ public sealed class MlmStep
         for (int m = 0; m < micro; m++)
         {
             var (loss, batchStatistics) = Loss(nextBatch(), _random);
-            (micro == 1 ? loss : loss.MulScalar(1f / micro)).Backward();
+            using (m == micro - 1 ? Gradients.AverageDuring(_parameters) : null)
+                (micro == 1 ? loss : loss.MulScalar(1f / micro)).Backward();
             logged.Add(loss);
             logged.AddRange(batchStatistics.Sums);
             statistics.Add(batchStatistics);
         }
-        _gradients.Average(_parameters);
+        Gradients.Wait();
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
         if (norm != null) logged.Add(norm);
         var host = Tensor.Items(logged);

@@ -14,7 +14,8 @@ namespace MaskBit.Models.Training;
 /// frozen, with the weights of <see cref="TokenizerTrainingSettings.PerceptualWeights"/>) is back-propagated, then — from
 /// losses.discriminator_start on — the discriminator objective on real images vs the detached reconstructions; each
 /// loss is divided by training.gradient_accumulation_steps (as accelerate does). Gradients are clipped on the device
-/// to training.max_grad_norm (under mpirun after the ranks' gradients are averaged, <see cref="GradientAverager"/>); the loss terms and norms then come to the host in one download (logging and the NaN
+/// to training.max_grad_norm (under mpirun after the ranks' gradients are averaged, <see cref="GradientAverager"/>, while
+/// the last micro-batch's backwards run); the loss terms and norms then come to the host in one download (logging and the NaN
 /// stop need them) before either AdamW steps and its schedule advances; an EMA follows the tokenizer's weights.
 /// The training loop, <c>maskbit bench</c> and <c>maskbit profile</c> all run this type.
 /// </summary>
@@ -32,7 +33,8 @@ public sealed class TokenizerStep
     public LrSchedule DiscriminatorSchedule { get; }
     public Ema? Ema { get; }
     private readonly IReadOnlyList<Tensor> _parameters;
-    private readonly GradientAverager _gradients = new(ProcessGroup.World);
+    /// <summary>Averages the gradients over the ranks under mpirun.</summary>
+    public GradientAverager Gradients { get; } = new(ProcessGroup.World);
 
     public TokenizerStep(TokenizerConfig tokenizer, DiscriminatorConfig discriminator, VqganLossConfig loss, TokenizerTrainingSettings settings)
     {
@@ -91,15 +93,18 @@ public sealed class TokenizerStep
             var (reconstructions, quantizer) = Model.Forward(images);
             var (loss, terms) = Loss.ForwardGenerator(images, reconstructions, quantizer, stepsDone, Model.LastLayer);
             microTerms.Add(terms);
-            (micro == 1 ? loss : loss * share).Backward();
+            // Data parallel: the last micro-batch's backwards start the all-reduces of the tokenizer's and the
+            // discriminator's gradients (the discriminator is frozen in the generator objective).
+            bool last = m == micro - 1;
+            using (last ? Gradients.AverageDuring(_parameters) : null)
+                (micro == 1 ? loss : loss * share).Backward();
             if (!trainDiscriminator) continue;
             var (discriminatorLoss, discriminatorTerms) = Loss.ForwardDiscriminator(images, reconstructions, stepsDone);
             microTerms.Add(discriminatorTerms);
-            (micro == 1 ? discriminatorLoss : discriminatorLoss * share).Backward();
+            using (last ? Gradients.AverageDuring(DiscriminatorOptimizer.Parameters) : null)
+                (micro == 1 ? discriminatorLoss : discriminatorLoss * share).Backward();
         }
-
-        // Data parallel: the tokenizer's and the discriminator's gradients become their mean over the ranks.
-        _gradients.Average([.. _parameters, .. DiscriminatorOptimizer.Parameters]);
+        Gradients.Wait();
         var norms = new Dictionary<string, Tensor>();
         if (Settings.MaxGradNorm is { } maxNorm)
         {

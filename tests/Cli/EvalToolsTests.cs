@@ -22,7 +22,7 @@ namespace MaskBit.Tests.Cli;
 [NonParallelizable]
 public class EvalToolsTests
 {
-    private const string GeneratorConfig = """
+    internal const string GeneratorConfig = """
         model:
             vq_model:
                 quantizer_type: "lookup-free"

@@ -1,7 +1,9 @@
+using MaskBit.Autograd;
 using MaskBit.Distributed;
 using MaskBit.Models.Data;
 using MaskBit.Models.Training;
 using MaskBit.Tests.Data;
+using MaskBit.Tests.Support;
 
 namespace MaskBit.Tests.Distributed;
 
@@ -81,5 +83,67 @@ public class DataParallelTests
         }
         Assert.That(slices, Is.EqualTo(whole));
         Assert.That(rngs[0].NextUInt64(), Is.EqualTo(rngs[1].NextUInt64()), "the ranks' generators stay identical");
+    }
+
+    /// <summary>Rank 0 of two, with a stand-in for rank 1 whose gradients are all <see cref="OtherRanksGradient"/>:
+    /// records each bucket's size as it starts and whether the backward was still running then.</summary>
+    private sealed class TwoRankStandIn : ICollectives
+    {
+        public const float OtherRanksGradient = 1f;
+        public readonly List<(int Count, bool DuringBackward)> Started = [];
+        public bool InBackward;
+
+        public int Rank => 0;
+        public int WorldSize => 2;
+        public int LocalRank => 0;
+        public TimeSpan Timeout => System.Threading.Timeout.InfiniteTimeSpan;
+
+        public IPendingCollective StartAllReduceSum(float[] buffer, int offset, int count)
+        {
+            for (int i = 0; i < count; i++) buffer[offset + i] += OtherRanksGradient;
+            Started.Add((count, InBackward));
+            return new Done();
+        }
+
+        private sealed class Done : IPendingCollective
+        {
+            public void Wait() { }
+        }
+
+        public void AllReduceSum(Span<float> buffer) => throw new NotSupportedException();
+        public void AllReduceSum(Span<double> buffer) => throw new NotSupportedException();
+        public void Broadcast(Span<float> buffer, int root = 0) => throw new NotSupportedException();
+        public void Broadcast(Span<byte> buffer, int root = 0) => throw new NotSupportedException();
+        public void Barrier() => throw new NotSupportedException();
+        public double[] AllGather(double value) => throw new NotSupportedException();
+        public void Abort(string message, int exitCode) => throw new NotSupportedException();
+        public void Dispose() { }
+    }
+
+    /// <summary>Device gradients go through host memory (downloaded into the bucket, summed, uploaded): the fallback for
+    /// device buffers without NCCL, on ILGPU's CPU accelerator as on the CPU backend. Buckets of 16 bytes hold the
+    /// parameters in reverse order, and those of the last layer start while the backward is still running.</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]
+    public void GradientBucketsStartDuringTheBackwardAndComeBackAsTheMeanOnTheDevice(string device)
+    {
+        var backend = TestDevices.Get(device);
+        var group = new TwoRankStandIn();
+        var averager = new GradientAverager(group, bucketBytes: 4 * sizeof(float));
+        var w1 = Tensor.FromArray([0.5f, -1, 2, 0.25f, 1, -0.5f], [2, 3], backend).RequiresGrad_();   // 6 floats: a bucket of its own
+        var w2 = Tensor.FromArray([1f, 2, -1], [3, 1], backend).RequiresGrad_();                   // 3 floats
+        var x = Tensor.FromArray([3f, 1], [1, 2], backend);
+        var loss = x.MatMul(w1).Relu().MatMul(w2).Sum();   // x·w1 = [1.75, −2, 5.5]
+        using (averager.AverageDuring([w1, w2]))
+        {
+            group.InBackward = true;
+            loss.Backward();
+            group.InBackward = false;
+        }
+        Assert.That(group.Started, Is.EqualTo(new[] { (3, true), (6, true) }), "w2's bucket (reverse order) first, each as soon as its gradients are final");
+        averager.Wait();
+        // This rank's gradients: w2 = relu(x·w1)ᵀ = [1.75, 0, 5.5], w1 = xᵀ·(w2 ⊙ relu′) = [[3, 0, −3], [1, 0, −1]]; the mean with rank 1's ones.
+        Assert.That(w2.Grad!.ToArray(), Is.EqualTo(new[] { 1.375f, 0.5f, 3.25f }));
+        Assert.That(w1.Grad!.ToArray(), Is.EqualTo(new[] { 2f, 0.5f, -1f, 1f, 0.5f, 0f }));
+        Assert.That(w1.Grad.Device, Is.SameAs(backend));
     }
 }

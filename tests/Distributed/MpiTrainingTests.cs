@@ -107,6 +107,57 @@ public class MpiTrainingTests
         AssertSameWeights(Checkpoint(whole, 6), Checkpoint(switched, 6), WeightTolerance);
     }
 
+    // ---- evaluation and sampling split across ranks ------------------------------------------------------------------
+
+    /// <summary>Each rank samples and evaluates whole batches of its share; rank 0 merges the float64 sums, which then
+    /// add in another order than one process adds them: 1e-9 relative (observed ≈1e-14).</summary>
+    [Test]
+    public void EvalGeneratorOnTwoRanksGivesTheNumbersOfOneProcess()
+    {
+        string config = _dir.File("eval-generator.yaml"), tokenizer = _dir.File("eval-tokenizer.safetensors"), generator = _dir.File("eval-generator.safetensors");
+        File.WriteAllText(config, Cli.EvalToolsTests.GeneratorConfig);
+        var cfg = MaskBitConfig.Load(config);
+        SafeTensors.Save(tokenizer, new ConvVQModel(TokenizerConfig.From(cfg), seed: 5).StateDict().Select(kv => GeneratorTrainerTests.Record(kv.Name, kv.Tensor)).ToList());
+        SafeTensors.Save(generator, new Models.Generator.MaskedGenerator(Models.Generator.GeneratorConfig.From(cfg), seed: 6).StateDict()
+            .Select(kv => GeneratorTrainerTests.Record(kv.Name, kv.Tensor)).ToList());
+        string inception = _dir.File("inception.safetensors"), stats = _dir.File("stats.npz");
+        using (Autograd.TensorScope.Begin())
+            SafeTensors.Save(inception, Perceptual.FormulaWeights.Build(Path.Combine(Golden.GoldenCases.RepoDir, "formula_nets", "inception_params.json"))
+                .Where(kv => !kv.Key.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).Select(kv => GeneratorTrainerTests.Record(kv.Key, kv.Value)).ToList());
+        var sigma = new double[2048 * 2048];
+        for (int i = 0; i < 2048; i++) sigma[i * 2048 + i] = 1;
+        Npy.WriteNpz(stats, new Dictionary<string, NpyArray>
+        {
+            ["mu"] = new(NpyType.Float64, [2048], new byte[2048 * 8]),
+            ["sigma"] = new(NpyType.Float64, [2048, 2048], System.Runtime.InteropServices.MemoryMarshal.AsBytes(sigma.AsSpan()).ToArray()),
+        });
+        // 4 images in batches of 1: rank 0 samples images 0–1, rank 1 images 2–3; Inception Score parts of 3 images
+        // straddle the ranks.
+        string[] Args(string outDir) => ["eval", "generator", "--config", config, "--tokenizer", tokenizer, "--generator", generator, "--num-images", "4",
+            "--batch-size", "1", "--is-split-size", "3", "--inception-weights", inception, "--fid-stats", stats, "--out", outDir];
+        string one = _dir.File("eval-1"), two = _dir.File("eval-2");
+        Expect(0, Maskbit(1, Args(one)));
+        // A rank that finished its share waits for the others (the Inception network is slow on a loaded machine).
+        Expect(0, Maskbit(2, Args(two), watchdogSeconds: 600));
+        Assert.That(File.Exists(Path.Combine(two, "eval_state.rank1of2.npz")), "each rank's resumable state");
+        var (expected, actual) = (EvalMetrics(one), EvalMetrics(two));
+        foreach (var key in new[] { "num_images", "num_classes", "gFID", "InceptionScore", "InceptionScoreStd", "InceptionScoreSplits" })
+            Assert.That(actual[key], Is.EqualTo(expected[key]).Within(1e-9 * Math.Abs(expected[key])), key);
+        Assert.That(actual["InceptionScoreSplits"], Is.EqualTo(2));
+    }
+
+    [Test]
+    public void CommandsThatDoNotSplitTheirWorkRefuseSeveralRanks()
+    {
+        var run = Maskbit(2, ["generate", "--classes", "0", "--out", _dir.File("generate-refused")]);
+        Assert.That(run.Code, Is.Not.EqualTo(0), run.Output);
+        Assert.That(run.Output, Does.Contain("maskbit generate runs in one process, not under mpirun (-np 2)"));
+    }
+
+    private static Dictionary<string, double> EvalMetrics(string dir) =>
+        JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(File.ReadAllText(Path.Combine(dir, "metrics.json")))!
+            .Where(kv => kv.Value.ValueKind == JsonValueKind.Number).ToDictionary(kv => kv.Key, kv => kv.Value.GetDouble());
+
     // ---- faults ---------------------------------------------------------------------------------------------------
 
     [Test]
@@ -178,11 +229,11 @@ public class MpiTrainingTests
 
     private static void Expect(int code, Result result) => Assert.That(result.Code, Is.EqualTo(code), result.Output);
 
-    private static Result Maskbit(int ranks, string[] args) => Maskbit(ranks, args, null, out _);
+    private static Result Maskbit(int ranks, string[] args, int watchdogSeconds = WatchdogSeconds) => Maskbit(ranks, args, null, out _, watchdogSeconds);
 
     /// <summary>maskbit in one process (<paramref name="ranks"/> = 1) or under mpirun; <paramref name="whileRunning"/>
     /// acts on the running job and returns a clock the caller reads once the job ended.</summary>
-    private static Result Maskbit(int ranks, string[] args, Func<Process, Stopwatch>? whileRunning, out Stopwatch clock)
+    private static Result Maskbit(int ranks, string[] args, Func<Process, Stopwatch>? whileRunning, out Stopwatch clock, int watchdogSeconds = WatchdogSeconds)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "maskbit.dll");
         Assume.That(File.Exists(dll), $"{dll} is not built");
@@ -203,7 +254,7 @@ public class MpiTrainingTests
         info.RedirectStandardOutput = info.RedirectStandardError = true;
         info.UseShellExecute = false;
         info.Environment["DOTNET_TieredPGO"] = "0";
-        info.Environment[ProcessGroup.TimeoutVariable] = WatchdogSeconds.ToString(CultureInfo.InvariantCulture);
+        info.Environment[ProcessGroup.TimeoutVariable] = watchdogSeconds.ToString(CultureInfo.InvariantCulture);
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

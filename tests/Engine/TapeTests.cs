@@ -29,6 +29,27 @@ public class TapeTests
     }
 
     [Test]
+    public void GradAccumulatedHookSeesEachLeafOnceWithItsFinalGradientBeforeTheBackwardEnds()
+    {
+        // y = (a·x)·b + a: a is used twice (first by the last op), b once near the end, x once at the start.
+        var a = T(2).RequiresGrad_();
+        var b = T(3).RequiresGrad_();
+        var x = T(5).RequiresGrad_();
+        a.Grad = T(100);   // an earlier backward's gradient: the hook sees the sum
+        var seen = new List<(Tensor Leaf, float Grad)>();
+        var y = a.Mul(x).Mul(b).Add(a);
+        using (Tape.OnGradAccumulated(leaf => seen.Add((leaf, leaf.Grad!.Item()))))
+            y.Sum().Backward();
+        Assert.That(seen.Select(s => s.Leaf), Is.EquivalentTo(new[] { a, b, x }), "every leaf once");
+        Assert.That(seen.IndexOf((b, 10f)), Is.LessThan(seen.IndexOf((a, 100 + 15 + 1f))), "b is final before the first op is undone");
+        Assert.That(seen, Does.Contain((x, 6f)));
+        // Outside the scope no hook runs.
+        seen.Clear();
+        a.Mul(b).Sum().Backward();
+        Assert.That(seen, Is.Empty);
+    }
+
+    [Test]
     public void NoGradScopeRecordsNothing()
     {
         var x = T(1, 2).RequiresGrad_();

@@ -52,18 +52,46 @@ public static class Tape
         }
     }
 
-    /// <summary>Back-propagates from <paramref name="root"/> and accumulates into every reachable leaf's Grad.</summary>
+    /// <summary>Back-propagates from <paramref name="root"/> and accumulates into every reachable leaf's Grad. A leaf's
+    /// Grad is written as soon as every op that uses it has run its backward, and the hook of
+    /// <see cref="OnGradAccumulated"/> is told then, while the rest of the backward still runs.</summary>
     public static void Backward(Tensor root, Tensor? gradient = null)
     {
-        var grads = Propagate(new[] { root }, new[] { gradient }, stopAt: null);
-        using var _ = TensorScope.Outside();   // leaf gradients outlive any scope of the step
-        foreach (var (leaf, g) in grads)
+        var accumulated = _gradAccumulated;
+        Propagate(new[] { root }, new[] { gradient }, stopAt: null, leafDone: (leaf, g) =>
         {
-            if (!leaf.IsLeaf) continue;
-            // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer; a second
-            // backward adds into the leaf's own buffer (a fresh sum would leave the old one to the finaliser).
-            if (leaf.Grad == null) leaf.Grad = g.CloneNoGrad();
-            else leaf.Grad.Add_(g);
+            using (TensorScope.Outside())   // leaf gradients outlive any scope of the step
+            {
+                // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer; a second
+                // backward adds into the leaf's own buffer (a fresh sum would leave the old one to the finaliser).
+                if (leaf.Grad == null) leaf.Grad = g.CloneNoGrad();
+                else leaf.Grad.Add_(g);
+            }
+            accumulated?.Invoke(leaf);
+        });
+    }
+
+    [ThreadStatic] private static Action<Tensor>? _gradAccumulated;
+
+    /// <summary>Within the returned scope, every backward on this thread calls <paramref name="hook"/> with each leaf
+    /// whose Grad has just received all of that backward's contribution, in the order the backward finishes them
+    /// (torch's register_post_accumulate_grad_hook, on every leaf at once): data-parallel training starts a bucket's
+    /// all-reduce there while the backward goes on, as DDP does.</summary>
+    public static IDisposable OnGradAccumulated(Action<Tensor> hook)
+    {
+        var previous = _gradAccumulated;
+        _gradAccumulated = hook;
+        return new HookScope(previous);
+    }
+
+    private sealed class HookScope(Action<Tensor>? previous) : IDisposable
+    {
+        private bool _done;
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            _gradAccumulated = previous;
         }
     }
 
@@ -73,20 +101,23 @@ public static class Tape
     public static Tensor[] Grad(Tensor output, IReadOnlyList<Tensor> inputs, Tensor? gradient = null)
     {
         var wanted = new HashSet<Tensor>(inputs, ReferenceEqualityComparer.Instance);
-        var grads = Propagate(new[] { output }, new[] { gradient }, wanted);
+        var grads = Propagate(new[] { output }, new[] { gradient }, wanted, leafDone: null);
         var result = new Tensor[inputs.Count];
         for (int i = 0; i < inputs.Count; i++)
             result[i] = grads.TryGetValue(inputs[i], out var g) ? g : Tensor.Zeros(inputs[i].Shape, inputs[i].Device);
         return result;
     }
 
-    private static Dictionary<Tensor, Tensor> Propagate(Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt)
+    /// <summary>Runs the backward functions from the roots; with <paramref name="leafDone"/>, each leaf's gradient is
+    /// handed over as soon as the last op that uses the leaf has run its backward (counted over the ops on the tape).</summary>
+    private static Dictionary<Tensor, Tensor> Propagate(Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt, Action<Tensor, Tensor>? leafDone)
     {
         var order = TopologicalOrder(roots, stopAt);
         // Towards given inputs only the ops on a path to one of them run (as torch.autograd.grad): the adaptive GAN
         // weight's two gradients w.r.t. the decoder's last conv then cost that conv's weight gradient each, not
         // a backward through the whole tokenizer.
         var leading = stopAt == null ? null : LeadingTo(order, stopAt);
+        var usesLeft = leafDone == null ? null : LeafUses(order);
         var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         using var _ = NoGrad();
         for (int i = 0; i < roots.Length; i++)
@@ -105,24 +136,48 @@ public static class Tape
         for (int i = order.Count - 1; i >= 0; i--)
         {
             var t = order[i];
-            if (t.Node == null || !grads.TryGetValue(t, out var g)) continue;
-            if (stopAt != null && stopAt.Contains(t)) continue;
-            if (leading != null && !leading.Contains(t)) continue;
-            Tensor?[] inputGrads;
-            using (Listener?.OnBackward(t.Node.Name))
-            using (NeedingGradients(leading))
-                inputGrads = t.Node.Backward(g);
-            for (int k = 0; k < t.Node.Inputs.Length; k++)
+            if (t.Node == null) continue;
+            if (grads.TryGetValue(t, out var g) && (stopAt == null || !stopAt.Contains(t)) && (leading == null || leading.Contains(t)))
             {
-                var input = t.Node.Inputs[k];
-                var ig = inputGrads[k];
-                if (ig == null || !input.RequiresGrad || (leading != null && !leading.Contains(input))) continue;
-                if (!ig.Shape.AsSpan().SequenceEqual(input.Shape))
-                    throw new InvalidOperationException($"backward of {t.Node.Name}: gradient {ShapeUtil.Format(ig.Shape)} for input {ShapeUtil.Format(input.Shape)}");
-                Accumulate(grads, input, ig);
+                Tensor?[] inputGrads;
+                using (Listener?.OnBackward(t.Node.Name))
+                using (NeedingGradients(leading))
+                    inputGrads = t.Node.Backward(g);
+                for (int k = 0; k < t.Node.Inputs.Length; k++)
+                {
+                    var input = t.Node.Inputs[k];
+                    var ig = inputGrads[k];
+                    if (ig == null || !input.RequiresGrad || (leading != null && !leading.Contains(input))) continue;
+                    if (!ig.Shape.AsSpan().SequenceEqual(input.Shape))
+                        throw new InvalidOperationException($"backward of {t.Node.Name}: gradient {ShapeUtil.Format(ig.Shape)} for input {ShapeUtil.Format(input.Shape)}");
+                    Accumulate(grads, input, ig);
+                }
+            }
+            if (usesLeft == null) continue;
+            foreach (var input in t.Node.Inputs)
+            {
+                if (!usesLeft.TryGetValue(input, out int left)) continue;
+                if (left > 1) { usesLeft[input] = left - 1; continue; }
+                usesLeft.Remove(input);
+                if (grads.TryGetValue(input, out var leafGrad)) leafDone!(input, leafGrad);
             }
         }
+        // A leaf that is itself a root is used by no op.
+        if (leafDone != null)
+            foreach (var r in roots)
+                if (r.IsLeaf && grads.TryGetValue(r, out var rootGrad)) leafDone(r, rootGrad);
         return grads;
+    }
+
+    /// <summary>How many times each leaf that requires grad is an input of an op of <paramref name="order"/>.</summary>
+    private static Dictionary<Tensor, int> LeafUses(List<Tensor> order)
+    {
+        var uses = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
+        foreach (var t in order)
+            if (t.Node != null)
+                foreach (var input in t.Node.Inputs)
+                    if (input.IsLeaf && input.RequiresGrad) uses[input] = uses.GetValueOrDefault(input) + 1;
+        return uses;
     }
 
     /// <summary>The tensors of <paramref name="order"/> (inputs before outputs) from which recorded ops lead to a

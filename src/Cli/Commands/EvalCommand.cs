@@ -47,6 +47,7 @@ internal static class EvalCommand
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
+            CommandSupport.RequireOneProcess("maskbit eval tokenizer");
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
             var run = RunSettings.From(cfg, TrainingStage.Tokenizer);
             string source = parse.GetValue(data) ?? run.EvalSource

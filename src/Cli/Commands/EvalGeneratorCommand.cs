@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MaskBit.Distributed;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Metrics;
 
@@ -61,32 +62,46 @@ public static class EvalGeneratorCommand
             if (!GeneratorCommands.RequireFile(inceptionPath, "--inception-weights", stderr) || !GeneratorCommands.RequireFile(statsPath, "--fid-stats", stderr))
                 return Program.ExitBadFile;
             string outDir = parse.GetValue(output)!;
-            var network = inception.Load(parse, stdout);
-            var reference = statsPath == null ? null : LoadReference(statsPath, network!, outDir, stdout);
-            var loaded = flags.Load(parse, stdout, stderr, out int code);
+            // Under mpirun each rank samples and evaluates a share of the images; rank 0 merges the shares and reports.
+            var group = ProcessGroup.World;
+            var log = group.IsMain() ? stdout : TextWriter.Null;
+            var network = inception.Load(parse, log);
+            var reference = statsPath == null || !group.IsMain() ? null : LoadReference(statsPath, network!, outDir, stdout);
+            var loaded = flags.Load(parse, log, stderr, out int code);
             if (loaded == null) return code;
 
             string settings = string.Create(CultureInfo.InvariantCulture,
                 $"{loaded.Files}; steps {loaded.Options.NumSteps}, guidance {loaded.Options.GuidanceScale}, temperature {loaded.Options.SoftmaxTemperature}, " +
                 $"seed {loaded.Seed}, batch {loaded.BatchSize}; inception {(inceptionPath == null ? "none" : Path.GetFullPath(inceptionPath))}, IS part size {partSize}");
-            var evaluation = new GeneratorEvaluation(network, n, loaded.NumClasses, settings, partSize);
+            GeneratorEvaluation Share(int rank) => new(network, n, loaded.NumClasses, settings, partSize,
+                GeneratorEvaluation.Share(n, loaded.BatchSize, rank, group.WorldSize));
+            var evaluation = Share(group.Rank);
             Directory.CreateDirectory(outDir);
-            string statePath = Path.Combine(outDir, GeneratorEvaluation.StateFileName);
+            string statePath = StatePath(outDir, group.Rank, group.WorldSize);
             if (parse.GetValue(fresh)) File.Delete(statePath);
             if (evaluation.Resume(statePath))
-                stdout.WriteLine($"resuming the evaluation in {statePath}: {evaluation.Done} of {n} images done (--fresh starts over)");
+                log.WriteLine($"resuming the evaluation in {statePath}: {evaluation.Done} of {evaluation.End - evaluation.First} images done (--fresh starts over)");
 
-            var progress = new ProgressDisplay(stdout, "sample", unit: "img");
+            var progress = new ProgressDisplay(log, "sample", unit: "img");
             bool finished;
             using (var stop = new StopSignal(progress.Log))
                 finished = evaluation.Run(
                     (labels, start) => loaded.SampleBatch(labels, new SeededRandomSource(GeneratorEvaluation.BatchSeed(loaded.Seed, start))),
-                    loaded.BatchSize, done => progress.Report(done, n), statePath, SaveEvery, stop.Token);
+                    loaded.BatchSize, done => progress.Report(done, evaluation.End - evaluation.First), statePath, SaveEvery, stop.Token);
             progress.Finish();
-            if (!finished)
+            // Every rank has saved its state; one all-gather says whether all finished (and that the files are there).
+            if (group.AllGather(finished ? 1 : 0).Any(f => f == 0))
             {
-                stdout.WriteLine($"stopped after {evaluation.Done} of {n} images; the state is in {statePath}, run the same command to continue");
+                log.WriteLine($"stopped after {evaluation.Done} of {evaluation.End - evaluation.First} images; the state is in {statePath}, run the same command to continue");
                 return Program.ExitInterrupted;
+            }
+            if (!group.IsMain()) return Program.ExitOk;
+            for (int rank = 1; rank < group.WorldSize; rank++)
+            {
+                var other = Share(rank);
+                if (!other.Resume(StatePath(outDir, rank, group.WorldSize)))
+                    throw new FileNotFoundException($"{StatePath(outDir, rank, group.WorldSize)}: rank {rank}'s evaluation state is missing (--out must be on a file system every rank shares)");
+                evaluation.Merge(other);
             }
             var metrics = evaluation.Result(reference);
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -98,6 +113,11 @@ public static class EvalGeneratorCommand
         }));
         return command;
     }
+
+    /// <summary>The resumable state of rank <paramref name="rank"/> of <paramref name="world"/> (one file per rank under mpirun).</summary>
+    private static string StatePath(string outDir, int rank, int world) =>
+        Path.Combine(outDir, world == 1 ? GeneratorEvaluation.StateFileName
+            : Path.ChangeExtension(GeneratorEvaluation.StateFileName, null) + $".rank{rank}of{world}.npz");
 
     /// <summary>The reference statistics of --fid-stats; computed from its images (and saved to the output folder)
     /// when it holds arr_0 rather than mu / sigma.</summary>

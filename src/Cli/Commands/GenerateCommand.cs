@@ -143,6 +143,7 @@ public static class GenerateCommand
         command.Options.Add(output);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(flags.Device), () =>
         {
+            CommandSupport.RequireOneProcess("maskbit generate");
             var classIds = new List<int>();
             foreach (var part in parse.GetValue(classes)!.Split(',', StringSplitOptions.TrimEntries))
             {
