@@ -88,7 +88,8 @@ public sealed partial class Tensor
         Tape.Record(y, "linear", new[] { x, weight, bias }, g =>
         {
             using var _ = Autocast.Enable(precision);
-            var g2 = g.Reshape(rows, outFeatures);
+            // The gradient rounded once (torch's 16-bit backward sees it so): the bias gradient sums the same values.
+            var g2 = Autocast.Lower(g, precision).To(DType.Float32).Reshape(rows, outFeatures);
             return new[]
             {
                 Tape.NeedsGrad(x) ? MatMul(g2, weightKept).Reshape(x.Shape) : null,
