@@ -17,8 +17,8 @@ public sealed class MixedPrecision
 
     /// <summary>The autocast type, null for float32.</summary>
     public DType? DType { get; }
-    /// <summary>The current loss scale (1 unless fp16).</summary>
-    public double Scale { get; private set; }
+    /// <summary>The current loss scale (1 unless fp16); settable, as GradScaler.update(new_scale).</summary>
+    public double Scale { get; set; }
     /// <summary>Steps skipped so far because their gradients overflowed (fp16 only).</summary>
     public long SkippedSteps { get; private set; }
     private int _stepsSinceOverflow;
