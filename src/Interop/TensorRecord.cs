@@ -1,8 +1,8 @@
-using System.Buffers.Binary;
 using System.Collections;
 using System.Runtime.InteropServices;
 using MaskBit.Autograd;
 using MaskBit.Kernels;
+using MaskBit.Kernels.Cpu;
 
 namespace MaskBit.Models.Interop;
 
@@ -63,10 +63,29 @@ public sealed class TensorRecord
     public static TensorRecord FromFloats(string name, float[] values, params int[] shape) =>
         new(name, TensorDType.Float32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 
-    /// <summary>A tensor's values (float32, or int32 for integer buffers such as BatchNorm's counters).</summary>
-    public static TensorRecord FromTensor(string name, Tensor tensor) => tensor.DType == Kernels.DType.Int32
-        ? new TensorRecord(name, TensorDType.Int32, tensor.Shape, MemoryMarshal.AsBytes(tensor.ToIntArray().AsSpan()).ToArray())
-        : FromFloats(name, tensor.ToArray(), tensor.Shape);
+    /// <summary>A tensor's values in its own type (float32, bfloat16, float16, or int32 for integer buffers such as
+    /// BatchNorm's counters).</summary>
+    public static TensorRecord FromTensor(string name, Tensor tensor) => tensor.DType switch
+    {
+        Kernels.DType.Int32 => new TensorRecord(name, TensorDType.Int32, tensor.Shape, MemoryMarshal.AsBytes(tensor.ToIntArray().AsSpan()).ToArray()),
+        Kernels.DType.BFloat16 or Kernels.DType.Float16 => new TensorRecord(name, tensor.DType == Kernels.DType.BFloat16 ? TensorDType.BFloat16 : TensorDType.Float16,
+            tensor.Shape, MemoryMarshal.AsBytes(tensor.ToHalfBits().AsSpan()).ToArray()),
+        _ => FromFloats(name, tensor.ToArray(), tensor.Shape),
+    };
+
+    /// <summary>This record stored as <paramref name="dtype"/> (float32, float16 or bfloat16; torch's <c>.to(dtype)</c>
+    /// rounding, float16 overflowing to ±∞); integer and bool records, and records already of that type, stay as they are.</summary>
+    public TensorRecord To(TensorDType dtype)
+    {
+        if (dtype is not (TensorDType.Float32 or TensorDType.Float16 or TensorDType.BFloat16))
+            throw new ArgumentException($"tensor '{Name}': cannot store as {dtype.Name()} (float32, float16 or bfloat16)");
+        if (!DType.IsFloatingPoint() || DType == dtype) return this;
+        var values = ToFloat32();
+        if (dtype == TensorDType.Float32) return new TensorRecord(Name, dtype, Shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        var bits = new ushort[values.Length];
+        HalfConversion.Narrow(values, bits, dtype == TensorDType.BFloat16 ? Kernels.DType.BFloat16 : Kernels.DType.Float16);
+        return new TensorRecord(Name, dtype, Shape, MemoryMarshal.AsBytes(bits.AsSpan()).ToArray());
+    }
 
     public static TensorRecord FromInt64(string name, long[] values, params int[] shape) =>
         new(name, TensorDType.Int64, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
@@ -79,13 +98,8 @@ public sealed class TensorRecord
         switch (DType)
         {
             case TensorDType.Float32: MemoryMarshal.Cast<byte, float>(src).CopyTo(result); break;
-            case TensorDType.Float16:
-                for (int i = 0; i < result.Length; i++) result[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(src[(2 * i)..]);
-                break;
-            case TensorDType.BFloat16:
-                // bfloat16 is the upper half of a float32.
-                for (int i = 0; i < result.Length; i++) result[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * i)..]) << 16);
-                break;
+            case TensorDType.Float16: HalfConversion.Widen(MemoryMarshal.Cast<byte, ushort>(src), result, Kernels.DType.Float16); break;
+            case TensorDType.BFloat16: HalfConversion.Widen(MemoryMarshal.Cast<byte, ushort>(src), result, Kernels.DType.BFloat16); break;
             case TensorDType.Float64:
                 var doubles = MemoryMarshal.Cast<byte, double>(src);
                 for (int i = 0; i < result.Length; i++) result[i] = (float)doubles[i];

@@ -64,8 +64,6 @@ public sealed class GeneratorTrainer : ITrainingStage
         Config = config;
         _options = options;
         Settings = GeneratorTrainingSettings.From(config);
-        if (Settings.MixedPrecision != "no")
-            options.Log.WriteLine($"note: training.mixed_precision '{Settings.MixedPrecision}' is not supported; training in float32");
         _tokenizerPath = options.TokenizerPath ?? Settings.TokenizerCheckpoint
             ?? throw new ConfigException($"{config.File}: no tokenizer weights: set experiment.vqgan_checkpoint or pass --tokenizer");
         Tokenizer = PretrainedModels.Tokenizer(config, _tokenizerPath, log: options.Log.WriteLine);

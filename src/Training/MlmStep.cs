@@ -44,7 +44,9 @@ public sealed class RngRandomSource(Rng rng, int rank = 0, int worldSize = 1) : 
 /// (<see cref="GradientAverager"/>, started while the backward runs), gradient clipping on the device, then the loss, norm and logged
 /// statistics in one download (the NaN stop needs them) before AdamW steps, its schedule advances and the EMA
 /// follows. With training.gradient_accumulation_steps above 1 the masking, forward and backward repeat per
-/// micro-batch (each loss divided by their number) before that one clipped step. Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
+/// micro-batch (each loss divided by their number) before that one clipped step. training.mixed_precision runs the
+/// forward and loss under autocast and, for fp16, scales the loss (<see cref="MixedPrecision"/>: a step whose
+/// gradients overflow is skipped, logged as skipped_steps). Every random draw (masking, label dropout, dropout masks) comes from one checkpointed <see cref="Rng"/>.
 /// The training loop, <c>maskbit bench</c> and <c>maskbit profile</c> all run this type.
 /// </summary>
 public sealed class MlmStep
@@ -57,6 +59,8 @@ public sealed class MlmStep
     public LrSchedule Schedule { get; }
     public Ema? Ema { get; }
     public Rng Rng { get; }
+    /// <summary>training.mixed_precision: the forward's autocast and fp16's loss scaling.</summary>
+    public MixedPrecision Precision { get; }
     private readonly RngRandomSource _random;
     private readonly MlmLoss _loss;
     private readonly List<Tensor> _parameters;
@@ -66,6 +70,7 @@ public sealed class MlmStep
     public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
     {
         Settings = settings;
+        Precision = new MixedPrecision(settings.MixedPrecision);
         Generator = new MaskedGenerator(generator, settings.Seed);
         Rng = new Rng((ulong)settings.Seed);
         Generator.DropoutGenerator = Rng;
@@ -111,18 +116,24 @@ public sealed class MlmStep
         var statistics = new List<MlmLossStatistics>();
         for (int m = 0; m < micro; m++)
         {
-            var (loss, batchStatistics) = Loss(nextBatch(), _random);
+            Tensor loss;
+            MlmLossStatistics batchStatistics;
+            using (Precision.Autocast()) (loss, batchStatistics) = Loss(nextBatch(), _random);
             using (m == micro - 1 ? Gradients.AverageDuring(_parameters) : null)
-                (micro == 1 ? loss : loss.MulScalar(1f / micro)).Backward();
+                Precision.Backward(micro == 1 ? loss : loss.MulScalar(1f / micro));
             logged.Add(loss);
             logged.AddRange(batchStatistics.Sums);
             statistics.Add(batchStatistics);
         }
         Gradients.Wait();
+        var overflowProbe = Precision.Unscale(_parameters);
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
         if (norm != null) logged.Add(norm);
+        if (overflowProbe != null) logged.Add(overflowProbe);
         var host = Tensor.Items(logged);
-        float gradNorm = norm != null ? host[^1] : 0f;
+        float gradNorm = norm != null ? host[overflowProbe != null ? ^2 : ^1] : 0f;
+        double scaleUsed = Precision.Scale;
+        bool apply = Precision.Update(overflowProbe != null ? host[^1] : 0f);
         double lossSum = 0, maskedLossSum = 0, correctSum = 0, maskedCorrectSum = 0;
         int stride = 1 + statistics[0].Sums.Count;
         for (int m = 0; m < micro; m++)
@@ -133,12 +144,19 @@ public sealed class MlmStep
             (lossSum, maskedLossSum, correctSum, maskedCorrectSum) =
                 (lossSum + lossValue, maskedLossSum + log.MaskedTokenLoss, correctSum + log.CorrectTokens, maskedCorrectSum + log.MaskedCorrectTokens);
         }
-        if (!float.IsFinite(gradNorm)) throw new TrainingDivergedException("grad_norm", stepsDone + 1, gradNorm);
         var values = new Dictionary<string, double>
         {
             ["lr"] = learningRate, ["train/mlm_loss"] = lossSum / micro, ["train/masked_token_loss"] = maskedLossSum / micro,
             ["train/correct_tokens"] = correctSum / micro, ["train/masked_correct_tokens"] = maskedCorrectSum / micro, ["grad_norm"] = gradNorm,
         };
+        Precision.Log(values, scaleUsed);
+        if (!apply)
+        {
+            // fp16 gradients overflowed at this loss scale: nothing is applied, the next step tries half the scale.
+            Optimizer.ZeroGrad();
+            return values;
+        }
+        if (!float.IsFinite(gradNorm)) throw new TrainingDivergedException("grad_norm", stepsDone + 1, gradNorm);
         if (Settings.Loop.LogsGradNormsAt(stepsDone))
             foreach (var (name, parameterNorm) in GradientNorms.PerParameter(Generator)) values[name] = parameterNorm;
         Optimizer.Step();

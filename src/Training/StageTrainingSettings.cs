@@ -11,7 +11,8 @@ public abstract record StageTrainingSettings
     public int Seed { get; init; } = 42;
     public bool OverfitBatch { get; init; }
     public int OverfitBatchNum { get; init; } = 1;
-    public string MixedPrecision { get; init; } = "no";
+    /// <summary>training.mixed_precision: the autocast type, null for float32.</summary>
+    public Kernels.DType? MixedPrecision { get; init; }
     /// <summary>training.gradient_accumulation_steps: micro-batches per optimisation step; each micro-batch's loss
     /// is divided by it (as accelerate does) and the schedules count optimisation steps.</summary>
     public int AccumulationSteps { get; init; } = 1;

@@ -17,6 +17,8 @@ namespace MaskBit.Models.Training;
 /// to training.max_grad_norm (under mpirun after the ranks' gradients are averaged, <see cref="GradientAverager"/>, while
 /// the last micro-batch's backwards run); the loss terms and norms then come to the host in one download (logging and the NaN
 /// stop need them) before either AdamW steps and its schedule advances; an EMA follows the tokenizer's weights.
+/// training.mixed_precision runs the forwards and losses under autocast and, for fp16, scales both losses with one
+/// scale (<see cref="MixedPrecision"/>: a step whose gradients overflow is skipped, logged as skipped_steps).
 /// The training loop, <c>maskbit bench</c> and <c>maskbit profile</c> all run this type.
 /// </summary>
 public sealed class TokenizerStep
@@ -32,6 +34,8 @@ public sealed class TokenizerStep
     public LrSchedule Schedule { get; }
     public LrSchedule DiscriminatorSchedule { get; }
     public Ema? Ema { get; }
+    /// <summary>training.mixed_precision: the forwards' autocast and fp16's loss scaling (one scale for both losses).</summary>
+    public MixedPrecision Precision { get; }
     private readonly IReadOnlyList<Tensor> _parameters;
     /// <summary>Averages the gradients over the ranks under mpirun.</summary>
     public GradientAverager Gradients { get; } = new(ProcessGroup.World);
@@ -39,6 +43,7 @@ public sealed class TokenizerStep
     public TokenizerStep(TokenizerConfig tokenizer, DiscriminatorConfig discriminator, VqganLossConfig loss, TokenizerTrainingSettings settings)
     {
         Settings = settings;
+        Precision = new MixedPrecision(settings.MixedPrecision);
         Model = new ConvVQModel(tokenizer, seed: settings.Seed);
         Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);
         _parameters = Model.Parameters().ToList();
@@ -90,21 +95,29 @@ public sealed class TokenizerStep
         for (int m = 0; m < micro; m++)
         {
             var images = nextImages();
-            var (reconstructions, quantizer) = Model.Forward(images);
-            var (loss, terms) = Loss.ForwardGenerator(images, reconstructions, quantizer, stepsDone, Model.LastLayer);
+            Tensor reconstructions, loss;
+            Dictionary<string, Tensor> terms;
+            using (Precision.Autocast())
+            {
+                (reconstructions, var quantizer) = Model.Forward(images);
+                (loss, terms) = Loss.ForwardGenerator(images, reconstructions, quantizer, stepsDone, Model.LastLayer);
+            }
             microTerms.Add(terms);
             // Data parallel: the last micro-batch's backwards start the all-reduces of the tokenizer's and the
             // discriminator's gradients (the discriminator is frozen in the generator objective).
             bool last = m == micro - 1;
             using (last ? Gradients.AverageDuring(_parameters) : null)
-                (micro == 1 ? loss : loss * share).Backward();
+                Precision.Backward(micro == 1 ? loss : loss * share);
             if (!trainDiscriminator) continue;
-            var (discriminatorLoss, discriminatorTerms) = Loss.ForwardDiscriminator(images, reconstructions, stepsDone);
+            Tensor discriminatorLoss;
+            Dictionary<string, Tensor> discriminatorTerms;
+            using (Precision.Autocast()) (discriminatorLoss, discriminatorTerms) = Loss.ForwardDiscriminator(images, reconstructions, stepsDone);
             microTerms.Add(discriminatorTerms);
             using (last ? Gradients.AverageDuring(DiscriminatorOptimizer.Parameters) : null)
-                (micro == 1 ? discriminatorLoss : discriminatorLoss * share).Backward();
+                Precision.Backward(micro == 1 ? discriminatorLoss : discriminatorLoss * share);
         }
         Gradients.Wait();
+        var overflowProbe = Precision.Unscale(trainDiscriminator ? [.. _parameters, .. DiscriminatorOptimizer.Parameters] : _parameters);
         var norms = new Dictionary<string, Tensor>();
         if (Settings.MaxGradNorm is { } maxNorm)
         {
@@ -112,12 +125,22 @@ public sealed class TokenizerStep
             if (trainDiscriminator && GradClip.ClipGradNormOnDevice(DiscriminatorOptimizer.Parameters, (float)maxNorm) is { } discriminatorNorm)
                 norms["discriminator_grad_norm"] = discriminatorNorm;
         }
-        var host = Tensor.Items([.. microTerms.SelectMany(t => t.Values), .. norms.Values]);
+        var host = Tensor.Items([.. microTerms.SelectMany(t => t.Values), .. norms.Values, .. overflowProbe != null ? [overflowProbe] : Array.Empty<Tensor>()]);
         int next = 0;
         foreach (var terms in microTerms)
         {
             Accumulate(values, terms.Keys, host.AsSpan(next, terms.Count), share, stepsDone + 1);
             next += terms.Count;
+        }
+        double scaleUsed = Precision.Scale;
+        bool apply = Precision.Update(overflowProbe != null ? host[^1] : 0f);
+        Precision.Log(values, scaleUsed);
+        if (!apply)
+        {
+            // fp16 gradients overflowed at this loss scale: nothing is applied, the next step tries half the scale.
+            Model.ZeroGrad();
+            Loss.ZeroGrad();
+            return values;
         }
         values["grad_norm"] = NormChecked(norms, "grad_norm", host, ref next, "the tokenizer's gradient norm", stepsDone + 1);
         if (trainDiscriminator)

@@ -61,8 +61,6 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         int channels = TrainingData.Channels(config);
         if (discriminatorConfig.NumChannels != channels)
             throw new ConfigException($"{config.File}: model.discriminator.num_channels {discriminatorConfig.NumChannels} differs from model.vq_model.num_channels {channels}");
-        if (Settings.MixedPrecision != "no")
-            _log.WriteLine($"note: training.mixed_precision '{Settings.MixedPrecision}' is not supported; training in float32");
         Step = new TokenizerStep(TokenizerConfig.From(config), discriminatorConfig, PerceptualChecked(VqganLossConfig.From(config)), Settings);
         State = Step.State(config.ToYaml());
         Loader = CreateLoader(options.Dataset ?? OpenTrainingSet(channels));

@@ -1,4 +1,6 @@
+using MaskBit.Autograd;
 using MaskBit.Autograd.Optim;
+using MaskBit.Kernels;
 using MaskBit.Models.Config;
 
 namespace MaskBit.Models.Training;
@@ -71,8 +73,8 @@ public sealed record RunSettings
     /// <summary>training.per_gpu_batch_size: required for training (both scripts read it without a default).</summary>
     public int? BatchSize { get; init; }
     public int AccumulationSteps { get; init; } = 1;
-    /// <summary>training.mixed_precision: anything but "no" trains in float32 with a note.</summary>
-    public string MixedPrecision { get; init; } = "no";
+    /// <summary>training.mixed_precision: no (null, float32), bf16 or fp16 (<see cref="Training.MixedPrecision"/>).</summary>
+    public DType? MixedPrecision { get; init; }
     /// <summary>training.num_generated_images: tokenizer 2 (reconstructions, scripts/train_tokenizer.py's configs),
     /// generator 4 (samples per class row).</summary>
     public int NumGeneratedImages { get; init; }
@@ -101,7 +103,7 @@ public sealed record RunSettings
             ConfiguredWorkers = (int)c.GetInt("dataset.params.num_workers_per_gpu", 2),
             BatchSize = c.Has("training.per_gpu_batch_size") ? (int)c.GetInt("training.per_gpu_batch_size") : null,
             AccumulationSteps = (int)c.GetInt("training.gradient_accumulation_steps", 1),
-            MixedPrecision = c.GetString("training.mixed_precision", "no"),
+            MixedPrecision = Precision(c),
             NumGeneratedImages = (int)c.GetInt("training.num_generated_images", stage == TrainingStage.Tokenizer ? 2 : 4),
             Seed = (int)c.GetInt("training.seed", 42),
             UseEma = c.GetBool("training.use_ema", false),
@@ -114,6 +116,12 @@ public sealed record RunSettings
         if (settings.OverfitBatchNum < 1) throw new ConfigException($"{c.File}: training.overfit_batch_num must be at least 1");
         if (settings.MaxTrainExamples is < 1) throw new ConfigException($"{c.File}: experiment.max_train_examples must be at least 1");
         return settings;
+    }
+
+    private static DType? Precision(MaskBitConfig c)
+    {
+        try { return Autocast.Parse(c.GetString("training.mixed_precision", "no"), "training.mixed_precision"); }
+        catch (ArgumentException e) { throw new ConfigException($"{c.File}: {e.Message}"); }
     }
 
     /// <summary>The batch size of a training run (required there).</summary>

@@ -1,11 +1,13 @@
 using MaskBit.Kernels;
+using MaskBit.Kernels.Cpu;
 
 namespace MaskBit.Autograd;
 
 /// <summary>
 /// A dense row-major tensor: a contiguous view (offset, shape) on a device <see cref="Storage"/>. Reshape and
 /// slicing along the first axis are views; everything else copies. Float32 is the compute type; Int32 tensors
-/// carry indices. Ops that involve a tensor with <see cref="RequiresGrad"/> record a node on the tape (see
+/// carry indices; BFloat16 and Float16 tensors are 16-bit copies (<see cref="To(DType)"/>) that the autocast ops
+/// (<see cref="Autocast"/>) read and checkpoints store. Ops that involve a tensor with <see cref="RequiresGrad"/> record a node on the tape (see
 /// <see cref="Tape"/>).
 /// </summary>
 public sealed partial class Tensor
@@ -87,6 +89,17 @@ public sealed partial class Tensor
 
     public static Tensor FromArray(float[] data, params int[] shape) => FromArray(data.AsSpan(), shape);
 
+    /// <summary>A bfloat16 or float16 tensor from raw 16-bit patterns (as stored in checkpoints).</summary>
+    public static Tensor FromHalfBits(ReadOnlySpan<ushort> bits, int[] shape, DType dtype, IBackend? device = null)
+    {
+        if (!dtype.Is16Bit()) throw new ArgumentException($"FromHalfBits needs bfloat16 or float16, got {dtype}");
+        if (bits.Length != ShapeUtil.Numel(shape))
+            throw new ArgumentException($"{bits.Length} values do not fill shape {ShapeUtil.Format(shape)}");
+        var t = Empty(shape, device, dtype);
+        t.Device.Upload(bits, t.Buf);
+        return t;
+    }
+
     public static Tensor FromInts(ReadOnlySpan<int> data, int[] shape, IBackend? device = null)
     {
         if (data.Length != ShapeUtil.Numel(shape))
@@ -99,10 +112,21 @@ public sealed partial class Tensor
     public static Tensor FromInts(int[] data, params int[] shape) => FromInts(data.AsSpan(), shape);
 
     // ---- host access ----------------------------------------------------------------------------------------
+    /// <summary>The values as float32 (16-bit tensors widen exactly).</summary>
     public float[] ToArray()
     {
-        RequireDType(DType.Float32);
         var a = new float[Numel];
+        if (DType.Is16Bit()) { HalfConversion.Widen(ToHalfBits(), a, DType); return a; }
+        RequireDType(DType.Float32);
+        Device.Download(Buf, a);
+        return a;
+    }
+
+    /// <summary>The raw bits of a bfloat16 or float16 tensor.</summary>
+    public ushort[] ToHalfBits()
+    {
+        if (!DType.Is16Bit()) throw new InvalidOperationException($"expected a bfloat16 or float16 tensor, got {this}");
+        var a = new ushort[Numel];
         Device.Download(Buf, a);
         return a;
     }
@@ -126,8 +150,23 @@ public sealed partial class Tensor
     {
         if (ReferenceEquals(device, Device)) return this;
         if (DType == DType.Int32) return FromInts(ToIntArray(), Shape, device);
+        if (DType.Is16Bit()) return FromHalfBits(ToHalfBits(), Shape, DType, device);
         var t = FromArray(ToArray(), Shape, device);
         if (RequiresGrad) Tape.Record(t, "to_device", new[] { this }, g => new[] { g.To(Device) });
+        return t;
+    }
+
+    /// <summary>A copy in another floating-point type (torch's <c>.to(dtype)</c>): to bfloat16/float16 rounds to nearest
+    /// even (float16 overflows to ±∞), back to float32 is exact; this tensor itself when it already has that type.
+    /// The gradient flows back converted to this tensor's type.</summary>
+    public Tensor To(DType dtype)
+    {
+        if (dtype == DType) return this;
+        if (dtype == DType.Int32 || DType == DType.Int32) throw new NotSupportedException($"to({dtype.TorchName()}) of {this}: only floating-point types convert");
+        var t = Empty(Shape, Device, dtype);
+        Device.Convert(Buf, t.Buf, Numel);
+        var source = DType;
+        if (RequiresGrad) Tape.Record(t, "to_dtype", new[] { this }, g => new[] { g.To(source) });
         return t;
     }
 

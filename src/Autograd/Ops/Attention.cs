@@ -12,7 +12,6 @@ public static partial class F
     /// scaled by 1/(1 − p); the mask is a hash of one seed drawn from <paramref name="generator"/>.</summary>
     public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, float? scale = null, float dropoutP = 0f, Rng? generator = null)
     {
-        foreach (var t in new[] { q, k, v }) t.RequireDType(DType.Float32);
         if (q.Rank is not (3 or 4))
             throw new ArgumentException($"scaled_dot_product_attention: expected (B, H, S, D) or (BH, S, D), got {ShapeUtil.Format(q.Shape)}");
         ShapeUtil.RequireSame(q.Shape, k.Shape, "scaled_dot_product_attention (q, k; self-attention lengths)");
@@ -20,12 +19,15 @@ public static partial class F
         if (!ReferenceEquals(q.Device, k.Device) || !ReferenceEquals(q.Device, v.Device))
             throw new ArgumentException("scaled_dot_product_attention: q, k, v live on different devices");
 
-        var attention = new AttentionParams(scale ?? 1f / MathF.Sqrt(q.Shape[^1]), dropoutP, DrawDropoutSeed(dropoutP, generator));
-        var (output, lse) = FusedAttention(q, k, v, attention);
+        var attention = new AttentionParams(scale ?? 1f / MathF.Sqrt(q.Shape[^1]), dropoutP, DrawDropoutSeed(dropoutP, generator), Autocast.DType);
+        // Under autocast q, k, v (and what the backward keeps of them) are 16-bit copies; see Autocast.
+        Tensor qKept = Autocast.Lower(q, attention.Precision), kKept = Autocast.Lower(k, attention.Precision),
+            vKept = Autocast.Lower(v, attention.Precision);
+        var (output, lse) = FusedAttention(qKept, kKept, vKept, attention);
         Tape.Record(output, "scaled_dot_product_attention", new[] { q, k, v }, g =>
         {
             Tensor dq = Tensor.Empty(q.Shape, g.Device), dk = Tensor.Empty(q.Shape, g.Device), dv = Tensor.Empty(q.Shape, g.Device);
-            FusedAttentionBackward(q, k, v, output, lse, attention, g, dq, dk, dv);
+            FusedAttentionBackward(qKept, kKept, vKept, output, lse, attention, g, dq, dk, dv);
             return new[] { dq, dk, dv };
         });
         return output;
@@ -41,7 +43,10 @@ public static partial class F
         var headShape = new[] { batch, heads, seq, headDim };
         long partSize = ShapeUtil.Numel(headShape);
         Tensor Part(Tensor t, int i) => new(t.Storage, t.Offset + i * partSize, headShape);
-        var attention = new AttentionParams(1f / MathF.Sqrt(headDim), dropoutP, seed);
+        var attention = new AttentionParams(1f / MathF.Sqrt(headDim), dropoutP, seed, Autocast.DType);
+        var packedKept = Autocast.Lower(packed, attention.Precision);
+        if (!ReferenceEquals(packedKept, packed)) TensorScope.Release(packed);   // the 16-bit copy is all that is read
+        packed = packedKept;
 
         var (output, lse) = FusedAttention(Part(packed, 0), Part(packed, 1), Part(packed, 2), attention);
         Tape.Record(output, "packed_self_attention", new[] { qkv }, g =>
@@ -54,8 +59,8 @@ public static partial class F
         return output;
     }
 
-    /// <summary>Scale and dropout of one attention call, shared by its forward and backward.</summary>
-    private readonly record struct AttentionParams(float Scale, float DropoutP, ulong Seed);
+    /// <summary>Scale, dropout and autocast type (null: float32) of one attention call, shared by its forward and backward.</summary>
+    private readonly record struct AttentionParams(float Scale, float DropoutP, ulong Seed, DType? Precision);
 
     private static ulong DrawDropoutSeed(float dropoutP, Rng? generator)
     {
@@ -64,23 +69,27 @@ public static partial class F
         return (generator ?? throw new InvalidOperationException("attention dropout needs a random generator")).NextUInt64();
     }
 
-    /// <summary>The forward kernel on same-shaped contiguous q, k, v: the output and the per-row log-sum-exp.</summary>
+    /// <summary>The forward kernel on same-shaped contiguous q, k, v (float32 or 16-bit): the float32 output and the
+    /// per-row log-sum-exp.</summary>
     private static (Tensor Output, Tensor Lse) FusedAttention(Tensor q, Tensor k, Tensor v, AttentionParams a)
     {
         int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
         var output = Tensor.Empty(q.Shape, q.Device);
         var lse = Tensor.Empty(new[] { batchHeads, seq }, q.Device);
-        q.Device.AttentionForward(batchHeads, seq, dim, a.Scale, a.DropoutP, a.Seed, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf);
+        using var operands = new KernelOperands();
+        q.Device.AttentionForward(batchHeads, seq, dim, a.Scale, a.DropoutP, a.Seed, operands.Of(q), operands.Of(k), operands.Of(v),
+            output.Buf, lse.Buf);
         return (output, lse);
     }
 
-    /// <summary>The backward kernel: overwrites dq, dk, dv.</summary>
+    /// <summary>The backward kernel: overwrites dq, dk, dv (float32); dOutput is rounded to the call's autocast type.</summary>
     private static void FusedAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, AttentionParams a,
         Tensor dOutput, Tensor dq, Tensor dk, Tensor dv)
     {
         int batchHeads = (int)ShapeUtil.Numel(q.Shape[..^2]), seq = q.Shape[^2], dim = q.Shape[^1];
-        q.Device.AttentionBackward(batchHeads, seq, dim, a.Scale, a.DropoutP, a.Seed, q.Buf, k.Buf, v.Buf, output.Buf, lse.Buf,
-            dOutput.Buf, dq.Buf, dk.Buf, dv.Buf);
+        using var operands = new KernelOperands();
+        q.Device.AttentionBackward(batchHeads, seq, dim, a.Scale, a.DropoutP, a.Seed, operands.Of(q), operands.Of(k), operands.Of(v),
+            output.Buf, lse.Buf, operands.Rounded(dOutput, a.Precision), dq.Buf, dk.Buf, dv.Buf);
     }
 
     /// <summary>torch.nn.functional.multi_head_attention_forward for batch-first (B, S, E) inputs, without masks:

@@ -12,7 +12,8 @@ public readonly record struct Padding2d(int Left, int Right, int Top, int Bottom
 public static partial class F
 {
     /// <summary>torch.nn.functional.conv2d on an explicitly (possibly asymmetrically) zero-padded input:
-    /// x (N, Cin, H, W), weight (Cout, Cin/groups, KH, KW), bias (Cout) or null.</summary>
+    /// x (N, Cin, H, W), weight (Cout, Cin/groups, KH, KW), bias (Cout) or null. Under <see cref="Autocast"/> x and
+    /// the weight are rounded to 16 bits (accumulation, bias and output in float32).</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias = null, int stride = 1, Padding2d padding = default, int groups = 1)
     {
         if (x.Rank != 4 || weight.Rank != 4)
@@ -32,22 +33,27 @@ public static partial class F
 
         var d = new Conv2dDesc(n, cin, h, w, cout, kh, kw, stride, stride, padding.Top, padding.Left, oh, ow, groups);
         var y = Tensor.Empty(new[] { n, cout, oh, ow }, x.Device);
-        x.Device.Conv2dForward(d, x.Buf, weight.Buf, bias?.Buf, y.Buf);
+        // Under autocast the operands (and what the backward keeps of them) are 16-bit copies; see Autocast.
+        var precision = Autocast.DType;
+        Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
+        using (var operands = new KernelOperands()) x.Device.Conv2dForward(d, operands.Of(xKept), operands.Of(weightKept), bias?.Buf, y.Buf);
         var inputs = bias == null ? new[] { x, weight } : new[] { x, weight, bias };
         Tape.Record(y, "conv2d", inputs, g =>
         {
+            using var operands = new KernelOperands();
+            var gradient = operands.Rounded(g, precision);
             Tensor? dx = null, dw = null, db = null;
             if (Tape.NeedsGrad(x))
             {
                 dx = Tensor.Empty(x.Shape, x.Device);
-                x.Device.Conv2dBackwardInput(d, g.Buf, weight.Buf, dx.Buf);
+                x.Device.Conv2dBackwardInput(d, gradient, operands.Of(weightKept), dx.Buf);
             }
             bool biasGrad = bias != null && Tape.NeedsGrad(bias);
             if (Tape.NeedsGrad(weight))
             {
                 dw = Tensor.Empty(weight.Shape, x.Device);
                 db = biasGrad ? Tensor.Empty(bias!.Shape, x.Device) : null;
-                x.Device.Conv2dBackwardWeight(d, x.Buf, g.Buf, dw.Buf, db?.Buf);
+                x.Device.Conv2dBackwardWeight(d, operands.Of(xKept), gradient, dw.Buf, db?.Buf);
             }
             else if (biasGrad) db = g.Sum(new[] { 0, 2, 3 });
             return bias == null ? new[] { dx, dw } : new[] { dx, dw, db };

@@ -7,7 +7,8 @@ public sealed partial class Tensor
 {
     /// <summary>Matrix product over the last two axes. Supported: (M,K)·(K,N), (…,M,K)·(K,N) (the right side is
     /// shared by every batch item), and (…,M,K)·(…,K,N) with equal batch shapes. Optional transposes read
-    /// an operand as its transpose without copying it.</summary>
+    /// an operand as its transpose without copying it. Operands may be 16-bit tensors; under <see cref="Autocast"/>
+    /// float32 ones are rounded to its type. The product accumulates in float32 and is float32.</summary>
     public static Tensor MatMul(Tensor a, Tensor b, bool transA = false, bool transB = false)
     {
         if (a.Rank < 2 || b.Rank < 2) throw new ArgumentException($"matmul needs rank ≥ 2, got {a} and {b}");
@@ -26,26 +27,30 @@ public sealed partial class Tensor
 
         var y = Empty(batchShape.Append(M).Append(N).ToArray(), a.Device);
         var desc = new GemmDesc(M, N, Ka, transA, transB, batch, (long)M * Ka, bShared ? 0 : (long)Ka * N, (long)M * N);
-        a.Device.Gemm(desc, a.Buf, b.Buf, y.Buf);
+        // Under autocast the operands (and what the backward keeps of them) are 16-bit copies; see Autocast.
+        var precision = Autocast.DType;
+        Tensor aKept = Autocast.Lower(a, precision), bKept = Autocast.Lower(b, precision);
+        using (var operands = new KernelOperands()) a.Device.Gemm(desc, operands.Of(aKept), operands.Of(bKept), y.Buf);
         Tape.Record(y, "matmul", new[] { a, b }, g =>
         {
+            using var _ = Autocast.Enable(precision);
             // y = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, then undo the transposes.
             Tensor? da = null, db = null;
             if (Tape.NeedsGrad(a))
             {
-                if (!transA) da = MatMul(g, b, false, !transB);
-                else if (!bShared) da = MatMul(b, g, transB, true);
-                else da = MatMul(g, b, false, !transB).Transpose(-1, -2); // a shared op(B) cannot lead a batched product
+                if (!transA) da = MatMul(g, bKept, false, !transB);
+                else if (!bShared) da = MatMul(bKept, g, transB, true);
+                else da = MatMul(g, bKept, false, !transB).Transpose(-1, -2); // a shared op(B) cannot lead a batched product
             }
             if (Tape.NeedsGrad(b))
             {
                 if (bShared)
                 {
-                    var a2 = a.Reshape(-1, a.Shape[^1]); var g2 = g.Reshape(-1, N);
+                    var a2 = aKept.Reshape(-1, a.Shape[^1]); var g2 = g.Reshape(-1, N);
                     // Batched A with transA cannot fold; sum per-batch products instead.
-                    db = transA ? SumBatchedWeightGrad(a, g, transB) : (transB ? MatMul(g2, a2, true, false) : MatMul(a2, g2, true, false));
+                    db = transA ? SumBatchedWeightGrad(aKept, g, transB) : (transB ? MatMul(g2, a2, true, false) : MatMul(a2, g2, true, false));
                 }
-                else db = transB ? MatMul(g, a, true, transA) : MatMul(a, g, !transA, false);
+                else db = transB ? MatMul(g, aKept, true, transA) : MatMul(aKept, g, !transA, false);
             }
             return new[] { da, db };
         });
@@ -61,7 +66,8 @@ public sealed partial class Tensor
 
     public Tensor MatMul(Tensor other) => MatMul(this, other);
 
-    /// <summary>y = x·Wᵀ + b with W (out, in), as torch.nn.functional.linear. With a bias, y starts as the bias in
+    /// <summary>y = x·Wᵀ + b with W (out, in), as torch.nn.functional.linear (16-bit operands under <see cref="Autocast"/>,
+    /// the bias added in float32). With a bias, y starts as the bias in
     /// every row and the GEMM accumulates onto it (beta 1): no separate broadcast add, which would read and write y
     /// once more and allocate a second output.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
@@ -75,14 +81,19 @@ public sealed partial class Tensor
         int rows = (int)(x.Numel / inFeatures);
         var y = Empty(x.Shape[..^1].Append(outFeatures).ToArray(), x.Device);
         x.Device.CopyStrided(bias.Buf, new[] { 0, 1 }, y.Buf, new[] { outFeatures, 1 }, new[] { rows, outFeatures });
-        x.Device.Gemm(new GemmDesc(rows, outFeatures, inFeatures, TransB: true), x.Buf, weight.Buf, y.Buf, beta: 1f);
+        var precision = Autocast.DType;
+        Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
+        using (var operands = new KernelOperands())
+            x.Device.Gemm(new GemmDesc(rows, outFeatures, inFeatures, TransB: true), operands.Of(xKept), operands.Of(weightKept), y.Buf, beta: 1f);
         Tape.Record(y, "linear", new[] { x, weight, bias }, g =>
         {
-            var g2 = g.Reshape(rows, outFeatures);
+            using var _ = Autocast.Enable(precision);
+            // The gradient rounded once (torch's 16-bit backward sees it so): the bias gradient sums the same values.
+            var g2 = Autocast.Lower(g, precision).To(DType.Float32).Reshape(rows, outFeatures);
             return new[]
             {
-                Tape.NeedsGrad(x) ? MatMul(g2, weight).Reshape(x.Shape) : null,
-                Tape.NeedsGrad(weight) ? MatMul(g2, x.Reshape(rows, inFeatures), transA: true) : null,
+                Tape.NeedsGrad(x) ? MatMul(g2, weightKept).Reshape(x.Shape) : null,
+                Tape.NeedsGrad(weight) ? MatMul(g2, xKept.Reshape(rows, inFeatures), transA: true) : null,
                 Tape.NeedsGrad(bias) ? g2.Sum(0) : null,
             };
         });

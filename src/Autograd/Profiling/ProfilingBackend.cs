@@ -56,12 +56,18 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     public void Upload(ReadOnlySpan<int> src, Buf dst) { using (K("Upload", $"n={src.Length} i32")) Inner.Upload(src, U(dst)); }
     public void Download(Buf src, Span<float> dst) { using (K("Download", $"n={dst.Length} f32")) Inner.Download(U(src), dst); }
     public void Download(Buf src, Span<int> dst) { using (K("Download", $"n={dst.Length} i32")) Inner.Download(U(src), dst); }
+    public void Upload(ReadOnlySpan<ushort> src, Buf dst) { using (K("Upload", $"n={src.Length} 16-bit")) Inner.Upload(src, U(dst)); }
+    public void Download(Buf src, Span<ushort> dst) { using (K("Download", $"n={dst.Length} 16-bit")) Inner.Download(U(src), dst); }
     public void Synchronize() => Inner.Synchronize();
 
     // ---- element-wise ----------------------------------------------------------------------------------------
     public void Fill(Buf y, long n, float value) { using (K("Fill", $"n={n}")) Inner.Fill(U(y), n, value); }
     public void Dropout(Buf x, Buf y, long n, DropoutMask mask) { using (K("Dropout", $"n={n}")) Inner.Dropout(U(x), U(y), n, mask); }
     public void Copy(Buf x, Buf y, long n) { using (K("Copy", $"n={n}")) Inner.Copy(U(x), U(y), n); }
+    public void Convert(Buf x, Buf y, long n)
+    {
+        using (K("Convert", $"n={n} {x.Storage.DType.TorchName()}→{y.Storage.DType.TorchName()}")) Inner.Convert(U(x), U(y), n);
+    }
     public void Unary(UnaryOp op, Buf x, Buf y, long n, float alpha = 0f)
     {
         using (K($"Unary.{op}", $"n={n}")) Inner.Unary(op, U(x), U(y), n, alpha);

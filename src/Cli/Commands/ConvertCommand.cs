@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using MaskBit.Autograd.Nn;
@@ -12,7 +11,7 @@ namespace MaskBit.Cli.Commands;
 /// <summary>`maskbit convert IN OUT`: any supported weights file (PyTorch zip or legacy, npz, safetensors) to
 /// safetensors, tensors and dtypes unchanged, metadata (e.g. a checkpoint's step) kept as strings. With --model,
 /// IN is loaded into that model first (a training checkpoint gives its EMA weights) and only the model's weights
-/// are written; --dtype float16 halves the file (how the shipped model is stored).</summary>
+/// are written; --dtype float16 or bfloat16 halves the file (the shipped model is stored in float16).</summary>
 internal static class ConvertCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
@@ -22,8 +21,8 @@ internal static class ConvertCommand
         var model = new Option<string?>("--model") { Description = "tokenizer or generator: write only that model's weights, read from IN (the EMA weights of a training checkpoint); needs --config." };
         model.AcceptOnlyFromAmong("tokenizer", "generator");
         var config = new Option<string?>("--config") { Description = "The config describing the --model." };
-        var dtype = new Option<string?>("--dtype") { Description = "Store floating-point tensors as float16 (default: unchanged)." };
-        dtype.AcceptOnlyFromAmong("float16", "float32");
+        var dtype = new Option<string?>("--dtype") { Description = "Store floating-point tensors as float32, float16 or bfloat16 (default: unchanged)." };
+        dtype.AcceptOnlyFromAmong("float16", "bfloat16", "float32");
         var command = new Command("convert", CommandSupport.Describe("Convert a weights file to safetensors, e.g. an official MaskBit .bin checkpoint.",
             "maskbit convert maskbit_tokenizer_12bit.bin tokenizer.safetensors",
             "maskbit convert runs/tokenizer/checkpoint-800.safetensors tokenizer.safetensors --model tokenizer --config configs/fashion_mnist_tokenizer.yaml --dtype float16"))
@@ -48,7 +47,11 @@ internal static class ConvertCommand
                 records = sd.ToList();
                 metadata = sd.Metadata.Select(kv => KeyValuePair.Create(kv.Key, StateDict.FormatValue(kv.Value)));
             }
-            if (parse.GetValue(dtype) == "float16") records = records.Select(ToFloat16).ToList();
+            if (parse.GetValue(dtype) is { } stored)
+            {
+                var target = stored switch { "float16" => TensorDType.Float16, "bfloat16" => TensorDType.BFloat16, _ => TensorDType.Float32 };
+                records = records.Select(r => r.To(target)).ToList();
+            }
             SafeTensors.Save(to, records, metadata);
             stdout.WriteLine($"wrote {to}: {records.Count} tensors, {records.Sum(r => r.Count):N0} values, {records.Sum(r => r.ByteCount):N0} bytes");
             return Program.ExitOk;
@@ -61,14 +64,5 @@ internal static class ConvertCommand
     {
         Module module = part == "tokenizer" ? PretrainedModels.Tokenizer(config, path) : PretrainedModels.Generator(config, path);
         return module.StateDict().Select(kv => TensorRecord.FromTensor(kv.Name, kv.Tensor)).ToList();
-    }
-
-    private static TensorRecord ToFloat16(TensorRecord record)
-    {
-        if (!record.DType.IsFloatingPoint() || record.DType == TensorDType.Float16) return record;
-        var values = record.ToFloat32();
-        var bytes = new byte[values.Length * 2];
-        for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(2 * i), (Half)values[i]);
-        return new TensorRecord(record.Name, TensorDType.Float16, record.Shape, bytes);
     }
 }

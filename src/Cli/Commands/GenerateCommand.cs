@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MaskBit.Autograd;
+using MaskBit.Kernels;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
@@ -24,11 +25,23 @@ internal sealed class SamplingFlags
     public Option<long> Seed { get; } = new("--seed") { Description = "Seed of the sampling draws; the same seed gives the same images.", DefaultValueFactory = _ => 0 };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images sampled per forward batch.", DefaultValueFactory = _ => 32 };
     public Option<bool> NonStrict { get; } = CommandSupport.NonStrictOption();
+    public Option<string> Precision { get; } = PrecisionOption();
+
+    private static Option<string> PrecisionOption()
+    {
+        var option = new Option<string>("--precision")
+        {
+            Description = "Autocast of the sampling forwards: no (float32), bf16 or fp16 (matmul, conv and attention in 16 bits, float32 accumulation).",
+            DefaultValueFactory = _ => "no",
+        };
+        option.AcceptOnlyFromAmong("no", "bf16", "fp16");
+        return option;
+    }
 
     public void AddTo(Command command)
     {
         command.Arguments.Add(Overrides);
-        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize, NonStrict, Device }) command.Options.Add(o);
+        foreach (var o in new Option[] { Config, Tokenizer, Generator, Steps, Guidance, Temperature, Seed, BatchSize, NonStrict, Precision, Device }) command.Options.Add(o);
     }
 
     /// <summary>Checks the values, loads config and both models (the shipped model when no weights are given; says
@@ -63,7 +76,8 @@ internal sealed class SamplingFlags
         string weights = string.Join(", ", new[] { ("config", configPath), ("tokenizer", tokenizerPath), ("generator", generatorPath) }
             .Select(f => $"{f.Item1} {Path.GetFullPath(f.Item2)} ({new FileInfo(f.Item2).Length} bytes)"))
             + $", overrides [{string.Join(" ", parse.GetValue(Overrides) ?? Array.Empty<string>())}]";
-        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize), weights);
+        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize), weights,
+            Autocast.Parse(parse.GetValue(Precision), "--precision"));
     }
 
     private const string VqganCheckpointKey = "experiment.vqgan_checkpoint";
@@ -87,7 +101,9 @@ internal sealed class SamplingFlags
     }
 
     /// <param name="Files">The config, weights and overrides the samples depend on (an evaluation state records them).</param>
-    internal sealed record Loaded(MaskBitConfig Config, Sampler Sampler, SamplerOptions Options, long Seed, int BatchSize, string Files)
+    /// <param name="Precision">The autocast type of the sampling forwards (--precision), null for float32.</param>
+    internal sealed record Loaded(MaskBitConfig Config, Sampler Sampler, SamplerOptions Options, long Seed, int BatchSize, string Files,
+        DType? Precision)
     {
         public int NumClasses => Sampler.Generator.Config.NumClasses;
 
@@ -95,6 +111,7 @@ internal sealed class SamplingFlags
         public ImageBatch SampleBatch(int[] labels, IRandomSource random)
         {
             using var scope = TensorScope.Begin();
+            using var autocast = Autocast.Enable(Precision);
             return ImageBatch.FromTensor(Sampler.Sample(labels, Options, random).Images.Clamp(0f, 1f));
         }
 
@@ -109,6 +126,7 @@ internal sealed class SamplingFlags
             for (int start = 0; start < labels.Count; start += BatchSize)
             {
                 using var scope = TensorScope.Begin();
+                using var autocast = Autocast.Enable(Precision);
                 var batch = labels.Skip(start).Take(BatchSize).ToArray();
                 var result = Sampler.Sample(batch, Options, random);
                 images.AddRange(result.Images.Clamp(0f, 1f).ToArray());

@@ -16,12 +16,20 @@ public interface IBackend : IDisposable
     void Upload(ReadOnlySpan<int> src, Buf dst);
     void Download(Buf src, Span<float> dst);
     void Download(Buf src, Span<int> dst);
+    /// <summary>The raw bits of a bfloat16/float16 storage (<see cref="HalfBits"/> converts them).</summary>
+    void Upload(ReadOnlySpan<ushort> src, Buf dst);
+    void Download(Buf src, Span<ushort> dst);
     /// <summary>Waits for queued work (no-op on the CPU).</summary>
     void Synchronize();
 
     // ---- element-wise (Elementwise/) ---------------------------------------------------------------------
     void Fill(Buf y, long n, float value);
+    /// <summary>y = x for two storages of one dtype (any dtype).</summary>
     void Copy(Buf x, Buf y, long n);
+    /// <summary>y = x converted to y's dtype: float32 → bfloat16/float16 rounds to nearest even (overflow gives ±∞,
+    /// as torch's <c>.to()</c>), 16-bit → float32 is exact, bfloat16 ↔ float16 goes through float32. The dtypes are
+    /// those of the two storages; equal dtypes copy.</summary>
+    void Convert(Buf x, Buf y, long n);
     void Unary(UnaryOp op, Buf x, Buf y, long n, float alpha = 0f);
     /// <summary>dx (+)= dy · f'(x) for the unary op (y is f(x) where the derivative is cheaper from it).</summary>
     void UnaryBackward(UnaryOp op, Buf x, Buf y, Buf dy, Buf dx, long n, float alpha = 0f, bool accumulate = false);

@@ -1,8 +1,20 @@
 namespace MaskBit.Kernels;
 
-/// <summary>Element type of a storage. Float32 is the compute type; Int32 carries indices and labels.
-/// Room is left for Float16/BFloat16 storage (converted at the kernel boundary) later.</summary>
-public enum DType { Float32, Int32 }
+/// <summary>Element type of a storage. Float32 is the compute type; Int32 carries indices and labels. BFloat16 and
+/// Float16 are storage types only (mixed precision keeps 16-bit copies of operands and saved activations): kernels
+/// read and write them through <see cref="IBackend.Convert"/> and <see cref="IBackend.Copy"/>, and compute in float32.</summary>
+public enum DType { Float32, Int32, BFloat16, Float16 }
+
+public static class DTypes
+{
+    /// <summary>Whether values of this type are 16-bit floats (stored as raw ushort bits).</summary>
+    public static bool Is16Bit(this DType dtype) => dtype is DType.BFloat16 or DType.Float16;
+
+    public static int ElementSize(this DType dtype) => dtype.Is16Bit() ? 2 : 4;
+
+    /// <summary>The torch spelling (float32, int32, bfloat16, float16).</summary>
+    public static string TorchName(this DType dtype) => dtype.ToString().ToLowerInvariant();
+}
 
 /// <summary>A flat block of device memory owned by one backend. Tensors are (storage, offset, shape) views on it.</summary>
 public abstract class Storage : IDisposable

@@ -2,13 +2,15 @@ using System.Collections.Concurrent;
 
 namespace MaskBit.Kernels.Cpu;
 
-/// <summary>Host memory of the CPU backend: a pooled managed array. Disposing (or finalising) returns the
+/// <summary>Host memory of the CPU backend: a pooled managed array (float, int, or the raw ushort bits of bfloat16
+/// and float16). Disposing (or finalising) returns the
 /// array to the pool, so steady-state training loops stop touching fresh pages.</summary>
 public sealed class CpuStorage : Storage
 {
     private readonly CpuBackend _backend;
     private float[]? _f;
     private int[]? _i;
+    private ushort[]? _h;
     private readonly long _length;
     private readonly DType _dtype;
 
@@ -19,6 +21,7 @@ public sealed class CpuStorage : Storage
         _length = length;
         _dtype = dtype;
         if (dtype == DType.Float32) { _f = BufferPool<float>.Shared.Rent((int)length); if (zero) Array.Clear(_f); }
+        else if (dtype.Is16Bit()) { _h = BufferPool<ushort>.Shared.Rent((int)length); if (zero) Array.Clear(_h); }
         else { _i = BufferPool<int>.Shared.Rent((int)length); if (zero) Array.Clear(_i); }
     }
 
@@ -27,8 +30,13 @@ public sealed class CpuStorage : Storage
     public override long Length => _length;
 
     /// <summary>The backing array (exactly <see cref="Length"/> elements). Only CPU kernels use it.</summary>
-    public float[] Floats => _f ?? throw new InvalidOperationException(_i != null ? "storage holds Int32, not Float32" : "storage was disposed");
-    public int[] Ints => _i ?? throw new InvalidOperationException(_f != null ? "storage holds Float32, not Int32" : "storage was disposed");
+    public float[] Floats => _f ?? throw Missing(DType.Float32);
+    public int[] Ints => _i ?? throw Missing(DType.Int32);
+    /// <summary>The raw bits of a bfloat16 or float16 storage.</summary>
+    public ushort[] Halves => _h ?? throw Missing(_dtype.Is16Bit() ? _dtype : DType.BFloat16);
+
+    private InvalidOperationException Missing(DType wanted) =>
+        new(_f == null && _i == null && _h == null ? "storage was disposed" : $"storage holds {_dtype}, not {wanted}");
 
     public override void Dispose() { Release(); GC.SuppressFinalize(this); }
     ~CpuStorage() => Release();
@@ -39,6 +47,8 @@ public sealed class CpuStorage : Storage
         if (f != null) BufferPool<float>.Shared.Return(f);
         var i = Interlocked.Exchange(ref _i, null);
         if (i != null) BufferPool<int>.Shared.Return(i);
+        var h = Interlocked.Exchange(ref _h, null);
+        if (h != null) BufferPool<ushort>.Shared.Return(h);
     }
 }
 

@@ -38,6 +38,7 @@ public sealed partial class CpuBackend
     public void Copy(Buf x, Buf y, long n)
     {
         if (x.Storage.DType == DType.Int32) { I(x, n).CopyTo(I(y, n)); return; }
+        if (x.Storage.DType.Is16Bit()) { H(x, n).CopyTo(H(y, n)); return; }
         Chunked(n, new CopyBody(x, y));
     }
 

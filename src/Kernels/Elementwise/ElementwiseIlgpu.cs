@@ -49,6 +49,7 @@ public sealed partial class IlgpuBackend
     {
         if (n == 0 || x == y) return;
         if (x.Storage.DType == DType.Int32) I(x, n).CopyTo(Stream, I(y, n));
+        else if (x.Storage.DType.Is16Bit()) H(x, n).CopyTo(Stream, H(y, n));
         else F(x, n).CopyTo(Stream, F(y, n));
     }
 

@@ -44,6 +44,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
 
     internal DeviceBufferPool<float> FloatPool { get; }
     internal DeviceBufferPool<int> IntPool { get; }
+    internal DeviceBufferPool<ushort> HalfPool { get; }
 
     /// <summary>A backend on an accelerator the caller owns (its context needs <c>EnableAlgorithms()</c>).</summary>
     public IlgpuBackend(Accelerator accelerator, IlgpuLaunchSizes? sizes = null)
@@ -68,6 +69,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
             accelerator.AcceleratorType == AcceleratorType.CPU ? 16L << 20 : 256L << 20);
         FloatPool = new DeviceBufferPool<float>(accelerator, budget, _traffic);
         IntPool = new DeviceBufferPool<int>(accelerator, budget / 8, _traffic);
+        HalfPool = new DeviceBufferPool<ushort>(accelerator, budget / 2, _traffic);
     }
 
     /// <summary>The CPU accelerator (an emulator, for tests): warps of 32 as on CUDA unless
@@ -191,6 +193,20 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         _staging.StreamDrained();
         ReportIndexFault();
     }
+    public void Upload(ReadOnlySpan<ushort> src, Buf dst)
+    {
+        if (src.IsEmpty) return;
+        _traffic.Upload(src.Length * sizeof(ushort));
+        _staging.Upload(src, H(dst, src.Length));
+    }
+    public void Download(Buf src, Span<ushort> dst)
+    {
+        if (dst.IsEmpty) return;
+        _traffic.Download(dst.Length * sizeof(ushort));
+        H(src, dst.Length).CopyToCPU(Stream, dst);
+        _staging.StreamDrained();
+        ReportIndexFault();
+    }
     public void Synchronize() { _traffic.Synchronization(); _accelerator.Synchronize(); _staging.StreamDrained(); ReportIndexFault(); }
 
     /// <summary>Bytes of pinned staging held by uploads the stream has not been seen to finish.</summary>
@@ -236,6 +252,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         _indexFault.Dispose();
         FloatPool.Dispose();
         IntPool.Dispose();
+        HalfPool.Dispose();
         if (!_ownsAccelerator) return;
         var context = _accelerator.Context;
         _accelerator.Dispose();
@@ -245,6 +262,7 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     /// <summary>The float elements [offset, offset + n) of a buffer of this backend, as a kernel argument.</summary>
     internal ArrayView<float> F(Buf b, long n) => Own(b).Floats(b.Offset, n);
     internal ArrayView<int> I(Buf b, long n) => Own(b).Ints(b.Offset, n);
+    internal ArrayView<ushort> H(Buf b, long n) => Own(b).Halves(b.Offset, n);
 
     private IlgpuStorage Own(Buf b) => b.Storage is IlgpuStorage s && ReferenceEquals(s.Backend, this)
         ? s : throw new ArgumentException($"a buffer on {b.Storage.Backend.Name} was passed to {Name}");

@@ -4,13 +4,15 @@ using ILGPU.Runtime;
 
 namespace MaskBit.Kernels.Ilgpu;
 
-/// <summary>Device memory of an <see cref="IlgpuBackend"/>: a pooled <c>MemoryBuffer1D</c> of floats or ints.
+/// <summary>Device memory of an <see cref="IlgpuBackend"/>: a pooled <c>MemoryBuffer1D</c> of floats, ints, or the raw
+/// ushort bits of bfloat16/float16.
 /// Disposing (or finalising) hands the buffer back to the backend's pool, like <c>CpuStorage</c>.</summary>
 public sealed class IlgpuStorage : Storage
 {
     private readonly IlgpuBackend _backend;
     private MemoryBuffer1D<float, Stride1D.Dense>? _f;
     private MemoryBuffer1D<int, Stride1D.Dense>? _i;
+    private MemoryBuffer1D<ushort, Stride1D.Dense>? _h;
     private readonly long _length;
     private readonly DType _dtype;
 
@@ -21,6 +23,7 @@ public sealed class IlgpuStorage : Storage
         _dtype = dtype;
         long capacity = Math.Max(length, 1);   // ILGPU gives no usable view of an empty buffer
         if (dtype == DType.Float32) { _f = backend.FloatPool.Rent(capacity); if (zero) _f.View.MemSetToZero(backend.Stream); }
+        else if (dtype.Is16Bit()) { _h = backend.HalfPool.Rent(capacity); if (zero) _h.View.MemSetToZero(backend.Stream); }
         else { _i = backend.IntPool.Rent(capacity); if (zero) _i.View.MemSetToZero(backend.Stream); }
     }
 
@@ -35,8 +38,11 @@ public sealed class IlgpuStorage : Storage
     internal ArrayView<int> Ints(long offset, long length) =>
         (_i ?? throw Missing(DType.Int32)).View.SubView(offset, length);
 
+    internal ArrayView<ushort> Halves(long offset, long length) =>
+        (_h ?? throw Missing(_dtype.Is16Bit() ? _dtype : DType.BFloat16)).View.SubView(offset, length);
+
     private InvalidOperationException Missing(DType wanted) =>
-        new(_f == null && _i == null ? "storage was disposed" : $"storage holds {_dtype}, not {wanted}");
+        new(_f == null && _i == null && _h == null ? "storage was disposed" : $"storage holds {_dtype}, not {wanted}");
 
     public override void Dispose() { Release(); GC.SuppressFinalize(this); }
     ~IlgpuStorage() => Release();
@@ -47,6 +53,8 @@ public sealed class IlgpuStorage : Storage
         if (f != null) _backend.FloatPool.Return(f);
         var i = Interlocked.Exchange(ref _i, null);
         if (i != null) _backend.IntPool.Return(i);
+        var h = Interlocked.Exchange(ref _h, null);
+        if (h != null) _backend.HalfPool.Return(h);
     }
 }
 
