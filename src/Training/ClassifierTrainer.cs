@@ -208,29 +208,14 @@ public sealed class ClassifierTrainer : ITrainingStage, IDisposable
         var eval = TrainingData.Open(Settings.EvalSource, train: false, Model.Config.NumChannels);
         try
         {
-            var scores = Score(Model, TokenizerEvaluation.EvalLoader(eval, TrainingData.Transform(Config), Settings.BatchSize, Settings.Workers));
-            return new Dictionary<string, double> { ["accuracy"] = scores.Agreement };
+            Model.Eval();
+            return new Dictionary<string, double> { ["accuracy"] = SampleQuality.Score(Model, eval, Settings.BatchSize, TrainingData.Transform(Config)).Agreement };
         }
         finally
         {
             (eval as IDisposable)?.Dispose();
             Model.Train();
         }
-    }
-
-    /// <summary>The classifier's scores on one epoch of <paramref name="loader"/> (eval mode).</summary>
-    public static ClassifierScores Score(ImageClassifier model, DataLoader loader, int maxImages = int.MaxValue)
-    {
-        model.Eval();
-        var scores = new ClassifierScores(model);
-        foreach (var batch in loader.Epoch(0))
-        {
-            if (scores.Count >= maxImages) break;
-            int take = (int)Math.Min(batch.Count, maxImages - scores.Count);
-            using (TensorScope.Begin())
-                scores.Update(take == batch.Count ? batch.Images : batch.Images.Narrow(0, 0, take), batch.Labels.ToIntArray().AsSpan(0, take));
-        }
-        return scores;
     }
 
     public void Dispose()
