@@ -1,3 +1,4 @@
+using MaskBit.Models.Classifier;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
@@ -8,7 +9,8 @@ namespace MaskBit.Models.Training;
 /// <summary>
 /// A config validated once into its section records: every section present is read (the tokenizer, Taming's
 /// tokenizer, the discriminator, the VQGAN+ losses, the generator and its sampler, the preprocessing, and the
-/// training settings of the stage the config describes — the generator's when it has model.mlm_model). Keys the
+/// training settings of the stage the config describes — the generator's when it has model.mlm_model, the
+/// classifier's when it has model.classifier). Keys the
 /// reference reads but that have no effect here are read in <see cref="Acknowledge"/>, each with its reason; a value
 /// that would need a feature MaskBit .NET lacks is refused naming the key and the file. After <see cref="Read"/>,
 /// <see cref="MaskBitConfig.UnreadKeys"/> of a shipped config is empty (tests/Config walks them all).
@@ -16,24 +18,27 @@ namespace MaskBit.Models.Training;
 public sealed record ConfigSections(
     TokenizerConfig? Tokenizer, TamingConfig? Taming, DiscriminatorConfig? Discriminator, VqganLossConfig? Losses,
     GeneratorConfig? Generator, SamplerOptions? Sampler, ImageTransform? Preprocessing, RunSettings Run,
-    TokenizerTrainingSettings? TokenizerTraining, GeneratorTrainingSettings? GeneratorTraining)
+    TokenizerTrainingSettings? TokenizerTraining, GeneratorTrainingSettings? GeneratorTraining,
+    ClassifierConfig? Classifier = null, ClassifierTrainingSettings? ClassifierTraining = null)
 {
     public static ConfigSections Read(MaskBitConfig c)
     {
-        bool generator = c.Has("model.mlm_model");
+        bool generator = c.Has("model.mlm_model"), classifier = c.Has("model.classifier");
         bool taming = c.GetString("model.vq_model.model_class", "vqgan+") == TamingConfig.ModelClass;
         Acknowledge(c);
         return new ConfigSections(
             Tokenizer: c.Has("model.vq_model") && !taming ? TokenizerConfig.From(c) : null,
             Taming: taming ? TamingConfig.From(c) : null,
             Discriminator: c.Has("model.discriminator") ? DiscriminatorConfig.From(c) : null,
-            Losses: !generator && c.Has("losses") ? VqganLossConfig.From(c) : null,
+            Losses: !generator && !classifier && c.Has("losses") ? VqganLossConfig.From(c) : null,
             Generator: generator ? GeneratorConfig.From(c) : null,
             Sampler: generator ? SamplerOptions.FromConfig(c) : null,
             Preprocessing: c.Has("dataset.preprocessing.resolution") ? TrainingData.Transform(c) : null,
-            Run: RunSettings.From(c, generator ? TrainingStage.Generator : TrainingStage.Tokenizer),
-            TokenizerTraining: !generator && c.Has("training.max_train_steps") ? TokenizerTrainingSettings.From(c) : null,
-            GeneratorTraining: generator && c.Has("training.max_train_steps") ? GeneratorTrainingSettings.From(c) : null);
+            Run: RunSettings.From(c, generator ? TrainingStage.Generator : classifier ? TrainingStage.Classifier : TrainingStage.Tokenizer),
+            TokenizerTraining: !generator && !classifier && c.Has("training.max_train_steps") ? TokenizerTrainingSettings.From(c) : null,
+            GeneratorTraining: generator && c.Has("training.max_train_steps") ? GeneratorTrainingSettings.From(c) : null,
+            Classifier: classifier ? ClassifierConfig.From(c) : null,
+            ClassifierTraining: classifier && c.Has("training.max_train_steps") ? ClassifierTrainingSettings.From(c) : null);
     }
 
     /// <summary><see cref="Read"/>, then refuses a key no section read (one the schema knows from the reference but

@@ -75,11 +75,11 @@ public sealed class GeneratorTrainer : ITrainingStage
         Folder = new RunFolder(options.OutputDir);
     }
 
-    /// <summary>Trains until training.max_train_steps (see <see cref="TrainingLoop"/>); a completed run writes
-    /// <see cref="WeightsPath"/>.</summary>
-    public TrainingResult Run(CancellationToken cancellation = default)
+    /// <summary>Trains until training.max_train_steps, or the <paramref name="target"/> that replaces it (see
+    /// <see cref="TrainingLoop"/>); a completed run writes <see cref="WeightsPath"/>.</summary>
+    public TrainingResult Run(CancellationToken cancellation = default, StepTarget? target = null)
     {
-        var result = TrainingLoop.Run(Folder, Settings.Loop, this, _options.Log, _options.OnStep, cancellation);
+        var result = TrainingLoop.Run(Folder, Settings.Loop, this, _options.Log, _options.OnStep, cancellation, target);
         if (result.Outcome == TrainingOutcome.Completed && ProcessGroup.World.IsMain()) SaveWeights();
         return result;
     }

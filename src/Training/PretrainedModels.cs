@@ -1,4 +1,5 @@
 using MaskBit.Autograd.Nn;
+using MaskBit.Models.Classifier;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
@@ -50,6 +51,25 @@ public static class PretrainedModels
         generator.Eval();
         generator.RequiresGrad_(false);
         return generator;
+    }
+
+    public static readonly WeightsLayout ClassifierLayout = new(["model", "classifier"]);
+
+    /// <summary>Loads classifier weights (a training checkpoint's EMA weights when it has them).</summary>
+    public static LoadedWeights LoadClassifierWeights(ImageClassifier classifier, string path, Action<string>? warn = null) =>
+        WeightsLoader.Load(classifier, path, ClassifierLayout, preferEma: true, warn);
+
+    /// <summary>The classifier of a config (model.classifier.*) for scoring: eval mode, no gradients, the weights of
+    /// <paramref name="path"/>.</summary>
+    public static ImageClassifier Classifier(MaskBitConfig config, string path, Action<string>? log = null)
+    {
+        ImageClassifier classifier;
+        using (SkipInitWhenStrict(strict: true)) classifier = new ImageClassifier(ClassifierConfig.From(config));
+        var loaded = LoadClassifierWeights(classifier, path);
+        log?.Invoke($"classifier: {loaded}");
+        classifier.Eval();
+        classifier.RequiresGrad_(false);
+        return classifier;
     }
 
     /// <summary>A strict load overwrites every parameter, so the model is built without drawing its random init

@@ -68,9 +68,9 @@ public sealed class TokenizerTrainer : ITrainingStage, IDisposable
         _inception = options.InceptionWeights == null ? null : InceptionFeatureExtractor.Load(options.InceptionWeights);
     }
 
-    /// <summary>Trains until training.max_train_steps (see <see cref="TrainingLoop"/>).</summary>
-    public TrainingResult Run(CancellationToken cancellation = default) =>
-        TrainingLoop.Run(Folder, Settings.Loop, this, _log, _options.OnStep, cancellation);
+    /// <summary>Trains until training.max_train_steps, or the <paramref name="target"/> that replaces it (see <see cref="TrainingLoop"/>).</summary>
+    public TrainingResult Run(CancellationToken cancellation = default, StepTarget? target = null) =>
+        TrainingLoop.Run(Folder, Settings.Loop, this, _log, _options.OnStep, cancellation, target);
 
     /// <summary>The loss settings, with the perceptual term dropped when asked to (--allow-no-perceptual) and no
     /// weights are given; otherwise the step loads the network, and missing weights stop with where to get them.</summary>

@@ -119,6 +119,14 @@ public sealed record LoopSettings
     public bool LogsGradNormsAt(long stepsDone) => LogGradNormEvery > 0 && (stepsDone + 1) % LogGradNormEvery == 0;
 }
 
+/// <summary>The length of a run that may change while it trains (a time budget re-planned from the measured step
+/// time): <see cref="TrainingLoop"/> reads it before every step, in place of training.max_train_steps, and stretches
+/// the state's learning-rate schedules to it. One process only (ranks would each need the same value).</summary>
+public sealed class StepTarget(long steps)
+{
+    public long Steps { get; set; } = steps;
+}
+
 /// <summary>What a stage plugs into <see cref="TrainingLoop"/>: its checkpointable state, its data and its step.</summary>
 public interface ITrainingStage
 {
@@ -183,7 +191,7 @@ public static class EmaWeights
 public static class TrainingLoop
 {
     public static TrainingResult Run(RunFolder run, LoopSettings settings, ITrainingStage stage, TextWriter log,
-        Action<TrainingStepReport>? onStep = null, CancellationToken cancel = default)
+        Action<TrainingStepReport>? onStep = null, CancellationToken cancel = default, StepTarget? target = null)
     {
         var state = stage.State;
         var group = ProcessGroup.World;
@@ -228,7 +236,9 @@ public static class TrainingLoop
         long windowStart = state.Step;
         double itPerSecond = 0;
         bool stopAgreed = false;
-        while (state.Step < settings.MaxTrainSteps)
+        long maxSteps = settings.MaxTrainSteps;
+        if (target != null && group.WorldSize > 1) throw new InvalidOperationException("a changing step target needs a single process");
+        while (state.Step < (maxSteps = Retarget(state, maxSteps, target)))
         {
             if (group.WorldSize == 1 ? cancel.IsCancellationRequested : stopAgreed)
             {
@@ -256,7 +266,7 @@ public static class TrainingLoop
                 }
             }
 
-            if (Every(settings.LogEvery, state.Step) || state.Step == settings.MaxTrainSteps)
+            if (Every(settings.LogEvery, state.Step) || state.Step == maxSteps)
             {
                 itPerSecond = (state.Step - windowStart) / Math.Max(window.Elapsed.TotalSeconds, 1e-9);
                 values["epoch"] = settings.StepsPerEpoch is { } epochSteps ? state.Step / epochSteps : stage.Position.Epoch;
@@ -264,11 +274,11 @@ public static class TrainingLoop
                 values["samples_per_s"] = itPerSecond * stage.SamplesPerStep;
                 metrics?.Write(state.Step, values);
                 tensorBoard?.Scalars(state.Step, values);
-                log.WriteLine(ProgressLine(stage, state.Step, settings.MaxTrainSteps, values, itPerSecond));
+                log.WriteLine(ProgressLine(stage, state.Step, maxSteps, values, itPerSecond));
                 window.Restart();
                 windowStart = state.Step;
             }
-            onStep?.Invoke(new TrainingStepReport(state.Step, settings.MaxTrainSteps, values,
+            onStep?.Invoke(new TrainingStepReport(state.Step, maxSteps, values,
                 values.GetValueOrDefault(stage.ProgressTerms[0].Key, double.NaN), itPerSecond));
             if (Every(settings.SaveEvery, state.Step)) Save();
             if (main && Every(settings.EvalEvery, state.Step) && EmaWeights.With(state, stage.Evaluate) is { } scores)
@@ -282,6 +292,14 @@ public static class TrainingLoop
         if (!SavedNow()) Save();
         log.WriteLine($"finished: {state.Step} steps; final checkpoint {lastCheckpoint}");
         return new TrainingResult(TrainingOutcome.Completed, state.Step, lastCheckpoint);
+    }
+
+    /// <summary>The steps to train to: the target's when it has moved (the schedules stretched to it), else as before.</summary>
+    private static long Retarget(TrainingState state, long maxSteps, StepTarget? target)
+    {
+        if (target == null || target.Steps == maxSteps) return maxSteps;
+        foreach (var (name, schedule) in state.Schedules) schedule.Retarget(target.Steps, state.Optimizers.GetValueOrDefault(name));
+        return target.Steps;
     }
 
     /// <summary>experiment.init_checkpoint of a fresh run: a training checkpoint restores the whole state (true);

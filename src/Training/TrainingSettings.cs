@@ -6,7 +6,7 @@ using MaskBit.Models.Config;
 namespace MaskBit.Models.Training;
 
 /// <summary>The stage whose defaults apply where the reference's two training scripts (or their configs) differ.</summary>
-public enum TrainingStage { Tokenizer, Generator }
+public enum TrainingStage { Tokenizer, Generator, Classifier }
 
 /// <summary>optimizer.* — AdamW (the only optimizer either reference script builds).</summary>
 public sealed record OptimizerSettings
@@ -14,10 +14,10 @@ public sealed record OptimizerSettings
     /// <summary>optimizer.params.learning_rate: required (both scripts read it without a default).</summary>
     public required double LearningRate { get; init; }
     public double Beta1 { get; init; } = 0.9;
-    /// <summary>Tokenizer 0.999 (configs/tokenizer/*.yaml of scripts/train_tokenizer.py), generator 0.96
+    /// <summary>Tokenizer (and classifier) 0.999 (configs/tokenizer/*.yaml of scripts/train_tokenizer.py), generator 0.96
     /// (configs/generator/*.yaml of scripts/train_maskbit.py).</summary>
     public double Beta2 { get; init; }
-    /// <summary>Tokenizer 0.01 (train_tokenizer.py's configs), generator 0.045 (train_maskbit.py's configs).</summary>
+    /// <summary>Tokenizer (and classifier) 0.01 (train_tokenizer.py's configs), generator 0.045 (train_maskbit.py's configs).</summary>
     public double WeightDecay { get; init; }
     public double Epsilon { get; init; } = 1e-8;
 
@@ -30,8 +30,8 @@ public sealed record OptimizerSettings
         {
             LearningRate = c.GetDouble(o + "learning_rate"),
             Beta1 = c.GetDouble(o + "beta1", 0.9),
-            Beta2 = c.GetDouble(o + "beta2", stage == TrainingStage.Tokenizer ? 0.999 : 0.96),
-            WeightDecay = c.GetDouble(o + "weight_decay", stage == TrainingStage.Tokenizer ? 0.01 : 0.045),
+            Beta2 = c.GetDouble(o + "beta2", stage == TrainingStage.Generator ? 0.96 : 0.999),
+            WeightDecay = c.GetDouble(o + "weight_decay", stage == TrainingStage.Generator ? 0.045 : 0.01),
             Epsilon = c.GetDouble(o + "epsilon", 1e-8),
         };
     }
@@ -93,7 +93,7 @@ public sealed record RunSettings
         string? Text(string key) => c.Has(key) ? c.GetString(key) : null;
         var settings = new RunSettings
         {
-            Name = c.GetString("experiment.name", stage == TrainingStage.Tokenizer ? "tokenizer" : "maskbit_generator"),
+            Name = c.GetString("experiment.name", stage switch { TrainingStage.Tokenizer => "tokenizer", TrainingStage.Generator => "maskbit_generator", _ => "classifier" }),
             OutputDir = Text("experiment.output_dir"),
             MaxTrainExamples = c.Has("experiment.max_train_examples") ? c.GetInt("experiment.max_train_examples") : null,
             TokenizerCheckpoint = Text("experiment.vqgan_checkpoint"),

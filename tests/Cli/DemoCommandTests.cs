@@ -95,24 +95,34 @@ public class DemoCommandTests
 
 public class TimedStageTests
 {
-    /// <summary>A trainer stand-in: each step takes <paramref name="secondsPerStep"/>, the schedule it was given is recorded.</summary>
-    private static Func<StageRun, StageRunResult> FakeTrainer(StageState state, double secondsPerStep, List<StageRun> runs, Action<long>? afterStep = null) => run =>
+    /// <summary>A clock the fake trainer advances: each step takes what <see cref="StepSeconds"/> says.</summary>
+    private sealed class FakeClock
+    {
+        public double Now;
+        public Func<long, double> StepSeconds = _ => 0.01;
+    }
+
+    /// <summary>A trainer stand-in on <paramref name="clock"/>: it trains to the run's target as the loop does (read
+    /// before every step), each step advancing the clock, and records the runs it was given.</summary>
+    private static Func<StageRun, StageRunResult> FakeTrainer(StageState state, FakeClock clock, List<StageRun> runs,
+        Action<long>? afterStep = null, double startupSeconds = 0) => run =>
     {
         runs.Add(run);
+        clock.Now += startupSeconds;
         long step = state.Steps;
-        while (step < run.MaxSteps)
+        while (step < run.Target.Steps)
         {
             if (run.Stop.IsCancellationRequested) return new StageRunResult(step, Stopped: true);
-            Thread.Sleep(TimeSpan.FromSeconds(secondsPerStep));
+            clock.Now += clock.StepSeconds(step);
             step++;
             state.Steps = step;   // the real trainers resume from their checkpoint; the fake from the state
-            run.OnStep(new TrainingStepReport(step, run.MaxSteps, new Dictionary<string, double> { ["total_loss"] = 1.0 / step }, 1.0 / step, 0));
+            run.OnStep(new TrainingStepReport(step, run.Target.Steps, new Dictionary<string, double> { ["total_loss"] = 1.0 / step }, 1.0 / step, 0));
             afterStep?.Invoke(step);
         }
         return new StageRunResult(step, Stopped: false);
     };
 
-    private static TimedStage Stage(TextWriter log) => new("stage", log, _ => new NoProgress());
+    private static TimedStage Stage(TextWriter log, FakeClock clock) => new("stage", log, _ => new NoProgress(), () => clock.Now);
 
     private sealed class NoProgress : IStepProgress
     {
@@ -125,36 +135,78 @@ public class TimedStageTests
     {
         var state = new StageState();
         var runs = new List<StageRun>();
-        bool done = Stage(TextWriter.Null).Run(state, budgetSeconds: 0.9, maxSteps: null, configWarmup: 500, CancellationToken.None, FakeTrainer(state, 0.01, runs));
+        var clock = new FakeClock();
+        bool done = Stage(TextWriter.Null, clock).Run(state, budgetSeconds: 1.0, maxSteps: null, configWarmup: 500, CancellationToken.None, FakeTrainer(state, clock, runs));
         Assert.That(done, Is.True);
         Assert.That(runs[0].MaxSteps, Is.EqualTo(TimedStage.CalibrationSteps));
         Assert.That(runs[0].WarmupSteps, Is.EqualTo(500), "timing steps run inside the config's warm-up");
         Assert.That(runs, Has.Count.EqualTo(2));
-        // ~0.85 s left at ≥ 0.01 s a step (sleeps overshoot): tens of steps, with a tenth of them as warm-up.
-        Assert.That(state.PlannedSteps, Is.InRange(20L, 90L));
-        Assert.That(state.WarmupSteps, Is.EqualTo((int)Math.Ceiling(state.PlannedSteps!.Value * 0.1)));
-        Assert.That(runs[1].MaxSteps, Is.EqualTo(state.PlannedSteps));
+        // 0.9 s left at 0.01 s a step: 90 more steps, with a tenth of the first plan as warm-up.
+        Assert.That(runs[1].MaxSteps, Is.EqualTo(100));
+        Assert.That(state.WarmupSteps, Is.EqualTo(10));
+        Assert.That(state.Steps, Is.EqualTo(100).Within(1));
+        Assert.That((state.PlannedSteps, state.StoppedBy), Is.EqualTo((state.Steps, "planned steps")));
+        Assert.That(clock.Now, Is.EqualTo(1.0).Within(0.011));
         Assert.That((state.Done, state.TimedSteps), Is.EqualTo((true, state.Steps - TimedStage.CalibrationSteps / 2 - 1)),
             "the first half of the timing steps and the first step of the planned run are not timed");
     }
 
-    [Test]
-    public void TheDeadlineEndsASlowStageAndCtrlCLeavesItResumable()
+    /// <summary>The case: the first steps are slow (0.87 s), the steady state fast (0.69 s); and the opposite,
+    /// a machine that slows down. Either way the stage ends within 1% of its budget, stopped by its plan.</summary>
+    [TestCase(0.87, 0.69)]
+    [TestCase(0.69, 0.87)]
+    [TestCase(0.5, 0.5)]
+    public void ReplansAsTheRateChangesAndEndsOnTheBudget(double early, double steady)
     {
+        var state = new StageState();
+        var clock = new FakeClock { StepSeconds = step => step < 40 ? early : steady };
+        var runs = new List<StageRun>();
+        const double budget = 264;   // the tokenizer share of 8 minutes
+        var log = new StringWriter();
+        Assert.That(Stage(log, clock).Run(state, budget, null, 200, CancellationToken.None, FakeTrainer(state, clock, runs, startupSeconds: 2)), Is.True);
+        Assert.That(state.StoppedBy, Is.EqualTo("planned steps"));
+        Assert.That(clock.Now, Is.EqualTo(budget).Within(budget * 0.01), log.ToString());
+        Assert.That(state.PlannedSteps, Is.EqualTo(state.Steps));
+        long firstPlan = runs[1].MaxSteps;
+        // At one rate the plan only loses the steps the trainer's restart (2 s) took.
+        Assert.That(state.Steps, early > steady ? Is.GreaterThan(firstPlan) : early < steady ? Is.LessThan(firstPlan) : Is.EqualTo(firstPlan).Within(5));
+        Assert.That(log.ToString(), Does.Contain("re-planned as the rate changes"));
+    }
+
+    [Test]
+    public void PlannerFollowsTheRateOfItsWindow()
+    {
+        var planner = new StepPlanner(deadline: 100, maxSteps: 500, windowSeconds: 10);
+        Assert.That(planner.SecondsPerStep, Is.Null);
+        for (int step = 1; step <= 20; step++) planner.Record(step, step * 1.0);         // 1 s a step until t = 20
+        Assert.That(planner.SecondsPerStep, Is.EqualTo(1.0).Within(1e-9));
+        Assert.That(planner.Plan(20, 20), Is.EqualTo(100));                               // 80 s left → 80 more steps
+        for (int step = 21; step <= 60; step++) planner.Record(step, 20 + (step - 20) * 0.5);   // then 0.5 s a step
+        Assert.That(planner.SecondsPerStep, Is.EqualTo(0.5).Within(1e-9), "the window forgets the slow steps");
+        Assert.That(planner.Plan(60, 40), Is.EqualTo(180));
+        Assert.That(planner.Plan(60, 40, secondsPerStep: 0.01), Is.EqualTo(500), "never past the step cap");
+        Assert.That(planner.Plan(60, 120), Is.EqualTo(60), "past the deadline: no more steps");
+    }
+
+    [Test]
+    public void TheDeadlineEndsAStageWhoseStepsOverrunAndCtrlCLeavesItResumable()
+    {
+        var clock = new FakeClock { StepSeconds = step => step == 5 ? 1.0 : 0.02 };   // a first step longer than the budget
         var state = new StageState { PlannedSteps = 1000, WarmupSteps = 10, Steps = 5 };
         var runs = new List<StageRun>();
-        Assert.That(Stage(TextWriter.Null).Run(state, 0.3, null, 500, CancellationToken.None, FakeTrainer(state, 0.02, runs)), Is.True);
+        Assert.That(Stage(TextWriter.Null, clock).Run(state, 0.5, null, 500, CancellationToken.None, FakeTrainer(state, clock, runs)), Is.True);
         Assert.That((state.Done, state.StoppedBy), Is.EqualTo((true, "time budget")));
-        Assert.That(state.Steps, Is.InRange(6L, 999L));
+        Assert.That(state.Steps, Is.EqualTo(6));
 
         var interrupted = new StageState { PlannedSteps = 20, WarmupSteps = 2, Steps = 5 };
         using var ctrlC = new CancellationTokenSource();
         var log = new StringWriter();
-        bool finished = Stage(log).Run(interrupted, 60, null, 500, ctrlC.Token, FakeTrainer(interrupted, 0.001, runs, step => { if (step == 8) ctrlC.Cancel(); }));
+        clock = new FakeClock { StepSeconds = _ => 0.001 };
+        bool finished = Stage(log, clock).Run(interrupted, 60, 20, 500, ctrlC.Token, FakeTrainer(interrupted, clock, runs, step => { if (step == 8) ctrlC.Cancel(); }));
         Assert.That((finished, interrupted.Done, interrupted.Steps), Is.EqualTo((false, false, 8L)));
         Assert.That(log.ToString(), Does.Contain("run the same command again"));
 
-        Assert.That(Stage(TextWriter.Null).Run(interrupted, 60, null, 500, CancellationToken.None, FakeTrainer(interrupted, 0.001, runs)), Is.True);
+        Assert.That(Stage(TextWriter.Null, clock).Run(interrupted, 60, 20, 500, CancellationToken.None, FakeTrainer(interrupted, clock, runs)), Is.True);
         Assert.That((interrupted.Done, interrupted.Steps, interrupted.StoppedBy), Is.EqualTo((true, 20L, "planned steps")));
         Assert.That(runs[^1].WarmupSteps, Is.EqualTo(2), "a resumed stage keeps its plan");
     }

@@ -14,7 +14,7 @@ public sealed class LrSchedule
     public string Name { get; }
     public double BaseLearningRate { get; }
     public int WarmupSteps { get; }
-    public long TotalSteps { get; }
+    public long TotalSteps { get; private set; }
     public double MinimumRate { get; }
     /// <summary>cosine_with_restarts: hard restarts (get_scheduler's num_cycles, default 1).</summary>
     public int Cycles { get; }
@@ -65,6 +65,14 @@ public sealed class LrSchedule
     public void Advance(AdamW? optimizer = null)
     {
         Step++;
+        if (optimizer != null) optimizer.LearningRate = CurrentLearningRate;
+    }
+
+    /// <summary>Stretches or shortens the schedule to <paramref name="totalSteps"/> from the step it is at (a run
+    /// whose length is re-planned while it trains, as the demo's time budget does); the warm-up is kept.</summary>
+    public void Retarget(long totalSteps, AdamW? optimizer = null)
+    {
+        TotalSteps = totalSteps;
         if (optimizer != null) optimizer.LearningRate = CurrentLearningRate;
     }
 

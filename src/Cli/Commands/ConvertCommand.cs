@@ -18,8 +18,8 @@ internal static class ConvertCommand
     {
         var input = new Argument<string>("in") { Description = "A PyTorch .bin/.pth (zip or legacy), .npz or .safetensors file." };
         var output = new Argument<string>("out") { Description = "The .safetensors file to write (written atomically)." };
-        var model = new Option<string?>("--model") { Description = "tokenizer or generator: write only that model's weights, read from IN (the EMA weights of a training checkpoint); needs --config." };
-        model.AcceptOnlyFromAmong("tokenizer", "generator");
+        var model = new Option<string?>("--model") { Description = "tokenizer, generator or classifier: write only that model's weights, read from IN (the EMA weights of a training checkpoint); needs --config." };
+        model.AcceptOnlyFromAmong("tokenizer", "generator", "classifier");
         var config = new Option<string?>("--config") { Description = "The config describing the --model." };
         var dtype = new Option<string?>("--dtype") { Description = "Store floating-point tensors as float32, float16 or bfloat16 (default: unchanged)." };
         dtype.AcceptOnlyFromAmong("float16", "bfloat16", "float32");
@@ -62,7 +62,12 @@ internal static class ConvertCommand
     /// <summary>The state dict of <paramref name="part"/> as loaded for evaluation or sampling (EMA weights when kept).</summary>
     private static List<TensorRecord> ModelRecords(string part, Models.Config.MaskBitConfig config, string path)
     {
-        Module module = part == "tokenizer" ? PretrainedModels.Tokenizer(config, path) : PretrainedModels.Generator(config, path);
+        Module module = part switch
+        {
+            "tokenizer" => PretrainedModels.Tokenizer(config, path),
+            "classifier" => PretrainedModels.Classifier(config, path),
+            _ => PretrainedModels.Generator(config, path),
+        };
         return module.StateDict().Select(kv => TensorRecord.FromTensor(kv.Name, kv.Tensor)).ToList();
     }
 }

@@ -122,8 +122,10 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         {
             try
             {
+                // The generator gets what the tokenizer left of both stages' shares: the demo ends on time either way.
                 complete = Stage("tokenizer").Run(_state.Tokenizer, budget * TokenizerShare, settings.MaxSteps, ConfigWarmup(_tokenizerBase), stop.Token, TrainTokenizer)
-                           && Stage("generator").Run(_state.Generator, budget * GeneratorShare, settings.MaxSteps, ConfigWarmup(_generatorBase), stop.Token, TrainGenerator);
+                           && Stage("generator").Run(_state.Generator, budget * (TokenizerShare + GeneratorShare) - _state.Tokenizer.WallSeconds,
+                               settings.MaxSteps, ConfigWarmup(_generatorBase), stop.Token, TrainGenerator);
             }
             finally { _state.Save(_out); }
         }
@@ -207,7 +209,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         {
             OutputDir = TokenizerDir, Log = log, OnStep = run.OnStep, Dataset = _data.Train,
         });
-        var result = trainer.Run(run.Stop);
+        var result = trainer.Run(run.Stop, run.Target);
         return new StageRunResult(result.Step, result.Outcome == TrainingOutcome.Cancelled);
     }
 
@@ -221,7 +223,7 @@ internal sealed class DemoRun(DemoSettings settings, TextWriter stdout, TextWrit
         // Weights of an earlier, shorter run (the timing steps) would outlive a run that stops early; the report samples
         // from checkpoints, and a run that reaches its last step writes the weights anew.
         File.Delete(trainer.WeightsPath);
-        var result = trainer.Run(run.Stop);
+        var result = trainer.Run(run.Stop, run.Target);
         return new StageRunResult(result.Step, result.Outcome == TrainingOutcome.Cancelled);
     }
 

@@ -1,8 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using MaskBit.Distributed;
+using MaskBit.Models.Config;
+using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Metrics;
+using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
 
@@ -37,6 +40,12 @@ public static class EvalGeneratorCommand
         };
         var fresh = new Option<bool>("--fresh") { Description = $"Start over instead of resuming the evaluation state in --out ({GeneratorEvaluation.StateFileName})." };
         var output = new Option<string>("--out") { Description = "Folder for metrics.json and the resumable state.", DefaultValueFactory = _ => "." };
+        var classifier = new Option<string?>("--classifier")
+        {
+            Description = "Fashion-MNIST classifier weights (model.classifier of the shipped classifier.yaml) scoring the samples: class agreement with the " +
+                          $"requested class and the Fréchet distance in its features, next to real test images at the same n (default: {ShippedModel.DisplayFolder}/classifier.safetensors " +
+                          "when the generator's data set is Fashion-MNIST; 'none' turns it off).",
+        };
         var command = new Command("generator", CommandSupport.Describe(
             "Evaluate a generator as the reference's eval_maskbit: gFID and Inception Score of 50,000 samples (with --inception-weights), and the sampling speed. " +
             "Samples stream through the Inception network (memory does not grow with --num-images); an interrupted run resumes from the state in --out.",
@@ -50,6 +59,7 @@ public static class EvalGeneratorCommand
         command.Options.Add(fidStats);
         command.Options.Add(fresh);
         command.Options.Add(output);
+        command.Options.Add(classifier);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(flags.Device), () =>
         {
             long n = parse.GetValue(numImages), partSize = parse.GetValue(splitSize);
@@ -69,6 +79,15 @@ public static class EvalGeneratorCommand
             var reference = statsPath == null || !group.IsMain() ? null : LoadReference(statsPath, network!, outDir, stdout);
             var loaded = flags.Load(parse, log, stderr, out int code);
             if (loaded == null) return code;
+            string? classifierPath = ClassifierPath(parse.GetValue(classifier), loaded.Config);
+            if (network == null && classifierPath != null)
+            {
+                // Without the Inception network the classifier's pass samples the images and measures the speed (on
+                // rank 0 alone: the classifier pass is not split across ranks).
+                if (!group.IsMain()) return Program.ExitOk;
+                InceptionFlags.Report(ScoreWithClassifier(classifierPath, loaded, n, stdout), 1, InceptionFlags.NeedsNetwork("gFID and InceptionScore"), outDir, stdout);
+                return Program.ExitOk;
+            }
 
             string settings = string.Create(CultureInfo.InvariantCulture,
                 $"{loaded.Files}; steps {loaded.Options.NumSteps}, guidance {loaded.Options.GuidanceScale}, temperature {loaded.Options.SoftmaxTemperature}, " +
@@ -108,6 +127,8 @@ public static class EvalGeneratorCommand
                 $"sampled {n} images ({loaded.Options.NumSteps} steps, guidance {loaded.Options.GuidanceScale}, batch {loaded.BatchSize}) in {evaluation.SamplingSeconds:0.00} s: {metrics["images_per_second"]:0.00} images/s"));
             string? missing = network == null ? InceptionFlags.NeedsNetwork("gFID and InceptionScore")
                 : reference == null ? "gFID not computed: it needs reference statistics, pass --fid-stats NPZ (ADM-style, with mu and sigma, or reference images arr_0)" : null;
+            if (classifierPath != null)
+                foreach (var (key, value) in ScoreWithClassifier(classifierPath, loaded, n, stdout)) metrics[key] = value;
             InceptionFlags.Report(metrics, (int)metrics.GetValueOrDefault("InceptionScoreSplits", 1), missing, outDir, stdout);
             return Program.ExitOk;
         }));
@@ -118,6 +139,39 @@ public static class EvalGeneratorCommand
     private static string StatePath(string outDir, int rank, int world) =>
         Path.Combine(outDir, world == 1 ? GeneratorEvaluation.StateFileName
             : Path.ChangeExtension(GeneratorEvaluation.StateFileName, null) + $".rank{rank}of{world}.npz");
+
+    /// <summary>--classifier, else the shipped classifier when the generator was trained on Fashion-MNIST; null for none.</summary>
+    private static string? ClassifierPath(string? option, MaskBitConfig config)
+    {
+        if (option == "none") return null;
+        if (option != null) return CommandSupport.RequireFile(option, "--classifier", "pass the classifier.safetensors of `maskbit train classifier`");
+        bool fashionMnist = config.GetString("dataset.params.train_shards_path_or_url", TrainingData.FashionMnistName) == TrainingData.FashionMnistName;
+        return fashionMnist && File.Exists(ShippedModel.ClassifierWeights) ? ShippedModel.ClassifierWeights : null;
+    }
+
+    /// <summary>Class agreement and the Fréchet distance in the classifier's features of min(n, 5,000) samples (their
+    /// own seeded draws), printed next to the same numbers for as many real test images (<see cref="SampleQuality"/>).</summary>
+    private static Dictionary<string, double> ScoreWithClassifier(string weights, SamplingFlags.Loaded loaded, long n, TextWriter stdout)
+    {
+        var model = PretrainedModels.Classifier(CommandSupport.LoadConfig(ShippedModel.ClassifierConfig, null), weights, stdout.WriteLine);
+        var test = new FashionMnist(train: false, padTo32: true, channels: 1);
+        int count = (int)Math.Min(n, test.Count / 2);
+        if (count < 2) { stdout.WriteLine("classifier scores need at least 2 images (--num-images)"); return new(); }
+        var progress = new ProgressDisplay(stdout, "classifier", unit: "img");
+        var sampling = new System.Diagnostics.Stopwatch();
+        var result = SampleQuality.Measure(model, test, count, (labels, start) =>
+        {
+            sampling.Start();
+            var images = loaded.Sampler.Sample(labels, loaded.Options, new SeededRandomSource(GeneratorEvaluation.BatchSeed(loaded.Seed, start))).Images.Clamp(0f, 1f);
+            sampling.Stop();
+            return images;
+        }, loaded.BatchSize, done => progress.Report(done, count));
+        progress.Finish();
+        foreach (var line in result.Lines()) stdout.WriteLine(line);
+        var metrics = result.ToMetrics();
+        metrics["classifier_images_per_second"] = count / Math.Max(sampling.Elapsed.TotalSeconds, 1e-9);
+        return metrics;
+    }
 
     /// <summary>The reference statistics of --fid-stats; computed from its images (and saved to the output folder)
     /// when it holds arr_0 rather than mu / sigma.</summary>

@@ -1,7 +1,7 @@
 namespace MaskBit.Cli.Commands;
 
 /// <summary>
-/// The pretrained Fashion-MNIST tokenizer and generator that ship in <c>models/fashion_mnist/</c> (copied next
+/// The pretrained Fashion-MNIST tokenizer, generator and classifier that ship in <c>models/fashion_mnist/</c> (copied next
 /// to the <c>maskbit</c> binary by the build): what <c>generate</c> and <c>reconstruct</c> use when no weights
 /// are given. README.md records the commands that trained them.
 /// </summary>
@@ -13,6 +13,9 @@ internal static class ShippedModel
     public static string TokenizerWeights => Path.Combine(Folder, "tokenizer.safetensors");
     public static string GeneratorConfig => Path.Combine(Folder, "generator.yaml");
     public static string GeneratorWeights => Path.Combine(Folder, "generator.safetensors");
+    /// <summary>The Fashion-MNIST classifier that scores samples (class agreement, Fréchet distance in its features).</summary>
+    public static string ClassifierConfig => Path.Combine(Folder, "classifier.yaml");
+    public static string ClassifierWeights => Path.Combine(Folder, "classifier.safetensors");
 
     /// <summary>Checks that the shipped files are there (a build copies them; a stripped install may not).</summary>
     public static void Require(params string[] files)

@@ -4,7 +4,8 @@ using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
 
-/// <summary>`maskbit train tokenizer`: Stage-I training from a config (the reference's scripts/train_tokenizer.py).</summary>
+/// <summary>`maskbit train tokenizer`: Stage-I training from a config (the reference's scripts/train_tokenizer.py);
+/// `maskbit train classifier`: the classifier that scores generated samples.</summary>
 internal static class TrainCommand
 {
     /// <summary>What --help of both training commands says about Ctrl-C and exit codes.</summary>
@@ -15,6 +16,7 @@ internal static class TrainCommand
     {
         var train = new Command("train", "Train a model.");
         train.Subcommands.Add(Tokenizer(stdout, stderr));
+        train.Subcommands.Add(Classifier(stdout, stderr));
         return train;
     }
 
@@ -56,6 +58,42 @@ internal static class TrainCommand
                 InceptionWeights = parse.GetValue(inception.Weights),
                 Log = CommandSupport.RankLog(progress.Log),
                 OnStep = progress.Shows ? progress.ReportStep : null,
+            });
+            using var stop = new StopSignal(progress.Log);
+            try
+            {
+                var result = trainer.Run(stop.Token);
+                return result.Outcome == TrainingOutcome.Cancelled ? Program.ExitInterrupted : Program.ExitOk;
+            }
+            finally { progress.Finish(); }
+        }));
+        return command;
+    }
+
+    private static Command Classifier(TextWriter stdout, TextWriter stderr)
+    {
+        var config = CommandSupport.ConfigOption();
+        var overrides = CommandSupport.OverridesArgument();
+        var output = new Option<string?>("--out") { Description = "Run folder (default: experiment.output_dir, else $WORKSPACE/outputs/<experiment.name>). An existing checkpoint there is resumed." };
+        var seed = CommandSupport.SeedOption("Overrides training.seed.");
+        var device = CommandSupport.DeviceOption();
+        var command = new Command("classifier", CommandSupport.Describe(
+            "Train the image classifier that scores generated samples (class agreement, Fréchet distance in its features); " +
+            "a completed run writes classifier.safetensors in the run folder. " + StopNote,
+            "maskbit train classifier --config configs/fashion_mnist_classifier.yaml --out runs/classifier"))
+        {
+            config, overrides, output, seed, device,
+        };
+        command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
+        {
+            var assignments = (parse.GetValue(overrides) ?? Array.Empty<string>()).ToList();
+            if (parse.GetValue(seed) is { } s) assignments.Add($"training.seed={s}");
+            var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, assignments);
+            string outputDir = parse.GetValue(output) ?? DefaultOutputDir(RunSettings.From(cfg, TrainingStage.Classifier));
+            var progress = new ProgressDisplay(stdout, "train", plainLines: false);
+            using var trainer = new ClassifierTrainer(cfg, new ClassifierTrainerOptions
+            {
+                OutputDir = outputDir, Log = CommandSupport.RankLog(progress.Log), OnStep = progress.Shows ? progress.ReportStep : null,
             });
             using var stop = new StopSignal(progress.Log);
             try

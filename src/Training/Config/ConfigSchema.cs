@@ -105,6 +105,10 @@ public static class ConfigSchema
             ("codebook_splits", Int(1, 64)), ("use_prenorm", ConfigType.Bool), ("mask_token", ConfigType.Int),
             ("nclass", Int(1, 1 << 20)), ("min_masking_ratio", Float(0, 1)),
         }),
+        ("model.classifier", new (string, KeySpec)[]
+        {
+            ("num_channels", Int(1, 4)), ("channels", IntList(1, MaxChannels)), ("feature_dim", Int(1, 65536)), ("num_classes", Int(1, 1 << 20)),
+        }),
         ("model.discriminator", new (string, KeySpec)[]
         {
             ("name", ConfigType.String), ("num_channels", Int(1, 4)), ("num_stages", Int(1, 16)),

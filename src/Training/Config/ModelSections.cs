@@ -1,3 +1,4 @@
+using MaskBit.Models.Classifier;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Tokenizer;
 
@@ -181,6 +182,27 @@ public static class GeneratorConfigSection
             if (cfg.Bits % cfg.Splits != 0)
                 throw new ConfigException($"{c.File}: {cfg.Bits} token bits cannot be split into {cfg.Splits} equal groups (model.mlm_model.codebook_splits)");
             if (cfg.HiddenDim % cfg.Heads != 0) throw new ConfigException($"{c.File}: hidden_dim {cfg.HiddenDim} is not divisible by heads {cfg.Heads}");
+            return cfg;
+        }
+    }
+}
+
+public static class ClassifierConfigSection
+{
+    extension(ClassifierConfig)
+    {
+        /// <summary>model.classifier.* (defaults: <see cref="ClassifierConfig.FashionMnist"/>) at
+        /// dataset.preprocessing.resolution.</summary>
+        public static ClassifierConfig From(MaskBitConfig c)
+        {
+            const string p = "model.classifier.";
+            var d = ClassifierConfig.FashionMnist;
+            var cfg = new ClassifierConfig((int)c.GetInt(p + "num_channels", d.NumChannels),
+                c.Has(p + "channels") ? c.GetIntList(p + "channels") : d.Channels, (int)c.GetInt(p + "feature_dim", d.FeatureDim),
+                (int)c.GetInt(p + "num_classes", d.NumClasses), (int)c.GetInt("dataset.preprocessing.resolution", d.Resolution));
+            if (cfg.FinalSize < 1 || cfg.Resolution % (1 << cfg.Channels.Count) != 0)
+                throw new ConfigException($"{c.File}: model.classifier.channels has {cfg.Channels.Count} stages, each halving the size, " +
+                                          $"which dataset.preprocessing.resolution {cfg.Resolution} does not divide into");
             return cfg;
         }
     }
