@@ -1,6 +1,8 @@
 using System.IO.Compression;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using MaskBit.Cli.Commands;
+using MaskBit.Cli.Report;
 using MaskBit.Models.Data;
 using MaskBit.Models.Training;
 
@@ -49,6 +51,13 @@ public class DemoCommandTests
                  })
             Assert.That(m.GetProperty(section).GetProperty(key).GetDouble(), Is.GreaterThan(0), $"{section}.{key}");
         Assert.That(m.GetProperty("total_wall_seconds").GetDouble(), Is.GreaterThan(0));
+        // The shipped classifier scores the samples next to as many real test images, per class.
+        var quality = m.GetProperty("quality");
+        Assert.That(quality.GetProperty("images").GetInt32(), Is.EqualTo(10));
+        Assert.That(quality.GetProperty("per_class").GetArrayLength(), Is.EqualTo(10));
+        Assert.That(quality.GetProperty("real_class_agreement").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(quality.GetProperty("frechet_distance").GetDouble(), Is.GreaterThanOrEqualTo(0));
+        Assert.That(html, Does.Contain("<h2>Sample quality</h2>"));
 
         var plot = ImageIO.Read(Path.Combine(run, "losses.png"));
         Assert.That((plot.Width, plot.Height), Is.EqualTo((960, 320)));
@@ -90,6 +99,31 @@ public class DemoCommandTests
         for (int d = 0; d < dims.Length; d++) System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4 + 4 * d), dims[d]);
         gz.Write(header);
         gz.Write(data);
+    }
+}
+
+public class DemoReportQualityTests
+{
+    [Test]
+    public void QualityShowsTheOverallFiguresAndOneRowPerClass()
+    {
+        var perClass = new JsonArray();
+        for (int c = 0; c < 10; c++)
+            perClass.Add(new JsonObject { ["class"] = c, ["name"] = FashionMnist.ClassNames[c], ["samples"] = c / 10.0, ["real"] = c == 3 ? null : 0.9 });
+        var quality = new JsonObject
+        {
+            ["classifier"] = "models/fashion_mnist/classifier.safetensors", ["images"] = 500, ["reference_images"] = 9500,
+            ["class_agreement"] = 0.716, ["frechet_distance"] = 122.0, ["real_class_agreement"] = 0.92, ["real_frechet_distance"] = 4.1,
+            ["per_class"] = perClass,
+        };
+        string html = DemoReport.Quality(quality);
+        Assert.That(html, Does.Contain("71.6% of 500 samples").And.Contain("(92.0% of as many real test images)"));
+        Assert.That(html, Does.Contain("is 122 (real test images: 4.1, the floor)").And.Contain("9500 other test images"));
+        var rows = html.Split('\n').Where(line => line.StartsWith("<tr><td>", StringComparison.Ordinal)).ToList();
+        Assert.That(rows, Has.Count.EqualTo(10));
+        Assert.That(rows[0], Is.EqualTo("<tr><td>0 T-shirt/top</td><td class=\"num\">0.0%</td><td class=\"num\">90.0%</td></tr>"));
+        Assert.That(rows[3], Does.Contain("3 Dress").And.Contain("30.0%").And.EndWith("<td class=\"num\">–</td></tr>"), "a class without real images shows a dash");
+        Assert.That(rows[9], Does.Contain("9 Ankle boot").And.Contain("90.0%"));
     }
 }
 

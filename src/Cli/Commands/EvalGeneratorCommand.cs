@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MaskBit.Distributed;
+using MaskBit.Models.Classifier;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
@@ -44,7 +45,7 @@ public static class EvalGeneratorCommand
         {
             Description = "Fashion-MNIST classifier weights (model.classifier of the shipped classifier.yaml) scoring the samples: class agreement with the " +
                           $"requested class and the Fréchet distance in its features, next to real test images at the same n (default: {ShippedModel.DisplayFolder}/classifier.safetensors " +
-                          "when the generator's data set is Fashion-MNIST; 'none' turns it off).",
+                          "when the generator config's dataset.params.train_shards_path_or_url is fashion-mnist at resolution 32; 'none' turns it off).",
         };
         var command = new Command("generator", CommandSupport.Describe(
             "Evaluate a generator as the reference's eval_maskbit: gFID and Inception Score of 50,000 samples (with --inception-weights), and the sampling speed. " +
@@ -145,7 +146,9 @@ public static class EvalGeneratorCommand
     {
         if (option == "none") return null;
         if (option != null) return CommandSupport.RequireFile(option, "--classifier", "pass the classifier.safetensors of `maskbit train classifier`");
-        bool fashionMnist = config.GetString("dataset.params.train_shards_path_or_url", TrainingData.FashionMnistName) == TrainingData.FashionMnistName;
+        // The shipped classifier reads the embedded Fashion-MNIST's 32×32 images.
+        bool fashionMnist = config.GetString("dataset.params.train_shards_path_or_url", "") == TrainingData.FashionMnistName
+                            && config.GetInt("dataset.preprocessing.resolution", 0) == ClassifierConfig.FashionMnist.Resolution;
         return fashionMnist && File.Exists(ShippedModel.ClassifierWeights) ? ShippedModel.ClassifierWeights : null;
     }
 
@@ -154,6 +157,9 @@ public static class EvalGeneratorCommand
     private static Dictionary<string, double> ScoreWithClassifier(string weights, SamplingFlags.Loaded loaded, long n, TextWriter stdout)
     {
         var model = PretrainedModels.Classifier(CommandSupport.LoadConfig(ShippedModel.ClassifierConfig, null), weights, stdout.WriteLine);
+        int resolution = (int)loaded.Config.GetInt("dataset.preprocessing.resolution", 0);
+        if (resolution != model.Config.Resolution)
+            throw new UsageException($"--classifier reads {model.Config.Resolution}×{model.Config.Resolution} Fashion-MNIST images; this generator makes {resolution}×{resolution} (pass --classifier none)");
         var test = new FashionMnist(train: false, padTo32: true, channels: 1);
         int count = (int)Math.Min(n, test.Count / 2);
         if (count < 2) { stdout.WriteLine("classifier scores need at least 2 images (--num-images)"); return new(); }

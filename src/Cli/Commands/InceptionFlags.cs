@@ -42,10 +42,11 @@ internal sealed class InceptionFlags
     /// DIR/metrics.json; <paramref name="missing"/> is a line on metrics that could not be computed (see <see cref="NeedsNetwork"/>).</summary>
     public static void Report(IReadOnlyDictionary<string, double> metrics, int requestedSplits, string? missing, string outputDir, TextWriter stdout)
     {
+        int width = Math.Max(20, metrics.Keys.Select(k => k.Length + 2).DefaultIfEmpty(0).Max());
         foreach (var (name, value) in metrics)
         {
             if (name is "InceptionScoreStd" or "InceptionScoreSplits") continue;
-            string line = $"{name,-20}{Format(value)}";
+            string line = name.PadRight(width) + Format(value);
             if (name == "InceptionScore" && metrics.TryGetValue("InceptionScoreSplits", out double splits))
             {
                 line += $" ± {Format(metrics["InceptionScoreStd"])} ({splits:0} split{(splits == 1 ? "" : "s")}";

@@ -116,6 +116,7 @@ internal static class DemoReport
                 h.Append(CultureInfo.InvariantCulture, $"<p>{s["images"]} images, {s["sampling_steps"]} sampling steps, guidance scale {s["guidance_scale"]}, seed {m["seed"]}.</p>\n");
         }
         else h.Append("<p>Not sampled yet (the generator stage has not written a checkpoint).</p>\n");
+        if (m["quality"] is JsonObject quality) h.Append(Quality(quality));
         h.Append("<h2>Loss curves</h2>\n");
         Figure(h, directory, LossesFile, "training losses per logged step", scale: 1);
 
@@ -141,6 +142,26 @@ internal static class DemoReport
         h.Append("</table>\n</body>\n</html>\n");
         return h.ToString();
     }
+
+    /// <summary>The classifier's verdict on the samples next to real test images (the floor): the overall figures,
+    /// then class agreement per class in a table, one row per class.</summary>
+    internal static string Quality(JsonObject q)
+    {
+        var h = new StringBuilder("<h2>Sample quality</h2>\n");
+        h.Append(CultureInfo.InvariantCulture,
+            $"<p>The Fashion-MNIST classifier ({Encode(q["classifier"]?.ToString() ?? "")}) puts {Percent(q["class_agreement"])} of {q["images"]} samples in their " +
+            $"requested class ({Percent(q["real_class_agreement"])} of as many real test images); the Fréchet distance in its features to " +
+            $"{q["reference_images"]} other test images is {Format(q["frechet_distance"])} (real test images: {Format(q["real_frechet_distance"])}, the floor).</p>\n");
+        h.Append("<table>\n<tr><th>class</th><th>samples in the class</th><th>real test images</th></tr>\n");
+        foreach (var row in q["per_class"]?.AsArray() ?? [])
+            h.Append(CultureInfo.InvariantCulture,
+                $"<tr><td>{row?["class"]} {Encode(row?["name"]?.ToString() ?? "")}</td><td class=\"num\">{Percent(row?["samples"])}</td><td class=\"num\">{Percent(row?["real"])}</td></tr>\n");
+        h.Append("</table>\n");
+        return h.ToString();
+    }
+
+    private static string Percent(JsonNode? value) =>
+        value?.GetValueKind() == JsonValueKind.Number ? value.GetValue<double>().ToString("0.0%", CultureInfo.InvariantCulture) : "–";
 
     private static void Figure(StringBuilder h, string directory, string file, string caption, int scale = ImageScale)
     {
