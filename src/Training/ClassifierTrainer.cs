@@ -165,12 +165,13 @@ public sealed class ClassifierTrainer : ITrainingStage, IDisposable
             Position = new DataPosition(batch.Epoch, batch.Index + 1);
             var logits = Model.Forward(batch.Images);
             var loss = F.CrossEntropy(logits, batch.Labels);
-            (micro == 1 ? loss : loss.MulScalar(1f / micro)).Backward();
+            using (m == micro - 1 ? _gradients.AverageDuring(_parameters) : null)
+                (micro == 1 ? loss : loss.MulScalar(1f / micro)).Backward();
             logged.Add(loss.Detach());
             logged.Add(logits.Detach().ArgMaxLastAxis());
             logged.Add(batch.Labels);
         }
-        _gradients.Average(_parameters);
+        _gradients.Wait();
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
         double lossSum = 0, correct = 0, seen = 0;
         for (int m = 0; m < micro; m++)
