@@ -12,6 +12,7 @@ public abstract record StageTrainingSettings
     public bool OverfitBatch { get; init; }
     public int OverfitBatchNum { get; init; } = 1;
     public string MixedPrecision { get; init; } = "no";
+    public bool ActivationCheckpointing { get; init; }
     /// <summary>training.gradient_accumulation_steps: micro-batches per optimisation step; each micro-batch's loss
     /// is divided by it (as accelerate does) and the schedules count optimisation steps.</summary>
     public int AccumulationSteps { get; init; } = 1;
@@ -32,6 +33,7 @@ public abstract record StageTrainingSettings
             OverfitBatch = run.OverfitBatch,
             OverfitBatchNum = run.OverfitBatchNum,
             MixedPrecision = run.MixedPrecision,
+            ActivationCheckpointing = run.ActivationCheckpointing,
             AccumulationSteps = run.AccumulationSteps,
             TrainSource = run.TrainSource,
             EvalSource = run.EvalSource,

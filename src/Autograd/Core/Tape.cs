@@ -38,6 +38,21 @@ public static class Tape
         public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
     }
 
+    /// <summary>Within the returned scope ops are recorded even inside a no-grad scope or a backward function (as
+    /// torch.enable_grad()): a checkpointed block's backward re-runs its forward on a tape of its own.</summary>
+    public static IDisposable EnableGrad()
+    {
+        int saved = _noGradDepth;
+        _noGradDepth = 0;
+        return new Reenable(saved);
+    }
+
+    private sealed class Reenable(int savedDepth) : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { _done = true; _noGradDepth = savedDepth; } }
+    }
+
     /// <summary>Attaches <paramref name="output"/> to the tape if grad mode is on and any input requires grad.</summary>
     public static void Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
     {
