@@ -1,3 +1,5 @@
+using MaskBit.Kernels;
+
 namespace MaskBit.Autograd;
 
 /// <summary>One recorded op: its inputs and a function from the output's gradient to the inputs' gradients
@@ -70,15 +72,18 @@ public static class Tape
     /// <summary>Back-propagates from <paramref name="root"/> and accumulates into every reachable leaf's Grad.</summary>
     public static void Backward(Tensor root, Tensor? gradient = null)
     {
-        var grads = Propagate(new[] { root }, new[] { gradient }, stopAt: null);
-        using var _ = TensorScope.Outside();   // leaf gradients outlive any scope of the step
-        foreach (var (leaf, g) in grads)
+        using var gradients = new Gradients();
+        Propagate(gradients, new[] { root }, new[] { gradient }, stopAt: null);
+        foreach (var (leaf, g) in gradients.Values)
         {
             if (!leaf.IsLeaf) continue;
-            // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer; a second
-            // backward adds into the leaf's own buffer (a fresh sum would leave the old one to the finaliser).
-            if (leaf.Grad == null) leaf.Grad = g.CloneNoGrad();
-            else leaf.Grad.Add_(g);
+            // A leaf owns its gradient beyond any scope of the step, in a buffer of its own (no two leaves or later
+            // ops alias one): this backward's result is handed over when nothing else refers to its buffer, else
+            // copied; a second backward adds into the leaf's own buffer (a fresh sum would leave the old one to the
+            // finaliser).
+            if (leaf.Grad != null) leaf.Grad.Add_(g);
+            else if (gradients.Disown(g)) leaf.Grad = g;
+            else using (TensorScope.Outside()) leaf.Grad = g.CloneNoGrad();
         }
     }
 
@@ -88,21 +93,82 @@ public static class Tape
     public static Tensor[] Grad(Tensor output, IReadOnlyList<Tensor> inputs, Tensor? gradient = null)
     {
         var wanted = new HashSet<Tensor>(inputs, ReferenceEqualityComparer.Instance);
-        var grads = Propagate(new[] { output }, new[] { gradient }, wanted);
         var result = new Tensor[inputs.Count];
-        for (int i = 0; i < inputs.Count; i++)
-            result[i] = grads.TryGetValue(inputs[i], out var g) ? g : Tensor.Zeros(inputs[i].Shape, inputs[i].Device);
+        using (var gradients = new Gradients())
+        {
+            Propagate(gradients, new[] { output }, new[] { gradient }, wanted);
+            for (int i = 0; i < inputs.Count; i++)
+                if (gradients.Values.TryGetValue(inputs[i], out var g)) result[i] = gradients.Keep(g);
+        }
+        for (int i = 0; i < inputs.Count; i++) result[i] ??= Tensor.Zeros(inputs[i].Shape, inputs[i].Device);
         return result;
     }
 
-    private static Dictionary<Tensor, Tensor> Propagate(Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt)
+    /// <summary>
+    /// The gradients of one backward pass, by tensor. Every buffer the pass allocates belongs to its own scope and
+    /// is counted by the entries that refer to it (an op's backward may pass its gradient on as is, or as a view):
+    /// when a tensor's gradient has been handed to its inputs, or summed into a new one, and no other entry uses
+    /// its buffer, the buffer goes back to the pool at once, so the pass holds the gradients in flight instead of
+    /// every gradient it ever computed (as PyTorch frees them). What is kept or handed out survives the pass;
+    /// buffers the pass did not allocate (a caller's seed, an activation passed through) are never released.
+    /// </summary>
+    private sealed class Gradients : IDisposable
+    {
+        public Dictionary<Tensor, Tensor> Values { get; } = new(ReferenceEqualityComparer.Instance);
+        private readonly Dictionary<Storage, int> _users = new(ReferenceEqualityComparer.Instance);
+        private readonly TensorScope _scope = TensorScope.Begin();
+
+        public void Accumulate(Tensor t, Tensor g)
+        {
+            if (Values.TryGetValue(t, out var previous))
+            {
+                var sum = previous.AddNoGrad(g);
+                Use(sum);
+                Values[t] = sum;
+                Drop(previous);
+                Drop(g, counted: false);
+            }
+            else
+            {
+                Use(g);
+                Values[t] = g;
+            }
+        }
+
+        /// <summary>Forgets the gradient of <paramref name="t"/> once its op's backward has used it.</summary>
+        public void Consumed(Tensor t)
+        {
+            if (Values.Remove(t, out var g)) Drop(g);
+        }
+
+        private void Use(Tensor g) => _users[g.Storage] = _users.GetValueOrDefault(g.Storage) + 1;
+
+        private void Drop(Tensor g, bool counted = true)
+        {
+            int left = _users.GetValueOrDefault(g.Storage) - (counted ? 1 : 0);
+            if (left > 0) { _users[g.Storage] = left; return; }
+            _users.Remove(g.Storage);
+            _scope.ReleaseOwned(g.Storage);
+        }
+
+        /// <summary>Moves <paramref name="g"/> to the enclosing scope (it outlives the pass).</summary>
+        public Tensor Keep(Tensor g) => _scope.Keep(g);
+
+        /// <summary>Hands <paramref name="g"/> out of every scope if the pass allocated its whole buffer and no other
+        /// entry refers to it.</summary>
+        public bool Disown(Tensor g) =>
+            _users.GetValueOrDefault(g.Storage) == 1 && g.Offset == 0 && g.Numel == g.Storage.Length && _scope.Disown(g.Storage);
+
+        public void Dispose() => _scope.Dispose();
+    }
+
+    private static void Propagate(Gradients grads, Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt)
     {
         var order = TopologicalOrder(roots, stopAt);
         // Towards given inputs only the ops on a path to one of them run (as torch.autograd.grad): the adaptive GAN
         // weight's two gradients w.r.t. the decoder's last conv then cost that conv's weight gradient each, not
         // a backward through the whole tokenizer.
         var leading = stopAt == null ? null : LeadingTo(order, stopAt);
-        var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         using var _ = NoGrad();
         for (int i = 0; i < roots.Length; i++)
         {
@@ -115,12 +181,12 @@ public static class Tape
                 seed = Tensor.Full(r.Shape, 1f, r.Device);
             }
             else ShapeUtil.RequireSame(seed.Shape, r.Shape, "backward seed");
-            Accumulate(grads, r, seed);
+            grads.Accumulate(r, seed);
         }
         for (int i = order.Count - 1; i >= 0; i--)
         {
             var t = order[i];
-            if (t.Node == null || !grads.TryGetValue(t, out var g)) continue;
+            if (t.Node == null || !grads.Values.TryGetValue(t, out var g)) continue;
             if (stopAt != null && stopAt.Contains(t)) continue;
             if (leading != null && !leading.Contains(t)) continue;
             Tensor?[] inputGrads;
@@ -134,10 +200,10 @@ public static class Tape
                 if (ig == null || !input.RequiresGrad || (leading != null && !leading.Contains(input))) continue;
                 if (!ig.Shape.AsSpan().SequenceEqual(input.Shape))
                     throw new InvalidOperationException($"backward of {t.Node.Name}: gradient {ShapeUtil.Format(ig.Shape)} for input {ShapeUtil.Format(input.Shape)}");
-                Accumulate(grads, input, ig);
+                grads.Accumulate(input, ig);
             }
+            grads.Consumed(t);
         }
-        return grads;
     }
 
     /// <summary>The tensors of <paramref name="order"/> (inputs before outputs) from which recorded ops lead to a
@@ -169,11 +235,6 @@ public static class Tape
     /// needs_input_grad): it requires grad and, inside <see cref="Grad"/>, leads to a wanted tensor. Backward
     /// functions whose input gradients cost a kernel each (conv, matmul) skip the ones not needed.</summary>
     public static bool NeedsGrad(Tensor input) => input.RequiresGrad && (_leading == null || _leading.Contains(input));
-
-    private static void Accumulate(Dictionary<Tensor, Tensor> grads, Tensor t, Tensor g)
-    {
-        grads[t] = grads.TryGetValue(t, out var prev) ? prev.AddNoGrad(g) : g;
-    }
 
     /// <summary>Tensors reachable from the roots through recorded nodes, inputs before outputs.</summary>
     private static List<Tensor> TopologicalOrder(Tensor[] roots, HashSet<Tensor>? stopAt)
