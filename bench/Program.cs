@@ -11,7 +11,7 @@ namespace MaskBit.Bench;
 /// <summary>
 /// dotnet run -c Release --project bench -- [--quick] [--filter *Gemm*] [other BenchmarkDotNet arguments]
 ///   --quick             a short in-process job (few iterations): the whole suite in a couple of minutes
-/// dotnet run -c Release --project bench -- --json [--filter *gemm*] [--runs N] [--seconds S]
+/// dotnet run -c Release --project bench -- --json [--filter *gemm*] [--runs N] [--seconds S] [--warmup N]
 ///   one JSON line per workload with the median of Stopwatch-timed runs (what peer.sh reads)
 ///   --device cuda       time the ILGPU kernels on the first CUDA GPU instead of the CPU backend (json mode);
 ///                       ilgpu-cpu: on ILGPU's CPU accelerator (slow: for checking that the GPU path runs)
@@ -30,6 +30,7 @@ public static class Program
             string? filter = TakeValue(rest, "--filter");
             int runs = int.Parse(TakeValue(rest, "--runs") ?? "10");
             double seconds = double.Parse(TakeValue(rest, "--seconds") ?? "2", System.Globalization.CultureInfo.InvariantCulture);
+            int warmup = int.Parse(TakeValue(rest, "--warmup") ?? "2");
             string device = TakeValue(rest, "--device") ?? "cpu";
             if (rest.Count > 0) { Console.Error.WriteLine($"--json: unknown arguments {string.Join(' ', rest)}"); return 2; }
             if (device is not ("cpu" or "cuda" or "ilgpu-cpu")) { Console.Error.WriteLine($"--device '{device}': expected cpu, cuda or ilgpu-cpu"); return 2; }
@@ -45,7 +46,7 @@ public static class Program
             }
             catch (InvalidOperationException e) { Console.Error.WriteLine($"--device {device}: {e.Message}"); return 1; }
             using (gpu)
-                WorkloadRunner.Run(WorkloadRunner.Select(filter), new BenchmarkOptions(runs, seconds), row => Console.WriteLine(WorkloadRunner.ToJson(row)), gpu);
+                WorkloadRunner.Run(WorkloadRunner.Select(filter), new BenchmarkOptions(runs, seconds, warmup), row => Console.WriteLine(WorkloadRunner.ToJson(row)), gpu);
             return 0;
         }
 

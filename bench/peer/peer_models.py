@@ -12,6 +12,9 @@ weights and synthetic inputs, so that both sides do the same work:
                                     32-channel tokenizer (16x16 output), as ours does
   small_generator_train_step        fashion_mnist_generator: arccos masking, forward (train), MLM loss, backward,
                                     clip 1.0, AdamW, EMA; batch 64
+  generator12_train_step_b8         maskbit_generator_12bit: the same step, batch 8 (for its peak memory)
+  tokenizer12_train_step_b1         maskbit_tokenizer_12bit: the small tokenizer's step, batch 1, 256x256, perceptual
+                                    term zero (for its peak memory)
 
 The perceptual network is replaced by zero, as in our configs (perceptual_weight 0; the reference would load
 torchvision weights). Output: one JSON line per workload with median_ms and, on Linux, rss_before_mb and
@@ -141,9 +144,18 @@ def workload(name):
 
 @workload("small_tokenizer_train_step")
 def small_tokenizer_train_step():
+    return tokenizer_train_step("configs/fashion_mnist_tokenizer.yaml")
+
+
+@workload("tokenizer12_train_step_b1")
+def tokenizer12_train_step():
+    return tokenizer_train_step("configs/tokenizer/maskbit_tokenizer_12bit.yaml", batch=1)
+
+
+def tokenizer_train_step(config, batch=None):
     import modeling.modules.losses as losses
     losses.create_perception_loss = lambda *a, **k: ZeroPerceptual()
-    cfg = load_config("configs/fashion_mnist_tokenizer.yaml")
+    cfg = load_config(config)
     torch.manual_seed(cfg.training.seed)
     model = make_tokenizer(cfg.model.vq_model).train()
     loss_module = losses.VQGANLoss(cfg.model.discriminator, cfg.losses).train()
@@ -151,7 +163,7 @@ def small_tokenizer_train_step():
     opt = adamw(model.parameters(), p)
     dopt = adamw(loss_module.parameters(), p, "discriminator_learning_rate")
     ema = Ema(model.parameters()) if cfg.training.use_ema else None
-    res, batch = cfg.dataset.preprocessing.resolution, cfg.training.per_gpu_batch_size
+    res, batch = cfg.dataset.preprocessing.resolution, batch or cfg.training.per_gpu_batch_size
     x = torch.rand(batch, cfg.model.vq_model.num_channels, res, res)
     step = cfg.losses.discriminator_start
     max_norm = cfg.training.max_grad_norm
@@ -212,15 +224,24 @@ def generator12_sample_step():
 
 @workload("small_generator_train_step")
 def small_generator_train_step():
+    return generator_train_step("configs/fashion_mnist_generator.yaml")
+
+
+@workload("generator12_train_step_b8")
+def generator12_train_step():
+    return generator_train_step("configs/generator/maskbit_generator_12bit.yaml", batch=8)
+
+
+def generator_train_step(config, batch=None):
     from modeling.modules import MLMLoss, get_mask_tokens
-    cfg = load_config("configs/fashion_mnist_generator.yaml")
+    cfg = load_config(config)
     torch.manual_seed(cfg.training.seed)
     gen = make_generator(cfg).train()
     m = cfg.model.mlm_model
     opt = adamw(gen.parameters(), cfg.optimizer.params)
     ema = Ema(gen.parameters()) if cfg.training.use_ema else None
     loss_module = MLMLoss(cfg.losses.mlm.label_smoothing, cfg.losses.mlm.sum_splits)
-    batch = cfg.training.per_gpu_batch_size
+    batch = batch or cfg.training.per_gpu_batch_size
     tokens = torch.randint(0, gen.effective_codebook_size, (batch, gen.seq_len, gen.splits))
     labels = torch.randint(0, m.get("nclass", 1000), (batch,))
 

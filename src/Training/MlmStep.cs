@@ -74,6 +74,7 @@ public sealed class MlmStep
         Generator = new MaskedGenerator(generator, settings.Seed);
         Rng = new Rng((ulong)settings.Seed);
         Generator.DropoutGenerator = Rng;
+        Generator.Transformer.ActivationCheckpointing = settings.ActivationCheckpointing;
         Generator.Train();
         _random = new RngRandomSource(Rng, ProcessGroup.World.Rank, ProcessGroup.World.WorldSize);
         _loss = new MlmLoss(settings.LabelSmoothing, settings.SumSplits);

@@ -13,6 +13,7 @@ public abstract record StageTrainingSettings
     public int OverfitBatchNum { get; init; } = 1;
     /// <summary>training.mixed_precision: the autocast type, null for float32.</summary>
     public Kernels.DType? MixedPrecision { get; init; }
+    public bool ActivationCheckpointing { get; init; }
     /// <summary>training.gradient_accumulation_steps: micro-batches per optimisation step; each micro-batch's loss
     /// is divided by it (as accelerate does) and the schedules count optimisation steps.</summary>
     public int AccumulationSteps { get; init; } = 1;
@@ -33,6 +34,7 @@ public abstract record StageTrainingSettings
             OverfitBatch = run.OverfitBatch,
             OverfitBatchNum = run.OverfitBatchNum,
             MixedPrecision = run.MixedPrecision,
+            ActivationCheckpointing = run.ActivationCheckpointing,
             AccumulationSteps = run.AccumulationSteps,
             TrainSource = run.TrainSource,
             EvalSource = run.EvalSource,

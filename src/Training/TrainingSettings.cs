@@ -75,6 +75,10 @@ public sealed record RunSettings
     public int AccumulationSteps { get; init; } = 1;
     /// <summary>training.mixed_precision: no (null, float32), bf16 or fp16 (<see cref="Training.MixedPrecision"/>).</summary>
     public DType? MixedPrecision { get; init; }
+    /// <summary>training.activation_checkpointing (default false): the generator's transformer layers and the
+    /// tokenizer's encoder/decoder stages keep only their inputs for the backward and recompute their activations
+    /// there (<see cref="Checkpoint"/>): less memory for one more forward; the gradients are the same.</summary>
+    public bool ActivationCheckpointing { get; init; }
     /// <summary>training.num_generated_images: tokenizer 2 (reconstructions, scripts/train_tokenizer.py's configs),
     /// generator 4 (samples per class row).</summary>
     public int NumGeneratedImages { get; init; }
@@ -104,6 +108,7 @@ public sealed record RunSettings
             BatchSize = c.Has("training.per_gpu_batch_size") ? (int)c.GetInt("training.per_gpu_batch_size") : null,
             AccumulationSteps = (int)c.GetInt("training.gradient_accumulation_steps", 1),
             MixedPrecision = Precision(c),
+            ActivationCheckpointing = c.GetBool("training.activation_checkpointing", false),
             NumGeneratedImages = (int)c.GetInt("training.num_generated_images", stage == TrainingStage.Tokenizer ? 2 : 4),
             Seed = (int)c.GetInt("training.seed", 42),
             UseEma = c.GetBool("training.use_ema", false),

@@ -31,6 +31,22 @@ public static class ModelWorkloads
         yield return Model("small_generator_train_step", $"fashion_mnist_generator: batch {smallGeneratorBatch}, 8×8 tokens",
             () => new MlmStepWorkload(Load(SmallGeneratorConfig), smallGeneratorBatch), images: smallGeneratorBatch);
 
+        // The 12-bit models' training steps, for their peak memory (issue 16's figures), with and without
+        // training.activation_checkpointing; the checkpointed rows' peer is PyTorch's plain float32 step. The
+        // tokenizer's perceptual term is off (its weights are not part of a benchmark; the peer replaces it by zero).
+        const int generatorTrainBatch = 8, tokenizerTrainBatch = 1;
+        const string noPerceptual = "losses.perceptual_weight=0";
+        foreach (bool checkpointing in new[] { false, true })
+        {
+            string suffix = checkpointing ? "_ckpt" : "", setting = $"training.activation_checkpointing={checkpointing}";
+            yield return Model($"generator12_train_step_b{generatorTrainBatch}{suffix}", $"maskbit_generator_12bit: batch {generatorTrainBatch} × 257 tokens, {setting}",
+                () => new MlmStepWorkload(Load(Generator12Config, setting), generatorTrainBatch), images: generatorTrainBatch,
+                peer: [[$"generator12_train_step_b{generatorTrainBatch}"]]);
+            yield return Model($"tokenizer12_train_step_b{tokenizerTrainBatch}{suffix}", $"maskbit_tokenizer_12bit: G + D step, batch {tokenizerTrainBatch}, 256², {setting}",
+                () => new TokenizerStepWorkload(Load(Tokenizer12Config, setting, noPerceptual), tokenizerTrainBatch), images: tokenizerTrainBatch,
+                peer: [[$"tokenizer12_train_step_b{tokenizerTrainBatch}"]]);
+        }
+
         // The LFQ quantizer module with autograd, the same work as the peer's lfq rows (the lfq kernel rows time
         // the kernels alone); FLOPs as the peer counts them (its einsum).
         foreach (int bits in new[] { 12, 18 })
@@ -44,7 +60,7 @@ public static class ModelWorkloads
             }
     }
 
-    private static MaskBitConfig Load(string relativePath) => MaskBitConfig.Load(RepositoryFiles.Find(relativePath));
+    private static MaskBitConfig Load(string relativePath, params string[] overrides) => MaskBitConfig.Load(RepositoryFiles.Find(relativePath), overrides);
 
     /// <summary>A model workload whose models live on the given device while they are built and run; its peer row
     /// has the same name unless <paramref name="peer"/> says otherwise.</summary>

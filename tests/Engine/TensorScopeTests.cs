@@ -21,7 +21,8 @@ public class TensorScopeTests
             opt.Step();
             dropped = y;
             kept = scope.Keep(loss);
-            Assert.That(scope.OwnedCount, Is.GreaterThan(3));
+            // The forward's intermediates; the backward's gradients went back to the pool as it ran.
+            Assert.That(scope.OwnedCount, Is.GreaterThanOrEqualTo(3));
         }
         Assert.Throws<InvalidOperationException>(() => dropped.ToArray());
         Assert.DoesNotThrow(() => kept.Item());

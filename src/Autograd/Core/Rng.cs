@@ -23,9 +23,55 @@ public sealed class Rng
 
     public ulong NextUInt64()
     {
+        if (_replaying != null) return _replaying.Next(this);
         ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9, t = _s1 << 17;
         _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t; _s3 = ulong.RotateLeft(_s3, 45);
+        _recording?.Add((this, result));
         return result;
+    }
+
+    // Activation checkpointing runs a block twice (forward without a tape, again in the backward); the second run
+    // must draw the same dropout masks without advancing any generator. The first run records this thread's draws,
+    // the second is served from the record.
+    [ThreadStatic] private static List<(Rng Source, ulong Value)>? _recording;
+    [ThreadStatic] private static RngReplay? _replaying;
+
+    /// <summary>Within the returned scope every draw of any generator on this thread is appended to
+    /// <paramref name="draws"/>.</summary>
+    internal static IDisposable Record(List<(Rng Source, ulong Value)> draws)
+    {
+        var previous = _recording;
+        _recording = draws;
+        return new Restore(() => _recording = previous);
+    }
+
+    /// <summary>Within the returned scope draws return the recorded values in order and leave the generators as
+    /// they are; a draw from another generator or past the record's end throws.</summary>
+    internal static IDisposable Replay(List<(Rng Source, ulong Value)> draws)
+    {
+        var previous = _replaying;
+        _replaying = new RngReplay(draws);
+        return new Restore(() => _replaying = previous);
+    }
+
+    private sealed class RngReplay(List<(Rng Source, ulong Value)> draws)
+    {
+        private int _next;
+
+        public ulong Next(Rng source)
+        {
+            if (_next >= draws.Count || !ReferenceEquals(draws[_next].Source, source))
+                throw new InvalidOperationException("a checkpointed block drew different random numbers when recomputed than in its forward");
+            ulong value = draws[_next++].Value;
+            _recording?.Add((source, value));
+            return value;
+        }
+    }
+
+    private sealed class Restore(Action restore) : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { _done = true; restore(); } }
     }
 
     /// <summary>Uniform in [0, 1) with 24 random bits (exactly representable in float32).</summary>

@@ -1,3 +1,5 @@
+using MaskBit.Kernels;
+
 namespace MaskBit.Autograd;
 
 /// <summary>One recorded op: its inputs and a function from the output's gradient to the inputs' gradients
@@ -38,6 +40,21 @@ public static class Tape
         public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
     }
 
+    /// <summary>Within the returned scope ops are recorded even inside a no-grad scope or a backward function (as
+    /// torch.enable_grad()): a checkpointed block's backward re-runs its forward on a tape of its own.</summary>
+    public static IDisposable EnableGrad()
+    {
+        int saved = _noGradDepth;
+        _noGradDepth = 0;
+        return new Reenable(saved);
+    }
+
+    private sealed class Reenable(int savedDepth) : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { _done = true; _noGradDepth = savedDepth; } }
+    }
+
     /// <summary>Attaches <paramref name="output"/> to the tape if grad mode is on and any input requires grad.</summary>
     public static void Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
     {
@@ -58,17 +75,14 @@ public static class Tape
     public static void Backward(Tensor root, Tensor? gradient = null)
     {
         var accumulated = _gradAccumulated;
-        Propagate(new[] { root }, new[] { gradient }, stopAt: null, leafDone: (leaf, g) =>
+        using var gradients = new Gradients();
+        void LeafDone(Tensor leaf)
         {
-            using (TensorScope.Outside())   // leaf gradients outlive any scope of the step
-            {
-                // Grads are stored as fresh tensors so that no two leaves (or later ops) alias one buffer; a second
-                // backward adds into the leaf's own buffer (a fresh sum would leave the old one to the finaliser).
-                if (leaf.Grad == null) leaf.Grad = g.CloneNoGrad();
-                else leaf.Grad.Add_(g);
-            }
-            accumulated?.Invoke(leaf);
-        });
+            if (gradients.HandToLeaf(leaf)) accumulated?.Invoke(leaf);
+        }
+        Propagate(gradients, new[] { root }, new[] { gradient }, stopAt: null, LeafDone);
+        // A leaf that is itself the root is used by no op.
+        foreach (var leaf in gradients.Values.Keys.Where(t => t.IsLeaf).ToList()) LeafDone(leaf);
     }
 
     [ThreadStatic] private static Action<Tensor>? _gradAccumulated;
@@ -101,16 +115,98 @@ public static class Tape
     public static Tensor[] Grad(Tensor output, IReadOnlyList<Tensor> inputs, Tensor? gradient = null)
     {
         var wanted = new HashSet<Tensor>(inputs, ReferenceEqualityComparer.Instance);
-        var grads = Propagate(new[] { output }, new[] { gradient }, wanted, leafDone: null);
         var result = new Tensor[inputs.Count];
-        for (int i = 0; i < inputs.Count; i++)
-            result[i] = grads.TryGetValue(inputs[i], out var g) ? g : Tensor.Zeros(inputs[i].Shape, inputs[i].Device);
+        using (var gradients = new Gradients())
+        {
+            Propagate(gradients, new[] { output }, new[] { gradient }, wanted);
+            for (int i = 0; i < inputs.Count; i++)
+                if (gradients.Values.TryGetValue(inputs[i], out var g)) result[i] = gradients.Keep(g);
+        }
+        for (int i = 0; i < inputs.Count; i++) result[i] ??= Tensor.Zeros(inputs[i].Shape, inputs[i].Device);
         return result;
     }
 
-    /// <summary>Runs the backward functions from the roots; with <paramref name="leafDone"/>, each leaf's gradient is
-    /// handed over as soon as the last op that uses the leaf has run its backward (counted over the ops on the tape).</summary>
-    private static Dictionary<Tensor, Tensor> Propagate(Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt, Action<Tensor, Tensor>? leafDone)
+    /// <summary>
+    /// The gradients of one backward pass, by tensor. Every buffer the pass allocates belongs to its own scope and
+    /// is counted by the entries that refer to it (an op's backward may pass its gradient on as is, or as a view):
+    /// when a tensor's gradient has been handed to its inputs, or summed into a new one, and no other entry uses
+    /// its buffer, the buffer goes back to the pool at once, so the pass holds the gradients in flight instead of
+    /// every gradient it ever computed (as PyTorch frees them). What is kept or handed out survives the pass;
+    /// buffers the pass did not allocate (a caller's seed, an activation passed through) are never released.
+    /// </summary>
+    private sealed class Gradients : IDisposable
+    {
+        public Dictionary<Tensor, Tensor> Values { get; } = new(ReferenceEqualityComparer.Instance);
+        private readonly Dictionary<Storage, int> _users = new(ReferenceEqualityComparer.Instance);
+        private readonly TensorScope _scope = TensorScope.Begin();
+
+        public void Accumulate(Tensor t, Tensor g)
+        {
+            if (Values.TryGetValue(t, out var previous))
+            {
+                var sum = previous.AddNoGrad(g);
+                Use(sum);
+                Values[t] = sum;
+                Drop(previous);
+                Drop(g, counted: false);
+            }
+            else
+            {
+                Use(g);
+                Values[t] = g;
+            }
+        }
+
+        /// <summary>Forgets the gradient of <paramref name="t"/> once its op's backward has used it.</summary>
+        public void Consumed(Tensor t)
+        {
+            if (Values.Remove(t, out var g)) Drop(g);
+        }
+
+        private void Use(Tensor g) => _users[g.Storage] = _users.GetValueOrDefault(g.Storage) + 1;
+
+        private void Drop(Tensor g, bool counted = true)
+        {
+            int left = _users.GetValueOrDefault(g.Storage) - (counted ? 1 : 0);
+            if (left > 0) { _users[g.Storage] = left; return; }
+            _users.Remove(g.Storage);
+            _scope.ReleaseOwned(g.Storage);
+        }
+
+        /// <summary>Gives <paramref name="leaf"/> this pass's gradient: a leaf owns its gradient beyond any scope of
+        /// the step, in a buffer of its own (no two leaves or later ops alias one), so the result is handed over when
+        /// nothing else refers to its buffer, else copied; a second backward adds into the leaf's own buffer (a fresh
+        /// sum would leave the old one to the finaliser). False when the pass computed none for it.</summary>
+        public bool HandToLeaf(Tensor leaf)
+        {
+            if (!Values.TryGetValue(leaf, out var g)) return false;
+            if (leaf.Grad == null && Disown(g))
+            {
+                Values.Remove(leaf);
+                _users.Remove(g.Storage);
+                leaf.Grad = g;
+                return true;
+            }
+            if (leaf.Grad != null) leaf.Grad.Add_(g);
+            else using (TensorScope.Outside()) leaf.Grad = g.CloneNoGrad();
+            Consumed(leaf);
+            return true;
+        }
+
+        /// <summary>Moves <paramref name="g"/> to the enclosing scope (it outlives the pass).</summary>
+        public Tensor Keep(Tensor g) => _scope.Keep(g);
+
+        /// <summary>Hands <paramref name="g"/> out of every scope if the pass allocated its whole buffer and no other
+        /// entry refers to it.</summary>
+        public bool Disown(Tensor g) =>
+            _users.GetValueOrDefault(g.Storage) == 1 && g.Offset == 0 && g.Numel == g.Storage.Length && _scope.Disown(g.Storage);
+
+        public void Dispose() => _scope.Dispose();
+    }
+
+    /// <summary>Runs the backward functions from the roots; with <paramref name="leafDone"/>, each leaf is handed over
+    /// as soon as the last op that uses it has run its backward (counted over the ops on the tape).</summary>
+    private static void Propagate(Gradients grads, Tensor[] roots, Tensor?[] seeds, HashSet<Tensor>? stopAt, Action<Tensor>? leafDone = null)
     {
         var order = TopologicalOrder(roots, stopAt);
         // Towards given inputs only the ops on a path to one of them run (as torch.autograd.grad): the adaptive GAN
@@ -118,7 +214,6 @@ public static class Tape
         // a backward through the whole tokenizer.
         var leading = stopAt == null ? null : LeadingTo(order, stopAt);
         var usesLeft = leafDone == null ? null : LeafUses(order);
-        var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         using var _ = NoGrad();
         for (int i = 0; i < roots.Length; i++)
         {
@@ -131,13 +226,13 @@ public static class Tape
                 seed = Tensor.Full(r.Shape, 1f, r.Device);
             }
             else ShapeUtil.RequireSame(seed.Shape, r.Shape, "backward seed");
-            Accumulate(grads, r, seed);
+            grads.Accumulate(r, seed);
         }
         for (int i = order.Count - 1; i >= 0; i--)
         {
             var t = order[i];
             if (t.Node == null) continue;
-            if (grads.TryGetValue(t, out var g) && (stopAt == null || !stopAt.Contains(t)) && (leading == null || leading.Contains(t)))
+            if (grads.Values.TryGetValue(t, out var g) && (stopAt == null || !stopAt.Contains(t)) && (leading == null || leading.Contains(t)))
             {
                 Tensor?[] inputGrads;
                 using (Listener?.OnBackward(t.Node.Name))
@@ -150,8 +245,9 @@ public static class Tape
                     if (ig == null || !input.RequiresGrad || (leading != null && !leading.Contains(input))) continue;
                     if (!ig.Shape.AsSpan().SequenceEqual(input.Shape))
                         throw new InvalidOperationException($"backward of {t.Node.Name}: gradient {ShapeUtil.Format(ig.Shape)} for input {ShapeUtil.Format(input.Shape)}");
-                    Accumulate(grads, input, ig);
+                    grads.Accumulate(input, ig);
                 }
+                grads.Consumed(t);
             }
             if (usesLeft == null) continue;
             foreach (var input in t.Node.Inputs)
@@ -159,14 +255,9 @@ public static class Tape
                 if (!usesLeft.TryGetValue(input, out int left)) continue;
                 if (left > 1) { usesLeft[input] = left - 1; continue; }
                 usesLeft.Remove(input);
-                if (grads.TryGetValue(input, out var leafGrad)) leafDone!(input, leafGrad);
+                leafDone!(input);
             }
         }
-        // A leaf that is itself a root is used by no op.
-        if (leafDone != null)
-            foreach (var r in roots)
-                if (r.IsLeaf && grads.TryGetValue(r, out var rootGrad)) leafDone(r, rootGrad);
-        return grads;
     }
 
     /// <summary>How many times each leaf that requires grad is an input of an op of <paramref name="order"/>.</summary>
@@ -209,11 +300,6 @@ public static class Tape
     /// needs_input_grad): it requires grad and, inside <see cref="Grad"/>, leads to a wanted tensor. Backward
     /// functions whose input gradients cost a kernel each (conv, matmul) skip the ones not needed.</summary>
     public static bool NeedsGrad(Tensor input) => input.RequiresGrad && (_leading == null || _leading.Contains(input));
-
-    private static void Accumulate(Dictionary<Tensor, Tensor> grads, Tensor t, Tensor g)
-    {
-        grads[t] = grads.TryGetValue(t, out var prev) ? prev.AddNoGrad(g) : g;
-    }
 
     /// <summary>Tensors reachable from the roots through recorded nodes, inputs before outputs.</summary>
     private static List<Tensor> TopologicalOrder(Tensor[] roots, HashSet<Tensor>? stopAt)

@@ -81,6 +81,19 @@ public sealed class TensorScope : IDisposable
 
     public int OwnedCount => _owned.Count;
 
+    /// <summary>Releases <paramref name="storage"/> now if this scope owns it (a backward's intermediate
+    /// gradient once it has been used); true if it did.</summary>
+    internal bool ReleaseOwned(Storage storage)
+    {
+        if (!_owned.Remove(storage)) return false;
+        storage.Dispose();
+        return true;
+    }
+
+    /// <summary>Hands <paramref name="storage"/> out of every scope if this scope owns it (a leaf's gradient that
+    /// lives on); true if it did.</summary>
+    internal bool Disown(Storage storage) => _owned.Remove(storage);
+
     public void Dispose()
     {
         if (_disposed) return;

@@ -71,11 +71,16 @@ public sealed class TransformerLayer : Module
         Attention = Register("0", new BertAttention(dim, heads, dropout, usePrenorm, rng));
         FeedForward = Register("1", new BertFeedForward(dim, mlpDim, dropout, usePrenorm, rng));
     }
+
+    public Tensor Forward(Tensor x) => FeedForward.Forward(Attention.Forward(x));
 }
 
 public sealed class TransformerEncoder : Module
 {
     public ModuleList<TransformerLayer> Layers { get; }
+
+    /// <summary>Runs each layer as one checkpointed tape node (training.activation_checkpointing).</summary>
+    public bool ActivationCheckpointing { get; set; }
 
     public TransformerEncoder(int dim, int depth, int heads, int mlpDim, float dropout, bool usePrenorm, Random rng)
     {
@@ -88,7 +93,7 @@ public sealed class TransformerEncoder : Module
     /// inspection, and then every activation is kept.</summary>
     public Tensor Forward(Tensor x, Action<int, string, Tensor>? observe = null)
     {
-        if (observe == null) return TensorScope.Chain(x, Layers.Select(l => (Func<Tensor, Tensor>)(h => l.FeedForward.Forward(l.Attention.Forward(h)))));
+        if (observe == null) return TensorScope.Chain(x, Layers.Select(l => (Func<Tensor, Tensor>)(h => ActivationCheckpointing ? Checkpoint.Run(l.Forward, h, l.Parameters()) : l.Forward(h))));
         for (int i = 0; i < Layers.Count; i++)
         {
             x = Layers[i].Attention.Forward(x);

@@ -12,6 +12,10 @@ public abstract class Stage : Module
 {
     public abstract Tensor Forward(Tensor x);
 
+    /// <summary><see cref="Forward"/>, as one checkpointed tape node when <paramref name="checkpointed"/>
+    /// (<see cref="Checkpoint"/>).</summary>
+    public Tensor Forward(Tensor x, bool checkpointed) => checkpointed ? Checkpoint.Run(Forward, x, Parameters()) : Forward(x);
+
     /// <summary>The blocks in order; without a tape each block's activations are released as it finishes
     /// (<see cref="TensorScope.Chain"/>).</summary>
     protected static Tensor RunBlocks(IEnumerable<ResidualBlock> blocks, Tensor x) =>

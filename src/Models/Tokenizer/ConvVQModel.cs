@@ -19,6 +19,9 @@ public sealed class ConvEncoder : Module
     public GroupNorm NormOut { get; }
     public Conv2d ConvOut { get; }
 
+    /// <summary>Runs each resolution stage and the middle stage as one checkpointed tape node (training.activation_checkpointing).</summary>
+    public bool ActivationCheckpointing { get; set; }
+
     public ConvEncoder(TokenizerConfig c, Random rng)
     {
         ConvIn = Register("conv_in", Conv2d.SamePadded(c.NumChannels, c.HiddenChannels, 3, bias: false, rng: rng));
@@ -40,7 +43,7 @@ public sealed class ConvEncoder : Module
 
     public Tensor Forward(Tensor pixels)
     {
-        var h = TensorScope.Chain(pixels, Down.Select(s => (Func<Tensor, Tensor>)s.Forward).Prepend(ConvIn.Forward).Append(Mid.Forward));
+        var h = TensorScope.Chain(pixels, Down.Append<Stage>(Mid).Select(s => (Func<Tensor, Tensor>)(x => s.Forward(x, ActivationCheckpointing))).Prepend(ConvIn.Forward));
         return ConvOut.Forward(NormOut.ForwardSilu(h));
     }
 }
@@ -56,6 +59,9 @@ public sealed class ConvDecoder : Module
     public GroupNorm NormOut { get; }
     public Conv2d ConvOut { get; }
     private readonly Stage[] _runOrder;
+
+    /// <summary>Runs the middle stage and each resolution stage as one checkpointed tape node (training.activation_checkpointing).</summary>
+    public bool ActivationCheckpointing { get; set; }
 
     public ConvDecoder(TokenizerConfig c, bool legacy, Random rng)
     {
@@ -81,7 +87,7 @@ public sealed class ConvDecoder : Module
 
     public Tensor Forward(Tensor zQuantized)
     {
-        var h = TensorScope.Chain(zQuantized, _runOrder.Select(s => (Func<Tensor, Tensor>)s.Forward).Prepend(Mid.Forward).Prepend(ConvIn.Forward));
+        var h = TensorScope.Chain(zQuantized, _runOrder.Prepend<Stage>(Mid).Select(s => (Func<Tensor, Tensor>)(x => s.Forward(x, ActivationCheckpointing))).Prepend(ConvIn.Forward));
         return ConvOut.Forward(NormOut.ForwardSilu(h));
     }
 }
@@ -107,6 +113,14 @@ public sealed class ConvVQModel : ImageTokenizer
             ? new LookupFreeQuantizer(config.TokenSize, config.CommitmentCost, config.EntropyLossWeight, config.EntropyLossTemperature, config.EntropyGamma)
             : new VectorQuantizer(config.CodebookSize, config.TokenSize, config.CommitmentCost, config.EntropyLossWeight,
                 config.EntropyLossTemperature, config.EntropyGamma, config.UseL2Normalisation, rng));
+    }
+
+    /// <summary>training.activation_checkpointing: the encoder's and the decoder's stages each become one
+    /// checkpointed tape node (their activations are recomputed in the backward).</summary>
+    public bool ActivationCheckpointing
+    {
+        get => Encoder.ActivationCheckpointing;
+        set => Encoder.ActivationCheckpointing = Decoder.ActivationCheckpointing = value;
     }
 
     public override int CodebookSize => Config.CodebookSize;
