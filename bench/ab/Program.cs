@@ -121,7 +121,7 @@ public static class Workloads
     public static void SetThreads(int threads) => CpuParallel.Workers = threads;
 
     /// <summary>gemm_M_N_K[_nt|_tn] (C = A·B, B or A transposed), conv_C_HW (3×3 pad 1, C→C, fwd), convfb_C_HW (fwd +
-    /// both gradients), convdx_C_HW, convdw_C_HW, dw_C_HW_N (depthwise 4×4 stride 2, fwd), dwfb_C_HW_N (+ both gradients), attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM.</summary>
+    /// both gradients), convdx_C_HW, convdw_C_HW, dw_C_HW_N (depthwise 4×4 stride 2, fwd), dwfb_C_HW_N (+ both gradients), amaxpool_PLANES_HW_OHW (adaptive max pooling), attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM.</summary>
     public static Action Prepare(string workload)
     {
         var be = CpuBackend.Instance;
@@ -167,6 +167,13 @@ public static class Workloads
                     be.Conv2dBackwardInput(d, new Buf(dy, 0), new Buf(w, 0), new Buf(dx, 0));
                     be.Conv2dBackwardWeight(d, new Buf(x, 0), new Buf(dy, 0), new Buf(dw, 0), null);
                 };
+            }
+            case "amaxpool":
+            {
+                int planes = Arg(1), hw = Arg(2), ohw = Arg(3);
+                Storage x = Random(be, (long)planes * hw * hw), y = be.Allocate((long)planes * ohw * ohw);
+                Storage argmax = be.Allocate((long)planes * ohw * ohw, DType.Int32);
+                return () => be.AdaptiveMaxPoolForward(planes, hw, hw, ohw, ohw, new Buf(x, 0), new Buf(y, 0), new Buf(argmax, 0));
             }
             case "attn" or "attnfb":
             {
