@@ -121,7 +121,7 @@ public static class Workloads
     public static void SetThreads(int threads) => CpuParallel.Workers = threads;
 
     /// <summary>gemm_M_N_K[_nt|_tn] (C = A·B, B or A transposed), conv_C_HW (3×3 pad 1, C→C, fwd), convfb_C_HW (fwd +
-    /// both gradients), convdx_C_HW, convdw_C_HW, attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM.</summary>
+    /// both gradients), convdx_C_HW, convdw_C_HW, dw_C_HW_N (depthwise 4×4 stride 2, fwd), dwfb_C_HW_N (+ both gradients), amaxpool_PLANES_HW_OHW (adaptive max pooling), attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM.</summary>
     public static Action Prepare(string workload)
     {
         var be = CpuBackend.Instance;
@@ -150,6 +150,30 @@ public static class Workloads
                     if (kind is "convdx" or "convfb") be.Conv2dBackwardInput(d, new Buf(dy, 0), new Buf(w, 0), new Buf(dx, 0));
                     if (kind is "convdw" or "convfb") be.Conv2dBackwardWeight(d, new Buf(x, 0), new Buf(dy, 0), new Buf(dw, 0), null);
                 };
+            }
+            case "dw" or "dwfb":
+            {
+                // The discriminator's blur: depthwise 4×4, stride 2, padding 1.
+                int ch = Arg(1), hw = Arg(2), n = p.Length > 3 ? Arg(3) : 1, ohw = hw / 2;
+                var d = new Conv2dDesc(n, ch, hw, hw, ch, 4, 4, 2, 2, 1, 1, ohw, ohw, Groups: ch);
+                long xLen = (long)n * ch * hw * hw, yLen = (long)n * ch * ohw * ohw, wLen = ch * 16L;
+                Storage x = Random(be, xLen), w = Random(be, wLen, 0.25f), dy = Random(be, yLen);
+                Storage y = be.Allocate(yLen), dx = be.Allocate(xLen), dw = be.Allocate(wLen);
+                bool backward = p[0] == "dwfb";
+                return () =>
+                {
+                    be.Conv2dForward(d, new Buf(x, 0), new Buf(w, 0), null, new Buf(y, 0));
+                    if (!backward) return;
+                    be.Conv2dBackwardInput(d, new Buf(dy, 0), new Buf(w, 0), new Buf(dx, 0));
+                    be.Conv2dBackwardWeight(d, new Buf(x, 0), new Buf(dy, 0), new Buf(dw, 0), null);
+                };
+            }
+            case "amaxpool":
+            {
+                int planes = Arg(1), hw = Arg(2), ohw = Arg(3);
+                Storage x = Random(be, (long)planes * hw * hw), y = be.Allocate((long)planes * ohw * ohw);
+                Storage argmax = be.Allocate((long)planes * ohw * ohw, DType.Int32);
+                return () => be.AdaptiveMaxPoolForward(planes, hw, hw, ohw, ohw, new Buf(x, 0), new Buf(y, 0), new Buf(argmax, 0));
             }
             case "attn" or "attnfb":
             {

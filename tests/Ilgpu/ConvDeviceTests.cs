@@ -20,6 +20,7 @@ public sealed class ConvDeviceTests : DeviceTestBase
         ("3×3 stride 2, padding (0, 0, 1, 1)", Desc(1, 4, 8, 7, 4, 3, 3, 2, 0, 0, 1, 1), true),
         ("depthwise 5×5 blur", Desc(2, 4, 9, 9, 4, 5, 5, 1, 2, 2, 2, 2, groups: 4), false),
         ("depthwise 4×4 stride 2", Desc(1, 3, 8, 8, 3, 4, 4, 2, 1, 1, 1, 1, groups: 3), true),
+        ("depthwise 4×4 stride 2, rows of a vector and more", Desc(2, 3, 21, 22, 3, 4, 4, 2, 1, 1, 1, 1, groups: 3), true),
         ("depthwise 2×2, sliced weight gradient", Desc(2, 2, 16, 15, 2, 2, 2, 1, 0, 0, 1, 1, groups: 2), false),
         ("grouped 3×3", Desc(1, 8, 6, 5, 8, 3, 3, 1, 1, 1, 1, 1, groups: 2), true),
         ("RGB input (direct)", Desc(2, 3, 6, 5, 8, 3, 3, 1, 1, 1, 1, 1), true),

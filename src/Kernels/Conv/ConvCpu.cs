@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace MaskBit.Kernels.Cpu;
 
@@ -109,124 +110,186 @@ public sealed partial class CpuBackend
     }
 
     // ---- depthwise (groups == Cin == Cout) -----------------------------------------------------------------
-    // Strided taps read every s-th input element; splitting each input row into its s phases first makes every
-    // tap row a contiguous slice, so all three passes run as SIMD multiply-adds and dot products.
+    // Each (image, channel) plane is first laid out padded and split into its column phases (PaddedPhases), so that
+    // every tap of an output row reads one contiguous, unclipped run: the output row then accumulates all its taps in
+    // 8-wide registers, with no per-tap calls (the discriminator's 4×4 stride-2 blur has rows of 8–16 outputs).
 
-    private enum DepthwisePass { Forward, BackwardInput, BackwardWeight }
-
-    private static int PhaseLength(in Conv2dDesc d) => (d.W + d.StrideW - 1) / d.StrideW;
-
-    /// <summary>phased[(ih·s + ph)·len + j] ↔ plane[ih·W + j·s + ph]: splits rows into phases (toPhases) or
-    /// merges them back.</summary>
-    private static void MovePhases(in Conv2dDesc d, Span<float> plane, Span<float> phased, bool toPhases)
+    /// <summary>A padded, phase-split plane: row r (input row r − PadTop), phase ph, position j holds input column
+    /// j·StrideW + ph − PadLeft (zero outside the input). Tap (kh, kw) of output (oh, ow) is at
+    /// oh·<see cref="OutputRowStep"/> + <see cref="TapOffsets"/>[kh·KW + kw] + ow. Rows are long enough for 8-wide loads past the last output.</summary>
+    private readonly record struct PaddedPhases(int Rows, int Phases, int Length)
     {
-        int s = d.StrideW, len = PhaseLength(d);
-        for (int ih = 0; ih < d.H; ih++)
-            for (int ph = 0; ph < s; ph++)
-            {
-                var p = phased.Slice((ih * s + ph) * len, len);
-                for (int j = 0, i = ih * d.W + ph; j * s + ph < d.W; j++, i += s)
-                    if (toPhases) p[j] = plane[i]; else plane[i] = p[j];
-            }
-    }
+        public static PaddedPhases For(in Conv2dDesc d) => new(
+            Math.Max((d.OH - 1) * d.StrideH + d.KH, d.H + d.PadTop),
+            d.StrideW,
+            Math.Max((d.OW + 7) / 8 * 8 + (d.KW - 1) / d.StrideW, (d.W - 1 + d.PadLeft) / d.StrideW + 1));
 
-    /// <summary>One (image, channel) plane of a depthwise conv over a phase-split input (see MovePhases).
-    /// Forward: output += taps ⋆ input; BackwardInput: input (the gradient) += taps ⋆ᵀ output gradient;
-    /// BackwardWeight: taps (the gradient) += Σ outGrad·input. The padding is clipped out of every row.</summary>
-    private static void DepthwisePlane(in Conv2dDesc d, DepthwisePass pass, Span<float> phased, Span<float> taps, Span<float> output)
-    {
-        int s = d.StrideW, len = PhaseLength(d);
-        for (int oh = 0; oh < d.OH; oh++)
+        public int Floats => Rows * Phases * Length;
+
+        /// <summary>Floats between the first taps of consecutive output rows.</summary>
+        public int OutputRowStep(in Conv2dDesc d) => d.StrideH * Phases * Length;
+
+        /// <summary>offsets[kh·KW + kw] = where tap (kh, kw) of output (0, 0) reads (output (oh, ow) adds
+        /// oh·<see cref="OutputRowStep"/> + ow).</summary>
+        public void TapOffsets(in Conv2dDesc d, Span<int> offsets)
         {
-            var outRow = output.Slice(oh * d.OW, d.OW);
-            for (int kh = 0; kh < d.KH; kh++)
-            {
-                int ih = oh * d.StrideH + kh - d.PadTop;
-                if (ih < 0 || ih >= d.H) continue;
-                for (int kw = 0; kw < d.KW; kw++)
+            for (int kh = 0, t = 0; kh < d.KH; kh++)
+                for (int kw = 0; kw < d.KW; kw++, t++)
+                    offsets[t] = (kh * Phases + kw % Phases) * Length + kw / Phases;
+        }
+
+        /// <summary>Lays out one input plane (H × W at src) into dst.</summary>
+        public unsafe void Fill(in Conv2dDesc d, float* src, float* dst)
+        {
+            new Span<float>(dst, Floats).Clear();
+            for (int ih = 0; ih < d.H; ih++)
+                for (int ph = 0; ph < Phases; ph++)
                 {
-                    var (lo, hi) = ValidTaps(kw, d.PadLeft, s, d.W, d.OW);
-                    if (lo == hi) continue;
-                    int start = lo * s + kw - d.PadLeft, t = kh * d.KW + kw;
-                    var inSeg = phased.Slice((ih * s + start % s) * len + start / s, hi - lo);
-                    var outSeg = outRow[lo..hi];
-                    switch (pass)
-                    {
-                        case DepthwisePass.Forward: TensorPrimitives.MultiplyAdd(inSeg, taps[t], outSeg, outSeg); break;
-                        case DepthwisePass.BackwardInput: TensorPrimitives.MultiplyAdd(outSeg, taps[t], inSeg, inSeg); break;
-                        default: taps[t] += TensorPrimitives.Dot(outSeg, inSeg); break;
-                    }
+                    var (lo, hi) = ValidTaps(ph, d.PadLeft, Phases, d.W, Length);
+                    float* s = src + (long)ih * d.W + lo * Phases + ph - d.PadLeft, o = dst + ((ih + d.PadTop) * Phases + ph) * Length;
+                    for (int j = lo; j < hi; j++, s += Phases) o[j] = *s;
                 }
-            }
+        }
+
+        /// <summary>The inverse of <see cref="Fill"/>: one H × W plane at dst from the layout at src.</summary>
+        public unsafe void Gather(in Conv2dDesc d, float* src, float* dst)
+        {
+            for (int ih = 0; ih < d.H; ih++)
+                for (int ph = 0; ph < Phases; ph++)
+                {
+                    var (lo, hi) = ValidTaps(ph, d.PadLeft, Phases, d.W, Length);
+                    float* o = dst + (long)ih * d.W + lo * Phases + ph - d.PadLeft, s = src + ((ih + d.PadTop) * Phases + ph) * Length;
+                    for (int j = lo; j < hi; j++, o += Phases) *o = s[j];
+                }
         }
     }
 
-    /// <summary>Runs body with one phase buffer for the calling worker
-    /// (null when the stride is 1: rows are already contiguous).</summary>
-    private static void WithPhaseScratch(in Conv2dDesc d, Action<float[]?> body)
+    /// <summary>The 8 outputs of row `row` from column ow0 (zeros past `count`).</summary>
+    private static unsafe Vector256<float> LoadPartial(float* row, int ow0, int count)
     {
-        float[]? scratch = d.StrideW == 1 ? null : BufferPool<float>.Shared.Rent(d.H * d.StrideW * PhaseLength(d));
-        try { body(scratch); }
-        finally { if (scratch != null) BufferPool<float>.Shared.Return(scratch); }
+        if (ow0 + 8 <= count) return Vector256.Load(row + ow0);
+        var v = Vector256<float>.Zero;
+        for (int j = 0; ow0 + j < count; j++) v = v.WithElement(j, row[ow0 + j]);
+        return v;
     }
 
-    private static void DepthwiseForward(Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
+    private static unsafe void StorePartial(Vector256<float> v, float* row, int ow0, int count)
+    {
+        if (ow0 + 8 <= count) { v.Store(row + ow0); return; }
+        for (int j = 0; ow0 + j < count; j++) row[ow0 + j] = v.GetElement(j);
+    }
+
+    /// <summary>Runs body with a worker's layout scratch (pinned).</summary>
+    private static unsafe void WithLayoutScratch(PaddedPhases layout, Action<nint> body)
+    {
+        float[] scratch = BufferPool<float>.Shared.Rent(layout.Floats);
+        try
+        {
+            fixed (float* p = scratch) body((nint)p);
+        }
+        finally { BufferPool<float>.Shared.Return(scratch); }
+    }
+
+    private static unsafe void DepthwiseForward(Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
         float[] X = Arr(x), W = Arr(w), Y = Arr(y);
         float[]? B = bias is Buf b ? Arr(b) : null;
         int xOff = Off(x), wOff = Off(w), yOff = Off(y), bOff = bias is Buf bo ? Off(bo) : 0;
         int inPlane = d.H * d.W, outPlane = d.OH * d.OW, taps = d.KH * d.KW, channels = d.Cin;
-        CpuParallel.For(d.N * channels, (p0, p1) => WithPhaseScratch(d, scratch =>
+        var layout = PaddedPhases.For(d);
+        CpuParallel.For(d.N * channels, (p0, p1) => WithLayoutScratch(layout, scratch =>
         {
-            for (int p = p0; p < p1; p++)
-            {
-                int c = p % channels;
-                var input = X.AsSpan(xOff + p * inPlane, inPlane);
-                if (scratch != null) MovePhases(d, input, scratch, toPhases: true);
-                var output = Y.AsSpan(yOff + p * outPlane, outPlane);
-                output.Fill(B == null ? 0f : B[bOff + c]);
-                DepthwisePlane(d, DepthwisePass.Forward, scratch ?? input, W.AsSpan(wOff + c * taps, taps), output);
-            }
+            float* P = (float*)scratch;
+            Span<int> at = stackalloc int[taps];
+            layout.TapOffsets(d, at);
+            int oh1 = d.OH, ow1 = d.OW, rowStep = layout.OutputRowStep(d);
+            fixed (float* px = X, pw = W, py = Y)
+                for (int p = p0; p < p1; p++)
+                {
+                    int c = p % channels;
+                    layout.Fill(d, px + xOff + (long)p * inPlane, P);
+                    float* taps0 = pw + wOff + c * taps, output = py + yOff + (long)p * outPlane;
+                    var start = Vector256.Create(B == null ? 0f : B[bOff + c]);
+                    for (int oh = 0; oh < oh1; oh++)
+                        for (int ow0 = 0; ow0 < ow1; ow0 += 8)
+                        {
+                            var acc = start;
+                            float* row = P + oh * rowStep + ow0;
+                            for (int t = 0; t < at.Length; t++)
+                                acc = Vector256.FusedMultiplyAdd(Vector256.Create(taps0[t]), Vector256.Load(row + at[t]), acc);
+                            StorePartial(acc, output + (long)oh * ow1, ow0, ow1);
+                        }
+                }
         }), costPerItem: 2.0 * outPlane * taps);
     }
 
-    private static void DepthwiseBackwardInput(Conv2dDesc d, Buf dy, Buf w, Buf dx)
+    private static unsafe void DepthwiseBackwardInput(Conv2dDesc d, Buf dy, Buf w, Buf dx)
     {
         float[] DY = Arr(dy), W = Arr(w), DX = Arr(dx);
         int dyOff = Off(dy), wOff = Off(w), dxOff = Off(dx);
         int inPlane = d.H * d.W, outPlane = d.OH * d.OW, taps = d.KH * d.KW, channels = d.Cin;
-        CpuParallel.For(d.N * channels, (p0, p1) => WithPhaseScratch(d, scratch =>
+        var layout = PaddedPhases.For(d);
+        CpuParallel.For(d.N * channels, (p0, p1) => WithLayoutScratch(layout, scratch =>
         {
-            for (int p = p0; p < p1; p++)
-            {
-                var grad = DX.AsSpan(dxOff + p * inPlane, inPlane);
-                Span<float> phased = scratch ?? grad;
-                phased.Clear();
-                DepthwisePlane(d, DepthwisePass.BackwardInput, phased, W.AsSpan(wOff + p % channels * taps, taps), DY.AsSpan(dyOff + p * outPlane, outPlane));
-                if (scratch != null) MovePhases(d, grad, scratch, toPhases: false);
-            }
+            float* Q = (float*)scratch;
+            Span<int> at = stackalloc int[taps];
+            layout.TapOffsets(d, at);
+            int oh1 = d.OH, ow1 = d.OW, rowStep = layout.OutputRowStep(d);
+            fixed (float* pdy = DY, pw = W, pdx = DX)
+                for (int p = p0; p < p1; p++)
+                {
+                    // The padded input gradient: every output's gradient scattered to the taps that read it.
+                    new Span<float>(Q, layout.Floats).Clear();
+                    float* taps0 = pw + wOff + p % channels * taps, grad = pdy + dyOff + (long)p * outPlane;
+                    for (int oh = 0; oh < oh1; oh++)
+                        for (int ow0 = 0; ow0 < ow1; ow0 += 8)
+                        {
+                            var g = LoadPartial(grad + (long)oh * ow1, ow0, ow1);
+                            float* row = Q + oh * rowStep + ow0;
+                            for (int t = 0; t < at.Length; t++)
+                            {
+                                float* q = row + at[t];
+                                Vector256.FusedMultiplyAdd(Vector256.Create(taps0[t]), g, Vector256.Load(q)).Store(q);
+                            }
+                        }
+                    layout.Gather(d, Q, pdx + dxOff + (long)p * inPlane);
+                }
         }), costPerItem: 2.0 * outPlane * taps);
     }
 
-    private static void DepthwiseBackwardWeight(Conv2dDesc d, Buf x, Buf dy, Buf dw)
+    private static unsafe void DepthwiseBackwardWeight(Conv2dDesc d, Buf x, Buf dy, Buf dw)
     {
         float[] X = Arr(x), DY = Arr(dy), DW = Arr(dw);
         int xOff = Off(x), dyOff = Off(dy), dwOff = Off(dw);
         int inPlane = d.H * d.W, outPlane = d.OH * d.OW, taps = d.KH * d.KW, channels = d.Cin, batch = d.N;
-        CpuParallel.For(channels, (c0, c1) => WithPhaseScratch(d, scratch =>
+        var layout = PaddedPhases.For(d);
+        CpuParallel.For(channels, (c0, c1) => WithLayoutScratch(layout, scratch =>
         {
-            for (int c = c0; c < c1; c++)
-            {
-                var grad = DW.AsSpan(dwOff + c * taps, taps);
-                grad.Clear();
-                for (int n = 0; n < batch; n++)
+            float* P = (float*)scratch;
+            Span<Vector256<float>> acc = stackalloc Vector256<float>[taps];
+            Span<int> at = stackalloc int[taps];
+            layout.TapOffsets(d, at);
+            int oh1 = d.OH, ow1 = d.OW, rowStep = layout.OutputRowStep(d);
+            fixed (float* px = X, pdy = DY, pdw = DW)
+                for (int c = c0; c < c1; c++)
                 {
-                    int p = n * channels + c;
-                    var input = X.AsSpan(xOff + p * inPlane, inPlane);
-                    if (scratch != null) MovePhases(d, input, scratch, toPhases: true);
-                    DepthwisePlane(d, DepthwisePass.BackwardWeight, scratch ?? input, grad, DY.AsSpan(dyOff + p * outPlane, outPlane));
+                    acc.Clear();
+                    for (int n = 0; n < batch; n++)
+                    {
+                        int p = n * channels + c;
+                        layout.Fill(d, px + xOff + (long)p * inPlane, P);
+                        float* grad = pdy + dyOff + (long)p * outPlane;
+                        for (int oh = 0; oh < oh1; oh++)
+                            for (int ow0 = 0; ow0 < ow1; ow0 += 8)
+                            {
+                                var g = LoadPartial(grad + (long)oh * ow1, ow0, ow1);
+                                float* row = P + oh * rowStep + ow0;
+                                for (int t = 0; t < at.Length; t++)
+                                    acc[t] = Vector256.FusedMultiplyAdd(g, Vector256.Load(row + at[t]), acc[t]);
+                            }
+                    }
+                    for (int t = 0; t < taps; t++) pdw[dwOff + c * taps + t] = Vector256.Sum(acc[t]);
                 }
-            }
         }), costPerItem: 2.0 * batch * outPlane * taps);
     }
 }

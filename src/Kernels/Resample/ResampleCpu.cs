@@ -57,6 +57,9 @@ public sealed partial class CpuBackend
         float[] X = Arr(x), Y = Arr(y);
         int[] A = IntArr(argmax);
         int xOff = Off(x), yOff = Off(y), aOff = Off(argmax);
+        // The windows once per call, not per output (the discriminator's 8² → 16² upsampling has 1-element windows).
+        var rowBins = Enumerable.Range(0, oh).Select(rows).ToArray();
+        var colBins = Enumerable.Range(0, ow).Select(cols).ToArray();
         CpuParallel.For(planes, (p0, p1) =>
         {
             for (int p = p0; p < p1; p++)
@@ -64,10 +67,10 @@ public sealed partial class CpuBackend
                 var plane = X.AsSpan(xOff + p * h * w, h * w);
                 for (int i = 0; i < oh; i++)
                 {
-                    var (r0, r1) = rows(i);
+                    var (r0, r1) = rowBins[i];
                     for (int j = 0; j < ow; j++)
                     {
-                        var (c0, c1) = cols(j);
+                        var (c0, c1) = colBins[j];
                         int best = r0 * w + c0;
                         float max = float.NegativeInfinity;
                         for (int r = r0; r < r1; r++)
