@@ -59,13 +59,7 @@ internal static class TrainCommand
                 Log = CommandSupport.RankLog(progress.Log),
                 OnStep = progress.Shows ? progress.ReportStep : null,
             });
-            using var stop = new StopSignal(progress.Log);
-            try
-            {
-                var result = trainer.Run(stop.Token);
-                return result.Outcome == TrainingOutcome.Cancelled ? Program.ExitInterrupted : Program.ExitOk;
-            }
-            finally { progress.Finish(); }
+            return RunUntilStopped(progress, token => trainer.Run(token));
         }));
         return command;
     }
@@ -95,15 +89,20 @@ internal static class TrainCommand
             {
                 OutputDir = outputDir, Log = CommandSupport.RankLog(progress.Log), OnStep = progress.Shows ? progress.ReportStep : null,
             });
-            using var stop = new StopSignal(progress.Log);
-            try
-            {
-                var result = trainer.Run(stop.Token);
-                return result.Outcome == TrainingOutcome.Cancelled ? Program.ExitInterrupted : Program.ExitOk;
-            }
-            finally { progress.Finish(); }
+            return RunUntilStopped(progress, token => trainer.Run(token));
         }));
         return command;
+    }
+
+    /// <summary>Runs a trainer until it ends or Ctrl-C/SIGTERM stops it (exit 130 with a resumable checkpoint).</summary>
+    private static int RunUntilStopped(ProgressDisplay progress, Func<CancellationToken, TrainingResult> run)
+    {
+        using var stop = new StopSignal(progress.Log);
+        try
+        {
+            return run(stop.Token).Outcome == TrainingOutcome.Cancelled ? Program.ExitInterrupted : Program.ExitOk;
+        }
+        finally { progress.Finish(); }
     }
 
     /// <summary>experiment.output_dir, else $WORKSPACE/outputs/&lt;experiment.name&gt; (WORKSPACE defaulting to ./runs), as

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -164,46 +165,24 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
 
     /// <summary>Queues the copy from a pinned staging copy of <paramref name="src"/> (<see cref="UploadStaging"/>):
     /// no wait, and src may be reused at once.</summary>
-    public void Upload(ReadOnlySpan<float> src, Buf dst)
-    {
-        if (src.IsEmpty) return;
-        _traffic.Upload(src.Length * sizeof(float));
-        _staging.Upload(src, F(dst, src.Length));
-    }
-    public void Upload(ReadOnlySpan<int> src, Buf dst)
-    {
-        if (src.IsEmpty) return;
-        _traffic.Upload(src.Length * sizeof(int));
-        _staging.Upload(src, I(dst, src.Length));
-    }
+    public void Upload(ReadOnlySpan<float> src, Buf dst) { if (!src.IsEmpty) Staged(src, F(dst, src.Length)); }
+    public void Upload(ReadOnlySpan<int> src, Buf dst) { if (!src.IsEmpty) Staged(src, I(dst, src.Length)); }
+    public void Upload(ReadOnlySpan<ushort> src, Buf dst) { if (!src.IsEmpty) Staged(src, H(dst, src.Length)); }
     /// <summary>Copies to the host after all queued work (CopyToCPU synchronises the stream).</summary>
-    public void Download(Buf src, Span<float> dst)
+    public void Download(Buf src, Span<float> dst) { if (!dst.IsEmpty) CopyBack(F(src, dst.Length), dst); }
+    public void Download(Buf src, Span<int> dst) { if (!dst.IsEmpty) CopyBack(I(src, dst.Length), dst); }
+    public void Download(Buf src, Span<ushort> dst) { if (!dst.IsEmpty) CopyBack(H(src, dst.Length), dst); }
+
+    private void Staged<T>(ReadOnlySpan<T> src, ArrayView<T> dst) where T : unmanaged
     {
-        if (dst.IsEmpty) return;
-        _traffic.Download(dst.Length * sizeof(float));
-        F(src, dst.Length).CopyToCPU(Stream, dst);
-        _staging.StreamDrained();
-        ReportIndexFault();
+        _traffic.Upload(src.Length * Unsafe.SizeOf<T>());
+        _staging.Upload(src, dst);
     }
-    public void Download(Buf src, Span<int> dst)
+
+    private void CopyBack<T>(ArrayView<T> src, Span<T> dst) where T : unmanaged
     {
-        if (dst.IsEmpty) return;
-        _traffic.Download(dst.Length * sizeof(int));
-        I(src, dst.Length).CopyToCPU(Stream, dst);
-        _staging.StreamDrained();
-        ReportIndexFault();
-    }
-    public void Upload(ReadOnlySpan<ushort> src, Buf dst)
-    {
-        if (src.IsEmpty) return;
-        _traffic.Upload(src.Length * sizeof(ushort));
-        _staging.Upload(src, H(dst, src.Length));
-    }
-    public void Download(Buf src, Span<ushort> dst)
-    {
-        if (dst.IsEmpty) return;
-        _traffic.Download(dst.Length * sizeof(ushort));
-        H(src, dst.Length).CopyToCPU(Stream, dst);
+        _traffic.Download(dst.Length * Unsafe.SizeOf<T>());
+        src.CopyToCPU(Stream, dst);
         _staging.StreamDrained();
         ReportIndexFault();
     }
