@@ -4,12 +4,14 @@
 #   2. setup: unpack what `bench/gpu-check.sh pack` built here, or build with the .NET SDK when there is no pack;
 #   3. kernel parity: the ILGPU kernel tests and the golden cases on $DEVICE against the CPU backend
 #      (MASKBIT_TEST_DEVICES=cpu,$DEVICE); fails when the device cases were skipped (no device);
-#   4. two tokenizer training steps with --device $DEVICE and --device cpu on a tiny synthetic Fashion-MNIST
+#   4. NCCL with one rank (the machine's libnccl.so.2): unique id, communicator, all-reduce and broadcast on CUDA
+#      buffers (NcclTests); without NCCL on the machine it says NOT CHECKED (training then falls back to host-staged MPI);
+#   5. two tokenizer training steps with --device $DEVICE and --device cpu on a tiny synthetic Fashion-MNIST
 #      (64 random IDX images, so no dataset is needed): every logged loss and the grad norm must agree within 1e-3
 #      relative at step 1 and 5e-2 at step 2 (after one AdamW update);
-#   5. generator sampling with --device $DEVICE and --device cpu (generator weights from one CPU training step): both must
+#   6. generator sampling with --device $DEVICE and --device cpu (generator weights from one CPU training step): both must
 #      succeed; the samples are compared (identical PNGs; with python3 + numpy also tokens and max pixel difference);
-#   6. benchmarks on $DEVICE (`maskbit bench --device`): GEMM and conv GFLOP/s, attention, LFQ kernels and module at
+#   7. benchmarks on $DEVICE (`maskbit bench --device`): GEMM and conv GFLOP/s, attention, LFQ kernels and module at
 #      K = 12 and 18, tokenizer training step and sampling step images/s.
 #
 # Usage:
@@ -70,17 +72,17 @@ case "$DEVICE" in cuda | ilgpu-cpu) ;; *) echo "DEVICE=$DEVICE: expected cuda or
 # takes seconds. Benchmarks: "glob:limit" per `maskbit bench` process (each compiles its kernels afresh). The CPU
 # accelerator emulates every GPU thread: the smoke run gets longer limits and smaller batches and shapes.
 if [ "$DEVICE" = cuda ]; then
-    T_MACHINE=20 T_SETUP=110 T_TESTS=100 T_TOKENIZER=30 T_GENERATOR=25 T_SAMPLE=20
+    T_MACHINE=20 T_SETUP=95 T_TESTS=100 T_NCCL=20 T_TOKENIZER=30 T_GENERATOR=25 T_SAMPLE=20
     TOKENIZER_BATCH=32 SAMPLE_BATCH=20 SAMPLE_STEPS=4
     BENCH=("gemm_*:20" "conv3x3_*:10" "attention_*:10" "lfq*:15" "model.small_*:25" "generator12_sample_step_b2_cfg:25")
 else
-    T_MACHINE=60 T_SETUP=300 T_TESTS=900 T_TOKENIZER=900 T_GENERATOR=300 T_SAMPLE=600
+    T_MACHINE=60 T_SETUP=300 T_TESTS=900 T_NCCL=60 T_TOKENIZER=900 T_GENERATOR=300 T_SAMPLE=600
     TOKENIZER_BATCH=2 SAMPLE_BATCH=2 SAMPLE_STEPS=1
     # Emulated, a 256³ GEMM takes 1 s, conv3x3_512x16 30 s, lfq12 15 s a run: attention, K = 18 and the model steps
     # would take many minutes each (the end-to-end stages above already run the tokenizer step and sampling there).
     BENCH=("gemm_square_256:120" "conv3x3_512x16_fwd:300" "lfq12_b8_fwd:180")
 fi
-total_limit=$((10 + T_MACHINE + T_SETUP + T_TESTS + 2 * T_TOKENIZER + T_GENERATOR + 2 * T_SAMPLE))
+total_limit=$((10 + T_MACHINE + T_SETUP + T_TESTS + T_NCCL + 2 * T_TOKENIZER + T_GENERATOR + 2 * T_SAMPLE))
 for b in "${BENCH[@]}"; do total_limit=$((total_limit + ${b##*:})); done
 if [ "${1:-}" = limits ]; then echo "$total_limit"; exit 0; fi
 
@@ -158,6 +160,25 @@ elif ! grep -qE "Skipped: +0," <<< "$summary"; then
     fail "kernel parity on $DEVICE: cases were skipped, so $DEVICE did not run them ($summary)"
 elif [ "$device_cases" = 0 ]; then
     fail "kernel parity on $DEVICE: NO test case ran on $DEVICE (the filter or the test names changed?) ($summary)"
+fi
+
+stage "NCCL with one rank on $DEVICE: the binding's calls on device buffers"
+# NCCL is not in the pack: the machine's libnccl.so.2 (linker cache, LD_LIBRARY_PATH, a pip wheel's nvidia/nccl/lib).
+libnccl=${MASKBIT_NCCL_LIBRARY:-$(ldconfig -p 2>/dev/null | grep -m 1 -E '\slibnccl\.so\.2 ' | sed 's/.*=> //')}
+for dir in ${LD_LIBRARY_PATH//:/ } $(python3 -c "import site; print(' '.join(p + '/nvidia/nccl/lib' for p in site.getsitepackages()))" 2>/dev/null); do
+    [ -z "$libnccl" ] && [ -e "$dir/libnccl.so.2" ] && libnccl="$dir/libnccl.so.2"
+done
+if [ "$DEVICE" != cuda ]; then echo "  DEVICE=$DEVICE: NCCL needs CUDA; only the library loading and the choice of path run"
+elif [ -z "$libnccl" ]; then echo "  NOT CHECKED: no libnccl.so.2 on this machine (apt-get install libnccl2, pip install nvidia-nccl-cu12, or MASKBIT_NCCL_LIBRARY=path); training falls back to host-staged MPI"
+else echo "  libnccl.so.2: $libnccl"; fi
+MASKBIT_NCCL_LIBRARY=$libnccl MASKBIT_TEST_DEVICES=cpu,$DEVICE timeout "$T_NCCL" dotnet "$VSTEST" tests/bin/Release/net10.0/MaskBit.Tests.dll \
+    "--TestCaseFilter:FullyQualifiedName~MaskBit.Tests.Distributed.NcclTests" "--logger:console;verbosity=normal" > "$WORK/nccl.out" 2>&1
+nccl_rc=$?
+grep -E "^\s+(Passed|Failed|Skipped) |Error Message|NCCL [0-9]|Total tests" "$WORK/nccl.out" | head -n 30
+if [ $nccl_rc -ne 0 ]; then
+    tail -n 20 "$WORK/nccl.out"; fail "NCCL tests on $DEVICE (exit $nccl_rc)"
+elif [ "$DEVICE" = cuda ] && [ -n "$libnccl" ] && ! grep -qE "^\s+Passed NcclOnOneRankSumsAndBroadcastsCudaBuffers" "$WORK/nccl.out"; then
+    fail "NCCL with one rank did not run on cuda although $libnccl is there (skipped?)"
 fi
 
 # The run's metrics.jsonl as "step name value" lines, without the timing rates.

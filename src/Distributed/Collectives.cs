@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace MaskBit.Distributed;
 
 /// <summary>
@@ -55,6 +57,22 @@ public static class CollectivesExtensions
     }
 
     public static bool IsMain(this ICollectives group) => group.Rank == 0;
+
+    /// <summary>Every rank's <paramref name="mine"/> (any length, also empty), indexed by rank, on every rank: the
+    /// lengths by one all-gather, then each rank's elements by a broadcast from it. For results gathered once at the
+    /// end of a command (samples, evaluation sums), not for a step's traffic.</summary>
+    public static T[][] AllGather<T>(this ICollectives group, ReadOnlySpan<T> mine) where T : unmanaged
+    {
+        if (group.WorldSize == 1) return [mine.ToArray()];
+        var lengths = group.AllGather(mine.Length);
+        var all = new T[group.WorldSize][];
+        for (int root = 0; root < group.WorldSize; root++)
+        {
+            all[root] = root == group.Rank ? mine.ToArray() : new T[checked((int)lengths[root])];
+            group.Broadcast(MemoryMarshal.AsBytes(all[root].AsSpan()), root);
+        }
+        return all;
+    }
 }
 
 /// <summary>The group of one process: every collective returns its input; nothing waits.</summary>

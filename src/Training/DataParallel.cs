@@ -12,14 +12,17 @@ namespace MaskBit.Models.Training;
 /// communication thread while the backward goes on; <see cref="Wait"/> then writes back sum × 1/world, the same on every
 /// rank. The buckets depend only on the parameter list, so a world size and seed repeat bit for bit. Gradients that
 /// are null (a part that did not train this step) are left out; every rank takes the same path through a step, so they
-/// are null everywhere. One process: nothing happens.
+/// are null everywhere. One process: nothing happens. The buckets travel by NCCL on a CUDA device where it loads,
+/// else staged through host memory and MPI (<see cref="DeviceCollectives"/>).
 /// </summary>
 public sealed class GradientAverager(ICollectives group, int bucketBytes = GradientAverager.DefaultBucketBytes)
 {
     public const int DefaultBucketBytes = 25 << 20;
 
     private readonly Dictionary<IReadOnlyList<Tensor>, Buckets> _buckets = new(ReferenceEqualityComparer.Instance);
-    private readonly List<(IPendingCollective Request, List<Tensor> Grads, float[] Buffer)> _inFlight = [];
+    /// <summary>The buckets started and not yet written back: host-staged (a request and its host buffer) or by
+    /// NCCL (the device buffer its sum is queued into).</summary>
+    private readonly List<(List<Tensor> Grads, IPendingCollective? Request, float[]? Buffer, Tensor? DeviceBucket)> _inFlight = [];
 
     public ICollectives Group { get; } = group;
 
@@ -42,13 +45,25 @@ public sealed class GradientAverager(ICollectives group, int bucketBytes = Gradi
     public void Wait()
     {
         float scale = 1f / Group.WorldSize;
-        foreach (var (request, grads, buffer) in _inFlight)
+        foreach (var (grads, request, buffer, deviceBucket) in _inFlight)
         {
-            request.Wait();
+            if (deviceBucket != null)
+            {
+                // Queued on the device's stream after NCCL's sum: g = scale · its part (ReduceSum over a middle
+                // dimension of 1 is a scaled copy).
+                long at = 0;
+                foreach (var g in grads)
+                {
+                    g.Device.ReduceSum(deviceBucket.Buf.At(at), g.Buf, 1, 1, (int)g.Numel, scale);
+                    at += g.Numel;
+                }
+                continue;
+            }
+            request!.Wait();
             int offset = 0;
             foreach (var g in grads)
             {
-                var values = buffer.AsSpan(offset, (int)g.Numel);
+                var values = buffer!.AsSpan(offset, (int)g.Numel);
                 for (int i = 0; i < values.Length; i++) values[i] *= scale;
                 g.CopyFrom_(values);
                 offset += values.Length;
@@ -62,14 +77,28 @@ public sealed class GradientAverager(ICollectives group, int bucketBytes = Gradi
         var grads = parameters.Where(p => p.Grad != null).Select(p => p.Grad!).ToList();
         long size = grads.Sum(g => g.Numel);
         if (size == 0) return;
+        var device = grads[0].Device;
+        if (DeviceCollectives.For(Group, device) is { } nccl)
+        {
+            var bucket = Tensor.Empty([checked((int)size)], device);
+            long at = 0;
+            foreach (var g in grads)
+            {
+                device.Copy(g.Buf, bucket.Buf.At(at), g.Numel);
+                at += g.Numel;
+            }
+            nccl.AllReduceSum(bucket.Buf, size);
+            _inFlight.Add((grads, null, null, bucket));
+            return;
+        }
         if (buffer.Length < size) buffer = new float[size];
         int offset = 0;
         foreach (var g in grads)
         {
-            g.Device.Download(g.Buf, buffer.AsSpan(offset, (int)g.Numel));
+            device.Download(g.Buf, buffer.AsSpan(offset, (int)g.Numel));
             offset += (int)g.Numel;
         }
-        _inFlight.Add((Group.StartAllReduceSum(buffer, 0, (int)size), grads, buffer));
+        _inFlight.Add((grads, Group.StartAllReduceSum(buffer, 0, (int)size), buffer, null));
     }
 
     /// <summary>A parameter list split into buckets in reverse order, each with the host buffer its sum travels in.</summary>
@@ -144,6 +173,11 @@ public static class DataParallel
         var tensors = state.Modules.Values.SelectMany(m => m.StateDict().Select(kv => kv.Tensor))
             .Concat(state.Emas.Values.SelectMany(e => e.Shadow))
             .Where(t => t.DType == Kernels.DType.Float32).ToList();
+        if (tensors.Count > 0 && DeviceCollectives.For(group, tensors[0].Device) is { } nccl)
+        {
+            foreach (var t in tensors) nccl.Broadcast(t.Buf, t.Numel);
+            return;
+        }
         var host = new float[tensors.Sum(t => t.Numel)];
         int offset = 0;
         foreach (var t in tensors) { t.Device.Download(t.Buf, host.AsSpan(offset, (int)t.Numel)); offset += (int)t.Numel; }

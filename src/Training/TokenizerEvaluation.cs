@@ -1,4 +1,5 @@
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Models.Data;
 using MaskBit.Models.Metrics;
 using MaskBit.Models.Tokenizer;
@@ -31,16 +32,19 @@ public static class TokenizerEvaluation
     /// returns the reference evaluator's metrics (MAE, MSE, PSNR, SSIM, CodebookUsage, CodebookEntropy). With an
     /// <paramref name="inception"/> network also rFID (reconstructions against the originals, as the reference's
     /// TokenizerEvaluator) and the Inception Score, by default over one split as the reference; more splits need
-    /// <paramref name="maxImages"/> to be the number of images the batches hold (fewer splits when there are few
-    /// images, see <see cref="InceptionScoreAccumulator.EffectiveSplits"/>). With <paramref name="lpips"/> also LPIPS.</summary>
+    /// the exact number of images in advance (<paramref name="maxImages"/>, or the share's total; fewer splits when
+    /// there are few images, see <see cref="InceptionScoreAccumulator.EffectiveSplits"/>). With <paramref name="lpips"/>
+    /// also LPIPS. With a <paramref name="share"/> the batches are one rank's images: every rank calls this, the sums
+    /// go to rank 0, which returns the metrics of all the images (the other ranks an empty dictionary).</summary>
     public static IReadOnlyDictionary<string, double> Evaluate(ImageTokenizer model, IEnumerable<Batch> batches, long maxImages = long.MaxValue,
-        IFeatureExtractor? inception = null, int inceptionScoreSplits = 1, LpipsMetric? lpips = null)
+        IFeatureExtractor? inception = null, int inceptionScoreSplits = 1, LpipsMetric? lpips = null, EvaluationShare? share = null)
     {
-        if (inception != null && inceptionScoreSplits > 1 && maxImages is < 2 or long.MaxValue)
-            throw new ArgumentException($"{inceptionScoreSplits} Inception Score splits need the exact number of images (at least 2) in advance, got {maxImages}");
+        long total = share?.Total ?? maxImages;
+        if (inception != null && inceptionScoreSplits > 1 && total is < 2 or long.MaxValue)
+            throw new ArgumentException($"{inceptionScoreSplits} Inception Score splits need the exact number of images (at least 2) in advance, got {total}");
         var metrics = HostMetrics | (inception == null ? 0 : TokenizerMetric.Rfid | TokenizerMetric.InceptionScore) | (lpips == null ? 0 : TokenizerMetric.Lpips);
-        int? splits = inception == null ? null : InceptionScoreAccumulator.EffectiveSplits(maxImages, inceptionScoreSplits);
-        var evaluator = new TokenizerEvaluator(metrics, model.CodebookSize, inception, splits, splits > 1 ? maxImages : 0, lpips);
+        int? splits = inception == null ? null : InceptionScoreAccumulator.EffectiveSplits(total, inceptionScoreSplits);
+        var evaluator = new TokenizerEvaluator(metrics, model.CodebookSize, inception, splits, splits > 1 ? total : 0, lpips, share?.First ?? 0);
         foreach (var batch in batches)
         {
             if (evaluator.NumExamples >= maxImages) break;
@@ -51,9 +55,19 @@ public static class TokenizerEvaluation
             var (reconstructions, tokens) = Reconstruct(model, images);
             evaluator.Update(ImageBatch.FromTensor(images.Clamp(0f, 1f)), ImageBatch.FromTensor(reconstructions), tokens);
         }
+        if (share is { Group: { WorldSize: > 1 } group })
+        {
+            var sums = group.AllGather<double>(evaluator.PackSums());
+            if (!group.IsMain()) return new Dictionary<string, double>();
+            for (int rank = 1; rank < sums.Length; rank++) evaluator.MergePacked(sums[rank]);
+        }
         if (evaluator.NumExamples == 0) throw new InvalidDataException("evaluation: the data yielded no readable images");
         return evaluator.Result();
     }
+
+    /// <summary>One rank's images of an evaluation split across ranks: they start at image <paramref name="First"/>
+    /// of the <paramref name="Total"/> all ranks evaluate.</summary>
+    public sealed record EvaluationShare(ICollectives Group, long First, long Total);
 
     /// <summary>A loader over the whole data set in order, with the evaluation transform (resize, centre crop).</summary>
     public static DataLoader EvalLoader(IImageDataset dataset, ImageTransform transform, int batchSize, int workers, Action<SkippedSample>? onSkipped = null) =>

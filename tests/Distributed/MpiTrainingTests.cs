@@ -107,6 +107,33 @@ public class MpiTrainingTests
         AssertSameWeights(Checkpoint(whole, 6), Checkpoint(switched, 6), WeightTolerance);
     }
 
+    // ---- device buffers -------------------------------------------------------------------------------------------
+
+    /// <summary>On a device that is not CUDA (ILGPU's CPU accelerator here) the gradients travel staged through host
+    /// memory and MPI: one step of 2 ranks × 2 images gives the losses and gradient norm of 1 process × 4 images, within
+    /// the tolerance above (the same float32 summation-order argument; the kernels are ILGPU's).</summary>
+    [Test]
+    public void OnIlgpuCpuTwoRanksStagedThroughTheHostComputeTheGradientsOfOneProcess()
+    {
+        string one = _dir.File("ilgpu-1"), two = _dir.File("ilgpu-2");
+        string[] common = ["--device", "ilgpu-cpu", "training.max_train_steps=1"];
+        Expect(0, Maskbit(1, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", one, "training.per_gpu_batch_size=4", .. common]));
+        var run = Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", two, "training.per_gpu_batch_size=2", .. common], watchdogSeconds: 600);
+        Expect(0, run);
+        Assert.That(run.Output, Does.Not.Contain("NCCL"));
+        AssertSameCurves(Metrics(one), Metrics(two), ["total_loss", "reconstruction_loss", "quantizer_loss", "grad_norm"], Tolerance);
+        Assert.That(Metrics(two).Single().ContainsKey("grad_norm"));
+    }
+
+    [Test]
+    public void AskingForNcclOffCudaStopsTheJobWithOneLine()
+    {
+        var run = Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", _dir.File("nccl-on-cpu"), "training.max_train_steps=1"],
+            environment: new Dictionary<string, string> { [DeviceCollectives.Variable] = "nccl" });
+        Assert.That(run.Code, Is.Not.EqualTo(0), run.Output);
+        Assert.That(run.Output, Does.Contain($"{DeviceCollectives.Variable}=nccl: NCCL moves CUDA device buffers, this run's device is cpu"));
+    }
+
     // ---- evaluation and sampling split across ranks ------------------------------------------------------------------
 
     /// <summary>Each rank samples and evaluates whole batches of its share; rank 0 merges the float64 sums, which then
@@ -146,12 +173,59 @@ public class MpiTrainingTests
         Assert.That(actual["InceptionScoreSplits"], Is.EqualTo(2));
     }
 
+    /// <summary>Each rank reconstructs a share of whole batches (16 images in batches of 3: rank 0 images 0–8, rank 1
+    /// 9–15, a short last batch); rank 0 merges the float64 sums: 1e-12 relative, the codebook counts exactly.</summary>
     [Test]
-    public void CommandsThatDoNotSplitTheirWorkRefuseSeveralRanks()
+    public void EvalTokenizerOnTwoRanksGivesTheNumbersOfOneProcess()
     {
-        var run = Maskbit(2, ["generate", "--classes", "0", "--out", _dir.File("generate-refused")]);
-        Assert.That(run.Code, Is.Not.EqualTo(0), run.Output);
-        Assert.That(run.Output, Does.Contain("maskbit generate runs in one process, not under mpirun (-np 2)"));
+        string weights = _dir.File("eval-tok.safetensors");
+        SafeTensors.Save(weights, new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_tokenizerConfig)), seed: 12).StateDict()
+            .Select(kv => GeneratorTrainerTests.Record(kv.Name, kv.Tensor)).ToList());
+        string[] Args(string outDir) => ["eval", "tokenizer", "--config", _tokenizerConfig, "--checkpoint", weights, "--data", _dir.File("images"),
+            "--batch-size", "3", "--out", outDir];
+        string one = _dir.File("eval-tok-1"), two = _dir.File("eval-tok-2");
+        Expect(0, Maskbit(1, Args(one)));
+        var run = Maskbit(2, Args(two));
+        Expect(0, run);
+        Assert.That(run.Output, Does.Contain("split over 2 ranks"));
+        var (expected, actual) = (EvalMetrics(one), EvalMetrics(two));
+        Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+        foreach (var key in new[] { "MAE", "MSE", "PSNR", "SSIM", "CodebookUsage", "CodebookEntropy" })
+            Assert.That(actual[key], Is.EqualTo(expected[key]).Within(1e-12 * Math.Abs(expected[key])), key);
+    }
+
+    /// <summary>Each rank samples a share of whole batches from their own seeds (5 samples in batches of 2: rank 0
+    /// samples 0–3, rank 1 sample 4); rank 0 gathers them and writes the files of one process: the same PNGs and arrays.</summary>
+    [Test]
+    public void GenerateOnTwoRanksWritesTheFilesOfOneProcess()
+    {
+        string[] Args(string outDir) => ["generate", "--config", _generatorConfig, "--tokenizer", _tokenizerWeights, "--generator", GeneratorWeights(),
+            "--classes", "0,1,2,3,4", "--batch-size", "2", "--steps", "2", "--seed", "3", "--out", outDir];
+        string one = _dir.File("generate-1"), two = _dir.File("generate-2");
+        Expect(0, Maskbit(1, Args(one)));
+        Expect(0, Maskbit(2, Args(two)));
+        var files = Directory.GetFiles(one).Select(Path.GetFileName).Order().ToArray();
+        Assert.That(files, Has.Length.EqualTo(5 + 2), "a PNG per sample, grid.png and samples.npz");
+        Assert.That(Directory.GetFiles(two).Select(Path.GetFileName).Order(), Is.EqualTo(files));
+        foreach (var file in files.Where(f => f!.EndsWith(".png", StringComparison.Ordinal)))
+            Assert.That(File.ReadAllBytes(Path.Combine(two, file!)), Is.EqualTo(File.ReadAllBytes(Path.Combine(one, file!))), file);
+        // The archive's entries carry their write time: compare the arrays.
+        var (expected, actual) = (Npy.ReadNpz(Path.Combine(one, "samples.npz")), Npy.ReadNpz(Path.Combine(two, "samples.npz")));
+        Assert.That(actual.Keys, Is.EquivalentTo(new[] { "images", "labels", "tokens" }));
+        foreach (var (key, array) in expected)
+        {
+            Assert.That(actual[key].Shape, Is.EqualTo(array.Shape), key);
+            Assert.That(actual[key].Data, Is.EqualTo(array.Data), key);
+        }
+    }
+
+    private string GeneratorWeights()
+    {
+        string path = _dir.File("sampling-generator.safetensors");
+        if (!File.Exists(path))
+            SafeTensors.Save(path, new Models.Generator.MaskedGenerator(Models.Generator.GeneratorConfig.From(MaskBitConfig.Load(_generatorConfig)), seed: 7)
+                .StateDict().Select(kv => GeneratorTrainerTests.Record(kv.Name, kv.Tensor)).ToList());
+        return path;
     }
 
     private static Dictionary<string, double> EvalMetrics(string dir) =>
@@ -229,11 +303,14 @@ public class MpiTrainingTests
 
     private static void Expect(int code, Result result) => Assert.That(result.Code, Is.EqualTo(code), result.Output);
 
-    private static Result Maskbit(int ranks, string[] args, int watchdogSeconds = WatchdogSeconds) => Maskbit(ranks, args, null, out _, watchdogSeconds);
+    private static Result Maskbit(int ranks, string[] args, int watchdogSeconds = WatchdogSeconds, IReadOnlyDictionary<string, string>? environment = null) =>
+        Maskbit(ranks, args, null, out _, watchdogSeconds, environment);
 
     /// <summary>maskbit in one process (<paramref name="ranks"/> = 1) or under mpirun; <paramref name="whileRunning"/>
-    /// acts on the running job and returns a clock the caller reads once the job ended.</summary>
-    private static Result Maskbit(int ranks, string[] args, Func<Process, Stopwatch>? whileRunning, out Stopwatch clock, int watchdogSeconds = WatchdogSeconds)
+    /// acts on the running job and returns a clock the caller reads once the job ended; <paramref name="environment"/>
+    /// reaches every rank.</summary>
+    private static Result Maskbit(int ranks, string[] args, Func<Process, Stopwatch>? whileRunning, out Stopwatch clock, int watchdogSeconds = WatchdogSeconds,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "maskbit.dll");
         Assume.That(File.Exists(dll), $"{dll} is not built");
@@ -248,7 +325,13 @@ public class MpiTrainingTests
             foreach (var a in new[] { "--oversubscribe", "--allow-run-as-root", "--mca", "btl_vader_single_copy_mechanism", "none",
                                       "-x", ProcessGroup.TimeoutVariable, "-x", "DOTNET_TieredPGO", "-np", ranks.ToString(CultureInfo.InvariantCulture), "dotnet" })
                 info.ArgumentList.Add(a);
+            foreach (var name in environment?.Keys ?? [])
+            {
+                info.ArgumentList.Insert(info.ArgumentList.Count - 3, "-x");
+                info.ArgumentList.Insert(info.ArgumentList.Count - 3, name);
+            }
         }
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         info.ArgumentList.Add(dll);
         foreach (var a in args) info.ArgumentList.Add(a);
         info.RedirectStandardOutput = info.RedirectStandardError = true;

@@ -303,6 +303,36 @@ public class TokenizerEvaluatorTests
     }
 
     /// <summary>A stand-in network: features and logits are per-channel pixel statistics.</summary>
+    /// <summary>Two evaluators of the first and last images (as two ranks), one merged into the other through
+    /// PackSums / MergePacked, give every metric of one evaluator of all the images: the Inception Score in 3 splits
+    /// that straddle the shares, rFID from the kept rows (fewer rows than features) and the codebook counts.</summary>
+    [Test]
+    public void SharesMergedFromPackedSumsGiveTheMetricsOfOneEvaluator()
+    {
+        var rng = new Random(3);
+        const int n = 7, first = 3;
+        float[] Random(int count) => Enumerable.Range(0, count * 3 * 6 * 6).Select(_ => (float)rng.NextDouble()).ToArray();
+        var (real, fake) = (Random(n), Random(n));
+        var tokens = Enumerable.Range(0, n * 4).Select(_ => rng.Next(16)).ToArray();
+        int size = 3 * 6 * 6;
+        ImageBatch Part(float[] data, int from, int count) => new(data.AsSpan(from * size, count * size).ToArray(), count, 3, 6, 6);
+        var metrics = TokenizerMetric.All;
+        TokenizerEvaluator New(long firstExample) => new(metrics, 16, new PixelStatsExtractor(), inceptionScoreSplits: 3, totalExamples: n, firstExample: firstExample);
+
+        var whole = New(0);
+        whole.Update(Part(real, 0, n), Part(fake, 0, n), tokens);
+        var (head, tail) = (New(0), New(first));
+        head.Update(Part(real, 0, first), Part(fake, 0, first), tokens.AsSpan(0, first * 4));
+        tail.Update(Part(real, first, n - first), Part(fake, first, n - first), tokens.AsSpan(first * 4));
+        head.MergePacked(tail.PackSums());
+
+        var (expected, actual) = (whole.Result(), head.Result());
+        Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+        foreach (var (key, value) in expected)
+            Assert.That(actual[key], Is.EqualTo(value).Within(1e-12 * Math.Max(1, Math.Abs(value))), key);
+        Assert.That(head.NumExamples, Is.EqualTo(n));
+    }
+
     private sealed class PixelStatsExtractor : IFeatureExtractor
     {
         public List<byte[]> Seen { get; } = [];

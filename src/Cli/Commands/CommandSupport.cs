@@ -105,14 +105,6 @@ internal static class CommandSupport
         }
     }
 
-    /// <summary>Refuses a command that does not split its work across ranks when launched by mpirun with several
-    /// (every rank would do all of it and write the same files).</summary>
-    public static void RequireOneProcess(string command)
-    {
-        if (LaunchInfo.FromEnvironment() is { WorldSize: > 1 } launch)
-            throw new UsageException($"{command} runs in one process, not under mpirun (-np {launch.WorldSize}); launch it without mpirun");
-    }
-
     /// <summary>A trainer's log: under mpirun only rank 0 writes (the others' notices would repeat its lines).</summary>
     public static TextWriter RankLog(TextWriter log) => LaunchInfo.FromEnvironment() is { Rank: > 0 } ? TextWriter.Null : log;
 

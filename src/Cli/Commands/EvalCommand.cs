@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Metrics;
@@ -47,7 +48,9 @@ internal static class EvalCommand
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
         {
-            CommandSupport.RequireOneProcess("maskbit eval tokenizer");
+            // Under mpirun each rank reconstructs a share of the images; rank 0 merges the sums and reports.
+            var group = ProcessGroup.World;
+            var log = group.IsMain() ? stdout : TextWriter.Null;
             var cfg = CommandSupport.LoadConfig(parse.GetValue(config)!, parse.GetValue(overrides));
             var run = RunSettings.From(cfg, TrainingStage.Tokenizer);
             string source = parse.GetValue(data) ?? run.EvalSource
@@ -61,7 +64,7 @@ internal static class EvalCommand
             string weightsPath = parse.GetValue(weights) is { } given ? CommandSupport.RequireFile(given, "--checkpoint", remedy)
                 : run.TokenizerCheckpoint is { } configured ? CommandSupport.RequireFile(configured, $"{cfg.File}: experiment.vqgan_checkpoint", remedy + " (--checkpoint)")
                 : throw new UsageException($"--checkpoint is missing: {remedy}, or set experiment.vqgan_checkpoint");
-            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), stdout, parse.GetValue(nonStrict));
+            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), log, parse.GetValue(nonStrict));
             int channels = TrainingData.Channels(cfg);
             bool withInception = parse.GetValue(inception.Weights) != null;
             if ((withInception || parse.GetValue(lpipsWeights) != null) && channels != 3)
@@ -73,19 +76,24 @@ internal static class EvalCommand
             try
             {
                 var skips = new SkipReport(stderr, parse.GetValue(strict));
-                var loader = TokenizerEvaluation.EvalLoader(dataset, TrainingData.Transform(cfg), batch, workers: 1,
-                    onSkipped: sample => skips.Skip(sample.Reason.Contains(sample.Key, StringComparison.Ordinal) ? sample.Reason : $"{sample.Key}: {sample.Reason}"));
                 long count = Math.Min(parse.GetValue(maxImages) ?? long.MaxValue, dataset.Count);
                 if (withInception && count < 2) throw new ConfigException($"rFID needs at least 2 images, the data gives {count}");
-                network = inception.Load(parse, stdout);
-                stdout.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images");
-                var progress = new ProgressDisplay(stdout, "eval", unit: "img");
-                scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, count), count, network, splits, lpips);
+                // This rank's images: a contiguous run of whole batches (all of them in one process).
+                var (first, end) = GeneratorEvaluation.Share(count, batch, group.Rank, group.WorldSize);
+                var share = group.WorldSize == 1 ? dataset : new SubsetDataset(dataset, Enumerable.Range((int)first, (int)(end - first)).ToArray());
+                var loader = TokenizerEvaluation.EvalLoader(share, TrainingData.Transform(cfg), batch, workers: 1,
+                    onSkipped: sample => skips.Skip(sample.Reason.Contains(sample.Key, StringComparison.Ordinal) ? sample.Reason : $"{sample.Key}: {sample.Reason}"));
+                network = inception.Load(parse, log);
+                log.WriteLine($"evaluating on {source}: {count} of {dataset.Count} images" + (group.WorldSize > 1 ? $", split over {group.WorldSize} ranks" : ""));
+                var progress = new ProgressDisplay(log, "eval", unit: "img");
+                scores = TokenizerEvaluation.Evaluate(model, Reporting(loader.Epoch(0), progress, end - first), end - first, network, splits, lpips,
+                    new TokenizerEvaluation.EvaluationShare(group, first, count));
                 progress.Finish();
-                skips.Finish(count, "images");
+                skips.Finish(end - first, "images");
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 
+            if (!group.IsMain()) return Program.ExitOk;
             InceptionFlags.Report(scores, splits, !withInception ? InceptionFlags.NeedsNetwork("rFID and InceptionScore") : null, parse.GetValue(output)!, stdout);
             return Program.ExitOk;
         }));

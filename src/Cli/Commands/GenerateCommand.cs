@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MaskBit.Autograd;
+using MaskBit.Distributed;
 using MaskBit.Kernels;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
@@ -115,26 +116,28 @@ internal sealed class SamplingFlags
             return ImageBatch.FromTensor(Sampler.Sample(labels, Options, random).Images.Clamp(0f, 1f));
         }
 
-        /// <summary>Samples the labels in batches from one seeded stream: images (N,3,H,W) clamped to [0,1] and
-        /// combined tokens (N, seq_len). <paramref name="progress"/> sees the images done after each batch.</summary>
-        public (float[] Images, int[] Shape, int[] Tokens) Sample(IReadOnlyList<int> labels, ProgressDisplay? progress = null)
+        /// <summary>Samples labels [<paramref name="first"/>, <paramref name="end"/>) in batches of <see cref="BatchSize"/>
+        /// that start at multiples of it, each from its own seed (<see cref="GeneratorEvaluation.BatchSeed"/>, as
+        /// eval generator), so a sample depends on the seed, the batch size and its index, not on which rank draws
+        /// it: images (n,C,H,W) clamped to [0,1] as a flat array, the shape (C,H,W) of one (empty for no labels) and
+        /// combined tokens (n, seq_len). <paramref name="progress"/> sees the images done after each batch.</summary>
+        public (float[] Images, int[] ImageShape, int[] Tokens) Sample(IReadOnlyList<int> labels, long first, long end, ProgressDisplay? progress = null)
         {
-            var random = new SeededRandomSource(Seed);
             var images = new List<float>();
             var tokens = new List<int>();
-            int[] shape = Array.Empty<int>();
-            for (int start = 0; start < labels.Count; start += BatchSize)
+            int[] shape = [];
+            for (long start = first; start < end; start += BatchSize)
             {
                 using var scope = TensorScope.Begin();
                 using var autocast = Autocast.Enable(Precision);
-                var batch = labels.Skip(start).Take(BatchSize).ToArray();
-                var result = Sampler.Sample(batch, Options, random);
+                var batch = labels.Skip((int)start).Take((int)Math.Min(BatchSize, end - start)).ToArray();
+                var result = Sampler.Sample(batch, Options, new SeededRandomSource(GeneratorEvaluation.BatchSeed(Seed, start)));
                 images.AddRange(result.Images.Clamp(0f, 1f).ToArray());
                 tokens.AddRange(result.CombinedTokens.ToIntArray());
-                shape = result.Images.Shape;
-                progress?.Report(start + batch.Length, labels.Count);
+                shape = result.Images.Shape[1..];
+                progress?.Report(start - first + batch.Length, end - first);
             }
-            return (images.ToArray(), new[] { labels.Count, shape[1], shape[2], shape[3] }, tokens.ToArray());
+            return (images.ToArray(), shape, tokens.ToArray());
         }
     }
 }
@@ -161,7 +164,9 @@ public static class GenerateCommand
         command.Options.Add(output);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(flags.Device), () =>
         {
-            CommandSupport.RequireOneProcess("maskbit generate");
+            // Under mpirun each rank samples a share of whole batches; rank 0 gathers them and writes every file.
+            var group = ProcessGroup.World;
+            var log = group.IsMain() ? stdout : TextWriter.Null;
             var classIds = new List<int>();
             foreach (var part in parse.GetValue(classes)!.Split(',', StringSplitOptions.TrimEntries))
             {
@@ -171,17 +176,23 @@ public static class GenerateCommand
             }
             int n = parse.GetValue(perClass);
             if (n < 1) return GeneratorCommands.Usage(stderr, "--per-class", $"must be at least 1, got {n}");
-            var loaded = flags.Load(parse, stdout, stderr, out int code);
+            var loaded = flags.Load(parse, log, stderr, out int code);
             if (loaded == null) return code;
             if (classIds.FirstOrDefault(c => c >= loaded.NumClasses, -1) is var bad and >= 0)
                 return GeneratorCommands.Usage(stderr, "--classes", $"class {bad} is outside 0…{loaded.NumClasses - 1} (model.mlm_model.nclass = {loaded.NumClasses})");
 
             var labels = classIds.SelectMany(c => Enumerable.Repeat(c, n)).ToArray();
-            var (images, shape, tokens) = loaded.Sample(labels, new ProgressDisplay(stdout, "generate", unit: "img"));
+            var (first, end) = GeneratorEvaluation.Share(labels.Length, loaded.BatchSize, group.Rank, group.WorldSize);
+            var (myImages, imageShape, myTokens) = loaded.Sample(labels, first, end, new ProgressDisplay(log, "generate", unit: "img"));
+            var images = group.AllGather<float>(myImages).SelectMany(part => part).ToArray();
+            var tokens = group.AllGather<int>(myTokens).SelectMany(part => part).ToArray();
+            // Rank 0's share is never empty: its images give the shape.
+            if (!group.IsMain()) return Program.ExitOk;
+            int size = images.Length / labels.Length;
+            int[] shape = [labels.Length, .. imageShape];
             string outDir = parse.GetValue(output)!;
             Directory.CreateDirectory(outDir);
             var batch = Tensor.FromArray(images, shape);
-            int size = shape[1] * shape[2] * shape[3];
             for (int i = 0; i < labels.Length; i++)
                 ImageIO.Write(Path.Combine(outDir, $"class{labels[i]:D4}_{i % n:D3}.png"),
                     ImageIO.FromTensor(Tensor.FromArray(images.AsSpan(i * size, size), shape[1..])));

@@ -239,6 +239,23 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     }
 
     /// <summary>The float elements [offset, offset + n) of a buffer of this backend, as a kernel argument.</summary>
+    /// <summary>For libraries that take raw CUDA pointers (NCCL): the device address of the <paramref name="n"/>
+    /// floats at <paramref name="buf"/> and the stream this backend queues its kernels on (work queued there is
+    /// ordered with them); null when the accelerator is not CUDA.</summary>
+    public (nint Address, nint Stream)? CudaFloats(Buf buf, long n)
+    {
+        if (Stream is not CudaStream stream) return null;
+        IContiguousArrayView view = F(buf, n);
+        return (view.Buffer.NativePtr + (nint)view.IndexInBytes, stream.StreamPtr);
+    }
+
+    /// <summary>Makes this backend's device context current on the calling thread (libraries such as NCCL take the
+    /// device from it).</summary>
+    public void BindToThread() => _accelerator.Bind();
+
+    /// <summary>True on an NVIDIA GPU (the CUDA accelerator), false on ILGPU's CPU accelerator.</summary>
+    public bool IsCuda => _accelerator.AcceleratorType == AcceleratorType.Cuda;
+
     internal ArrayView<float> F(Buf b, long n) => Own(b).Floats(b.Offset, n);
     internal ArrayView<int> I(Buf b, long n) => Own(b).Ints(b.Offset, n);
     internal ArrayView<ushort> H(Buf b, long n) => Own(b).Halves(b.Offset, n);
