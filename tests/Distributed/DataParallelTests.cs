@@ -115,7 +115,8 @@ public class DataParallelTests
         public void Broadcast(Span<float> buffer, int root = 0) => throw new NotSupportedException();
         public void Broadcast(Span<byte> buffer, int root = 0) => throw new NotSupportedException();
         public void Barrier() => throw new NotSupportedException();
-        public double[] AllGather(double value) => throw new NotSupportedException();
+        /// <summary>Rank 1 answers as rank 0 does (the ranks agree on the device path: host-staged here).</summary>
+        public double[] AllGather(double value) => [value, value];
         public void Abort(string message, int exitCode) => throw new NotSupportedException();
         public void Dispose() { }
     }

@@ -109,22 +109,10 @@ public class MpiTrainingTests
 
     // ---- device buffers -------------------------------------------------------------------------------------------
 
-    /// <summary>On a device that is not CUDA (ILGPU's CPU accelerator here) the gradients travel staged through host
-    /// memory and MPI: one step of 2 ranks × 2 images gives the losses and gradient norm of 1 process × 4 images, within
-    /// the tolerance above (the same float32 summation-order argument; the kernels are ILGPU's).</summary>
-    [Test]
-    public void OnIlgpuCpuTwoRanksStagedThroughTheHostComputeTheGradientsOfOneProcess()
-    {
-        string one = _dir.File("ilgpu-1"), two = _dir.File("ilgpu-2");
-        string[] common = ["--device", "ilgpu-cpu", "training.max_train_steps=1"];
-        Expect(0, Maskbit(1, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", one, "training.per_gpu_batch_size=4", .. common]));
-        var run = Maskbit(2, ["train", "tokenizer", "--config", _tokenizerConfig, "--out", two, "training.per_gpu_batch_size=2", .. common], watchdogSeconds: 600);
-        Expect(0, run);
-        Assert.That(run.Output, Does.Not.Contain("NCCL"));
-        AssertSameCurves(Metrics(one), Metrics(two), ["total_loss", "reconstruction_loss", "quantizer_loss", "grad_norm"], Tolerance);
-        Assert.That(Metrics(two).Single().ContainsKey("grad_norm"));
-    }
-
+    /// <summary>NCCL asked for on the CPU backend: every rank stops at the first device collective (rank 0's weights to
+    /// the others) with the one line naming the setting and the device. (The host-staged path on device buffers is
+    /// tested on ilgpu-cpu in <see cref="DataParallelTests"/>; a whole training step on ILGPU's CPU accelerator
+    /// takes minutes per process.)</summary>
     [Test]
     public void AskingForNcclOffCudaStopsTheJobWithOneLine()
     {

@@ -12,7 +12,8 @@ namespace MaskBit.Tests.Distributed;
 /// <summary>
 /// The NCCL binding and the choice between NCCL and the host-staged MPI path. Without a GPU only the loading and the
 /// choice run here; <see cref="NcclOnOneRankSumsAndBroadcastsCudaBuffers"/> runs the calls on a CUDA machine with
-/// NCCL (bench/gpu-check.sh). The host-staged path across ranks is tested on ilgpu-cpu in <see cref="MpiTrainingTests"/>.
+/// NCCL (bench/gpu-check.sh). The host-staged path on device buffers is tested on ilgpu-cpu in
+/// <see cref="DataParallelTests"/>, across processes on the CPU backend in <see cref="MpiTrainingTests"/>.
 /// </summary>
 [TestFixture]
 public class NcclTests
