@@ -323,8 +323,9 @@ public sealed partial class CpuBackend
         int perPass = ImagesPerPass(full.Floats + gradFull.Floats, d.N);
         // With a register tile's width of output channels or more, dWᵀ_g (taps × CoutG) = patches · dY_gᵀ: the
         // patches are read in place through the row table and only dY is packed (a transpose shared by every tap).
-        // Fewer channels would leave most of each tile's columns empty: dW_g = dY_g · patchesᵀ, the patches packed.
-        bool transposed = coutG >= Sgemm.NR;
+        // Fewer channels would leave most of each tile's columns empty; many (measured: 512, AVX-512 −18%) make a
+        // block of taps too large to stay in L2 across the panels of dY. Both: dW_g = dY_g · patchesᵀ, patches packed.
+        bool transposed = coutG >= Sgemm.NR && coutG <= Sgemm.InPlaceConvRows;
         using var windows = Scratch((full with { Images = perPass }).Floats);
         using var grads = Scratch((gradFull with { Images = perPass }).Floats);
         using var gradT = transposed ? Scratch((long)d.Groups * k * coutG) : null;

@@ -49,10 +49,12 @@ internal static unsafe class Sgemm
     public const int InPlaceAMaxColumns = 512;
     /// <summary>Up to this many rows, a convolution's row-major A (its weights) is read in place at any width.</summary>
     public const int InPlaceConvRows = 128;
-    /// <summary>Up to this many rows of A, a B read through a row table (the convolutions' windows, not transposed)
-    /// is read in place by the micro-tiles instead of packed: with few rows each packed value feeds few FMAs, and
-    /// one tile's rows of windows (K × NR floats, neighbouring taps overlapping) stay in L1 for the next tile.</summary>
-    public const int InPlaceBRows = 128;
+    /// <summary>A B read through a row table (the convolutions' windows, not transposed) is read in place by the
+    /// micro-tiles instead of packed while rows of A × the tile's width stay within this: with few rows each packed
+    /// value feeds few FMAs, and one tile's rows of windows (neighbouring taps overlapping) stay in L1 for the next
+    /// tile. 128 rows of AVX2 tiles, 64 of AVX-512 ones, whose unaligned 128-byte rows touch three cache lines each
+    /// (measured, Zen 5, one thread: AVX-512 at 64 rows 0.97–1.12, so wider tiles stop there).</summary>
+    public const int InPlaceBFloats = 128 * 16;
 
     private static readonly GemmBlocking Ymm = GemmBlocking.For(Ymm6x16.NR, CpuCaches.Current);
     private static readonly GemmBlocking Zmm = GemmBlocking.For(Zmm6x32.NR, CpuCaches.Current);
@@ -91,6 +93,9 @@ internal static unsafe class Sgemm
         else Packed<Ymm6x16>(Ymm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
     }
 
+    // Fully optimised from the first call, like the tiles: with tiered PGO, its instrumented and PGO-compiled
+    // versions ran a 128-channel conv on 128² 2–3× slower for seconds (AVX-512, measured with bench/ab).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Packed<TTile>(GemmBlocking blocking, int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc,
         float alpha, float beta, float* packA, float* packB) where TTile : struct, IMicroTile
     {
@@ -104,10 +109,10 @@ internal static unsafe class Sgemm
         // A through a row table (the conv weight gradient's patches) is always read in place: its rows are windows.
         bool tableA = a.Rows != null && !a.Trans;
         bool packedA = a.Trans || (!tableA && n > InPlaceAMaxColumns && (b.Rows == null || m > InPlaceConvRows));
-        bool inPlaceB = b.Rows != null && !b.Trans && m <= InPlaceBRows;
+        bool inPlaceB = b.Rows != null && !b.Trans && m * nrTile <= InPlaceBFloats;
         int fullPanels = n / nrTile * nrTile;       // in place, only a partial last panel is packed (zero-padded)
         nint aKStride = packedA ? MR : 1;
-        int kBlocks = CeilDiv(k, inPlaceB ? 2 * blocking.KC : blocking.KC), kc0 = CeilDiv(k, kBlocks);       // even K blocks: no thin trailing block
+        int kBlocks = CeilDiv(k, inPlaceB ? blocking.InPlaceKC : blocking.KC), kc0 = CeilDiv(k, kBlocks);       // even K blocks: no thin trailing block
         int mBlocks = CeilDiv(m, blocking.MC), mc0 = RoundUp(CeilDiv(m, mBlocks), MR);
         for (int jc = 0; jc < n; jc += blocking.NC)
         {
