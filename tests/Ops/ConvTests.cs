@@ -69,6 +69,9 @@ public class ConvTests
             C(2, 16, 20, 20, 24, 5, 1, (2, 2, 2, 2), 2, true),
             C(3, 16, 13, 11, 8, 4, 2, (1, 2, 1, 2), 1, true),
             C(2, 32, 9, 10, 13, 3, 1, (1, 1, 1, 1), 1, false),    // K = 288 > one GEMM K block; 13 rows: partial tiles
+            C(2, 64, 9, 10, 32, 3, 1, (1, 1, 1, 1), 1, true),     // K = 576: windows read in place over two K blocks
+            C(2, 8, 7, 6, 130, 3, 1, (1, 1, 1, 1), 1, false),     // 130 rows: windows packed (Sgemm.InPlaceBFloats)
+            C(2, 32, 8, 7, 64, 3, 1, (1, 1, 1, 1), 2, true),      // groups of 32 outputs: weight gradient as dWᵀ per group
             C(2, 13, 11, 9, 7, 1, 2, (0, 0, 0, 0), 1, true),      // 1×1 stride 2 (ResNet downsample)
             C(2, 6, 12, 11, 10, 7, 2, (3, 3, 3, 3), 1, false),    // 7×7 stride 2 (ResNet stem)
         }

@@ -45,6 +45,6 @@ public class CpuIsaTests
                 Assert.That(b.MC % Sgemm.MR, Is.Zero);
                 Assert.That(b.NC % nr, Is.Zero);
             }
-        Assert.That(GemmBlocking.For(16, CpuCaches.Zen3), Is.EqualTo(new GemmBlocking(16, 256, 252, 4096)));
+        Assert.That(GemmBlocking.For(16, CpuCaches.Zen3), Is.EqualTo(new GemmBlocking(16, 256, 252, 4096, 512)));
     }
 }

@@ -8,8 +8,8 @@ namespace MaskBit.Kernels.Cpu;
 //                    GEMM per group with its columns split over the cores);
 // - input gradient:  per stride phase (a, b) of dx, a stride-1 conv of dy with the phase's taps of W, flipped and
 //                    transposed: dx[.., u·s + a − pad, ..] gathers exactly the taps kh ≡ a (mod s) (bands as the forward);
-// - weight gradient: dW_g = dY_g · patchesᵀ, the patches read through the forward's windows and row table,
-//                    transposed (K = the spatial axis).
+// - weight gradient: dWᵀ_g = patches · dY_gᵀ, the patches read in place through the forward's windows and row
+//                    table (K = the spatial axis); with few output channels dW_g = dY_g · patchesᵀ, the patches packed.
 // Scratch (windows, products) is sized per group of images, at most PassFloats unless one image needs more.
 public sealed partial class CpuBackend
 {
@@ -321,8 +321,14 @@ public sealed partial class CpuBackend
         // of the windows add nothing).
         var gradFull = new ConvWindows(d.Cout, 1, 1, 1, 0, 0, full.Hq, full.Wq);
         int perPass = ImagesPerPass(full.Floats + gradFull.Floats, d.N);
+        // With a register tile's width of output channels or more, dWᵀ_g (taps × CoutG) = patches · dY_gᵀ: the
+        // patches are read in place through the row table and only dY is packed (a transpose shared by every tap).
+        // Fewer channels would leave most of each tile's columns empty; many (measured: 512, AVX-512 −18%) make a
+        // block of taps too large to stay in L2 across the panels of dY. Both: dW_g = dY_g · patchesᵀ, patches packed.
+        bool transposed = coutG >= Sgemm.NR && coutG <= Sgemm.InPlaceConvRows;
         using var windows = Scratch((full with { Images = perPass }).Floats);
         using var grads = Scratch((gradFull with { Images = perPass }).Floats);
+        using var gradT = transposed ? Scratch((long)d.Groups * k * coutG) : null;
         var rows = BufferPool<long>.Shared.Rent(k);
         try
         {
@@ -334,15 +340,31 @@ public sealed partial class CpuBackend
                 l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
                 gl.Fill(DY, Off(dy), n0, d.OH, d.OW, grads.Floats);
                 int columns = l.Columns(d.OH, d.OW);
+                float beta = n0 == 0 ? 0f : 1f;
                 for (int g = 0; g < d.Groups; g++)
                 {
-                    // dW_g (CoutG × (ci, kh, kw)) = dY_g · patchesᵀ: the patches' rows are the forward's windows.
+                    // The patches' rows (taps) are the forward's windows.
                     TapRows(l, g * cinG, cinG, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
-                    fixed (float* pg = grads.Floats, pp = windows.Floats, pw = Arr(dw))
+                    fixed (float* pg = grads.Floats, pp = windows.Floats, pw = Arr(dw), pt = gradT?.Floats)
                     fixed (long* pr = rows)
-                        GemmSplit(coutG, k, columns, new MatrixView(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
-                            new MatrixView(pp, 0, true, pr), pw + Off(dw) + (long)g * coutG * k, k, n0 == 0 ? 0f : 1f);
+                    {
+                        var dyG = pg + (long)g * coutG * gl.ChannelStride;
+                        if (transposed)
+                            GemmSplit(k, coutG, columns, new MatrixView(pp, 0, false, pr), new MatrixView(dyG, gl.ChannelStride, true),
+                                pt + (long)g * k * coutG, coutG, beta);
+                        else
+                            GemmSplit(coutG, k, columns, new MatrixView(dyG, gl.ChannelStride, false), new MatrixView(pp, 0, true, pr),
+                                pw + Off(dw) + (long)g * coutG * k, k, beta);
+                    }
                 }
+            }
+            if (transposed)
+            {
+                float[] T = gradT!.Floats, DW = Arr(dw);
+                for (int g = 0; g < d.Groups; g++)
+                    for (int co = 0; co < coutG; co++)
+                        for (int q = 0; q < k; q++)
+                            DW[Off(dw) + ((long)g * coutG + co) * k + q] = T[((long)g * k + q) * coutG + co];
             }
         }
         finally { BufferPool<long>.Shared.Return(rows); }

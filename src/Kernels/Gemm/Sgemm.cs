@@ -39,6 +39,8 @@ internal static unsafe class Sgemm
     // Micro-tile: 6 rows × 2 vectors = 12 accumulators + 2 B vectors + 1 A broadcast (15 of the 16 ymm registers;
     // with AVX-512 the same shape in zmm registers covers 32 columns).
     public const int MR = 6;
+    /// <summary>Tiles of at most this many rows run a 3-row loop (half the FMAs of the 6-row one).</summary>
+    public const int HalfTileRows = 3;
     /// <summary>Below this many multiply-adds the unpacked loops are as fast (measured: packing already wins at
     /// 16³, where the scalar loops take ~3 µs and the packed path ~0.4 µs).</summary>
     public const long SmallMacs = 2048;
@@ -47,6 +49,12 @@ internal static unsafe class Sgemm
     public const int InPlaceAMaxColumns = 512;
     /// <summary>Up to this many rows, a convolution's row-major A (its weights) is read in place at any width.</summary>
     public const int InPlaceConvRows = 128;
+    /// <summary>A B read through a row table (the convolutions' windows, not transposed) is read in place by the
+    /// micro-tiles instead of packed while rows of A × the tile's width stay within this: with few rows each packed
+    /// value feeds few FMAs, and one tile's rows of windows (neighbouring taps overlapping) stay in L1 for the next
+    /// tile. 128 rows of AVX2 tiles, 64 of AVX-512 ones, whose unaligned 128-byte rows touch three cache lines each
+    /// (measured, Zen 5, one thread: AVX-512 at 64 rows 0.97–1.12, so wider tiles stop there).</summary>
+    public const int InPlaceBFloats = 128 * 16;
 
     private static readonly GemmBlocking Ymm = GemmBlocking.For(Ymm6x16.NR, CpuCaches.Current);
     private static readonly GemmBlocking Zmm = GemmBlocking.For(Zmm6x32.NR, CpuCaches.Current);
@@ -85,6 +93,9 @@ internal static unsafe class Sgemm
         else Packed<Ymm6x16>(Ymm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
     }
 
+    // Fully optimised from the first call, like the tiles: with tiered PGO, its instrumented and PGO-compiled
+    // versions ran a 128-channel conv on 128² 2–3× slower for seconds (AVX-512, measured with bench/ab).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Packed<TTile>(GemmBlocking blocking, int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc,
         float alpha, float beta, float* packA, float* packB) where TTile : struct, IMicroTile
     {
@@ -95,9 +106,13 @@ internal static unsafe class Sgemm
         // read in place strides a whole row per k (−30%), and a row table is packed anyway. The convolutions' GEMMs
         // (B through a row table, a band of columns each) read up to InPlaceConvRows rows of weights in place at any
         // width: every band would repack them (measured 1 thread, AVX2: 32 channels +6%, 128 +4%, 512 −2%).
-        bool packedA = a.Trans || a.Rows != null || (n > InPlaceAMaxColumns && (b.Rows == null || m > InPlaceConvRows));
-        nint aRowStride = packedA ? 1 : a.Ld, aKStride = packedA ? MR : 1;
-        int kBlocks = CeilDiv(k, blocking.KC), kc0 = CeilDiv(k, kBlocks);       // even K blocks: no thin trailing block
+        // A through a row table (the conv weight gradient's patches) is always read in place: its rows are windows.
+        bool tableA = a.Rows != null && !a.Trans;
+        bool packedA = a.Trans || (!tableA && n > InPlaceAMaxColumns && (b.Rows == null || m > InPlaceConvRows));
+        bool inPlaceB = b.Rows != null && !b.Trans && m * nrTile <= InPlaceBFloats;
+        int fullPanels = n / nrTile * nrTile;       // in place, only a partial last panel is packed (zero-padded)
+        nint aKStride = packedA ? MR : 1;
+        int kBlocks = CeilDiv(k, inPlaceB ? blocking.InPlaceKC : blocking.KC), kc0 = CeilDiv(k, kBlocks);       // even K blocks: no thin trailing block
         int mBlocks = CeilDiv(m, blocking.MC), mc0 = RoundUp(CeilDiv(m, mBlocks), MR);
         for (int jc = 0; jc < n; jc += blocking.NC)
         {
@@ -106,7 +121,8 @@ internal static unsafe class Sgemm
             {
                 int kc = Math.Min(kc0, k - pc);
                 float blockBeta = pc == 0 ? beta : 1f;                  // later K blocks accumulate
-                PackB(b.At(pc, jc), kc, nc, nrTile, bp);
+                if (!inPlaceB) PackB(b.At(pc, jc), kc, nc, nrTile, bp);
+                else if (jc + nc > fullPanels) PackB(b.At(pc, fullPanels), kc, jc + nc - fullPanels, nrTile, bp + (long)(fullPanels - jc) * kc);
                 for (int ic = 0; ic < m; ic += mc0)
                 {
                     int mc = Math.Min(mc0, m - ic);
@@ -115,15 +131,22 @@ internal static unsafe class Sgemm
                     {
                         int nr = Math.Min(nrTile, nc - jr);
                         float* bPanel = bp + (long)jr * kc;
+                        bool bInPlace = inPlaceB && nr == nrTile;
+                        var rowPanel = bInPlace ? new RowTablePanel(b.P + jc + jr, b.Rows + pc) : default;
                         for (int ir = 0; ir < mc; ir += MR)
                         {
                             float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
                             int mr = Math.Min(MR, mc - ir);
+                            if (tableA)
+                            {
+                                Tile<TTile, TableRows, PackedPanel>(kc, new TableRows(a.P + pc, a.Rows + ic + ir, mr), 1,
+                                    new PackedPanel(bPanel, nrTile), cTile, ldc, alpha, blockBeta, mr, nr);
+                                continue;
+                            }
                             // A tile: a packed panel (rows 1 apart, k MR apart, zero-padded to MR rows) or A in place.
-                            float* aTile = packedA ? ap + ir * kc : a.At(ic + ir, pc).P;
-                            int aRows = packedA ? MR : mr;
-                            if (mr == MR && nr == nrTile) TTile.Multiply(kc, aTile, aRowStride, aKStride, aRows, bPanel, cTile, ldc, alpha, blockBeta);
-                            else EdgeTile<TTile>(kc, aTile, aRowStride, aKStride, aRows, bPanel, cTile, ldc, alpha, blockBeta, mr, nr);
+                            var aTile = packedA ? new StridedRows(ap + ir * kc, 1, MR) : new StridedRows(a.At(ic + ir, pc).P, a.Ld, mr);
+                            if (bInPlace) Tile<TTile, StridedRows, RowTablePanel>(kc, aTile, aKStride, rowPanel, cTile, ldc, alpha, blockBeta, mr, nr);
+                            else Tile<TTile, StridedRows, PackedPanel>(kc, aTile, aKStride, new PackedPanel(bPanel, nrTile), cTile, ldc, alpha, blockBeta, mr, nr);
                         }
                     }
                 }
@@ -301,12 +324,21 @@ internal static unsafe class Sgemm
 
     // ---- micro-kernels ------------------------------------------------------------------------------------------
 
+    /// <summary>One mr × nr tile of C: the register tile, or <see cref="EdgeTile"/> for a partial one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile<TTile, TRows, TPanel>(int kc, TRows a, nint kStride, TPanel b, float* c, int ldc, float alpha, float beta,
+        int mr, int nr) where TTile : struct, IMicroTile where TRows : struct, ITileRows where TPanel : struct, IPanelB
+    {
+        if (mr == MR && nr == TTile.NR) TTile.Multiply(kc, a, kStride, b, c, ldc, alpha, beta);
+        else EdgeTile<TTile, TRows, TPanel>(kc, a, kStride, b, c, ldc, alpha, beta, mr, nr);
+    }
+
     /// <summary>A partial tile (mr ≤ MR rows, nr ≤ NR columns): the full kernel into a stack tile, then copied.</summary>
-    private static void EdgeTile<TTile>(int kc, float* a, nint rowStride, nint kStride, int rows, float* b, float* c, int ldc,
-        float alpha, float beta, int mr, int nr) where TTile : struct, IMicroTile
+    private static void EdgeTile<TTile, TRows, TPanel>(int kc, TRows a, nint kStride, TPanel b, float* c, int ldc, float alpha, float beta,
+        int mr, int nr) where TTile : struct, IMicroTile where TRows : struct, ITileRows where TPanel : struct, IPanelB
     {
         float* tile = stackalloc float[MR * TTile.NR];
-        TTile.Multiply(kc, a, rowStride, kStride, rows, b, tile, TTile.NR, 1f, 0f);
+        TTile.Multiply(kc, a, kStride, b, tile, TTile.NR, 1f, 0f);
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++)
             {
