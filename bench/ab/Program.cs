@@ -121,7 +121,11 @@ public static class Workloads
     public static void SetThreads(int threads) => CpuParallel.Workers = threads;
 
     /// <summary>gemm_M_N_K[_nt|_tn] (C = A·B, B or A transposed), conv_C_HW (3×3 pad 1, C→C, fwd), convfb_C_HW (fwd +
-    /// both gradients), convdx_C_HW, convdw_C_HW, dw_C_HW_N (depthwise 4×4 stride 2, fwd), dwfb_C_HW_N (+ both gradients), amaxpool_PLANES_HW_OHW (adaptive max pooling), attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM.</summary>
+    /// both gradients), convdx_C_HW, convdw_C_HW, dw_C_HW_N (depthwise 4×4 stride 2, fwd), dwfb_C_HW_N (+ both gradients), amaxpool_PLANES_HW_OHW (adaptive max pooling), attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM,
+    /// linear16_ROWS_IN_OUT (y = x·Wᵀ with x and W in bfloat16, y float32) and conv16_C_HW[_N] (conv's forward on bfloat16
+    /// x and W): the kernel work of autocast's Linear and conv2d, which on a build whose kernels read 16-bit operands
+    /// is one call on them, and on an older build (see <see cref="ReadsHalfOperands"/>) was widening both into float32
+    /// temporaries first.</summary>
     public static Action Prepare(string workload)
     {
         var be = CpuBackend.Instance;
@@ -168,6 +172,23 @@ public static class Workloads
                     be.Conv2dBackwardWeight(d, new Buf(x, 0), new Buf(dy, 0), new Buf(dw, 0), null);
                 };
             }
+            case "linear16":
+            {
+                int rows = Arg(1), inFeatures = Arg(2), outFeatures = Arg(3);
+                var d = new GemmDesc(rows, outFeatures, inFeatures, TransB: true);
+                Storage x = Random(be, (long)rows * inFeatures, dtype: DType.BFloat16), w = Random(be, (long)outFeatures * inFeatures, 0.05f, DType.BFloat16);
+                Storage y = be.Allocate((long)rows * outFeatures);
+                return () => AsFloat32Where(be, [(x, (long)rows * inFeatures), (w, (long)outFeatures * inFeatures)],
+                    ops => be.Gemm(d, ops[0], ops[1], new Buf(y, 0)));
+            }
+            case "conv16":
+            {
+                int ch = Arg(1), hw = Arg(2), n = p.Length > 3 ? Arg(3) : 1;
+                var d = new Conv2dDesc(n, ch, hw, hw, ch, 3, 3, 1, 1, 1, 1, hw, hw);
+                long xLen = (long)n * ch * hw * hw, wLen = (long)ch * ch * 9;
+                Storage x = Random(be, xLen, dtype: DType.BFloat16), w = Random(be, wLen, 0.05f, DType.BFloat16), y = be.Allocate(xLen);
+                return () => AsFloat32Where(be, [(x, xLen), (w, wLen)], ops => be.Conv2dForward(d, ops[0], ops[1], null, new Buf(y, 0)));
+            }
             case "amaxpool":
             {
                 int planes = Arg(1), hw = Arg(2), ohw = Arg(3);
@@ -195,13 +216,41 @@ public static class Workloads
         }
     }
 
-    private static Storage Random(CpuBackend be, long length, float amplitude = 1f)
+    private static Storage Random(CpuBackend be, long length, float amplitude = 1f, DType dtype = DType.Float32)
     {
         var rng = new Random(unchecked((int)length));
         var data = new float[length];
         for (long i = 0; i < length; i++) data[i] = amplitude * (float)(rng.NextDouble() * 2 - 1);
         var s = be.Allocate(length, zero: false);
         be.Upload(data, new Buf(s, 0));
-        return s;
+        if (dtype == DType.Float32) return s;
+        var narrow = be.Allocate(length, dtype, zero: false);
+        be.Convert(new Buf(s, 0), new Buf(narrow, 0), length);
+        s.Dispose();
+        return narrow;
+    }
+
+    /// <summary>Whether this build's GEMM reads bfloat16 operands (builds before it throw on them).</summary>
+    private static readonly Lazy<bool> ReadsHalfOperands = new(() =>
+    {
+        var be = CpuBackend.Instance;
+        using var a = be.Allocate(1, DType.BFloat16);
+        using var c = be.Allocate(1);
+        try { be.Gemm(new GemmDesc(1, 1, 1), new Buf(a, 0), new Buf(a, 0), new Buf(c, 0)); return true; }
+        catch (InvalidOperationException) { return false; }
+    });
+
+    /// <summary>Runs <paramref name="call"/> on the 16-bit operands themselves where the build reads them, else on
+    /// float32 copies made for the call and freed after it (what autocast did before).</summary>
+    private static void AsFloat32Where(CpuBackend be, (Storage Storage, long Length)[] operands, Action<Buf[]> call)
+    {
+        if (ReadsHalfOperands.Value) { call(operands.Select(o => new Buf(o.Storage, 0)).ToArray()); return; }
+        var wide = operands.Select(o => be.Allocate(o.Length, DType.Float32, zero: false)).ToArray();
+        try
+        {
+            for (int i = 0; i < operands.Length; i++) be.Convert(new Buf(operands[i].Storage, 0), new Buf(wide[i], 0), operands[i].Length);
+            call(wide.Select(s => new Buf(s, 0)).ToArray());
+        }
+        finally { foreach (var s in wide) s.Dispose(); }
     }
 }
