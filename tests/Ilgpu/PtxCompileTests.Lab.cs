@@ -35,6 +35,20 @@ public sealed partial class PtxCompileTests
         }
     }
 
+    [Test]
+    public void ConvIndexTablesTakeTheDivisionsOutOfStaging()
+    {
+        // conv v2 stages each patch value with four integer divisions; v3 reads index tables instead.
+        int Divisions(MethodInfo kernel) => IntegerDivision().Matches(CompileToPtx(kernel)).Count;
+        var lab = KernelLab.Family("conv");
+        int withDivisions = Divisions(lab.Version(2).Entries[0]), withTables = Divisions(lab.Version(3).Entries[0]);
+        TestContext.Out.WriteLine($"integer div/rem instructions in the 128×128 conv kernel: v2 {withDivisions}, v3 {withTables}");
+        Assert.That(withTables, Is.LessThan(withDivisions));
+    }
+
+    [GeneratedRegex(@"\b(?:div|rem)\.[su]32\b")]
+    private static partial Regex IntegerDivision();
+
     private string CompileToPtx(MethodInfo kernel) =>
         ((PTXCompiledKernel)_ptx!.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty)).PTXAssembly;
 
