@@ -1,8 +1,10 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using MaskBit.Kernels.Lab;
 
 namespace MaskBit.Tests.Ilgpu;
@@ -48,6 +50,41 @@ public sealed partial class PtxCompileTests
 
     [GeneratedRegex(@"\b(?:div|rem)\.[su]32\b")]
     private static partial Regex IntegerDivision();
+
+    /// <summary>Evidence for the tensor-core path (issues 16 and 18): ILGPU 1.5.3 passes inline PTX with register
+    /// operands through (<c>CudaAsm.EmitRef</c> with <c>Input</c>/<c>Output</c>/<c>Ref</c> wrappers), so a TF32
+    /// <c>mma.sync</c> with its <c>cvt.rna.tf32.f32</c> rounding compiles. No GEMM version uses it yet.</summary>
+    [Test]
+    public void InlinePtxReachesTheTensorCores()
+    {
+        string ptx = CompileToPtx(((Action<ArrayView<float>, ArrayView<float>, ArrayView<float>>)MmaTf32ProbeKernel).Method);
+        Assert.That(ptx, Does.Contain("cvt.rna.tf32.f32"));
+        Assert.That(ptx, Does.Contain("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"));
+    }
+
+    /// <summary>One warp's m16n8k8 TF32 product D = A·B + D on fragments read per lane (compiled, never launched).</summary>
+    private static void MmaTf32ProbeKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> d)
+    {
+        int lane = Warp.LaneIdx;
+        Input<uint> a0 = Tf32(a[4 * lane]), a1 = Tf32(a[4 * lane + 1]), a2 = Tf32(a[4 * lane + 2]), a3 = Tf32(a[4 * lane + 3]);
+        Input<uint> b0 = Tf32(b[2 * lane]), b1 = Tf32(b[2 * lane + 1]);
+        Ref<float> d0 = d[4 * lane], d1 = d[4 * lane + 1], d2 = d[4 * lane + 2], d3 = d[4 * lane + 3];
+        CudaAsm.EmitRef("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
+            ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        d[4 * lane] = d0.Value;
+        d[4 * lane + 1] = d1.Value;
+        d[4 * lane + 2] = d2.Value;
+        d[4 * lane + 3] = d3.Value;
+    }
+
+    /// <summary>float32 → TF32 bits, rounded to nearest (ties away), as the tensor cores read them.</summary>
+    private static uint Tf32(float value)
+    {
+        Input<float> x = value;
+        Output<uint> bits = default;
+        CudaAsm.EmitRef("cvt.rna.tf32.f32 %0, %1;", ref bits, ref x);
+        return bits.Value;
+    }
 
     private string CompileToPtx(MethodInfo kernel) =>
         ((PTXCompiledKernel)_ptx!.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty)).PTXAssembly;
