@@ -168,26 +168,10 @@ public sealed partial class IlgpuBackend
     private ArrayView<float> ConvOutput(in Conv2dDesc d, Buf y) => F(y, (long)d.N * d.Cout * d.OH * d.OW);
     private ArrayView<float> ConvWeight(in Conv2dDesc d, Buf w) => F(w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
 
-    public void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
-    {
-        CheckConvSize(d);
-        if ((long)d.N * d.Cout * d.OH * d.OW == 0) return;
-        using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
-        using var wideW = Float32Copy(ref w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
-        var shape = ConvShape.From(d);
-        var xv = ConvInput(d, x);
-        var wv = ConvWeight(d, w);
-        var yv = ConvOutput(d, y);
-        var bv = bias is Buf b ? F(b, d.Cout) : wv;   // any view when there is no bias: it is never read
-        if (UseDirectConv(d))
-        {
-            long outputs = (long)d.N * d.Cout * d.OH * d.OW;
-            Kernel(DirectForwardEntry)(
-                GridStride(outputs, Sizes.ElementGroup), xv, wv, bv, yv, shape, bias.HasValue ? 1 : 0);
-            return;
-        }
-        RunTiled(wv, xv, yv, bv, new ConvForwardProduct { S = shape, HasBias = bias.HasValue ? 1 : 0 });
-    }
+    /// <summary>The forward with the lab's used version (Conv/ConvIlgpuV2.cs) where the backend runs the lab's GEMM,
+    /// else version 1 (GEMM v1, the CPU accelerator).</summary>
+    public void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y) =>
+        ConvForwardVersion(Sizes.GemmVersion == 1 ? 1 : Lab.ConvLab.BackendVersion, d, x, w, bias, y);
 
     public void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx)
     {
