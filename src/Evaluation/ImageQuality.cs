@@ -6,10 +6,17 @@ public readonly record struct ImageBatch(float[] Data, int N, int C, int H, int 
     public int ImageSize => C * H * W;
     public ReadOnlySpan<float> Image(int i) => Data.AsSpan(i * ImageSize, ImageSize);
 
-    public static ImageBatch FromTensor(Autograd.Tensor images)
+    public static ImageBatch FromTensor(Autograd.Tensor images) => FromTensor(images, buffer: null);
+
+    /// <summary>The images of a float32 tensor, downloaded into <paramref name="buffer"/> when it has their length
+    /// (else into a new array): a stream of batches reuses one buffer instead of leaving a large array behind per
+    /// batch. The batch is valid until the buffer is reused.</summary>
+    public static ImageBatch FromTensor(Autograd.Tensor images, float[]? buffer)
     {
         if (images.Rank != 4) throw new ArgumentException($"expected NCHW images, got {images}");
-        return new ImageBatch(images.ToArray(), images.Shape[0], images.Shape[1], images.Shape[2], images.Shape[3]);
+        if (images.DType != Kernels.DType.Float32 || buffer?.Length != images.Numel) buffer = images.ToArray();
+        else images.Device.Download(images.Buf, buffer);
+        return new ImageBatch(buffer, images.Shape[0], images.Shape[1], images.Shape[2], images.Shape[3]);
     }
 
     /// <summary>`(img·255).to(uint8)`: the product in float32, then truncation (not rounding). Values outside
@@ -17,8 +24,15 @@ public readonly record struct ImageBatch(float[] Data, int N, int C, int H, int 
     public byte[] ToUInt8()
     {
         var bytes = new byte[Data.Length];
-        for (int i = 0; i < bytes.Length; i++) bytes[i] = (byte)Math.Clamp(MathF.Truncate(Data[i] * 255f), 0f, 255f);
+        ToUInt8(bytes);
         return bytes;
+    }
+
+    /// <summary><see cref="ToUInt8()"/> into <paramref name="destination"/> (<see cref="Data"/>'s length).</summary>
+    public void ToUInt8(Span<byte> destination)
+    {
+        if (destination.Length != Data.Length) throw new ArgumentException($"{destination.Length} bytes for {Data.Length} values", nameof(destination));
+        for (int i = 0; i < destination.Length; i++) destination[i] = (byte)Math.Clamp(MathF.Truncate(Data[i] * 255f), 0f, 255f);
     }
 }
 

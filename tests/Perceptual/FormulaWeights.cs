@@ -69,6 +69,14 @@ public static class FormulaWeights
         return result;
     }
 
+    /// <summary>Writes the formula state dict of a params file as a safetensors file, the form in which training reads
+    /// its perceptual network (losses.perceptual_weights / --perceptual-weights).</summary>
+    public static void SaveSafeTensors(string paramsPath, string file)
+    {
+        using var scope = TensorScope.Begin();
+        SafeTensors.Save(file, Build(paramsPath).Select(kv => Training.GeneratorTrainerTests.Record(kv.Key, kv.Value)).ToList());
+    }
+
     /// <summary>The params file of a network in the case itself, else next to it (a sibling `formula_nets` folder),
     /// else the repository's own fixture.</summary>
     public static string ParamsPath(GoldenCase near, string net)

@@ -108,12 +108,18 @@ internal sealed class SamplingFlags
     {
         public int NumClasses => Sampler.Generator.Config.NumClasses;
 
-        /// <summary>One batch of samples drawn with <paramref name="random"/>: images (N,3,H,W) clamped to [0,1].</summary>
+        /// <summary>The host copy of the last batch's images, reused by the next batch of the same size.</summary>
+        private float[] _images = [];
+
+        /// <summary>One batch of samples drawn with <paramref name="random"/>: images (N,3,H,W) clamped to [0,1], valid
+        /// until the next call.</summary>
         public ImageBatch SampleBatch(int[] labels, IRandomSource random)
         {
             using var scope = TensorScope.Begin();
             using var autocast = Autocast.Enable(Precision);
-            return ImageBatch.FromTensor(Sampler.Sample(labels, Options, random).Images.Clamp(0f, 1f));
+            var batch = ImageBatch.FromTensor(Sampler.Sample(labels, Options, random).Images.Clamp(0f, 1f), _images);
+            _images = batch.Data;
+            return batch;
         }
 
         /// <summary>Samples labels [<paramref name="first"/>, <paramref name="end"/>) in batches of <see cref="BatchSize"/>
