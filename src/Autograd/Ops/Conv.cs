@@ -38,7 +38,7 @@ public static partial class F
         Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
         using (var operands = new KernelOperands()) x.Device.Conv2dForward(d, operands.Of(xKept), operands.Of(weightKept), bias?.Buf, y.Buf);
         var inputs = bias == null ? new[] { x, weight } : new[] { x, weight, bias };
-        Tape.Record(y, "conv2d", inputs, g =>
+        Tape.Record(y, "conv2d", inputs, [xKept, weightKept], g =>
         {
             using var operands = new KernelOperands();
             var gradient = operands.Rounded(g, precision);
