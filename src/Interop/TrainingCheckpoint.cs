@@ -9,9 +9,18 @@ namespace MaskBit.Models.Interop;
 /// <summary>Where a data order continues: the epoch and the next batch within it (either stage's data).</summary>
 public readonly record struct DataPosition(int Epoch, int Batch);
 
+/// <summary>fp16's dynamic loss scale as a checkpoint keeps it: torch GradScaler's state (the scale and its growth
+/// tracker, the clean steps since the last overflow) and the count of skipped steps that the metrics log.</summary>
+public interface ILossScaleState
+{
+    double Scale { get; set; }
+    int GrowthTracker { get; set; }
+    long SkippedSteps { get; set; }
+}
+
 /// <summary>Everything a training run needs to continue exactly: modules, their optimizers, EMAs and learning-rate
-/// schedules, the random generators, the step, the data position and the resolved config. Names ("model",
-/// "discriminator", ...) key the parts.</summary>
+/// schedules, the random generators, the fp16 loss scale, the step, the data position and the resolved config. Names
+/// ("model", "discriminator", ...) key the parts.</summary>
 public sealed class TrainingState
 {
     public required IReadOnlyDictionary<string, Module> Modules { get; init; }
@@ -21,6 +30,8 @@ public sealed class TrainingState
     /// <summary>Schedules of the optimizer with the same name; restoring one sets that optimizer's learning rate.</summary>
     public IReadOnlyDictionary<string, LrSchedule> Schedules { get; init; } = new Dictionary<string, LrSchedule>();
     public IReadOnlyDictionary<string, Rng> Rngs { get; init; } = new Dictionary<string, Rng>();
+    /// <summary>fp16's dynamic loss scale; null when the run does not scale its loss.</summary>
+    public ILossScaleState? LossScale { get; init; }
     /// <summary>Optimisation steps done.</summary>
     public long Step { get; set; }
     /// <summary>The next batch the data would give.</summary>
@@ -31,7 +42,8 @@ public sealed class TrainingState
 /// <summary>
 /// Training checkpoints as one safetensors file (the ecosystem's safe format): tensors `module.&lt;part&gt;.&lt;key&gt;`,
 /// `ema.&lt;part&gt;.&lt;parameter name&gt;`, `optim.&lt;part&gt;.&lt;i&gt;.exp_avg|exp_avg_sq`; the step, data position,
-/// schedules' steps, RNG states, optimizer counters and the config in the header metadata. Written to a temporary
+/// schedules' steps, RNG states, optimizer counters, the loss scale (`loss_scale.*`) and the config in the header
+/// metadata. Written to a temporary
 /// file and renamed, so a crash never destroys the previous one. Checkpoints of the first format revision (EMA
 /// keyed by parameter index, data position and schedule steps as `extra.*` strings) still load.
 /// </summary>
@@ -68,6 +80,12 @@ public static class TrainingCheckpoint
         }
         foreach (var (part, schedule) in s.Schedules) meta[$"schedule.{part}.step"] = Text(schedule.Step);
         foreach (var (name, rng) in s.Rngs) meta[$"rng.{name}"] = rng.State;
+        if (s.LossScale is { } scale)
+        {
+            meta["loss_scale.scale"] = scale.Scale.ToString("R", CultureInfo.InvariantCulture);
+            meta["loss_scale.growth_tracker"] = Text(scale.GrowthTracker);
+            meta["loss_scale.skipped_steps"] = Text(scale.SkippedSteps);
+        }
         if (s.ConfigYaml != null) meta["config"] = s.ConfigYaml;
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         SafeTensors.Save(path, tensors, meta);
@@ -117,6 +135,14 @@ public static class TrainingCheckpoint
         }
         foreach (var (name, rng) in s.Rngs)
             rng.State = meta.GetValueOrDefault($"rng.{name}") ?? Meta("rng");   // first revision: one generator, "rng"
+        // A checkpoint without a loss scale (older, or from a bf16/float32 run) leaves the scale at its start, as
+        // accelerate does without a saved scaler.
+        if (s.LossScale is { } lossScale && meta.TryGetValue("loss_scale.scale", out var scale))
+        {
+            lossScale.Scale = double.Parse(scale, CultureInfo.InvariantCulture);
+            lossScale.GrowthTracker = (int)Long(Meta("loss_scale.growth_tracker"));
+            lossScale.SkippedSteps = Long(Meta("loss_scale.skipped_steps"));
+        }
         if (meta.TryGetValue("config", out var cfg)) s.ConfigYaml = cfg;
     }
 

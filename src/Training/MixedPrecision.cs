@@ -1,5 +1,6 @@
 using MaskBit.Autograd;
 using MaskBit.Kernels;
+using MaskBit.Models.Interop;
 
 namespace MaskBit.Models.Training;
 
@@ -10,7 +11,7 @@ namespace MaskBit.Models.Training;
 /// scale before backward, the gradients divided by it after; a step whose gradients overflowed is skipped and halves
 /// the scale, and every 2000 steps without overflow double it). bf16 has float32's range and needs no scaling.
 /// </summary>
-public sealed class MixedPrecision
+public sealed class MixedPrecision : ILossScaleState
 {
     public const double InitialScale = 65536, GrowthFactor = 2, BackoffFactor = 0.5;
     public const int GrowthInterval = 2000;
@@ -20,8 +21,12 @@ public sealed class MixedPrecision
     /// <summary>The current loss scale (1 unless fp16); settable, as GradScaler.update(new_scale).</summary>
     public double Scale { get; set; }
     /// <summary>Steps skipped so far because their gradients overflowed (fp16 only).</summary>
-    public long SkippedSteps { get; private set; }
-    private int _stepsSinceOverflow;
+    public long SkippedSteps { get; set; }
+    /// <summary>Clean steps since the last overflow or growth (GradScaler's growth tracker).</summary>
+    public int GrowthTracker { get; set; }
+
+    /// <summary>What a training checkpoint keeps of the loss scale: this when the loss is scaled (fp16), else null.</summary>
+    public ILossScaleState? CheckpointState => ScalesLoss ? this : null;
 
     public MixedPrecision(DType? dtype, double initialScale = InitialScale)
     {
@@ -65,13 +70,13 @@ public sealed class MixedPrecision
         {
             Scale *= BackoffFactor;
             SkippedSteps++;
-            _stepsSinceOverflow = 0;
+            GrowthTracker = 0;
             return false;
         }
-        if (++_stepsSinceOverflow == GrowthInterval)
+        if (++GrowthTracker == GrowthInterval)
         {
             Scale *= GrowthFactor;
-            _stepsSinceOverflow = 0;
+            GrowthTracker = 0;
         }
         return true;
     }

@@ -93,7 +93,7 @@ public sealed class MlmStep
         return new MlmStep(GeneratorConfig.From(config), batchSize is { } b ? settings with { BatchSize = b } : settings);
     }
 
-    /// <summary>The generator, its optimizer, schedule and EMA, and the random generator.</summary>
+    /// <summary>The generator, its optimizer, schedule and EMA, the random generator and the fp16 loss scale.</summary>
     public TrainingState State(string configYaml) => new()
     {
         Modules = new Dictionary<string, Module> { [ModelPart] = Generator },
@@ -101,6 +101,7 @@ public sealed class MlmStep
         Schedules = new Dictionary<string, LrSchedule> { [ModelPart] = Schedule },
         Emas = Ema == null ? new Dictionary<string, Ema>() : new Dictionary<string, Ema> { [ModelPart] = Ema },
         Rngs = new Dictionary<string, Rng> { [ModelPart] = Rng },
+        LossScale = Precision.CheckpointState,
         ConfigYaml = configYaml,
     };
 

@@ -66,13 +66,14 @@ public sealed class TokenizerStep
             batchSize is { } b ? settings with { BatchSize = b } : settings);
     }
 
-    /// <summary>The tokenizer, the loss (discriminator), both optimizers and schedules and the EMA.</summary>
+    /// <summary>The tokenizer, the loss (discriminator), both optimizers and schedules, the EMA and the fp16 loss scale.</summary>
     public TrainingState State(string configYaml) => new()
     {
         Modules = new Dictionary<string, Module> { [ModelPart] = Model, [LossPart] = Loss },
         Optimizers = new Dictionary<string, AdamW> { [ModelPart] = Optimizer, [DiscriminatorPart] = DiscriminatorOptimizer },
         Schedules = new Dictionary<string, LrSchedule> { [ModelPart] = Schedule, [DiscriminatorPart] = DiscriminatorSchedule },
         Emas = Ema != null ? new Dictionary<string, Ema> { [ModelPart] = Ema } : new Dictionary<string, Ema>(),
+        LossScale = Precision.CheckpointState,
         ConfigYaml = configYaml,
     };
 

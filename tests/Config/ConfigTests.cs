@@ -31,6 +31,25 @@ public class ConfigTests
 
     private static MaskBitConfig Load(string yaml, params string[] overrides) => MaskBitConfig.Parse(yaml, "test.yaml", overrides);
 
+    /// <summary>training.mixed_precision is a string key: the unquoted YAML 1.1 word `no` (and off/yes/on) stays that
+    /// word there, from a file and from an override, and round-trips; bool keys still read the words as bools.</summary>
+    [Test]
+    public void UnquotedBoolWordOfAStringKeyIsTheWord()
+    {
+        const string yaml = "training:\n    mixed_precision: no\n    overfit_batch: no\nexperiment:\n    resume: yes\n";
+        var fromFile = Load(yaml);
+        Assert.That(fromFile.GetString("training.mixed_precision"), Is.EqualTo("no"));
+        Assert.That(fromFile.GetBool("training.overfit_batch"), Is.False);
+        Assert.That(fromFile.GetBool("experiment.resume"), Is.True);
+        var fromOverride = Load("training:\n    mixed_precision: bf16\n", "training.mixed_precision=no", "training.overfit_batch=off");
+        Assert.That(fromOverride.GetString("training.mixed_precision"), Is.EqualTo("no"));
+        Assert.That(fromOverride.GetBool("training.overfit_batch"), Is.False);
+        Assert.That(MaskBitConfig.Parse(fromOverride.ToYaml(), "roundtrip.yaml").GetString("training.mixed_precision"), Is.EqualTo("no"));
+        // Only the bool words: a number given to a string key is still refused.
+        var e = Assert.Throws<ConfigException>(() => Load(yaml, "training.mixed_precision=16"))!;
+        Assert.That(e.Message, Does.Contain("training.mixed_precision"));
+    }
+
     [Test]
     public void TypesScalarsLikeTheOriginalLoader()
     {

@@ -2,6 +2,7 @@ using MaskBit.Autograd;
 using MaskBit.Kernels;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
+using MaskBit.Models.Interop;
 using MaskBit.Models.Training;
 using MaskBit.Tests.Training;
 
@@ -30,6 +31,7 @@ public class MixedPrecisionTrainingTests
     }
 
     [TestCase("\"no\"", null)]
+    [TestCase("no", null)]
     [TestCase("bf16", DType.BFloat16)]
     [TestCase("fp16", DType.Float16)]
     public void ConfigKeyReachesBothStages(string value, DType? expected)
@@ -110,5 +112,46 @@ public class MixedPrecisionTrainingTests
         Assert.That(Weights().SequenceEqual(initial), Is.False, "the applied steps updated the weights (the first at the warm-up's learning rate 0)");
         Assert.That(step.Precision.Scale, Is.EqualTo(Math.Pow(2, 30 - skipped)));
         Assert.That(step.Schedule.Step, Is.EqualTo(applied), "skipped steps do not advance the schedule");
+    }
+    /// <summary>An fp16 run checkpointed after an injected overflow resumes exactly: the restored step has the loss
+    /// scale, growth tracker and skipped-step count it had reached (not GradScaler's start of 2¹⁶), and its next steps
+    /// give the uninterrupted run's losses, scales and weights bit for bit.</summary>
+    [Test]
+    public void Fp16LossScaleResumesExactly()
+    {
+        string[] overrides = ["training.mixed_precision=fp16", "training.max_grad_norm=1.0"];
+        var first = MlmStep.From(Config(overrides));
+        first.Precision.Scale = Math.Pow(2, 30);
+        int stepsDone = 0;
+        for (; stepsDone < 40 && (first.Precision.SkippedSteps == 0 || first.Precision.GrowthTracker < 2); stepsDone++)
+        {
+            int batch = stepsDone % 4;
+            first.Run(() => Batch(batch), stepsDone);
+        }
+        Assert.That(first.Precision.SkippedSteps, Is.GreaterThan(0), "the injected scale overflowed");
+        Assert.That(first.Precision.GrowthTracker, Is.EqualTo(2), "clean steps since the overflow");
+
+        string path = Path.Combine(Path.GetTempPath(), $"maskbit-fp16-resume-{Environment.ProcessId}.safetensors");
+        try
+        {
+            TrainingCheckpoint.Save(path, first.State(""));
+            var resumed = MlmStep.From(Config(overrides));
+            Assert.That(resumed.Precision.Scale, Is.EqualTo(MixedPrecision.InitialScale));
+            TrainingCheckpoint.Restore(path, resumed.State(""));
+            Assert.That(resumed.Precision.Scale, Is.EqualTo(first.Precision.Scale), "loss scale");
+            Assert.That(resumed.Precision.GrowthTracker, Is.EqualTo(first.Precision.GrowthTracker), "growth tracker");
+            Assert.That(resumed.Precision.SkippedSteps, Is.EqualTo(first.Precision.SkippedSteps), "skipped steps");
+            for (int i = 0; i < 3; i++)
+            {
+                int batch = (stepsDone + i) % 4;
+                var expected = first.Run(() => Batch(batch), stepsDone + i);
+                var actual = resumed.Run(() => Batch(batch), stepsDone + i);
+                foreach (var key in new[] { "train/mlm_loss", "loss_scale", "skipped_steps" })
+                    Assert.That(actual[key], Is.EqualTo(expected[key]), $"resumed step {i + 1}: {key}");
+            }
+            Assert.That(resumed.Generator.Parameters().SelectMany(p => p.ToArray()),
+                Is.EqualTo(first.Generator.Parameters().SelectMany(p => p.ToArray())), "weights after the resumed steps");
+        }
+        finally { File.Delete(path); }
     }
 }

@@ -59,9 +59,9 @@ public static class Autocast
         dtype is { } t && x.DType == Kernels.DType.Float32 ? x.To(t) : x;
 }
 
-/// <summary>Float32 views of one kernel call's operands: 16-bit tensors are widened into temporaries that are
-/// released when the call is done (a scope would keep them to the end of the step). The kernels read float32 only;
-/// 16-bit operands cost one widening pass each.</summary>
+/// <summary>The operands of one kernel call, as temporaries released when the call is done (a scope would keep them to
+/// the end of the step): 16-bit copies for the kernels that read 16-bit operands (GEMM, conv), float32 views for
+/// those that read float32 only (attention), where a 16-bit tensor costs one widening pass.</summary>
 internal sealed class KernelOperands : IDisposable
 {
     private readonly List<Tensor> _temporaries = new();
@@ -74,8 +74,16 @@ internal sealed class KernelOperands : IDisposable
         return wide.Buf;
     }
 
-    /// <summary><paramref name="x"/> rounded to <paramref name="dtype"/> (when that is a 16-bit type and x is float32), as
-    /// a float32 buffer: how a 16-bit op's backward reads the incoming gradient.</summary>
+    /// <summary><paramref name="x"/> in <paramref name="dtype"/> (when that is a 16-bit type and x is float32): how a
+    /// 16-bit op's backward reads the incoming gradient.</summary>
+    public Buf Lowered(Tensor x, DType? dtype)
+    {
+        var lowered = Autocast.Lower(x, dtype);
+        if (!ReferenceEquals(lowered, x)) _temporaries.Add(lowered);
+        return lowered.Buf;
+    }
+
+    /// <summary><see cref="Lowered"/> as a float32 buffer, for the kernels that read float32 only.</summary>
     public Buf Rounded(Tensor x, DType? dtype)
     {
         var lowered = Autocast.Lower(x, dtype);

@@ -36,24 +36,24 @@ public static partial class F
         // Under autocast the operands (and what the backward keeps of them) are 16-bit copies; see Autocast.
         var precision = Autocast.DType;
         Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
-        using (var operands = new KernelOperands()) x.Device.Conv2dForward(d, operands.Of(xKept), operands.Of(weightKept), bias?.Buf, y.Buf);
+        x.Device.Conv2dForward(d, xKept.Buf, weightKept.Buf, bias?.Buf, y.Buf);   // the kernels read 16-bit operands directly
         var inputs = bias == null ? new[] { x, weight } : new[] { x, weight, bias };
         Tape.Record(y, "conv2d", inputs, [xKept, weightKept], g =>
         {
             using var operands = new KernelOperands();
-            var gradient = operands.Rounded(g, precision);
+            var gradient = operands.Lowered(g, precision);
             Tensor? dx = null, dw = null, db = null;
             if (Tape.NeedsGrad(x))
             {
                 dx = Tensor.Empty(x.Shape, x.Device);
-                x.Device.Conv2dBackwardInput(d, gradient, operands.Of(weightKept), dx.Buf);
+                x.Device.Conv2dBackwardInput(d, gradient, weightKept.Buf, dx.Buf);
             }
             bool biasGrad = bias != null && Tape.NeedsGrad(bias);
             if (Tape.NeedsGrad(weight))
             {
                 dw = Tensor.Empty(weight.Shape, x.Device);
                 db = biasGrad ? Tensor.Empty(bias!.Shape, x.Device) : null;
-                x.Device.Conv2dBackwardWeight(d, operands.Of(xKept), gradient, dw.Buf, db?.Buf);
+                x.Device.Conv2dBackwardWeight(d, xKept.Buf, gradient, dw.Buf, db?.Buf);
             }
             else if (biasGrad) db = g.Sum(new[] { 0, 2, 3 });
             return bias == null ? new[] { dx, dw } : new[] { dx, dw, db };

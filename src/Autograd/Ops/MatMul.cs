@@ -30,7 +30,7 @@ public sealed partial class Tensor
         // Under autocast the operands (and what the backward keeps of them) are 16-bit copies; see Autocast.
         var precision = Autocast.DType;
         Tensor aKept = Autocast.Lower(a, precision), bKept = Autocast.Lower(b, precision);
-        using (var operands = new KernelOperands()) a.Device.Gemm(desc, operands.Of(aKept), operands.Of(bKept), y.Buf);
+        a.Device.Gemm(desc, aKept.Buf, bKept.Buf, y.Buf);   // the kernels read 16-bit operands as they pack them
         Tape.Record(y, "matmul", new[] { a, b }, [aKept, bKept], g =>
         {
             using var _ = Autocast.Enable(precision);
@@ -83,8 +83,7 @@ public sealed partial class Tensor
         x.Device.CopyStrided(bias.Buf, new[] { 0, 1 }, y.Buf, new[] { outFeatures, 1 }, new[] { rows, outFeatures });
         var precision = Autocast.DType;
         Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
-        using (var operands = new KernelOperands())
-            x.Device.Gemm(new GemmDesc(rows, outFeatures, inFeatures, TransB: true), operands.Of(xKept), operands.Of(weightKept), y.Buf, beta: 1f);
+        x.Device.Gemm(new GemmDesc(rows, outFeatures, inFeatures, TransB: true), xKept.Buf, weightKept.Buf, y.Buf, beta: 1f);
         Tape.Record(y, "linear", new[] { x, weight, bias }, [xKept, weightKept], g =>
         {
             using var _ = Autocast.Enable(precision);

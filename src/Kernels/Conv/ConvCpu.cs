@@ -8,12 +8,20 @@ namespace MaskBit.Kernels.Cpu;
 //   (ConvImplicit.cs, ConvWindows.cs): no pass writes a patch matrix;
 // - 1×1 stride-1 convs without padding are plain (batched) GEMMs on the tensors themselves;
 // - depthwise convs (the discriminator's blur) use a direct kernel: a GEMM with K = KH·KW would be all overhead.
+// Operands may be float32, bfloat16 or float16 (outputs and gradients are float32): the GEMM paths widen 16-bit
+// operands as they pack or lay them out; the depthwise kernel reads float32 only and widens them into scratch first.
 // Parallelism: the GEMMs spread themselves over the cores; layouts and copies are split over channels.
 public sealed partial class CpuBackend
 {
     public void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
     {
-        if (IsDepthwise(d)) { DepthwiseForward(d, x, w, bias, y); return; }
+        if (IsDepthwise(d))
+        {
+            using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
+            using var wideW = Float32Copy(ref w, (long)d.Cout * d.KH * d.KW);
+            DepthwiseForward(d, x, w, bias, y);
+            return;
+        }
         if (IsPointwise(d))
         {
             int hw = d.H * d.W;
@@ -30,7 +38,13 @@ public sealed partial class CpuBackend
 
     public void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx)
     {
-        if (IsDepthwise(d)) { DepthwiseBackwardInput(d, dy, w, dx); return; }
+        if (IsDepthwise(d))
+        {
+            using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
+            using var wideW = Float32Copy(ref w, (long)d.Cout * d.KH * d.KW);
+            DepthwiseBackwardInput(d, dy, w, dx);
+            return;
+        }
         if (IsPointwise(d))
         {
             int hw = d.H * d.W;
@@ -46,8 +60,15 @@ public sealed partial class CpuBackend
 
     public void Conv2dBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw, Buf? dbias)
     {
+        if (IsDepthwise(d))
+        {
+            using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
+            using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
+            if (dbias is Buf depthwiseBias) ChannelSums(d, dy, depthwiseBias);
+            DepthwiseBackwardWeight(d, x, dy, dw);
+            return;
+        }
         if (dbias is Buf db) ChannelSums(d, dy, db);
-        if (IsDepthwise(d)) { DepthwiseBackwardWeight(d, x, dy, dw); return; }
         if (IsPointwise(d))
         {
             // dW_g = Σ_n dY[n,g]·X[n,g]ᵀ: one GEMM per image, accumulating (a batched GEMM into one C would race).
@@ -69,6 +90,17 @@ public sealed partial class CpuBackend
         d.KH == 1 && d.KW == 1 && d.StrideH == 1 && d.StrideW == 1 && d.PadTop == 0 && d.PadLeft == 0 && d.OH == d.H && d.OW == d.W;
 
     private CpuStorage Scratch(long floats) => (CpuStorage)Allocate(floats, DType.Float32, zero: false);
+
+    /// <summary>For the float32-only kernels: a 16-bit operand of n elements widened into scratch, which
+    /// <paramref name="operand"/> then points at (the caller disposes it); null for a float32 operand.</summary>
+    private CpuStorage? Float32Copy(ref Buf operand, long n)
+    {
+        if (operand.Storage.DType == DType.Float32) return null;
+        var wide = Scratch(n);
+        Convert(operand, new Buf(wide, 0), n);
+        operand = new Buf(wide, 0);
+        return wide;
+    }
 
     /// <summary>The output positions o in [lo, hi) whose input tap o·stride + k − pad lies inside [0, size).</summary>
     internal static (int Lo, int Hi) ValidTaps(int k, int pad, int stride, int size, int outSize)
@@ -93,19 +125,28 @@ public sealed partial class CpuBackend
         }, costPerItem: plane);
     }
 
-    /// <summary>dbias[c] = Σ_{n, oh, ow} dy[n, c, oh, ow].</summary>
+    /// <summary>dbias[c] = Σ_{n, oh, ow} dy[n, c, oh, ow] (a 16-bit dy is widened a plane at a time).</summary>
     private static void ChannelSums(in Conv2dDesc d, Buf dy, Buf dbias)
     {
-        float[] DY = Arr(dy), DB = Arr(dbias);
-        int dyOff = Off(dy), dbOff = Off(dbias), plane = d.OH * d.OW, cout = d.Cout, batch = d.N;
+        float[] DB = Arr(dbias);
+        var planes = new SourceRows((CpuStorage)dy.Storage, Off(dy), CpuIsa.Current);
+        int dbOff = Off(dbias), plane = d.OH * d.OW, cout = d.Cout, batch = d.N;
         CpuParallel.For(cout, (c0, c1) =>
         {
-            for (int c = c0; c < c1; c++)
+            float[] wide = BufferPool<float>.Shared.Rent(plane);   // unused when dy is float32
+            try
             {
-                double s = 0;
-                for (int n = 0; n < batch; n++) s += TensorPrimitives.Sum(DY.AsSpan(dyOff + (n * cout + c) * plane, plane));
-                DB[dbOff + c] = (float)s;
+                for (int c = c0; c < c1; c++)
+                {
+                    double s = 0;
+                    for (int n = 0; n < batch; n++)
+                    {
+                        s += TensorPrimitives.Sum(planes.Run((n * cout + c) * plane, plane, wide));
+                    }
+                    DB[dbOff + c] = (float)s;
+                }
             }
+            finally { BufferPool<float>.Shared.Return(wide); }
         }, costPerItem: (double)batch * plane);
     }
 

@@ -172,6 +172,8 @@ public sealed partial class IlgpuBackend
     {
         CheckConvSize(d);
         if ((long)d.N * d.Cout * d.OH * d.OW == 0) return;
+        using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
+        using var wideW = Float32Copy(ref w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
         var shape = ConvShape.From(d);
         var xv = ConvInput(d, x);
         var wv = ConvWeight(d, w);
@@ -191,6 +193,8 @@ public sealed partial class IlgpuBackend
     {
         CheckConvSize(d);
         if ((long)d.N * d.Cin * d.H * d.W == 0) return;
+        using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
+        using var wideW = Float32Copy(ref w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
         var shape = ConvShape.From(d);
         var dyv = ConvOutput(d, dy);
         var wv = ConvWeight(d, w);
@@ -207,6 +211,8 @@ public sealed partial class IlgpuBackend
     public void Conv2dBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw, Buf? dbias)
     {
         CheckConvSize(d);
+        using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
+        using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
         var shape = ConvShape.From(d);
         var xv = ConvInput(d, x);
         var dyv = ConvOutput(d, dy);

@@ -38,7 +38,19 @@ public sealed partial class CpuBackend
     /// accumulate into it and while it is copied out. Tests shrink it to run small maps in bands.</summary>
     internal static int BandColumns { get; set; } = 1024;
 
-    private unsafe void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
+    private void ImplicitForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y)
+    {
+        var body = new ForwardBody(this, d, x, bias, y);
+        OperandPair.Run(w, ref body);
+    }
+
+    /// <summary>The forward with the weights' element type (float32 or 16-bit, widened as the GEMM packs them).</summary>
+    private readonly unsafe struct ForwardBody(CpuBackend backend, Conv2dDesc d, Buf x, Buf? bias, Buf y) : IOperandBody
+    {
+        public void Run<TW>(TW* pw) where TW : unmanaged => backend.ImplicitForward(d, x, pw, bias, y);
+    }
+
+    private unsafe void ImplicitForward<TW>(in Conv2dDesc d, Buf x, TW* pw, Buf? bias, Buf y) where TW : unmanaged
     {
         int k = d.CinPerGroup * d.KH * d.KW, coutG = d.CoutPerGroup;
         var full = InputWindows(d, 1);
@@ -52,26 +64,26 @@ public sealed partial class CpuBackend
         var rows = BufferPool<long>.Shared.Rent(d.Groups * k);
         try
         {
-            float[] X = Arr(x), Y = Arr(y);
+            float[] Y = Arr(y);
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
-                l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
+                l.Fill(x, n0, d.H, d.W, windows.Floats);
                 for (int g = 0; g < d.Groups; g++)
                     TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
                 if (banded)
                 {
-                    BandedGemm(l, d.Groups, coutG, k, Arr(w), Off(w), windows.Floats, rows,
+                    BandedGemm(l, d.Groups, coutG, k, pw, windows.Floats, rows,
                         new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0));
                     continue;
                 }
                 int width = l.Columns(d.OH, d.OW);
                 float[] P = product!.Floats;
                 for (int g = 0; g < d.Groups; g++)
-                    fixed (float* pw = Arr(w), pp = windows.Floats, pc = P)
+                    fixed (float* pp = windows.Floats, pc = P)
                     fixed (long* pr = &rows[g * k])
-                        GemmSplit(coutG, width, k, new MatrixView(pw + Off(w) + (long)g * coutG * k, k, false),
-                            new MatrixView(pp, 0, false, pr), pc + (long)g * coutG * width, width);
+                        GemmSplit(coutG, width, k, new MatrixView<TW>(pw + (long)g * coutG * k, k, false),
+                            new MatrixView<float>(pp, 0, false, pr), pc + (long)g * coutG * width, width);
                 l.Scatter(P, width, d.Cout, d.OH, d.OW, Y, Off(y), n0, d.OH, d.OW, 0, 1, 0, 1,
                     bias is Buf b ? Arr(b) : null, bias is Buf bo ? Off(bo) : 0);
             }
@@ -88,10 +100,12 @@ public sealed partial class CpuBackend
     /// <summary>y_g = A_g · windows_g for every group, over one pass of images, in bands of GEMM columns (a multiple of
     /// the workers, each a whole number of register tiles, so no band but the last ends in a partial tile): per band
     /// every group's GEMM into a worker's product scratch, then the parts of output rows it covers copied to the
-    /// target. A_g is (mG × k) at a[aOffset + g·mG·k]; rows holds each group's k tap offsets, group after group.</summary>
-    private static unsafe void BandedGemm(ConvWindows l, int groups, int mG, int k, float[] a, long aOffset, float[] windows, long[] rows,
-        ProductTarget t)
+    /// target. A_g is (mG × k) at a + g·mG·k (pinned by the caller, float32 or 16-bit); rows holds each group's k tap
+    /// offsets, group after group.</summary>
+    private static unsafe void BandedGemm<TA>(ConvWindows l, int groups, int mG, int k, TA* a, float[] windows, long[] rows,
+        ProductTarget t) where TA : unmanaged
     {
+        nint aAddr = (nint)a;
         var isa = CpuIsa.Current;   // workers run outside the caller's CpuIsa.Use scope
         var blocking = Sgemm.BlockingFor(isa);
         int width = l.Columns(t.Rows, t.Cols), workers = CpuParallel.Workers;
@@ -106,14 +120,14 @@ public sealed partial class CpuBackend
             float[] product = pool.Rent(t.Channels * bandWidth);
             try
             {
-                fixed (float* pa = packA, pb = packB, pc = product, pw = a, pp = windows)
+                fixed (float* pa = packA, pb = packB, pc = product, pp = windows)
                 fixed (long* pr = rows)
                     for (int band = i0; band < i1; band++)
                     {
                         int c0 = band * bandWidth, c1 = Math.Min(width, c0 + bandWidth), columns = c1 - c0;
                         for (int g = 0; g < groups; g++)
-                            Sgemm.Run(isa, mG, columns, k, new MatrixView(pw + aOffset + (long)g * mG * k, k, false),
-                                new MatrixView(pp, 0, false, pr + (long)g * k).At(0, c0), pc + (long)g * mG * columns, columns, 1f, 0f, pa, pb);
+                            Sgemm.Run(isa, mG, columns, k, new MatrixView<TA>((TA*)aAddr + (long)g * mG * k, k, false),
+                                new MatrixView<float>(pp, 0, false, pr + (long)g * k).At(0, c0), pc + (long)g * mG * columns, columns, 1f, 0f, pa, pb);
                         CopyBand(l, t, pc, columns, c0, c1);
                     }
             }
@@ -161,7 +175,8 @@ public sealed partial class CpuBackend
     /// <summary>C (m×n, row stride ldc) = A·B + beta·C for views the Buf-based Gemm cannot express, split over
     /// the cores by ranges of the longer side: each worker packs all of the operand along the other side, so the
     /// smaller of A and B is the one packed twice.</summary>
-    private static unsafe void GemmSplit(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float beta = 0f)
+    private static unsafe void GemmSplit<TA>(int m, int n, int k, MatrixView<TA> a, MatrixView<float> b, float* c, int ldc, float beta = 0f)
+        where TA : unmanaged
     {
         // Workers run outside the caller's CpuIsa.Use scope, so the ISA travels explicitly.
         var isa = CpuIsa.Current;
@@ -243,17 +258,17 @@ public sealed partial class CpuBackend
         int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cin * full.Plane), d.N);
         int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;
         using var weights = Scratch((long)d.Cin * coutG * d.KH * d.KW);
-        FlipWeights(d, phases, Arr(w), Off(w), weights.Floats);
+        FlipWeights(d, phases, w, weights.Floats);
         using var windows = Scratch((full with { Images = perPass }).Floats);
         using var product = banded ? null : Scratch((long)d.Cin * perPass * full.Plane);
         var rows = BufferPool<long>.Shared.Rent(d.Groups * coutG * d.KH * d.KW);
         try
         {
-            float[] DY = Arr(dy), DX = Arr(dx);
+            float[] DX = Arr(dx);
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
-                l.Fill(DY, Off(dy), n0, d.OH, d.OW, windows.Floats);
+                l.Fill(dy, n0, d.OH, d.OW, windows.Floats);
                 foreach (var ph in phases)
                 {
                     int width = l.Columns(ph.Rows, ph.Cols), k = coutG * ph.Taps;
@@ -264,15 +279,16 @@ public sealed partial class CpuBackend
                         ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW, null, 0);
                     if (banded)
                     {
-                        BandedGemm(l, d.Groups, cinG, k, weights.Floats, ph.WeightOffset, windows.Floats, rows, target);
+                        fixed (float* pw = weights.Floats)
+                            BandedGemm(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
                         continue;
                     }
                     float[] P = product!.Floats;
                     for (int g = 0; g < d.Groups; g++)
                         fixed (float* pw = weights.Floats, pp = windows.Floats, pc = P)
                         fixed (long* pr = &rows[g * k])
-                            GemmSplit(cinG, width, k, new MatrixView(pw + ph.WeightOffset + (long)g * cinG * k, k, false),
-                                new MatrixView(pp, 0, false, pr), pc + (long)g * cinG * width, width);
+                            GemmSplit(cinG, width, k, new MatrixView<float>(pw + ph.WeightOffset + (long)g * cinG * k, k, false),
+                                new MatrixView<float>(pp, 0, false, pr), pc + (long)g * cinG * width, width);
                     l.Scatter(P, width, d.Cin, ph.Rows, ph.Cols, DX, Off(dx), n0, d.H, d.W,
                         target.Row0, d.StrideH, target.Col0, d.StrideW);
                 }
@@ -282,9 +298,10 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>Per phase and group, the GEMM operand [ci][co][i][j] = W[g·CoutG + co, ci, a + (Th−1−i)·s, b + (Tw−1−j)·s]
-    /// (transposed, and flipped so that the phase's conv reads dy forwards).</summary>
-    private static void FlipWeights(Conv2dDesc d, List<InputPhase> phases, float[] w, int wOff, float[] dst)
+    /// (transposed, and flipped so that the phase's conv reads dy forwards); 16-bit weights are widened on the way.</summary>
+    private static void FlipWeights(Conv2dDesc d, List<InputPhase> phases, Buf w, float[] dst)
     {
+        var weightRows = new SourceRows((CpuStorage)w.Storage, Off(w), CpuIsa.Current);
         // Blocks of input channels: each reads W's rows in order and writes one stream per channel of the block
         // (a plain channel-by-channel loop would read W at a stride of a page per element).
         const int block = 16;
@@ -292,6 +309,7 @@ public sealed partial class CpuBackend
         CpuParallel.For(phases.Count * blocks, (p0, p1) =>
         {
             Span<int> tapAt = stackalloc int[taps];
+            Span<float> src = stackalloc float[taps];
             for (int p = p0; p < p1; p++)
             {
                 var ph = phases[p / blocks];
@@ -303,7 +321,7 @@ public sealed partial class CpuBackend
                 for (int co = 0; co < coutG; co++)
                     for (int c = c0; c < c1; c++)
                     {
-                        var src = w.AsSpan(wOff + ((c / cinG * coutG + co) * cinG + c % cinG) * taps, taps);
+                        weightRows.Gather(((c / cinG * coutG + co) * cinG + c % cinG) * taps, 1, src);
                         var to = dst.AsSpan((int)(ph.WeightOffset + ((long)c * coutG + co) * ph.Taps), ph.Taps);
                         for (int q = 0; q < to.Length; q++) to[q] = src[phaseTaps[q]];
                     }
@@ -326,13 +344,12 @@ public sealed partial class CpuBackend
         var rows = BufferPool<long>.Shared.Rent(k);
         try
         {
-            float[] X = Arr(x), DY = Arr(dy);
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
                 var gl = gradFull with { Images = l.Images };
-                l.Fill(X, Off(x), n0, d.H, d.W, windows.Floats);
-                gl.Fill(DY, Off(dy), n0, d.OH, d.OW, grads.Floats);
+                l.Fill(x, n0, d.H, d.W, windows.Floats);
+                gl.Fill(dy, n0, d.OH, d.OW, grads.Floats);
                 int columns = l.Columns(d.OH, d.OW);
                 for (int g = 0; g < d.Groups; g++)
                 {
@@ -340,8 +357,8 @@ public sealed partial class CpuBackend
                     TapRows(l, g * cinG, cinG, d.KH, d.KW, rows, (kh, kw) => (kh, kw));
                     fixed (float* pg = grads.Floats, pp = windows.Floats, pw = Arr(dw))
                     fixed (long* pr = rows)
-                        GemmSplit(coutG, k, columns, new MatrixView(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
-                            new MatrixView(pp, 0, true, pr), pw + Off(dw) + (long)g * coutG * k, k, n0 == 0 ? 0f : 1f);
+                        GemmSplit(coutG, k, columns, new MatrixView<float>(pg + (long)g * coutG * gl.ChannelStride, gl.ChannelStride, false),
+                            new MatrixView<float>(pp, 0, true, pr), pw + Off(dw) + (long)g * coutG * k, k, n0 == 0 ? 0f : 1f);
                 }
             }
         }

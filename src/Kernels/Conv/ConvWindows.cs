@@ -31,10 +31,12 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
     /// <summary>GEMM columns that cover outputs (rows × cols) of every image: up to the last valid one.</summary>
     public int Columns(int rows, int cols) => (Images - 1) * Plane + (rows - 1) * Wq + cols;
 
-    /// <summary>Lays out images [image0, image0 + Images) of the NCHW tensor src (Channels × h × w each) into dst.</summary>
-    public void Fill(float[] src, int srcOff, int image0, int h, int w, float[] dst)
+    /// <summary>Lays out images [image0, image0 + Images) of the NCHW tensor at src (Channels × h × w each) into dst.
+    /// A bfloat16/float16 source is widened row by row as it is laid out: the layout is the convolution's packing.</summary>
+    public void Fill(Buf src, int image0, int h, int w, float[] dst)
     {
         var l = this;
+        var rows = new SourceRows((CpuStorage)src.Storage, CpuBackend.Off(src), CpuIsa.Current);
         dst.AsSpan(Channels * ChannelStride, Slack).Clear();
         CpuParallel.For(Channels * StrideH * StrideW * Images, (p0, p1) =>
         {
@@ -42,7 +44,7 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
             {
                 int img = p % l.Images, rest = p / l.Images, b = rest % l.StrideW, a = rest / l.StrideW % l.StrideH, c = rest / l.StrideW / l.StrideH;
                 var plane = dst.AsSpan(p * l.Plane, l.Plane);
-                var source = src.AsSpan(srcOff + ((image0 + img) * l.Channels + c) * h * w, h * w);
+                int source = ((image0 + img) * l.Channels + c) * h * w;
                 var (rowLo, rowHi) = CpuBackend.ValidTaps(a, l.PadTop, l.StrideH, h, l.Hq);
                 var (colLo, colHi) = CpuBackend.ValidTaps(b, l.PadLeft, l.StrideW, w, l.Wq);
                 if (colLo == colHi || rowLo == rowHi) { plane.Clear(); continue; }
@@ -53,7 +55,7 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
                     var row = plane.Slice(i * l.Wq, l.Wq);
                     row[..colLo].Clear();
                     row[colHi..].Clear();
-                    Gather(source.Slice((i * l.StrideH + a - l.PadTop) * w), colLo * l.StrideW + b - l.PadLeft, l.StrideW, row[colLo..colHi]);
+                    rows.Gather(source + (i * l.StrideH + a - l.PadTop) * w + colLo * l.StrideW + b - l.PadLeft, l.StrideW, row[colLo..colHi]);
                 }
             }
         }, costPerItem: Plane);
@@ -91,12 +93,37 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
         }, costPerItem: (double)rows * cols);
     }
 
-    /// <summary>seg[o] = src[start + o·stride]; the caller clipped the indices to src.</summary>
-    private static void Gather(Span<float> src, int start, int stride, Span<float> seg)
+}
+
+/// <summary>Strided runs of a float32, bfloat16 or float16 tensor read as float32 (the ISA travels explicitly: the
+/// callers are worker threads).</summary>
+internal readonly struct SourceRows(CpuStorage storage, int offset, Isa isa)
+{
+    /// <summary>The contiguous run source[start, start + length) as float32: the tensor itself when it is float32,
+    /// else widened into <paramref name="scratch"/>.</summary>
+    public ReadOnlySpan<float> Run(int start, int length, Span<float> scratch)
     {
-        if (stride == 1) { src.Slice(start, seg.Length).CopyTo(seg); return; }
-        ref float s0 = ref src[start];
+        if (storage.DType == DType.Float32) return storage.Floats.AsSpan(offset + start, length);
+        Gather(start, 1, scratch[..length]);
+        return scratch[..length];
+    }
+
+    /// <summary>seg[o] = source[start + o·stride] as float32; the caller clipped the indices to the tensor.</summary>
+    public void Gather(int start, int stride, Span<float> seg)
+    {
+        start += offset;
         ref float c0 = ref MemoryMarshal.GetReference(seg);
-        for (int o = 0; o < seg.Length; o++) Unsafe.Add(ref c0, o) = Unsafe.Add(ref s0, o * stride);
+        if (storage.DType == DType.Float32)
+        {
+            var floats = storage.Floats;
+            if (stride == 1) { floats.AsSpan(start, seg.Length).CopyTo(seg); return; }
+            ref float s0 = ref floats[start];
+            for (int o = 0; o < seg.Length; o++) Unsafe.Add(ref c0, o) = Unsafe.Add(ref s0, o * stride);
+            return;
+        }
+        var halves = storage.Halves;
+        if (stride == 1) { HalfConversion.Widen(halves.AsSpan(start, seg.Length), seg, storage.DType, isa); return; }
+        var dtype = storage.DType;
+        for (int o = 0; o < seg.Length; o++) Unsafe.Add(ref c0, o) = HalfBits.ToFloat(halves[start + o * stride], dtype);
     }
 }

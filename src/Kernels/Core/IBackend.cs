@@ -51,9 +51,13 @@ public interface IBackend : IDisposable
     void ReduceMax(Buf x, Buf y, int outer, int mid, int inner);
 
     // ---- linear algebra (Gemm/) --------------------------------------------------------------------------
+    /// <summary>C = alpha·op(A)·op(B) + beta·C (<see cref="GemmDesc"/>). A and B may each be float32, bfloat16 or
+    /// float16 (read as float32, products accumulated in float32); C is float32.</summary>
     void Gemm(in GemmDesc d, Buf a, Buf b, Buf c, float alpha = 1f, float beta = 0f);
 
     // ---- convolution (Conv/) -----------------------------------------------------------------------------
+    // x, w and dy may each be float32, bfloat16 or float16 (accumulated in float32); bias, y and the gradients
+    // written are float32.
     void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y);
     /// <summary>dx = conv_transpose(dy, w) (overwritten).</summary>
     void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx);

@@ -1,8 +1,9 @@
 namespace MaskBit.Kernels;
 
 /// <summary>Element type of a storage. Float32 is the compute type; Int32 carries indices and labels. BFloat16 and
-/// Float16 are storage types only (mixed precision keeps 16-bit copies of operands and saved activations): kernels
-/// read and write them through <see cref="IBackend.Convert"/> and <see cref="IBackend.Copy"/>, and compute in float32.</summary>
+/// Float16 are storage types (mixed precision keeps 16-bit copies of operands and saved activations): kernels write
+/// them through <see cref="IBackend.Convert"/> and <see cref="IBackend.Copy"/>; GEMM and convolution also read them
+/// as operands; all compute in float32.</summary>
 public enum DType { Float32, Int32, BFloat16, Float16 }
 
 public static class DTypes

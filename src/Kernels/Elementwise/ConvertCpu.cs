@@ -122,7 +122,8 @@ public static class HalfConversion
         return result | ((half & Vector512.Create(0x8000u)) << 16);
     }
 
-    private static Vector256<uint> Float16ToFloat(Vector256<uint> half)
+    /// <summary>float16 bits in the low halves of the lanes → float32 bits (the GEMM packing widens with it too).</summary>
+    internal static Vector256<uint> Float16ToFloat(Vector256<uint> half)
     {
         var shifted = (half & Vector256.Create(0x7FFFu)) << 13;
         var exponent = shifted & Vector256.Create(0x0F80_0000u);

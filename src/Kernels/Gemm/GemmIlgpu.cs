@@ -4,7 +4,8 @@ using ILGPU.Runtime;
 namespace MaskBit.Kernels.Ilgpu;
 
 // Batched GEMM on an ILGPU accelerator: shared-memory tiles with register blocking. The tiled kernel is generic
-// over the problem, so convolutions (Conv/ConvIlgpu.cs) run through it as implicit GEMMs.
+// over the problem, so convolutions (Conv/ConvIlgpu.cs) run through it as implicit GEMMs. The kernels read float32:
+// 16-bit operands are widened into temporaries first.
 public sealed partial class IlgpuBackend
 {
     /// <summary>GEMM tile geometry as compile-time constants (a generic struct argument, because shared memory
@@ -129,6 +130,8 @@ public sealed partial class IlgpuBackend
     public void Gemm(in GemmDesc d, Buf a, Buf b, Buf c, float alpha = 1f, float beta = 0f)
     {
         if (d.M == 0 || d.N == 0 || d.Batch == 0) return;
+        using var wideA = Float32Copy(ref a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K));
+        using var wideB = Float32Copy(ref b, BatchedExtent(d.Batch, d.StrideB, (long)d.K * d.N));
         var args = new GemmArgs
         {
             Rows = d.M, Columns = d.N, Depth = d.K, Batch = d.Batch,

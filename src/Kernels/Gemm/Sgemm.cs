@@ -7,21 +7,23 @@ namespace MaskBit.Kernels.Cpu;
 /// <summary>A row-major matrix operand seen through an optional transpose: element (i, j) of op(X) is
 /// P[i·Ld + j], or P[j·Ld + i] when Trans. A view may instead take the start of each stored row from a table
 /// (Rows): op(X)(i, j) = P[Rows[i] + j], or P[Rows[j] + i] when Trans. The implicit-GEMM convolution reads its
-/// patch matrix (forward) and its transpose (weight gradient) as shifted windows of the input this way.</summary>
-internal readonly unsafe struct MatrixView(float* p, int ld, bool trans, long* rows = null)
+/// patch matrix (forward) and its transpose (weight gradient) as shifted windows of the input this way. The elements
+/// are float32 or 16-bit bits (<see cref="OperandElements"/>): the packing widens them.</summary>
+internal readonly unsafe struct MatrixView<T>(T* p, int ld, bool trans, long* rows = null) where T : unmanaged
 {
-    public readonly float* P = p;
+    public readonly T* P = p;
     public readonly int Ld = ld;
     public readonly bool Trans = trans;
     public readonly long* Rows = rows;
 
-    public float this[int i, int j] => Trans ? Row(j)[i] : Row(i)[j];
+    /// <summary>Element (i, j) of op(X) as float32.</summary>
+    public float this[int i, int j] => OperandElements.ToFloat(Trans ? Row(j) + i : Row(i) + j);
 
     /// <summary>Start of stored row i (row i of op(X), or column i when Trans).</summary>
-    public float* Row(int i) => Rows != null ? P + Rows[i] : P + (long)i * Ld;
+    public T* Row(int i) => Rows != null ? P + Rows[i] : P + (long)i * Ld;
 
     /// <summary>The view whose (0, 0) is this view's (i, j).</summary>
-    public MatrixView At(int i, int j) =>
+    public MatrixView<T> At(int i, int j) =>
         Rows != null ? (Trans ? new(P + i, Ld, true, Rows + j) : new(P + j, Ld, false, Rows + i))
             : new(Trans ? P + (long)j * Ld + i : P + (long)i * Ld + j, Ld, Trans);
 }
@@ -32,7 +34,8 @@ internal readonly unsafe struct MatrixView(float* p, int ld, bool trans, long* r
 /// 6×NR register tile of FMAs does the arithmetic: 6×16 with AVX2 (ymm), 6×32 with AVX-512 (zmm; Zen 4/5 and
 /// recent Xeons, where the 512-bit FMAs double the throughput). The tile follows <see cref="CpuIsa.Current"/>;
 /// the scalar ISA runs plain loops. Transposes are absorbed by the packing, so the micro-kernel only ever sees
-/// one layout. Callers split work over threads; see <see cref="CpuBackend.Gemm"/>.
+/// one layout, and 16-bit operands are widened to float32 as they are packed. Callers split work over threads; see
+/// <see cref="CpuBackend.Gemm"/>.
 /// </summary>
 internal static unsafe class Sgemm
 {
@@ -67,26 +70,23 @@ internal static unsafe class Sgemm
     /// <summary>Whether the ISA in effect runs the packed vector kernels (false: plain loops).</summary>
     public static bool Vectorized => CpuIsa.Current != Isa.Scalar;
 
-    /// <summary>C (m×n, row stride ldc) = alpha·op(A)·op(B) + beta·C. beta 0 never reads C. packA/packB are
-    /// scratch of <see cref="PackedALength"/>/<see cref="PackedBLength"/> floats (unused on the small path).</summary>
-    public static void Run(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float alpha, float beta,
-        float* packA, float* packB) => Run(CpuIsa.Current, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
-
-    /// <summary><see cref="Run(int, int, int, MatrixView, MatrixView, float*, int, float, float, float*, float*)"/> on
-    /// the given ISA: what a worker thread calls with its caller's <see cref="CpuIsa.Current"/> (a thread-pool work
-    /// item queued without the caller's ExecutionContext does not see a <see cref="CpuIsa.Use"/> scope).</summary>
-    public static void Run(Isa isa, int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float alpha, float beta,
-        float* packA, float* packB)
+    /// <summary>C (m×n, row stride ldc) = alpha·op(A)·op(B) + beta·C on the given ISA (a worker thread passes its
+    /// caller's <see cref="CpuIsa.Current"/>: a thread-pool work item queued without the caller's ExecutionContext
+    /// does not see a <see cref="CpuIsa.Use"/> scope). beta 0 never reads C. packA/packB are scratch of
+    /// <see cref="PackedALength"/>/<see cref="PackedBLength"/> floats (unused on the small path). A and B may be
+    /// float32 or 16-bit; the products accumulate in float32 either way.</summary>
+    public static void Run<TA, TB>(Isa isa, int m, int n, int k, MatrixView<TA> a, MatrixView<TB> b, float* c, int ldc, float alpha, float beta,
+        float* packA, float* packB) where TA : unmanaged where TB : unmanaged
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0) { ScaleC(m, n, c, ldc, beta); return; }
         if (isa == Isa.Scalar || (long)m * n * k < SmallMacs) Simple(m, n, k, a, b, c, ldc, alpha, beta);
-        else if (isa == Isa.Avx512) Packed<Zmm6x32>(Zmm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
-        else Packed<Ymm6x16>(Ymm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
+        else if (isa == Isa.Avx512) Packed<Zmm6x32, TA, TB>(Zmm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
+        else Packed<Ymm6x16, TA, TB>(Ymm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
     }
 
-    private static void Packed<TTile>(GemmBlocking blocking, int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc,
-        float alpha, float beta, float* packA, float* packB) where TTile : struct, IMicroTile
+    private static void Packed<TTile, TA, TB>(GemmBlocking blocking, int m, int n, int k, MatrixView<TA> a, MatrixView<TB> b, float* c, int ldc,
+        float alpha, float beta, float* packA, float* packB) where TTile : struct, IMicroTile where TA : unmanaged where TB : unmanaged
     {
         int nrTile = TTile.NR;
         float* ap = Align64(packA), bp = Align64(packB);
@@ -94,8 +94,9 @@ internal static unsafe class Sgemm
         // that costs ~15% (AVX2) to ~25% (AVX-512) of a 256³ product and is amortised only over n. A transposed A
         // read in place strides a whole row per k (−30%), and a row table is packed anyway. The convolutions' GEMMs
         // (B through a row table, a band of columns each) read up to InPlaceConvRows rows of weights in place at any
-        // width: every band would repack them (measured 1 thread, AVX2: 32 channels +6%, 128 +4%, 512 −2%).
-        bool packedA = a.Trans || a.Rows != null || (n > InPlaceAMaxColumns && (b.Rows == null || m > InPlaceConvRows));
+        // width: every band would repack them (measured 1 thread, AVX2: 32 channels +6%, 128 +4%, 512 −2%). A 16-bit
+        // A is always packed: the micro-kernel reads float32.
+        bool packedA = typeof(TA) != typeof(float) || a.Trans || a.Rows != null || (n > InPlaceAMaxColumns && (b.Rows == null || m > InPlaceConvRows));
         nint aRowStride = packedA ? 1 : a.Ld, aKStride = packedA ? MR : 1;
         int kBlocks = CeilDiv(k, blocking.KC), kc0 = CeilDiv(k, kBlocks);       // even K blocks: no thin trailing block
         int mBlocks = CeilDiv(m, blocking.MC), mc0 = RoundUp(CeilDiv(m, mBlocks), MR);
@@ -120,7 +121,7 @@ internal static unsafe class Sgemm
                             float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
                             int mr = Math.Min(MR, mc - ir);
                             // A tile: a packed panel (rows 1 apart, k MR apart, zero-padded to MR rows) or A in place.
-                            float* aTile = packedA ? ap + ir * kc : a.At(ic + ir, pc).P;
+                            float* aTile = packedA ? ap + ir * kc : (float*)a.At(ic + ir, pc).P;
                             int aRows = packedA ? MR : mr;
                             if (mr == MR && nr == nrTile) TTile.Multiply(kc, aTile, aRowStride, aKStride, aRows, bPanel, cTile, ldc, alpha, blockBeta);
                             else EdgeTile<TTile>(kc, aTile, aRowStride, aKStride, aRows, bPanel, cTile, ldc, alpha, blockBeta, mr, nr);
@@ -135,7 +136,7 @@ internal static unsafe class Sgemm
 
     /// <summary>op(A)[0..mc, 0..kc] → row panels of MR rows, each stored k-major (MR floats per k), zero-padded to
     /// a multiple of MR rows so the micro-kernel never branches.</summary>
-    private static void PackA(MatrixView a, int mc, int kc, float* dst)
+    private static void PackA<T>(MatrixView<T> a, int mc, int kc, float* dst) where T : unmanaged
     {
         for (int r0 = 0; r0 < mc; r0 += MR, dst += MR * kc)
         {
@@ -143,11 +144,11 @@ internal static unsafe class Sgemm
             if (a.Trans)
             {
                 // Stored K×M: the MR values of one k are contiguous.
-                float* src = a.P + r0;
+                T* src = a.P + r0;
                 for (int p = 0; p < kc; p++, src += a.Ld)
                 {
                     float* d = dst + p * MR;
-                    for (int r = 0; r < rows; r++) d[r] = src[r];
+                    for (int r = 0; r < rows; r++) d[r] = OperandElements.ToFloat(src + r);
                     for (int r = rows; r < MR; r++) d[r] = 0f;
                 }
             }
@@ -156,20 +157,20 @@ internal static unsafe class Sgemm
                 // Stored M×K: transpose 6-row × 8-k blocks. Each store writes 8 floats at stride MR = 6, so its last
                 // two (the zero rows) are overwritten by the next k; the final block spills 2 floats into the next
                 // panel (written after) or into the scratch slack.
-                float* src = a.P + (long)r0 * a.Ld;
+                T* src = a.P + (long)r0 * a.Ld;
                 int p = 0;
                 if (rows == MR)
                     for (; p + 8 <= kc; p += 8)
                     {
-                        float* s = src + p;
-                        TransposeStore8x8(Avx.LoadVector256(s), Avx.LoadVector256(s + a.Ld), Avx.LoadVector256(s + 2L * a.Ld),
-                            Avx.LoadVector256(s + 3L * a.Ld), Avx.LoadVector256(s + 4L * a.Ld), Avx.LoadVector256(s + 5L * a.Ld),
+                        T* s = src + p;
+                        TransposeStore8x8(OperandElements.Load8(s), OperandElements.Load8(s + a.Ld), OperandElements.Load8(s + 2L * a.Ld),
+                            OperandElements.Load8(s + 3L * a.Ld), OperandElements.Load8(s + 4L * a.Ld), OperandElements.Load8(s + 5L * a.Ld),
                             Vector256<float>.Zero, Vector256<float>.Zero, dst + p * MR, MR);
                     }
                 for (; p < kc; p++)
                 {
                     float* d = dst + p * MR;
-                    for (int r = 0; r < rows; r++) d[r] = src[(long)r * a.Ld + p];
+                    for (int r = 0; r < rows; r++) d[r] = OperandElements.ToFloat(src + (long)r * a.Ld + p);
                     for (int r = rows; r < MR; r++) d[r] = 0f;
                 }
             }
@@ -178,7 +179,7 @@ internal static unsafe class Sgemm
 
     /// <summary>op(B)[0..kc, 0..nc] → column panels of nr columns (the tile's NR), each stored k-major (nr
     /// floats per k), zero-padded to a multiple of nr columns.</summary>
-    private static void PackB(MatrixView b, int kc, int nc, int nr, float* dst)
+    private static void PackB<T>(MatrixView<T> b, int kc, int nc, int nr, float* dst) where T : unmanaged
     {
         if (b.Trans && b.Rows != null) { PackTransposedRows(b, kc, nc, nr, dst); return; }
         int c0 = 0;
@@ -192,15 +193,15 @@ internal static unsafe class Sgemm
                 if (cols == nr)
                     for (int p = 0; p < kc; p++)
                     {
-                        float* src = b.Row(p) + c0;
-                        for (int j0 = 0; j0 < nr; j0 += 8) Avx.Store(dst + p * nr + j0, Avx.LoadVector256(src + j0));
+                        T* src = b.Row(p) + c0;
+                        for (int j0 = 0; j0 < nr; j0 += 8) Avx.Store(dst + p * nr + j0, OperandElements.Load8(src + j0));
                     }
                 else
                     for (int p = 0; p < kc; p++)
                     {
-                        float* src = b.Row(p) + c0;
+                        T* src = b.Row(p) + c0;
                         float* d = dst + p * nr;
-                        for (int j = 0; j < cols; j++) d[j] = src[j];
+                        for (int j = 0; j < cols; j++) d[j] = OperandElements.ToFloat(src + j);
                         for (int j = cols; j < nr; j++) d[j] = 0f;
                     }
             }
@@ -211,13 +212,13 @@ internal static unsafe class Sgemm
                 if (cols == nr)
                     for (; p + 8 <= kc; p += 8)
                     {
-                        float* src = b.P + (long)c0 * b.Ld + p;
+                        T* src = b.P + (long)c0 * b.Ld + p;
                         for (int j0 = 0; j0 < nr; j0 += 8) Transpose8x8(src + (long)j0 * b.Ld, b.Ld, dst + p * nr + j0, nr);
                     }
                 for (; p < kc; p++)
                 {
                     float* d = dst + p * nr;
-                    for (int j = 0; j < cols; j++) d[j] = b.P[(long)(c0 + j) * b.Ld + p];
+                    for (int j = 0; j < cols; j++) d[j] = OperandElements.ToFloat(b.P + (long)(c0 + j) * b.Ld + p);
                     for (int j = cols; j < nr; j++) d[j] = 0f;
                 }
             }
@@ -228,24 +229,25 @@ internal static unsafe class Sgemm
     /// reads 4·nr contiguous values (several cache lines of one page) instead of one line per row of a page-sized
     /// stride. Returns the columns packed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int PackPanelGroups(MatrixView b, int kc, int nc, int nr, float* dst)
+    private static int PackPanelGroups<T>(MatrixView<T> b, int kc, int nc, int nr, float* dst) where T : unmanaged
     {
         const int PanelsPerRow = 4;
         int c0 = 0;
         for (; c0 + PanelsPerRow * nr <= nc; c0 += PanelsPerRow * nr, dst += PanelsPerRow * nr * kc)
             for (int p = 0; p < kc; p++)
             {
-                float* src = b.Row(p) + c0, d = dst + p * nr;
+                T* src = b.Row(p) + c0;
+                float* d = dst + p * nr;
                 for (int q = 0; q < PanelsPerRow; q++, src += nr, d += nr * kc)
                     for (int j0 = 0; j0 < nr; j0 += 8)
-                        Avx.Store(d + j0, Avx.LoadVector256(src + j0));
+                        Avx.Store(d + j0, OperandElements.Load8(src + j0));
             }
         return c0;
     }
 
     /// <summary><see cref="PackB"/> for a transposed view with a row table: column j of op(B) is the contiguous
     /// run at P + Rows[j] (the conv weight gradient's taps), transposed 8×8 blocks at a time.</summary>
-    private static void PackTransposedRows(MatrixView b, int kc, int nc, int nr, float* dst)
+    private static void PackTransposedRows<T>(MatrixView<T> b, int kc, int nc, int nr, float* dst) where T : unmanaged
     {
         for (int c0 = 0; c0 < nc; c0 += nr, dst += nr * kc)
         {
@@ -255,26 +257,26 @@ internal static unsafe class Sgemm
                 for (; p + 8 <= kc; p += 8)
                     for (int j0 = 0; j0 < nr; j0 += 8)
                     {
-                        float* s = b.P + p;
+                        T* s = b.P + p;
                         long* r = b.Rows + c0 + j0;
-                        TransposeStore8x8(Avx.LoadVector256(s + r[0]), Avx.LoadVector256(s + r[1]), Avx.LoadVector256(s + r[2]),
-                            Avx.LoadVector256(s + r[3]), Avx.LoadVector256(s + r[4]), Avx.LoadVector256(s + r[5]),
-                            Avx.LoadVector256(s + r[6]), Avx.LoadVector256(s + r[7]), dst + p * nr + j0, nr);
+                        TransposeStore8x8(OperandElements.Load8(s + r[0]), OperandElements.Load8(s + r[1]), OperandElements.Load8(s + r[2]),
+                            OperandElements.Load8(s + r[3]), OperandElements.Load8(s + r[4]), OperandElements.Load8(s + r[5]),
+                            OperandElements.Load8(s + r[6]), OperandElements.Load8(s + r[7]), dst + p * nr + j0, nr);
                     }
             for (; p < kc; p++)
             {
                 float* d = dst + p * nr;
-                for (int j = 0; j < cols; j++) d[j] = b.Row(c0 + j)[p];
+                for (int j = 0; j < cols; j++) d[j] = OperandElements.ToFloat(b.Row(c0 + j) + p);
                 for (int j = cols; j < nr; j++) d[j] = 0f;
             }
         }
     }
 
     /// <summary>dst[j·ldd + i] = src[i·lds + j] for an 8×8 block.</summary>
-    private static void Transpose8x8(float* src, int lds, float* dst, int ldd) =>
-        TransposeStore8x8(Avx.LoadVector256(src), Avx.LoadVector256(src + lds), Avx.LoadVector256(src + 2L * lds),
-            Avx.LoadVector256(src + 3L * lds), Avx.LoadVector256(src + 4L * lds), Avx.LoadVector256(src + 5L * lds),
-            Avx.LoadVector256(src + 6L * lds), Avx.LoadVector256(src + 7L * lds), dst, ldd);
+    private static void Transpose8x8<T>(T* src, int lds, float* dst, int ldd) where T : unmanaged =>
+        TransposeStore8x8(OperandElements.Load8(src), OperandElements.Load8(src + lds), OperandElements.Load8(src + 2L * lds),
+            OperandElements.Load8(src + 3L * lds), OperandElements.Load8(src + 4L * lds), OperandElements.Load8(src + 5L * lds),
+            OperandElements.Load8(src + 6L * lds), OperandElements.Load8(src + 7L * lds), dst, ldd);
 
     /// <summary>Stores the transpose of the 8×8 block whose rows are r0..r7: dst[j·ldd + i] = r_i[j], j ascending.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -318,7 +320,8 @@ internal static unsafe class Sgemm
     // ---- small problems and the scalar fallback ---------------------------------------------------------------
 
     /// <summary>Direct loops without packing: the path for tiny products and for CPUs without AVX2/FMA.</summary>
-    private static void Simple(int m, int n, int k, MatrixView a, MatrixView b, float* c, int ldc, float alpha, float beta)
+    private static void Simple<TA, TB>(int m, int n, int k, MatrixView<TA> a, MatrixView<TB> b, float* c, int ldc, float alpha, float beta)
+        where TA : unmanaged where TB : unmanaged
     {
         for (int i = 0; i < m; i++)
         {

@@ -243,6 +243,18 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     internal ArrayView<int> I(Buf b, long n) => Own(b).Ints(b.Offset, n);
     internal ArrayView<ushort> H(Buf b, long n) => Own(b).Halves(b.Offset, n);
 
+    /// <summary>For kernels that read float32 operands: a 16-bit operand's n elements widened into a temporary, which
+    /// <paramref name="operand"/> then points at (the caller disposes it after queueing its kernels); null for a
+    /// float32 operand.</summary>
+    internal Storage? Float32Copy(ref Buf operand, long n)
+    {
+        if (operand.Storage.DType == DType.Float32) return null;
+        var wide = Allocate(n, DType.Float32, zero: false);
+        Convert(operand, new Buf(wide, 0), n);
+        operand = new Buf(wide, 0);
+        return wide;
+    }
+
     private IlgpuStorage Own(Buf b) => b.Storage is IlgpuStorage s && ReferenceEquals(s.Backend, this)
         ? s : throw new ArgumentException($"a buffer on {b.Storage.Backend.Name} was passed to {Name}");
 

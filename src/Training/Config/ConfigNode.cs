@@ -48,7 +48,9 @@ public sealed class ConfigList : ConfigNode
 public sealed class ConfigScalar : ConfigNode
 {
     public object? Value { get; init; }
-    public override ConfigNode DeepClone() => new ConfigScalar { Source = Source, Value = Value };
+    /// <summary>The text of a plain (unquoted) scalar as written, null for a quoted one or a composed value.</summary>
+    public string? PlainText { get; init; }
+    public override ConfigNode DeepClone() => new ConfigScalar { Source = Source, Value = Value, PlainText = PlainText };
 
     public override string ToString() => Value switch
     {

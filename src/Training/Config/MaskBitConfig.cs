@@ -113,7 +113,8 @@ public sealed partial class MaskBitConfig
             case Scalar sc:
                 parser.MoveNext();
                 bool quoted = sc.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted or ScalarStyle.Literal or ScalarStyle.Folded;
-                return new ConfigScalar { Source = src, Value = quoted ? sc.Value : ConfigScalar.ParsePlain(sc.Value) };
+                return quoted ? new ConfigScalar { Source = src, Value = sc.Value }
+                    : new ConfigScalar { Source = src, Value = ConfigScalar.ParsePlain(sc.Value), PlainText = sc.Value };
             default:
                 throw new ConfigException($"{src}: unexpected YAML {next.GetType().Name.ToLowerInvariant()}");
         }
@@ -279,6 +280,11 @@ public sealed partial class MaskBitConfig
         {
             var node = Node(path)!;
             var spec = ConfigSchema.Specs[path];
+            // A YAML 1.1 bool word (no, off, yes, on) given unquoted to a string key is that word: `mixed_precision: no`
+            // and the override training.mixed_precision=no mean "no" (OmegaConf reads them as false, which accelerate
+            // then refuses as an unknown mode). Keys typed bool still read the words as bools.
+            if (spec.Type == ConfigType.String && node is ConfigScalar { Value: bool, PlainText: { } word } scalar)
+                Set(path, node = new ConfigScalar { Source = scalar.Source, Value = word }, path);
             if (!Matches(node, spec.Type)) errors.Add($"{node.Source}: '{path}' must be {Describe(spec.Type)}, got {DescribeNode(node)}");
             else if (spec.Check(node) is { } problem) errors.Add($"{node.Source}: '{path}' {problem}");
         }
