@@ -1,4 +1,6 @@
 using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
+using MaskBit.Kernels;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Tokenizer;
@@ -88,10 +90,15 @@ public sealed class SamplingStep : IModelStep
     public Sampler Sampler { get; }
     private readonly SamplerOptions _options;
     private readonly int[] _labels;
+    private readonly DType? _precision;
 
-    public SamplingStep(MaskBitConfig config, int images = 2)
+    /// <param name="precision">As <c>generate --precision</c>: the weights stored in that 16-bit type and the forwards
+    /// under its autocast; null for float32.</param>
+    public SamplingStep(MaskBitConfig config, int images = 2, DType? precision = null)
     {
         int seed = RunSettings.From(config, TrainingStage.Generator).Seed;
+        _precision = precision;
+        using var weights = Module.StoreWeightsIn(precision);
         var generator = new MaskedGenerator(GeneratorConfig.From(config), seed);
         var tinyDecoder = TokenizerConfig.From(config) with
         {
@@ -109,6 +116,7 @@ public sealed class SamplingStep : IModelStep
     public double Run()
     {
         using var scope = TensorScope.Begin();
+        using var autocast = Autocast.Enable(_precision);
         var result = Sampler.Sample(_labels, _options, new SeededRandomSource(0));
         return result.CombinedTokens.ToIntArray().Sum(t => (double)t);
     }

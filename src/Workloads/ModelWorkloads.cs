@@ -24,6 +24,10 @@ public static class ModelWorkloads
             () => new TokenizerReconstructStep(Load(Tokenizer12Config), batchSize: 1), images: 1);
         yield return Model("generator12_sample_step_b2_cfg", $"maskbit_generator_12bit: {sampledImages} images × (cond, uncond) = {2 * sampledImages}×257 tokens",
             () => new SamplingStep(Load(Generator12Config), sampledImages), images: sampledImages);
+        // The same step as `generate --precision bf16` runs it (weights stored in bf16, bf16 autocast), for its peak
+        // memory (issue 16); its peer is PyTorch's float32 step.
+        yield return Model("generator12_sample_step_b2_cfg_bf16", $"maskbit_generator_12bit: {sampledImages} images × (cond, uncond), bf16 weights and autocast",
+            () => new SamplingStep(Load(Generator12Config), sampledImages, DType.BFloat16), images: sampledImages, peer: [["generator12_sample_step_b2_cfg"]]);
         // The same sampling step on the small generator: small enough for ILGPU's CPU accelerator (bench/gpu-check.sh's
         // smoke run); no peer row.
         yield return Model("small_generator_sample_step_b2_cfg", $"fashion_mnist_generator: {sampledImages} images × (cond, uncond) = {2 * sampledImages}×65 tokens",
@@ -35,17 +39,21 @@ public static class ModelWorkloads
         // training.activation_checkpointing; the checkpointed rows' peer is PyTorch's plain float32 step. The
         // tokenizer's perceptual term is off (its weights are not part of a benchmark; the peer replaces it by zero).
         const int generatorTrainBatch = 8, tokenizerTrainBatch = 1;
+        // The bf16 rows add training.mixed_precision=bf16 (the peer stays float32, the issue's reference point).
         const string noPerceptual = "losses.perceptual_weight=0";
-        foreach (bool checkpointing in new[] { false, true })
-        {
-            string suffix = checkpointing ? "_ckpt" : "", setting = $"training.activation_checkpointing={checkpointing}";
-            yield return Model($"generator12_train_step_b{generatorTrainBatch}{suffix}", $"maskbit_generator_12bit: batch {generatorTrainBatch} × 257 tokens, {setting}",
-                () => new MlmStepWorkload(Load(Generator12Config, setting), generatorTrainBatch), images: generatorTrainBatch,
-                peer: [[$"generator12_train_step_b{generatorTrainBatch}"]]);
-            yield return Model($"tokenizer12_train_step_b{tokenizerTrainBatch}{suffix}", $"maskbit_tokenizer_12bit: G + D step, batch {tokenizerTrainBatch}, 256², {setting}",
-                () => new TokenizerStepWorkload(Load(Tokenizer12Config, setting, noPerceptual), tokenizerTrainBatch), images: tokenizerTrainBatch,
-                peer: [[$"tokenizer12_train_step_b{tokenizerTrainBatch}"]]);
-        }
+        foreach (string precision in new[] { "no", "bf16" })
+            foreach (bool checkpointing in new[] { false, true })
+            {
+                string suffix = (precision == "no" ? "" : "_" + precision) + (checkpointing ? "_ckpt" : "");
+                string[] settings = [$"training.activation_checkpointing={checkpointing}", $"training.mixed_precision=\"{precision}\""];
+                string setting = string.Join(", ", settings);
+                yield return Model($"generator12_train_step_b{generatorTrainBatch}{suffix}", $"maskbit_generator_12bit: batch {generatorTrainBatch} × 257 tokens, {setting}",
+                    () => new MlmStepWorkload(Load(Generator12Config, settings), generatorTrainBatch), images: generatorTrainBatch,
+                    peer: [[$"generator12_train_step_b{generatorTrainBatch}"]]);
+                yield return Model($"tokenizer12_train_step_b{tokenizerTrainBatch}{suffix}", $"maskbit_tokenizer_12bit: G + D step, batch {tokenizerTrainBatch}, 256², {setting}",
+                    () => new TokenizerStepWorkload(Load(Tokenizer12Config, [.. settings, noPerceptual]), tokenizerTrainBatch), images: tokenizerTrainBatch,
+                    peer: [[$"tokenizer12_train_step_b{tokenizerTrainBatch}"]]);
+            }
 
         // The LFQ quantizer module with autograd, the same work as the peer's lfq rows (the lfq kernel rows time
         // the kernels alone); FLOPs as the peer counts them (its einsum).

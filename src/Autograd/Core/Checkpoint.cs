@@ -30,7 +30,7 @@ public static class Checkpoint
             output = scope.Keep(block(input));
 
         Tensor[] inputs = [input, .. trainable];
-        Tape.Record(output, "checkpoint", inputs, gradOutput =>
+        Tape.Record(output, "checkpoint", inputs, [input], gradOutput =>
         {
             // Only the gradients the running backward asks for (all of them in a full backward).
             bool[] needed = inputs.Select(Tape.NeedsGrad).ToArray();

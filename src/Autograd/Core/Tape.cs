@@ -2,12 +2,14 @@ using MaskBit.Kernels;
 
 namespace MaskBit.Autograd;
 
-/// <summary>One recorded op: its inputs and a function from the output's gradient to the inputs' gradients
-/// (null where an input needs none). Backward functions are written with the same tensor ops, run under no-grad.</summary>
-internal sealed class GradNode(string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+/// <summary>One recorded op: its inputs, the tensors its backward reads (<see cref="SavedTensors"/>) and a function
+/// from the output's gradient to the inputs' gradients (null where an input needs none). Backward functions are
+/// written with the same tensor ops, run under no-grad.</summary>
+internal sealed class GradNode(string name, Tensor[] inputs, Tensor[] saved, Func<Tensor, Tensor?[]> backward)
 {
     public string Name { get; } = name;
     public Tensor[] Inputs { get; } = inputs;
+    public Tensor[] Saved { get; } = saved;
     public Func<Tensor, Tensor?[]> Backward { get; } = backward;
 }
 
@@ -55,16 +57,20 @@ public static class Tape
         public void Dispose() { if (!_done) { _done = true; _noGradDepth = savedDepth; } }
     }
 
-    /// <summary>Attaches <paramref name="output"/> to the tape if grad mode is on and any input requires grad.</summary>
-    public static void Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    /// <summary>Attaches <paramref name="output"/> to the tape if grad mode is on and any input requires grad.
+    /// <paramref name="saved"/> lists every tensor whose values <paramref name="backward"/> reads (torch's
+    /// save_for_backward; shapes and flags read from a tensor do not count): the others may be released before the
+    /// backward runs (<see cref="SavedTensors"/>), and a backward that reads one of them fails on its disposed storage.</summary>
+    public static void Record(Tensor output, string name, Tensor[] inputs, Tensor[] saved, Func<Tensor, Tensor?[]> backward)
     {
         Listener?.OnForward(name);
         if (!IsGradEnabled) return;
         foreach (var t in inputs)
         {
             if (!t.RequiresGrad) continue;
-            output.Node = new GradNode(name, inputs, backward);
+            output.Node = new GradNode(name, inputs, saved, backward);
             output.RequiresGrad = true;
+            SavedTensors.Hold(saved);
             return;
         }
     }
@@ -248,6 +254,9 @@ public static class Tape
                     grads.Accumulate(input, ig);
                 }
                 grads.Consumed(t);
+                // A full backward runs each node once (torch frees its saved tensors then, unless retain_graph);
+                // Grad leaves them for the backward that follows it.
+                if (stopAt == null) SavedTensors.Drop(t.Node.Saved);
             }
             if (usesLeft == null) continue;
             foreach (var input in t.Node.Inputs)

@@ -152,7 +152,7 @@ public sealed partial class Tensor
         if (DType == DType.Int32) return FromInts(ToIntArray(), Shape, device);
         if (DType.Is16Bit()) return FromHalfBits(ToHalfBits(), Shape, DType, device);
         var t = FromArray(ToArray(), Shape, device);
-        if (RequiresGrad) Tape.Record(t, "to_device", new[] { this }, g => new[] { g.To(Device) });
+        if (RequiresGrad) Tape.Record(t, "to_device", new[] { this }, [], g => new[] { g.To(Device) });
         return t;
     }
 
@@ -166,7 +166,7 @@ public sealed partial class Tensor
         var t = Empty(Shape, Device, dtype);
         Device.Convert(Buf, t.Buf, Numel);
         var source = DType;
-        if (RequiresGrad) Tape.Record(t, "to_dtype", new[] { this }, g => new[] { g.To(source) });
+        if (RequiresGrad) Tape.Record(t, "to_dtype", new[] { this }, [], g => new[] { g.To(source) });
         return t;
     }
 
@@ -216,17 +216,19 @@ public sealed partial class Tensor
     {
         var t = Empty(Shape, Device, DType);
         Device.Copy(Buf, t.Buf, Numel);
-        if (RequiresGrad) Tape.Record(t, "clone", new[] { this }, g => new[] { g });
+        if (RequiresGrad) Tape.Record(t, "clone", new[] { this }, [], g => new[] { g });
         return t;
     }
 
     // ---- in-place updates (optimizers, EMA, state-dict loading); never recorded ------------------------------
-    /// <summary>Overwrites the values with those of <paramref name="src"/> (same shape and device).</summary>
+    /// <summary>Overwrites the values with those of <paramref name="src"/> (same shape), converted to this tensor's
+    /// floating-point type as torch's copy_ does (a float32 checkpoint loads into 16-bit weights).</summary>
     public void CopyFrom_(Tensor src)
     {
         ShapeUtil.RequireSame(Shape, src.Shape, "copy_");
+        if ((src.DType == DType.Int32) != (DType == DType.Int32)) throw new ArgumentException($"copy_: {src} into {this}");
         if (!ReferenceEquals(src.Device, Device)) src = src.To(Device);
-        Device.Copy(src.Buf, Buf, Numel);
+        Device.Convert(src.Buf, Buf, Numel);
     }
 
     public void CopyFrom_(ReadOnlySpan<float> values)

@@ -46,31 +46,65 @@ public sealed class TensorScope : IDisposable
 
     /// <summary>Releases a tensor's storage now instead of when its scope ends, for a value nothing reads again
     /// (a no-grad forward's previous layer output). Views on the same storage are released with it.</summary>
-    public static void Release(Tensor tensor)
+    public static void Release(Tensor tensor) => Release(tensor.Storage);
+
+    internal static void Release(Storage storage)
     {
-        Untrack(tensor);
-        tensor.Storage.Dispose();
+        for (var s = _current; s != null; s = s._outer) s._owned.Remove(storage);
+        storage.Dispose();
     }
 
-    /// <summary>Runs <paramref name="layers"/> one after another on <paramref name="x"/>. Without a tape nothing refers
-    /// back to a layer's intermediates, so each layer then runs in its own scope and the previous layer's output is
-    /// released once the next one exists: a no-grad forward holds one layer's activations instead of the whole
-    /// network's (the 12-bit generator's guided step: ~130 MB instead of ~3 GB). With a tape it is a plain loop.
-    /// The input itself is the caller's and is never released.</summary>
+    /// <summary>Runs <paramref name="layers"/> one after another on <paramref name="x"/>, each in a scope of its own,
+    /// and releases what a layer made as soon as nothing can read it (a layer must return all it makes for later
+    /// use). Without a tape nothing refers back to a layer's intermediates, so they are released when the layer
+    /// returns, and the previous layer's output once the next one exists: a no-grad forward holds one layer's
+    /// activations instead of the whole network's (the 12-bit generator's guided step: ~130 MB instead of ~3 GB).
+    /// With a tape, what no backward function reads (<see cref="SavedTensors"/>) is released then, and the rest when
+    /// the backward functions that read it have run. The input itself is the caller's and is never released.</summary>
     public static Tensor Chain(Tensor x, IEnumerable<Func<Tensor, Tensor>> layers)
     {
-        bool releaseAsYouGo = !Tape.IsGradEnabled;
         var input = x;
         foreach (var layer in layers)
         {
-            if (!releaseAsYouGo) { x = layer(x); continue; }
+            if (_retainActivations > 0) { x = layer(x); continue; }
             Tensor y;
-            using (var scope = Begin()) y = scope.Keep(layer(x));
-            if (!ReferenceEquals(x, input) && !ReferenceEquals(x.Storage, y.Storage)) Release(x);
+            using (var scope = Begin())
+            {
+                y = scope.Keep(layer(x));
+                scope.ReleaseUnread();
+            }
+            if (!ReferenceEquals(x, input) && !ReferenceEquals(x.Storage, y.Storage)) SavedTensors.ReleaseWhenUnread(x.Storage);
             x = y;
         }
         return x;
     }
+
+    [ThreadStatic] private static int _retainActivations;
+
+    /// <summary>Within the returned scope <see cref="Chain"/> releases nothing early: every activation lives until
+    /// its scope ends (as before save-for-backward). For inspecting activations, and for showing that releasing them
+    /// changes no gradient.</summary>
+    public static IDisposable RetainActivations() { _retainActivations++; return new EndRetain(); }
+
+    private sealed class EndRetain : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { _done = true; _retainActivations--; } }
+    }
+
+    /// <summary>Hands each storage of this scope on to <see cref="SavedTensors.ReleaseWhenUnread"/>: released now when no
+    /// backward function reads it, else moved to the enclosing scope (which releases it at its end should the
+    /// backward never run) until the last reader has run.</summary>
+    private void ReleaseUnread()
+    {
+        var owned = _owned.ToList();
+        _owned.Clear();
+        foreach (var storage in owned)
+            if (!SavedTensors.ReleaseWhenUnread(storage)) _outer?._owned.Add(storage);
+    }
+
+    /// <summary>Bytes of the storages this scope owns (what a step has allocated and not yet released).</summary>
+    public long OwnedBytes => _owned.Sum(s => s.Length * s.DType.ElementSize());
 
     /// <summary>Moves a tensor out of this scope into the enclosing one (or to none) and returns it.</summary>
     public Tensor Keep(Tensor tensor)

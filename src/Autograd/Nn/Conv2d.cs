@@ -23,7 +23,7 @@ public sealed class Conv2d : Module
         Stride = stride; Groups = groups; Padding = padding; Same = same;
         int fanIn = inChannels / groups * kernelSize * kernelSize;
         float bound = 1f / MathF.Sqrt(fanIn);
-        Weight = Parameter("weight", Init.Uniform(new[] { outChannels, inChannels / groups, kernelSize, kernelSize }, bound, rng));
+        Weight = WeightParameter("weight", Init.Uniform(new[] { outChannels, inChannels / groups, kernelSize, kernelSize }, bound, rng));
         if (bias) Bias = Parameter("bias", Init.Uniform(new[] { outChannels }, bound, rng));
     }
 

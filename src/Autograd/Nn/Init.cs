@@ -1,3 +1,6 @@
+using MaskBit.Kernels;
+using MaskBit.Kernels.Cpu;
+
 namespace MaskBit.Autograd.Nn;
 
 /// <summary>Parameter initialisers. Each draws straight into the tensor's storage, a chunk at a time, so
@@ -62,16 +65,24 @@ public static class Init
     private delegate void ChunkDraw(Span<float> chunk);
 
     /// <summary>Fills the tensor chunk by chunk in element order (the values depend only on the generator's
-    /// sequence) through a small host buffer; nothing while <see cref="ShapesOnly"/> is open.</summary>
+    /// sequence) through a small host buffer, rounded on the way for a 16-bit tensor (weights stored in 16 bits, see
+    /// <see cref="Module.StoreWeightsIn"/>); nothing while <see cref="ShapesOnly"/> is open.</summary>
     private static Tensor Draw(Tensor t, ChunkDraw draw)
     {
         if (shapesOnly || t.Numel == 0) return t;
         var chunk = new float[(int)Math.Min(t.Numel, 1 << 14)];
+        var bits = t.DType.Is16Bit() ? new ushort[chunk.Length] : null;
         for (long at = 0; at < t.Numel; at += chunk.Length)
         {
             var part = chunk.AsSpan(0, (int)Math.Min(chunk.Length, t.Numel - at));
             draw(part);
-            t.Device.Upload(part, t.Buf.At(at));
+            if (bits == null) t.Device.Upload(part, t.Buf.At(at));
+            else
+            {
+                var rounded = bits.AsSpan(0, part.Length);
+                HalfConversion.Narrow(part, rounded, t.DType);
+                t.Device.Upload(rounded, t.Buf.At(at));
+            }
         }
         valuesDrawn += t.Numel;
         return t;

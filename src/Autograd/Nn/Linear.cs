@@ -10,7 +10,7 @@ public sealed class Linear : Module
     {
         rng ??= Random.Shared;
         float bound = 1f / MathF.Sqrt(inFeatures);
-        Weight = Parameter("weight", Init.Uniform(new[] { outFeatures, inFeatures }, bound, rng));
+        Weight = WeightParameter("weight", Init.Uniform(new[] { outFeatures, inFeatures }, bound, rng));
         if (bias) Bias = Parameter("bias", Init.Uniform(new[] { outFeatures }, bound, rng));
     }
 

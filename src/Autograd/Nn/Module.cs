@@ -1,3 +1,5 @@
+using MaskBit.Kernels;
+
 namespace MaskBit.Autograd.Nn;
 
 /// <summary>
@@ -32,6 +34,42 @@ public abstract class Module
         p.Name = name;
         _parameters.Add((name, p));
         return p;
+    }
+
+    [ThreadStatic] private static DType? _weightDType;
+
+    /// <summary>Within the returned scope the GEMM and convolution weights of the modules built on this thread
+    /// (<see cref="Linear"/>, <see cref="Conv2d"/>, <see cref="MultiheadAttention"/>'s in-projection) are stored in
+    /// <paramref name="dtype"/> (bfloat16 or float16; null: float32), as torch's <c>module.to(dtype)</c> but without a
+    /// float32 copy of the model ever being held; a checkpoint loads into them converted. For 16-bit inference
+    /// (<c>generate --precision bf16</c>), where those weights are nearly all of a model: the matmul and conv ops read
+    /// 16-bit operands. Biases, norms and embeddings stay float32. Not for training, whose optimizer keeps float32
+    /// master weights.</summary>
+    public static IDisposable StoreWeightsIn(DType? dtype)
+    {
+        if (dtype is { } t && !t.Is16Bit()) throw new ArgumentException($"weights are stored in float32, bfloat16 or float16, not {t}");
+        var previous = _weightDType;
+        _weightDType = dtype;
+        return new WeightsScope(previous);
+    }
+
+    private sealed class WeightsScope(DType? previous) : IDisposable
+    {
+        private bool _done;
+        public void Dispose() { if (!_done) { _done = true; _weightDType = previous; } }
+    }
+
+    /// <summary>Registers a GEMM or convolution weight: a parameter stored in the type <see cref="StoreWeightsIn"/> names.
+    /// <paramref name="value"/> is the float32 initialisation; it is released once converted (not even drawn when
+    /// <see cref="Init.ShapesOnly"/> is open).</summary>
+    protected Tensor WeightParameter(string name, Tensor value)
+    {
+        if (_weightDType is not { } dtype) return Parameter(name, value);
+        Tensor stored;
+        if (Init.IsShapesOnly) stored = Tensor.Empty(value.Shape, value.Device, dtype);
+        else using (Tape.NoGrad()) stored = value.To(dtype);
+        TensorScope.Release(value);
+        return Parameter(name, stored);
     }
 
     /// <summary>Registers a persistent buffer (in the state dict, no gradient).</summary>
@@ -92,7 +130,7 @@ public abstract class Module
             if (!values.TryGetValue(name, out var src)) { problems.Add($"missing key '{name}' {ShapeUtil.Format(target.Shape)}"); continue; }
             if (!src.Shape.AsSpan().SequenceEqual(target.Shape))
             { problems.Add($"shape mismatch for '{name}': checkpoint {ShapeUtil.Format(src.Shape)}, model {ShapeUtil.Format(target.Shape)}"); continue; }
-            if (src.DType != target.DType)
+            if (src.DType != target.DType && (src.DType == DType.Int32 || target.DType == DType.Int32))
             { problems.Add($"dtype mismatch for '{name}': checkpoint {src.DType}, model {target.DType}"); continue; }
             target.CopyFrom_(src);
         }

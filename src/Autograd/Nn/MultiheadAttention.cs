@@ -27,7 +27,7 @@ public sealed class MultiheadAttention : Module
         EmbedDim = embedDim;
         NumHeads = numHeads;
         // xavier_uniform_ on the packed (3E, E) weight: fan_in = E, fan_out = 3E.
-        InProjWeight = Parameter("in_proj_weight", Init.Uniform(new[] { 3 * embedDim, embedDim }, MathF.Sqrt(6f / (4f * embedDim)), rng));
+        InProjWeight = WeightParameter("in_proj_weight", Init.Uniform(new[] { 3 * embedDim, embedDim }, MathF.Sqrt(6f / (4f * embedDim)), rng));
         if (bias) InProjBias = Parameter("in_proj_bias", Tensor.Zeros(3 * embedDim));
         OutProj = Register("out_proj", new Linear(embedDim, embedDim, bias, rng));
         OutProj.Bias?.Fill_(0f);

@@ -24,7 +24,7 @@ public static partial class F
         Tensor qKept = Autocast.Lower(q, attention.Precision), kKept = Autocast.Lower(k, attention.Precision),
             vKept = Autocast.Lower(v, attention.Precision);
         var (output, lse) = FusedAttention(qKept, kKept, vKept, attention);
-        Tape.Record(output, "scaled_dot_product_attention", new[] { q, k, v }, g =>
+        Tape.Record(output, "scaled_dot_product_attention", new[] { q, k, v }, [qKept, kKept, vKept, output, lse], g =>
         {
             Tensor dq = Tensor.Empty(q.Shape, g.Device), dk = Tensor.Empty(q.Shape, g.Device), dv = Tensor.Empty(q.Shape, g.Device);
             FusedAttentionBackward(qKept, kKept, vKept, output, lse, attention, g, dq, dk, dv);
@@ -49,7 +49,7 @@ public static partial class F
         packed = packedKept;
 
         var (output, lse) = FusedAttention(Part(packed, 0), Part(packed, 1), Part(packed, 2), attention);
-        Tape.Record(output, "packed_self_attention", new[] { qkv }, g =>
+        Tape.Record(output, "packed_self_attention", new[] { qkv }, [packed, output, lse], g =>
         {
             var dPacked = Tensor.Empty(packed.Shape, g.Device);
             FusedAttentionBackward(Part(packed, 0), Part(packed, 1), Part(packed, 2), output, lse, attention, g,

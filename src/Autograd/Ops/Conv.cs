@@ -38,7 +38,7 @@ public static partial class F
         Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
         x.Device.Conv2dForward(d, xKept.Buf, weightKept.Buf, bias?.Buf, y.Buf);   // the kernels read 16-bit operands directly
         var inputs = bias == null ? new[] { x, weight } : new[] { x, weight, bias };
-        Tape.Record(y, "conv2d", inputs, g =>
+        Tape.Record(y, "conv2d", inputs, [xKept, weightKept], g =>
         {
             using var operands = new KernelOperands();
             var gradient = operands.Lowered(g, precision);

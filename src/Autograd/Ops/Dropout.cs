@@ -23,7 +23,7 @@ namespace MaskBit.Autograd
             var dev = x.Device;
             var y = Tensor.Empty(x.Shape, dev);
             dev.Dropout(x.Buf, y.Buf, x.Numel, mask);
-            Tape.Record(y, "dropout", new[] { x }, g =>
+            Tape.Record(y, "dropout", new[] { x }, [], g =>
             {
                 var dx = Tensor.Empty(x.Shape, dev);
                 dev.Dropout(g.Buf, dx.Buf, x.Numel, mask);

@@ -19,14 +19,14 @@ public sealed partial class Tensor
     public Tensor Add(Tensor other)
     {
         var y = BinaryForward(BinaryOp.Add, this, other);
-        Tape.Record(y, "add", new[] { this, other }, g => new[] { g.SumTo(Shape), g.SumTo(other.Shape) });
+        Tape.Record(y, "add", new[] { this, other }, [], g => new[] { g.SumTo(Shape), g.SumTo(other.Shape) });
         return y;
     }
 
     public Tensor Sub(Tensor other)
     {
         var y = BinaryForward(BinaryOp.Sub, this, other);
-        Tape.Record(y, "sub", new[] { this, other }, g => new[] { g.SumTo(Shape), other.RequiresGrad ? g.Neg().SumTo(other.Shape) : null });
+        Tape.Record(y, "sub", new[] { this, other }, [], g => new[] { g.SumTo(Shape), other.RequiresGrad ? g.Neg().SumTo(other.Shape) : null });
         return y;
     }
 
@@ -34,7 +34,8 @@ public sealed partial class Tensor
     {
         var y = BinaryForward(BinaryOp.Mul, this, other);
         var self = this;
-        Tape.Record(y, "mul", new[] { this, other }, g => new[]
+        Tensor[] saved = [.. (RequiresGrad ? [other] : Array.Empty<Tensor>()), .. (other.RequiresGrad ? [this] : Array.Empty<Tensor>())];
+        Tape.Record(y, "mul", new[] { this, other }, saved, g => new[]
         {
             self.RequiresGrad ? g.Mul(other).SumTo(self.Shape) : null,
             other.RequiresGrad ? g.Mul(self).SumTo(other.Shape) : null,
@@ -46,7 +47,8 @@ public sealed partial class Tensor
     {
         var y = BinaryForward(BinaryOp.Div, this, other);
         var self = this;
-        Tape.Record(y, "div", new[] { this, other }, g => new[]
+        Tensor[] saved = other.RequiresGrad ? [other, y] : [other];
+        Tape.Record(y, "div", new[] { this, other }, saved, g => new[]
         {
             self.RequiresGrad ? g.Div(other).SumTo(self.Shape) : null,
             other.RequiresGrad ? g.Mul(y).Div(other).Neg().SumTo(other.Shape) : null,
@@ -62,7 +64,7 @@ public sealed partial class Tensor
     {
         var y = BinaryForward(op, this, other);
         var self = this;
-        Tape.Record(y, op.ToString().ToLowerInvariant(), new[] { this, other }, g =>
+        Tape.Record(y, op.ToString().ToLowerInvariant(), new[] { this, other }, [this, other], g =>
         {
             var a = op == BinaryOp.Max ? BinaryForward(BinaryOp.Greater, self, other) : BinaryForward(BinaryOp.Greater, other, self);
             var eq = BinaryForward(BinaryOp.Equal, self, other).MulScalar(0.5f);
@@ -99,7 +101,7 @@ public sealed partial class Tensor
         Tensor c = cond.BroadcastTo(shape), ae = a.Detach().BroadcastTo(shape), be = b.Detach().BroadcastTo(shape);
         var y = Empty(shape, a.Device);
         a.Device.Where(c.Buf, ae.Buf, be.Buf, y.Buf, y.Numel);
-        Tape.Record(y, "where", new[] { a, b }, g =>
+        Tape.Record(y, "where", new[] { a, b }, [c], g =>
         {
             var zero = Zeros(shape, g.Device);
             return new[] { a.RequiresGrad ? Where(c, g, zero).SumTo(a.Shape) : null, b.RequiresGrad ? Where(c, zero, g).SumTo(b.Shape) : null };
@@ -114,14 +116,30 @@ public sealed partial class Tensor
         var y = Empty(Shape, Device);
         Device.Unary(op, Buf, y.Buf, Numel, alpha);
         var x = this;
-        Tape.Record(y, name, new[] { this }, g =>
+        // The backward keeps only the side its derivative reads (a SiLU its input, a sigmoid its output, a scale
+        // neither); the kernel is handed the kept buffer in place of the other, which it does not read.
+        var reads = DerivativeReads(op);
+        Tensor[] saved = reads switch { UnaryOperand.Input => [x], UnaryOperand.Output => [y], _ => [] };
+        Tape.Record(y, name, new[] { this }, saved, g =>
         {
             var dx = Empty(x.Shape, x.Device);
-            x.Device.UnaryBackward(op, x.Buf, y.Buf, g.Buf, dx.Buf, x.Numel, alpha);
+            var kept = reads switch { UnaryOperand.Input => x.Buf, UnaryOperand.Output => y.Buf, _ => g.Buf };
+            x.Device.UnaryBackward(op, kept, kept, g.Buf, dx.Buf, x.Numel, alpha);
             return new[] { dx };
         });
         return y;
     }
+
+    private enum UnaryOperand { None, Input, Output }
+
+    /// <summary>Which of x and y = f(x) the derivative of <paramref name="op"/> is computed from (the kernels'
+    /// UnaryDerivative).</summary>
+    private static UnaryOperand DerivativeReads(UnaryOp op) => op switch
+    {
+        UnaryOp.Neg or UnaryOp.Scale or UnaryOp.AddScalar or UnaryOp.Sign => UnaryOperand.None,
+        UnaryOp.Exp or UnaryOp.Sqrt or UnaryOp.Rsqrt or UnaryOp.Sigmoid or UnaryOp.Tanh => UnaryOperand.Output,
+        _ => UnaryOperand.Input,
+    };
 
     public Tensor Neg() => UnaryOpRecorded(UnaryOp.Neg, 0, "neg");
     public Tensor Exp() => UnaryOpRecorded(UnaryOp.Exp, 0, "exp");

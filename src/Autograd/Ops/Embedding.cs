@@ -18,7 +18,7 @@ public static partial class F
         var dev = weight.Device;
         var y = Tensor.Empty(indices.Shape.Append(dim).ToArray(), dev);
         dev.EmbeddingForward(count, dim, num, weight.Buf, indices.Buf, y.Buf);
-        Tape.Record(y, "embedding", new[] { weight }, g =>
+        Tape.Record(y, "embedding", new[] { weight }, [indices], g =>
         {
             var dw = Tensor.Zeros(weight.Shape, dev);
             dev.EmbeddingBackward(count, dim, num, g.Buf, indices.Buf, dw.Buf);

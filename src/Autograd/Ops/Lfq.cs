@@ -22,8 +22,8 @@ public static partial class F
         dev.Unary(UnaryOp.Scale, sum.Buf, mse.Buf, 1, 1f / z.Numel);
 
         var quantized = zq.Detach();
-        Tape.Record(quantized, "lfq_straight_through", new[] { z }, g => new[] { g });
-        Tape.Record(mse, "lfq_commitment", new[] { z }, g =>
+        Tape.Record(quantized, "lfq_straight_through", new[] { z }, [], g => new[] { g });
+        Tape.Record(mse, "lfq_commitment", new[] { z }, [z, zq], g =>
             // d mean((zq − z)²)/dz = 2(z − zq)/numel, zq held constant (detached in the reference).
             new[] { z.Detach().Sub(zq).MulScalar(2f / z.Numel).Mul(g) });
         return (quantized, indices, mse);
@@ -39,7 +39,7 @@ public static partial class F
         var result = Tensor.Empty(new[] { 2 }, dev);
         float inv = 1f / temperature;
         dev.ModelOps.LfqEntropyForward(batch, bits, hw, inv, z.Buf, avg.Buf, result.Buf);
-        Tape.Record(result, "lfq_entropy", new[] { z }, g =>
+        Tape.Record(result, "lfq_entropy", new[] { z }, [z, avg], g =>
         {
             var dz = Tensor.Empty(z.Shape, dev);
             dev.ModelOps.LfqEntropyBackward(batch, bits, hw, inv, z.Buf, avg.Buf, g.Buf, dz.Buf);

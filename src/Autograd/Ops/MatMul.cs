@@ -31,7 +31,7 @@ public sealed partial class Tensor
         var precision = Autocast.DType;
         Tensor aKept = Autocast.Lower(a, precision), bKept = Autocast.Lower(b, precision);
         a.Device.Gemm(desc, aKept.Buf, bKept.Buf, y.Buf);   // the kernels read 16-bit operands as they pack them
-        Tape.Record(y, "matmul", new[] { a, b }, g =>
+        Tape.Record(y, "matmul", new[] { a, b }, [aKept, bKept], g =>
         {
             using var _ = Autocast.Enable(precision);
             // y = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, then undo the transposes.
@@ -84,7 +84,7 @@ public sealed partial class Tensor
         var precision = Autocast.DType;
         Tensor xKept = Autocast.Lower(x, precision), weightKept = Autocast.Lower(weight, precision);
         x.Device.Gemm(new GemmDesc(rows, outFeatures, inFeatures, TransB: true), xKept.Buf, weightKept.Buf, y.Buf, beta: 1f);
-        Tape.Record(y, "linear", new[] { x, weight, bias }, g =>
+        Tape.Record(y, "linear", new[] { x, weight, bias }, [xKept, weightKept], g =>
         {
             using var _ = Autocast.Enable(precision);
             // The gradient rounded once (torch's 16-bit backward sees it so): the bias gradient sums the same values.

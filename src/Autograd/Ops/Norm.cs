@@ -25,7 +25,7 @@ public static partial class F
         var rstd = Tensor.Empty(new[] { n, groups }, dev);
         var desc = new GroupNormDesc(n, channels, hw, groups, eps, fuseSilu);
         dev.GroupNormForward(desc, x.Buf, gamma.Buf, beta.Buf, y.Buf, mean.Buf, rstd.Buf);
-        Tape.Record(y, fuseSilu ? "group_norm_silu" : "group_norm", new[] { x, gamma, beta }, g =>
+        Tape.Record(y, fuseSilu ? "group_norm_silu" : "group_norm", new[] { x, gamma, beta }, [x, gamma, beta, mean, rstd], g =>
         {
             var dx = Tensor.Empty(x.Shape, dev);
             var dgamma = Tensor.Empty(new[] { channels }, dev);
@@ -50,7 +50,7 @@ public static partial class F
         var mean = Tensor.Empty(new[] { rows }, dev);
         var rstd = Tensor.Empty(new[] { rows }, dev);
         dev.LayerNormForward(rows, cols, eps, x.Buf, gamma.Buf, beta.Buf, y.Buf, mean.Buf, rstd.Buf);
-        Tape.Record(y, "layer_norm", new[] { x, gamma, beta }, g =>
+        Tape.Record(y, "layer_norm", new[] { x, gamma, beta }, [x, gamma, mean, rstd], g =>
         {
             var dx = Tensor.Empty(x.Shape, dev);
             var dgamma = Tensor.Empty(new[] { cols }, dev);

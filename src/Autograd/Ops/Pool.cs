@@ -15,7 +15,7 @@ public static partial class F
         var y = Tensor.Empty(shape, x.Device);
         var argmax = Tensor.Empty(shape, x.Device, DType.Int32);
         x.Device.MaxPool2dForward(planes, h, w, kernel, s, padding, oh, ow, x.Buf, y.Buf, argmax.Buf);
-        Tape.Record(y, "max_pool2d", new[] { x }, g =>
+        Tape.Record(y, "max_pool2d", new[] { x }, [argmax], g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
             x.Device.MaxPool2dBackward(planes, h, w, kernel, s, padding, oh, ow, g.Buf, argmax.Buf, dx.Buf);
@@ -32,7 +32,7 @@ public static partial class F
         var (s, oh, ow) = PoolGeometry("avg_pool2d", h, w, kernel, stride, padding);
         var y = Tensor.Empty(new[] { x.Size(0), x.Size(1), oh, ow }, x.Device);
         x.Device.AvgPool2dForward(planes, h, w, kernel, s, padding, oh, ow, countIncludePad, x.Buf, y.Buf);
-        Tape.Record(y, "avg_pool2d", new[] { x }, g =>
+        Tape.Record(y, "avg_pool2d", new[] { x }, [], g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
             x.Device.AvgPool2dBackward(planes, h, w, kernel, s, padding, oh, ow, countIncludePad, g.Buf, dx.Buf);

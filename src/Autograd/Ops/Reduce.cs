@@ -59,7 +59,7 @@ public sealed partial class Tensor
         Device.ReduceSum(Buf, y.Buf, outer, mid, inner, scale);
         var inShape = Shape;
         var keptShape = ReducedShape(d, keepDim: true);
-        Tape.Record(y, "sum", new[] { this }, g => new[] { g.Reshape(keptShape).BroadcastTo(inShape).MulScalarIf(scale) });
+        Tape.Record(y, "sum", new[] { this }, [], g => new[] { g.Reshape(keptShape).BroadcastTo(inShape).MulScalarIf(scale) });
         return y;
     }
 

@@ -11,7 +11,7 @@ public static partial class F
         var (planes, h, w) = Planes(x, "avg_pool2d");
         var y = Tensor.Empty(new[] { x.Size(0), x.Size(1), h / 2, w / 2 }, x.Device);
         x.Device.AvgPool2x2Forward(planes, h, w, x.Buf, y.Buf);
-        Tape.Record(y, "avg_pool2d", new[] { x }, g =>
+        Tape.Record(y, "avg_pool2d", new[] { x }, [], g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
             x.Device.AvgPool2x2Backward(planes, h, w, g.Buf, dx.Buf);
@@ -30,7 +30,7 @@ public static partial class F
         var y = Tensor.Empty(shape, x.Device);
         var argmax = Tensor.Empty(shape, x.Device, DType.Int32);
         x.Device.AdaptiveMaxPoolForward(planes, h, w, oh, ow, x.Buf, y.Buf, argmax.Buf);
-        Tape.Record(y, "adaptive_max_pool2d", new[] { x }, g =>
+        Tape.Record(y, "adaptive_max_pool2d", new[] { x }, [argmax], g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
             x.Device.AdaptiveMaxPoolBackward(planes, h, w, oh, ow, g.Buf, argmax.Buf, dx.Buf);
@@ -45,7 +45,7 @@ public static partial class F
         var (planes, h, w) = Planes(x, "upsample_nearest2x");
         var y = Tensor.Empty(new[] { x.Size(0), x.Size(1), 2 * h, 2 * w }, x.Device);
         x.Device.UpsampleNearest2xForward(planes, h, w, x.Buf, y.Buf);
-        Tape.Record(y, "upsample_nearest2x", new[] { x }, g =>
+        Tape.Record(y, "upsample_nearest2x", new[] { x }, [], g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
             x.Device.UpsampleNearest2xBackward(planes, h, w, g.Buf, dx.Buf);
@@ -75,7 +75,7 @@ public static partial class F
         var y = Tensor.Empty(new[] { planes, outRows, cols }, x.Device);
         x.Device.Gemm(new GemmDesc(outRows, cols, inRows, Batch: planes, StrideA: 0, StrideB: (long)inRows * cols,
             StrideC: (long)outRows * cols), a.Buf, x.Buf, y.Buf);
-        Tape.Record(y, "apply_to_each_plane", new[] { x }, g =>
+        Tape.Record(y, "apply_to_each_plane", new[] { x }, [a], g =>
         {
             var dx = Tensor.Empty(x.Shape, x.Device);
             x.Device.Gemm(new GemmDesc(inRows, cols, outRows, TransA: true, Batch: planes, StrideA: 0,

@@ -21,7 +21,7 @@ public sealed partial class Tensor
         if (ShapeUtil.Numel(shape) != Numel) throw new ArgumentException($"reshape {ShapeUtil.Format(Shape)} ({Numel} elements) to {ShapeUtil.Format(shape)}");
         var y = new Tensor(Storage, Offset, shape);
         var inShape = Shape;
-        Tape.Record(y, "reshape", new[] { this }, g => new[] { g.Reshape(inShape) });
+        Tape.Record(y, "reshape", new[] { this }, [], g => new[] { g.Reshape(inShape) });
         return y;
     }
 
@@ -64,7 +64,7 @@ public sealed partial class Tensor
         Device.CopyStrided(Buf, srcStrides, y.Buf, ShapeUtil.ContiguousStrides(outShape), outShape);
         var inverse = new int[Rank];
         for (int i = 0; i < Rank; i++) inverse[ShapeUtil.Axis(perm[i], Rank)] = i;
-        Tape.Record(y, "permute", new[] { this }, g => new[] { g.Permute(inverse) });
+        Tape.Record(y, "permute", new[] { this }, [], g => new[] { g.Permute(inverse) });
         return y;
     }
 
@@ -94,7 +94,7 @@ public sealed partial class Tensor
             Device.CopyStrided(Buf.At((long)start * strides[d]), strides, y.Buf, ShapeUtil.ContiguousStrides(outShape), outShape);
         }
         var inShape = Shape;
-        Tape.Record(y, "narrow", new[] { this }, g =>
+        Tape.Record(y, "narrow", new[] { this }, [], g =>
         {
             var dx = Zeros(inShape, g.Device);
             g.Device.CopyStrided(g.Buf, ShapeUtil.ContiguousStrides(outShape), dx.Buf.At((long)start * strides[d]), strides, outShape);
@@ -131,7 +131,7 @@ public sealed partial class Tensor
             first.Device.CopyStrided(p.Buf, ShapeUtil.ContiguousStrides(p.Shape), y.Buf.At(offset), yStrides, p.Shape);
             offset += (long)p.Shape[d] * yStrides[d];
         }
-        Tape.Record(y, "cat", parts.ToArray(), g =>
+        Tape.Record(y, "cat", parts.ToArray(), [], g =>
         {
             var grads = new Tensor?[parts.Count];
             for (int i = 0; i < parts.Count; i++)
@@ -157,7 +157,7 @@ public sealed partial class Tensor
         var y = Empty(shape, Device, DType);
         Device.CopyStrided(Buf, ShapeUtil.BroadcastStrides(Shape, shape), y.Buf, ShapeUtil.ContiguousStrides(shape), shape);
         var inShape = Shape;
-        Tape.Record(y, "broadcast_to", new[] { this }, g => new[] { g.SumTo(inShape) });
+        Tape.Record(y, "broadcast_to", new[] { this }, [], g => new[] { g.SumTo(inShape) });
         return y;
     }
 

@@ -18,7 +18,7 @@ public sealed partial class Tensor
         var y = Empty(Shape, Device);
         if (Numel == 0) return y;
         Device.SoftmaxForward(rows, cols, Buf, y.Buf, log);
-        Tape.Record(y, log ? "log_softmax" : "softmax", new[] { this }, g =>
+        Tape.Record(y, log ? "log_softmax" : "softmax", new[] { this }, [y], g =>
         {
             var dx = Empty(y.Shape, y.Device);
             y.Device.SoftmaxBackward(rows, cols, y.Buf, g.Buf, dx.Buf, log);
@@ -51,7 +51,7 @@ public static partial class F
         var loss = Tensor.Empty(new[] { n }, dev);
         var lse = Tensor.Empty(new[] { n }, dev);
         dev.CrossEntropyForward(n, classes, logits.Buf, targets.Buf, labelSmoothing, loss.Buf, lse.Buf);
-        Tape.Record(loss, "cross_entropy", new[] { logits }, g =>
+        Tape.Record(loss, "cross_entropy", new[] { logits }, [logits, targets, lse], g =>
         {
             var dx = Tensor.Empty(logits.Shape, dev);
             dev.CrossEntropyBackward(n, classes, logits.Buf, targets.Buf, labelSmoothing, lse.Buf, g.Buf, dx.Buf);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
 using MaskBit.Distributed;
 using MaskBit.Kernels;
 using MaskBit.Models.Config;
@@ -8,6 +9,7 @@ using MaskBit.Models.Data;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
 using MaskBit.Models.Metrics;
+using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -71,14 +73,20 @@ internal sealed class SamplingFlags
             SoftmaxTemperature = parse.GetValue(Temperature) ?? defaults.SoftmaxTemperature,
         };
         Action<string>? Warn(string path) => parse.GetValue(NonStrict) ? problem => stdout.WriteLine($"warning: {path}: {problem}") : null;
-        var tokenizer = PretrainedModels.Tokenizer(config, tokenizerPath, warn: Warn(tokenizerPath));
-        var generator = PretrainedModels.Generator(config, generatorPath, warn: Warn(generatorPath));
+        var precision = Autocast.Parse(parse.GetValue(Precision), "--precision");
+        ImageTokenizer tokenizer;
+        MaskedGenerator generator;
+        // 16-bit sampling keeps the GEMM and conv weights in that type: half the model's memory.
+        using (Module.StoreWeightsIn(precision))
+        {
+            tokenizer = PretrainedModels.Tokenizer(config, tokenizerPath, warn: Warn(tokenizerPath));
+            generator = PretrainedModels.Generator(config, generatorPath, warn: Warn(generatorPath));
+        }
         exitCode = Program.ExitOk;
         string weights = string.Join(", ", new[] { ("config", configPath), ("tokenizer", tokenizerPath), ("generator", generatorPath) }
             .Select(f => $"{f.Item1} {Path.GetFullPath(f.Item2)} ({new FileInfo(f.Item2).Length} bytes)"))
             + $", overrides [{string.Join(" ", parse.GetValue(Overrides) ?? Array.Empty<string>())}]";
-        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize), weights,
-            Autocast.Parse(parse.GetValue(Precision), "--precision"));
+        return new Loaded(config, new Sampler(generator, tokenizer), options, parse.GetValue(Seed), parse.GetValue(BatchSize), weights, precision);
     }
 
     private const string VqganCheckpointKey = "experiment.vqgan_checkpoint";
