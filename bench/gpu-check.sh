@@ -9,7 +9,9 @@
 #      relative at step 1 and 5e-2 at step 2 (after one AdamW update);
 #   5. generator sampling with --device $DEVICE and --device cpu (generator weights from one CPU training step): both must
 #      succeed; the samples are compared (identical PNGs; with python3 + numpy also tokens and max pixel difference);
-#   6. benchmarks on $DEVICE (`maskbit bench --device`): GEMM and conv GFLOP/s, attention, LFQ kernels and module at
+#   6. kernel lab (`maskbit lab`, src/Kernels/Lab/README.md): every version of every kernel family validated against
+#      the CPU reference on edge shapes and the model's shapes, and timed on the latter: GFLOP/s, % of FP32 and bf16 peak;
+#   7. benchmarks on $DEVICE (`maskbit bench --device`): GEMM and conv GFLOP/s, attention, LFQ kernels and module at
 #      K = 12 and 18, tokenizer training step and sampling step images/s.
 #
 # Usage:
@@ -70,17 +72,18 @@ case "$DEVICE" in cuda | ilgpu-cpu) ;; *) echo "DEVICE=$DEVICE: expected cuda or
 # takes seconds. Benchmarks: "glob:limit" per `maskbit bench` process (each compiles its kernels afresh). The CPU
 # accelerator emulates every GPU thread: the smoke run gets longer limits and smaller batches and shapes.
 if [ "$DEVICE" = cuda ]; then
-    T_MACHINE=20 T_SETUP=110 T_TESTS=100 T_TOKENIZER=30 T_GENERATOR=25 T_SAMPLE=20
+    T_MACHINE=20 T_SETUP=90 T_TESTS=100 T_TOKENIZER=30 T_GENERATOR=25 T_SAMPLE=20 T_LAB=30
     TOKENIZER_BATCH=32 SAMPLE_BATCH=20 SAMPLE_STEPS=4
-    BENCH=("gemm_*:20" "conv3x3_*:10" "attention_*:10" "lfq*:15" "model.small_*:25" "generator12_sample_step_b2_cfg:25")
+    # The lab times GEMM versions at the model's shapes; gemm_* adds the squares the PyTorch peer reports.
+    BENCH=("gemm_*:10" "conv3x3_*:10" "attention_*:10" "lfq*:15" "model.small_*:25" "generator12_sample_step_b2_cfg:25")
 else
-    T_MACHINE=60 T_SETUP=300 T_TESTS=900 T_TOKENIZER=900 T_GENERATOR=300 T_SAMPLE=600
+    T_MACHINE=60 T_SETUP=300 T_TESTS=900 T_TOKENIZER=900 T_GENERATOR=300 T_SAMPLE=600 T_LAB=300
     TOKENIZER_BATCH=2 SAMPLE_BATCH=2 SAMPLE_STEPS=1
     # Emulated, a 256³ GEMM takes 1 s, conv3x3_512x16 30 s, lfq12 15 s a run: attention, K = 18 and the model steps
     # would take many minutes each (the end-to-end stages above already run the tokenizer step and sampling there).
     BENCH=("gemm_square_256:120" "conv3x3_512x16_fwd:300" "lfq12_b8_fwd:180")
 fi
-total_limit=$((10 + T_MACHINE + T_SETUP + T_TESTS + 2 * T_TOKENIZER + T_GENERATOR + 2 * T_SAMPLE))
+total_limit=$((10 + T_MACHINE + T_SETUP + T_TESTS + 2 * T_TOKENIZER + T_GENERATOR + 2 * T_SAMPLE + T_LAB))
 for b in "${BENCH[@]}"; do total_limit=$((total_limit + ${b##*:})); done
 if [ "${1:-}" = limits ]; then echo "$total_limit"; exit 0; fi
 
@@ -227,6 +230,11 @@ EOF
         fi
     fi
 fi
+
+stage "kernel lab on $DEVICE: each kernel version validated against the CPU reference and timed (maskbit lab)"
+# On the CPU accelerator only the small validation cases (the model's shapes would take hours there).
+cli "$T_LAB" lab --device "$DEVICE" --quick --json "${LOG%.log}-lab.jsonl" || fail "kernel lab on $DEVICE: a version failed validation or the run did not finish"
+echo "  JSON rows: ${LOG%.log}-lab.jsonl"
 
 stage "benchmarks on $DEVICE (maskbit bench --device $DEVICE --quick: median of timed runs)"
 for b in "${BENCH[@]}"; do

@@ -55,6 +55,7 @@ public static partial class Program
         GeneratorCommands.Register(root, stdout, stderr);   // adds `train generator`, `eval generator`, `generate`
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(ProfileCommand.Create(stdout, stderr));
+        root.Subcommands.Add(LabCommand.Create(stdout, stderr));
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
         ExamplesHelp.Install(root);
 

@@ -92,6 +92,13 @@ public static class WorkloadRunner
                     row["isa"] = CpuIsa.Name(CpuIsa.Current);
                     if (underMeasured) row["peak_note"] = FmaPeak.UnderMeasuredNote;
                 }
+                else if (backend is MaskBit.Kernels.Ilgpu.IlgpuBackend gpu && MaskBit.Kernels.Lab.GpuPeak.Of(gpu) is { } peak)
+                {
+                    // A CUDA device: the share of its FP32 peak (and, for comparison with tensor-core libraries, of bf16).
+                    row["pct_peak"] = Math.Round(100 * gflops / peak.Fp32Gflops, 1);
+                    row["peak_gflops"] = Math.Round(peak.Fp32Gflops, 1);
+                    if (peak.Bf16Gflops is double bf16) row["pct_bf16_peak"] = Math.Round(100 * gflops / bf16, 2);
+                }
             }
             if (w.Bytes > 0) row["gbytes_s"] = Math.Round(w.Bytes / (median * 1e6), 2);
             if (w.Images > 0) row["images_s"] = Math.Round(w.Images / (median / 1e3), 2);

@@ -54,6 +54,17 @@ public sealed class ConvDeviceTests : DeviceTestBase
             AssertMatchesReference(device, desc, bias, $"{name} with 64×64 tiles");
     }
 
+    [Test]
+    public void LabGemmVersionOnTheCpuAccelerator()
+    {
+        // The implicit-GEMM convolutions run through the GEMM version CUDA uses (the lab's 128×128 tiles with
+        // split-K), on a CPU accelerator of their own.
+        int version = MaskBit.Kernels.Lab.GemmLab.BackendVersion;
+        using var device = IlgpuBackend.CreateCpu(TestDevices.SharedIlgpuCpu.Sizes with { LargeGemmTile = true, GemmVersion = version });
+        foreach (var (name, desc, bias) in Cases)
+            AssertMatchesReference(device, desc, bias, $"{name} with GEMM v{version}");
+    }
+
     private void AssertMatchesReference(IBackend device, Conv2dDesc d, bool bias, string what)
     {
         int xLen = d.N * d.Cin * d.H * d.W, yLen = d.N * d.Cout * d.OH * d.OW, wLen = d.Cout * d.CinPerGroup * d.KH * d.KW;

@@ -44,9 +44,10 @@ internal static class BenchCommand
                 jsonOut?.Flush();
             }, Device.Default);
             WorkloadRunner.WriteTable(rows, stdout);
-            stdout.WriteLine(deviceScope == null
-                ? $"% peak: of the FMA peak in the machine line above"
-                : $"device: {Device.Default.Name} (% peak is of the CPU's FMA peak, so it is left out)");
+            var gpuPeak = Device.Default is MaskBit.Kernels.Ilgpu.IlgpuBackend gpu ? MaskBit.Kernels.Lab.GpuPeak.Of(gpu) : null;
+            stdout.WriteLine(deviceScope == null ? $"% peak: of the FMA peak in the machine line above"
+                : gpuPeak != null ? $"device: {gpuPeak.Describe()}; % peak is of the FP32 peak"
+                : $"device: {Device.Default.Name} (no known peak for it, so % peak is left out)");
             return rows.Any(r => r.ContainsKey("error")) ? Program.ExitFailed : Program.ExitOk;
         }));
         return command;

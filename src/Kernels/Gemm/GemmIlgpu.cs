@@ -68,7 +68,7 @@ public sealed partial class IlgpuBackend
     /// problem says how its operands are read and its result written (a strided GEMM, or a convolution read as an
     /// implicit GEMM straight from the NCHW tensors), the kernel does the tiling. Items are independent products
     /// (batch items, convolution groups, split-K slices). Loads are only asked for i &lt; M, j &lt; N, k &lt; K.</summary>
-    internal interface ITiledProduct
+    public interface ITiledProduct
     {
         int M { get; }
         int N { get; }
@@ -110,13 +110,16 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>The two variants (CPU-accelerator and GPU tile) of the tiled kernel for one problem type.</summary>
+    /// <summary>The variants of the tiled kernel for one problem type: v1 with the CPU-accelerator and the GPU
+    /// tile, and v2 (<see cref="Tiled128Kernel{TProduct}"/>, Gemm/GemmIlgpuV2.cs).</summary>
     internal static class TiledKernels<TProduct> where TProduct : struct, ITiledProduct
     {
         public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> SmallEntry =
             TiledProductKernel<GemmTile32, TProduct>;
         public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> LargeEntry =
             TiledProductKernel<GemmTile64, TProduct>;
+        public static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, TProduct> Large128Entry =
+            Tiled128Kernel<TProduct>;
     }
 
     /// <summary>Threads per group of <see cref="TiledProductKernel{TTile, TProduct}"/>.</summary>
@@ -126,7 +129,13 @@ public sealed partial class IlgpuBackend
         return side * side;
     }
 
-    public void Gemm(in GemmDesc d, Buf a, Buf b, Buf c, float alpha = 1f, float beta = 0f)
+    public void Gemm(in GemmDesc d, Buf a, Buf b, Buf c, float alpha = 1f, float beta = 0f) =>
+        GemmVersion(Sizes.GemmVersion, d, a, b, c, alpha, beta);
+
+    /// <summary>The GEMM with kernel version <paramref name="version"/> of the lab (src/Kernels/Lab/GemmLab.cs): 1 =
+    /// <see cref="TiledProductKernel{TTile, TProduct}"/> with this backend's tile, 2 = <see cref="Tiled128Kernel{TProduct}"/>,
+    /// 3 = 2 with split-K.</summary>
+    internal void GemmVersion(int version, in GemmDesc d, Buf a, Buf b, Buf c, float alpha, float beta)
     {
         if (d.M == 0 || d.N == 0 || d.Batch == 0) return;
         var args = new GemmArgs
@@ -138,12 +147,29 @@ public sealed partial class IlgpuBackend
             Alpha = alpha, Beta = beta,
         };
         var cView = F(c, BatchedExtent(d.Batch, d.StrideC, (long)d.M * d.N));
-        RunTiled(F(a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K)),
-            F(b, BatchedExtent(d.Batch, d.StrideB, (long)d.K * d.N)), cView, cView, args);
+        var aView = F(a, BatchedExtent(d.Batch, d.StrideA, (long)d.M * d.K));
+        var bView = F(b, BatchedExtent(d.Batch, d.StrideB, (long)d.K * d.N));
+        RunTiled(version, aView, bView, cView, cView, args);
     }
 
-    /// <summary>Launches one group per output tile of every item, with the tile size of <see cref="Sizes"/>.</summary>
+    /// <summary>Runs a tiled product (a GEMM or an implicit-GEMM convolution) with this backend's GEMM version.</summary>
     private void RunTiled<TProduct>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> extra, TProduct p) where TProduct : struct, ITiledProduct =>
+        RunTiled(Sizes.GemmVersion, a, b, c, extra, p);
+
+    private void RunTiled<TProduct>(int version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> extra, TProduct p) where TProduct : struct, ITiledProduct
+    {
+        switch (version)
+        {
+            case 1: RunTiledV1(a, b, c, extra, p); break;
+            case 2 or 3: RunTiled128(a, b, c, extra, p, splitK: version == 3); break;
+            default: throw new ArgumentOutOfRangeException(nameof(version), version, "GEMM versions are 1, 2 and 3");
+        }
+    }
+
+    /// <summary>GEMM v1: one group per output tile of every item, with the tile size of <see cref="Sizes"/>.</summary>
+    private void RunTiledV1<TProduct>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         ArrayView<float> extra, TProduct p) where TProduct : struct, ITiledProduct
     {
         var (kernel, size, threads) = Sizes.LargeGemmTile
@@ -159,7 +185,7 @@ public sealed partial class IlgpuBackend
         (long)p.Items * ((p.M + size - 1) / size) * ((p.N + size - 1) / size);
 
     /// <summary>Output tile edge of the tiled kernels on this backend.</summary>
-    private int TileSize => Sizes.LargeGemmTile ? default(GemmTile64).Size : default(GemmTile32).Size;
+    private int TileSize => Sizes.GemmVersion > 1 ? Tile128.Size : Sizes.LargeGemmTile ? default(GemmTile64).Size : default(GemmTile32).Size;
 
     private static long BatchedExtent(int batch, long stride, long itemSize) => itemSize == 0 ? 0 : (batch - 1) * stride + itemSize;
 

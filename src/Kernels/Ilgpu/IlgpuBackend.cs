@@ -15,13 +15,16 @@ namespace MaskBit.Kernels.Ilgpu;
 /// <param name="MaxElementGroups">Upper bound on groups of a grid-stride launch (enough to fill the device).</param>
 /// <param name="ReduceGroup">Threads per group of the reductions and row kernels (norms, softmax, cross-entropy; a
 /// multiple of the warp size). Attention groups have up to ReduceGroup / warp size warps, one row each.</param>
-/// <param name="LargeGemmTile">64×64 GEMM tiles with 256 threads (GPU) instead of 32×32 with 64 threads.</param>
-public readonly record struct IlgpuLaunchSizes(int ElementGroup, int MaxElementGroups, int ReduceGroup, bool LargeGemmTile)
+/// <param name="LargeGemmTile">64×64 GEMM tiles with 256 threads (GPU) instead of 32×32 with 64 threads (GEMM v1).</param>
+/// <param name="GemmVersion">The GEMM kernel version of the lab (src/Kernels/Lab/GemmLab.cs) that GEMMs use: the
+/// GPU runs the best validated one; the CPU accelerator keeps version 1 with small tiles, whose 64-thread groups it
+/// emulates fastest (the lab tests check every version there).</param>
+public readonly record struct IlgpuLaunchSizes(int ElementGroup, int MaxElementGroups, int ReduceGroup, bool LargeGemmTile, int GemmVersion = 1)
 {
     public static IlgpuLaunchSizes For(Accelerator accelerator) => accelerator.AcceleratorType == AcceleratorType.CPU
         ? new(ElementGroup: accelerator.WarpSize, MaxElementGroups: 4, ReduceGroup: accelerator.WarpSize, LargeGemmTile: false)
         : new(ElementGroup: 256, MaxElementGroups: accelerator.NumMultiprocessors * Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / 256),
-              ReduceGroup: 256, LargeGemmTile: true);
+              ReduceGroup: 256, LargeGemmTile: true, GemmVersion: Lab.GemmLab.BackendVersion);
 }
 
 /// <summary>
@@ -56,7 +59,8 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
         _accelerator = accelerator;
         _ownsAccelerator = ownsAccelerator;
         Sizes = sizes ?? IlgpuLaunchSizes.For(accelerator);
-        int largestGroup = Math.Max(Math.Max(Sizes.ElementGroup, Sizes.ReduceGroup), Sizes.LargeGemmTile ? GemmThreads<GemmTile64>() : GemmThreads<GemmTile32>());
+        int gemmGroup = Sizes.GemmVersion > 1 ? Tile128.Threads : Sizes.LargeGemmTile ? GemmThreads<GemmTile64>() : GemmThreads<GemmTile32>();
+        int largestGroup = Math.Max(Math.Max(Sizes.ElementGroup, Sizes.ReduceGroup), gemmGroup);
         if (largestGroup > accelerator.MaxNumThreadsPerGroup)
             throw new ArgumentException($"launch sizes {Sizes} exceed {accelerator.MaxNumThreadsPerGroup} threads per group of {accelerator.Name}");
         if (Sizes.ReduceGroup % accelerator.WarpSize != 0)
@@ -313,10 +317,14 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     internal static IReadOnlyList<MethodInfo> KernelEntryPoints =>
     [
         .. EntryDelegates(typeof(IlgpuBackend)),
-        .. typeof(IlgpuBackend).GetNestedTypes(BindingFlags.Public | BindingFlags.NonPublic)
-            .Where(t => t.IsValueType && typeof(ITiledProduct).IsAssignableFrom(t))
-            .SelectMany(t => EntryDelegates(typeof(TiledKernels<>).MakeGenericType(t))),
+        .. TiledProducts.SelectMany(t => EntryDelegates(typeof(TiledKernels<>).MakeGenericType(t))),
+        .. TiledProducts.SelectMany(t => EntryDelegates(typeof(SplitKKernels<>).MakeGenericType(t))),
     ];
+
+    /// <summary>The product types of the tiled kernels (not the generic split-K wrapper, which wraps each of them).</summary>
+    private static IEnumerable<Type> TiledProducts =>
+        typeof(IlgpuBackend).GetNestedTypes(BindingFlags.Public | BindingFlags.NonPublic)
+            .Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(ITiledProduct).IsAssignableFrom(t));
 
     private static IEnumerable<MethodInfo> EntryDelegates(Type holder) =>
         holder.GetFields(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)

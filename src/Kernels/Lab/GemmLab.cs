@@ -1,0 +1,129 @@
+using MaskBit.Kernels.Cpu;
+using MaskBit.Kernels.Ilgpu;
+using static MaskBit.Kernels.Ilgpu.IlgpuBackend;
+
+namespace MaskBit.Kernels.Lab;
+
+/// <summary>GEMM (C = alpha·op(A)·op(B) + beta·C, batched, any transposes) and, through the same tiled kernel, the
+/// implicit-GEMM convolutions. Kernels: Gemm/GemmIlgpu.cs (v1), Gemm/GemmIlgpuV2.cs (v2, v3).</summary>
+public sealed class GemmLab : LabFamily
+{
+    /// <summary>The version the ILGPU backend runs GEMMs and implicit-GEMM convolutions with on a GPU.</summary>
+    public const int BackendVersion = 3;
+
+    public override string Name => "gemm";
+    public override int UsedVersion => BackendVersion;
+
+    public override IReadOnlyList<LabVersion> Versions { get; } =
+    [
+        // Per k a thread reads 4 + 4 scalars for 16 FMAs; per K step of 16 a group reads (64 + 64)·16 floats for
+        // 2·64·64·16 FLOPs.
+        new(1, "64×64 tiles, 4×4 per thread (256 threads), K step 16, scalar shared loads, no prefetch " +
+               "(32×32 tiles with 64 threads on the CPU accelerator)",
+            FlopsPerSharedLoad: 2.0 * 16 / 8, FlopsPerGlobalByte: 2.0 * 64 * 64 / (4 * (64 + 64)),
+            [TiledKernels<GemmArgs>.LargeEntry.Method, TiledKernels<GemmArgs>.SmallEntry.Method]),
+        // Per k a thread reads 2 + 2 float4 for 64 FMAs; per K step of 8 a group reads (128 + 128)·8 floats for
+        // 2·128·128·8 FLOPs.
+        new(2, "128×128 tiles, 8×8 per thread (256 threads), K step 8, [k][row] shared slices padded to 132 floats " +
+               "(conflict-free, 128-bit loads), register prefetch and double-buffered shared memory (one barrier per K step)",
+            FlopsPerSharedLoad: 2.0 * 64 / 4, FlopsPerGlobalByte: 2.0 * 128 * 128 / (4 * (128 + 128)),
+            [TiledKernels<GemmArgs>.Large128Entry.Method], VectorSharedLoads: true),
+        // As v2, plus 8·slices bytes per output for the partial sums (written once, read once by the sum pass).
+        new(3, "v2 with split-K where the output has fewer tiles than two waves of the GPU: slices of K write partial " +
+               "products, a second pass sums them in slice order (deterministic) and applies alpha/beta",
+            FlopsPerSharedLoad: 2.0 * 64 / 4, FlopsPerGlobalByte: 2.0 * 128 * 128 / (4 * (128 + 128)),
+            [TiledKernels<GemmArgs>.Large128Entry.Method, SplitKKernels<GemmArgs>.Entry.Method, SplitKKernels<GemmArgs>.SumEntry.Method],
+            VectorSharedLoads: true),
+    ];
+
+    /// <summary>Small shapes for the CPU accelerator: single elements, sizes off every tile multiple, every
+    /// transpose, a long skinny reduction (split-K), a batch with a shared operand and alpha/beta.</summary>
+    public override IReadOnlyList<LabCase> ValidationCases { get; } =
+    [
+        Case("one", new GemmDesc(1, 1, 1)),
+        Case("odd_5x7x3", new GemmDesc(5, 7, 3, TransB: true)),
+        .. from ta in new[] { false, true }
+           from tb in new[] { false, true }
+           select Case($"edges_130x129x40_{(ta ? "T" : "N")}{(tb ? "T" : "N")}", new GemmDesc(130, 129, 40, ta, tb)),
+        Case("skinny_9x6x300_TN", new GemmDesc(9, 6, 300, TransA: true)),
+        Case("batched_shared_b_alpha_beta", new GemmDesc(9, 14, 11, Batch: 3, StrideA: 9 * 11, StrideB: 0, StrideC: 9 * 14), 0.7f, 0.3f),
+    ];
+
+    /// <summary>The model's shapes (bench/: the generator's linear layers, x·Wᵀ forward and gᵀ·x weight gradient with
+    /// 514 tokens) and large squares; a conv-like weight gradient (short M, N, long K) for split-K.</summary>
+    public override IReadOnlyList<LabCase> BenchmarkCases { get; } =
+    [
+        Case("square_2048", new GemmDesc(2048, 2048, 2048)),
+        Case("square_4096", new GemmDesc(4096, 4096, 4096)),
+        Case("linear_qkv_T514_fwd", new GemmDesc(514, 3072, 1024, TransB: true)),
+        Case("linear_mlp_down_T514_fwd", new GemmDesc(514, 1024, 4096, TransB: true)),
+        Case("linear_mlp_up_T514_wgrad", new GemmDesc(4096, 1024, 514, TransA: true)),
+        Case("wgrad_256x2304x65536", new GemmDesc(256, 2304, 65536, TransB: true)),
+    ];
+
+    private static LabCase Case(string name, GemmDesc d, float alpha = 1f, float beta = 0f) =>
+        new(name, $"{d.M}×{d.N}×{d.K}{(d.TransA ? " Aᵀ" : "")}{(d.TransB ? " Bᵀ" : "")}{(d.Batch > 1 ? $" batch {d.Batch}" : "")}" +
+                  (alpha != 1f || beta != 0f ? $" alpha {alpha} beta {beta}" : ""),
+            d.Flops, Tolerance: 2e-6 * Math.Sqrt(d.K) + 1e-5, device => new GemmProblem(device, d, alpha, beta));
+
+    private sealed class GemmProblem : LabProblem
+    {
+        private readonly IlgpuBackend _device;
+        private readonly GemmDesc _d;
+        private readonly float _alpha, _beta;
+        private readonly float[] _a, _b, _c0;
+        private readonly Storage _aBuf, _bBuf, _cBuf;
+        private float[]? _reference;
+
+        public GemmProblem(IlgpuBackend device, GemmDesc d, float alpha, float beta)
+        {
+            (_device, _d, _alpha, _beta) = (device, d, alpha, beta);
+            _a = LabData.Uniform(Extent(d.Batch, d.StrideA, (long)d.M * d.K), 1);
+            _b = LabData.Uniform(Extent(d.Batch, d.StrideB, (long)d.K * d.N), 2);
+            _c0 = LabData.Uniform(Extent(d.Batch, d.StrideC, (long)d.M * d.N), 3);
+            _aBuf = Put(device, _a);
+            _bBuf = Put(device, _b);
+            _cBuf = Put(device, _c0);
+        }
+
+        private static long Extent(int batch, long stride, long item) => (batch - 1) * stride + item;
+
+        private static Storage Put(IBackend device, float[] values)
+        {
+            var storage = device.Allocate(values.Length, zero: false);
+            device.Upload(values, new Buf(storage, 0));
+            return storage;
+        }
+
+        public override void Run(int version)
+        {
+            if (_beta != 0f) _device.Upload(_c0, new Buf(_cBuf, 0));   // beta reads C: every run starts from the same C
+            _device.GemmVersion(version, _d, new Buf(_aBuf, 0), new Buf(_bBuf, 0), new Buf(_cBuf, 0), _alpha, _beta);
+        }
+
+        public override float[] Result()
+        {
+            var result = new float[_c0.Length];
+            _device.Download(new Buf(_cBuf, 0), result);
+            return result;
+        }
+
+        public override float[] Reference()
+        {
+            if (_reference != null) return _reference;
+            var cpu = CpuBackend.Instance;
+            using Storage a = Put(cpu, _a), b = Put(cpu, _b), c = Put(cpu, _c0);
+            cpu.Gemm(_d, new Buf(a, 0), new Buf(b, 0), new Buf(c, 0), _alpha, _beta);
+            _reference = new float[_c0.Length];
+            cpu.Download(new Buf(c, 0), _reference);
+            return _reference;
+        }
+
+        public override void Dispose()
+        {
+            _aBuf.Dispose();
+            _bBuf.Dispose();
+            _cBuf.Dispose();
+        }
+    }
+}
