@@ -40,18 +40,4 @@ public static class Factorization
     /// (The reference returns float32 holding the same exact integers.)</summary>
     public static Tensor Combine(Tensor groups, int codebookSize, int splits) =>
         F.CombineTokenGroups(groups, splits, BitsPerGroup(codebookSize, splits));
-
-    public static int[] Combine(ReadOnlySpan<int> groups, int codebookSize, int splits)
-    {
-        int shift = BitsPerGroup(codebookSize, splits);
-        var tokens = new int[groups.Length / splits];
-        for (int t = 0; t < tokens.Length; t++)
-            for (int i = 0; i < splits; i++)
-            {
-                int g = groups[t * splits + i];
-                if ((uint)g >> shift != 0) throw new ArgumentException($"group value {g} outside 0…{(1 << shift) - 1}");
-                tokens[t] |= g << (i * shift);
-            }
-        return tokens;
-    }
 }
