@@ -82,8 +82,8 @@ public class SamplerTests
     {
         Assert.Throws<ArgumentException>(() => Factorization.Split(new[] { 1 }, 1024, 3));
         Assert.Throws<ArgumentException>(() => Factorization.Split(new[] { 1024 }, 1024, 2));
-        Assert.Throws<ArgumentException>(() => Factorization.Combine(new[] { 32, 0 }, 1024, 2));
-        Assert.That(Factorization.Combine(Factorization.Split(new[] { 1023, 37 }, 1024, 2), 1024, 2), Is.EqualTo(new[] { 1023, 37 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Factorization.Combine(Tensor.FromInts(new[] { 32, 0 }, 1, 2), 1024, 2));
+        Assert.That(Factorization.Combine(Tensor.FromInts(Factorization.Split(new[] { 1023, 37 }, 1024, 2), 2, 2), 1024, 2).ToIntArray(), Is.EqualTo(new[] { 1023, 37 }));
     }
 
     [Test]

@@ -19,6 +19,10 @@ public sealed class IndexFaultDeviceTests : DeviceTestBase
             "target -1 at flat position 1 is out of range for 4 classes"),
         ("bit tokens", dev => F.TokenBits(Tensor.FromInts(new[] { 3, 16, 17 }, new[] { 3, 1 }, dev), 4, 16),
             "value 17 at flat position 2 is outside 0…16"),
+        ("split token groups", dev => F.SplitTokenGroups(Tensor.FromInts(new[] { 5, 64, 63 }, new[] { 3 }, dev), 2, 3),
+            "token groups: value 64 at flat position 1 is outside 0…63"),
+        ("combine token groups", dev => F.CombineTokenGroups(Tensor.FromInts(new[] { 7, 0, 8, 1 }, new[] { 2, 2 }, dev), 2, 3),
+            "token groups: value 8 at flat position 2 is outside 0…7"),
     ];
 
     private static IEnumerable<TestCaseData> Cases() => OnDevices(BadOps.Select(o => new object[] { o.Name }));

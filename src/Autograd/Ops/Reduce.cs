@@ -68,28 +68,19 @@ public sealed partial class Tensor
 
 public sealed partial class Tensor
 {
-    /// <summary>Index of the first minimum along the last axis (Int32, that axis removed). Evaluated on the host:
-    /// used for codebook look-ups where the scores are small; a device kernel arrives with the GPU backend.</summary>
+    /// <summary>Index of the first minimum along the last axis (Int32, that axis removed), on the tensor's device;
+    /// NaN never wins (a NaN first value keeps index 0).</summary>
     public Tensor ArgMinLastAxis() => ArgExtremeLastAxis(min: true);
 
-    /// <summary>Index of the first maximum along the last axis (Int32, that axis removed), on the host.</summary>
+    /// <summary>Index of the first maximum along the last axis (Int32, that axis removed), on the tensor's device.</summary>
     public Tensor ArgMaxLastAxis() => ArgExtremeLastAxis(min: false);
 
     private Tensor ArgExtremeLastAxis(bool min)
     {
-        int cols = Shape[^1];
-        var v = ToArray();
-        var idx = new int[v.Length / Math.Max(cols, 1)];
-        for (int r = 0; r < idx.Length; r++)
-        {
-            int best = 0; float bestV = v[r * cols];
-            for (int c = 1; c < cols; c++)
-            {
-                float x = v[r * cols + c];
-                if (min ? x < bestV : x > bestV) { bestV = x; best = c; }
-            }
-            idx[r] = best;
-        }
-        return FromInts(idx, Shape[..^1], Device);
+        if (Rank < 1 || Shape[^1] == 0) throw new ArgumentException($"arg{(min ? "min" : "max")}: no values along the last axis of {ShapeUtil.Format(Shape)}");
+        var src = DType == Kernels.DType.Float32 ? this : To(Kernels.DType.Float32);   // 16-bit values widen exactly
+        var indices = Empty(Shape[..^1], Device, Kernels.DType.Int32);
+        Device.ModelOps.ArgExtremeRows((int)indices.Numel, Shape[^1], min, src.Buf, indices.Buf);
+        return indices;
     }
 }

@@ -5,6 +5,16 @@ namespace MaskBit.Autograd;
 // The per-step draws of the MaskGIT sampler (see Kernels/Sampling), on the tensors' device. No gradients.
 public static partial class F
 {
+    /// <summary>Float32 values of <paramref name="shape"/> on <paramref name="device"/>: draws
+    /// <paramref name="position"/> … of the SplitMix64 stream seeded with <paramref name="seed"/>, made on the device
+    /// (<see cref="CounterRandom"/>: the same bits as on the host).</summary>
+    public static Tensor RandomDraws(int[] shape, IBackend device, ulong seed, long position, RandomDrawKind kind)
+    {
+        var y = Tensor.Empty(shape, device);
+        device.ModelOps.RandomDraws(y.Numel, seed, position, kind, y.Buf);
+        return y;
+    }
+
     /// <summary>Per group of <paramref name="probabilities"/> (…, C): the categorical draw at its uniform, and where
     /// the Int32 <paramref name="mask"/> is set the prediction (the draw) with its confidence log p + gumbel·noiseScale·fade;
     /// elsewhere the group's current token and +∞. uniform, gumbel (Float32), mask and tokens (Int32) hold one value

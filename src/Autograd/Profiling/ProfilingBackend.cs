@@ -251,7 +251,24 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
             Inner.ModelOps.LfqEntropyBackward(batch, bits, hw, invTemperature, U(z), U(avgProbs), U(dResult), U(dz));
     }
 
+    public void BitsToIndices(int count, int bits, Buf values, Buf indices)
+    {
+        using (K("BitsToIndices", $"{count}×{bits}")) Inner.ModelOps.BitsToIndices(count, bits, U(values), U(indices));
+    }
+    public void SplitTokenGroups(int count, int splits, int shift, Buf tokens, Buf groups)
+    {
+        using (K("SplitTokenGroups", $"{count}×{splits}")) Inner.ModelOps.SplitTokenGroups(count, splits, shift, U(tokens), U(groups));
+    }
+    public void CombineTokenGroups(int count, int splits, int shift, Buf groups, Buf tokens)
+    {
+        using (K("CombineTokenGroups", $"{count}×{splits}")) Inner.ModelOps.CombineTokenGroups(count, splits, shift, U(groups), U(tokens));
+    }
+
     // ---- sampling --------------------------------------------------------------------------------------------
+    public void RandomDraws(long count, ulong seed, long position, RandomDrawKind kind, Buf y)
+    {
+        using (K("RandomDraws", $"{kind}[{count}]")) Inner.ModelOps.RandomDraws(count, seed, position, kind, U(y));
+    }
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {
@@ -271,6 +288,11 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     public void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally)
     {
         using (K("PredictionTally", $"scores[{rows},{cols}]")) Inner.ModelOps.PredictionTally(rows, cols, U(scores), U(targets), U(mask), U(loss), U(tally));
+    }
+
+    public void ArgExtremeRows(int rows, int cols, bool min, Buf scores, Buf indices)
+    {
+        using (K(min ? "ArgMinRows" : "ArgMaxRows", $"scores[{rows},{cols}]")) Inner.ModelOps.ArgExtremeRows(rows, cols, min, U(scores), U(indices));
     }
 
     /// <summary>The inner backend is not owned (it is usually a process-wide device).</summary>

@@ -23,4 +23,15 @@ public sealed partial class CpuBackend
             }
         }, costPerItem: cols);
     }
+
+    public void ArgExtremeRows(int rows, int cols, bool min, Buf scores, Buf indices)
+    {
+        float[] sa = Arr(scores); int[] ia = IntArr(indices);
+        int so = Off(scores), io = Off(indices);
+        var values = new HostFloats(sa);
+        CpuParallel.For(rows, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++) ia[io + r] = ClassificationMath.ArgExtreme(values, so + (long)r * cols, cols, min);
+        }, costPerItem: cols);
+    }
 }

@@ -9,6 +9,13 @@ public sealed partial class IlgpuBackend
 {
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>
         PredictionTallyEntry = PredictionTallyKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<int>, int, int, int> ArgExtremeRowsEntry = ArgExtremeRowsKernel;
+
+    public void ArgExtremeRows(int rows, int cols, bool min, Buf scores, Buf indices)
+    {
+        if (rows == 0) return;
+        Kernel(ArgExtremeRowsEntry)(GridStride(rows, Sizes.ElementGroup), F(scores, (long)rows * cols), I(indices, rows), rows, cols, min ? 1 : 0);
+    }
 
     public void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally)
     {
@@ -30,5 +37,13 @@ public sealed partial class IlgpuBackend
             tally[2L * rows + r] = hit ? 1f : 0f;
             tally[3L * rows + r] = masked && hit ? 1f : 0f;
         }
+    }
+
+    /// <summary>A thread per row scans it (rows are a classifier's classes or a codebook's scores: thousands at most).</summary>
+    internal static void ArgExtremeRowsKernel(ArrayView<float> scores, ArrayView<int> indices, int rows, int cols, int min)
+    {
+        var values = new DeviceFloats(scores);
+        for (int r = Grid.GlobalIndex.X; r < rows; r = GridStrideNext(r, rows, GridStrideStep))
+            indices[r] = ClassificationMath.ArgExtreme(values, (long)r * cols, cols, min != 0);
     }
 }

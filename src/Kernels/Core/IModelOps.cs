@@ -15,6 +15,16 @@ public interface IModelOps
     /// lie in 0 … maskToken, and LFQ codebook entries (maskToken &lt; 0: no mask token, values in 0 … 2^bits − 1).
     /// Values are checked (<see cref="IndexFault"/>).</summary>
     void TokenBits(int count, int bits, int maskToken, Buf tokens, Buf y);
+    /// <summary>The inverse of <see cref="TokenBits"/> without a mask token: each of <paramref name="count"/> rows of
+    /// <paramref name="bits"/> floats (bit k least significant first) → the Int32 index Σ_k (value &gt; 0)·2^k.</summary>
+    void BitsToIndices(int count, int bits, Buf values, Buf indices);
+    /// <summary>Token factorization: each of <paramref name="count"/> Int32 tokens of splits·shift bits → splits
+    /// groups of <paramref name="shift"/> bits (group i = bits i·shift …, group 0 least significant), (count, splits).
+    /// Tokens are checked (<see cref="IndexFault"/>).</summary>
+    void SplitTokenGroups(int count, int splits, int shift, Buf tokens, Buf groups);
+    /// <summary>The inverse of <see cref="SplitTokenGroups"/>: (count, splits) groups → count tokens. Group values
+    /// are checked (<see cref="IndexFault"/>).</summary>
+    void CombineTokenGroups(int count, int splits, int shift, Buf groups, Buf tokens);
 
     // ---- lookup-free quantization (Lfq/) --------------------------------------------------------------------
     /// <summary>z (B, K, HW) → zq = ±1 (z &gt; 0 → +1, else −1), indices (B, HW) Int32 with channel k worth 2^k,
@@ -32,8 +42,14 @@ public interface IModelOps
     /// sits at targets[r] (0 otherwise; a NaN first score never loses its place), m = 1 when mask[r] ≠ 0. Writes
     /// tally (4, rows) = [m, m ? loss[r] : 0, hit, m·hit] (so an unmasked NaN loss stays out of the sums).</summary>
     void PredictionTally(int rows, int cols, Buf scores, Buf targets, Buf mask, Buf loss, Buf tally);
+    /// <summary>indices[r] (Int32) = the column of the first maximum (or minimum) of row r of (rows, cols) scores,
+    /// as <see cref="ClassificationMath.ArgExtreme{TRow}"/>.</summary>
+    void ArgExtremeRows(int rows, int cols, bool min, Buf scores, Buf indices);
 
     // ---- MaskGIT sampling (Sampling/) --------------------------------------------------------------------------
+    /// <summary>y[i] = <see cref="CounterRandom.Draw"/>(seed, position + i, kind) for i &lt; count: a seeded stream's
+    /// draws made where they are used, bit for bit those of the host.</summary>
+    void RandomDraws(long count, ulong seed, long position, RandomDrawKind kind, Buf y);
     /// <summary>Each group g of (groups, classes) probabilities draws sampled[g] = <see cref="SamplerMath.InverseCdf{TRow}"/>
     /// at uniform[g]. Where mask[g] ≠ 0 (Int32), predicted[g] = sampled[g] and confidence[g] = log p[g, sampled[g]] +
     /// <see cref="SamplerMath.Noise"/>(gumbel[g], noiseScale, fade); elsewhere predicted[g] = tokens[g] and the

@@ -7,6 +7,8 @@ public enum IndexedOp
     CrossEntropy = 2,
     /// <summary>Bit expansion of token groups or codebook indices (<see cref="IModelOps.TokenBits"/>).</summary>
     TokenBits = 3,
+    /// <summary>Token factorization into groups and back (<see cref="IModelOps.SplitTokenGroups"/>).</summary>
+    TokenGroups = 4,
 }
 
 /// <summary>
@@ -26,6 +28,7 @@ public static class IndexFault
         {
             IndexedOp.Embedding => $"embedding: index {value} at flat position {position} is out of range for a table of {size} rows",
             IndexedOp.CrossEntropy => $"cross_entropy: target {value} at flat position {position} is out of range for {size} classes",
+            IndexedOp.TokenGroups => $"token groups: value {value} at flat position {position} is outside 0…{size - 1}",
             _ => $"bit tokens: value {value} at flat position {position} is outside 0…{size - 1}",
         };
         return new ArgumentOutOfRangeException("indices", $"{what} (valid: 0..{size - 1})"

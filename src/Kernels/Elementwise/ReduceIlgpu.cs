@@ -4,7 +4,13 @@ using ILGPU.Runtime;
 
 namespace MaskBit.Kernels.Ilgpu;
 
-// Axis reductions over a contiguous (outer, mid, inner) view: y[o, i] = ⊕_m x[o, m, i].
+// Axis reductions over a contiguous (outer, mid, inner) view: y[o, i] = ⊕_m x[o, m, i]. Two launch policies (the
+// kernel lab's "reduce" family; the backend runs ReduceVersion):
+// - v1: a 256-thread group per output for contiguous rows or when there are too few outputs to give each a thread,
+//   else a thread per output — so an output that sums 4–30 values still takes a group, most of it idle;
+// - v2: the shape is chosen by the reduced length: a thread per output for short rows (mid ≤ 16) and for strided
+//   reductions (inner > 1: consecutive threads read consecutive i) up to mid 256, a warp per output (no barrier, no
+//   shared memory) for contiguous rows up to 4096 values, a group per output only beyond.
 public sealed partial class IlgpuBackend
 {
     /// <summary>An associative reduction with its identity (generic struct: inlined into the kernel).</summary>
@@ -45,39 +51,58 @@ public sealed partial class IlgpuBackend
             Accumulate != 0 ? previous + Scale * reduced : Scale * reduced;
     }
 
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> SumGroupEntry = ReduceGroupKernel<SumReduction>;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> SumGroupEntry = ReduceGroupKernel<SumReduction>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> MaxGroupEntry = ReduceGroupKernel<MaxReduction>;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> SumThreadEntry = ReduceThreadKernel<SumReduction>;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> SumThreadEntry = ReduceThreadKernel<SumReduction>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> MaxThreadEntry = ReduceThreadKernel<MaxReduction>;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> SumWarpEntry = ReduceWarpKernel<SumReduction>;
+    private static readonly Action<ArrayView<float>, ArrayView<float>, ReduceArgs> MaxWarpEntry = ReduceWarpKernel<MaxReduction>;
+
+    /// <summary>The launch policy of the reductions the backend runs (the kernel lab's reduce family).</summary>
+    internal const int ReduceVersion = 2;
+
+    /// <summary>The launch shapes of the reductions.</summary>
+    internal enum ReduceShape { GroupPerOutput, WarpPerOutput, ThreadPerOutput }
 
     public void ReduceSum(Buf x, Buf y, int outer, int mid, int inner, float scale = 1f, bool accumulate = false) =>
-        Reduce(x, y, new ReduceArgs { Outer = outer, Mid = mid, Inner = inner, Scale = scale, Accumulate = accumulate ? 1 : 0 }, max: false);
+        Reduce(ReduceVersion, x, y, new ReduceArgs { Outer = outer, Mid = mid, Inner = inner, Scale = scale, Accumulate = accumulate ? 1 : 0 }, max: false);
 
     public void ReduceMax(Buf x, Buf y, int outer, int mid, int inner) =>
-        Reduce(x, y, new ReduceArgs { Outer = outer, Mid = mid, Inner = inner, Scale = 1f }, max: true);
+        Reduce(ReduceVersion, x, y, new ReduceArgs { Outer = outer, Mid = mid, Inner = inner, Scale = 1f }, max: true);
 
-    private void Reduce(Buf x, Buf y, ReduceArgs args, bool max)
+    /// <summary>The reduction with the launch policy of <paramref name="version"/> (see the file comment).</summary>
+    internal void Reduce(int version, Buf x, Buf y, ReduceArgs args, bool max)
     {
         long outputs = (long)args.Outer * args.Inner, inputs = outputs * args.Mid;
         if (outputs == 0) return;
         if (inputs > int.MaxValue) throw new NotSupportedException($"reduction over {inputs} elements exceeds one ILGPU launch");
         var xv = F(x, inputs);
         var yv = F(y, outputs);
-        // Contiguous rows (inner = 1), or too few outputs to occupy the device one thread each: a group per
-        // output, its threads striding over mid. Otherwise a thread per output, whose loads over i coalesce.
-        bool groupPerOutput = args.Inner == 1 || outputs < (long)Sizes.ElementGroup * Sizes.MaxElementGroups;
-        if (groupPerOutput)
+        switch (Shape(version, args, outputs))
         {
-            var kernel = max ? Kernel(MaxGroupEntry)
-                             : Kernel(SumGroupEntry);
-            kernel(new KernelConfig(RowGroups(outputs), Sizes.ReduceGroup), xv, yv, args);
+            case ReduceShape.GroupPerOutput:
+                (max ? Kernel(MaxGroupEntry) : Kernel(SumGroupEntry))(new KernelConfig(RowGroups(outputs), Sizes.ReduceGroup), xv, yv, args);
+                break;
+            case ReduceShape.WarpPerOutput:
+                long groups = Math.Clamp((outputs * _accelerator.WarpSize + Sizes.ReduceGroup - 1) / Sizes.ReduceGroup, 1, RowGroups(outputs));
+                (max ? Kernel(MaxWarpEntry) : Kernel(SumWarpEntry))(new KernelConfig((int)groups, Sizes.ReduceGroup), xv, yv, args);
+                break;
+            default:
+                (max ? Kernel(MaxThreadEntry) : Kernel(SumThreadEntry))(GridStride(outputs, Sizes.ElementGroup), xv, yv, args);
+                break;
         }
-        else
-        {
-            var kernel = max ? Kernel(MaxThreadEntry)
-                             : Kernel(SumThreadEntry);
-            kernel(GridStride(outputs, Sizes.ElementGroup), xv, yv, args);
-        }
+    }
+
+    /// <summary>v1: a group per output for contiguous rows or too few outputs to occupy the device one thread each.
+    /// v2: by the reduced length (see the file comment).</summary>
+    internal ReduceShape Shape(int version, ReduceArgs args, long outputs)
+    {
+        if (version == 1)
+            return args.Inner == 1 || outputs < (long)Sizes.ElementGroup * Sizes.MaxElementGroups ? ReduceShape.GroupPerOutput : ReduceShape.ThreadPerOutput;
+        if (version != 2) throw new ArgumentOutOfRangeException(nameof(version), version, "reduce versions are 1 and 2");
+        if (args.Mid <= 16 || (args.Inner > 1 && (args.Mid <= 256 || outputs >= (long)Sizes.ElementGroup * Sizes.MaxElementGroups)))
+            return ReduceShape.ThreadPerOutput;
+        return args.Inner == 1 && args.Mid <= 4096 ? ReduceShape.WarpPerOutput : ReduceShape.GroupPerOutput;
     }
 
     /// <summary>Groups stride over the outputs; the threads of a group stride over mid, then combine their
@@ -95,6 +120,23 @@ public sealed partial class IlgpuBackend
             acc = GroupReduce(op, acc, warpPartials);
             if (Group.IdxX == 0) y[output] = args.Finish(acc, y[output]);
             Group.Barrier();   // warpPartials is rewritten by the next output
+        }
+    }
+
+    /// <summary>A warp per output: its lanes stride over mid (consecutive lanes, consecutive values of a contiguous
+    /// row), then a shuffle tree; no shared memory and no barrier, so a group serves Group.DimX / WarpSize outputs.</summary>
+    internal static void ReduceWarpKernel<TReduction>(ArrayView<float> x, ArrayView<float> y, ReduceArgs args)
+        where TReduction : struct, IReduction
+    {
+        var op = default(TReduction);
+        int warpsPerGroup = Group.DimX / Warp.WarpSize, warps = Grid.DimX * warpsPerGroup;
+        for (int output = Grid.IdxX * warpsPerGroup + Warp.WarpIdx; output < args.Outputs; output += warps)
+        {
+            long first = args.First(output);
+            float acc = op.Identity;
+            for (int m = Warp.LaneIdx; m < args.Mid; m += Warp.WarpSize) acc = op.Combine(acc, x[first + (long)m * args.Inner]);
+            acc = WarpReduce(op, acc);
+            if (Warp.IsFirstLane) y[output] = args.Finish(acc, y[output]);
         }
     }
 

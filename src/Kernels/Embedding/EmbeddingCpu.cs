@@ -47,6 +47,46 @@ public sealed partial class CpuBackend
                 for (int k = 0; k < bits; k++) ya[yo + i * bits + k] = TokenBitValue.Of(ta[to + i], k, maskToken);
         }, costPerItem: bits);
     }
+
+    public void BitsToIndices(int count, int bits, Buf values, Buf indices)
+    {
+        float[] va = Arr(values); int[] ia = IntArr(indices);
+        int vo = Off(values), io = Off(indices);
+        var rows = new HostFloats(va);
+        CpuParallel.For(count, (i0, i1) =>
+        {
+            for (int i = i0; i < i1; i++) ia[io + i] = TokenBitValue.Index(rows, vo + (long)i * bits, bits);
+        }, costPerItem: bits);
+    }
+
+    public void SplitTokenGroups(int count, int splits, int shift, Buf tokens, Buf groups)
+    {
+        int[] ta = IntArr(tokens), ga = IntArr(groups);
+        int to = Off(tokens), go = Off(groups);
+        IndexFault.Check(ta.AsSpan(to, count), 1 << splits * shift, IndexedOp.TokenGroups);
+        int groupMask = (1 << shift) - 1;
+        CpuParallel.For(count, (t0, t1) =>
+        {
+            for (int t = t0; t < t1; t++)
+                for (int i = 0; i < splits; i++) ga[go + t * splits + i] = ta[to + t] >> i * shift & groupMask;
+        }, costPerItem: splits);
+    }
+
+    public void CombineTokenGroups(int count, int splits, int shift, Buf groups, Buf tokens)
+    {
+        int[] ga = IntArr(groups), ta = IntArr(tokens);
+        int go = Off(groups), to = Off(tokens);
+        IndexFault.Check(ga.AsSpan(go, count * splits), 1 << shift, IndexedOp.TokenGroups);
+        CpuParallel.For(count, (t0, t1) =>
+        {
+            for (int t = t0; t < t1; t++)
+            {
+                int token = 0;
+                for (int i = 0; i < splits; i++) token |= ga[go + t * splits + i] << i * shift;
+                ta[to + t] = token;
+            }
+        }, costPerItem: splits);
+    }
 }
 
 /// <summary>Bit k of a token group as ±1, or 0 for the mask token (the CPU and ILGPU kernels share it).</summary>
@@ -56,4 +96,12 @@ internal static class TokenBitValue
 
     /// <summary>How many values are valid: 0 … maskToken, or all of <paramref name="bits"/> bits without a mask token.</summary>
     public static int Count(int bits, int maskToken) => maskToken >= 0 ? maskToken + 1 : 1 << bits;
+
+    /// <summary>The index whose bits are the signs of values [start, start + bits): bit k set where value k &gt; 0.</summary>
+    public static int Index<TValues>(TValues values, long start, int bits) where TValues : struct, IFloatSequence
+    {
+        int index = 0;
+        for (int k = 0; k < bits; k++) if (values[start + k] > 0f) index |= 1 << k;
+        return index;
+    }
 }

@@ -18,6 +18,9 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs> EmbeddingForwardEntry = EmbeddingForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<float>, TableArgs> EmbeddingBackwardEntry = EmbeddingBackwardKernel;
     private static readonly Action<ArrayView<int>, ArrayView<float>, ArrayView<int>, TableArgs> TokenBitsEntry = TokenBitsKernel;
+    private static readonly Action<ArrayView<float>, ArrayView<int>, TableArgs> BitsToIndicesEntry = BitsToIndicesKernel;
+    private static readonly Action<ArrayView<int>, ArrayView<int>, ArrayView<int>, TableArgs> SplitTokenGroupsEntry = SplitTokenGroupsKernel;
+    private static readonly Action<ArrayView<int>, ArrayView<int>, ArrayView<int>, TableArgs> CombineTokenGroupsEntry = CombineTokenGroupsKernel;
 
     public void EmbeddingForward(int count, int dim, int rows, Buf weight, Buf indices, Buf y)
     {
@@ -47,6 +50,29 @@ public sealed partial class IlgpuBackend
         Kernel(TokenBitsEntry)(
             GridStride(n, Sizes.ElementGroup), I(tokens, count), F(y, n), IndexFaultView,
             new TableArgs { Count = count, Dim = bits, Rows = Cpu.TokenBitValue.Count(bits, maskToken), MaskToken = maskToken });
+    }
+
+    public void BitsToIndices(int count, int bits, Buf values, Buf indices)
+    {
+        if (count == 0) return;
+        Kernel(BitsToIndicesEntry)(GridStride(count, Sizes.ElementGroup), F(values, (long)count * bits), I(indices, count),
+            new TableArgs { Count = count, Dim = bits });
+    }
+
+    public void SplitTokenGroups(int count, int splits, int shift, Buf tokens, Buf groups)
+    {
+        if (count == 0) return;
+        RequireOneLaunch((long)count * splits, "token groups");
+        Kernel(SplitTokenGroupsEntry)(GridStride(count, Sizes.ElementGroup), I(tokens, count), I(groups, (long)count * splits), IndexFaultView,
+            new TableArgs { Count = count, Dim = splits, Rows = shift });
+    }
+
+    public void CombineTokenGroups(int count, int splits, int shift, Buf groups, Buf tokens)
+    {
+        if (count == 0) return;
+        RequireOneLaunch((long)count * splits, "token groups");
+        Kernel(CombineTokenGroupsEntry)(GridStride(count, Sizes.ElementGroup), I(groups, (long)count * splits), I(tokens, count), IndexFaultView,
+            new TableArgs { Count = count, Dim = splits, Rows = shift });
     }
 
     /// <summary>A thread per output element: y[i, d] = w[idx[i], d].</summary>
@@ -80,6 +106,41 @@ public sealed partial class IlgpuBackend
         {
             int i = (int)(e / a.Dim), token = tokens[i];
             y[e] = InTable(fault, IndexedOp.TokenBits, token, i, a.Rows) ? Cpu.TokenBitValue.Of(token, (int)(e - (long)i * a.Dim), a.MaskToken) : 0f;
+        }
+    }
+
+    /// <summary>A thread per index (Dim bits): the signs of its row.</summary>
+    internal static void BitsToIndicesKernel(ArrayView<float> values, ArrayView<int> indices, TableArgs a)
+    {
+        var rows = new DeviceFloats(values);
+        for (int i = Grid.GlobalIndex.X; i < a.Count; i = GridStrideNext(i, a.Count, GridStrideStep))
+            indices[i] = Cpu.TokenBitValue.Index(rows, (long)i * a.Dim, a.Dim);
+    }
+
+    /// <summary>A thread per token: its Dim groups of Rows bits; a bad token gives zeros.</summary>
+    internal static void SplitTokenGroupsKernel(ArrayView<int> tokens, ArrayView<int> groups, ArrayView<int> fault, TableArgs a)
+    {
+        int groupMask = (1 << a.Rows) - 1;
+        for (int t = Grid.GlobalIndex.X; t < a.Count; t = GridStrideNext(t, a.Count, GridStrideStep))
+        {
+            int token = tokens[t];
+            if (!InTable(fault, IndexedOp.TokenGroups, token, t, 1 << a.Dim * a.Rows)) token = 0;
+            for (int i = 0; i < a.Dim; i++) groups[(long)t * a.Dim + i] = token >> i * a.Rows & groupMask;
+        }
+    }
+
+    /// <summary>A thread per token: its Dim groups of Rows bits combined; a bad group adds nothing.</summary>
+    internal static void CombineTokenGroupsKernel(ArrayView<int> groups, ArrayView<int> tokens, ArrayView<int> fault, TableArgs a)
+    {
+        for (int t = Grid.GlobalIndex.X; t < a.Count; t = GridStrideNext(t, a.Count, GridStrideStep))
+        {
+            int token = 0;
+            for (int i = 0; i < a.Dim; i++)
+            {
+                int position = t * a.Dim + i, group = groups[position];
+                if (InTable(fault, IndexedOp.TokenGroups, group, position, 1 << a.Rows)) token |= group << i * a.Rows;
+            }
+            tokens[t] = token;
         }
     }
 }

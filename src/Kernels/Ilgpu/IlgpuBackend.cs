@@ -294,6 +294,9 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     }
 
     // One overload per arity (as ILGPU's loaders): the launcher's type follows from the entry's.
+    private Action<KernelConfig, T1, T2> Kernel<T1, T2>(Action<T1, T2> entry)
+        where T1 : struct where T2 : struct =>
+        Cached(entry, static (a, e) => a.LoadStreamKernel(e));
     private Action<KernelConfig, T1, T2, T3> Kernel<T1, T2, T3>(Action<T1, T2, T3> entry)
         where T1 : struct where T2 : struct where T3 : struct =>
         Cached(entry, static (a, e) => a.LoadStreamKernel(e));

@@ -17,7 +17,9 @@ namespace MaskBit.Kernels.Ilgpu;
 //   position (O(N·2^(K/2))), p̄ and each code's batch-term gradient (O(2^K)), then a group per position sums the
 //   per-code gradient weights over rows (per low-half code) and over columns (per high-half code), from which each
 //   bit's gradient follows as in the CPU kernel: weights measured from the most probable code, and each bit's
-//   gradient from the sums over codes with the bit set and clear (no cancelling totals).
+//   gradient from the sums over codes with the bit set and clear (no cancelling totals). Two versions of that last
+//   kernel (the kernel lab's "lfq_backward" family): v1 a group per position, v2 a group per tile of positions
+//   (see LfqEntropyBackwardTiledKernel); the backend runs LfqBackwardVersion.
 public sealed partial class IlgpuBackend
 {
     /// <summary>The most bits the ILGPU LFQ kernels take (the backward keeps two 2^(K/2) sums in shared memory).</summary>
@@ -61,6 +63,8 @@ public sealed partial class IlgpuBackend
         public int LoBits, HiBlocks, ChunkLength;
         /// <summary>Finish: the number of partial entropies.</summary>
         public int Partials;
+        /// <summary>Backward v2: positions per group.</summary>
+        public int TilePositions;
 
         public readonly int Positions => Batch * HW;
         /// <summary>Offset of z[b, 0, s] for position b·HW + s.</summary>
@@ -75,10 +79,18 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqPartialsSmallEntry = LfqEntropyPartialsKernel<LfqTile32>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqPartialsLargeEntry = LfqEntropyPartialsKernel<LfqTile256>;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqFinishEntry = LfqEntropyFinishKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<double>, LfqArgs> LfqBitValuesEntry = LfqBitValuesKernel;
-    private static readonly Action<ArrayView<double>, ArrayView<double>, LfqArgs> LfqHalfTablesEntry = LfqHalfTablesKernel;
-    private static readonly Action<ArrayView<double>, ArrayView<float>, ArrayView<double>, LfqArgs> LfqCodeGradEntry = LfqCodeGradKernel;
-    private static readonly Action<ArrayView<double>, ArrayView<double>, ArrayView<double>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardEntry = LfqEntropyBackwardKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<double>, LfqArgs> LfqBitValuesEntry = LfqBitValuesKernel;
+    internal static readonly Action<ArrayView<double>, ArrayView<double>, LfqArgs> LfqHalfTablesEntry = LfqHalfTablesKernel;
+    internal static readonly Action<ArrayView<double>, ArrayView<float>, ArrayView<double>, LfqArgs> LfqCodeGradEntry = LfqCodeGradKernel;
+    internal static readonly Action<ArrayView<double>, ArrayView<double>, ArrayView<double>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardEntry = LfqEntropyBackwardKernel;
+    internal static readonly Action<ArrayView<double>, ArrayView<double>, ArrayView<double>, ArrayView<float>, ArrayView<float>, LfqArgs> LfqBackwardTiledEntry = LfqEntropyBackwardTiledKernel;
+
+    /// <summary>The backward's kernels before its last (both versions launch them).</summary>
+    internal static System.Reflection.MethodInfo[] LfqBackwardPreparation =>
+        [LfqBitValuesEntry.Method, LfqHalfTablesEntry.Method, LfqCodeGradEntry.Method];
+
+    /// <summary>The version of the backward's last kernel the backend runs (the kernel lab's lfq_backward family).</summary>
+    internal const int LfqBackwardVersion = 2;
 
     private static LfqArgs LfqShape(int batch, int bits, int hw, float invTemperature)
     {
@@ -137,7 +149,12 @@ public sealed partial class IlgpuBackend
             ev, F(avgProbs, codes), F(result, 2), args);
     }
 
-    public void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz)
+    public void LfqEntropyBackward(int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz) =>
+        LfqEntropyBackward(LfqBackwardVersion, batch, bits, hw, invTemperature, z, avgProbs, dResult, dz);
+
+    /// <summary><see cref="LfqEntropyBackward(int, int, int, float, Buf, Buf, Buf, Buf)"/> with the given version of its
+    /// last kernel (1: a group per position; 2: a group per tile of positions).</summary>
+    internal void LfqEntropyBackward(int version, int batch, int bits, int hw, float invTemperature, Buf z, Buf avgProbs, Buf dResult, Buf dz)
     {
         var args = LfqShape(batch, bits, hw, invTemperature);
         args.LoBits = bits / 2;
@@ -154,8 +171,18 @@ public sealed partial class IlgpuBackend
         Kernel(LfqBitValuesEntry)(GridStride((long)n * bits, Sizes.ElementGroup), F(z, (long)n * bits), bv, args);
         Kernel(LfqHalfTablesEntry)(GridStride((long)n * halfCodes, Sizes.ElementGroup), bv, tv, args);
         Kernel(LfqCodeGradEntry)(GridStride(codes, Sizes.ElementGroup), tv, upstream, hv, args);
-        long groups = Math.Clamp(n, 1, Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup));
-        Kernel(LfqBackwardEntry)(new KernelConfig((int)groups, Sizes.ReduceGroup), bv, tv, hv, upstream, F(dz, (long)n * bits), args);
+        long groupCap = Math.Max(1, (long)Sizes.MaxElementGroups * Sizes.ElementGroup / Sizes.ReduceGroup);
+        if (version == 1)
+        {
+            Kernel(LfqBackwardEntry)(new KernelConfig((int)Math.Clamp(n, 1, groupCap), Sizes.ReduceGroup), bv, tv, hv, upstream, F(dz, (long)n * bits), args);
+            return;
+        }
+        if (version != 2) throw new ArgumentOutOfRangeException(nameof(version), version, "LFQ backward versions are 1 and 2");
+        if (Sizes.ReduceGroup / _accelerator.WarpSize > MaxWarpsPerGroup)
+            throw new NotSupportedException($"LFQ backward v2 needs at most {MaxWarpsPerGroup} warps per group");
+        args.TilePositions = Math.Min(LfqTileMaxPositions, LfqTileRowSums >> args.LoBits);
+        long tiles = (n + args.TilePositions - 1) / args.TilePositions;
+        Kernel(LfqBackwardTiledEntry)(new KernelConfig((int)Math.Clamp(tiles, 1, groupCap), Sizes.ReduceGroup), bv, tv, hv, upstream, F(dz, (long)n * bits), args);
     }
 
     // ---- kernels ------------------------------------------------------------------------------------------
@@ -420,6 +447,108 @@ public sealed partial class IlgpuBackend
                 dz[a.ZBase(pos) + k * a.HW] = (float)(4.0 * a.InvTemperature * (bitValues[at + 1] * set - bitValues[at] * clear));
             }
             Group.Barrier();   // the sums are rewritten for the next position
+        }
+    }
+
+    /// <summary>Backward v2: at most this many positions per group (a tile), and shared room for the tile's row sums
+    /// (tile positions × low-half codes doubles: 8 positions up to 18 bits, 4 at 20).</summary>
+    private const int LfqTileMaxPositions = 8, LfqTileRowSums = 4096;
+
+    /// <summary>
+    /// Backward v2, a group per tile of P positions. v1 evaluates every code's weight twice per position (once for
+    /// the row sums, once for the column sums), reads the 2^K code gradients twice per position, and its column
+    /// pass reads them with a stride of 2^(K/2) doubles between threads. Here the group walks the high-half codes
+    /// in order; for each, its threads take consecutive low-half codes (coalesced reads of the code gradients,
+    /// which then serve all P positions from L1), evaluate each weight once, add it to the position's row sum (a
+    /// shared slot owned by the thread: no barrier) and to a column partial, which warp shuffles and one
+    /// shared slot per warp finish; thread p then adds position p's column sum into its high bits' set/clear
+    /// sums. So the code gradients come from L2 once per P positions instead of twice per position, and the
+    /// weights cost half. The column sums are added in a different order than v1's (lanes, then warps).
+    /// </summary>
+    internal static void LfqEntropyBackwardTiledKernel(ArrayView<double> bitValues, ArrayView<double> tables, ArrayView<double> codeGrad,
+        ArrayView<float> upstream, ArrayView<float> dz, LfqArgs a)
+    {
+        var rowSums = SharedMemory.Allocate<double>(LfqTileRowSums);                                // [p][lo]
+        var warpColumns = SharedMemory.Allocate<double>(LfqTileMaxPositions * MaxWarpsPerGroup);     // [p][warp]
+        var highSums = SharedMemory.Allocate<double>(LfqTileMaxPositions * MaxLfqBits * 2);         // [p][high bit][set, clear]
+        var tileWeights = SharedMemory.Allocate<double>(LfqTileMaxPositions * 3);                   // [p][Above, Below, HStar]
+        int tid = Group.IdxX, threads = Group.DimX, warps = threads / Warp.WarpSize;
+        int loBits = a.LoBits, hiBits = a.Bits - loBits, loCodes = 1 << loBits, hiCodes = 1 << hiBits, halfCodes = hiCodes + loCodes;
+        double cPerSample = (double)upstream[0] / a.Positions;
+        for (int first = Grid.IdxX * a.TilePositions; first < a.Positions; first += Grid.DimX * a.TilePositions)
+        {
+            int count = XMath.Min(a.TilePositions, a.Positions - first);
+            for (int p = tid; p < count; p += threads)
+            {
+                int star = 0;
+                double logPStar = 0.0;
+                for (int k = 0; k < a.Bits; k++)
+                {
+                    int at = ((first + p) * a.Bits + k) * LfqBitDoubles;
+                    if (bitValues[at] >= bitValues[at + 1]) star |= 1 << k;
+                    logPStar += bitValues[at + 4];
+                }
+                tileWeights[3 * p] = -cPerSample;
+                tileWeights[3 * p + 1] = logPStar >= LfqLogEps ? cPerSample * (logPStar + 1.0 - LfqLogEps) : 0.0;
+                tileWeights[3 * p + 2] = codeGrad[star];
+            }
+            for (int e = tid; e < count * loCodes; e += threads) rowSums[e] = 0.0;
+            for (int e = tid; e < count * MaxLfqBits * 2; e += threads) highSums[e] = 0.0;
+            Group.Barrier();
+            for (int hi = 0; hi < hiCodes; hi++)
+            {
+                for (int p = 0; p < count; p++)
+                {
+                    var weights = new LfqCodeWeights
+                    {
+                        Table = (first + p) * halfCodes,
+                        LoTable = (first + p) * halfCodes + hiCodes,
+                        LoBits = loBits,
+                        Above = tileWeights[3 * p],
+                        Below = tileWeights[3 * p + 1],
+                        HStar = tileWeights[3 * p + 2],
+                    };
+                    double column = 0.0;
+                    for (int lo = tid; lo < loCodes; lo += threads)
+                    {
+                        double w = weights.Of(tables, codeGrad, hi, lo);
+                        rowSums[p * loCodes + lo] += w;
+                        column += w;
+                    }
+                    for (int delta = Warp.WarpSize / 2; delta > 0; delta /= 2) column += Warp.ShuffleDown(column, delta);
+                    if (Warp.IsFirstLane) warpColumns[p * MaxWarpsPerGroup + Warp.WarpIdx] = column;
+                }
+                Group.Barrier();
+                for (int p = tid; p < count; p += threads)
+                {
+                    double column = 0.0;
+                    for (int w = 0; w < warps; w++) column += warpColumns[p * MaxWarpsPerGroup + w];
+                    for (int k = 0; k < hiBits; k++) highSums[(p * MaxLfqBits + k) * 2 + ((hi >> k & 1) != 0 ? 0 : 1)] += column;
+                }
+                Group.Barrier();   // warpColumns is rewritten for the next high code
+            }
+            for (int e = tid; e < count * a.Bits; e += threads)
+            {
+                int p = e / a.Bits, k = e - p * a.Bits;
+                double set = 0.0, clear = 0.0;
+                if (k < loBits)
+                {
+                    for (int lo = 0; lo < loCodes; lo++)
+                    {
+                        double s = rowSums[p * loCodes + lo];
+                        if ((lo >> k & 1) != 0) set += s;
+                        else clear += s;
+                    }
+                }
+                else
+                {
+                    set = highSums[(p * MaxLfqBits + k - loBits) * 2];
+                    clear = highSums[(p * MaxLfqBits + k - loBits) * 2 + 1];
+                }
+                int at = ((first + p) * a.Bits + k) * LfqBitDoubles;
+                dz[a.ZBase(first + p) + k * a.HW] = (float)(4.0 * a.InvTemperature * (bitValues[at + 1] * set - bitValues[at] * clear));
+            }
+            Group.Barrier();   // the tile's sums are rewritten for the next tile
         }
     }
 

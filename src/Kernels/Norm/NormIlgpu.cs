@@ -11,6 +11,9 @@ namespace MaskBit.Kernels.Ilgpu;
 // are summed per (part, channel) into scratch and then over the parts by ReduceSum, in a fixed order
 // (deterministic, no atomics): GroupNorm's parts are the samples (a group reduces each (n, c) plane over HW),
 // LayerNorm's are chunks of rows (a thread per (chunk, column), so loads coalesce along the row).
+// The forward has two versions (the kernel lab's "groupnorm" family; the backend runs NormForwardVersion): v1 a group
+// per run; v2 splits runs across groups where the runs alone would not fill the device (a GroupNorm of a few samples
+// × 32 groups over large planes): per chunk statistics, then every group of a run combines them and normalises its chunk.
 public sealed partial class IlgpuBackend
 {
     /// <summary>The normalisation layout: N samples of C channels × HW, normalised over C/Groups channels.</summary>
@@ -36,15 +39,30 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> NormForwardEntry = NormForwardKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> NormForwardEntry = NormForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> NormInputGradEntry = NormInputGradKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> GroupNormPlaneSumsEntry = GroupNormPlaneSumsKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, int> LayerNormColumnSumsEntry = LayerNormColumnSumsKernel;
 
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, NormArgs, NormChunks> NormChunkStatsEntry = NormChunkStatsKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, NormChunks> NormChunkApplyEntry = NormChunkApplyKernel;
+
+    /// <summary>The normalisation forward the backend runs (the kernel lab's groupnorm family).</summary>
+    internal const int NormForwardVersion = 2;
+
+    /// <summary>v2: a run's chunks (Count of Length elements; the last may be shorter).</summary>
+    public struct NormChunks
+    {
+        public int Count, Length;
+    }
+
+    /// <summary>v2 splits a run no finer than this many elements per thread of a group.</summary>
+    private const int NormChunkElementsPerThread = 4;
+
     /// <summary>Rows per chunk of the LayerNorm γ/β partial sums.</summary>
     private const int LayerNormRowsPerChunk = 32;
 
-    private static NormArgs GroupNormArgs(in GroupNormDesc d) =>
+    internal static NormArgs GroupNormArgs(in GroupNormDesc d) =>
         new() { N = d.N, C = d.C, HW = d.HW, Groups = d.Groups, Eps = d.Eps, Silu = d.FuseSilu ? 1 : 0 };
 
     private static NormArgs LayerNormArgs(int rows, int cols, float eps) => new() { N = rows, C = cols, HW = 1, Groups = 1, Eps = eps };
@@ -88,14 +106,42 @@ public sealed partial class IlgpuBackend
         NormInputGrad(args, x, gamma, gamma, mean, rstd, dy, dx);
     }
 
-    private void NormForward(NormArgs args, Buf x, Buf gamma, Buf beta, Buf y, Buf mean, Buf rstd)
+    private void NormForward(NormArgs args, Buf x, Buf gamma, Buf beta, Buf y, Buf mean, Buf rstd) =>
+        NormForward(NormForwardVersion, args, x, gamma, beta, y, mean, rstd);
+
+    /// <summary>The forward with the given version: 1 a group per run; 2 as 1 where the runs fill the device, else
+    /// each run split into chunks across groups.</summary>
+    internal void NormForward(int version, NormArgs args, Buf x, Buf gamma, Buf beta, Buf y, Buf mean, Buf rstd)
     {
         long n = (long)args.N * args.C * args.HW;
         if (n == 0) return;
         RequireOneLaunch(n, "normalisation");
-        Kernel(NormForwardEntry)(
-            new KernelConfig(RowGroups(args.Runs), Sizes.ReduceGroup),
-            F(x, n), F(gamma, args.C), F(beta, args.C), F(y, n), F(mean, args.Runs), F(rstd, args.Runs), args);
+        if (version is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(version), version, "normalisation forward versions are 1 and 2");
+        var chunks = version == 2 ? NormChunking(args) : new NormChunks { Count = 1, Length = args.GroupLength };
+        if (chunks.Count == 1)
+        {
+            Kernel(NormForwardEntry)(
+                new KernelConfig(RowGroups(args.Runs), Sizes.ReduceGroup),
+                F(x, n), F(gamma, args.C), F(beta, args.C), F(y, n), F(mean, args.Runs), F(rstd, args.Runs), args);
+            return;
+        }
+        long blocks = (long)args.Runs * chunks.Count;
+        using var partials = Allocate(2 * blocks, zero: false);
+        var pv = F(new Buf(partials, 0), 2 * blocks);
+        var config = new KernelConfig((int)Math.Min(blocks, RowGroups(blocks)), Sizes.ReduceGroup);
+        Kernel(NormChunkStatsEntry)(config, F(x, n), pv, args, chunks);
+        Kernel(NormChunkApplyEntry)(config, F(x, n), F(gamma, args.C), F(beta, args.C), pv, F(y, n), F(mean, args.Runs), F(rstd, args.Runs), args, chunks);
+    }
+
+    /// <summary>v2's chunks: as many per run as fill the device's groups, each at least
+    /// <see cref="NormChunkElementsPerThread"/> elements per thread.</summary>
+    internal NormChunks NormChunking(NormArgs args)
+    {
+        long slots = RowGroups(long.MaxValue);
+        int length = args.GroupLength, minimum = NormChunkElementsPerThread * Sizes.ReduceGroup;
+        int count = (int)Math.Clamp(slots / Math.Max(args.Runs, 1), 1, Math.Max(1, length / minimum));
+        int chunkLength = (length + count - 1) / count;
+        return new NormChunks { Count = (length + chunkLength - 1) / chunkLength, Length = chunkLength };
     }
 
     private void NormInputGrad(NormArgs args, Buf x, Buf gamma, Buf beta, Buf mean, Buf rstd, Buf dy, Buf dx)
@@ -147,6 +193,67 @@ public sealed partial class IlgpuBackend
             if (Group.IdxX == 0) { mean[run] = m; rstd[run] = rs; }
 
             for (int e = Group.IdxX; e < length; e += Group.DimX)
+            {
+                int c = args.Channel(run, e);
+                float v = (x[start + e] - m) * (rs * gamma[c]) + beta[c];
+                y[start + e] = args.Silu != 0 ? v * Sigmoid(v) : v;
+            }
+        }
+    }
+
+    /// <summary>v2, pass 1: a group per (run, chunk) writes the chunk's mean and M2 = Σ(x − mean)², by the corrected
+    /// two-pass reduction of v1 over the chunk (whose second read comes from cache).</summary>
+    internal static void NormChunkStatsKernel(ArrayView<float> x, ArrayView<float> partials, NormArgs args, NormChunks chunks)
+    {
+        var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
+        var sum = default(SumReduction);
+        for (int block = Grid.IdxX; block < args.Runs * chunks.Count; block += Grid.DimX)
+        {
+            int run = block / chunks.Count, begin = (block - run * chunks.Count) * chunks.Length;
+            int count = XMath.Min(chunks.Length, args.GroupLength - begin);
+            long start = (long)run * args.GroupLength + begin;
+            float acc = 0f;
+            for (int e = Group.IdxX; e < count; e += Group.DimX) acc += x[start + e];
+            float center = GroupAllReduce(sum, acc, warpPartials) / count;
+            float deviation = 0f, squares = 0f;
+            for (int e = Group.IdxX; e < count; e += Group.DimX)
+            {
+                float d = x[start + e] - center;
+                deviation += d;
+                squares += d * d;
+            }
+            deviation = GroupAllReduce(sum, deviation, warpPartials);
+            squares = GroupAllReduce(sum, squares, warpPartials);
+            if (Group.IdxX != 0) continue;
+            partials[2 * block] = center + deviation / count;
+            partials[2 * block + 1] = MaxOrNaN(squares - deviation * deviation / count, 0f);
+        }
+    }
+
+    /// <summary>v2, pass 2: a group per (run, chunk) combines the run's chunk statistics in chunk order (Chan et al.:
+    /// M2 = Σ M2_j + Σ n_j·(mean_j − mean)², the same bits in every group of the run), writes mean and rstd from
+    /// the first chunk's group, and normalises its chunk.</summary>
+    internal static void NormChunkApplyKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> partials,
+        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, NormArgs args, NormChunks chunks)
+    {
+        int length = args.GroupLength;
+        for (int block = Grid.IdxX; block < args.Runs * chunks.Count; block += Grid.DimX)
+        {
+            int run = block / chunks.Count, chunk = block - run * chunks.Count, begin = chunk * chunks.Length;
+            int first = run * chunks.Count;
+            float weighted = 0f;
+            for (int j = 0; j < chunks.Count; j++) weighted += XMath.Min(chunks.Length, length - j * chunks.Length) * partials[2 * (first + j)];
+            float m = weighted / length, m2 = 0f;
+            for (int j = 0; j < chunks.Count; j++)
+            {
+                float d = partials[2 * (first + j)] - m;
+                m2 += partials[2 * (first + j) + 1] + XMath.Min(chunks.Length, length - j * chunks.Length) * d * d;
+            }
+            float rs = 1f / XMath.Sqrt(m2 / length + args.Eps);
+            if (chunk == 0 && Group.IdxX == 0) { mean[run] = m; rstd[run] = rs; }
+            long start = (long)run * length;
+            int end = XMath.Min(length, begin + chunks.Length);
+            for (int e = begin + Group.IdxX; e < end; e += Group.DimX)
             {
                 int c = args.Channel(run, e);
                 float v = (x[start + e] - m) * (rs * gamma[c]) + beta[c];

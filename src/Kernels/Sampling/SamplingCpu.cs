@@ -6,6 +6,16 @@ namespace MaskBit.Kernels.Cpu;
 // models' 256–1024 groups), not by sorting, so that both devices pick it by one definition.
 public sealed partial class CpuBackend
 {
+    public void RandomDraws(long count, ulong seed, long position, RandomDrawKind kind, Buf y)
+    {
+        float[] ya = Arr(y);
+        int yo = Off(y);
+        CpuParallel.For(checked((int)count), (i0, i1) =>
+        {
+            for (int i = i0; i < i1; i++) ya[yo + i] = CounterRandom.Draw(seed, position + i, kind);
+        }, costPerItem: kind == RandomDrawKind.Gumbel ? 40 : 4);
+    }
+
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {

@@ -26,6 +26,22 @@ public sealed partial class IlgpuBackend
     private static readonly Action<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<int>, SamplingArgs> RemaskEntry = RemaskLeastConfidentKernel;
 
+    private static readonly Action<ArrayView<float>, RandomArgs> RandomDrawsEntry = RandomDrawsKernel;
+
+    public struct RandomArgs
+    {
+        public long Count, Position;
+        public ulong Seed;
+        public RandomDrawKind Kind;
+    }
+
+    public void RandomDraws(long count, ulong seed, long position, RandomDrawKind kind, Buf y)
+    {
+        if (count == 0) return;
+        Kernel(RandomDrawsEntry)(GridStride(count, Sizes.ElementGroup), F(y, count),
+            new RandomArgs { Count = count, Seed = seed, Position = position, Kind = kind });
+    }
+
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {
@@ -44,6 +60,12 @@ public sealed partial class IlgpuBackend
         var args = new SamplingArgs { Batch = batch, PerSample = perSample, MaskLen = maskLen, MaskToken = maskToken };
         Kernel(RemaskEntry)(new KernelConfig(batch, Sizes.ReduceGroup),
             F(confidence, n), I(predicted, n), I(mask, n), I(newMask, n), I(tokens, n), F(threshold, batch), I(counts, 2), args);
+    }
+
+    /// <summary>A thread per value: draw Position + i of the stream (CounterRandom, the host's arithmetic).</summary>
+    internal static void RandomDrawsKernel(ArrayView<float> y, RandomArgs a)
+    {
+        for (long i = Grid.GlobalIndex.X; i < a.Count; i += GridStrideStep) y[i] = CounterRandom.Draw(a.Seed, a.Position + i, a.Kind);
     }
 
     /// <summary>A thread per group: the inverse-CDF draw over its row, then the prediction and its confidence.</summary>

@@ -20,12 +20,9 @@ public static class Factorization
         return bits / splits;
     }
 
-    /// <summary>split_factorized_tokens: (…, n) Int32 tokens → (…, n, splits) group values.</summary>
-    public static Tensor Split(Tensor tokens, int codebookSize, int splits)
-    {
-        var groups = Split(tokens.ToIntArray(), codebookSize, splits);
-        return Tensor.FromInts(groups, tokens.Shape.Append(splits).ToArray(), tokens.Device);
-    }
+    /// <summary>split_factorized_tokens: (…, n) Int32 tokens → (…, n, splits) group values, on the tokens' device.</summary>
+    public static Tensor Split(Tensor tokens, int codebookSize, int splits) =>
+        F.SplitTokenGroups(tokens, splits, BitsPerGroup(codebookSize, splits));
 
     public static int[] Split(ReadOnlySpan<int> tokens, int codebookSize, int splits)
     {
@@ -39,25 +36,8 @@ public static class Factorization
         return groups;
     }
 
-    /// <summary>combine_factorized_tokens: (…, n, splits) group values → (…, n) Int32 tokens. (The reference
-    /// returns float32 holding the same exact integers.)</summary>
-    public static Tensor Combine(Tensor groups, int codebookSize, int splits)
-    {
-        if (groups.Shape[^1] != splits) throw new ArgumentException($"expected {splits} groups on the last axis, got {ShapeUtil.Format(groups.Shape)}");
-        return Tensor.FromInts(Combine(groups.ToIntArray(), codebookSize, splits), groups.Shape[..^1], groups.Device);
-    }
-
-    public static int[] Combine(ReadOnlySpan<int> groups, int codebookSize, int splits)
-    {
-        int shift = BitsPerGroup(codebookSize, splits);
-        var tokens = new int[groups.Length / splits];
-        for (int t = 0; t < tokens.Length; t++)
-            for (int i = 0; i < splits; i++)
-            {
-                int g = groups[t * splits + i];
-                if ((uint)g >> shift != 0) throw new ArgumentException($"group value {g} outside 0…{(1 << shift) - 1}");
-                tokens[t] |= g << (i * shift);
-            }
-        return tokens;
-    }
+    /// <summary>combine_factorized_tokens: (…, n, splits) group values → (…, n) Int32 tokens, on the groups' device.
+    /// (The reference returns float32 holding the same exact integers.)</summary>
+    public static Tensor Combine(Tensor groups, int codebookSize, int splits) =>
+        F.CombineTokenGroups(groups, splits, BitsPerGroup(codebookSize, splits));
 }

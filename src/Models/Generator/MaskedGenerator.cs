@@ -1,5 +1,6 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
+using MaskBit.Kernels;
 
 namespace MaskBit.Models.Generator;
 
@@ -109,18 +110,24 @@ public sealed class MaskedGenerator : Module
     /// to the host; callers that hold them there use the overload that takes them as a list.</summary>
     public Tensor Forward(Tensor tokens, Tensor classLabels, bool[]? dropLabelMask, Action<string, Tensor>? observe = null)
     {
-        var labels = EffectiveLabels(classLabels.ToIntArray(), dropLabelMask);
+        var labels = DropAndCheck(classLabels.ToIntArray(), dropLabelMask);
         classLabels.CopyFromInts_(labels);
-        return Forward(tokens, classLabels, observe);
+        return ForwardEffective(tokens, classLabels, observe);
     }
 
     /// <summary><see cref="Forward(Tensor, Tensor, bool[], Action{string, Tensor})"/> with the labels on the host:
     /// checked and dropped there, then uploaded once.</summary>
     public Tensor Forward(Tensor tokens, IReadOnlyList<int> classLabels, bool[]? dropLabelMask, Action<string, Tensor>? observe = null) =>
-        Forward(tokens, Tensor.FromInts(EffectiveLabels(classLabels.ToArray(), dropLabelMask), new[] { classLabels.Count }, tokens.Device), observe);
+        ForwardEffective(tokens, EffectiveLabels(classLabels, dropLabelMask, tokens.Device), observe);
+
+    /// <summary>The labels as the model reads them (dropped ones replaced by the drop label, the others checked),
+    /// uploaded once to <paramref name="device"/>: for callers that run many forwards on the same labels (the
+    /// sampler's steps), with <see cref="ForwardEffective"/>.</summary>
+    public Tensor EffectiveLabels(IReadOnlyList<int> classLabels, bool[]? dropLabelMask, IBackend device) =>
+        Tensor.FromInts(DropAndCheck(classLabels.ToArray(), dropLabelMask), new[] { classLabels.Count }, device);
 
     /// <summary>The labels with the dropped ones replaced by the drop label (in place), the others checked.</summary>
-    private int[] EffectiveLabels(int[] labels, bool[]? dropLabelMask)
+    private int[] DropAndCheck(int[] labels, bool[]? dropLabelMask)
     {
         for (int i = 0; i < labels.Length; i++)
             if (dropLabelMask == null || dropLabelMask[i]) labels[i] = Config.DropLabel;
@@ -128,7 +135,8 @@ public sealed class MaskedGenerator : Module
         return labels;
     }
 
-    private Tensor Forward(Tensor tokens, Tensor classLabels, Action<string, Tensor>? observe)
+    /// <summary>Logits for tokens and labels from <see cref="EffectiveLabels"/> (used as they are).</summary>
+    public Tensor ForwardEffective(Tensor tokens, Tensor classLabels, Action<string, Tensor>? observe = null)
     {
         int b = tokens.Shape[0], n = tokens.Shape[1];
         if (n != Config.SeqLen || tokens.Shape[2] != Config.Splits)

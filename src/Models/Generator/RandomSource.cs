@@ -1,3 +1,6 @@
+using MaskBit.Autograd;
+using MaskBit.Kernels;
+
 namespace MaskBit.Models.Generator;
 
 /// <summary>
@@ -15,43 +18,56 @@ public interface IRandomSource
 
     /// <summary>Standard Gumbel(0, 1) values.</summary>
     void Gumbel(Span<float> destination);
+
+    /// <summary><see cref="CategoricalUniform(Span{float})"/> as a tensor on <paramref name="device"/>: drawn on the
+    /// host and uploaded, unless the source can draw on the device itself.</summary>
+    Tensor CategoricalUniform(int[] shape, IBackend device)
+    {
+        var draws = new float[ShapeUtil.Numel(shape)];
+        CategoricalUniform(draws);
+        return Tensor.FromArray(draws, shape, device);
+    }
+
+    /// <summary><see cref="Gumbel(Span{float})"/> as a tensor on <paramref name="device"/> (see
+    /// <see cref="CategoricalUniform(int[], IBackend)"/>).</summary>
+    Tensor Gumbel(int[] shape, IBackend device)
+    {
+        var draws = new float[ShapeUtil.Numel(shape)];
+        Gumbel(draws);
+        return Tensor.FromArray(draws, shape, device);
+    }
 }
 
 /// <summary>
 /// A deterministic source: the same seed gives the same draws on every machine and runtime (a SplitMix64 stream,
-/// not System.Random, whose algorithm is not guaranteed to stay fixed).
+/// not System.Random, whose algorithm is not guaranteed to stay fixed). The stream is a pure function of the seed
+/// and the draw's position (<see cref="CounterRandom"/>), so the tensor overloads make their draws on the device —
+/// nothing is uploaded — and the values are those the span overloads would have drawn at that position.
 /// </summary>
-public sealed class SeededRandomSource : IRandomSource
+public sealed class SeededRandomSource(long seed) : IRandomSource
 {
-    private ulong _state;
+    private readonly ulong _seed = (ulong)seed;
+    private long _position;
 
-    public SeededRandomSource(long seed) => _state = (ulong)seed;
-
-    private ulong Next()
-    {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
-
-    /// <summary>24 random bits as a float in [0, 1): every value is exact in float32.</summary>
-    private float NextUnit() => (Next() >> 40) * (1f / (1 << 24));
-
-    public void Uniform(Span<float> destination)
-    {
-        for (int i = 0; i < destination.Length; i++) destination[i] = NextUnit();
-    }
+    public void Uniform(Span<float> destination) => Fill(destination, RandomDrawKind.Unit);
 
     public void CategoricalUniform(Span<float> destination) => Uniform(destination);
 
-    public void Gumbel(Span<float> destination)
+    public void Gumbel(Span<float> destination) => Fill(destination, RandomDrawKind.Gumbel);
+
+    public Tensor CategoricalUniform(int[] shape, IBackend device) => OnDevice(shape, device, RandomDrawKind.Unit);
+
+    public Tensor Gumbel(int[] shape, IBackend device) => OnDevice(shape, device, RandomDrawKind.Gumbel);
+
+    private void Fill(Span<float> destination, RandomDrawKind kind)
     {
-        for (int i = 0; i < destination.Length; i++)
-        {
-            // Centre of a 2^-24 cell: strictly inside (0, 1), so both logarithms stay finite.
-            double u = ((Next() >> 40) + 0.5) / (1 << 24);
-            destination[i] = (float)-Math.Log(-Math.Log(u));
-        }
+        for (int i = 0; i < destination.Length; i++) destination[i] = CounterRandom.Draw(_seed, _position++, kind);
+    }
+
+    private Tensor OnDevice(int[] shape, IBackend device, RandomDrawKind kind)
+    {
+        var draws = F.RandomDraws(shape, device, _seed, _position, kind);
+        _position += draws.Numel;
+        return draws;
     }
 }

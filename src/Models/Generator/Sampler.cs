@@ -77,9 +77,11 @@ public sealed record SampleResult(Tensor Tokens, Tensor CombinedTokens, Tensor I
 /// noise and re-masks the least confident ones along the schedule; the last step's prediction is combined into
 /// tokens and decoded. Everything per step runs on the models' device without a tape, inside its own
 /// <see cref="TensorScope"/>: the forwards, guidance, softmax, the categorical draws, confidences and re-masking
-/// (<see cref="F.SampleMaskedGroups"/>, <see cref="F.RemaskLeastConfident"/>). A step uploads its random draws
-/// (two floats per group, from the host's <see cref="IRandomSource"/> so that seeded and replayed runs match on
-/// every device) and downloads nothing unless <c>onStep</c> asks to see the intermediates.
+/// (<see cref="F.SampleMaskedGroups"/>, <see cref="F.RemaskLeastConfident"/>), and at the end the combination of
+/// the groups into tokens. A run uploads its labels and starting tokens once; a step's random draws (two floats per
+/// group) come from the <see cref="IRandomSource"/>'s tensor overloads — made on the device by a
+/// <see cref="SeededRandomSource"/>, uploaded by a replay source — and a step downloads nothing unless
+/// <c>onStep</c> asks to see the intermediates.
 /// </summary>
 public sealed class Sampler
 {
@@ -120,9 +122,7 @@ public sealed class Sampler
             var maskedTokens = Tensor.FromInts(Enumerable.Repeat(maskToken, groups).ToArray(), tokenShape, device);
             var mask = Tensor.FromInts(Enumerable.Repeat(1, groups).ToArray(), tokenShape, device);
             predicted = maskedTokens;
-            var forward = new GuidedForward(_generator, labels, options);
-            var uniform = new float[groups];
-            var gumbel = new float[groups];
+            var forward = new GuidedForward(_generator, labels, options, device);
             for (int i = 0; i < steps; i++)
             {
                 double progress = (i + 1) / (double)steps;
@@ -132,11 +132,10 @@ public sealed class Sampler
                 float temperature = (float)(options.UseSamplingAnnealing ? 0.5 + 0.8 * (1 - progress) : options.SoftmaxTemperature);
                 var probabilities = logits.Div(Tensor.Scalar(temperature, device)).Softmax(-1);
 
-                random.CategoricalUniform(uniform);
-                random.Gumbel(gumbel);   // drawn for every group, fixed ones included (their confidence stays +inf)
+                var uniform = random.CategoricalUniform(tokenShape, device);
+                var gumbel = random.Gumbel(tokenShape, device);   // drawn for every group, fixed ones included (their confidence stays +inf)
                 float noiseScale = (float)options.RandomizeTemperature, fade = (float)(1 - progress);
-                var (sampled, stepPredicted, confidence) = F.SampleMaskedGroups(probabilities, Tensor.FromArray(uniform, tokenShape, device),
-                    Tensor.FromArray(gumbel, tokenShape, device), mask, maskedTokens, noiseScale, fade);
+                var (sampled, stepPredicted, confidence) = F.SampleMaskedGroups(probabilities, uniform, gumbel, mask, maskedTokens, noiseScale, fade);
 
                 float maskRatio = Masking.GetMaskingRatio(progress, options.MaskSchedule);
                 float maskLen = Masking.MaskLen(maskRatio, perSample);
@@ -145,14 +144,15 @@ public sealed class Sampler
                 if (onStep != null)
                 {
                     var seen = counts.ToIntArray();
+                    var gumbelValues = gumbel.ToArray();
                     onStep(new SamplerStep
                     {
                         Step = i, Progress = progress, InputMaskedTokens = maskedTokens.ToIntArray(), InputMask = Flags(mask),
                         LogitsCond = halves?.Cond, LogitsUncond = halves?.Uncond, GuidanceScale = halves?.Scale,
                         Logits = logits.ToArray(), Temperature = temperature, Probabilities = probabilities.ToArray(),
-                        CategoricalU = (float[])uniform.Clone(), SampledTokens = sampled.ToIntArray(),
-                        PredictedTokens = stepPredicted.ToIntArray(), Gumbel = (float[])gumbel.Clone(),
-                        Noise = gumbel.Select(g => SamplerMath.Noise(g, noiseScale, fade)).ToArray(), Confidence = confidence.ToArray(),
+                        CategoricalU = uniform.ToArray(), SampledTokens = sampled.ToIntArray(),
+                        PredictedTokens = stepPredicted.ToIntArray(), Gumbel = gumbelValues,
+                        Noise = gumbelValues.Select(g => SamplerMath.Noise(g, noiseScale, fade)).ToArray(), Confidence = confidence.ToArray(),
                         MaskRatio = maskRatio, MaskLen = maskLen, NumMasked = seen[0], NumTokensToMask = seen[1],
                         Threshold = threshold.ToArray(), MaskedTokens = nextTokens.ToIntArray(), Mask = Flags(nextMask),
                     });
@@ -184,26 +184,26 @@ public sealed class Sampler
         private readonly MaskedGenerator _generator;
         private readonly SamplerOptions _options;
         private readonly int _batch;
-        private readonly int[] _labels;
-        private readonly bool[] _dropLabels;
+        private readonly Tensor _labels;
 
-        public GuidedForward(MaskedGenerator generator, IReadOnlyList<int> labels, SamplerOptions options)
+        /// <summary>Uploads the labels once (in the caller's scope) for every step.</summary>
+        public GuidedForward(MaskedGenerator generator, IReadOnlyList<int> labels, SamplerOptions options, IBackend device)
         {
             _generator = generator;
             _options = options;
             _batch = labels.Count;
             bool guided = options.GuidanceScale != 0;
-            _labels = guided ? labels.Concat(labels).ToArray() : labels.ToArray();
             // Unguided sampling is conditional: no label is dropped.
-            _dropLabels = Enumerable.Range(0, guided ? 2 * _batch : _batch).Select(b => b >= _batch).ToArray();
+            var dropLabels = Enumerable.Range(0, guided ? 2 * _batch : _batch).Select(b => b >= _batch).ToArray();
+            _labels = generator.EffectiveLabels(guided ? labels.Concat(labels).ToArray() : labels.ToArray(), dropLabels, device);
         }
 
         public Tensor Logits(Tensor maskedTokens, int step, bool inspect, out GuidanceHalves? halves)
         {
             halves = null;
-            if (_options.GuidanceScale == 0) return _generator.Forward(maskedTokens, _labels, _dropLabels);
+            if (_options.GuidanceScale == 0) return _generator.ForwardEffective(maskedTokens, _labels);
 
-            var both = _generator.Forward(Tensor.Cat(new[] { maskedTokens, maskedTokens }, 0), _labels, _dropLabels);
+            var both = _generator.ForwardEffective(Tensor.Cat(new[] { maskedTokens, maskedTokens }, 0), _labels);
             var withClass = both.Narrow(0, 0, _batch);
             var withoutClass = both.Narrow(0, _batch, _batch);
             float scale = GuidanceScale(_options, step);

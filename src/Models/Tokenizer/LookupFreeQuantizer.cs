@@ -56,16 +56,8 @@ public sealed class LookupFreeQuantizer : Module
     /// <summary>±1 bit vectors of token indices (any shape) → shape + (K).</summary>
     public Tensor GetCodebookEntry(Tensor indices) => F.TokenBits(indices.Reshape([.. indices.Shape, 1]), TokenBits, maskToken: -1);
 
-    /// <summary>Token indices of ±1 (or any sign) bit vectors along the last axis.</summary>
-    public static Tensor BitsToIndices(Tensor bits)
-    {
-        int k = bits.Shape[^1];
-        var v = bits.ToArray();
-        var idx = new int[v.Length / k];
-        for (int i = 0; i < idx.Length; i++)
-            for (int j = 0; j < k; j++) if (v[i * k + j] > 0f) idx[i] |= 1 << j;
-        return Tensor.FromInts(idx, bits.Shape[..^1], bits.Device);
-    }
+    /// <summary>Token indices of ±1 (or any sign) bit vectors along the last axis, on their device.</summary>
+    public static Tensor BitsToIndices(Tensor bits) => F.BitsToIndices(bits);
 
     private static float[] CodebookEntries(int[] indices, int bits)
     {
