@@ -140,7 +140,9 @@ public sealed class ConvVQModel : ImageTokenizer
         var (quantized, result) = QuantizeLatents(Encoder.Forward(pixels));
         return (quantized, result with
         {
-            QuantizerLoss = result.QuantizerLoss * 0f, CommitmentLoss = result.CommitmentLoss * 0f, EntropyLoss = result.EntropyLoss * 0f,
+            QuantizerLoss = result.QuantizerLoss * 0f,
+            CommitmentLoss = result.CommitmentLoss * 0f,
+            EntropyLoss = result.EntropyLoss * 0f,
             CodebookLoss = result.CodebookLoss is { } codebook ? codebook * 0f : null,
         });
     }
