@@ -14,11 +14,11 @@ public sealed record SampleQualityResult(
     int Count, double Agreement, IReadOnlyList<double> AgreementPerClass, double Frechet,
     double RealAgreement, IReadOnlyList<double> RealAgreementPerClass, double RealFrechet, int ReferenceCount)
 {
-    /// <summary>The two lines `eval generator` and the demo print.</summary>
-    public IEnumerable<string> Lines() =>
+    /// <summary>The two lines `eval generator`, `eval tokenizer` and the demo print; <paramref name="what"/> names the scored images.</summary>
+    public IEnumerable<string> Lines(string what = "samples") =>
     [
-        string.Create(CultureInfo.InvariantCulture, $"samples ({Count}):     class agreement {Agreement:0.000}  Fréchet distance {Frechet:0.00}"),
-        string.Create(CultureInfo.InvariantCulture, $"real test ({Count}):   class agreement {RealAgreement:0.000}  Fréchet distance {RealFrechet:0.00}  (the floor; against {ReferenceCount} other test images)"),
+        string.Create(CultureInfo.InvariantCulture, $"{$"{what} ({Count}):",-20} class agreement {Agreement:0.000}  Fréchet distance {Frechet:0.00}"),
+        string.Create(CultureInfo.InvariantCulture, $"{$"real test ({Count}):",-20} class agreement {RealAgreement:0.000}  Fréchet distance {RealFrechet:0.00}  (the floor; against {ReferenceCount} other test images)"),
     ];
 
     /// <summary>The numbers as metrics (metrics.json, the demo's state).</summary>
@@ -36,7 +36,27 @@ public static class SampleQuality
     /// <param name="sample">Images (B, C, H, W) in [0, 1] of the requested labels, given with the index of the batch's first sample.</param>
     /// <param name="progress">Sees the samples done after each batch.</param>
     public static SampleQualityResult Measure(ImageClassifier classifier, IImageDataset test, int count, Func<int[], int, Tensor> sample,
-        int batchSize = 50, Action<int>? progress = null)
+        int batchSize = 50, Action<int>? progress = null) =>
+        Measure(classifier, test, count, batchSize, progress, (start, n) =>
+        {
+            var labels = Enumerable.Range(start, n).Select(i => i % classifier.Config.NumClasses).ToArray();
+            return (sample(labels, start), labels);
+        });
+
+    /// <summary>The tokenizer's ceiling for its generators: the first n test images (those of the floor)
+    /// reconstructed by <paramref name="reconstruct"/> ((B, C, H, W) in [0, 1] → the same) and scored against their own
+    /// labels and the remaining test images, next to the floor.</summary>
+    public static SampleQualityResult MeasureReconstructions(ImageClassifier classifier, IImageDataset test, int count, Func<Tensor, Tensor> reconstruct,
+        int batchSize = 50, Action<int>? progress = null) =>
+        Measure(classifier, test, count, batchSize, progress, (start, n) =>
+        {
+            var originals = Enumerable.Range(start, n).Select(i => test.Get(i)).ToList();
+            return (reconstruct(Tensor.Stack(originals.Select(o => o.Image).ToList())), originals.Select(o => o.Label).ToArray());
+        });
+
+    /// <param name="images">The images and labels of samples start..start+n.</param>
+    private static SampleQualityResult Measure(ImageClassifier classifier, IImageDataset test, int count, int batchSize, Action<int>? progress,
+        Func<int, int, (Tensor Images, int[] Labels)> images)
     {
         if (count < 2) throw new ArgumentOutOfRangeException(nameof(count), count, "a Fréchet distance needs at least 2 images");
         if (test.Count < 2 * count)
@@ -45,12 +65,15 @@ public static class SampleQuality
         var real = Score(classifier, SubsetDataset.First(test, count), batchSize);
         var reference = Score(classifier, new SubsetDataset(test, Enumerable.Range(count, test.Count - count).ToArray()), batchSize);
         var samples = new ClassifierScores(classifier);
-        int classes = classifier.Config.NumClasses;
         for (int start = 0; start < count; start += batchSize)
         {
-            var labels = Enumerable.Range(start, Math.Min(batchSize, count - start)).Select(i => i % classes).ToArray();
-            using (TensorScope.Begin()) samples.Update(sample(labels, start), labels);
-            progress?.Invoke(start + labels.Length);
+            int n = Math.Min(batchSize, count - start);
+            using (TensorScope.Begin())
+            {
+                var (batch, labels) = images(start, n);
+                samples.Update(batch, labels);
+            }
+            progress?.Invoke(start + n);
         }
         return new SampleQualityResult(count, samples.Agreement, samples.AgreementPerClass, samples.FrechetDistance(reference),
             real.Agreement, real.AgreementPerClass, real.FrechetDistance(reference), (int)reference.Count);

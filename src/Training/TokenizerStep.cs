@@ -44,7 +44,7 @@ public sealed class TokenizerStep
     {
         Settings = settings;
         Precision = new MixedPrecision(settings.MixedPrecision);
-        Model = new ConvVQModel(tokenizer, seed: settings.Seed) { ActivationCheckpointing = settings.ActivationCheckpointing };
+        Model = new ConvVQModel(tokenizer, seed: settings.Seed) { ActivationCheckpointing = settings.ActivationCheckpointing, FinetuneDecoder = settings.FinetuneDecoder };
         Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);
         _parameters = Model.Parameters().ToList();
         var o = settings.Optimizer;

@@ -18,6 +18,12 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
     /// --perceptual-weights replaces them); see <see cref="PretrainedModels.PerceptualWeightFiles"/>.</summary>
     public IReadOnlyList<string> PerceptualWeights { get; init; } = [];
 
+    /// <summary>training.finetune_decoder (default false; the reference's ConvVQModel(finetune_decoder=True), which
+    /// its configs do not reach): the encoder runs without gradients and the quantizer's losses are zero, so only the
+    /// decoder (and the discriminator) train and every image keeps the tokens of the starting weights
+    /// (experiment.init_checkpoint): generators trained on those tokens keep working with the new decoder.</summary>
+    public bool FinetuneDecoder { get; init; }
+
 
     public const double EmaDecay = 0.999;
 
@@ -44,6 +50,7 @@ public sealed record TokenizerTrainingSettings : StageTrainingSettings
             DiscriminatorLearningRate = discriminatorLr,
             Schedule = ScheduleSettings.From(c),
             PerceptualWeights = FileList(c.GetString("losses.perceptual_weights", "")),
+            FinetuneDecoder = c.GetBool("training.finetune_decoder", false),
         }, run);
     }
 

@@ -37,6 +37,20 @@ public class ShippedModelTests
     }
 
     [Test]
+    public void EvalTokenizerScoresTheShippedTokenizersReconstructionsWithTheClassifier()
+    {
+        try { _ = new FashionMnist(train: false, padTo32: true, channels: 1); }
+        catch (IOException e) { Assert.Ignore($"Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; .ci/run does): {e.Message}"); return; }
+        using var dir = new TempDirectory();
+        string folder = Path.Combine(AppContext.BaseDirectory, "models", "fashion_mnist");
+        var (code, output, error) = Run("eval", "tokenizer", "--config", Path.Combine(folder, "tokenizer.yaml"),
+            "--checkpoint", Path.Combine(folder, "tokenizer.safetensors"), "--max-images", "40", "--out", dir.Path);
+        Assert.That(code, Is.EqualTo(Program.ExitOk), error + output);
+        Assert.That(output, Does.Contain("reconstructions (40):").And.Contain("real test (40):"));
+        Assert.That(File.ReadAllText(dir.File("metrics.json")), Does.Contain("classifier_frechet"));
+    }
+
+    [Test]
     public void GeneratedSamplesAreOfTheRequestedClass()
     {
         FashionMnist train;

@@ -140,6 +140,30 @@ public class ClassifierTests
     }
 
     [Test]
+    public void PerfectReconstructionsScoreTheFloor()
+    {
+        using var trainer = new ClassifierTrainer(MaskBitConfig.Load(_config, ["training.max_train_steps=40"]),
+            new ClassifierTrainerOptions { OutputDir = _dir.File("runs", Guid.NewGuid().ToString("N")) });
+        trainer.Run();
+        var test = new ImageFolderDataset(_dir.File("images"), 1);
+
+        var seen = new List<float[]>();
+        var identical = SampleQuality.MeasureReconstructions(trainer.Model, test, 16, images =>
+        {
+            seen.Add(images.ToArray());
+            return images;
+        }, batchSize: 6);
+
+        // The reconstructed images are the floor's (the first 16 test images, in order), scored against their own
+        // labels and the same reference.
+        Assert.That(seen.Select(batch => batch.Length), Is.EqualTo(new[] { 6 * 64, 6 * 64, 4 * 64 }));
+        Assert.That(seen[0].AsSpan(0, 64).ToArray(), Is.EqualTo(((IImageDataset)test).Get(0).Image.ToArray()));
+        Assert.That(identical.Agreement, Is.EqualTo(identical.RealAgreement));
+        Assert.That(identical.Frechet, Is.EqualTo(identical.RealFrechet).Within(1e-9));
+        Assert.That(identical.Lines("reconstructions").First(), Does.StartWith("reconstructions (16):"));
+    }
+
+    [Test]
     public void ShippedClassifierIsAccurateOnTheTestSet()
     {
         FashionMnist test;

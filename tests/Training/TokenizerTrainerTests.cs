@@ -191,6 +191,29 @@ public class TokenizerTrainerTests
     }
 
     [Test]
+    public void FinetuneDecoderTrainsOnlyTheDecoderSoTheTokensStay()
+    {
+        string start = NewRunDir();
+        using (var trainer = Trainer(start, null, "training.max_train_steps=2")) trainer.Run();
+        string startCheckpoint = new RunFolder(start).CheckpointPath(2), tuned = NewRunDir();
+        using (var trainer = Trainer(tuned, null, "training.max_train_steps=5", "training.finetune_decoder=true", "losses.discriminator_start=3",
+                   $"experiment.init_checkpoint={startCheckpoint}"))
+            Assert.That(trainer.Run().Outcome, Is.EqualTo(TrainingOutcome.Completed));
+
+        var before = CheckpointFile.Load(startCheckpoint);
+        var after = CheckpointFile.Load(new RunFolder(tuned).CheckpointPath(5));
+        string prefix = $"module.{TokenizerStep.ModelPart}.";
+        var encoder = after.Names.Where(k => k.StartsWith(prefix + "encoder.", StringComparison.Ordinal)).ToList();
+        var decoder = after.Names.Where(k => k.StartsWith(prefix + "decoder.", StringComparison.Ordinal)).ToList();
+        Assert.That(encoder, Is.Not.Empty);
+        foreach (var key in encoder) Assert.That(after[key].ToTensor().ToArray(), Is.EqualTo(before[key].ToTensor().ToArray()), key);
+        Assert.That(decoder.Any(key => !after[key].ToTensor().ToArray().SequenceEqual(before[key].ToTensor().ToArray())), "the decoder trained");
+        var lines = Metrics(tuned);
+        Assert.That(lines.Select(l => l["quantizer_loss"]), Is.All.EqualTo(0.0), "the quantizer's losses are zero, as the reference's _finetuning_encoder_forward");
+        Assert.That(lines[^1]["weighted_gan_loss"], Is.Not.EqualTo(0.0), "the GAN term trains the decoder");
+    }
+
+    [Test]
     public void InterruptedRunResumesExactlyLikeTheUninterruptedOne()
     {
         string[] settings = { "training.max_train_steps=6", "training.gradient_accumulation_steps=2" };

@@ -3,6 +3,7 @@ using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
 using MaskBit.Models.Metrics;
+using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
 
 namespace MaskBit.Cli.Commands;
@@ -37,13 +38,14 @@ internal static class EvalCommand
         var inception = new InceptionFlags();
         var device = CommandSupport.DeviceOption();
         var strict = SkipReport.StrictOption();
+        var classifier = EvalGeneratorCommand.ClassifierOption("reconstructions of the first test images (the ceiling of this tokenizer's generators)", "tokenizer");
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
             "rFID and Inception Score with --inception-weights, LPIPS with --lpips-weights).",
             "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000",
             "maskbit eval tokenizer --config configs/tokenizer/maskbit_tokenizer_12bit.yaml experiment.vqgan_checkpoint=maskbit_tokenizer_12bit.bin --inception-weights pt_inception-2015-12-05-6726825d.pth"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device, strict,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device, strict, classifier,
         };
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
@@ -90,6 +92,9 @@ internal static class EvalCommand
                     new TokenizerEvaluation.EvaluationShare(group, first, count));
                 progress.Finish();
                 skips.Finish(end - first, "images");
+                // The classifier's scores of the reconstructions: rank 0 alone (a few hundred images, not split).
+                if (group.IsMain() && EvalGeneratorCommand.ClassifierPath(parse.GetValue(classifier), cfg) is { } classifierPath && dataset is FashionMnist)
+                    scores = ScoreReconstructions(classifierPath, model, dataset, (int)Math.Min(count, dataset.Count / 2), scores, log);
             }
             finally { (dataset as IDisposable)?.Dispose(); }
 
@@ -98,6 +103,22 @@ internal static class EvalCommand
             return Program.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary><paramref name="scores"/> and the classifier's class agreement and Fréchet distance of the
+    /// reconstructions of the first <paramref name="count"/> test images, printed next to the floor.</summary>
+    private static IReadOnlyDictionary<string, double> ScoreReconstructions(string weights, ImageTokenizer tokenizer, IImageDataset test, int count,
+        IReadOnlyDictionary<string, double> scores, TextWriter stdout)
+    {
+        var metrics = new Dictionary<string, double>(scores);
+        if (count < 2) { stdout.WriteLine("classifier scores need at least 2 images (--max-images)"); return metrics; }
+        var progress = new ProgressDisplay(stdout, "classifier", unit: "img");
+        var result = SampleQuality.MeasureReconstructions(EvalGeneratorCommand.LoadClassifier(weights, stdout), test, count,
+            images => TokenizerEvaluation.Reconstruct(tokenizer, images).Reconstructions, progress: done => progress.Report(done, count));
+        progress.Finish();
+        foreach (var line in result.Lines("reconstructions")) stdout.WriteLine(line);
+        foreach (var (key, value) in result.ToMetrics()) metrics[key] = value;
+        return metrics;
     }
 
     /// <summary>The batches, reporting the images handed out so far (the evaluation of the previous batch is done

@@ -41,12 +41,7 @@ public static class EvalGeneratorCommand
         };
         var fresh = new Option<bool>("--fresh") { Description = $"Start over instead of resuming the evaluation state in --out ({GeneratorEvaluation.StateFileName})." };
         var output = new Option<string>("--out") { Description = "Folder for metrics.json and the resumable state.", DefaultValueFactory = _ => "." };
-        var classifier = new Option<string?>("--classifier")
-        {
-            Description = "Fashion-MNIST classifier weights (model.classifier of the shipped classifier.yaml) scoring the samples: class agreement with the " +
-                          $"requested class and the Fréchet distance in its features, next to real test images at the same n (default: {ShippedModel.DisplayFolder}/classifier.safetensors " +
-                          "when the generator config's dataset.params.train_shards_path_or_url is fashion-mnist at resolution 32; 'none' turns it off).",
-        };
+        var classifier = ClassifierOption("samples", "generator");
         var command = new Command("generator", CommandSupport.Describe(
             "Evaluate a generator as the reference's eval_maskbit: gFID and Inception Score of 50,000 samples (with --inception-weights), and the sampling speed. " +
             "Samples stream through the Inception network (memory does not grow with --num-images); an interrupted run resumes from the state in --out.",
@@ -141,8 +136,16 @@ public static class EvalGeneratorCommand
         Path.Combine(outDir, world == 1 ? GeneratorEvaluation.StateFileName
             : Path.ChangeExtension(GeneratorEvaluation.StateFileName, null) + $".rank{rank}of{world}.npz");
 
-    /// <summary>--classifier, else the shipped classifier when the generator was trained on Fashion-MNIST; null for none.</summary>
-    private static string? ClassifierPath(string? option, MaskBitConfig config)
+    /// <summary>--classifier of `eval generator` and `eval tokenizer`: what scores the <paramref name="scored"/>.</summary>
+    internal static Option<string?> ClassifierOption(string scored, string model) => new("--classifier")
+    {
+        Description = $"Fashion-MNIST classifier weights (model.classifier of the shipped classifier.yaml) scoring the {scored}: class agreement and the " +
+                      $"Fréchet distance in its features, next to real test images at the same n (default: {ShippedModel.DisplayFolder}/classifier.safetensors " +
+                      $"when the {model} config's dataset.params.train_shards_path_or_url is fashion-mnist at resolution 32; 'none' turns it off).",
+    };
+
+    /// <summary>--classifier, else the shipped classifier when the model was trained on Fashion-MNIST; null for none.</summary>
+    internal static string? ClassifierPath(string? option, MaskBitConfig config)
     {
         if (option == "none") return null;
         if (option != null) return CommandSupport.RequireFile(option, "--classifier", "pass the classifier.safetensors of `maskbit train classifier`");
@@ -156,7 +159,7 @@ public static class EvalGeneratorCommand
     /// own seeded draws), printed next to the same numbers for as many real test images (<see cref="SampleQuality"/>).</summary>
     private static Dictionary<string, double> ScoreWithClassifier(string weights, SamplingFlags.Loaded loaded, long n, TextWriter stdout)
     {
-        var model = PretrainedModels.Classifier(CommandSupport.LoadConfig(ShippedModel.ClassifierConfig, null), weights, stdout.WriteLine);
+        var model = LoadClassifier(weights, stdout);
         int resolution = (int)loaded.Config.GetInt("dataset.preprocessing.resolution", 0);
         if (resolution != model.Config.Resolution)
             throw new UsageException($"--classifier reads {model.Config.Resolution}×{model.Config.Resolution} Fashion-MNIST images; this generator makes {resolution}×{resolution} (pass --classifier none)");
@@ -178,6 +181,9 @@ public static class EvalGeneratorCommand
         metrics["classifier_images_per_second"] = count / Math.Max(sampling.Elapsed.TotalSeconds, 1e-9);
         return metrics;
     }
+
+    internal static ImageClassifier LoadClassifier(string weights, TextWriter stdout) =>
+        PretrainedModels.Classifier(CommandSupport.LoadConfig(ShippedModel.ClassifierConfig, null), weights, stdout.WriteLine);
 
     /// <summary>The reference statistics of --fid-stats; computed from its images (and saved to the output folder)
     /// when it holds arr_0 rather than mu / sigma.</summary>

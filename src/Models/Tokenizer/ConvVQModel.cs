@@ -129,7 +129,23 @@ public sealed class ConvVQModel : ImageTokenizer
 
     public override Tensor LastLayer => Decoder.ConvOut.Weight;
 
-    public override (Tensor Quantized, QuantizerResult Result) Encode(Tensor pixels) => QuantizeLatents(Encoder.Forward(pixels));
+    /// <summary>The reference's finetune_decoder (training.finetune_decoder): in training the encoder and quantizer
+    /// run without gradients and the quantizer's losses are zero, so only the decoder learns and the tokens stay.</summary>
+    public bool FinetuneDecoder { get; init; }
+
+    public override (Tensor Quantized, QuantizerResult Result) Encode(Tensor pixels)
+    {
+        if (!FinetuneDecoder || !Training) return QuantizeLatents(Encoder.Forward(pixels));
+        using var _ = Tape.NoGrad();
+        var (quantized, result) = QuantizeLatents(Encoder.Forward(pixels));
+        return (quantized, result with
+        {
+            QuantizerLoss = result.QuantizerLoss * 0f,
+            CommitmentLoss = result.CommitmentLoss * 0f,
+            EntropyLoss = result.EntropyLoss * 0f,
+            CodebookLoss = result.CodebookLoss is { } codebook ? codebook * 0f : null,
+        });
+    }
 
     public (Tensor Quantized, QuantizerResult Result) QuantizeLatents(Tensor z) => Quantize switch
     {

@@ -149,7 +149,7 @@ public static class ConfigSchema
         ("training", new (string, KeySpec)[]
         {
             ("gradient_accumulation_steps", Int(1, 1 << 20)), ("per_gpu_batch_size", Int(1, 1 << 20)),
-            ("mixed_precision", ConfigType.String), ("activation_checkpointing", ConfigType.Bool), ("enable_tf32", ConfigType.Bool), ("use_ema", ConfigType.Bool),
+            ("mixed_precision", ConfigType.String), ("activation_checkpointing", ConfigType.Bool), ("finetune_decoder", ConfigType.Bool), ("enable_tf32", ConfigType.Bool), ("use_ema", ConfigType.Bool),
             ("seed", ConfigType.Int), ("max_train_steps", Int(1, long.MaxValue)), ("overfit_batch", ConfigType.Bool),
             ("overfit_batch_num", Int(1)), ("num_generated_images", Int(0, 1024)), ("max_grad_norm", Float(0)),
         }));
