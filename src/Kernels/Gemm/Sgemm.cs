@@ -109,11 +109,12 @@ internal static unsafe class Sgemm
         // width: every band would repack them (measured 1 thread, AVX2: 32 channels +6%, 128 +4%, 512 −2%).
         // A through a row table (the conv weight gradient's patches) is always read in place: its rows are windows,
         // laid out in float32. A 16-bit A is otherwise always packed, and a 16-bit B never read in place: the
-        // micro-kernels read float32.
+        // micro-kernels read float32. B in place runs K blocks of up to 2·KC, so only with A unpacked (the packing
+        // scratch holds KC rows of A and B), and its partial last panel is packed alone at the scratch's start.
         bool tableA = a.Rows != null && !a.Trans;
         Debug.Assert(!tableA || typeof(TA) == typeof(float), "row-table operands are float32 windows");
         bool packedA = typeof(TA) != typeof(float) || a.Trans || (!tableA && n > InPlaceAMaxColumns && (b.Rows == null || m > InPlaceConvRows));
-        bool inPlaceB = typeof(TB) == typeof(float) && b.Rows != null && !b.Trans && m * nrTile <= InPlaceBFloats;
+        bool inPlaceB = typeof(TB) == typeof(float) && !packedA && b.Rows != null && !b.Trans && m * nrTile <= InPlaceBFloats;
         int fullPanels = n / nrTile * nrTile;       // in place, only a partial last panel is packed (zero-padded)
         nint aKStride = packedA ? MR : 1;
         int kBlocks = CeilDiv(k, inPlaceB ? blocking.InPlaceKC : blocking.KC), kc0 = CeilDiv(k, kBlocks);       // even K blocks: no thin trailing block
@@ -126,7 +127,7 @@ internal static unsafe class Sgemm
                 int kc = Math.Min(kc0, k - pc);
                 float blockBeta = pc == 0 ? beta : 1f;                  // later K blocks accumulate
                 if (!inPlaceB) PackB(b.At(pc, jc), kc, nc, nrTile, bp);
-                else if (jc + nc > fullPanels) PackB(b.At(pc, fullPanels), kc, jc + nc - fullPanels, nrTile, bp + (long)(fullPanels - jc) * kc);
+                else if (jc + nc > fullPanels) PackB(b.At(pc, fullPanels), kc, jc + nc - fullPanels, nrTile, bp);     // the partial panel only: kc may be 2·KC
                 for (int ic = 0; ic < m; ic += mc0)
                 {
                     int mc = Math.Min(mc0, m - ic);
@@ -134,7 +135,7 @@ internal static unsafe class Sgemm
                     for (int jr = 0; jr < nc; jr += nrTile)
                     {
                         int nr = Math.Min(nrTile, nc - jr);
-                        float* bPanel = bp + (long)jr * kc;
+                        float* bPanel = inPlaceB ? bp : bp + (long)jr * kc;
                         bool bInPlace = inPlaceB && nr == nrTile;
                         var rowPanel = bInPlace ? new RowTablePanel((float*)b.P + jc + jr, b.Rows + pc) : default;
                         for (int ir = 0; ir < mc; ir += MR)
