@@ -17,8 +17,7 @@ public sealed partial class CpuBackend
     {
         if (IsDepthwise(d))
         {
-            using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
-            using var wideW = Float32Copy(ref w, (long)d.Cout * d.KH * d.KW);
+            using var wide = Float32Operands(ref x, InputCount(d), ref w, DepthwiseWeightCount(d));
             DepthwiseForward(d, x, w, bias, y);
             return;
         }
@@ -40,8 +39,7 @@ public sealed partial class CpuBackend
     {
         if (IsDepthwise(d))
         {
-            using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
-            using var wideW = Float32Copy(ref w, (long)d.Cout * d.KH * d.KW);
+            using var wide = Float32Operands(ref dy, OutputCount(d), ref w, DepthwiseWeightCount(d));
             DepthwiseBackwardInput(d, dy, w, dx);
             return;
         }
@@ -62,8 +60,7 @@ public sealed partial class CpuBackend
     {
         if (IsDepthwise(d))
         {
-            using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
-            using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
+            using var wide = Float32Operands(ref x, InputCount(d), ref dy, OutputCount(d));
             if (dbias is Buf depthwiseBias) ChannelSums(d, dy, depthwiseBias);
             DepthwiseBackwardWeight(d, x, dy, dw);
             return;
@@ -91,8 +88,25 @@ public sealed partial class CpuBackend
 
     private CpuStorage Scratch(long floats) => (CpuStorage)Allocate(floats, DType.Float32, zero: false);
 
-    /// <summary>For the float32-only kernels: a 16-bit operand of n elements widened into scratch, which
-    /// <paramref name="operand"/> then points at (the caller disposes it); null for a float32 operand.</summary>
+    private static long InputCount(in Conv2dDesc d) => (long)d.N * d.Cin * d.H * d.W;
+    private static long OutputCount(in Conv2dDesc d) => (long)d.N * d.Cout * d.OH * d.OW;
+    private static long DepthwiseWeightCount(in Conv2dDesc d) => (long)d.Cout * d.KH * d.KW;
+
+    /// <summary>For the float32-only depthwise kernels: the 16-bit ones of two operands (a elements at
+    /// <paramref name="a"/>, b at <paramref name="b"/>) widened into scratch, which the operand then points at;
+    /// disposing the result frees that scratch.</summary>
+    private Float32Scratch Float32Operands(ref Buf a, long aCount, ref Buf b, long bCount) =>
+        new(Float32Copy(ref a, aCount), Float32Copy(ref b, bCount));
+
+    private readonly struct Float32Scratch(CpuStorage? a, CpuStorage? b) : IDisposable
+    {
+        public void Dispose()
+        {
+            a?.Dispose();
+            b?.Dispose();
+        }
+    }
+
     private CpuStorage? Float32Copy(ref Buf operand, long n)
     {
         if (operand.Storage.DType == DType.Float32) return null;
