@@ -120,7 +120,7 @@ public static class Workloads
 {
     public static void SetThreads(int threads) => CpuParallel.Workers = threads;
 
-    /// <summary>gemm_M_N_K[_nt|_tn] (C = A·B, B or A transposed), conv_C_HW (3×3 pad 1, C→C, fwd), convfb_C_HW (fwd +
+    /// <summary>gemm_M_N_K[_nt|_tn] (C = A·B, B or A transposed), conv_C_HW[_N[_COUT[_K]]] (3×3 pad 1, C→C, or C→COUT K×K SAME, fwd), convfb_C_HW (fwd +
     /// both gradients), convdx_C_HW, convdw_C_HW, dw_C_HW_N (depthwise 4×4 stride 2, fwd), dwfb_C_HW_N (+ both gradients), amaxpool_PLANES_HW_OHW (adaptive max pooling), attn_BH_SEQ_DIM (forward), attnfb_BH_SEQ_DIM,
     /// linear16_ROWS_IN_OUT (y = x·Wᵀ with x and W in bfloat16, y float32) and conv16_C_HW[_N] (conv's forward on bfloat16
     /// x and W): the kernel work of autocast's Linear and conv2d, which on a build whose kernels read 16-bit operands
@@ -142,11 +142,11 @@ public static class Workloads
             }
             case "conv" or "convfb" or "convdx" or "convdw":
             {
-                int ch = Arg(1), hw = Arg(2), n = p.Length > 3 ? Arg(3) : 1;
-                var d = new Conv2dDesc(n, ch, hw, hw, ch, 3, 3, 1, 1, 1, 1, hw, hw);
-                long xLen = (long)n * ch * hw * hw, wLen = (long)ch * ch * 9;
-                Storage x = Random(be, xLen), w = Random(be, wLen, 0.05f), dy = Random(be, xLen);
-                Storage y = be.Allocate(xLen), dx = be.Allocate(xLen), dw = be.Allocate(wLen);
+                int ch = Arg(1), hw = Arg(2), n = p.Length > 3 ? Arg(3) : 1, cout = p.Length > 4 ? Arg(4) : ch, k = p.Length > 5 ? Arg(5) : 3;
+                var d = new Conv2dDesc(n, ch, hw, hw, cout, k, k, 1, 1, k / 2, k / 2, hw, hw);
+                long xLen = (long)n * ch * hw * hw, yLen = (long)n * cout * hw * hw, wLen = (long)cout * ch * k * k;
+                Storage x = Random(be, xLen), w = Random(be, wLen, 0.05f), dy = Random(be, yLen);
+                Storage y = be.Allocate(yLen), dx = be.Allocate(xLen), dw = be.Allocate(wLen);
                 string kind = p[0];
                 return () =>
                 {

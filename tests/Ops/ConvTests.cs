@@ -44,6 +44,8 @@ public class ConvTests
         C(2, 4, 9, 5, 3, 7, 1, (0, 0, 3, 3), 1, false, Kw: 1),  // 7×1 (Inception)
         C(2, 3, 11, 10, 5, 7, 2, (3, 3, 3, 3), 1, false), // 7×7 stride 2 (ResNet stem)
         C(2, 3, 9, 9, 4, 2, 3, (0, 0, 0, 0), 1, true),    // stride above the kernel: inputs no tap reads
+        C(2, 5, 7, 9, 1, 5, 1, (2, 2, 2, 2), 1, true),    // one output channel, 5×5 SAME (the discriminator's logits): few-outputs kernels
+        C(2, 4, 7, 6, 3, 3, 2, (1, 1, 1, 1), 1, false),   // three outputs, stride 2: few-outputs kernels
     }.Select(c => new TestCaseData(c).SetName($"ConvGradCheck({c})"));
 
     [TestCaseSource(nameof(SmallCases))]
@@ -74,6 +76,9 @@ public class ConvTests
             C(2, 32, 8, 7, 64, 3, 1, (1, 1, 1, 1), 2, true),      // groups of 32 outputs: weight gradient as dWᵀ per group
             C(2, 13, 11, 9, 7, 1, 2, (0, 0, 0, 0), 1, true),      // 1×1 stride 2 (ResNet downsample)
             C(2, 6, 12, 11, 10, 7, 2, (3, 3, 3, 3), 1, false),    // 7×7 stride 2 (ResNet stem)
+            C(3, 16, 16, 15, 1, 5, 1, (2, 2, 2, 2), 1, true),     // one output (discriminator logits): few-outputs tiles, full and partial
+            C(2, 23, 13, 14, 3, 3, 1, (1, 1, 1, 1), 1, true),     // to RGB: few-outputs kernels, K = 207 not a multiple of 4 taps
+            C(2, 8, 9, 10, 4, 3, 1, (1, 1, 1, 1), 2, false),      // groups of 2 outputs: few-outputs kernels per group
         }
         from onePerPass in new[] { false, true }
         select new TestCaseData(c, onePerPass).SetName($"ConvLarge({c}, {(onePerPass ? "one image per pass" : "one pass")})");

@@ -97,6 +97,7 @@ public class HalfOperandKernelTests
         new("pointwise", 2, 8, 5, 7, 6, 1, 1, 0),
         new("grouped", 1, 6, 8, 8, 4, 3, 1, 1, Groups: 2),
         new("depthwise_blur", 2, 4, 10, 10, 4, 4, 2, 1, Groups: 4),
+        new("one_output_5x5", 2, 6, 9, 10, 1, 5, 1, 2),
     };
 
     private static IEnumerable<TestCaseData> ConvCases() =>

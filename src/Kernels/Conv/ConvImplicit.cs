@@ -56,11 +56,17 @@ public sealed partial class CpuBackend
         var full = InputWindows(d, 1);
         // In bands of columns when there are enough for every worker to take two: each band's product is computed
         // and copied to y by one worker. A small map is one GEMM over all its columns instead, split over the workers.
-        bool banded = full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
+        // A few output channels (ConvFewOutputs.cs) make a small product: one pass, whatever the map. Not on AVX-512,
+        // whose 6×32 GEMM tile stays ahead of the 8-wide direct kernel there (bench/RESULTS.md, "few outputs").
+        bool fewOutputs = coutG <= FewOutputs && CpuIsa.Current != Isa.Avx512;
+        bool banded = !fewOutputs && full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
         int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
         using var windows = Scratch(most.Floats);
         using var product = banded ? null : Scratch((long)d.Cout * perPass * most.Plane);
+        using var wideWeights = fewOutputs && typeof(TW) != typeof(float) ? Scratch((long)d.Cout * k) : null;
+        if (wideWeights != null)
+            for (int i = 0; i < d.Cout * k; i++) wideWeights.Floats[i] = OperandElements.ToFloat(pw + i);
         var rows = BufferPool<long>.Shared.Rent(d.Groups * k);
         try
         {
@@ -80,10 +86,16 @@ public sealed partial class CpuBackend
                 int width = l.Columns(d.OH, d.OW);
                 float[] P = product!.Floats;
                 for (int g = 0; g < d.Groups; g++)
-                    fixed (float* pp = windows.Floats, pc = P)
+                    fixed (float* pp = windows.Floats, pc = P, pwide = wideWeights?.Floats)
                     fixed (long* pr = &rows[g * k])
-                        GemmSplit(coutG, width, k, new MatrixView<TW>(pw + (long)g * coutG * k, k, false),
-                            new MatrixView<float>(pp, 0, false, pr), pc + (long)g * coutG * width, width);
+                    {
+                        if (fewOutputs)
+                            FewOutputsForward(coutG, width, k, (pwide != null ? pwide : (float*)pw) + (long)g * coutG * k, pp, pr,
+                                pc + (long)g * coutG * width, width);
+                        else
+                            GemmSplit(coutG, width, k, new MatrixView<TW>(pw + (long)g * coutG * k, k, false),
+                                new MatrixView<float>(pp, 0, false, pr), pc + (long)g * coutG * width, width);
+                    }
                 l.Scatter(P, width, d.Cout, d.OH, d.OW, Y, Off(y), n0, d.OH, d.OW, 0, 1, 0, 1,
                     bias is Buf b ? Arr(b) : null, bias is Buf bo ? Off(bo) : 0);
             }
@@ -366,7 +378,9 @@ public sealed partial class CpuBackend
                     fixed (long* pr = rows)
                     {
                         var dyG = pg + (long)g * coutG * gl.ChannelStride;
-                        if (transposed)
+                        if (coutG <= FewOutputs)
+                            FewOutputsWeightGradient(coutG, columns, k, dyG, gl.ChannelStride, pp, pr, pw + Off(dw) + (long)g * coutG * k, beta);
+                        else if (transposed)
                             GemmSplit(k, coutG, columns, new MatrixView<float>(pp, 0, false, pr), new MatrixView<float>(dyG, gl.ChannelStride, true),
                                 pt + (long)g * k * coutG, coutG, beta);
                         else
