@@ -67,6 +67,30 @@ public sealed class ClassifierScores
 
     public IReadOnlyList<long> CountPerClass => _count;
 
+    /// <summary>Adds the scores of other images by the same classifier (another rank's share).</summary>
+    public void Merge(ClassifierScores other)
+    {
+        if (other.NumClasses != NumClasses) throw new ArgumentException($"cannot merge classifier scores of {other.NumClasses} and {NumClasses} classes");
+        for (int c = 0; c < NumClasses; c++) (_count[c], _agree[c]) = (_count[c] + other._count[c], _agree[c] + other._agree[c]);
+        Features.Merge(other.Features);
+    }
+
+    /// <summary>The images and agreements per class, for a resumable state (the features' sums are in <see cref="Features"/>).</summary>
+    public (long[] Count, long[] Agree) Counts() => (_count.ToArray(), _agree.ToArray());
+
+    /// <summary>Restores <see cref="Counts"/> into empty scores whose <see cref="Features"/> are restored separately.</summary>
+    public void RestoreCounts(ReadOnlySpan<long> count, ReadOnlySpan<long> agree)
+    {
+        if (Count != 0) throw new InvalidOperationException("counts can only be restored into empty classifier scores");
+        if (count.Length != NumClasses || agree.Length != NumClasses)
+            throw new ArgumentException($"classifier counts of {count.Length} and {agree.Length} classes do not fit {NumClasses}");
+        for (int c = 0; c < NumClasses; c++)
+            if (count[c] < 0 || agree[c] < 0 || agree[c] > count[c])
+                throw new ArgumentException($"class {c}: {agree[c]} agreements among {count[c]} images");
+        count.CopyTo(_count);
+        agree.CopyTo(_agree);
+    }
+
     /// <summary>The Fréchet distance between these images' features and <paramref name="reference"/>'s.</summary>
     public double FrechetDistance(ClassifierScores reference) => Frechet.Distance(Features.ToStatistics(), reference.Features.ToStatistics());
 }

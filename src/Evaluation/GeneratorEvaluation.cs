@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
+using MaskBit.Autograd;
 using MaskBit.Models.Interop;
 
 namespace MaskBit.Models.Metrics;
@@ -17,6 +18,11 @@ namespace MaskBit.Models.Metrics;
 /// gives the same numbers as an uninterrupted one. Under mpirun each rank evaluates its <see cref="Share"/> of the
 /// images (whole batches, so each batch is the one a single process samples) and the evaluations add up with
 /// <see cref="Merge"/>.
+/// </para>
+/// <para>
+/// With a classifier (<see cref="Classifier"/>), the same pass also scores the first <see cref="ClassifierImages"/>
+/// images against their requested class: one sampling pass feeds both networks, and the classifier's sums are
+/// saved, resumed and merged with the Inception ones.
 /// </para>
 /// </summary>
 public sealed class GeneratorEvaluation
@@ -58,11 +64,18 @@ public sealed class GeneratorEvaluation
     public FeatureMoments? Features { get; }
     public InceptionScoreAccumulator? InceptionScore { get; }
 
+    /// <summary>The classifier's scores of images [0, <see cref="ClassifierImages"/>) (this rank's part of them);
+    /// null without a classifier.</summary>
+    public ClassifierScores? Classifier { get; }
+    public long ClassifierImages { get; }
+
     /// <param name="network">The FID InceptionV3, or null to measure only the sampling speed.</param>
     /// <param name="inceptionScoreSplitSize">Images per Inception Score part (the ADM suite's 5,000 by default).</param>
     /// <param name="share">The images of one rank (<see cref="Share"/>); default all.</param>
+    /// <param name="classifier">Empty scores of a classifier and how many of the first images it scores; default none.</param>
     public GeneratorEvaluation(IFeatureExtractor? network, long numImages, int numClasses, string settings,
-        long inceptionScoreSplitSize = InceptionScoreAccumulator.AdmSplitSize, (long First, long End)? share = null)
+        long inceptionScoreSplitSize = InceptionScoreAccumulator.AdmSplitSize, (long First, long End)? share = null,
+        (ClassifierScores Scores, long Images)? classifier = null)
     {
         if (numImages < 1) throw new ArgumentOutOfRangeException(nameof(numImages), numImages, "at least one image");
         if (numClasses < 1) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "at least one class");
@@ -76,6 +89,12 @@ public sealed class GeneratorEvaluation
         {
             Features = new FeatureMoments(network.FeatureDim);
             InceptionScore = InceptionScoreAccumulator.InParts(network.LogitsDim, inceptionScoreSplitSize);
+        }
+        if (classifier is { } c)
+        {
+            if (c.Scores.Count != 0) throw new ArgumentException("the classifier's scores must start empty", nameof(classifier));
+            if (c.Images < 0 || c.Images > numImages) throw new ArgumentOutOfRangeException(nameof(classifier), c.Images, $"not a count of the {numImages} images");
+            (Classifier, ClassifierImages) = (c.Scores, c.Images);
         }
     }
 
@@ -122,9 +141,11 @@ public sealed class GeneratorEvaluation
             long start = First + Done;
             int count = (int)Math.Min(batchSize, End - start);
             clock.Restart();
-            var images = sample(Labels(start, count, NumClasses), start);
+            var labels = Labels(start, count, NumClasses);
+            var images = sample(labels, start);
             SamplingSeconds += clock.Elapsed.TotalSeconds;
             if (images.N != count) throw new InvalidOperationException($"the sampler returned {images.N} images for a batch of {count}");
+            if (Classifier != null && start < ClassifierImages) Classify(images, labels, (int)Math.Min(count, ClassifierImages - start));
             if (_network != null)
             {
                 if (images.C != 3) throw new InvalidDataException($"gFID / IS need RGB samples; the tokenizer decodes {images.C} channel(s)");
@@ -151,6 +172,18 @@ public sealed class GeneratorEvaluation
         return First + Done == End;
     }
 
+    /// <summary>Scores the first <paramref name="n"/> images of a batch with the classifier.</summary>
+    private void Classify(ImageBatch images, int[] labels, int n)
+    {
+        using var scope = TensorScope.Begin();
+        int size = images.C * images.H * images.W;
+        var batch = Tensor.FromArray(images.Data.AsSpan(0, n * size), [n, images.C, images.H, images.W]);
+        Classifier!.Update(batch, labels.AsSpan(0, n));
+    }
+
+    /// <summary>The classifier's images among [First, First + Done).</summary>
+    private long ClassifiedImages(long done) => Math.Max(0, Math.Min(First + done, ClassifierImages) - First);
+
     /// <summary>Adds the Inception outputs of the next images.</summary>
     private void Add(InceptionOutputs outputs)
     {
@@ -165,7 +198,8 @@ public sealed class GeneratorEvaluation
     /// float64 sums then add in another order than one process adds them: the metrics agree to about 1e-12 relative.</summary>
     public void Merge(GeneratorEvaluation other)
     {
-        if (other.Settings != Settings || other.NumImages != NumImages || (other.Features == null) != (Features == null))
+        if (other.Settings != Settings || other.NumImages != NumImages || (other.Features == null) != (Features == null)
+            || (other.Classifier == null) != (Classifier == null) || other.ClassifierImages != ClassifierImages)
             throw new ArgumentException("cannot merge evaluations made with different settings");
         if (other.First < First + Done && First < other.First + other.Done)
             throw new ArgumentException($"cannot merge evaluations of overlapping images ([{First}, {First + Done}) and [{other.First}, {other.First + other.Done}))");
@@ -174,6 +208,7 @@ public sealed class GeneratorEvaluation
             Features.Merge(other.Features!);
             InceptionScore!.Merge(other.InceptionScore!);
         }
+        Classifier?.Merge(other.Classifier!);
         Done += other.Done;
         SamplingSeconds += other.SamplingSeconds;
         InceptionSeconds += other.InceptionSeconds;
@@ -216,16 +251,29 @@ public sealed class GeneratorEvaluation
         };
         if (Features != null)
         {
-            var (sum, sumOuter, rows) = Features.Sums();
-            arrays["feature_sum"] = Float64(sum, sum.Length);
-            arrays["feature_sum_outer"] = Float64(sumOuter, Features.Dim, Features.Dim);
-            if (rows != null) arrays["feature_rows"] = Float64(rows, rows.Length / Features.Dim, Features.Dim);
+            SaveMoments(arrays, "", Features);
             var (probabilities, plogp, counts) = InceptionScore!.Sums();
             arrays["is_probability_sum"] = Float64(probabilities, counts.Length, InceptionScore.Classes);
             arrays["is_plogp_sum"] = Float64(plogp, counts.Length, InceptionScore.Classes);
             arrays["is_counts"] = NpyArray.FromInt64(counts, counts.Length);
         }
+        if (Classifier != null)
+        {
+            var (count, agree) = Classifier.Counts();
+            arrays["classifier_count"] = NpyArray.FromInt64(count, count.Length);
+            arrays["classifier_agree"] = NpyArray.FromInt64(agree, agree.Length);
+            SaveMoments(arrays, "classifier_", Classifier.Features);
+        }
         Npy.WriteNpz(path, arrays);
+    }
+
+    /// <summary>The sums of <paramref name="moments"/> as PREFIXfeature_sum, PREFIXfeature_sum_outer and (while kept) PREFIXfeature_rows.</summary>
+    private static void SaveMoments(Dictionary<string, NpyArray> arrays, string prefix, FeatureMoments moments)
+    {
+        var (sum, sumOuter, rows) = moments.Sums();
+        arrays[prefix + "feature_sum"] = Float64(sum, sum.Length);
+        arrays[prefix + "feature_sum_outer"] = Float64(sumOuter, moments.Dim, moments.Dim);
+        if (rows != null) arrays[prefix + "feature_rows"] = Float64(rows, rows.Length / moments.Dim, moments.Dim);
     }
 
     private static NpyArray Float64(double[] values, params int[] shape) =>
@@ -251,12 +299,23 @@ public sealed class GeneratorEvaluation
         if (share.Length != 2 || share[0] != First || share[1] != End)
             throw new InvalidDataException($"{path}: the state holds images [{string.Join(", ", share)}), this rank evaluates [{First}, {End}); " +
                                            "resume with the world size and batch size it was made with, or pass --fresh");
+        void RestoreMoments(string prefix, FeatureMoments moments, long count)
+        {
+            var rows = arrays.TryGetValue(prefix + "feature_rows", out var r) ? r.ToFloat64() : null;
+            moments.RestoreSums(Array(prefix + "feature_sum").ToFloat64(), Array(prefix + "feature_sum_outer").ToFloat64(), count, rows);
+        }
         if (Features != null)
         {
-            var rows = arrays.TryGetValue("feature_rows", out var r) ? r.ToFloat64() : null;
-            Features.RestoreSums(Array("feature_sum").ToFloat64(), Array("feature_sum_outer").ToFloat64(), done[0], rows);
+            RestoreMoments("", Features, done[0]);
             InceptionScore!.RestoreSums(Array("is_probability_sum").ToFloat64(), Array("is_plogp_sum").ToFloat64(), Array("is_counts").ToInt64());
             if (InceptionScore.Count != done[0]) throw new InvalidDataException($"{path}: the Inception Score parts hold {InceptionScore.Count} images, 'done' says {done[0]}");
+        }
+        if (Classifier != null)
+        {
+            long classified = ClassifiedImages(done[0]);
+            RestoreMoments("classifier_", Classifier.Features, classified);
+            Classifier.RestoreCounts(Array("classifier_count").ToInt64(), Array("classifier_agree").ToInt64());
+            if (Classifier.Count != classified) throw new InvalidDataException($"{path}: the classifier scored {Classifier.Count} images, 'done' says {classified}");
         }
         var seconds = Array("seconds").ToFloat64();
         (SamplingSeconds, InceptionSeconds) = (seconds[0], seconds[1]);

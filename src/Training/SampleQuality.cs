@@ -58,12 +58,8 @@ public static class SampleQuality
     private static SampleQualityResult Measure(ImageClassifier classifier, IImageDataset test, int count, int batchSize, Action<int>? progress,
         Func<int, int, (Tensor Images, int[] Labels)> images)
     {
-        if (count < 2) throw new ArgumentOutOfRangeException(nameof(count), count, "a Fréchet distance needs at least 2 images");
-        if (test.Count < 2 * count)
-            throw new ArgumentException($"the test set has {test.Count} images; scoring {count} samples needs at least {2 * count} (the floor and the reference)");
+        RequireTestImages(test, count);
         classifier.Eval();
-        var real = Score(classifier, SubsetDataset.First(test, count), batchSize);
-        var reference = Score(classifier, new SubsetDataset(test, Enumerable.Range(count, test.Count - count).ToArray()), batchSize);
         var samples = new ClassifierScores(classifier);
         for (int start = 0; start < count; start += batchSize)
         {
@@ -75,8 +71,28 @@ public static class SampleQuality
             }
             progress?.Invoke(start + n);
         }
+        return Against(samples, test, batchSize);
+    }
+
+    /// <summary>Scores already taken of n samples (e.g. in `eval generator`'s sampling pass) next to the first n
+    /// test images (the floor), both against the remaining test images.</summary>
+    public static SampleQualityResult Against(ClassifierScores samples, IImageDataset test, int batchSize = 100)
+    {
+        int count = (int)samples.Count;
+        RequireTestImages(test, count);
+        var classifier = samples.Classifier;
+        classifier.Eval();
+        var real = Score(classifier, SubsetDataset.First(test, count), batchSize);
+        var reference = Score(classifier, new SubsetDataset(test, Enumerable.Range(count, test.Count - count).ToArray()), batchSize);
         return new SampleQualityResult(count, samples.Agreement, samples.AgreementPerClass, samples.FrechetDistance(reference),
             real.Agreement, real.AgreementPerClass, real.FrechetDistance(reference), (int)reference.Count);
+    }
+
+    private static void RequireTestImages(IImageDataset test, int count)
+    {
+        if (count < 2) throw new ArgumentOutOfRangeException(nameof(count), count, "a Fréchet distance needs at least 2 images");
+        if (test.Count < 2 * count)
+            throw new ArgumentException($"the test set has {test.Count} images; scoring {count} samples needs at least {2 * count} (the floor and the reference)");
     }
 
     /// <summary>The classifier's scores of every image of <paramref name="images"/> (resized by

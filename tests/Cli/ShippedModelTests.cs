@@ -50,6 +50,21 @@ public class ShippedModelTests
         Assert.That(File.ReadAllText(dir.File("metrics.json")), Does.Contain("classifier_frechet"));
     }
 
+    /// <summary>One sampling pass: without Inception weights `eval generator` samples the classifier's images only
+    /// and prints their scores next to the floor.</summary>
+    [Test]
+    public void EvalGeneratorScoresTheShippedModelsSamplesWithTheClassifier()
+    {
+        try { _ = new FashionMnist(train: false, padTo32: true, channels: 1); }
+        catch (IOException e) { Assert.Ignore($"Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; .ci/run does): {e.Message}"); return; }
+        using var dir = new TempDirectory();
+        var (code, output, error) = Run("eval", "generator", "--num-images", "20", "--seed", "1", "--batch-size", "10", "--out", dir.Path);
+        Assert.That(code, Is.EqualTo(Program.ExitOk), error + output);
+        Assert.That(output, Does.Contain("sampled 20 images").And.Contain("samples (20):").And.Contain("real test (20):"));
+        string metrics = File.ReadAllText(dir.File("metrics.json"));
+        Assert.That(metrics, Does.Contain("classifier_frechet").And.Contain("images_per_second"));
+    }
+
     [Test]
     public void GeneratedSamplesAreOfTheRequestedClass()
     {

@@ -1,3 +1,5 @@
+using MaskBit.Autograd;
+using MaskBit.Models.Classifier;
 using MaskBit.Models.Interop;
 using MaskBit.Models.Metrics;
 using MaskBit.Tests.Data;
@@ -120,6 +122,53 @@ public class StreamingEvaluationTests
         var other = new GeneratorEvaluation(new PixelFeatures(), 23, 5, "other settings", 10);
         Assert.That(Assert.Throws<InvalidDataException>(() => other.Resume(state))!.Message,
             Does.Contain(state).And.Contain("test settings").And.Contain("other settings").And.Contain("--fresh"));
+    }
+
+    /// <summary>`eval generator`'s one sampling pass: the classifier scores the first 14 of 23 images (a batch of 4
+    /// cut at 14) as they go through the network, and a stopped-and-resumed run and two ranks' merged shares give the
+    /// scores of the images classified directly.</summary>
+    [Test]
+    public void TheClassifierScoresTheFirstImagesOfTheSamePassResumedAndMerged()
+    {
+        var classifier = new ImageClassifier(new ClassifierConfig(1, [3], 4, 5, 2), seed: 1);
+        var direct = new ClassifierScores(classifier);
+        for (long start = 0; start < 14; start += 4)
+        {
+            int n = (int)Math.Min(4, 14 - start);
+            var labels = GeneratorEvaluation.Labels(start, n, 5);
+            direct.Update(Tensor.FromArray(Sample(labels, start).Data, [n, 3, 2, 2]), labels);
+        }
+        GeneratorEvaluation New((long, long)? share = null) => new(new PixelFeatures(), 23, 5, "s", 10, share, (new ClassifierScores(classifier), 14));
+        void AssertDirect(GeneratorEvaluation evaluation, string what)
+        {
+            var scores = evaluation.Classifier!;
+            Assert.That(scores.CountPerClass, Is.EqualTo(direct.CountPerClass), what);
+            Assert.That(scores.Agreement, Is.EqualTo(direct.Agreement), what);
+            Assert.That(scores.Features.ToStatistics().Mu, Is.EqualTo(direct.Features.ToStatistics().Mu).Within(1e-12), what);
+            Assert.That(scores.Features.ToStatistics().Sigma, Is.EqualTo(direct.Features.ToStatistics().Sigma).Within(1e-12), what);
+        }
+
+        var whole = New();
+        Assert.That(whole.Run(Sample, batchSize: 4), Is.True);
+        AssertDirect(whole, "one pass");
+
+        using var dir = new TempDirectory();
+        string state = dir.File(GeneratorEvaluation.StateFileName);
+        using var stop = new CancellationTokenSource();
+        Assert.That(New().Run(Sample, 4, done => { if (done >= 8) stop.Cancel(); }, state, TimeSpan.FromHours(1), stop.Token), Is.False);
+        var resumed = New();
+        Assert.That(resumed.Resume(state), Is.True);
+        Assert.That(resumed.Classifier!.Count, Is.EqualTo(8));
+        Assert.That(resumed.Run(Sample, 4, statePath: state), Is.True);
+        AssertDirect(resumed, "stopped at 8 and resumed");
+
+        var (first, second) = (New(GeneratorEvaluation.Share(23, 4, 0, 2)), New(GeneratorEvaluation.Share(23, 4, 1, 2)));
+        Assert.That(first.Run(Sample, 4) && second.Run(Sample, 4), Is.True);
+        first.Merge(second);
+        AssertDirect(first, "two ranks merged");
+
+        var noClassifier = new GeneratorEvaluation(new PixelFeatures(), 23, 5, "s", 10);
+        Assert.Throws<ArgumentException>(() => first.Merge(noClassifier));
     }
 
     [Test]

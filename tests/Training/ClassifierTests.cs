@@ -16,8 +16,7 @@ namespace MaskBit.Tests.Training;
 [NonParallelizable]
 public class ClassifierTests
 {
-    private TempDirectory _dir = null!;
-    private string _config = null!;
+    private TrainingTestFolder _folder = null!;
 
     private const string TinyConfig = """
         experiment:
@@ -73,43 +72,31 @@ public class ClassifierTests
     }
 
     [OneTimeSetUp]
-    public void WriteImagesAndConfig()
-    {
-        _dir = new TempDirectory();
-        for (int i = 0; i < 48; i++) ImageIO.Write(_dir.File("images", $"class{i % 2}", $"img{i:D2}.png"), Bars(i % 2, i));
-        _config = _dir.File("tiny.yaml");
-        File.WriteAllText(_config, TinyConfig.Replace("IMAGES", _dir.File("images")));
-    }
+    public void WriteImagesAndConfig() => _folder = new TrainingTestFolder(TinyConfig, 48, i => Bars(i % 2, i));
 
     [OneTimeTearDown]
-    public void Cleanup() => _dir.Dispose();
+    public void Cleanup() => _folder.Dispose();
 
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = Program.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => TrainingTestFolder.Cli(args);
 
     [Test]
     public void TrainClassifierLearnsTheBarsWritesWeightsAndResumes()
     {
-        string run = _dir.File("runs", Guid.NewGuid().ToString("N"));
-        var (code, output, error) = Cli("train", "classifier", "--config", _config, "--out", run);
+        string run = _folder.NewRunDir();
+        var (code, output, error) = Cli("train", "classifier", "--config", _folder.Config, "--out", run);
         Assert.That(code, Is.EqualTo(Program.ExitOk), error + output);
         string weights = Path.Combine(run, ClassifierTrainer.WeightsFileName);
         var saved = SafeTensors.Load(weights);
         Assert.That(double.Parse(saved.Metadata.Single(kv => kv.Key == "eval_accuracy").Value!.ToString()!, System.Globalization.CultureInfo.InvariantCulture), Is.GreaterThanOrEqualTo(0.95));
 
         // The weights load into the config's classifier, which tells the bars apart.
-        var classifier = PretrainedModels.Classifier(MaskBitConfig.Load(_config), weights);
-        var scores = SampleQuality.Score(classifier, new ImageFolderDataset(_dir.File("images"), 1));
+        var classifier = PretrainedModels.Classifier(MaskBitConfig.Load(_folder.Config), weights);
+        var scores = SampleQuality.Score(classifier, new ImageFolderDataset(_folder.Images, 1));
         Assert.That(scores.Agreement, Is.GreaterThanOrEqualTo(0.95));
         Assert.That(scores.CountPerClass, Is.EqualTo(new long[] { 24, 24 }));
 
         // Running the command again resumes the finished run instead of training anew.
-        (code, output, error) = Cli("train", "classifier", "--config", _config, "--out", run, "training.max_train_steps=62");
+        (code, output, error) = Cli("train", "classifier", "--config", _folder.Config, "--out", run, "training.max_train_steps=62");
         Assert.That(code, Is.EqualTo(Program.ExitOk), error + output);
         Assert.That(output, Does.Contain("resumed from").And.Contain("checkpoint-60"));
     }
@@ -117,10 +104,10 @@ public class ClassifierTests
     [Test]
     public void SampleQualityPutsRealImagesAtTheFloorAndNoiseAbove()
     {
-        using var trainer = new ClassifierTrainer(MaskBitConfig.Load(_config, ["training.max_train_steps=40"]),
-            new ClassifierTrainerOptions { OutputDir = _dir.File("runs", Guid.NewGuid().ToString("N")) });
+        using var trainer = new ClassifierTrainer(MaskBitConfig.Load(_folder.Config, ["training.max_train_steps=40"]),
+            new ClassifierTrainerOptions { OutputDir = _folder.NewRunDir() });
         trainer.Run();
-        var test = new ImageFolderDataset(_dir.File("images"), 1);
+        var test = new ImageFolderDataset(_folder.Images, 1);
 
         Tensor Images(IEnumerable<HostImage> images) =>
             Tensor.FromArray(images.SelectMany(i => i.Pixels.Select(p => p / 255f)).ToArray(), [images.Count(), 1, 8, 8]);
@@ -142,10 +129,10 @@ public class ClassifierTests
     [Test]
     public void PerfectReconstructionsScoreTheFloor()
     {
-        using var trainer = new ClassifierTrainer(MaskBitConfig.Load(_config, ["training.max_train_steps=40"]),
-            new ClassifierTrainerOptions { OutputDir = _dir.File("runs", Guid.NewGuid().ToString("N")) });
+        using var trainer = new ClassifierTrainer(MaskBitConfig.Load(_folder.Config, ["training.max_train_steps=40"]),
+            new ClassifierTrainerOptions { OutputDir = _folder.NewRunDir() });
         trainer.Run();
-        var test = new ImageFolderDataset(_dir.File("images"), 1);
+        var test = new ImageFolderDataset(_folder.Images, 1);
 
         var seen = new List<float[]>();
         var identical = SampleQuality.MeasureReconstructions(trainer.Model, test, 16, images =>

@@ -17,9 +17,7 @@ namespace MaskBit.Tests.Training;
 [TestFixture]
 public class TokenizerTrainerTests
 {
-    private TempDirectory _dir = null!;
-    private string _images = null!;
-    private string _config = null!;
+    private TrainingTestFolder _folder = null!;
 
     /// <summary>The GAN term and the discriminator start at step 2 (0-based), so short runs cover both steps,
     /// the adaptive weight and LeCAM.</summary>
@@ -98,36 +96,22 @@ public class TokenizerTrainerTests
         """;
 
     [OneTimeSetUp]
-    public void WriteImagesAndConfig()
-    {
-        _dir = new TempDirectory();
-        _images = _dir.File("images");
-        for (int i = 0; i < 12; i++)
-            ImageIO.Write(_dir.File("images", $"class{i % 2}", $"img{i:D2}.png"), TestImages.Gradient(16, 16, 3, phase: 37 * i));
-        _config = _dir.File("tiny.yaml");
-        File.WriteAllText(_config, TinyConfig.Replace("IMAGES", _images));
-    }
+    public void WriteImagesAndConfig() => _folder = new TrainingTestFolder(TinyConfig, 12, i => TestImages.Gradient(16, 16, 3, phase: 37 * i));
 
     [OneTimeTearDown]
-    public void Cleanup() => _dir.Dispose();
+    public void Cleanup() => _folder.Dispose();
 
-    private string NewRunDir() => _dir.File("runs", Guid.NewGuid().ToString("N"));
+    private string NewRunDir() => _folder.NewRunDir();
 
     private TokenizerTrainer Trainer(string output, Action<TrainingStepReport>? onStep = null, params string[] overrides) =>
-        new(MaskBitConfig.Load(_config, overrides), new TokenizerTrainerOptions { OutputDir = output, OnStep = onStep });
+        new(MaskBitConfig.Load(_folder.Config, overrides), new TokenizerTrainerOptions { OutputDir = output, OnStep = onStep });
 
     private static List<Dictionary<string, double?>> Metrics(string runDir) =>
         File.ReadAllLines(new RunFolder(runDir).MetricsPath)
             .Select(line => JsonSerializer.Deserialize<Dictionary<string, double?>>(line)!)
             .ToList();
 
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = Program.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => TrainingTestFolder.Cli(args);
 
     [Test]
     public void FewStepsLogFiniteLossesCheckpointAndGrid()
@@ -263,11 +247,11 @@ public class TokenizerTrainerTests
         File.Move(folder.CheckpointPath(2), moved);
         Directory.Delete(folder.CheckpointsDir, recursive: true);
         MaskBit.Tests.Interop.TrainingCheckpointTests.RewriteAsFirstRevision(moved,
-            new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_config))), TokenizerStep.ModelPart);
+            new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_folder.Config))), TokenizerStep.ModelPart);
         Assert.That(folder.LatestCheckpoint(), Is.EqualTo(moved));
 
         var log = new StringWriter();
-        using (var trainer = new TokenizerTrainer(MaskBitConfig.Load(_config, settings), new TokenizerTrainerOptions { OutputDir = old, Log = log }))
+        using (var trainer = new TokenizerTrainer(MaskBitConfig.Load(_folder.Config, settings), new TokenizerTrainerOptions { OutputDir = old, Log = log }))
             Assert.That(trainer.Run().Outcome, Is.EqualTo(TrainingOutcome.Completed));
         Assert.That(log.ToString(), Does.Contain($"resumed from {moved} at step 2"));
         var a = SafeTensors.Load(new RunFolder(whole).CheckpointPath(4));
@@ -280,17 +264,17 @@ public class TokenizerTrainerTests
     public void NonFiniteLossStopsNamingTermAndStepAndKeepsTheLastCheckpoint()
     {
         string run = NewRunDir();
-        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=2");
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _folder.Config, "--out", run, "training.max_train_steps=2");
         Assert.That(code, Is.EqualTo(0), error);
 
         // An absurd learning rate blows the weights up on the first resumed step; the next loss overflows.
-        (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=8", "optimizer.params.learning_rate=1e30");
+        (code, _, error) = Cli("train", "tokenizer", "--config", _folder.Config, "--out", run, "training.max_train_steps=8", "optimizer.params.learning_rate=1e30");
         Assert.That(code, Is.EqualTo(Program.ExitFailed), error);
         Assert.That(error, Does.Match(@"training stopped: \w+.* is (NaN|-?Infinity|∞|-∞) at step [4-8]"));
         Assert.That(error, Does.Contain("checkpoint-2.safetensors"));
         TestContext.Out.WriteLine(error);
         Assert.That(new RunFolder(run).LatestCheckpoint(), Does.EndWith("checkpoint-2.safetensors"), "nothing of the diverged steps was saved");
-        var model = new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_config)));
+        var model = new ConvVQModel(TokenizerConfig.From(MaskBitConfig.Load(_folder.Config)));
         Assert.That(PretrainedModels.LoadTokenizerWeights(model, new RunFolder(run).LatestCheckpoint()!).Source, Is.EqualTo(WeightsSource.TrainingEma));
         Assert.That(model.Parameters().All(p => p.ToArray().All(float.IsFinite)));
     }
@@ -298,12 +282,11 @@ public class TokenizerTrainerTests
     [Test]
     public void BadConfigKeyFailsNamingTheKey()
     {
-        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "training.max_train_stepz=3");
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _folder.Config, "training.max_train_stepz=3");
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
         Assert.That(error, Does.Contain("training.max_train_stepz").And.Contain("did you mean 'training.max_train_steps'"));
 
-        string typo = _dir.File("typo.yaml");
-        File.WriteAllText(typo, TinyConfig.Replace("IMAGES", _images).Replace("num_res_blocks: 1", "num_res_block: 1"));
+        string typo = _folder.WriteConfig("typo.yaml", TinyConfig.Replace("num_res_blocks: 1", "num_res_block: 1"));
         (code, _, error) = Cli("train", "tokenizer", "--config", typo, "--out", NewRunDir());
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
         Assert.That(error, Does.Contain("model.vq_model.num_res_block'"));
@@ -313,12 +296,12 @@ public class TokenizerTrainerTests
     public void PerceptualWeightWithoutWeightsFileStopsNamingTheFile()
     {
         string run = NewRunDir();
-        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "losses.perceptual_weight=0.1");
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _folder.Config, "--out", run, "losses.perceptual_weight=0.1");
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
         Assert.That(error, Does.Contain("resnet50-0676ba61.pth").And.Contain("https://download.pytorch.org/models/")
             .And.Contain("--perceptual-weights"));
 
-        (code, var output, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "--allow-no-perceptual",
+        (code, var output, error) = Cli("train", "tokenizer", "--config", _folder.Config, "--out", run, "--allow-no-perceptual",
             "losses.perceptual_weight=0.1", "training.max_train_steps=1");
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(output, Does.Contain("perceptual term off"));
@@ -330,24 +313,24 @@ public class TokenizerTrainerTests
     [Test]
     public void LpipsPerceptualTermTrainsFromTorchvisionAndLpipsFiles()
     {
-        var (vgg, heads) = LpipsWeightFiles(_dir);
+        var (vgg, heads) = LpipsWeightFiles(_folder.Directory);
         string[] lpips = ["losses.perceptual_loss=lpips", "losses.perceptual_weight=0.1", "training.max_train_steps=1"];
 
         string run = NewRunDir();
-        var (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", run, "--perceptual-weights", $"{vgg},{heads}", .. lpips]);
+        var (code, _, error) = Cli(["train", "tokenizer", "--config", _folder.Config, "--out", run, "--perceptual-weights", $"{vgg},{heads}", .. lpips]);
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(Metrics(run).Last()["perceptual_loss"], Is.GreaterThan(0));
 
-        (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), "--perceptual-weights", $"{heads},{vgg}", .. lpips]);
+        (code, _, error) = Cli(["train", "tokenizer", "--config", _folder.Config, "--out", NewRunDir(), "--perceptual-weights", $"{heads},{vgg}", .. lpips]);
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
         Assert.That(error, Does.Contain("is not torchvision's VGG16").And.Contain("https://download.pytorch.org/models/vgg16-397923af.pth"));
 
-        (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), "--perceptual-weights", vgg, .. lpips]);
+        (code, _, error) = Cli(["train", "tokenizer", "--config", _folder.Config, "--out", NewRunDir(), "--perceptual-weights", vgg, .. lpips]);
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
         Assert.That(error, Does.Contain("vgg.pth").And.Contain("PerceptualSimilarity"));
 
-        (code, _, error) = Cli(["train", "tokenizer", "--config", _config, "--out", NewRunDir(), .. lpips,
-            $"losses.perceptual_weights={vgg},{_dir.File("missing.pth")}"]);
+        (code, _, error) = Cli(["train", "tokenizer", "--config", _folder.Config, "--out", NewRunDir(), .. lpips,
+            $"losses.perceptual_weights={vgg},{_folder.File("missing.pth")}"]);
         Assert.That(code, Is.EqualTo(Program.ExitUsage));
         Assert.That(error, Does.Contain("missing.pth").And.Contain("expects vgg.pth"));
     }
@@ -374,12 +357,12 @@ public class TokenizerTrainerTests
     public void EvalAndReconstructWriteTheirFiles()
     {
         string run = NewRunDir();
-        var (code, _, error) = Cli("train", "tokenizer", "--config", _config, "--out", run, "training.max_train_steps=1");
+        var (code, _, error) = Cli("train", "tokenizer", "--config", _folder.Config, "--out", run, "training.max_train_steps=1");
         Assert.That(code, Is.EqualTo(0), error);
         string weights = new RunFolder(run).CheckpointPath(1);
 
-        string evalDir = _dir.File("eval");
-        (code, var output, error) = Cli("eval", "tokenizer", "--config", _config, "--weights", weights, "--data", _images, "--max-images", "6", "--out", evalDir);
+        string evalDir = _folder.File("eval");
+        (code, var output, error) = Cli("eval", "tokenizer", "--config", _folder.Config, "--weights", weights, "--data", _folder.Images, "--max-images", "6", "--out", evalDir);
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(output, Does.Contain("PSNR").And.Contain("SSIM").And.Contain("CodebookUsage"));
         using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(evalDir, "metrics.json"))))
@@ -388,16 +371,16 @@ public class TokenizerTrainerTests
             Assert.That(metrics.RootElement.GetProperty("CodebookUsage").GetDouble(), Is.InRange(1.0 / 256, 1.0));
         }
 
-        string reconDir = _dir.File("recon");
-        string single = Path.Combine(_images, "class0", "img00.png");
-        (code, _, error) = Cli("reconstruct", "--config", _config, "--weights", weights, "--no-ema",
-            "--images", Path.Combine(_images, "class1"), single, "--out", reconDir);
+        string reconDir = _folder.File("recon");
+        string single = Path.Combine(_folder.Images, "class0", "img00.png");
+        (code, _, error) = Cli("reconstruct", "--config", _folder.Config, "--weights", weights, "--no-ema",
+            "--images", Path.Combine(_folder.Images, "class1"), single, "--out", reconDir);
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(Directory.GetFiles(reconDir, "img*.png"), Has.Length.EqualTo(7));
         var grid = ImageIO.Read(Path.Combine(reconDir, "grid.png"));
         Assert.That((grid.Height, grid.Width), Is.EqualTo((2 + 2 * 18, 2 + 7 * 18)));
 
-        (code, _, error) = Cli("reconstruct", "--config", _config, "--weights", Path.Combine(run, "absent.bin"), "--images", single, "--out", reconDir);
+        (code, _, error) = Cli("reconstruct", "--config", _folder.Config, "--weights", Path.Combine(run, "absent.bin"), "--images", single, "--out", reconDir);
         Assert.That(code, Is.EqualTo(Program.ExitBadFile));
         Assert.That(error, Does.Contain("absent.bin"));
     }

@@ -76,20 +76,16 @@ public static class EvalGeneratorCommand
             var loaded = flags.Load(parse, log, stderr, out int code);
             if (loaded == null) return code;
             string? classifierPath = ClassifierPath(parse.GetValue(classifier), loaded.Config);
-            if (network == null && classifierPath != null)
-            {
-                // Without the Inception network the classifier's pass samples the images and measures the speed (on
-                // rank 0 alone: the classifier pass is not split across ranks).
-                if (!group.IsMain()) return Program.ExitOk;
-                InceptionFlags.Report(ScoreWithClassifier(classifierPath, loaded, n, stdout), 1, InceptionFlags.NeedsNetwork("gFID and InceptionScore"), outDir, stdout);
-                return Program.ExitOk;
-            }
+            var quality = classifierPath == null ? null : new ClassifierPass(classifierPath, loaded, n, log);
+            // Without the Inception network only the classifier's images are worth sampling.
+            if (network == null && quality != null) n = Math.Min(n, quality.Images);
 
             string settings = string.Create(CultureInfo.InvariantCulture,
                 $"{loaded.Files}; steps {loaded.Options.NumSteps}, guidance {loaded.Options.GuidanceScale}, temperature {loaded.Options.SoftmaxTemperature}, " +
-                $"seed {loaded.Seed}, batch {loaded.BatchSize}; inception {(inceptionPath == null ? "none" : Path.GetFullPath(inceptionPath))}, IS part size {partSize}");
+                $"seed {loaded.Seed}, batch {loaded.BatchSize}; inception {(inceptionPath == null ? "none" : Path.GetFullPath(inceptionPath))}, IS part size {partSize}; " +
+                $"classifier {(quality == null ? "none" : $"{Path.GetFullPath(classifierPath!)}, {quality.Images} images")}");
             GeneratorEvaluation Share(int rank) => new(network, n, loaded.NumClasses, settings, partSize,
-                GeneratorEvaluation.Share(n, loaded.BatchSize, rank, group.WorldSize));
+                GeneratorEvaluation.Share(n, loaded.BatchSize, rank, group.WorldSize), quality?.EmptyScores());
             var evaluation = Share(group.Rank);
             Directory.CreateDirectory(outDir);
             string statePath = StatePath(outDir, group.Rank, group.WorldSize);
@@ -123,8 +119,8 @@ public static class EvalGeneratorCommand
                 $"sampled {n} images ({loaded.Options.NumSteps} steps, guidance {loaded.Options.GuidanceScale}, batch {loaded.BatchSize}) in {evaluation.SamplingSeconds:0.00} s: {metrics["images_per_second"]:0.00} images/s"));
             string? missing = network == null ? InceptionFlags.NeedsNetwork("gFID and InceptionScore")
                 : reference == null ? "gFID not computed: it needs reference statistics, pass --fid-stats NPZ (ADM-style, with mu and sigma, or reference images arr_0)" : null;
-            if (classifierPath != null)
-                foreach (var (key, value) in ScoreWithClassifier(classifierPath, loaded, n, stdout)) metrics[key] = value;
+            if (quality != null)
+                foreach (var (key, value) in quality.Result(evaluation.Classifier, stdout)) metrics[key] = value;
             InceptionFlags.Report(metrics, (int)metrics.GetValueOrDefault("InceptionScoreSplits", 1), missing, outDir, stdout);
             return Program.ExitOk;
         }));
@@ -155,31 +151,39 @@ public static class EvalGeneratorCommand
         return fashionMnist && File.Exists(ShippedModel.ClassifierWeights) ? ShippedModel.ClassifierWeights : null;
     }
 
-    /// <summary>Class agreement and the Fréchet distance in the classifier's features of min(n, 5,000) samples (their
-    /// own seeded draws), printed next to the same numbers for as many real test images (<see cref="SampleQuality"/>).</summary>
-    private static Dictionary<string, double> ScoreWithClassifier(string weights, SamplingFlags.Loaded loaded, long n, TextWriter stdout)
+    /// <summary>The classifier's share of the sampling pass: it scores the first min(n, 5,000) samples (as many as
+    /// half the test set, whose first images are the floor and the rest the reference) against their requested
+    /// class; <see cref="Result"/> prints class agreement and the Fréchet distance in its features next to the same
+    /// numbers for as many real test images (<see cref="SampleQuality"/>).</summary>
+    private sealed class ClassifierPass
     {
-        var model = LoadClassifier(weights, stdout);
-        int resolution = (int)loaded.Config.GetInt("dataset.preprocessing.resolution", 0);
-        if (resolution != model.Config.Resolution)
-            throw new UsageException($"--classifier reads {model.Config.Resolution}×{model.Config.Resolution} Fashion-MNIST images; this generator makes {resolution}×{resolution} (pass --classifier none)");
-        var test = new FashionMnist(train: false, padTo32: true, channels: 1);
-        int count = (int)Math.Min(n, test.Count / 2);
-        if (count < 2) { stdout.WriteLine("classifier scores need at least 2 images (--num-images)"); return new(); }
-        var progress = new ProgressDisplay(stdout, "classifier", unit: "img");
-        var sampling = new System.Diagnostics.Stopwatch();
-        var result = SampleQuality.Measure(model, test, count, (labels, start) =>
+        private readonly ImageClassifier _model;
+        private readonly FashionMnist _test = new(train: false, padTo32: true, channels: 1);
+
+        /// <summary>How many of the first samples the classifier scores.</summary>
+        public long Images { get; }
+
+        public ClassifierPass(string weights, SamplingFlags.Loaded loaded, long n, TextWriter log)
         {
-            sampling.Start();
-            var images = loaded.Sampler.Sample(labels, loaded.Options, new SeededRandomSource(GeneratorEvaluation.BatchSeed(loaded.Seed, start))).Images.Clamp(0f, 1f);
-            sampling.Stop();
-            return images;
-        }, loaded.BatchSize, done => progress.Report(done, count));
-        progress.Finish();
-        foreach (var line in result.Lines()) stdout.WriteLine(line);
-        var metrics = result.ToMetrics();
-        metrics["classifier_images_per_second"] = count / Math.Max(sampling.Elapsed.TotalSeconds, 1e-9);
-        return metrics;
+            _model = LoadClassifier(weights, log);
+            int resolution = (int)loaded.Config.GetInt("dataset.preprocessing.resolution", 0);
+            if (resolution != _model.Config.Resolution)
+                throw new UsageException($"--classifier reads {_model.Config.Resolution}×{_model.Config.Resolution} Fashion-MNIST images; this generator makes {resolution}×{resolution} (pass --classifier none)");
+            if (loaded.NumClasses != _model.Config.NumClasses)
+                throw new UsageException($"--classifier tells {_model.Config.NumClasses} classes apart; this generator samples {loaded.NumClasses} (pass --classifier none)");
+            Images = Math.Min(n, _test.Count / 2);
+            if (Images < 2) log.WriteLine("classifier scores need at least 2 images (--num-images)");
+        }
+
+        public (ClassifierScores, long)? EmptyScores() => Images < 2 ? null : (new ClassifierScores(_model), Images);
+
+        public Dictionary<string, double> Result(ClassifierScores? samples, TextWriter stdout)
+        {
+            if (samples == null) return new();
+            var result = SampleQuality.Against(samples, _test);
+            foreach (var line in result.Lines()) stdout.WriteLine(line);
+            return result.ToMetrics();
+        }
     }
 
     internal static ImageClassifier LoadClassifier(string weights, TextWriter stdout) =>
