@@ -178,9 +178,14 @@ internal static unsafe partial class Sgemm
             int rows = Math.Min(MR, mc - r0);
             if (a.Trans)
             {
-                // Stored K×M: the MR values of one k are contiguous.
+                // Stored K×M: the MR values of one k are contiguous. A panel followed by another copies 8 at a
+                // time (the 2 extra values are the next panel's, so they exist); they land in the next k's slot,
+                // written after, and at the last k in the next panel, packed after.
                 T* src = a.P + r0;
-                for (int p = 0; p < kc; p++, src += a.Ld)
+                int p = 0;
+                if (r0 + 8 <= mc)
+                    for (; p < kc; p++, src += a.Ld) Avx.Store(dst + p * MR, OperandElements.Load8(src));
+                for (; p < kc; p++, src += a.Ld)
                 {
                     float* d = dst + p * MR;
                     for (int r = 0; r < rows; r++) d[r] = OperandElements.ToFloat(src + r);
