@@ -6,7 +6,8 @@ namespace MaskBit.Kernels.Cpu;
 /// float32 ↔ bfloat16/float16 over spans, on the ISA of <see cref="CpuIsa.Current"/>: 32 (AVX-512) or 16 (AVX2)
 /// values per step with the integer rounding of <see cref="HalfBits"/> done lane-wise, the tail and the scalar
 /// ISA through <see cref="HalfBits"/> itself, so every path gives the same bits. Used by the backend's
-/// <see cref="CpuBackend.Convert"/> and by the checkpoint writer.
+/// <see cref="CpuBackend.Convert"/> and by the checkpoint writer. The lane-wise recipes are written once, over
+/// <see cref="ILanes{TSelf}"/>, and run on ymm or zmm registers.
 /// </summary>
 public static class HalfConversion
 {
@@ -23,20 +24,8 @@ public static class HalfConversion
         var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(source);
         int i = 0;
         bool bf16 = dtype == DType.BFloat16;
-        if (isa == Isa.Avx512)
-            for (; i + 32 <= bits.Length; i += 32)
-            {
-                var lo = Vector512.Create(bits.Slice(i, 16));
-                var hi = Vector512.Create(bits.Slice(i + 16, 16));
-                Vector512.Narrow(bf16 ? BFloat16(lo) : Float16(lo), bf16 ? BFloat16(hi) : Float16(hi)).CopyTo(destination[i..]);
-            }
-        if (isa >= Isa.Avx2)
-            for (; i + 16 <= bits.Length; i += 16)
-            {
-                var lo = Vector256.Create(bits.Slice(i, 8));
-                var hi = Vector256.Create(bits.Slice(i + 8, 8));
-                Vector256.Narrow(bf16 ? BFloat16(lo) : Float16(lo), bf16 ? BFloat16(hi) : Float16(hi)).CopyTo(destination[i..]);
-            }
+        if (isa == Isa.Avx512) i = NarrowBlocks<Zmm>(bits, destination, bf16, i);
+        if (isa >= Isa.Avx2) i = NarrowBlocks<Ymm>(bits, destination, bf16, i);
         for (; i < source.Length; i++) destination[i] = HalfBits.FromFloat(source[i], dtype);
     }
 
@@ -47,21 +36,35 @@ public static class HalfConversion
         var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(destination);
         int i = 0;
         bool bf16 = dtype == DType.BFloat16;
-        if (isa == Isa.Avx512)
-            for (; i + 32 <= source.Length; i += 32)
-            {
-                var (lo, hi) = Vector512.Widen(Vector512.Create(source.Slice(i, 32)));
-                (bf16 ? lo << 16 : Float16ToFloat(lo)).CopyTo(bits[i..]);
-                (bf16 ? hi << 16 : Float16ToFloat(hi)).CopyTo(bits[(i + 16)..]);
-            }
-        if (isa >= Isa.Avx2)
-            for (; i + 16 <= source.Length; i += 16)
-            {
-                var (lo, hi) = Vector256.Widen(Vector256.Create(source.Slice(i, 16)));
-                (bf16 ? lo << 16 : Float16ToFloat(lo)).CopyTo(bits[i..]);
-                (bf16 ? hi << 16 : Float16ToFloat(hi)).CopyTo(bits[(i + 8)..]);
-            }
+        if (isa == Isa.Avx512) i = WidenBlocks<Zmm>(source, bits, bf16, i);
+        if (isa >= Isa.Avx2) i = WidenBlocks<Ymm>(source, bits, bf16, i);
         for (; i < source.Length; i++) destination[i] = HalfBits.ToFloat(source[i], dtype);
+    }
+
+    /// <summary>float16 bits in the low halves of the lanes → float32 bits (the GEMM packing widens with it too).</summary>
+    internal static Vector256<uint> Float16ToFloat(Vector256<uint> half) => Float16ToFloat(new Ymm(half)).V;
+
+    /// <summary>Narrows blocks of 2·Count values from index i on; returns the index after the last whole block.</summary>
+    private static int NarrowBlocks<TLanes>(ReadOnlySpan<uint> bits, Span<ushort> destination, bool bf16, int i) where TLanes : struct, ILanes<TLanes>
+    {
+        for (int step = 2 * TLanes.Count; i + step <= bits.Length; i += step)
+        {
+            TLanes lo = TLanes.Load(bits[i..]), hi = TLanes.Load(bits[(i + TLanes.Count)..]);
+            TLanes.NarrowStore(bf16 ? BFloat16(lo) : Float16(lo), bf16 ? BFloat16(hi) : Float16(hi), destination[i..]);
+        }
+        return i;
+    }
+
+    /// <summary>Widens blocks of 2·Count values from index i on; returns the index after the last whole block.</summary>
+    private static int WidenBlocks<TLanes>(ReadOnlySpan<ushort> source, Span<uint> bits, bool bf16, int i) where TLanes : struct, ILanes<TLanes>
+    {
+        for (int step = 2 * TLanes.Count; i + step <= source.Length; i += step)
+        {
+            var (lo, hi) = TLanes.WidenLoad(source[i..]);
+            (bf16 ? lo << 16 : Float16ToFloat(lo)).Store(bits[i..]);
+            (bf16 ? hi << 16 : Float16ToFloat(hi)).Store(bits[(i + TLanes.Count)..]);
+        }
+        return i;
     }
 
     private static void Require16Bit(DType dtype)
@@ -70,69 +73,114 @@ public static class HalfConversion
     }
 
     // ---- lane-wise HalfBits (see there for the why of each step); results in the low 16 bits ------------------
-    private static Vector512<uint> BFloat16(Vector512<uint> bits)
+    private static T BFloat16<T>(T bits) where T : struct, ILanes<T>
     {
-        var nan = Vector512.GreaterThan(bits & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-        return Vector512.ConditionalSelect(nan, (bits >> 16) | Vector512.Create(0x40u), rounded);
+        var nan = T.GreaterThan(bits & T.Create(0x7FFF_FFFFu), T.Create(0x7F80_0000u));
+        var rounded = (bits + T.Create(0x7FFFu) + ((bits >> 16) & T.Create(1u))) >> 16;
+        return T.Select(nan, (bits >> 16) | T.Create(0x40u), rounded);
     }
 
-    private static Vector256<uint> BFloat16(Vector256<uint> bits)
+    private static T Float16<T>(T bits) where T : struct, ILanes<T>
     {
-        var nan = Vector256.GreaterThan(bits & Vector256.Create(0x7FFF_FFFFu), Vector256.Create(0x7F80_0000u));
-        var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
-        return Vector256.ConditionalSelect(nan, (bits >> 16) | Vector256.Create(0x40u), rounded);
-    }
-
-    private static Vector512<uint> Float16(Vector512<uint> bits)
-    {
-        var sign = bits & Vector512.Create(0x8000_0000u);
+        var sign = bits & T.Create(0x8000_0000u);
         var magnitude = bits ^ sign;
-        var special = Vector512.ConditionalSelect(Vector512.GreaterThan(magnitude, Vector512.Create(0x7F80_0000u)),
-            Vector512.Create(0x7E00u), Vector512.Create(0x7C00u));
-        var subnormal = (magnitude.AsSingle() + Vector512.Create(0.5f)).AsUInt32() - Vector512.Create(0x3F00_0000u);
-        var normal = (magnitude + Vector512.Create(HalfBits.Float16Rebias + 0xFFFu) + ((magnitude >> 13) & Vector512<uint>.One)) >> 13;
-        var result = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(HalfBits.Float16Overflow)), special,
-            Vector512.ConditionalSelect(Vector512.LessThan(magnitude, Vector512.Create(HalfBits.Float16MinNormal)), subnormal, normal));
+        var special = T.Select(T.GreaterThan(magnitude, T.Create(0x7F80_0000u)), T.Create(0x7E00u), T.Create(0x7C00u));
+        var subnormal = T.AddAsFloat(magnitude, 0.5f) - T.Create(0x3F00_0000u);
+        var normal = (magnitude + T.Create(HalfBits.Float16Rebias + 0xFFFu) + ((magnitude >> 13) & T.Create(1u))) >> 13;
+        var result = T.Select(T.LessThan(magnitude, T.Create(HalfBits.Float16Overflow)),
+            T.Select(T.LessThan(magnitude, T.Create(HalfBits.Float16MinNormal)), subnormal, normal), special);
         return result | (sign >> 16);
     }
 
-    private static Vector256<uint> Float16(Vector256<uint> bits)
+    private static T Float16ToFloat<T>(T half) where T : struct, ILanes<T>
     {
-        var sign = bits & Vector256.Create(0x8000_0000u);
-        var magnitude = bits ^ sign;
-        var special = Vector256.ConditionalSelect(Vector256.GreaterThan(magnitude, Vector256.Create(0x7F80_0000u)),
-            Vector256.Create(0x7E00u), Vector256.Create(0x7C00u));
-        var subnormal = (magnitude.AsSingle() + Vector256.Create(0.5f)).AsUInt32() - Vector256.Create(0x3F00_0000u);
-        var normal = (magnitude + Vector256.Create(HalfBits.Float16Rebias + 0xFFFu) + ((magnitude >> 13) & Vector256<uint>.One)) >> 13;
-        var result = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(HalfBits.Float16Overflow)), special,
-            Vector256.ConditionalSelect(Vector256.LessThan(magnitude, Vector256.Create(HalfBits.Float16MinNormal)), subnormal, normal));
-        return result | (sign >> 16);
+        var shifted = (half & T.Create(0x7FFFu)) << 13;
+        var exponent = shifted & T.Create(0x0F80_0000u);
+        var result = shifted + T.Create(0x3800_0000u);
+        var special = result + T.Create(0x3800_0000u);
+        var subnormal = T.AddAsFloat(result + T.Create(0x0080_0000u), -HalfBits.Float16SubnormalMagic);
+        result = T.Select(T.Equal(exponent, T.Create(0x0F80_0000u)), special, T.Select(T.Equal(exponent, T.Create(0u)), subnormal, result));
+        return result | ((half & T.Create(0x8000u)) << 16);
     }
 
-    private static Vector512<uint> Float16ToFloat(Vector512<uint> half)
+    /// <summary>The lane operations the recipes above use, on Count uint lanes of one register width.</summary>
+    private interface ILanes<TSelf> where TSelf : struct, ILanes<TSelf>
     {
-        var shifted = (half & Vector512.Create(0x7FFFu)) << 13;
-        var exponent = shifted & Vector512.Create(0x0F80_0000u);
-        var result = shifted + Vector512.Create(0x3800_0000u);
-        var special = result + Vector512.Create(0x3800_0000u);
-        var subnormal = ((result + Vector512.Create(0x0080_0000u)).AsSingle() - Vector512.Create(HalfBits.Float16SubnormalMagic)).AsUInt32();
-        result = Vector512.ConditionalSelect(Vector512.Equals(exponent, Vector512.Create(0x0F80_0000u)), special,
-            Vector512.ConditionalSelect(Vector512.Equals(exponent, Vector512<uint>.Zero), subnormal, result));
-        return result | ((half & Vector512.Create(0x8000u)) << 16);
+        static abstract int Count { get; }
+        static abstract TSelf Create(uint value);
+        static abstract TSelf Load(ReadOnlySpan<uint> source);
+        void Store(Span<uint> destination);
+        /// <summary>The low 16 bits of every lane of lo, then of hi, to destination.</summary>
+        static abstract void NarrowStore(TSelf lo, TSelf hi, Span<ushort> destination);
+        /// <summary>2·Count ushorts zero-extended into the lanes of two vectors.</summary>
+        static abstract (TSelf Lo, TSelf Hi) WidenLoad(ReadOnlySpan<ushort> source);
+        static abstract TSelf operator &(TSelf x, TSelf y);
+        static abstract TSelf operator |(TSelf x, TSelf y);
+        static abstract TSelf operator ^(TSelf x, TSelf y);
+        static abstract TSelf operator +(TSelf x, TSelf y);
+        static abstract TSelf operator -(TSelf x, TSelf y);
+        static abstract TSelf operator >>(TSelf x, int shift);
+        static abstract TSelf operator <<(TSelf x, int shift);
+        static abstract TSelf GreaterThan(TSelf x, TSelf y);
+        static abstract TSelf LessThan(TSelf x, TSelf y);
+        static abstract TSelf Equal(TSelf x, TSelf y);
+        static abstract TSelf Select(TSelf mask, TSelf ifTrue, TSelf ifFalse);
+        /// <summary>The lanes read as float32, plus y, as bits.</summary>
+        static abstract TSelf AddAsFloat(TSelf x, float y);
     }
 
-    /// <summary>float16 bits in the low halves of the lanes → float32 bits (the GEMM packing widens with it too).</summary>
-    internal static Vector256<uint> Float16ToFloat(Vector256<uint> half)
+    private readonly struct Ymm(Vector256<uint> v) : ILanes<Ymm>
     {
-        var shifted = (half & Vector256.Create(0x7FFFu)) << 13;
-        var exponent = shifted & Vector256.Create(0x0F80_0000u);
-        var result = shifted + Vector256.Create(0x3800_0000u);
-        var special = result + Vector256.Create(0x3800_0000u);
-        var subnormal = ((result + Vector256.Create(0x0080_0000u)).AsSingle() - Vector256.Create(HalfBits.Float16SubnormalMagic)).AsUInt32();
-        result = Vector256.ConditionalSelect(Vector256.Equals(exponent, Vector256.Create(0x0F80_0000u)), special,
-            Vector256.ConditionalSelect(Vector256.Equals(exponent, Vector256<uint>.Zero), subnormal, result));
-        return result | ((half & Vector256.Create(0x8000u)) << 16);
+        public readonly Vector256<uint> V = v;
+        public static int Count => Vector256<uint>.Count;
+        public static Ymm Create(uint value) => new(Vector256.Create(value));
+        public static Ymm Load(ReadOnlySpan<uint> source) => new(Vector256.Create(source));
+        public void Store(Span<uint> destination) => V.CopyTo(destination);
+        public static void NarrowStore(Ymm lo, Ymm hi, Span<ushort> destination) => Vector256.Narrow(lo.V, hi.V).CopyTo(destination);
+        public static (Ymm Lo, Ymm Hi) WidenLoad(ReadOnlySpan<ushort> source)
+        {
+            var (lo, hi) = Vector256.Widen(Vector256.Create(source));
+            return (new(lo), new(hi));
+        }
+        public static Ymm operator &(Ymm x, Ymm y) => new(x.V & y.V);
+        public static Ymm operator |(Ymm x, Ymm y) => new(x.V | y.V);
+        public static Ymm operator ^(Ymm x, Ymm y) => new(x.V ^ y.V);
+        public static Ymm operator +(Ymm x, Ymm y) => new(x.V + y.V);
+        public static Ymm operator -(Ymm x, Ymm y) => new(x.V - y.V);
+        public static Ymm operator >>(Ymm x, int shift) => new(x.V >> shift);
+        public static Ymm operator <<(Ymm x, int shift) => new(x.V << shift);
+        public static Ymm GreaterThan(Ymm x, Ymm y) => new(Vector256.GreaterThan(x.V, y.V));
+        public static Ymm LessThan(Ymm x, Ymm y) => new(Vector256.LessThan(x.V, y.V));
+        public static Ymm Equal(Ymm x, Ymm y) => new(Vector256.Equals(x.V, y.V));
+        public static Ymm Select(Ymm mask, Ymm ifTrue, Ymm ifFalse) => new(Vector256.ConditionalSelect(mask.V, ifTrue.V, ifFalse.V));
+        public static Ymm AddAsFloat(Ymm x, float y) => new((x.V.AsSingle() + Vector256.Create(y)).AsUInt32());
+    }
+
+    private readonly struct Zmm(Vector512<uint> v) : ILanes<Zmm>
+    {
+        public readonly Vector512<uint> V = v;
+        public static int Count => Vector512<uint>.Count;
+        public static Zmm Create(uint value) => new(Vector512.Create(value));
+        public static Zmm Load(ReadOnlySpan<uint> source) => new(Vector512.Create(source));
+        public void Store(Span<uint> destination) => V.CopyTo(destination);
+        public static void NarrowStore(Zmm lo, Zmm hi, Span<ushort> destination) => Vector512.Narrow(lo.V, hi.V).CopyTo(destination);
+        public static (Zmm Lo, Zmm Hi) WidenLoad(ReadOnlySpan<ushort> source)
+        {
+            var (lo, hi) = Vector512.Widen(Vector512.Create(source));
+            return (new(lo), new(hi));
+        }
+        public static Zmm operator &(Zmm x, Zmm y) => new(x.V & y.V);
+        public static Zmm operator |(Zmm x, Zmm y) => new(x.V | y.V);
+        public static Zmm operator ^(Zmm x, Zmm y) => new(x.V ^ y.V);
+        public static Zmm operator +(Zmm x, Zmm y) => new(x.V + y.V);
+        public static Zmm operator -(Zmm x, Zmm y) => new(x.V - y.V);
+        public static Zmm operator >>(Zmm x, int shift) => new(x.V >> shift);
+        public static Zmm operator <<(Zmm x, int shift) => new(x.V << shift);
+        public static Zmm GreaterThan(Zmm x, Zmm y) => new(Vector512.GreaterThan(x.V, y.V));
+        public static Zmm LessThan(Zmm x, Zmm y) => new(Vector512.LessThan(x.V, y.V));
+        public static Zmm Equal(Zmm x, Zmm y) => new(Vector512.Equals(x.V, y.V));
+        public static Zmm Select(Zmm mask, Zmm ifTrue, Zmm ifFalse) => new(Vector512.ConditionalSelect(mask.V, ifTrue.V, ifFalse.V));
+        public static Zmm AddAsFloat(Zmm x, float y) => new((x.V.AsSingle() + Vector512.Create(y)).AsUInt32());
     }
 }
 

@@ -38,7 +38,7 @@ internal readonly unsafe struct MatrixView<T>(T* p, int ld, bool trans, long* ro
 /// one layout, and 16-bit operands are widened to float32 as they are packed. Callers split work over threads; see
 /// <see cref="CpuBackend.Gemm"/>.
 /// </summary>
-internal static unsafe class Sgemm
+internal static unsafe partial class Sgemm
 {
     // Micro-tile: 6 rows × 2 vectors = 12 accumulators + 2 B vectors + 1 A broadcast (15 of the 16 ymm registers;
     // with AVX-512 the same shape in zmm registers covers 32 columns).
@@ -66,7 +66,7 @@ internal static unsafe class Sgemm
     /// <summary>The cache blocking of the ISA in effect (the scalar ISA packs nothing; it reports the AVX2 one).</summary>
     public static GemmBlocking Blocking => BlockingFor(CpuIsa.Current);
 
-    public static GemmBlocking BlockingFor(Isa isa) => isa == Isa.Avx512 ? Zmm : Ymm;
+    public static GemmBlocking BlockingFor(Isa isa) => _guard?.Blocking(isa) ?? (isa == Isa.Avx512 ? Zmm : Ymm);
 
     /// <summary>Columns of the register tile of the ISA in effect: the unit callers split C's columns by.</summary>
     public static int NR => Blocking.NR;
@@ -90,8 +90,16 @@ internal static unsafe class Sgemm
         if (m <= 0 || n <= 0) return;
         if (k <= 0) { ScaleC(m, n, c, ldc, beta); return; }
         if (isa == Isa.Scalar || (long)m * n * k < SmallMacs) Simple(m, n, k, a, b, c, ldc, alpha, beta);
-        else if (isa == Isa.Avx512) Packed<Zmm6x32, TA, TB>(Zmm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
-        else Packed<Ymm6x16, TA, TB>(Ymm, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
+        else if (_guard != null) RunGuarded(isa, m, n, k, a, b, c, ldc, alpha, beta);
+        else Packed(isa, m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
+    }
+
+    /// <summary>The packed product with the tile and blocking of a vector ISA.</summary>
+    private static void Packed<TA, TB>(Isa isa, int m, int n, int k, MatrixView<TA> a, MatrixView<TB> b, float* c, int ldc, float alpha, float beta,
+        float* packA, float* packB) where TA : unmanaged where TB : unmanaged
+    {
+        if (isa == Isa.Avx512) Packed<Zmm6x32, TA, TB>(BlockingFor(isa), m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
+        else Packed<Ymm6x16, TA, TB>(BlockingFor(isa), m, n, k, a, b, c, ldc, alpha, beta, packA, packB);
     }
 
     // Fully optimised from the first call, like the tiles: with tiered PGO, its instrumented and PGO-compiled
@@ -170,9 +178,14 @@ internal static unsafe class Sgemm
             int rows = Math.Min(MR, mc - r0);
             if (a.Trans)
             {
-                // Stored K×M: the MR values of one k are contiguous.
+                // Stored K×M: the MR values of one k are contiguous. A panel followed by another copies 8 at a
+                // time (the 2 extra values are the next panel's, so they exist); they land in the next k's slot,
+                // written after, and at the last k in the next panel, packed after.
                 T* src = a.P + r0;
-                for (int p = 0; p < kc; p++, src += a.Ld)
+                int p = 0;
+                if (r0 + 8 <= mc)
+                    for (; p < kc; p++, src += a.Ld) Avx.Store(dst + p * MR, OperandElements.Load8(src));
+                for (; p < kc; p++, src += a.Ld)
                 {
                     float* d = dst + p * MR;
                     for (int r = 0; r < rows; r++) d[r] = OperandElements.ToFloat(src + r);
