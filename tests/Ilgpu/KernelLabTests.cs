@@ -15,6 +15,7 @@ public sealed class KernelLabTests
         from device in TestDevices.IlgpuNames
         from family in KernelLab.Families
         from version in family.Versions
+        where !version.CudaOnly || device == TestDevices.Cuda   // inline PTX: the CPU accelerator cannot run it
         select new TestCaseData(device, family.Name, version.Number).SetArgDisplayNames(device, family.Name, $"v{version.Number}");
 
     [TestCaseSource(nameof(Versions))]
@@ -26,10 +27,23 @@ public sealed class KernelLabTests
         foreach (var c in f.ValidationCases)
         {
             using var problem = c.Prepare(backend);
-            var check = KernelLab.Validate(c, problem, version);
+            var check = KernelLab.Validate(c, problem, f.Version(version));
             Assert.That(check.Passed, $"{family} v{version} on {device}, {c.Name} ({c.Shape}): relative error {check.RelativeError:E2} > {check.Tolerance:E1}");
         }
         Assert.That(DeviceAssertions.Failures, Is.EqualTo(assertionsBefore), $"device assertion failed: {DeviceAssertions.LastMessage}");
+    }
+
+    [Test]
+    public void CudaOnlyVersionsRefuseTheCpuAcceleratorInOneLine()
+    {
+        var gemm = KernelLab.Family("gemm");
+        var one = gemm.ValidationCases[0];
+        using var problem = one.Prepare(CpuLabBackend.Value);
+        foreach (var v in gemm.Versions.Where(v => v.CudaOnly))
+        {
+            var e = Assert.Throws<NotSupportedException>(() => problem.Run(v.Number))!;
+            Assert.That(e.Message, Does.Contain($"GEMM v{v.Number}").And.Contain("not a CUDA GPU").And.Not.Contain("\n"));
+        }
     }
 
     [Test]

@@ -5,7 +5,8 @@ using ILGPU.Runtime;
 namespace MaskBit.Kernels.Ilgpu;
 
 // Fused scaled-dot-product attention on an ILGPU accelerator, flash-attention style: no seq×seq matrix ever
-// reaches global memory. A group of W warps works on W rows of one (batch, head), one row per warp, and streams
+// reaches global memory. The forward's version 2 (FlashAttention-2 block tiles, Attention/AttentionIlgpuV2.cs) runs
+// where the head dim is at most 64; this file holds version 1 and the backward. A group of W warps works on W rows of one (batch, head), one row per warp, and streams
 // the other side of the product through shared memory in tiles of one key (or query) per lane:
 // - forward: a warp per query row; lane j scores key j of the tile, the warp keeps an online softmax (running max,
 //   per-lane partial sums rescaled when the max grows) and accumulates the weighted V rows;
@@ -27,7 +28,7 @@ public sealed partial class IlgpuBackend
         public readonly long Head(int batchHead) => (long)batchHead * Seq * Dim;
     }
 
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionForwardEntry = AttentionForwardKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionForwardEntry = AttentionForwardKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> RowDotEntry = RowDotKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionQueryGradEntry = AttentionQueryGradKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionKeyValueGradEntry = AttentionKeyValueGradKernel;
@@ -36,10 +37,16 @@ public sealed partial class IlgpuBackend
     private const int AttentionSharedBytes = 48 * 1024;
 
     // ---- host side ----------------------------------------------------------------------------------------
+    /// <summary>Runs the lab's version this backend uses (<see cref="IlgpuLaunchSizes.AttentionVersion"/>) where it
+    /// fits the head dim, else version 1.</summary>
     public void AttentionForward(int batchHeads, int seq, int headDim, float scale, float dropout, ulong seed,
+        Buf q, Buf k, Buf v, Buf output, Buf lse) =>
+        AttentionForwardVersion(Sizes.AttentionVersion == 2 && FlashFits(headDim) ? 2 : 1, batchHeads, seq, headDim, scale, dropout, seed, q, k, v, output, lse);
+
+    /// <summary>Attention forward v1: a warp per query row (see the top of this file).</summary>
+    private void AttentionForwardV1(int batchHeads, int seq, int headDim, float scale, float dropout, ulong seed,
         Buf q, Buf k, Buf v, Buf output, Buf lse)
     {
-        if (batchHeads == 0 || seq == 0) return;
         var args = Attention(batchHeads, seq, headDim, scale, dropout, seed, out long n);
         int tile = TileFloats(args);
         // Group: K and V tiles; per warp: the scaled query row, the output accumulator, the tile's weights.

@@ -135,7 +135,7 @@ public sealed partial class IlgpuBackend
 
     /// <summary>The GEMM with kernel version <paramref name="version"/> of the lab (src/Kernels/Lab/GemmLab.cs): 1 =
     /// <see cref="TiledProductKernel{TTile, TProduct}"/> with this backend's tile, 2 = <see cref="Tiled128Kernel{TProduct}"/>,
-    /// 3 = 2 with split-K.</summary>
+    /// 3 = 2 with split-K, 4–6 = the tensor cores (Gemm/GemmIlgpuMma.cs: TF32, 3×TF32, bf16; CUDA only).</summary>
     internal void GemmVersion(int version, in GemmDesc d, Buf a, Buf b, Buf c, float alpha, float beta)
     {
         if (d.M == 0 || d.N == 0 || d.Batch == 0) return;
@@ -167,7 +167,8 @@ public sealed partial class IlgpuBackend
         {
             case 1: RunTiledV1(a, b, c, extra, p); break;
             case 2 or 3: RunTiled128(a, b, c, extra, p, splitK: version == 3); break;
-            default: throw new ArgumentOutOfRangeException(nameof(version), version, "GEMM versions are 1, 2 and 3");
+            case 4 or 5 or 6: RunTensorCore(version, a, b, c, extra, p); break;
+            default: throw new ArgumentOutOfRangeException(nameof(version), version, "GEMM versions are 1 to 6");
         }
     }
 

@@ -1,4 +1,3 @@
-using MaskBit.Kernels.Cpu;
 using MaskBit.Kernels.Ilgpu;
 using static MaskBit.Kernels.Ilgpu.IlgpuBackend;
 
@@ -63,7 +62,8 @@ public sealed class ConvLab : LabFamily
         private readonly IlgpuBackend _device;
         private readonly Conv2dDesc _d;
         private readonly float[] _x, _w, _b;
-        private readonly Storage _xBuf, _wBuf, _bBuf, _yBuf;
+        private readonly LabBuffers _buffers;
+        private readonly Buf _xBuf, _wBuf, _bBuf, _yBuf;
         private readonly bool _bias;
         private float[]? _reference;
 
@@ -73,46 +73,25 @@ public sealed class ConvLab : LabFamily
             _x = LabData.Uniform((long)d.N * d.Cin * d.H * d.W, 1);
             _w = LabData.Uniform((long)d.Cout * d.CinPerGroup * d.KH * d.KW, 2);
             _b = LabData.Uniform(d.Cout, 3);
-            (_xBuf, _wBuf, _bBuf) = (Put(device, _x), Put(device, _w), Put(device, _b));
-            _yBuf = device.Allocate(OutputLength);
+            _buffers = new LabBuffers(device);
+            (_xBuf, _wBuf, _bBuf) = (_buffers.Upload(_x), _buffers.Upload(_w), _buffers.Upload(_b));
+            _yBuf = _buffers.Allocate(OutputLength);
         }
 
         private long OutputLength => (long)_d.N * _d.Cout * _d.OH * _d.OW;
 
-        private static Storage Put(IBackend device, float[] values)
-        {
-            var storage = device.Allocate(values.Length, zero: false);
-            device.Upload(values, new Buf(storage, 0));
-            return storage;
-        }
-
         public override void Run(int version) =>
-            _device.ConvForwardVersion(version, _d, new Buf(_xBuf, 0), new Buf(_wBuf, 0), _bias ? new Buf(_bBuf, 0) : null, new Buf(_yBuf, 0));
+            _device.ConvForwardVersion(version, _d, _xBuf, _wBuf, _bias ? _bBuf : null, _yBuf);
 
-        public override float[] Result()
-        {
-            var result = new float[OutputLength];
-            _device.Download(new Buf(_yBuf, 0), result);
-            return result;
-        }
+        public override float[] Result() => _buffers.Download(_yBuf, OutputLength);
 
-        public override float[] Reference()
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
         {
-            if (_reference != null) return _reference;
-            var cpu = CpuBackend.Instance;
-            using Storage x = Put(cpu, _x), w = Put(cpu, _w), b = Put(cpu, _b), y = cpu.Allocate(OutputLength);
-            cpu.Conv2dForward(_d, new Buf(x, 0), new Buf(w, 0), _bias ? new Buf(b, 0) : null, new Buf(y, 0));
-            _reference = new float[OutputLength];
-            cpu.Download(new Buf(y, 0), _reference);
-            return _reference;
-        }
+            var y = cpu.Allocate(OutputLength);
+            cpu.Device.Conv2dForward(_d, cpu.Upload(_x), cpu.Upload(_w), _bias ? cpu.Upload(_b) : null, y);
+            return cpu.Download(y, OutputLength);
+        });
 
-        public override void Dispose()
-        {
-            _xBuf.Dispose();
-            _wBuf.Dispose();
-            _bBuf.Dispose();
-            _yBuf.Dispose();
-        }
+        public override void Dispose() => _buffers.Dispose();
     }
 }

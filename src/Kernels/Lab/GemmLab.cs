@@ -1,11 +1,11 @@
-using MaskBit.Kernels.Cpu;
 using MaskBit.Kernels.Ilgpu;
 using static MaskBit.Kernels.Ilgpu.IlgpuBackend;
 
 namespace MaskBit.Kernels.Lab;
 
 /// <summary>GEMM (C = alpha·op(A)·op(B) + beta·C, batched, any transposes) and, through the same tiled kernel, the
-/// implicit-GEMM convolutions. Kernels: Gemm/GemmIlgpu.cs (v1), Gemm/GemmIlgpuV2.cs (v2, v3).</summary>
+/// implicit-GEMM convolutions. Kernels: Gemm/GemmIlgpu.cs (v1), Gemm/GemmIlgpuV2.cs (v2, v3), Gemm/GemmIlgpuMma.cs
+/// (v4–v6, tensor cores, CUDA only: not validated until a GPU runs the lab).</summary>
 public sealed class GemmLab : LabFamily
 {
     /// <summary>The version the ILGPU backend runs GEMMs and implicit-GEMM convolutions with on a GPU.</summary>
@@ -34,6 +34,22 @@ public sealed class GemmLab : LabFamily
             FlopsPerSharedLoad: 2.0 * 64 / 4, FlopsPerGlobalByte: 2.0 * 128 * 128 / (4 * (128 + 128)),
             [TiledKernels<GemmArgs>.Large128Entry.Method, SplitKKernels<GemmArgs>.Entry.Method, SplitKKernels<GemmArgs>.SumEntry.Method],
             VectorSharedLoads: true),
+        // Per k step of 8 a lane loads 8 A and 8 B fragment values for its share (1/32) of 8 mma tiles of 16×8×8:
+        // 8·2·16·8·8/32 = 512 FLOPs per 16 loads; per K step of 16 a group reads (64 + 64)·16 floats for 2·64·64·16 FLOPs.
+        new(4, "tensor cores, TF32 (mma.sync m16n8k8 through inline PTX, cvt.rna rounding, float32 accumulation): 64×64 tiles, " +
+               "4 warps of 32×32 (2×4 mma tiles each), K step 16, [row][k] slices padded to 20 floats; CUDA sm_80+ only",
+            FlopsPerSharedLoad: 32, FlopsPerGlobalByte: 2.0 * 64 * 64 / (4 * (64 + 64)),
+            [TensorCoreKernels<GemmArgs>.Tf32Entry.Method], CudaOnly: true, ToleranceFloor: 5e-3),
+        // As v4; three mma per fragment pair (the FLOPs counted are the product's, not the tensor cores' 3×).
+        new(5, "v4 as 3×TF32: each operand split into a TF32 head and tail, tail·head + head·tail + head·head, for float32 " +
+               "accuracy at three times the tensor-core work; CUDA sm_80+ only",
+            FlopsPerSharedLoad: 32, FlopsPerGlobalByte: 2.0 * 64 * 64 / (4 * (64 + 64)),
+            [TensorCoreKernels<GemmArgs>.Tf32x3Entry.Method], CudaOnly: true),
+        // Per K step of 16 a lane loads 16 A and 16 B values (8 bf16 pairs each) for 1/32 of 8 mma tiles of 16×8×16.
+        new(6, "v4's tiling on bf16 mma.sync m16n8k16 (operands rounded to bf16 by cvt.rn.bf16x2, float32 accumulation): " +
+               "exact for bf16 operands (widened to float32 before the GEMM), lossy for float32 ones; CUDA sm_80+ only",
+            FlopsPerSharedLoad: 32, FlopsPerGlobalByte: 2.0 * 64 * 64 / (4 * (64 + 64)),
+            [TensorCoreKernels<GemmArgs>.Bf16Entry.Method], CudaOnly: true, ToleranceFloor: 3e-2),
     ];
 
     /// <summary>Small shapes for the CPU accelerator: single elements, sizes off every tile multiple, every
@@ -72,7 +88,8 @@ public sealed class GemmLab : LabFamily
         private readonly GemmDesc _d;
         private readonly float _alpha, _beta;
         private readonly float[] _a, _b, _c0;
-        private readonly Storage _aBuf, _bBuf, _cBuf;
+        private readonly LabBuffers _buffers;
+        private readonly Buf _aBuf, _bBuf, _cBuf;
         private float[]? _reference;
 
         public GemmProblem(IlgpuBackend device, GemmDesc d, float alpha, float beta)
@@ -81,49 +98,27 @@ public sealed class GemmLab : LabFamily
             _a = LabData.Uniform(Extent(d.Batch, d.StrideA, (long)d.M * d.K), 1);
             _b = LabData.Uniform(Extent(d.Batch, d.StrideB, (long)d.K * d.N), 2);
             _c0 = LabData.Uniform(Extent(d.Batch, d.StrideC, (long)d.M * d.N), 3);
-            _aBuf = Put(device, _a);
-            _bBuf = Put(device, _b);
-            _cBuf = Put(device, _c0);
+            _buffers = new LabBuffers(device);
+            (_aBuf, _bBuf, _cBuf) = (_buffers.Upload(_a), _buffers.Upload(_b), _buffers.Upload(_c0));
         }
 
         private static long Extent(int batch, long stride, long item) => (batch - 1) * stride + item;
 
-        private static Storage Put(IBackend device, float[] values)
-        {
-            var storage = device.Allocate(values.Length, zero: false);
-            device.Upload(values, new Buf(storage, 0));
-            return storage;
-        }
-
         public override void Run(int version)
         {
-            if (_beta != 0f) _device.Upload(_c0, new Buf(_cBuf, 0));   // beta reads C: every run starts from the same C
-            _device.GemmVersion(version, _d, new Buf(_aBuf, 0), new Buf(_bBuf, 0), new Buf(_cBuf, 0), _alpha, _beta);
+            if (_beta != 0f) _device.Upload(_c0, _cBuf);   // beta reads C: every run starts from the same C
+            _device.GemmVersion(version, _d, _aBuf, _bBuf, _cBuf, _alpha, _beta);
         }
 
-        public override float[] Result()
-        {
-            var result = new float[_c0.Length];
-            _device.Download(new Buf(_cBuf, 0), result);
-            return result;
-        }
+        public override float[] Result() => _buffers.Download(_cBuf, _c0.Length);
 
-        public override float[] Reference()
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
         {
-            if (_reference != null) return _reference;
-            var cpu = CpuBackend.Instance;
-            using Storage a = Put(cpu, _a), b = Put(cpu, _b), c = Put(cpu, _c0);
-            cpu.Gemm(_d, new Buf(a, 0), new Buf(b, 0), new Buf(c, 0), _alpha, _beta);
-            _reference = new float[_c0.Length];
-            cpu.Download(new Buf(c, 0), _reference);
-            return _reference;
-        }
+            var c = cpu.Upload(_c0);
+            cpu.Device.Gemm(_d, cpu.Upload(_a), cpu.Upload(_b), c, _alpha, _beta);
+            return cpu.Download(c, _c0.Length);
+        });
 
-        public override void Dispose()
-        {
-            _aBuf.Dispose();
-            _bBuf.Dispose();
-            _cBuf.Dispose();
-        }
+        public override void Dispose() => _buffers.Dispose();
     }
 }

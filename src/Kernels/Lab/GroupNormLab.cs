@@ -1,4 +1,3 @@
-using MaskBit.Kernels.Cpu;
 using MaskBit.Kernels.Ilgpu;
 
 namespace MaskBit.Kernels.Lab;
@@ -48,7 +47,8 @@ public sealed class GroupNormLab : LabFamily
         private readonly IlgpuBackend _device;
         private readonly GroupNormDesc _d;
         private readonly float[] _x, _gamma, _beta;
-        private readonly Storage _xBuf, _gammaBuf, _betaBuf, _yBuf, _mean, _rstd;
+        private readonly LabBuffers _buffers;
+        private readonly Buf _xBuf, _gammaBuf, _betaBuf, _yBuf, _mean, _rstd;
         private float[]? _reference;
 
         public GroupNormProblem(IlgpuBackend device, GroupNormDesc d)
@@ -58,45 +58,25 @@ public sealed class GroupNormLab : LabFamily
             _x = LabData.Uniform((long)d.N * d.C * d.HW, 1).Select(v => v + 3f).ToArray();
             _gamma = LabData.Uniform(d.C, 2);
             _beta = LabData.Uniform(d.C, 3);
-            (_xBuf, _gammaBuf, _betaBuf) = (Put(device, _x), Put(device, _gamma), Put(device, _beta));
-            _yBuf = device.Allocate(_x.Length);
-            _mean = device.Allocate((long)d.N * d.Groups);
-            _rstd = device.Allocate((long)d.N * d.Groups);
+            _buffers = new LabBuffers(device);
+            (_xBuf, _gammaBuf, _betaBuf) = (_buffers.Upload(_x), _buffers.Upload(_gamma), _buffers.Upload(_beta));
+            (_yBuf, _mean, _rstd) = (_buffers.Allocate(_x.Length), _buffers.Allocate(Statistics), _buffers.Allocate(Statistics));
         }
 
-        private static Storage Put(IBackend device, float[] values)
-        {
-            var storage = device.Allocate(values.Length, zero: false);
-            device.Upload(values, new Buf(storage, 0));
-            return storage;
-        }
+        private long Statistics => (long)_d.N * _d.Groups;
 
         public override void Run(int version) =>
-            _device.NormForward(version, IlgpuBackend.GroupNormArgs(_d), new Buf(_xBuf, 0), new Buf(_gammaBuf, 0), new Buf(_betaBuf, 0),
-                new Buf(_yBuf, 0), new Buf(_mean, 0), new Buf(_rstd, 0));
+            _device.NormForward(version, IlgpuBackend.GroupNormArgs(_d), _xBuf, _gammaBuf, _betaBuf, _yBuf, _mean, _rstd);
 
-        public override float[] Result()
-        {
-            var y = new float[_x.Length];
-            _device.Download(new Buf(_yBuf, 0), y);
-            return y;
-        }
+        public override float[] Result() => _buffers.Download(_yBuf, _x.Length);
 
-        public override float[] Reference()
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
         {
-            if (_reference != null) return _reference;
-            var cpu = CpuBackend.Instance;
-            using Storage x = Put(cpu, _x), gamma = Put(cpu, _gamma), beta = Put(cpu, _beta), y = cpu.Allocate(_x.Length),
-                mean = cpu.Allocate((long)_d.N * _d.Groups), rstd = cpu.Allocate((long)_d.N * _d.Groups);
-            cpu.GroupNormForward(_d, new Buf(x, 0), new Buf(gamma, 0), new Buf(beta, 0), new Buf(y, 0), new Buf(mean, 0), new Buf(rstd, 0));
-            _reference = new float[_x.Length];
-            cpu.Download(new Buf(y, 0), _reference);
-            return _reference;
-        }
+            var y = cpu.Allocate(_x.Length);
+            cpu.Device.GroupNormForward(_d, cpu.Upload(_x), cpu.Upload(_gamma), cpu.Upload(_beta), y, cpu.Allocate(Statistics), cpu.Allocate(Statistics));
+            return cpu.Download(y, _x.Length);
+        });
 
-        public override void Dispose()
-        {
-            foreach (var s in new[] { _xBuf, _gammaBuf, _betaBuf, _yBuf, _mean, _rstd }) s.Dispose();
-        }
+        public override void Dispose() => _buffers.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Reflection;
+using MaskBit.Kernels.Cpu;
 using MaskBit.Kernels.Ilgpu;
 
 namespace MaskBit.Kernels.Lab;
@@ -13,8 +14,11 @@ namespace MaskBit.Kernels.Lab;
 /// <param name="FlopsPerGlobalByte">FLOPs per byte read from or written to global memory by a group, at full tiles.</param>
 /// <param name="Entries">The kernel methods the version launches (the offline PTX test compiles and inspects them).</param>
 /// <param name="VectorSharedLoads">Whether the design reads shared memory with 128-bit loads (the PTX test checks it).</param>
+/// <param name="CudaOnly">Whether only a CUDA GPU runs it (inline PTX: the CPU accelerator cannot validate it).</param>
+/// <param name="ToleranceFloor">The least relative error the version is allowed on any case: its arithmetic's rounding
+/// where that is coarser than float32 (TF32, bf16); 0 for float32 versions.</param>
 public sealed record LabVersion(int Number, string Design, double FlopsPerSharedLoad, double FlopsPerGlobalByte,
-    IReadOnlyList<MethodInfo> Entries, bool VectorSharedLoads = false);
+    IReadOnlyList<MethodInfo> Entries, bool VectorSharedLoads = false, bool CudaOnly = false, double ToleranceFloor = 0);
 
 /// <summary>A problem of a family at one shape: inputs on an ILGPU device, every version runnable on them, and the
 /// CPU backend's result for the same inputs.</summary>
@@ -62,26 +66,28 @@ public readonly record struct LabCheck(double MaxError, double Scale, double Tol
 /// <summary>The kernel lab: every family, validation of a version against the CPU reference, and timing.</summary>
 public static class KernelLab
 {
-    public static IReadOnlyList<LabFamily> Families { get; } = [new GemmLab(), new ConvLab(), new LfqBackwardLab(), new ReduceLab(), new GroupNormLab()];
+    public static IReadOnlyList<LabFamily> Families { get; } = [new GemmLab(), new ConvLab(), new LfqBackwardLab(), new ReduceLab(), new GroupNormLab(), new AttentionLab()];
 
     public static LabFamily Family(string name) => Families.FirstOrDefault(f => f.Name == name)
         ?? throw new ArgumentException($"no kernel family '{name}' in the lab (it has {string.Join(", ", Families.Select(f => f.Name))})");
 
-    /// <summary>Runs <paramref name="version"/> once and compares its output with the CPU reference.</summary>
-    public static LabCheck Validate(LabCase c, LabProblem problem, int version)
+    /// <summary>Runs <paramref name="version"/> once and compares its output with the CPU reference, within the
+    /// case's tolerance or the version's floor, whichever is larger.</summary>
+    public static LabCheck Validate(LabCase c, LabProblem problem, LabVersion version)
     {
-        problem.Run(version);
+        problem.Run(version.Number);
         float[] actual = problem.Result(), expected = problem.Reference();
-        if (actual.Length != expected.Length) throw new InvalidOperationException($"{c.Name} v{version}: {actual.Length} outputs, the reference has {expected.Length}");
+        double tolerance = Math.Max(c.Tolerance, version.ToleranceFloor);
+        if (actual.Length != expected.Length) throw new InvalidOperationException($"{c.Name} v{version.Number}: {actual.Length} outputs, the reference has {expected.Length}");
         double maxError = 0, scale = 0;
         for (int i = 0; i < actual.Length; i++)
         {
             double error = Math.Abs((double)actual[i] - expected[i]);
-            if (double.IsNaN(error) && !float.IsNaN(expected[i])) return new LabCheck(double.NaN, scale, c.Tolerance);
+            if (double.IsNaN(error) && !float.IsNaN(expected[i])) return new LabCheck(double.NaN, scale, tolerance);
             if (!double.IsNaN(error)) maxError = Math.Max(maxError, error);
             scale = Math.Max(scale, Math.Abs((double)expected[i]));
         }
-        return new LabCheck(maxError, scale, c.Tolerance);
+        return new LabCheck(maxError, scale, tolerance);
     }
 
     /// <summary>Median milliseconds of <paramref name="version"/> over at least <paramref name="minRuns"/> runs and
@@ -101,6 +107,51 @@ public static class KernelLab
         }
         times.Sort();
         return times[times.Count / 2];
+    }
+}
+
+/// <summary>The buffers of a lab problem on one backend, disposed together: inputs uploaded, outputs allocated,
+/// results downloaded. <see cref="OnCpu"/> runs the CPU backend's reference computation on the same inputs.</summary>
+internal sealed class LabBuffers(IBackend device) : IDisposable
+{
+    private readonly List<Storage> _owned = [];
+
+    public IBackend Device => device;
+
+    public Buf Upload(float[] values)
+    {
+        var buf = Allocate(values.Length, zero: false);
+        device.Upload(values, buf);
+        return buf;
+    }
+
+    public Buf Allocate(long length, bool zero = true)
+    {
+        var storage = device.Allocate(length, zero: zero);
+        _owned.Add(storage);
+        return new Buf(storage, 0);
+    }
+
+    /// <summary>The first <paramref name="length"/> floats of <paramref name="buf"/> (waits for the device).</summary>
+    public float[] Download(Buf buf, long length)
+    {
+        var values = new float[length];
+        device.Download(buf, values);
+        return values;
+    }
+
+    /// <summary>The CPU backend's result: <paramref name="compute"/> uploads the inputs, runs the op and downloads
+    /// the output; its buffers are freed after.</summary>
+    public static float[] OnCpu(Func<LabBuffers, float[]> compute)
+    {
+        using var cpu = new LabBuffers(CpuBackend.Instance);
+        return compute(cpu);
+    }
+
+    public void Dispose()
+    {
+        foreach (var storage in _owned) storage.Dispose();
+        _owned.Clear();
     }
 }
 

@@ -45,57 +45,34 @@ public sealed class LfqBackwardLab : LabFamily
         private readonly IlgpuBackend _device;
         private readonly int _batch, _bits, _hw;
         private readonly float[] _z, _upstream = [0.7f, -1.3f];
-        private readonly Storage _zBuf, _avg, _result, _up, _dz;
+        private readonly LabBuffers _buffers;
+        private readonly Buf _zBuf, _avg, _up, _dz;
         private float[]? _reference;
 
         public LfqProblem(IlgpuBackend device, int batch, int bits, int hw)
         {
             (_device, _batch, _bits, _hw) = (device, batch, bits, hw);
             _z = LabData.Uniform((long)batch * bits * hw, bits);
-            _zBuf = Put(device, _z);
-            _avg = device.Allocate(1L << bits);
-            _result = device.Allocate(2);
-            _up = Put(device, _upstream);
-            _dz = device.Allocate(_z.Length);
-            device.LfqEntropyForward(batch, bits, hw, InvTemperature, new Buf(_zBuf, 0), new Buf(_avg, 0), new Buf(_result, 0));
-        }
-
-        private static Storage Put(IBackend device, float[] values)
-        {
-            var storage = device.Allocate(values.Length, zero: false);
-            device.Upload(values, new Buf(storage, 0));
-            return storage;
+            _buffers = new LabBuffers(device);
+            (_zBuf, _up) = (_buffers.Upload(_z), _buffers.Upload(_upstream));
+            (_avg, _dz) = (_buffers.Allocate(1L << bits), _buffers.Allocate(_z.Length));
+            device.LfqEntropyForward(batch, bits, hw, InvTemperature, _zBuf, _avg, _buffers.Allocate(2));
         }
 
         public override void Run(int version) =>
-            _device.LfqEntropyBackward(version, _batch, _bits, _hw, InvTemperature, new Buf(_zBuf, 0), new Buf(_avg, 0), new Buf(_up, 0), new Buf(_dz, 0));
+            _device.LfqEntropyBackward(version, _batch, _bits, _hw, InvTemperature, _zBuf, _avg, _up, _dz);
 
-        public override float[] Result()
-        {
-            var dz = new float[_z.Length];
-            _device.Download(new Buf(_dz, 0), dz);
-            return dz;
-        }
+        public override float[] Result() => _buffers.Download(_dz, _z.Length);
 
-        public override float[] Reference()
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
         {
-            if (_reference != null) return _reference;
-            var cpu = CpuBackend.Instance;
-            using Storage z = Put(cpu, _z), avg = cpu.Allocate(1L << _bits), result = cpu.Allocate(2), up = Put(cpu, _upstream), dz = cpu.Allocate(_z.Length);
-            cpu.LfqEntropyForward(_batch, _bits, _hw, InvTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(result, 0));
-            cpu.LfqEntropyBackward(_batch, _bits, _hw, InvTemperature, new Buf(z, 0), new Buf(avg, 0), new Buf(up, 0), new Buf(dz, 0));
-            _reference = new float[_z.Length];
-            cpu.Download(new Buf(dz, 0), _reference);
-            return _reference;
-        }
+            Buf z = cpu.Upload(_z), avg = cpu.Allocate(1L << _bits), dz = cpu.Allocate(_z.Length);
+            var lfq = CpuBackend.Instance;
+            lfq.LfqEntropyForward(_batch, _bits, _hw, InvTemperature, z, avg, cpu.Allocate(2));
+            lfq.LfqEntropyBackward(_batch, _bits, _hw, InvTemperature, z, avg, cpu.Upload(_upstream), dz);
+            return cpu.Download(dz, _z.Length);
+        });
 
-        public override void Dispose()
-        {
-            _zBuf.Dispose();
-            _avg.Dispose();
-            _result.Dispose();
-            _up.Dispose();
-            _dz.Dispose();
-        }
+        public override void Dispose() => _buffers.Dispose();
     }
 }

@@ -1,4 +1,3 @@
-using MaskBit.Kernels.Cpu;
 using MaskBit.Kernels.Ilgpu;
 
 namespace MaskBit.Kernels.Lab;
@@ -44,49 +43,33 @@ public sealed class ReduceLab : LabFamily
         private readonly IlgpuBackend _device;
         private readonly int _outer, _mid, _inner;
         private readonly float[] _x;
-        private readonly Storage _xBuf, _yBuf;
+        private readonly LabBuffers _buffers;
+        private readonly Buf _xBuf, _yBuf;
         private float[]? _reference;
 
         public ReduceProblem(IlgpuBackend device, int outer, int mid, int inner)
         {
             (_device, _outer, _mid, _inner) = (device, outer, mid, inner);
             _x = LabData.Uniform((long)outer * mid * inner, mid);
-            _xBuf = Put(device, _x);
-            _yBuf = device.Allocate((long)outer * inner);
+            _buffers = new LabBuffers(device);
+            _xBuf = _buffers.Upload(_x);
+            _yBuf = _buffers.Allocate(OutputLength);
         }
 
-        private static Storage Put(IBackend device, float[] values)
-        {
-            var storage = device.Allocate(values.Length, zero: false);
-            device.Upload(values, new Buf(storage, 0));
-            return storage;
-        }
+        private long OutputLength => (long)_outer * _inner;
 
         public override void Run(int version) =>
-            _device.Reduce(version, new Buf(_xBuf, 0), new Buf(_yBuf, 0), new IlgpuBackend.ReduceArgs { Outer = _outer, Mid = _mid, Inner = _inner, Scale = 1f }, max: false);
+            _device.Reduce(version, _xBuf, _yBuf, new IlgpuBackend.ReduceArgs { Outer = _outer, Mid = _mid, Inner = _inner, Scale = 1f }, max: false);
 
-        public override float[] Result()
-        {
-            var y = new float[_outer * _inner];
-            _device.Download(new Buf(_yBuf, 0), y);
-            return y;
-        }
+        public override float[] Result() => _buffers.Download(_yBuf, OutputLength);
 
-        public override float[] Reference()
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
         {
-            if (_reference != null) return _reference;
-            var cpu = CpuBackend.Instance;
-            using Storage x = Put(cpu, _x), y = cpu.Allocate((long)_outer * _inner);
-            cpu.ReduceSum(new Buf(x, 0), new Buf(y, 0), _outer, _mid, _inner);
-            _reference = new float[_outer * _inner];
-            cpu.Download(new Buf(y, 0), _reference);
-            return _reference;
-        }
+            var y = cpu.Allocate(OutputLength);
+            cpu.Device.ReduceSum(cpu.Upload(_x), y, _outer, _mid, _inner);
+            return cpu.Download(y, OutputLength);
+        });
 
-        public override void Dispose()
-        {
-            _xBuf.Dispose();
-            _yBuf.Dispose();
-        }
+        public override void Dispose() => _buffers.Dispose();
     }
 }
