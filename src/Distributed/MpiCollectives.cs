@@ -242,7 +242,7 @@ public sealed unsafe class MpiCollectives : ICollectives
             if (done != 0) return;
             var waited = clock.Elapsed;
             if (waited > Timeout)
-                Abort($"rank {Rank}: {what} timed out after {Timeout.TotalSeconds:0.#} s waiting for the other ranks (one is stuck or gone); stopping the job ({ProcessGroup.TimeoutVariable} sets the limit)", 1);
+                Abort(CollectiveWatchdog.TimedOut(this, what), 1);
             if (waited < TimeSpan.FromSeconds(1)) Thread.Yield();
             else Thread.Sleep(1);
         }
