@@ -19,7 +19,7 @@ public class ClassifierTests
     private TempDirectory _dir = null!;
     private string _config = null!;
 
-    private const string TinyConfig = """
+    internal const string TinyConfig = """
         experiment:
             name: "tiny_classifier"
             save_every: 1000
