@@ -136,13 +136,20 @@ public sealed unsafe class MpiCollectives : ICollectives
 
     // The blocking collectives pin the caller's span while the communication thread works on it (the caller waits).
 
+    /// <summary>The largest message of one MPI all-reduce: a longer buffer is summed in consecutive pieces of this
+    /// size. Open MPI's reductions allocate a temporary buffer of the message's size on every call, and glibc maps an
+    /// allocation above its mmap threshold (at most 32 MB) afresh each time, so every page of it faults: one minor
+    /// fault per 4 KB page per call (16,385 at 64 MB) and 0.2–0.3 GB/s instead of 3–5 GB/s (bench/RESULTS.md). 1 MB
+    /// pieces stay far below the threshold and in cache; the small tokenizer's gradient bucket already spans two.</summary>
+    public const int MaxMessageBytes = 1 << 20;
+
     public void AllReduceSum(Span<float> buffer)
     {
         fixed (float* p = buffer)
         {
             nint data = (nint)p;
             int count = buffer.Length;
-            Run(() => AllReduce((void*)data, count, _float, "all-reduce"));
+            Run(() => AllReduce((byte*)data, count, sizeof(float), _float, "all-reduce"));
         }
     }
 
@@ -152,16 +159,21 @@ public sealed unsafe class MpiCollectives : ICollectives
         {
             nint data = (nint)p;
             int count = buffer.Length;
-            Run(() => AllReduce((void*)data, count, _double, "all-reduce"));
+            Run(() => AllReduce((byte*)data, count, sizeof(double), _double, "all-reduce"));
         }
     }
 
-    private void AllReduce(void* data, int count, nint type, string what)
+    /// <summary>Sums <paramref name="count"/> elements at <paramref name="data"/> in place, in messages of at most
+    /// <see cref="MaxMessageBytes"/> (the same pieces on every rank and run, so the result still repeats bit for bit).</summary>
+    private void AllReduce(byte* data, int count, int elementBytes, nint type, string what)
     {
-        if (count == 0) return;
-        nint request;
-        Check(_iallreduce(InPlace, data, count, type, _sum, _comm, &request), "MPI_Iallreduce");
-        WaitFor(&request, what);
+        int piece = MaxMessageBytes / elementBytes;
+        for (int at = 0; at < count; at += piece)
+        {
+            nint request;
+            Check(_iallreduce(InPlace, data + (long)at * elementBytes, Math.Min(piece, count - at), type, _sum, _comm, &request), "MPI_Iallreduce");
+            WaitFor(&request, what);
+        }
     }
 
     public IPendingCollective StartAllReduceSum(float[] buffer, int offset, int count)
@@ -169,7 +181,7 @@ public sealed unsafe class MpiCollectives : ICollectives
         ArgumentOutOfRangeException.ThrowIfGreaterThan((long)offset + count, buffer.Length);
         var pin = GCHandle.Alloc(buffer, GCHandleType.Pinned);
         nint data = pin.AddrOfPinnedObject() + offset * sizeof(float);
-        return new Pending(Enqueue(() => AllReduce((void*)data, count, _float, "bucketed all-reduce")), pin);
+        return new Pending(Enqueue(() => AllReduce((byte*)data, count, sizeof(float), _float, "bucketed all-reduce")), pin);
     }
 
     private sealed class Pending(Operation operation, GCHandle pin) : IPendingCollective
@@ -242,7 +254,7 @@ public sealed unsafe class MpiCollectives : ICollectives
             if (done != 0) return;
             var waited = clock.Elapsed;
             if (waited > Timeout)
-                Abort($"rank {Rank}: {what} timed out after {Timeout.TotalSeconds:0.#} s waiting for the other ranks (one is stuck or gone); stopping the job ({ProcessGroup.TimeoutVariable} sets the limit)", 1);
+                Abort(CollectiveWatchdog.TimedOut(this, what), 1);
             if (waited < TimeSpan.FromSeconds(1)) Thread.Yield();
             else Thread.Sleep(1);
         }

@@ -101,33 +101,52 @@ internal unsafe struct NcclUniqueId
 /// An NCCL communicator over the ranks of <see cref="ICollectives"/>: rank 0 makes the unique id, the group's MPI
 /// broadcast hands it to the others, and every rank joins with its rank and the world size (one rank works too:
 /// the calls then copy). The collectives take CUDA device addresses of float32 elements and the stream they are
-/// queued on; they return at once, ordered with the other work of that stream. Make it with the device's CUDA
-/// context current on the calling thread (NCCL takes the device from it).
+/// queued on; they return at once, ordered with the other work of that stream, so their completion is awaited by a
+/// sync of that stream under <see cref="CollectiveWatchdog"/>. Make it with the device's CUDA context current on the
+/// calling thread (NCCL takes the device from it).
 /// </summary>
 public sealed unsafe class NcclCommunicator : IDisposable
 {
     private readonly NcclLibrary _nccl;
     private nint _comm;
 
-    public int Rank { get; }
-    public int WorldSize { get; }
-
     public NcclCommunicator(NcclLibrary nccl, ICollectives group)
     {
         _nccl = nccl;
+        var id = SharedUniqueId(nccl, group);
+        // Blocks until every rank has joined: under the group's watchdog.
+        (int Code, nint Comm) joined = default;
+        CollectiveWatchdog.Run(group, "ncclCommInitRank", () => joined = Join(nccl, id, group));
+        nccl.Check(joined.Code, $"rank {group.Rank}: ncclCommInitRank");
+        (_comm, Group) = (joined.Comm, group);
+    }
+
+    /// <summary>Rank 0's new unique id, on every rank.</summary>
+    private static NcclUniqueId SharedUniqueId(NcclLibrary nccl, ICollectives group)
+    {
         NcclUniqueId id = default;
         if (group.IsMain()) nccl.Check(nccl.GetUniqueId(&id), "ncclGetUniqueId");
         group.Broadcast(id.AsSpan());
-        nint comm;
-        nccl.Check(nccl.CommInitRank(&comm, group.WorldSize, id, group.Rank), $"rank {group.Rank}: ncclCommInitRank");
-        (_comm, Rank, WorldSize) = (comm, group.Rank, group.WorldSize);
+        return id;
     }
+
+    private static (int Code, nint Comm) Join(NcclLibrary nccl, NcclUniqueId id, ICollectives group)
+    {
+        nint comm;
+        int code = nccl.CommInitRank(&comm, group.WorldSize, id, group.Rank);
+        return (code, comm);
+    }
+
+    /// <summary>The ranks this communicator spans; its timeout bounds the waits for NCCL's collectives.</summary>
+    public ICollectives Group { get; }
+    public int Rank => Group.Rank;
+    public int WorldSize => Group.WorldSize;
 
     /// <summary>Element-wise sum over the ranks of <paramref name="count"/> floats at <paramref name="address"/>, in place.</summary>
     public void AllReduceSum(nint address, long count, nint stream)
     {
         ObjectDisposedException.ThrowIf(_comm == 0, this);
-        _nccl.Check(_nccl.AllReduce(address, address, (nuint)count, NcclLibrary.Float32, NcclLibrary.Sum, _comm, stream), $"rank {Rank}: ncclAllReduce");
+        Queue("ncclAllReduce", () => _nccl.AllReduce(address, address, (nuint)count, NcclLibrary.Float32, NcclLibrary.Sum, _comm, stream));
     }
 
     /// <summary>Rank <paramref name="root"/>'s <paramref name="count"/> floats at <paramref name="address"/> to every rank, in place.</summary>
@@ -136,7 +155,16 @@ public sealed unsafe class NcclCommunicator : IDisposable
         ObjectDisposedException.ThrowIf(_comm == 0, this);
         ArgumentOutOfRangeException.ThrowIfNegative(root);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, WorldSize);
-        _nccl.Check(_nccl.Broadcast(address, address, (nuint)count, NcclLibrary.Float32, root, _comm, stream), $"rank {Rank}: ncclBroadcast");
+        Queue("ncclBroadcast", () => _nccl.Broadcast(address, address, (nuint)count, NcclLibrary.Float32, root, _comm, stream));
+    }
+
+    /// <summary>Queues a collective under the watchdog: NCCL connects to the peers on a communicator's first
+    /// collectives, and that waits for them.</summary>
+    private void Queue(string function, Func<int> call)
+    {
+        int code = 0;
+        CollectiveWatchdog.Run(Group, function, () => code = call());
+        _nccl.Check(code, $"rank {Rank}: {function}");
     }
 
     public void Dispose()

@@ -45,6 +45,7 @@ public sealed class GradientAverager(ICollectives group, int bucketBytes = Gradi
     public void Wait()
     {
         float scale = 1f / Group.WorldSize;
+        NcclOnDevice? nccl = null;
         foreach (var (grads, request, buffer, deviceBucket) in _inFlight)
         {
             if (deviceBucket != null)
@@ -57,6 +58,7 @@ public sealed class GradientAverager(ICollectives group, int bucketBytes = Gradi
                     g.Device.ReduceSum(deviceBucket.Buf.At(at), g.Buf, 1, 1, (int)g.Numel, scale);
                     at += g.Numel;
                 }
+                nccl = DeviceCollectives.For(Group, grads[0].Device);
                 continue;
             }
             request!.Wait();
@@ -70,6 +72,9 @@ public sealed class GradientAverager(ICollectives group, int bucketBytes = Gradi
             }
         }
         _inFlight.Clear();
+        // The step downloads its losses and clipped norms right after this, which waits for NCCL's sums anyway;
+        // waiting here puts that wait under the collective watchdog.
+        nccl?.WaitForCompletion("bucketed all-reduce (NCCL)");
     }
 
     private void Start(List<Tensor> parameters, ref float[] buffer)
@@ -176,6 +181,7 @@ public static class DataParallel
         if (tensors.Count > 0 && DeviceCollectives.For(group, tensors[0].Device) is { } nccl)
         {
             foreach (var t in tensors) nccl.Broadcast(t.Buf, t.Numel);
+            nccl.WaitForCompletion("broadcast of rank 0's weights (NCCL)");
             return;
         }
         var host = new float[tensors.Sum(t => t.Numel)];

@@ -77,10 +77,14 @@ public static class DeviceCollectives
 }
 
 /// <summary>NCCL collectives on the float32 buffers of one CUDA backend, queued on its stream (ordered with its
-/// kernels; nothing waits on the host).</summary>
+/// kernels); <see cref="WaitForCompletion"/> waits for them on the host, under the collective watchdog.</summary>
 public sealed class NcclOnDevice(NcclCommunicator communicator, IlgpuBackend device)
 {
     public IlgpuBackend Device { get; } = device;
+
+    /// <summary>Blocks until the device has finished everything queued so far, the NCCL collectives included; aborts the
+    /// job naming this rank after the group's timeout (a peer that died leaves NCCL's kernel waiting for ever).</summary>
+    public void WaitForCompletion(string what) => CollectiveWatchdog.Run(communicator.Group, what, Device.Synchronize);
 
     /// <summary>Element-wise sum over the ranks of the <paramref name="n"/> floats at <paramref name="buf"/>, in place.</summary>
     public void AllReduceSum(Buf buf, long n)

@@ -109,10 +109,27 @@ public class MpiTrainingTests
 
     // ---- device buffers -------------------------------------------------------------------------------------------
 
+    /// <summary>The host-staged path on device buffers across processes: both ranks on ILGPU's CPU accelerator (each
+    /// bucket downloaded, summed by MPI, uploaded) take the step of one process with the whole batch. The model is the
+    /// tiny sample-scoring classifier, one step: a tokenizer step on the emulator takes minutes per process. Compared
+    /// with one process on the cpu backend (the devices agree to float32 rounding, tested in-process), in the
+    /// tolerances of the other equivalence tests.</summary>
+    [Test]
+    public void TwoRanksOnIlgpuCpuTakeTheTrainingStepOfOneProcess()
+    {
+        string config = _dir.File("classifier.yaml"), one = _dir.File("classifier-1"), two = _dir.File("classifier-2-ilgpu");
+        File.WriteAllText(config, ClassifierTests.TinyConfig.Replace("IMAGES", _dir.File("images")));
+        string[] common = ["train", "classifier", "--config", config, "training.max_train_steps=1", "lr_scheduler.params.warmup_steps=0"];
+        Expect(0, Maskbit(1, [.. common, "--out", one, "training.per_gpu_batch_size=8"]));
+        var run = Maskbit(2, [.. common, "--out", two, "--device", "ilgpu-cpu", "training.per_gpu_batch_size=4"]);
+        Expect(0, run);
+        Assert.That(run.Output, Does.Contain("2 ranks"));
+        AssertSameCurves(Metrics(one), Metrics(two), ["train/loss", "grad_norm"], Tolerance);
+        AssertSameWeights(Checkpoint(one, 1), Checkpoint(two, 1), WeightTolerance);
+    }
+
     /// <summary>NCCL asked for on the CPU backend: every rank stops at the first device collective (rank 0's weights to
-    /// the others) with the one line naming the setting and the device. (The host-staged path on device buffers is
-    /// tested on ilgpu-cpu in <see cref="DataParallelTests"/>; a whole training step on ILGPU's CPU accelerator
-    /// takes minutes per process.)</summary>
+    /// the others) with the one line naming the setting and the device.</summary>
     [Test]
     public void AskingForNcclOffCudaStopsTheJobWithOneLine()
     {
@@ -266,18 +283,28 @@ public class MpiTrainingTests
         }
     }
 
+    /// <summary>SIGTERM to the launcher script of the README (scripts/mpirun-clean-stop.sh, which turns it into the
+    /// SIGUSR1 that Open MPI's mpirun forwards): every rank stops after the same step, rank 0 writes that step's
+    /// checkpoint, the job exits 130, and the same command on 2 ranks resumes from it.</summary>
     [Test]
-    public void SigUsr1ToMpirunStopsEveryRankWithACheckpointAndExit130()
+    public void SigTermToTheLauncherScriptStopsEveryRankWithACheckpointAndExit130AndTheRunResumes()
     {
-        string run = _dir.File("usr1");
+        string run = _dir.File("sigterm");
         var result = Maskbit(2, LongRun(run), whileRunning: job =>
         {
             WaitForCheckpoint(run, job);
-            Assert.That(Process.Start("kill", ["-USR1", job.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit(10_000));
+            Assert.That(Process.Start("kill", ["-TERM", job.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit(10_000));
             return Stopwatch.StartNew();
-        }, out _);
+        }, out _, throughCleanStopScript: true);
         Assert.That(result.Code, Is.EqualTo(130), result.Output);
-        Assert.That(result.Output, Does.Contain("cancelled at step"));
+        var cancelled = System.Text.RegularExpressions.Regex.Match(result.Output, @"cancelled at step (\d+)");
+        Assert.That(cancelled.Success, result.Output);
+        long step = long.Parse(cancelled.Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.That(new RunFolder(run).LatestCheckpoint(), Is.EqualTo(new RunFolder(run).CheckpointPath(step)), "the stop wrote the step it stopped at");
+        Assert.That(result.Output, Does.Not.Contain("signal 15").And.Not.Contain("Abort"), "no rank was killed");
+        var resumed = Maskbit(2, [.. LongRun(run)[..^2], $"training.max_train_steps={step + 1}"]);
+        Expect(0, resumed);
+        Assert.That(resumed.Output, Does.Contain("resumed from").And.Contain($"checkpoint-{step}"));
     }
 
     // ---- support --------------------------------------------------------------------------------------------------
@@ -294,11 +321,12 @@ public class MpiTrainingTests
     private static Result Maskbit(int ranks, string[] args, int watchdogSeconds = WatchdogSeconds, IReadOnlyDictionary<string, string>? environment = null) =>
         Maskbit(ranks, args, null, out _, watchdogSeconds, environment);
 
-    /// <summary>maskbit in one process (<paramref name="ranks"/> = 1) or under mpirun; <paramref name="whileRunning"/>
-    /// acts on the running job and returns a clock the caller reads once the job ended; <paramref name="environment"/>
-    /// reaches every rank.</summary>
+    /// <summary>maskbit in one process (<paramref name="ranks"/> = 1) or under mpirun, started directly or by
+    /// scripts/mpirun-clean-stop.sh (<paramref name="throughCleanStopScript"/>); <paramref name="whileRunning"/>
+    /// acts on the running job (the launcher's process) and returns a clock the caller reads once the job ended;
+    /// <paramref name="environment"/> reaches every rank.</summary>
     private static Result Maskbit(int ranks, string[] args, Func<Process, Stopwatch>? whileRunning, out Stopwatch clock, int watchdogSeconds = WatchdogSeconds,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null, bool throughCleanStopScript = false)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "maskbit.dll");
         Assume.That(File.Exists(dll), $"{dll} is not built");
@@ -308,7 +336,8 @@ public class MpiTrainingTests
         {
             string? mpirun = FindMpirun();
             if (mpirun == null) Assert.Ignore("mpirun not found: install Open MPI (Debian: apt-get install openmpi-bin) to run the multi-process tests");
-            info = new ProcessStartInfo(mpirun!);
+            info = new ProcessStartInfo(throughCleanStopScript ? Path.Combine(Support.TestPaths.RepoRoot, "scripts", "mpirun-clean-stop.sh") : mpirun!);
+            if (throughCleanStopScript) info.Environment["MPIRUN"] = mpirun;
             // Containers often forbid the cross-process memory copy of Open MPI's shared-memory transport.
             foreach (var a in new[] { "--oversubscribe", "--allow-run-as-root", "--mca", "btl_vader_single_copy_mechanism", "none",
                                       "-x", ProcessGroup.TimeoutVariable, "-x", "DOTNET_TieredPGO", "-np", ranks.ToString(CultureInfo.InvariantCulture), "dotnet" })

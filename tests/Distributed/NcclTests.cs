@@ -90,6 +90,67 @@ public class NcclTests
         var t = Tensor.FromArray(values, [1000], cuda);
         nccl.AllReduceSum(t.Buf.At(10), 990);
         nccl.Broadcast(t.Buf, 1000);
+        nccl.WaitForCompletion("the test's collectives");
         Assert.That(t.ToArray(), Is.EqualTo(values));
+    }
+}
+
+/// <summary>The watchdog over calls that block in NCCL or on its CUDA stream (which cannot be polled as MPI requests
+/// are), with a stand-in group whose abort records the line and releases the stuck call instead of ending the process.
+/// Across processes the abort is MPI_Abort, as for a timed-out MPI collective (<see cref="MpiTrainingTests"/>).</summary>
+[TestFixture]
+public class CollectiveWatchdogTests
+{
+    private sealed class RecordingGroup(int rank, TimeSpan timeout) : ICollectives
+    {
+        public readonly List<(string Message, int ExitCode)> Aborts = [];
+        public readonly ManualResetEventSlim Aborted = new();
+
+        public int Rank => rank;
+        public int WorldSize => 2;
+        public int LocalRank => rank;
+        public TimeSpan Timeout => timeout;
+
+        public void Abort(string message, int exitCode)
+        {
+            lock (Aborts) Aborts.Add((message, exitCode));
+            Aborted.Set();
+        }
+
+        public void AllReduceSum(Span<float> buffer) => throw new NotSupportedException();
+        public void AllReduceSum(Span<double> buffer) => throw new NotSupportedException();
+        public IPendingCollective StartAllReduceSum(float[] buffer, int offset, int count) => throw new NotSupportedException();
+        public void Broadcast(Span<float> buffer, int root = 0) => throw new NotSupportedException();
+        public void Broadcast(Span<byte> buffer, int root = 0) => throw new NotSupportedException();
+        public void Barrier() => throw new NotSupportedException();
+        public double[] AllGather(double value) => throw new NotSupportedException();
+        public void Dispose() => Aborted.Dispose();
+    }
+
+    [Test]
+    public void ACollectiveThatNeverReturnsStopsTheJobNamingTheRankAfterTheTimeout()
+    {
+        using var group = new RecordingGroup(rank: 1, TimeSpan.FromSeconds(0.2));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // Stands for ncclCommInitRank or a stream sync whose peer is gone: it returns only because the stand-in's
+        // abort lets it (MPI_Abort would end the process here).
+        CollectiveWatchdog.Run(group, "ncclAllReduce", () => group.Aborted.Wait());
+        Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(0.19)));
+        Assert.That(group.Aborts, Is.EqualTo(new[]
+        {
+            ("rank 1: ncclAllReduce timed out after 0.2 s waiting for the other ranks (one is stuck or gone); stopping the job (MASKBIT_COLLECTIVE_TIMEOUT sets the limit)", 1),
+        }));
+    }
+
+    [Test]
+    public void ACollectiveThatReturnsInTimeIsLeftAloneAndItsErrorsPassThrough()
+    {
+        using var group = new RecordingGroup(rank: 0, TimeSpan.FromSeconds(0.2));
+        int calls = 0;
+        CollectiveWatchdog.Run(group, "ncclBroadcast", () => calls++);
+        Assert.That(() => CollectiveWatchdog.Run(group, "ncclCommInitRank", () => throw new InvalidOperationException("unhandled cuda error")),
+            Throws.InvalidOperationException.With.Message.EqualTo("unhandled cuda error"));
+        Assert.That(group.Aborted.Wait(TimeSpan.FromSeconds(0.6)), Is.False, "no abort after the calls returned");
+        Assert.That(calls, Is.EqualTo(1));
     }
 }

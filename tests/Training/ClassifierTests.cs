@@ -18,7 +18,7 @@ public class ClassifierTests
 {
     private TrainingTestFolder _folder = null!;
 
-    private const string TinyConfig = """
+    internal const string TinyConfig = """
         experiment:
             name: "tiny_classifier"
             save_every: 1000
