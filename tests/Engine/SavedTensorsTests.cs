@@ -64,6 +64,26 @@ public class SavedTensorsTests
             $"the forward released its unsaved intermediates ({released.BytesAfterForward} of {retained.BytesAfterForward} bytes held)");
     }
 
+    [TestCaseSource(nameof(Cases))]
+    public void DiscriminatorGradientsEqualThoseOfAForwardThatKeepsEveryActivation(string device, DType? precision)
+    {
+        // Its stem, stages and head run chained: a tokenizer step's three discriminator forwards no longer hold
+        // their activations to the end of the step.
+        Step Once(bool retain) => OnDevice(device, () =>
+        {
+            var discriminator = new NLayerDiscriminatorV2(new DiscriminatorConfig(DiscriminatorConfig.VqganPlusName, 3, 32, 2, true, 4), seed: 3);
+            var images = Gaussian([1, 3, 16, 16], seed: 4);
+            return Run(discriminator, () => discriminator.Forward(images).Square().Sum(), retain, precision);
+        });
+        var retained = Once(retain: true);
+        var released = Once(retain: false);
+        AssertSameGradients(retained.Gradients, released.Gradients);
+        // Nearly everything a float32 discriminator makes is read by some backward (conv and norm inputs, LeakyReLU
+        // inputs), so the gain is after the backward: nothing of the forward is left for the rest of the step.
+        Assert.That(released.BytesAfterBackward, Is.LessThan(retained.BytesAfterBackward / 2),
+            $"the backward released the activations it read ({released.BytesAfterBackward} of {retained.BytesAfterBackward} bytes held)");
+    }
+
     [Test]
     public void UnaryOpsKeepOnlyTheSideTheirDerivativeReads()
     {
