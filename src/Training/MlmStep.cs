@@ -70,6 +70,7 @@ public sealed class MlmStep
     public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
     {
         Settings = settings;
+        settings.ApplyMemoryMode();
         Precision = new MixedPrecision(settings.MixedPrecision);
         Generator = new MaskedGenerator(generator, settings.Seed);
         Rng = new Rng((ulong)settings.Seed);

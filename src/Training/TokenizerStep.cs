@@ -43,6 +43,7 @@ public sealed class TokenizerStep
     public TokenizerStep(TokenizerConfig tokenizer, DiscriminatorConfig discriminator, VqganLossConfig loss, TokenizerTrainingSettings settings)
     {
         Settings = settings;
+        settings.ApplyMemoryMode();
         Precision = new MixedPrecision(settings.MixedPrecision);
         Model = new ConvVQModel(tokenizer, seed: settings.Seed) { ActivationCheckpointing = settings.ActivationCheckpointing, FinetuneDecoder = settings.FinetuneDecoder };
         Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);

@@ -45,6 +45,25 @@ public class BufferPoolTests
     }
 
     [Test]
+    public void HalfAMarkDroppedMakesTheNextAllocatingRentCollectFirst()
+    {
+        var pool = new BufferPool<float>(highWaterBytes: 4 * ArrayBytes);
+        pool.Return(pool.Rent(Floats));
+        pool.Trim();
+        Assert.That(pool.DroppedBytes, Is.EqualTo(ArrayBytes));
+        pool.Rent(Floats + 1);
+        Assert.That(pool.Collections, Is.Zero, "a quarter of the mark dropped: no collection");
+
+        pool.Return(pool.Rent(5 * Floats));   // larger than the mark: dropped at once
+        Assert.That(pool.DroppedBytes, Is.EqualTo(6 * ArrayBytes));
+        pool.Return(pool.Rent(Floats + 2));
+        Assert.That(pool.Collections, Is.EqualTo(1));
+        Assert.That(pool.DroppedBytes, Is.Zero);
+        pool.Rent(Floats + 2);
+        Assert.That(pool.Collections, Is.EqualTo(1), "a rent served from the pool allocates nothing and collects nothing");
+    }
+
+    [Test]
     public void TrimKeepsAtMostTheGivenBytes()
     {
         var pool = new BufferPool<float>(highWaterBytes: 1 << 20);

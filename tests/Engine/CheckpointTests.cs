@@ -2,11 +2,9 @@ using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Models.Benchmarks;
 using MaskBit.Models.Config;
-using MaskBit.Models.Generator;
-using MaskBit.Models.Tokenizer;
 using MaskBit.Models.Training;
 using MaskBit.Tests.Support;
-using MaskBit.Tests.Training;
+using static MaskBit.Tests.Engine.TinyModelGradients;
 
 namespace MaskBit.Tests.Engine;
 
@@ -34,32 +32,6 @@ public class CheckpointTests
         public Tensor Forward(Tensor x) => Dropout.Forward(Fc2.Forward(Fc1.Forward(x).Gelu())).Add(x);
     }
 
-    private static T OnDevice<T>(string device, Func<T> body)
-    {
-        var previous = Device.Default;
-        Device.Default = TestDevices.GetForModels(device);
-        try { return body(); }
-        finally { Device.Default = previous; }
-    }
-
-    private static Tensor Input(int[] shape, int seed)
-    {
-        var rng = new Rng((ulong)seed);
-        var values = new float[shape.Aggregate(1, (a, b) => a * b)];
-        for (int i = 0; i < values.Length; i++) values[i] = (float)rng.NextGaussian();
-        return Tensor.FromArray(values, shape);
-    }
-
-    /// <summary>Every parameter's gradient (and the input's, when it wants one) after one backward.</summary>
-    private static List<float[]> Gradients(IEnumerable<Tensor> parameters, Tensor? input = null) =>
-        [.. parameters.Select(p => p.Grad!.ToArray()), .. input == null ? [] : new[] { input.Grad!.ToArray() }];
-
-    private static void AssertSame(List<float[]> plain, List<float[]> checkpointed)
-    {
-        Assert.That(checkpointed, Has.Count.EqualTo(plain.Count));
-        for (int i = 0; i < plain.Count; i++) Assert.That(checkpointed[i], Is.EqualTo(plain[i]), $"gradient {i}");
-    }
-
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]
     public void SyntheticBlockGradientsEqualThePlainOnesWithDropoutReplayed(string device)
     {
@@ -67,16 +39,16 @@ public class CheckpointTests
         {
             var generator = new Rng(7);
             var block = new Block(generator);
-            var x = Input([5, 8], seed: 1).RequiresGrad_();
+            var x = Gaussian([5, 8], seed: 1).RequiresGrad_();
             var y = checkpointed ? Checkpoint.Run(block.Forward, x, block.Parameters()) : block.Forward(x);
             var h = checkpointed ? Checkpoint.Run(block.Forward, y, block.Parameters()) : block.Forward(y);   // two blocks in a row
-            h.Mul(Input([5, 8], seed: 2)).Sum().Backward();
+            h.Mul(Gaussian([5, 8], seed: 2)).Sum().Backward();
             return (Gradients(block.Parameters(), x), h.ToArray(), generator.State);
         });
         var plain = Run(false);
         var checkpointed = Run(true);
         Assert.That(checkpointed.Output, Is.EqualTo(plain.Output));
-        AssertSame(plain.Grads, checkpointed.Grads);
+        AssertSameGradients(plain.Grads, checkpointed.Grads);
         Assert.That(checkpointed.RngState, Is.EqualTo(plain.RngState), "the recomputation draws nothing new");
     }
 
@@ -84,7 +56,7 @@ public class CheckpointTests
     public void CheckpointedNodeKeepsNoActivationsAndRunsPlainWithoutATape()
     {
         var block = new Block(new Rng(1));
-        var x = Input([5, 8], seed: 1).RequiresGrad_();
+        var x = Gaussian([5, 8], seed: 1).RequiresGrad_();
         using (var scope = TensorScope.Begin())
         {
             var y = Checkpoint.Run(block.Forward, x, block.Parameters());
@@ -102,7 +74,7 @@ public class CheckpointTests
         {
             var b = block = new Block(new Rng(1));
             var scale = Tensor.Full([1], 3f).RequiresGrad_();
-            var x = Input([5, 8], seed: 1).Mul(scale);
+            var x = Gaussian([5, 8], seed: 1).Mul(scale);
             var y = checkpointed ? Checkpoint.Run(b.Forward, x, b.Parameters()) : b.Forward(x);
             return Tape.Grad(y.Square().Sum(), [scale])[0].ToArray();
         }
@@ -111,27 +83,19 @@ public class CheckpointTests
         Assert.That(block.Parameters().Select(p => p.Grad), Is.All.Null);
     }
 
-    private static MaskBitConfig Tiny(bool checkpointing) =>
-        MaskBitConfig.Parse(GeneratorTrainerTests.TinyConfig, "tiny.yaml", [$"training.activation_checkpointing={checkpointing}"]);
+    private static MaskBitConfig Tiny(bool checkpointing) => TinyModelGradients.Tiny($"training.activation_checkpointing={checkpointing}");
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]
     public void GeneratorGradientsEqualThePlainOnes(string device)
     {
         List<float[]> Run(bool checkpointed) => OnDevice(device, () =>
         {
-            var config = GeneratorConfig.From(Tiny(false)) with { Depth = 2 };
-            var generator = new MaskedGenerator(config, seed: 5);
+            var generator = TinyGenerator(Tiny(false), depth: 2, out var loss);
             generator.Transformer.ActivationCheckpointing = checkpointed;
-            generator.Train();
-            var tokenRng = new Random(3);
-            int batch = 2;
-            var tokens = Tensor.FromInts(Enumerable.Range(0, batch * config.SeqLen * config.Splits).Select(_ => tokenRng.Next(config.EffectiveCodebookSize)).ToArray(),
-                [batch, config.SeqLen, config.Splits]);
-            var logits = generator.Forward(tokens, [1, 4], new bool[batch]);
-            logits.Mul(Input(logits.Shape, seed: 6)).Sum().Backward();
+            loss().Backward();
             return Gradients(generator.Parameters());
         });
-        AssertSame(Run(false), Run(true));
+        AssertSameGradients(Run(false), Run(true));
     }
 
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]
@@ -139,13 +103,12 @@ public class CheckpointTests
     {
         List<float[]> Run(bool checkpointed) => OnDevice(device, () =>
         {
-            var model = new ConvVQModel(TokenizerConfig.From(Tiny(false)), seed: 2) { ActivationCheckpointing = checkpointed };
-            var images = Input([1, 3, 16, 16], seed: 8);
-            var (decoded, result) = model.Forward(images);
-            decoded.Sub(images).Square().Mean().Add(result.QuantizerLoss).Backward();
+            var model = TinyTokenizer(Tiny(false), out var loss);
+            model.ActivationCheckpointing = checkpointed;
+            loss().Backward();
             return Gradients(model.Parameters());
         });
-        AssertSame(Run(false), Run(true));
+        AssertSameGradients(Run(false), Run(true));
     }
 
     [Test]

@@ -55,7 +55,10 @@ public sealed class CpuStorage : Storage
 /// <summary>Exact-length array pool: training repeats the same shapes every step, so buffers are keyed by
 /// length (no rounding waste). It holds at most <see cref="HighWaterBytes"/>: a return beyond that drops the sizes
 /// rented least recently (those of a model or a benchmark that is gone) until the pool is back under the mark, and
-/// <see cref="Trim"/> gives memory back on demand.</summary>
+/// <see cref="Trim"/> gives memory back on demand. Dropped arrays are garbage that the GC reclaims only in a full
+/// collection, which large-array allocation alone triggers late (a step of the 12-bit tokenizer under a 64 MB mark
+/// grew by 1.3 GB of it): once half a mark's worth has been dropped, the next rent that must allocate runs that
+/// collection first, so the new array reuses the dropped ones' memory.</summary>
 public sealed class BufferPool<T> where T : unmanaged
 {
     public static readonly BufferPool<T> Shared = BufferPool.Register(new BufferPool<T>(BufferPool.DefaultHighWaterBytes));
@@ -69,7 +72,7 @@ public sealed class BufferPool<T> where T : unmanaged
 
     private readonly ConcurrentDictionary<int, Bin> _bins = new();
     private readonly object _evicting = new();
-    private long _pooledBytes, _rentClock;
+    private long _pooledBytes, _rentClock, _droppedBytes;
     private static readonly int ElementSize = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
 
     public BufferPool(long highWaterBytes) => HighWaterBytes = highWaterBytes;
@@ -94,6 +97,7 @@ public sealed class BufferPool<T> where T : unmanaged
             }
         }
         else _bins.TryAdd(length, new Bin { LastRent = Interlocked.Increment(ref _rentClock) });
+        CollectDropped();
         return GC.AllocateUninitializedArray<T>(length);
     }
 
@@ -101,7 +105,11 @@ public sealed class BufferPool<T> where T : unmanaged
     {
         if (array.Length == 0) return;
         long bytes = (long)array.Length * ElementSize;
-        if (bytes > HighWaterBytes) return;
+        if (bytes > HighWaterBytes)
+        {
+            Interlocked.Add(ref _droppedBytes, bytes);
+            return;
+        }
         _bins.GetOrAdd(array.Length, _ => new Bin()).Arrays.Add(array);
         // Evicting down to 7/8 of the mark leaves room, so a pool at its mark does not sort its bins on every return.
         if (Interlocked.Add(ref _pooledBytes, bytes) > HighWaterBytes) Trim(HighWaterBytes / 8 * 7);
@@ -121,7 +129,25 @@ public sealed class BufferPool<T> where T : unmanaged
                     Interlocked.Add(ref _pooledBytes, -bytes);
                     dropped += bytes;
                 }
+        Interlocked.Add(ref _droppedBytes, dropped);
         return dropped;
+    }
+
+    /// <summary>Bytes dropped to the GC since the last collection this pool ran.</summary>
+    public long DroppedBytes => Interlocked.Read(ref _droppedBytes);
+
+    /// <summary>Collections this pool has run to reclaim dropped arrays.</summary>
+    public int Collections => _collections;
+    private int _collections;
+
+    /// <summary>Runs a full, non-compacting collection when half a mark's worth of arrays has been dropped since the
+    /// last one (one caller runs it; not from <see cref="Return"/>, which finalizers call).</summary>
+    private void CollectDropped()
+    {
+        long threshold = HighWaterBytes / 2;
+        if (Interlocked.Read(ref _droppedBytes) < threshold || Interlocked.Exchange(ref _droppedBytes, 0) < threshold) return;
+        Interlocked.Increment(ref _collections);
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
     }
 }
 
@@ -129,6 +155,7 @@ public sealed class BufferPool<T> where T : unmanaged
 public static class BufferPool
 {
     private static readonly List<Action<long>> Pools = new();
+    private static readonly List<Action<long>> Marks = new();
 
     /// <summary>The high-water mark each pool starts with: an eighth of the memory available to the process
     /// (at least 512 MB) — above what a training step of the shipped configs keeps in flight, far below a laptop's RAM.</summary>
@@ -136,8 +163,20 @@ public static class BufferPool
 
     internal static BufferPool<T> Register<T>(BufferPool<T> pool) where T : unmanaged
     {
-        lock (Pools) Pools.Add(keep => pool.Trim(keep));
+        lock (Pools)
+        {
+            Pools.Add(keep => pool.Trim(keep));
+            Marks.Add(mark => pool.HighWaterBytes = Math.Min(pool.HighWaterBytes, mark));
+        }
         return pool;
+    }
+
+    /// <summary>Lowers every shared pool's <see cref="BufferPool{T}.HighWaterBytes"/> to at most
+    /// <paramref name="bytes"/> (never raises it): for a process that would rather collect than keep idle arrays of
+    /// many sizes (the 12-bit tokenizer step's convolutions leave about 2 GB of them at the default mark).</summary>
+    public static void LimitIdleBytes(long bytes)
+    {
+        lock (Pools) foreach (var lower in Marks) lower(bytes);
     }
 
     /// <summary>Gives the CPU backend's idle memory back to the operating system: storages of tensors nobody

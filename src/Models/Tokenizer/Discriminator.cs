@@ -117,10 +117,10 @@ public sealed class NLayerDiscriminatorV2 : GanDiscriminator
         ToLogits = Register("to_logits", new DiscriminatorHead(channels, rng));
     }
 
-    public override Tensor Forward(Tensor images)
-    {
-        var h = BlockIn.Forward(images);
-        foreach (var stage in Blocks) h = stage.Forward(h);
-        return ToLogits.Forward(F.AdaptiveMaxPool2d(h, LogitsSize, LogitsSize));
-    }
+    /// <summary>The stem, stages and head run chained (<see cref="TensorScope.Chain"/>): what their backward does not
+    /// read is released as each returns, the rest once its backward has run, instead of at the end of the training
+    /// step (a tokenizer step runs three discriminator forwards at full resolution).</summary>
+    public override Tensor Forward(Tensor images) => TensorScope.Chain(images,
+        [BlockIn.Forward, .. Blocks.Select(stage => (Func<Tensor, Tensor>)stage.Forward),
+            h => ToLogits.Forward(F.AdaptiveMaxPool2d(h, LogitsSize, LogitsSize))]);
 }
