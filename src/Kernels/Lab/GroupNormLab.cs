@@ -100,3 +100,120 @@ public sealed class GroupNormLab : LabFamily
         }
     }
 }
+
+/// <summary>The GroupNorm backward (Norm/NormIlgpu.cs): dx, dγ and dβ from x, dy and the forward's statistics. FLOPs:
+/// ~12 per element (x̂, dv, the two sums; dx). Bytes: v1 reads x and dy three times (plane sums; the input gradient's
+/// two passes) and writes dx once, 28 bytes per element; v2 reads them twice (plane sums; dx), 20 bytes.</summary>
+public sealed class GroupNormBackwardLab : LabFamily
+{
+    public override string Name => "groupnorm_backward";
+    public override int UsedVersion => IlgpuBackend.NormBackwardVersion;
+
+    public override IReadOnlyList<LabVersion> Versions { get; } =
+    [
+        new(1, "a group per (n, c) plane sums dv·x̂ and dv (the γ/β gradients), then a group per (sample, group) run reads x " +
+               "and dy twice more for dx (its two sums, then dx): a batch of a few samples × 32 groups leaves most of the GPU idle",
+            FlopsPerSharedLoad: 0, FlopsPerGlobalByte: 12.0 / 28, [IlgpuBackend.GroupNormPlaneSumsEntry.Method, IlgpuBackend.NormInputGradEntry.Method]),
+        new(2, "planes cut into chunks across groups for the sums (partials summed in chunk order); dx's two run sums taken " +
+               "from the plane sums (Σ_c γ_c·plane sum, a thread per run), then dx in one pass, a group per (plane, chunk)",
+            FlopsPerSharedLoad: 0, FlopsPerGlobalByte: 12.0 / 20,
+            [IlgpuBackend.GroupNormPlaneSumsEntry.Method, IlgpuBackend.GroupNormRunCoefficientsEntry.Method, IlgpuBackend.GroupNormChunkInputGradEntry.Method]),
+    ];
+
+    /// <summary>The forward's cases, and two planes of 700 (cut into chunks even on the CPU accelerator's four groups).</summary>
+    public override IReadOnlyList<LabCase> ValidationCases { get; } =
+    [
+        Case(new GroupNormDesc(N: 1, C: 3, HW: 171, Groups: 1, Eps: 1e-6f, FuseSilu: true)),
+        Case(new GroupNormDesc(N: 1, C: 4, HW: 301, Groups: 2, Eps: 1e-5f)),
+        Case(new GroupNormDesc(N: 2, C: 6, HW: 5, Groups: 3, Eps: 1e-5f)),
+        Case(new GroupNormDesc(N: 1, C: 2, HW: 700, Groups: 1, Eps: 1e-6f, FuseSilu: true)),
+    ];
+
+    public override IReadOnlyList<LabCase> BenchmarkCases { get; } =
+    [
+        Case(new GroupNormDesc(N: 8, C: 128, HW: 256 * 256, Groups: 32, Eps: 1e-6f, FuseSilu: true)),
+        Case(new GroupNormDesc(N: 1, C: 512, HW: 16 * 16, Groups: 32, Eps: 1e-6f)),
+    ];
+
+    private static LabCase Case(GroupNormDesc d) =>
+        new($"gn_bwd_{d.N}x{d.C}x{d.HW}_g{d.Groups}{(d.FuseSilu ? "_silu" : "")}", $"x ({d.N}, {d.C}, {d.HW}), {d.Groups} groups{(d.FuseSilu ? ", SiLU" : "")}",
+            12.0 * d.N * d.C * d.HW, Tolerance: 2e-5 * Math.Sqrt(d.C / d.Groups * d.HW / 64.0 + 1), device => new GroupNormBackwardProblem(device, d));
+
+    /// <summary>The output compared is dx, dγ and dβ one after another; both sides start from the CPU forward's
+    /// statistics.</summary>
+    private sealed class GroupNormBackwardProblem : LabProblem
+    {
+        private readonly IlgpuBackend _device;
+        private readonly GroupNormDesc _d;
+        private readonly float[] _x, _gamma, _beta, _dy, _mean, _rstd;
+        private readonly Storage[] _inputs;
+        private readonly Storage _dx, _dgamma, _dbeta;
+        private float[]? _reference;
+
+        public GroupNormBackwardProblem(IlgpuBackend device, GroupNormDesc d)
+        {
+            (_device, _d) = (device, d);
+            _x = LabData.Uniform((long)d.N * d.C * d.HW, 1).Select(v => v + 3f).ToArray();
+            _gamma = LabData.Uniform(d.C, 2);
+            _beta = LabData.Uniform(d.C, 3);
+            _dy = LabData.Uniform(_x.Length, 4);
+            var cpu = CpuBackend.Instance;
+            using Storage x = Put(cpu, _x), gamma = Put(cpu, _gamma), beta = Put(cpu, _beta), y = cpu.Allocate(_x.Length),
+                mean = cpu.Allocate((long)d.N * d.Groups), rstd = cpu.Allocate((long)d.N * d.Groups);
+            cpu.GroupNormForward(d, new Buf(x, 0), new Buf(gamma, 0), new Buf(beta, 0), new Buf(y, 0), new Buf(mean, 0), new Buf(rstd, 0));
+            (_mean, _rstd) = (new float[d.N * d.Groups], new float[d.N * d.Groups]);
+            cpu.Download(new Buf(mean, 0), _mean);
+            cpu.Download(new Buf(rstd, 0), _rstd);
+            _inputs = [Put(device, _x), Put(device, _gamma), Put(device, _beta), Put(device, _mean), Put(device, _rstd), Put(device, _dy)];
+            (_dx, _dgamma, _dbeta) = (device.Allocate(_x.Length), device.Allocate(d.C), device.Allocate(d.C));
+        }
+
+        private static Storage Put(IBackend device, float[] values)
+        {
+            var storage = device.Allocate(values.Length, zero: false);
+            device.Upload(values, new Buf(storage, 0));
+            return storage;
+        }
+
+        /// <summary>dx, dγ and dβ of a backend, one after another.</summary>
+        private static float[] Gradients(IBackend device, Storage dx, Storage dgamma, Storage dbeta, int elements, int channels)
+        {
+            var result = new float[elements + 2 * channels];
+            device.Download(new Buf(dx, 0), result.AsSpan(0, elements));
+            device.Download(new Buf(dgamma, 0), result.AsSpan(elements, channels));
+            device.Download(new Buf(dbeta, 0), result.AsSpan(elements + channels, channels));
+            return result;
+        }
+
+        private static Buf[] Bufs(Storage[] storages) => [.. storages.Select(s => new Buf(s, 0))];
+
+        public override void Run(int version)
+        {
+            var b = Bufs(_inputs);
+            _device.GroupNormBackward(version, IlgpuBackend.GroupNormArgs(_d), b[0], b[1], b[2], b[3], b[4], b[5], new Buf(_dx, 0), new Buf(_dgamma, 0), new Buf(_dbeta, 0));
+        }
+
+        public override float[] Result() => Gradients(_device, _dx, _dgamma, _dbeta, _x.Length, _d.C);
+
+        public override float[] Reference()
+        {
+            if (_reference != null) return _reference;
+            var cpu = CpuBackend.Instance;
+            Storage[] inputs = [Put(cpu, _x), Put(cpu, _gamma), Put(cpu, _beta), Put(cpu, _mean), Put(cpu, _rstd), Put(cpu, _dy)];
+            using Storage dx = cpu.Allocate(_x.Length), dgamma = cpu.Allocate(_d.C), dbeta = cpu.Allocate(_d.C);
+            var b = Bufs(inputs);
+            cpu.GroupNormBackward(_d, b[0], b[1], b[2], b[3], b[4], b[5], new Buf(dx, 0), new Buf(dgamma, 0), new Buf(dbeta, 0));
+            _reference = Gradients(cpu, dx, dgamma, dbeta, _x.Length, _d.C);
+            foreach (var s in inputs) s.Dispose();
+            return _reference;
+        }
+
+        public override void Dispose()
+        {
+            foreach (var s in _inputs) s.Dispose();
+            _dx.Dispose();
+            _dgamma.Dispose();
+            _dbeta.Dispose();
+        }
+    }
+}

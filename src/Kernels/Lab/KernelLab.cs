@@ -62,7 +62,7 @@ public readonly record struct LabCheck(double MaxError, double Scale, double Tol
 /// <summary>The kernel lab: every family, validation of a version against the CPU reference, and timing.</summary>
 public static class KernelLab
 {
-    public static IReadOnlyList<LabFamily> Families { get; } = [new GemmLab(), new ConvLab(), new LfqBackwardLab(), new ReduceLab(), new GroupNormLab()];
+    public static IReadOnlyList<LabFamily> Families { get; } = [new GemmLab(), new ConvLab(), new ConvBackwardLab(weights: false), new ConvBackwardLab(weights: true), new LfqBackwardLab(), new ReduceLab(), new GroupNormLab(), new GroupNormBackwardLab()];
 
     public static LabFamily Family(string name) => Families.FirstOrDefault(f => f.Name == name)
         ?? throw new ArgumentException($"no kernel family '{name}' in the lab (it has {string.Join(", ", Families.Select(f => f.Name))})");
