@@ -173,13 +173,14 @@ public sealed partial class IlgpuBackend
     private enum ConvWritten { X, W, Y }
 
     /// <summary>A convolution pass's three tensors on this device — x (N, Cin, H, W), w (Cout, CinG, KH, KW) and y (N,
-    /// Cout, OH, OW), where the backward passes' y is dy and their x or w the gradient written — as float32 buffers and
-    /// kernel views, with the geometry as kernel data. The two tensors a pass reads are widened into float32
-    /// temporaries where they hold 16-bit values; Dispose returns those (after the pass's kernels are queued).</summary>
+    /// Cout, OH, OW), where the backward passes' y is dy and their x or w the gradient written — as float32 kernel
+    /// views, with the geometry as kernel data (and y's buffer, which the bias gradient sums). The two tensors a pass
+    /// reads are widened into float32 temporaries where they hold 16-bit values; Dispose returns those (after the
+    /// pass's kernels are queued).</summary>
     private readonly struct ConvTensors(ConvShape shape, Buf x, Buf w, Buf y, IlgpuBackend device, Storage? wideX, Storage? wideW, Storage? wideY) : IDisposable
     {
         public readonly ConvShape Shape = shape;
-        public readonly Buf X = x, W = w, Y = y;
+        public readonly Buf Y = y;
         public readonly ArrayView<float> XView = device.F(x, (long)shape.Batch * shape.Cin * shape.InPlane);
         public readonly ArrayView<float> WView = device.F(w, (long)shape.Cout * shape.CinG * shape.Taps);
         public readonly ArrayView<float> YView = device.F(y, (long)shape.Batch * shape.Cout * shape.OutPlane);
