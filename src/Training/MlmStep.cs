@@ -2,6 +2,7 @@ using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
 using MaskBit.Autograd.Optim;
 using MaskBit.Distributed;
+using MaskBit.Kernels;
 using MaskBit.Models.Config;
 using MaskBit.Models.Generator;
 using MaskBit.Models.Interop;
@@ -26,6 +27,10 @@ public sealed class RngRandomSource(Rng rng, int rank = 0, int worldSize = 1) : 
         double u = ((rng.NextUInt64() >> 40) + 0.5) / (1 << 24);   // strictly inside (0, 1)
         return (float)-Math.Log(-Math.Log(u));
     });
+
+    /// <summary>A fresh stream per reservation, seeded by one draw of the generator (the same on every rank); rank r
+    /// takes the stretch after the earlier ranks' shares, as one process with the global batch would.</summary>
+    public CounterStream UniformStream(long count) => new(Rng.NextUInt64(), rank * count);
 
     private void Draw(Span<float> destination, Func<Rng, float> next)
     {
@@ -171,16 +176,35 @@ public sealed class MlmStep
 
     /// <summary>The MLM loss of one batch in the generator's current mode: groups masked along the train schedule and
     /// (with <paramref name="dropLabels"/>) labels dropped at model.mlm_model.class_label_dropout, drawn from
-    /// <paramref name="random"/>.</summary>
+    /// <paramref name="random"/> (<see cref="MaskedInputs"/>).</summary>
     public (Tensor Loss, MlmLossStatistics Statistics) Loss(TokenBatch batch, IRandomSource random, bool dropLabels = true)
     {
+        var (masked, labels) = MaskedInputs(batch, random, dropLabels);
+        var logits = Generator.ForwardEffective(masked.Tokens, labels);
+        return _loss.Forward(logits, masked.Targets, masked.Mask);
+    }
+
+    /// <summary>A batch on the generator's device, masked for the loss, and its labels as the model reads them. The
+    /// host draws one value per sample (the masking probability, the label dropout); the groups' draws are made on the
+    /// device (<see cref="Masking.MaskBatch"/>), so the batch reaches the device in one upload: its tokens, the
+    /// effective labels and the samples' mask thresholds.</summary>
+    public (MaskedBatch Masked, Tensor Labels) MaskedInputs(TokenBatch batch, IRandomSource random, bool dropLabels = true)
+    {
         var cfg = Generator.Config;
-        var masked = Masking.MaskBatch(batch.Tokens, batch.Count, cfg.CodebookSize, cfg.Splits, cfg.MaskToken, Settings.TrainMaskSchedule,
-            Settings.MinMaskingRatio, random, Generator.PosEmb.Device);
-        var labelDraws = new float[batch.Count];
+        int samples = batch.Count, tokens = batch.Tokens.Length;
+        var (_, probabilities) = Masking.MaskProbabilities(samples, Settings.TrainMaskSchedule, Settings.MinMaskingRatio, random);
+        var groupDraws = random.UniformStream((long)tokens * cfg.Splits);
+        var labelDraws = new float[samples];
         random.Uniform(labelDraws);
         var dropped = labelDraws.Select(u => dropLabels && u < Settings.LabelDropout).ToArray();
-        var logits = Generator.Forward(masked.Tokens, batch.Labels, dropped);
-        return _loss.Forward(logits, masked.Targets, masked.Mask);
+
+        var packed = new int[tokens + 2 * samples];
+        batch.Tokens.CopyTo(packed, 0);
+        Generator.EffectiveLabels(batch.Labels, dropped).CopyTo(packed, tokens);
+        for (int b = 0; b < samples; b++) packed[tokens + samples + b] = CounterRandom.UnitThreshold(probabilities[b]);
+        var uploaded = Tensor.FromInts(packed, [packed.Length], Generator.PosEmb.Device);
+        var masked = Masking.MaskBatch(uploaded.Narrow(0, 0, tokens).Reshape(samples, tokens / Math.Max(samples, 1)),
+            uploaded.Narrow(0, tokens + samples, samples), cfg.CodebookSize, cfg.Splits, cfg.MaskToken, groupDraws);
+        return (masked, uploaded.Narrow(0, tokens, samples));
     }
 }

@@ -83,4 +83,45 @@ public sealed class TokenDeviceTests : DeviceTestBase
         Assert.That(uniform, Is.All.InRange(0f, 1f - 1f / (1 << 24)));
         Assert.That(gumbel.All(float.IsFinite));
     }
+
+    /// <summary>Training's masking on the device (<see cref="Masking.MaskBatch"/>) gives the masks the host's
+    /// get_mask_tokens draws from the same seeded stream, at every schedule.</summary>
+    [TestCaseSource(nameof(Devices))]
+    public void DeviceMaskingIsTheHostsGetMaskTokens(string device)
+    {
+        const int batch = 3, perSample = 17, codebook = 1 << 10, splits = 2, maskToken = 1 << 5;
+        var tokens = Enumerable.Range(0, batch * perSample).Select(i => i * 613 % codebook).ToArray();
+        var groups = Factorization.Split(tokens, codebook, splits);
+        var dev = TestDevices.Get(device);
+        foreach (var mode in new[] { MaskSchedule.Arccos, MaskSchedule.Cosine, MaskSchedule.Linear, MaskSchedule.Square })
+        {
+            var host = Masking.GetMaskTokens(groups, batch, maskToken, mode, 0.1, new SeededRandomSource(7));
+
+            var random = new SeededRandomSource(7);
+            var (_, probabilities) = Masking.MaskProbabilities(batch, mode, 0.1, random);
+            var draws = random.UniformStream(groups.Length);
+            var thresholds = Tensor.FromInts(probabilities.Select(CounterRandom.UnitThreshold).ToArray(), [batch], dev);
+            var masked = Masking.MaskBatch(Tensor.FromInts(tokens, [batch, perSample], dev), thresholds, codebook, splits, maskToken, draws);
+            Assert.That(masked.Tokens.Shape, Is.EqualTo(new[] { batch, perSample, splits }));
+            Assert.That(masked.Targets.ToIntArray(), Is.EqualTo(groups), $"{mode}: targets");
+            Assert.That(masked.Tokens.ToIntArray(), Is.EqualTo(host.Tokens), $"{mode}: masked tokens");
+            Assert.That(masked.Mask.ToIntArray(), Is.EqualTo(host.Mask.Select(m => m ? 1 : 0)), $"{mode}: mask");
+            Assert.That(host.Mask.Distinct().Count(), Is.EqualTo(2), $"{mode}: some groups masked, some not");
+        }
+    }
+
+    /// <summary>The integer comparison the masking kernels make is the float comparison of the unit draw, also at
+    /// probabilities on and between the draws' 2⁻²⁴ grid.</summary>
+    [Test]
+    public void UnitThresholdComparesAsTheFloatDraws()
+    {
+        float[] probabilities = [0f, 1f, 0.5f, 0.49999997f, 1e-7f, 3f / (1 << 24), 0.7853982f, 1f - 1f / (1 << 24), -0.25f, 1.5f];
+        foreach (float p in probabilities)
+        {
+            int t = CounterRandom.UnitThreshold(p);
+            long center = (long)Math.Floor(p * (double)(1 << 24));
+            for (long k = Math.Max(0, center - 2); k <= Math.Min((1 << 24) - 1, center + 2); k++)
+                Assert.That(k < t, Is.EqualTo(k * (1f / (1 << 24)) < p), $"draw {k}·2⁻²⁴ against {p:R}");
+        }
+    }
 }

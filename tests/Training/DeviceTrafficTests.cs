@@ -97,9 +97,10 @@ public class DeviceTrafficTests
         TestContext.Out.WriteLine($"step 2: {step}");
         Assert.Multiple(() =>
         {
-            // The batch's integers (target groups, masked input and mask, made on the host in one buffer) and its
-            // labels after the label drop. Dropout masks are made on the device from a seed (DropoutMask).
-            Assert.That(step.Uploads, Is.EqualTo(2));
+            // The batch in one buffer: its tokens, its labels after the label drop and the samples' mask thresholds.
+            // The groups are split, drawn and masked on the device (MlmStep.MaskedInputs); dropout masks are made
+            // there from a seed (DropoutMask).
+            Assert.That(step.Uploads, Is.EqualTo(1));
             // The loss, the MLM loss's logged sums and the gradient norm, together: the only wait for the device.
             Assert.That(step.Downloads, Is.EqualTo(1));
             Assert.That(step.Synchronizations, Is.Zero);

@@ -40,6 +40,23 @@ public static partial class F
         return tokens;
     }
 
+    /// <summary>Training's masking (<see cref="IModelOps.MaskTokenGroups"/>): Int32 groups (B, …) and per-sample Int32
+    /// thresholds (B) → (masked groups, mask), both shaped as the groups; group i of the flattened groups is masked
+    /// where draw position + i of the stream seeded with <paramref name="seed"/> falls below its sample's threshold.</summary>
+    public static (Tensor Masked, Tensor Mask) MaskTokenGroups(Tensor groups, Tensor thresholds, int maskToken, ulong seed, long position)
+    {
+        groups.RequireDType(DType.Int32);
+        thresholds.RequireDType(DType.Int32);
+        if (groups.Rank < 1 || thresholds.Rank != 1 || thresholds.Shape[0] != groups.Shape[0])
+            throw new ArgumentException($"mask_token_groups: thresholds {ShapeUtil.Format(thresholds.Shape)} do not give one per sample of groups {ShapeUtil.Format(groups.Shape)}");
+        var masked = Tensor.Empty(groups.Shape, groups.Device, DType.Int32);
+        var mask = Tensor.Empty(groups.Shape, groups.Device, DType.Int32);
+        int count = (int)groups.Numel, samples = groups.Shape[0];
+        if (count > 0)
+            groups.Device.ModelOps.MaskTokenGroups(count, count / samples, maskToken, seed, position, groups.Buf, thresholds.Buf, masked.Buf, mask.Buf);
+        return (masked, mask);
+    }
+
     private static void RequireTokenBits(int splits, int shift, string op)
     {
         if (splits < 1 || shift < 1 || (long)splits * shift > 30)

@@ -269,6 +269,11 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     {
         using (K("RandomDraws", $"{kind}[{count}]")) Inner.ModelOps.RandomDraws(count, seed, position, kind, U(y));
     }
+
+    public void MaskTokenGroups(int count, int perSample, int maskToken, ulong seed, long position, Buf groups, Buf thresholds, Buf masked, Buf mask)
+    {
+        using (K("MaskTokenGroups", $"{count}")) Inner.ModelOps.MaskTokenGroups(count, perSample, maskToken, seed, position, U(groups), U(thresholds), U(masked), U(mask));
+    }
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {

@@ -33,6 +33,11 @@ public sealed partial class IlgpuBackend
         public readonly int InPlane => H * W;
         public readonly int OutPlane => OH * OW;
 
+        /// <summary>Wider than any output-row difference qh − ah in the input gradient's tables
+        /// (<see cref="ConvInputGradTabledProduct"/>): at least OH + the largest ah, and above the largest qh.</summary>
+        public readonly int PhaseSpanH => OH + KH + H + PadTop;
+        public readonly int PhaseSpanW => OW + KW + W + PadLeft;
+
         /// <summary>x[n, c, oh·stride + kh − pad, ow·stride + kw − pad], zero in the padding.</summary>
         public readonly float Input(ArrayView<float> x, int n, int c, int oh, int ow, int kh, int kw)
         {
@@ -164,73 +169,54 @@ public sealed partial class IlgpuBackend
         if (largest > int.MaxValue) throw new NotSupportedException($"convolution {d}: tensors over 2^31 elements exceed the ILGPU kernels' 32-bit indexing");
     }
 
-    private ArrayView<float> ConvInput(in Conv2dDesc d, Buf x) => F(x, (long)d.N * d.Cin * d.H * d.W);
-    private ArrayView<float> ConvOutput(in Conv2dDesc d, Buf y) => F(y, (long)d.N * d.Cout * d.OH * d.OW);
-    private ArrayView<float> ConvWeight(in Conv2dDesc d, Buf w) => F(w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
+    /// <summary>Which tensor of a convolution a pass writes: the forward y, the input gradient x, the weight gradient w.</summary>
+    private enum ConvWritten { X, W, Y }
+
+    /// <summary>A convolution pass's three tensors on this device — x (N, Cin, H, W), w (Cout, CinG, KH, KW) and y (N,
+    /// Cout, OH, OW), where the backward passes' y is dy and their x or w the gradient written — as float32 kernel
+    /// views, with the geometry as kernel data (and y's buffer, which the bias gradient sums). The two tensors a pass
+    /// reads are widened into float32 temporaries where they hold 16-bit values; Dispose returns those (after the
+    /// pass's kernels are queued).</summary>
+    private readonly struct ConvTensors(ConvShape shape, Buf x, Buf w, Buf y, IlgpuBackend device, Storage? wideX, Storage? wideW, Storage? wideY) : IDisposable
+    {
+        public readonly ConvShape Shape = shape;
+        public readonly Buf Y = y;
+        public readonly ArrayView<float> XView = device.F(x, (long)shape.Batch * shape.Cin * shape.InPlane);
+        public readonly ArrayView<float> WView = device.F(w, (long)shape.Cout * shape.CinG * shape.Taps);
+        public readonly ArrayView<float> YView = device.F(y, (long)shape.Batch * shape.Cout * shape.OutPlane);
+
+        public void Dispose()
+        {
+            wideX?.Dispose();
+            wideW?.Dispose();
+            wideY?.Dispose();
+        }
+    }
+
+    /// <summary>The tensors of a pass over <paramref name="d"/> that writes <paramref name="written"/> (see
+    /// <see cref="ConvTensors"/>), after checking that they fit the kernels' 32-bit indexing.</summary>
+    private ConvTensors OpenConv(in Conv2dDesc d, Buf x, Buf w, Buf y, ConvWritten written)
+    {
+        CheckConvSize(d);
+        var shape = ConvShape.From(d);
+        var wideX = written == ConvWritten.X ? null : Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
+        var wideW = written == ConvWritten.W ? null : Float32Copy(ref w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
+        var wideY = written == ConvWritten.Y ? null : Float32Copy(ref y, (long)d.N * d.Cout * d.OH * d.OW);
+        return new ConvTensors(shape, x, w, y, this, wideX, wideW, wideY);
+    }
 
     /// <summary>The forward with the lab's used version (Conv/ConvIlgpuV2.cs) where the backend runs the lab's GEMM,
     /// else version 1 (GEMM v1, the CPU accelerator).</summary>
     public void Conv2dForward(in Conv2dDesc d, Buf x, Buf w, Buf? bias, Buf y) =>
         ConvForwardVersion(Sizes.GemmVersion == 1 ? 1 : Lab.ConvLab.BackendVersion, d, x, w, bias, y);
 
-    public void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx)
-    {
-        CheckConvSize(d);
-        if ((long)d.N * d.Cin * d.H * d.W == 0) return;
-        using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
-        using var wideW = Float32Copy(ref w, (long)d.Cout * d.CinPerGroup * d.KH * d.KW);
-        var shape = ConvShape.From(d);
-        var dyv = ConvOutput(d, dy);
-        var wv = ConvWeight(d, w);
-        var dxv = ConvInput(d, dx);
-        if (UseDirectConv(d))
-        {
-            Kernel(DirectInputGradEntry)(
-                GridStride((long)d.N * d.Cin * d.H * d.W, Sizes.ElementGroup), dyv, wv, dxv, shape);
-            return;
-        }
-        RunTiled(wv, dyv, dxv, dxv, new ConvInputGradProduct { S = shape });
-    }
+    /// <summary>The input gradient with the lab's used version where the backend runs the lab's GEMM, else version 1.</summary>
+    public void Conv2dBackwardInput(in Conv2dDesc d, Buf dy, Buf w, Buf dx) =>
+        ConvInputGradVersion(Sizes.GemmVersion == 1 ? 1 : Lab.ConvBackwardLab.BackendVersion, d, dy, w, dx);
 
-    public void Conv2dBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw, Buf? dbias)
-    {
-        CheckConvSize(d);
-        using var wideX = Float32Copy(ref x, (long)d.N * d.Cin * d.H * d.W);
-        using var wideDy = Float32Copy(ref dy, (long)d.N * d.Cout * d.OH * d.OW);
-        var shape = ConvShape.From(d);
-        var xv = ConvInput(d, x);
-        var dyv = ConvOutput(d, dy);
-        var dwv = ConvWeight(d, dw);
-        if (dbias is Buf db) ChannelSums(d, dy, db);
-        long weights = dwv.Length;
-        int reduction = d.N * d.OH * d.OW, slices, sliceLength;
-        if (UseDirectConv(d))
-        {
-            // A thread per (weight, slice of the reduction), as many slices as fill the device.
-            long threads = (long)Sizes.MaxElementGroups * Sizes.ElementGroup * 4;
-            (slices, sliceLength) = Slices(reduction, (int)Math.Clamp(threads / weights, 1, (reduction + 63) / 64));
-            using var directPartials = slices == 1 ? null : Allocate(slices * weights, DType.Float32, zero: false);
-            var target = directPartials == null ? dwv : F(new Buf(directPartials, 0), slices * weights);
-            Kernel(DirectWeightGradEntry)(
-                GridStride(slices * weights, Sizes.ElementGroup), xv, dyv, target, shape, sliceLength);
-            if (directPartials != null) ReduceSum(new Buf(directPartials, 0), dw, 1, slices, (int)weights);
-            return;
-        }
-
-        // Too few output tiles to occupy the device: cut the reduction over (n, oh, ow) into slices whose
-        // partial weight gradients are summed afterwards (deterministic, unlike atomics). Every slice keeps at
-        // least a few K steps of work.
-        int size = TileSize;
-        long tiles = (long)d.Groups * ((d.CoutPerGroup + size - 1) / size) * ((d.CinPerGroup * d.KH * d.KW + size - 1) / size);
-        (slices, sliceLength) = Slices(reduction, (int)Math.Clamp(Sizes.MaxElementGroups / tiles, 1, Math.Max(1, reduction / (4 * size))));
-        var product = new ConvWeightGradProduct { S = shape, Splits = slices, SliceLength = sliceLength };
-        if (slices == 1) { RunTiled(dyv, xv, dwv, dwv, product); return; }
-
-        using var partials = Allocate(slices * weights, DType.Float32, zero: false);
-        var pv = F(new Buf(partials, 0), slices * weights);
-        RunTiled(dyv, xv, pv, pv, product);
-        ReduceSum(new Buf(partials, 0), dw, 1, slices, (int)weights);
-    }
+    /// <summary>The weight gradient with the lab's used version where the backend runs the lab's GEMM, else version 1.</summary>
+    public void Conv2dBackwardWeight(in Conv2dDesc d, Buf x, Buf dy, Buf dw, Buf? dbias) =>
+        ConvWeightGradVersion(Sizes.GemmVersion == 1 ? 1 : Lab.ConvBackwardLab.BackendVersion, d, x, dy, dw, dbias);
 
     /// <summary>Up to <paramref name="wanted"/> equal slices of a reduction, none empty: (count, length).</summary>
     private static (int Count, int Length) Slices(int reduction, int wanted)

@@ -50,6 +50,12 @@ public interface IModelOps
     /// <summary>y[i] = <see cref="CounterRandom.Draw"/>(seed, position + i, kind) for i &lt; count: a seeded stream's
     /// draws made where they are used, bit for bit those of the host.</summary>
     void RandomDraws(long count, ulong seed, long position, RandomDrawKind kind, Buf y);
+    /// <summary>Training's masking of token groups: group i &lt; count of the Int32 groups, in samples of
+    /// <paramref name="perSample"/>, is masked where its unit draw (draw position + i of the seeded stream,
+    /// <see cref="CounterRandom.Draw"/>) is below its sample's masking probability, compared exactly as
+    /// <see cref="CounterRandom.UnitBits"/> &lt; thresholds[i / perSample] (Int32, <see cref="CounterRandom.UnitThreshold"/>);
+    /// there masked[i] = maskToken and mask[i] = 1, elsewhere masked[i] = groups[i] and mask[i] = 0.</summary>
+    void MaskTokenGroups(int count, int perSample, int maskToken, ulong seed, long position, Buf groups, Buf thresholds, Buf masked, Buf mask);
     /// <summary>Each group g of (groups, classes) probabilities draws sampled[g] = <see cref="SamplerMath.InverseCdf{TRow}"/>
     /// at uniform[g]. Where mask[g] ≠ 0 (Int32), predicted[g] = sampled[g] and confidence[g] = log p[g, sampled[g]] +
     /// <see cref="SamplerMath.Noise"/>(gumbel[g], noiseScale, fade); elsewhere predicted[g] = tokens[g] and the

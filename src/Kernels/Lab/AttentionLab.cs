@@ -82,7 +82,7 @@ public sealed class AttentionLab : LabFamily
 
         public override float[] Result() => [.. _buffers.Download(_oBuf, _q.Length), .. _buffers.Download(_lseBuf, Rows)];
 
-        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu<float[]>(cpu =>
         {
             Buf o = cpu.Allocate(_q.Length), lse = cpu.Allocate(Rows);
             cpu.Device.AttentionForward(_batchHeads, _seq, _dim, _scale, _dropout, Seed, cpu.Upload(_q), cpu.Upload(_k), cpu.Upload(_v), o, lse);

@@ -80,3 +80,98 @@ public sealed class GroupNormLab : LabFamily
         public override void Dispose() => _buffers.Dispose();
     }
 }
+
+/// <summary>The GroupNorm backward (Norm/NormIlgpu.cs): dx, dγ and dβ from x, dy and the forward's statistics. FLOPs:
+/// ~12 per element (x̂, dv, the two sums; dx). Bytes: v1 reads x and dy three times (plane sums; the input gradient's
+/// two passes) and writes dx once, 28 bytes per element; v2 reads them twice (plane sums; dx), 20 bytes.</summary>
+public sealed class GroupNormBackwardLab : LabFamily
+{
+    public override string Name => "groupnorm_backward";
+    public override int UsedVersion => IlgpuBackend.NormBackwardVersion;
+
+    public override IReadOnlyList<LabVersion> Versions { get; } =
+    [
+        new(1, "a group per (n, c) plane sums dv·x̂ and dv (the γ/β gradients), then a group per (sample, group) run reads x " +
+               "and dy twice more for dx (its two sums, then dx): a batch of a few samples × 32 groups leaves most of the GPU idle",
+            FlopsPerSharedLoad: 0, FlopsPerGlobalByte: 12.0 / 28, [IlgpuBackend.GroupNormPlaneSumsEntry.Method, IlgpuBackend.NormInputGradEntry.Method]),
+        new(2, "planes cut into chunks across groups for the sums (partials summed in chunk order); dx's two run sums taken " +
+               "from the plane sums (Σ_c γ_c·plane sum, a thread per run), then dx in one pass, a group per (plane, chunk)",
+            FlopsPerSharedLoad: 0, FlopsPerGlobalByte: 12.0 / 20,
+            [IlgpuBackend.GroupNormPlaneSumsEntry.Method, IlgpuBackend.GroupNormRunCoefficientsEntry.Method, IlgpuBackend.GroupNormChunkInputGradEntry.Method]),
+    ];
+
+    /// <summary>The forward's cases, and two planes of 700 (cut into chunks even on the CPU accelerator's four groups).</summary>
+    public override IReadOnlyList<LabCase> ValidationCases { get; } =
+    [
+        Case(new GroupNormDesc(N: 1, C: 3, HW: 171, Groups: 1, Eps: 1e-6f, FuseSilu: true)),
+        Case(new GroupNormDesc(N: 1, C: 4, HW: 301, Groups: 2, Eps: 1e-5f)),
+        Case(new GroupNormDesc(N: 2, C: 6, HW: 5, Groups: 3, Eps: 1e-5f)),
+        Case(new GroupNormDesc(N: 1, C: 2, HW: 700, Groups: 1, Eps: 1e-6f, FuseSilu: true)),
+    ];
+
+    public override IReadOnlyList<LabCase> BenchmarkCases { get; } =
+    [
+        Case(new GroupNormDesc(N: 8, C: 128, HW: 256 * 256, Groups: 32, Eps: 1e-6f, FuseSilu: true)),
+        Case(new GroupNormDesc(N: 1, C: 512, HW: 16 * 16, Groups: 32, Eps: 1e-6f)),
+    ];
+
+    private static LabCase Case(GroupNormDesc d) =>
+        new($"gn_bwd_{d.N}x{d.C}x{d.HW}_g{d.Groups}{(d.FuseSilu ? "_silu" : "")}", $"x ({d.N}, {d.C}, {d.HW}), {d.Groups} groups{(d.FuseSilu ? ", SiLU" : "")}",
+            12.0 * d.N * d.C * d.HW, Tolerance: 2e-5 * Math.Sqrt(d.C / d.Groups * d.HW / 64.0 + 1), device => new GroupNormBackwardProblem(device, d));
+
+    /// <summary>The output compared is dx, dγ and dβ one after another; both sides start from the CPU forward's
+    /// statistics.</summary>
+    private sealed class GroupNormBackwardProblem : LabProblem
+    {
+        private readonly IlgpuBackend _device;
+        private readonly GroupNormDesc _d;
+        private readonly float[] _x, _gamma, _beta, _dy, _mean, _rstd;
+        private readonly LabBuffers _buffers;
+        private readonly Buf[] _inputs;
+        private readonly Buf _dx, _dgamma, _dbeta;
+        private float[]? _reference;
+
+        public GroupNormBackwardProblem(IlgpuBackend device, GroupNormDesc d)
+        {
+            (_device, _d) = (device, d);
+            _x = LabData.Uniform((long)d.N * d.C * d.HW, 1).Select(v => v + 3f).ToArray();
+            _gamma = LabData.Uniform(d.C, 2);
+            _beta = LabData.Uniform(d.C, 3);
+            _dy = LabData.Uniform(_x.Length, 4);
+            long runs = (long)d.N * d.Groups;
+            (_mean, _rstd) = LabBuffers.OnCpu(cpu =>
+            {
+                Buf mean = cpu.Allocate(runs), rstd = cpu.Allocate(runs);
+                cpu.Device.GroupNormForward(d, cpu.Upload(_x), cpu.Upload(_gamma), cpu.Upload(_beta), cpu.Allocate(_x.Length), mean, rstd);
+                return (cpu.Download(mean, runs), cpu.Download(rstd, runs));
+            });
+            _buffers = new LabBuffers(device);
+            _inputs = Upload(_buffers);
+            (_dx, _dgamma, _dbeta) = (_buffers.Allocate(_x.Length), _buffers.Allocate(d.C), _buffers.Allocate(d.C));
+        }
+
+        private Buf[] Upload(LabBuffers buffers) => [.. new[] { _x, _gamma, _beta, _mean, _rstd, _dy }.Select(buffers.Upload)];
+
+        /// <summary>dx, dγ and dβ one after another.</summary>
+        private float[] Gradients(LabBuffers buffers, Buf dx, Buf dgamma, Buf dbeta) =>
+            [.. buffers.Download(dx, _x.Length), .. buffers.Download(dgamma, _d.C), .. buffers.Download(dbeta, _d.C)];
+
+        public override void Run(int version)
+        {
+            var b = _inputs;
+            _device.GroupNormBackward(version, IlgpuBackend.GroupNormArgs(_d), b[0], b[1], b[2], b[3], b[4], b[5], _dx, _dgamma, _dbeta);
+        }
+
+        public override float[] Result() => Gradients(_buffers, _dx, _dgamma, _dbeta);
+
+        public override float[] Reference() => _reference ??= LabBuffers.OnCpu(cpu =>
+        {
+            var b = Upload(cpu);
+            Buf dx = cpu.Allocate(_x.Length), dgamma = cpu.Allocate(_d.C), dbeta = cpu.Allocate(_d.C);
+            cpu.Device.GroupNormBackward(_d, b[0], b[1], b[2], b[3], b[4], b[5], dx, dgamma, dbeta);
+            return Gradients(cpu, dx, dgamma, dbeta);
+        });
+
+        public override void Dispose() => _buffers.Dispose();
+    }
+}

@@ -14,6 +14,10 @@ namespace MaskBit.Kernels.Ilgpu;
 // The forward has two versions (the kernel lab's "groupnorm" family; the backend runs NormForwardVersion): v1 a group
 // per run; v2 splits runs across groups where the runs alone would not fill the device (a GroupNorm of a few samples
 // × 32 groups over large planes): per chunk statistics, then every group of a run combines them and normalises its chunk.
+// GroupNorm's backward has two versions too (the lab's "groupnorm_backward"; the backend runs NormBackwardVersion): v1 sums
+// each (n, c) plane in one group and then runs a group per run over x and dy twice more for dx; v2 cuts the planes into
+// chunks across groups, finds each run's two dx coefficients from the plane sums the γ/β gradients need anyway (dx needs
+// Σ_run γ·dv and Σ_run γ·dv·x̂, which are Σ_c γ_c times the plane sums), and then writes dx in one element-parallel pass.
 public sealed partial class IlgpuBackend
 {
     /// <summary>The normalisation layout: N samples of C channels × HW, normalised over C/Groups channels.</summary>
@@ -40,8 +44,10 @@ public sealed partial class IlgpuBackend
     }
 
     internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> NormForwardEntry = NormForwardKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> NormInputGradEntry = NormInputGradKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> GroupNormPlaneSumsEntry = GroupNormPlaneSumsKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> NormInputGradEntry = NormInputGradKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, NormChunks> GroupNormPlaneSumsEntry = GroupNormPlaneSumsKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs> GroupNormRunCoefficientsEntry = GroupNormRunCoefficientsKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, NormChunks> GroupNormChunkInputGradEntry = GroupNormChunkInputGradKernel;
     private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, NormArgs, int> LayerNormColumnSumsEntry = LayerNormColumnSumsKernel;
 
     internal static readonly Action<ArrayView<float>, ArrayView<float>, NormArgs, NormChunks> NormChunkStatsEntry = NormChunkStatsKernel;
@@ -49,6 +55,9 @@ public sealed partial class IlgpuBackend
 
     /// <summary>The normalisation forward the backend runs (the kernel lab's groupnorm family).</summary>
     internal const int NormForwardVersion = 2;
+
+    /// <summary>The GroupNorm backward the backend runs (the kernel lab's groupnorm_backward family).</summary>
+    internal const int NormBackwardVersion = 2;
 
     /// <summary>v2: a run's chunks (Count of Length elements; the last may be shorter).</summary>
     public struct NormChunks
@@ -75,18 +84,39 @@ public sealed partial class IlgpuBackend
         NormForward(LayerNormArgs(rows, cols, eps), x, gamma, beta, y, mean, rstd);
 
     public void GroupNormBackward(in GroupNormDesc d, Buf x, Buf gamma, Buf beta, Buf mean, Buf rstd, Buf dy,
+        Buf dx, Buf dgamma, Buf dbeta) =>
+        GroupNormBackward(NormBackwardVersion, GroupNormArgs(d), x, gamma, beta, mean, rstd, dy, dx, dgamma, dbeta);
+
+    /// <summary>The GroupNorm backward with the given version: 1 a group per (n, c) plane for the γ/β sums and a group
+    /// per run for dx; 2 planes cut into chunks across groups, dx from the plane sums in one element-parallel pass.</summary>
+    internal void GroupNormBackward(int version, NormArgs args, Buf x, Buf gamma, Buf beta, Buf mean, Buf rstd, Buf dy,
         Buf dx, Buf dgamma, Buf dbeta)
     {
-        var args = GroupNormArgs(d);
         long n = (long)args.N * args.C * args.HW;
         if (n == 0) return;
         RequireOneLaunch(n, "GroupNorm");
-        using var sums = Allocate(2L * args.N * args.C, zero: false);
-        Kernel(GroupNormPlaneSumsEntry)(
-            new KernelConfig(RowGroups((long)args.N * args.C), Sizes.ReduceGroup),
-            F(x, n), F(gamma, args.C), F(beta, args.C), F(mean, args.Runs), F(rstd, args.Runs), F(dy, n), F(new Buf(sums, 0), 2L * args.N * args.C), args);
+        if (version is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(version), version, "GroupNorm backward versions are 1 and 2");
+        long planes = (long)args.N * args.C;
+        var chunks = version == 2 ? Chunking(args.HW, planes) : new NormChunks { Count = 1, Length = args.HW };
+        // Per (n, c) plane: [Σ dv·x̂ | Σ dv], from per-chunk partials [2][plane][chunk] when the planes are cut.
+        using var sums = Allocate(2 * planes, zero: false);
+        using var chunkSums = chunks.Count == 1 ? null : Allocate(2 * planes * chunks.Count, zero: false);
+        var partials = chunkSums ?? sums;
+        var config = new KernelConfig(RowGroups(planes * chunks.Count), Sizes.ReduceGroup);
+        Kernel(GroupNormPlaneSumsEntry)(config,
+            F(x, n), F(gamma, args.C), F(beta, args.C), F(mean, args.Runs), F(rstd, args.Runs), F(dy, n), F(new Buf(partials, 0), 2 * planes * chunks.Count), args, chunks);
+        if (chunkSums != null) ReduceSum(new Buf(chunkSums, 0), new Buf(sums, 0), (int)(2 * planes), chunks.Count, 1);
         SumParameterGrads(sums, args.N, args.C, dgamma, dbeta);
-        NormInputGrad(args, x, gamma, beta, mean, rstd, dy, dx);
+        if (version == 1)
+        {
+            NormInputGrad(args, x, gamma, beta, mean, rstd, dy, dx);
+            return;
+        }
+        using var coefficients = Allocate(4L * args.Runs, zero: false);
+        var cv = F(new Buf(coefficients, 0), 4L * args.Runs);
+        Kernel(GroupNormRunCoefficientsEntry)(GridStride(args.Runs, Sizes.ElementGroup),
+            F(gamma, args.C), F(mean, args.Runs), F(rstd, args.Runs), F(new Buf(sums, 0), 2 * planes), cv, args);
+        Kernel(GroupNormChunkInputGradEntry)(config, F(x, n), F(gamma, args.C), F(beta, args.C), F(dy, n), cv, F(dx, n), args, chunks);
     }
 
     public void LayerNormBackward(int rows, int cols, Buf x, Buf gamma, Buf mean, Buf rstd, Buf dy,
@@ -133,13 +163,16 @@ public sealed partial class IlgpuBackend
         Kernel(NormChunkApplyEntry)(config, F(x, n), F(gamma, args.C), F(beta, args.C), pv, F(y, n), F(mean, args.Runs), F(rstd, args.Runs), args, chunks);
     }
 
-    /// <summary>v2's chunks: as many per run as fill the device's groups, each at least
-    /// <see cref="NormChunkElementsPerThread"/> elements per thread.</summary>
-    internal NormChunks NormChunking(NormArgs args)
+    /// <summary>v2's chunks of the forward's runs (see <see cref="Chunking"/>).</summary>
+    internal NormChunks NormChunking(NormArgs args) => Chunking(args.GroupLength, args.Runs);
+
+    /// <summary>Chunks of <paramref name="pieces"/> stretches of <paramref name="length"/> elements: as many per stretch
+    /// as fill the device's groups, each at least <see cref="NormChunkElementsPerThread"/> elements per thread.</summary>
+    private NormChunks Chunking(int length, long pieces)
     {
         long slots = RowGroups(long.MaxValue);
-        int length = args.GroupLength, minimum = NormChunkElementsPerThread * Sizes.ReduceGroup;
-        int count = (int)Math.Clamp(slots / Math.Max(args.Runs, 1), 1, Math.Max(1, length / minimum));
+        int minimum = NormChunkElementsPerThread * Sizes.ReduceGroup;
+        int count = (int)Math.Clamp(slots / Math.Max(pieces, 1), 1, Math.Max(1, length / minimum));
         int chunkLength = (length + count - 1) / count;
         return new NormChunks { Count = (length + chunkLength - 1) / chunkLength, Length = chunkLength };
     }
@@ -165,68 +198,73 @@ public sealed partial class IlgpuBackend
     }
 
     // ---- kernels ------------------------------------------------------------------------------------------
-    /// <summary>A group per run: mean and rstd by a corrected two-pass reduction, then y = act((x − mean)·rstd·γ + β).</summary>
+    /// <summary>The mean of a stretch of x and M2 = Σ(x − mean)² (clamped at 0, NaN kept).</summary>
+    internal struct Moments
+    {
+        public float Mean, M2;
+    }
+
+    /// <summary>The moments of x[start, start + count) by the calling group (every thread gets them), by a corrected
+    /// two-pass reduction: a centre from the sum, then Σ(x − centre) and Σ(x − centre)², whose first term gives back
+    /// the centre's rounding error (as on the CPU).</summary>
+    private static Moments GroupMoments(ArrayView<float> x, long start, int count, ArrayView<float> warpPartials)
+    {
+        var sum = default(SumReduction);
+        float acc = 0f;
+        for (int e = Group.IdxX; e < count; e += Group.DimX) acc += x[start + e];
+        float center = GroupAllReduce(sum, acc, warpPartials) / count;
+        float deviation = 0f, squares = 0f;
+        for (int e = Group.IdxX; e < count; e += Group.DimX)
+        {
+            float d = x[start + e] - center;
+            deviation += d;
+            squares += d * d;
+        }
+        deviation = GroupAllReduce(sum, deviation, warpPartials);
+        squares = GroupAllReduce(sum, squares, warpPartials);
+        return new Moments { Mean = center + deviation / count, M2 = MaxOrNaN(squares - deviation * deviation / count, 0f) };
+    }
+
+    /// <summary>y = act((x − m)·rs·γ + β) over elements [begin, end) of run <paramref name="run"/>, by the calling group.</summary>
+    private static void NormaliseRange(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        NormArgs args, int run, int begin, int end, float m, float rs)
+    {
+        long start = (long)run * args.GroupLength;
+        for (int e = begin + Group.IdxX; e < end; e += Group.DimX)
+        {
+            int c = args.Channel(run, e);
+            float v = (x[start + e] - m) * (rs * gamma[c]) + beta[c];
+            y[start + e] = args.Silu != 0 ? v * Sigmoid(v) : v;
+        }
+    }
+
+    /// <summary>A group per run: mean and rstd from <see cref="GroupMoments"/>, then <see cref="NormaliseRange"/>.</summary>
     internal static void NormForwardKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
         ArrayView<float> mean, ArrayView<float> rstd, NormArgs args)
     {
         var partials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
-        var sum = default(SumReduction);
         int length = args.GroupLength;
         for (int run = Grid.IdxX; run < args.Runs; run += Grid.DimX)
         {
-            long start = (long)run * length;
-            float acc = 0f;
-            for (int e = Group.IdxX; e < length; e += Group.DimX) acc += x[start + e];
-            float center = GroupAllReduce(sum, acc, partials) / length;
-            float deviation = 0f, squares = 0f;
-            for (int e = Group.IdxX; e < length; e += Group.DimX)
-            {
-                float d = x[start + e] - center;
-                deviation += d;
-                squares += d * d;
-            }
-            deviation = GroupAllReduce(sum, deviation, partials);
-            squares = GroupAllReduce(sum, squares, partials);
-            float m = center + deviation / length;
-            float variance = MaxOrNaN((squares - deviation * deviation / length) / length, 0f);
-            float rs = 1f / XMath.Sqrt(variance + args.Eps);
-            if (Group.IdxX == 0) { mean[run] = m; rstd[run] = rs; }
-
-            for (int e = Group.IdxX; e < length; e += Group.DimX)
-            {
-                int c = args.Channel(run, e);
-                float v = (x[start + e] - m) * (rs * gamma[c]) + beta[c];
-                y[start + e] = args.Silu != 0 ? v * Sigmoid(v) : v;
-            }
+            var moments = GroupMoments(x, (long)run * length, length, partials);
+            float rs = 1f / XMath.Sqrt(moments.M2 / length + args.Eps);
+            if (Group.IdxX == 0) { mean[run] = moments.Mean; rstd[run] = rs; }
+            NormaliseRange(x, gamma, beta, y, args, run, 0, length, moments.Mean, rs);
         }
     }
 
-    /// <summary>v2, pass 1: a group per (run, chunk) writes the chunk's mean and M2 = Σ(x − mean)², by the corrected
-    /// two-pass reduction of v1 over the chunk (whose second read comes from cache).</summary>
+    /// <summary>v2, pass 1: a group per (run, chunk) writes the chunk's mean and M2 (<see cref="GroupMoments"/>, whose
+    /// second read of the chunk comes from cache).</summary>
     internal static void NormChunkStatsKernel(ArrayView<float> x, ArrayView<float> partials, NormArgs args, NormChunks chunks)
     {
         var warpPartials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
-        var sum = default(SumReduction);
         for (int block = Grid.IdxX; block < args.Runs * chunks.Count; block += Grid.DimX)
         {
             int run = block / chunks.Count, begin = (block - run * chunks.Count) * chunks.Length;
-            int count = XMath.Min(chunks.Length, args.GroupLength - begin);
-            long start = (long)run * args.GroupLength + begin;
-            float acc = 0f;
-            for (int e = Group.IdxX; e < count; e += Group.DimX) acc += x[start + e];
-            float center = GroupAllReduce(sum, acc, warpPartials) / count;
-            float deviation = 0f, squares = 0f;
-            for (int e = Group.IdxX; e < count; e += Group.DimX)
-            {
-                float d = x[start + e] - center;
-                deviation += d;
-                squares += d * d;
-            }
-            deviation = GroupAllReduce(sum, deviation, warpPartials);
-            squares = GroupAllReduce(sum, squares, warpPartials);
+            var moments = GroupMoments(x, (long)run * args.GroupLength + begin, XMath.Min(chunks.Length, args.GroupLength - begin), warpPartials);
             if (Group.IdxX != 0) continue;
-            partials[2 * block] = center + deviation / count;
-            partials[2 * block + 1] = MaxOrNaN(squares - deviation * deviation / count, 0f);
+            partials[2 * block] = moments.Mean;
+            partials[2 * block + 1] = moments.M2;
         }
     }
 
@@ -251,14 +289,7 @@ public sealed partial class IlgpuBackend
             }
             float rs = 1f / XMath.Sqrt(m2 / length + args.Eps);
             if (chunk == 0 && Group.IdxX == 0) { mean[run] = m; rstd[run] = rs; }
-            long start = (long)run * length;
-            int end = XMath.Min(length, begin + chunks.Length);
-            for (int e = begin + Group.IdxX; e < end; e += Group.DimX)
-            {
-                int c = args.Channel(run, e);
-                float v = (x[start + e] - m) * (rs * gamma[c]) + beta[c];
-                y[start + e] = args.Silu != 0 ? v * Sigmoid(v) : v;
-            }
+            NormaliseRange(x, gamma, beta, y, args, run, begin, XMath.Min(length, begin + chunks.Length), m, rs);
         }
     }
 
@@ -294,20 +325,23 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    /// <summary>A group per (n, c) plane: sums[0, n, c] = Σ_hw dv·x̂, sums[1, n, c] = Σ_hw dv.</summary>
+    /// <summary>A group per (plane, chunk) of the (n, c) planes cut into <paramref name="chunks"/>: sums[0, plane, chunk]
+    /// = Σ dv·x̂ and sums[1, plane, chunk] = Σ dv over the chunk (one chunk: the plane's sums).</summary>
     internal static void GroupNormPlaneSumsKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> dy, ArrayView<float> sums, NormArgs args)
+        ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> dy, ArrayView<float> sums, NormArgs args, NormChunks chunks)
     {
         var partials = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
         var sum = default(SumReduction);
-        int planes = args.N * args.C;
-        for (int plane = Grid.IdxX; plane < planes; plane += Grid.DimX)
+        int blocks = args.N * args.C * chunks.Count;
+        for (int block = Grid.IdxX; block < blocks; block += Grid.DimX)
         {
+            int plane = block / chunks.Count, begin = (block - plane * chunks.Count) * chunks.Length;
             int n = plane / args.C, c = plane - n * args.C, run = n * args.Groups + c / args.PerGroup;
+            int end = XMath.Min(args.HW, begin + chunks.Length);
             long start = (long)plane * args.HW;
             float m = mean[run], rs = rstd[run], g = gamma[c], b = beta[c];
             float sumDvXhat = 0f, sumDv = 0f;
-            for (int e = Group.IdxX; e < args.HW; e += Group.DimX)
+            for (int e = begin + Group.IdxX; e < end; e += Group.DimX)
             {
                 float xhat = (x[start + e] - m) * rs, dv = args.OutputGrad(dy[start + e], xhat, g, b);
                 sumDvXhat += dv * xhat;
@@ -315,7 +349,52 @@ public sealed partial class IlgpuBackend
             }
             sumDvXhat = GroupAllReduce(sum, sumDvXhat, partials);
             sumDv = GroupAllReduce(sum, sumDv, partials);
-            if (Group.IdxX == 0) { sums[plane] = sumDvXhat; sums[planes + plane] = sumDv; }
+            if (Group.IdxX == 0) { sums[block] = sumDvXhat; sums[blocks + block] = sumDv; }
+        }
+    }
+
+    /// <summary>v2: a thread per run gathers what dx needs of it, [mean | rstd | constant | factor of x̂] (Runs each),
+    /// the last two from the plane sums [Σ dv·x̂ | Σ dv] (N·C each): −rstd·Σ_c γ_c·Σ dv / length and −rstd·Σ_c
+    /// γ_c·Σ dv·x̂ / length, c over the run's channels in order.</summary>
+    internal static void GroupNormRunCoefficientsKernel(ArrayView<float> gamma, ArrayView<float> mean, ArrayView<float> rstd,
+        ArrayView<float> planeSums, ArrayView<float> coefficients, NormArgs args)
+    {
+        int planes = args.N * args.C, runs = args.Runs;
+        for (int run = Grid.GlobalIndex.X; run < runs; run = GridStrideNext(run, runs, GridStrideStep))
+        {
+            int n = run / args.Groups, c0 = (run - n * args.Groups) * args.PerGroup;
+            float sumG = 0f, sumGXhat = 0f;
+            for (int c = c0; c < c0 + args.PerGroup; c++)
+            {
+                sumGXhat += gamma[c] * planeSums[n * args.C + c];
+                sumG += gamma[c] * planeSums[planes + n * args.C + c];
+            }
+            float rs = rstd[run];
+            coefficients[run] = mean[run];
+            coefficients[runs + run] = rs;
+            coefficients[2 * runs + run] = -rs * sumG / args.GroupLength;
+            coefficients[3 * runs + run] = -rs * sumGXhat / args.GroupLength;
+        }
+    }
+
+    /// <summary>v2: a group per (plane, chunk) writes dx = rstd·γ·dv + x̂·(x̂'s factor) + the constant over its chunk.</summary>
+    internal static void GroupNormChunkInputGradKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> dy, ArrayView<float> coefficients, ArrayView<float> dx, NormArgs args, NormChunks chunks)
+    {
+        int blocks = args.N * args.C * chunks.Count, runs = args.Runs;
+        for (int block = Grid.IdxX; block < blocks; block += Grid.DimX)
+        {
+            int plane = block / chunks.Count, begin = (block - plane * chunks.Count) * chunks.Length;
+            int n = plane / args.C, c = plane - n * args.C, run = n * args.Groups + c / args.PerGroup;
+            int end = XMath.Min(args.HW, begin + chunks.Length);
+            long start = (long)plane * args.HW;
+            float m = coefficients[run], rs = coefficients[runs + run], k0 = coefficients[2 * runs + run], kx = coefficients[3 * runs + run];
+            float g = gamma[c], b = beta[c];
+            for (int e = begin + Group.IdxX; e < end; e += Group.DimX)
+            {
+                float xhat = (x[start + e] - m) * rs;
+                dx[start + e] = rs * g * args.OutputGrad(dy[start + e], xhat, g, b) + xhat * kx + k0;
+            }
         }
     }
 

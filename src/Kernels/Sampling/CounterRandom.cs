@@ -9,6 +9,10 @@ public enum RandomDrawKind
     Gumbel,
 }
 
+/// <summary>A stretch of a <see cref="CounterRandom"/> stream: its draw i is draw <see cref="Position"/> + i of the stream
+/// seeded with <see cref="Seed"/>.</summary>
+public readonly record struct CounterStream(ulong Seed, long Position);
+
 /// <summary>
 /// A SplitMix64 stream as a pure function of its seed and position: draw n of the stream seeded with s is
 /// Mix(s + (n + 1)·γ). The host's seeded random source (Models' SeededRandomSource) and the RandomDraws kernels of
@@ -31,9 +35,18 @@ public static class CounterRandom
         return z ^ (z >> 31);
     }
 
+    /// <summary>The top 24 bits of draw <paramref name="position"/>: the unit draw is exactly this · 2⁻²⁴.</summary>
+    public static int UnitBits(ulong seed, long position) => (int)(Bits(seed, position) >> 40);
+
+    /// <summary>The integer t with UnitBits &lt; t exactly where the unit draw is below <paramref name="probability"/>:
+    /// k·2⁻²⁴ &lt; p ⇔ k &lt; p·2²⁴ (a power-of-two scaling, exact) ⇔ k &lt; ⌈p·2²⁴⌉, clamped to [0, 2²⁴]. A device
+    /// compares integers and so masks exactly where the host's float comparison would.</summary>
+    public static int UnitThreshold(float probability) =>
+        float.IsNaN(probability) ? 0 : (int)Math.Clamp(Math.Ceiling(probability * (double)(1 << 24)), 0, 1 << 24);
+
     public static float Draw(ulong seed, long position, RandomDrawKind kind)
     {
-        ulong top24 = Bits(seed, position) >> 40;
+        int top24 = UnitBits(seed, position);
         if (kind == RandomDrawKind.Unit) return top24 * (1f / (1 << 24));
         // Centre of a 2^-24 cell: strictly inside (0, 1), so both logarithms stay finite.
         double u = (top24 + 0.5) / (1 << 24);

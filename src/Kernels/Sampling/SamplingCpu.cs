@@ -16,6 +16,21 @@ public sealed partial class CpuBackend
         }, costPerItem: kind == RandomDrawKind.Gumbel ? 40 : 4);
     }
 
+    public void MaskTokenGroups(int count, int perSample, int maskToken, ulong seed, long position, Buf groups, Buf thresholds, Buf masked, Buf mask)
+    {
+        int[] ga = IntArr(groups), ta = IntArr(thresholds), ka = IntArr(masked), ma = IntArr(mask);
+        int go = Off(groups), to = Off(thresholds), ko = Off(masked), mo = Off(mask);
+        CpuParallel.For(count, (i0, i1) =>
+        {
+            for (int i = i0; i < i1; i++)
+            {
+                bool hidden = CounterRandom.UnitBits(seed, position + i) < ta[to + i / perSample];
+                ka[ko + i] = hidden ? maskToken : ga[go + i];
+                ma[mo + i] = hidden ? 1 : 0;
+            }
+        }, costPerItem: 4);
+    }
+
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
         Buf mask, Buf tokens, Buf sampled, Buf predicted, Buf confidence)
     {

@@ -27,6 +27,7 @@ public sealed partial class IlgpuBackend
         ArrayView<float>, ArrayView<int>, SamplingArgs> RemaskEntry = RemaskLeastConfidentKernel;
 
     private static readonly Action<ArrayView<float>, RandomArgs> RandomDrawsEntry = RandomDrawsKernel;
+    private static readonly Action<ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, RandomArgs, SamplingArgs> MaskTokenGroupsEntry = MaskTokenGroupsKernel;
 
     public struct RandomArgs
     {
@@ -40,6 +41,14 @@ public sealed partial class IlgpuBackend
         if (count == 0) return;
         Kernel(RandomDrawsEntry)(GridStride(count, Sizes.ElementGroup), F(y, count),
             new RandomArgs { Count = count, Seed = seed, Position = position, Kind = kind });
+    }
+
+    public void MaskTokenGroups(int count, int perSample, int maskToken, ulong seed, long position, Buf groups, Buf thresholds, Buf masked, Buf mask)
+    {
+        if (count == 0) return;
+        Kernel(MaskTokenGroupsEntry)(GridStride(count, Sizes.ElementGroup), I(groups, count), I(thresholds, (count + perSample - 1) / perSample),
+            I(masked, count), I(mask, count), new RandomArgs { Count = count, Seed = seed, Position = position },
+            new SamplingArgs { PerSample = perSample, MaskToken = maskToken });
     }
 
     public void SampleMaskedGroups(int groups, int classes, float noiseScale, float fade, Buf probabilities, Buf uniform, Buf gumbel,
@@ -66,6 +75,19 @@ public sealed partial class IlgpuBackend
     internal static void RandomDrawsKernel(ArrayView<float> y, RandomArgs a)
     {
         for (long i = Grid.GlobalIndex.X; i < a.Count; i += GridStrideStep) y[i] = CounterRandom.Draw(a.Seed, a.Position + i, a.Kind);
+    }
+
+    /// <summary>A thread per group: its draw against its sample's threshold (the CPU kernel's comparison).</summary>
+    internal static void MaskTokenGroupsKernel(ArrayView<int> groups, ArrayView<int> thresholds, ArrayView<int> masked, ArrayView<int> mask,
+        RandomArgs random, SamplingArgs a)
+    {
+        int count = (int)random.Count;
+        for (int i = Grid.GlobalIndex.X; i < count; i = GridStrideNext(i, count, GridStrideStep))
+        {
+            bool hidden = CounterRandom.UnitBits(random.Seed, random.Position + i) < thresholds[i / a.PerSample];
+            masked[i] = hidden ? a.MaskToken : groups[i];
+            mask[i] = hidden ? 1 : 0;
+        }
     }
 
     /// <summary>A thread per group: the inverse-CDF draw over its row, then the prediction and its confidence.</summary>

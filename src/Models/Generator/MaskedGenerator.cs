@@ -124,7 +124,10 @@ public sealed class MaskedGenerator : Module
     /// uploaded once to <paramref name="device"/>: for callers that run many forwards on the same labels (the
     /// sampler's steps), with <see cref="ForwardEffective"/>.</summary>
     public Tensor EffectiveLabels(IReadOnlyList<int> classLabels, bool[]? dropLabelMask, IBackend device) =>
-        Tensor.FromInts(DropAndCheck(classLabels.ToArray(), dropLabelMask), new[] { classLabels.Count }, device);
+        Tensor.FromInts(EffectiveLabels(classLabels, dropLabelMask), new[] { classLabels.Count }, device);
+
+    /// <summary>The labels as the model reads them, on the host (for callers that upload them with other data).</summary>
+    public int[] EffectiveLabels(IReadOnlyList<int> classLabels, bool[]? dropLabelMask) => DropAndCheck(classLabels.ToArray(), dropLabelMask);
 
     /// <summary>The labels with the dropped ones replaced by the drop label (in place), the others checked.</summary>
     private int[] DropAndCheck(int[] labels, bool[]? dropLabelMask)

@@ -73,18 +73,13 @@ public static class Masking
     public static float MaskLen(float maskRatio, int numMaskable) => MathF.Floor(maskRatio * numMaskable);
 
     /// <summary>
-    /// get_mask_tokens: masks each group of each sample independently with a per-sample probability drawn from
-    /// the schedule. Consumes exactly two uniform draws, in the reference's order: r (<paramref name="batch"/>),
-    /// then one value per group of <paramref name="tokens"/>; a group is masked where its draw is strictly below
-    /// the sample's probability. <paramref name="tokens"/> holds the batch's samples one after another.
+    /// get_mask_tokens' per-sample draws: r, one uniform draw per sample (the reference's first draw), scaled by
+    /// 1 − <paramref name="minMaskingRatio"/>, and the probability of masking each group of the sample, the schedule
+    /// at r (no clamp here, unlike the sampler's ratio).
     /// </summary>
-    public static MaskedTokens GetMaskTokens(ReadOnlySpan<int> tokens, int batch, int maskToken, MaskSchedule mode, double minMaskingRatio,
-        IRandomSource random)
+    public static (float[] R, float[] ValueToMask) MaskProbabilities(int batch, MaskSchedule mode, double minMaskingRatio, IRandomSource random)
     {
         if (mode == MaskSchedule.Root) throw new ArgumentException("the root schedule is not supported for training masking (linear, square, cosine, arccos)");
-        if (batch < 0 || (batch == 0 ? tokens.Length != 0 : tokens.Length % batch != 0))
-            throw new ArgumentException($"{tokens.Length} tokens do not split into {batch} samples");
-        int perSample = batch == 0 ? 0 : tokens.Length / batch;
         var r = new float[batch];
         random.Uniform(r);
         float scale = (float)(1 - minMaskingRatio);
@@ -92,9 +87,25 @@ public static class Masking
         for (int b = 0; b < batch; b++)
         {
             r[b] *= scale;
-            valueToMask[b] = Schedule(r[b], mode);   // no clamp here, unlike the sampler's ratio
+            valueToMask[b] = Schedule(r[b], mode);
         }
+        return (r, valueToMask);
+    }
 
+    /// <summary>
+    /// get_mask_tokens on the host: masks each group of each sample independently with a per-sample probability drawn
+    /// from the schedule. Consumes exactly two uniform draws, in the reference's order: r (<paramref name="batch"/>,
+    /// <see cref="MaskProbabilities"/>), then one value per group of <paramref name="tokens"/>; a group is masked where
+    /// its draw is strictly below the sample's probability. <paramref name="tokens"/> holds the batch's samples one
+    /// after another. (Training masks on the device, <see cref="MaskBatch"/>, with the same comparison.)
+    /// </summary>
+    public static MaskedTokens GetMaskTokens(ReadOnlySpan<int> tokens, int batch, int maskToken, MaskSchedule mode, double minMaskingRatio,
+        IRandomSource random)
+    {
+        if (batch < 0 || (batch == 0 ? tokens.Length != 0 : tokens.Length % batch != 0))
+            throw new ArgumentException($"{tokens.Length} tokens do not split into {batch} samples");
+        int perSample = batch == 0 ? 0 : tokens.Length / batch;
+        var (r, valueToMask) = MaskProbabilities(batch, mode, minMaskingRatio, random);
         var draws = new float[tokens.Length];
         random.Uniform(draws);
         var values = tokens.ToArray();
@@ -108,23 +119,16 @@ public static class Masking
     }
 
     /// <summary>
-    /// A training step's integers: the batch's (B, n) <paramref name="tokens"/> split into groups (the loss's
-    /// targets), masked by <see cref="GetMaskTokens"/> (the model's input), and the mask (1 where masked), each
-    /// (B, n, splits) Int32. All three are made on the host, where the batch's tokens are, and reach
-    /// <paramref name="device"/> in one upload.
+    /// A training step's integers, made on the tokens' device: the batch's (B, n) Int32 <paramref name="tokens"/>
+    /// split into groups (the loss's targets), masked as <see cref="GetMaskTokens"/> masks them (the model's input),
+    /// and the mask (1 where masked), each (B, n, splits) Int32. The groups' draws are <paramref name="groupDraws"/>,
+    /// made by the kernel; <paramref name="thresholds"/> (B, Int32) holds each sample's probability as
+    /// <see cref="CounterRandom.UnitThreshold"/>, so that the comparison is exactly the host's.
     /// </summary>
-    public static MaskedBatch MaskBatch(ReadOnlySpan<int> tokens, int batch, int codebookSize, int splits, int maskToken, MaskSchedule mode,
-        double minMaskingRatio, IRandomSource random, IBackend device)
+    public static MaskedBatch MaskBatch(Tensor tokens, Tensor thresholds, int codebookSize, int splits, int maskToken, CounterStream groupDraws)
     {
         var groups = Factorization.Split(tokens, codebookSize, splits);
-        var masked = GetMaskTokens(groups, batch, maskToken, mode, minMaskingRatio, random);
-        int n = groups.Length;
-        var packed = new int[3 * n];
-        groups.CopyTo(packed, 0);
-        masked.Tokens.CopyTo(packed, n);
-        for (int i = 0; i < n; i++) packed[2 * n + i] = masked.Mask[i] ? 1 : 0;
-        int seqLen = batch == 0 ? 0 : tokens.Length / batch;
-        var all = Tensor.FromInts(packed, [3, batch, seqLen, splits], device);
-        return new MaskedBatch(all.Select0(0), all.Select0(1), all.Select0(2));
+        var (masked, mask) = F.MaskTokenGroups(groups, thresholds, maskToken, groupDraws.Seed, groupDraws.Position);
+        return new MaskedBatch(groups, masked, mask);
     }
 }

@@ -28,6 +28,12 @@ public interface IRandomSource
         return Tensor.FromArray(draws, shape, device);
     }
 
+    /// <summary>Reserves the next <paramref name="count"/> uniform draws as a stretch of a counter-based stream, which
+    /// a device kernel makes where it needs them (<see cref="CounterRandom.Draw"/>), so that nothing is uploaded.
+    /// Sources of stored draws have no such stream.</summary>
+    CounterStream UniformStream(long count) =>
+        throw new NotSupportedException($"{GetType().Name} hands out stored draws, which a device cannot make itself; use a seeded source");
+
     /// <summary><see cref="Gumbel(Span{float})"/> as a tensor on <paramref name="device"/> (see
     /// <see cref="CategoricalUniform(int[], IBackend)"/>).</summary>
     Tensor Gumbel(int[] shape, IBackend device)
@@ -58,6 +64,14 @@ public sealed class SeededRandomSource(long seed) : IRandomSource
     public Tensor CategoricalUniform(int[] shape, IBackend device) => OnDevice(shape, device, RandomDrawKind.Unit);
 
     public Tensor Gumbel(int[] shape, IBackend device) => OnDevice(shape, device, RandomDrawKind.Gumbel);
+
+    /// <summary>The draws <see cref="Uniform(Span{float})"/> would have given next.</summary>
+    public CounterStream UniformStream(long count)
+    {
+        var stream = new CounterStream(_seed, _position);
+        _position += count;
+        return stream;
+    }
 
     private void Fill(Span<float> destination, RandomDrawKind kind)
     {
