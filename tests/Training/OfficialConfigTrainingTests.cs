@@ -17,8 +17,11 @@ namespace MaskBit.Tests.Training;
 /// perceptual network they name from a weights file (the formula ResNet-50 of `formula_nets`); no flag drops a term.
 /// <para>Overridden, because the configs' sizes do not fit a CI test (2 cores, ~7 GB):</para>
 /// <list type="bullet">
-/// <item>dataset.preprocessing.resolution 256 → 32 and training.per_gpu_batch_size → 1 (the tokenizer architecture
-/// is kept: at 32² its five levels end on a 2×2 latent), dataset.params.num_workers_per_gpu 8 → 1;</item>
+/// <item>dataset.preprocessing.resolution 256 → 32 and training.per_gpu_batch_size → 1 (the tokenizer's levels,
+/// channel multipliers and blocks are kept: at 32² its five levels end on a 2×2 latent), dataset.params.num_workers_per_gpu
+/// 8 → 1;</item>
+/// <item>tokenizer configs: model.vq_model.hidden_channels 128 → 64 (a quarter of the 54M parameters and of the
+/// tokenizer's convolutions; the ResNet-50 of the perceptual term runs at 224² whatever the image size);</item>
 /// <item>losses.discriminator_start 20,000 → 0, so the one step trains the discriminator as well (when it starts is
 /// the vqgan_loss and tokenizer_training goldens' concern);</item>
 /// <item>generator configs: model.mlm_model hidden_dim/depth/heads/mlp_dim 1024/24/16/4096 → 64/2/4/128 (305M
@@ -57,7 +60,7 @@ public class OfficialConfigTrainingTests
     [TestCaseSource(nameof(TokenizerConfigs))]
     public void TokenizerConfigTrainsOneStep(string file)
     {
-        var config = MaskBitConfig.Load(Path.Combine(TestPaths.RepoRoot, "configs", "tokenizer", file), [.. SmallData, "losses.discriminator_start=0"]);
+        var config = MaskBitConfig.Load(Path.Combine(TestPaths.RepoRoot, "configs", "tokenizer", file), [.. SmallData, "model.vq_model.hidden_channels=64", "losses.discriminator_start=0"]);
         var loss = VqganLossConfig.From(config);
         Assert.That(loss.PerceptualWeight, Is.GreaterThan(0f), "the official tokenizer recipe has a perceptual term");
         using var trainer = new TokenizerTrainer(config, new TokenizerTrainerOptions
