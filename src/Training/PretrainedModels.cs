@@ -136,14 +136,16 @@ public static class PretrainedModels
     /// <summary>The perceptual network of losses.perceptual_loss (frozen, eval mode) with the weights of
     /// <paramref name="files"/> (<see cref="PerceptualWeightFiles"/>), or null when losses.perceptual_weight is 0.</summary>
     /// <exception cref="ConfigException">The files are missing, too few or too many, or not the expected networks:
-    /// the message names each expected file and where to get it.</exception>
+    /// the message names each expected file and where to get it. LPIPS also takes one file, the state dict of the
+    /// reference's LPIPS module (<see cref="LpipsNetwork"/>).</exception>
     public static IPerceptualLoss? PerceptualLoss(VqganLossConfig loss, IReadOnlyList<string> files)
     {
         if (loss.PerceptualWeight == 0f) return null;
         string kind = loss.PerceptualLoss;
         var expected = PerceptualWeightFiles[kind];
         string Expected() => string.Join(" and ", expected.Select(e => $"{e.File} ({e.Source})"));
-        if (files.Count != expected.Count)
+        bool lpipsModuleFile = kind == "lpips" && files.Count == 1;   // the state dict of the reference's LPIPS module
+        if (files.Count != expected.Count && !lpipsModuleFile)
             throw new ConfigException(files.Count == 0
                 ? $"losses.perceptual_loss '{kind}' (losses.perceptual_weight {loss.PerceptualWeight}) needs its weights: {Expected()}; " +
                   "pass --perceptual-weights FILE[,FILE] or set losses.perceptual_weights"
@@ -167,7 +169,8 @@ public static class PretrainedModels
             case "lpips":
                 for (int i = 0; i < files.Count; i++)
                     if (!File.Exists(files[i]))
-                        throw new ConfigException($"perceptual weights file not found: {files[i]} (losses.perceptual_loss 'lpips' expects {expected[i].File}, from {expected[i].Source})");
+                        throw new ConfigException($"perceptual weights file not found: {files[i]} (losses.perceptual_loss 'lpips' expects " +
+                                                  (lpipsModuleFile ? LpipsWeightsDescription : $"{expected[i].File}, from {expected[i].Source}") + ")");
                 try { return LpipsNetwork(files); }
                 catch (InvalidDataException e) { throw new ConfigException($"losses.perceptual_loss 'lpips' expects {Expected()}: {e.Message}"); }
             case "convnext_s":

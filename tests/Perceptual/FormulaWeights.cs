@@ -70,19 +70,21 @@ public static class FormulaWeights
     }
 
     /// <summary>Writes the formula state dict of a params file as a safetensors file, the form in which training reads
-    /// its perceptual network (losses.perceptual_weights / --perceptual-weights).</summary>
-    public static void SaveSafeTensors(string paramsPath, string file)
+    /// its perceptual network (losses.perceptual_weights / --perceptual-weights); `fixed` entries come from <paramref name="io"/>.</summary>
+    public static void SaveSafeTensors(string paramsPath, string file, IReadOnlyDictionary<string, NpyArray>? io = null)
     {
         using var scope = TensorScope.Begin();
-        SafeTensors.Save(file, Build(paramsPath).Select(kv => Training.GeneratorTrainerTests.Record(kv.Key, kv.Value)).ToList());
+        SafeTensors.Save(file, Build(paramsPath, io).Select(kv => Training.GeneratorTrainerTests.Record(kv.Key, kv.Value)).ToList());
     }
 
-    /// <summary>The params file of a network in the case itself, else next to it (a sibling `formula_nets` folder),
-    /// else the repository's own fixture.</summary>
+    /// <summary>The params file of a network in the case itself, else where the case's files.&lt;net&gt;_params names it,
+    /// else next to it (a sibling `formula_nets` folder), else the repository's own fixture.</summary>
     public static string ParamsPath(GoldenCase near, string net)
     {
         string own = Path.Combine(near.Dir, $"{net}_params.json");
         if (File.Exists(own)) return own;
+        if (near.Json.TryGetProperty("files", out var files) && files.TryGetProperty($"{net}_params", out var named))
+            return Path.GetFullPath(Path.Combine(near.Dir, named.GetString()!));
         string sibling = Path.Combine(Path.GetDirectoryName(near.Dir)!, "formula_nets", $"{net}_params.json");
         return File.Exists(sibling) ? sibling : Path.Combine(GoldenCases.RepoDir, "formula_nets", $"{net}_params.json");
     }

@@ -10,10 +10,11 @@ using MaskBit.Tests.Support;
 
 namespace MaskBit.Tests.Training;
 
-/// <summary>Golden `tokenizer_training` (tests/Fixtures/golden/tokenizer_training_rn50/README.md): optimisation steps
-/// of <see cref="TokenizerStep"/> against the reference's train_tokenizer.py loop body, with the perceptual term on
-/// (the formula ResNet-50, read from a weights file as training reads it), the discriminator trained from step 0,
-/// clipping, both AdamW optimizers and schedules, the EMA and LeCAM's logit EMAs.
+/// <summary>Golden `tokenizer_training` (tests/Fixtures/golden/tokenizer_training_rn50/README.md and
+/// tokenizer_training_lpips/README.md): optimisation steps of <see cref="TokenizerStep"/> against the reference's
+/// train_tokenizer.py loop body, with the perceptual term on (the formula ResNet-50 or LPIPS the case's config names,
+/// read from a weights file as training reads it), the discriminator trained from step 0, clipping, both AdamW
+/// optimizers and schedules, the EMA and LeCAM's logit EMAs.
 ///
 /// Tolerances follow the case's float64_check. The first step's terms are the tokenizer's forward (relative 1e-4,
 /// per_sample_entropy 1e-3). Later steps sit downstream of AdamW's first update, which is ≈ lr·sign(g): a gradient
@@ -23,17 +24,19 @@ namespace MaskBit.Tests.Training;
 /// the elements off by more than lr/10.</summary>
 public static class TokenizerTrainingGolden
 {
-    // CPU only: the ResNet-50 at 224×224 (two forwards and a backward per step) did not finish within 10 minutes on
-    // the ILGPU CPU-accelerator emulator; the device kernels of every part are covered by the tokenizer_lfq,
-    // discriminator and vqgan_loss cases there.
+    // CPU only: tokenizer_training_rn50's ResNet-50 at 224×224 did not finish within 10 minutes on the ILGPU
+    // CPU-accelerator emulator. tokenizer_training_lpips (LPIPS, which does not resize, at 16×16) was made for the
+    // devices, but its ilgpu-cpu run was not seen to finish on the loaded machine it was made on: to turn it on, add
+    // OnDevices = true, DeviceCases = ["tokenizer_training_lpips"] once it runs within the per-test budget.
     [GoldenKind("tokenizer_training")]
     public static void Run(GoldenCase c)
     {
         using var dir = new TempDirectory();
-        string resnet = dir.File("resnet50.safetensors");
-        FormulaWeights.SaveSafeTensors(FormulaWeights.ParamsPath(c, "resnet50"), resnet);
         var config = MaskBitConfig.Load(Path.Combine(c.Dir, "config.yaml"));
-        var settings = TokenizerTrainingSettings.From(config) with { PerceptualWeights = [resnet] };
+        string network = VqganLossConfig.From(config).PerceptualLoss;
+        string weights = dir.File($"{network}.safetensors");
+        FormulaWeights.SaveSafeTensors(FormulaWeights.ParamsPath(c, network), weights, c.Io);
+        var settings = TokenizerTrainingSettings.From(config) with { PerceptualWeights = [weights] };
         var step = new TokenizerStep(TokenizerConfig.From(config), DiscriminatorConfig.From(config), VqganLossConfig.From(config), settings);
         ModuleCheckpoint.LoadInto(step.Model, Path.Combine(c.Dir, "model.bin"));
         ModuleCheckpoint.LoadInto(step.Loss, Path.Combine(c.Dir, "loss.bin"));
@@ -77,7 +80,9 @@ public static class TokenizerTrainingGolden
                 : term;
             if (!values.TryGetValue(term, out double actual)) { failures.Add($"{name}: step {i} does not report '{term}'"); continue; }
             double expected = c.Array(name).ToFloat32()[0];
-            double tol = (term == "per_sample_entropy" ? 10 : 1) * (i == 0 ? 1e-4 : 1e-3);
+            // Later steps' gradient norms sum over the elements AdamW's first update moved by ±lr (tokenizer_training_lpips:
+            // 126 of 189,931 here, 29 in the reference's own float64 rerun): 2.8e-3 there, so they get 1e-2 as well.
+            double tol = (term is "per_sample_entropy" || (i > 0 && term.EndsWith("grad_norm", StringComparison.Ordinal)) ? 10 : 1) * (i == 0 ? 1e-4 : 1e-3);
             double e = Math.Abs(actual - expected) / Math.Max(Math.Abs(expected), 1e-30);
             if (expected == 0 ? actual != 0 : !(e <= tol)) failures.Add($"{name}: {actual:G9} vs {expected:G9}, relative error {e:E2} > {tol:E0}");
         }

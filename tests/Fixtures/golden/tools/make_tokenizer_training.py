@@ -1,8 +1,9 @@
-"""Makes the golden case `tokenizer_training_rn50`: two optimisation steps of the reference's tokenizer training
-(scripts/train_tokenizer.py's loop body, without accelerate) with the perceptual term on: ConvVQModel (LFQ) +
-VQGANLoss (PerceptualLoss("resnet50") on logits with the formula ResNet-50 of formula_nets, weight 0.1) +
-NLayerDiscriminatorv2, AdamW for both, cosine_with_minimum schedules, clip_grad_norm_, EMAModel. Run from the
-reference checkout:
+"""Makes the golden cases `tokenizer_training_rn50` and `tokenizer_training_lpips`: two optimisation steps of the
+reference's tokenizer training (scripts/train_tokenizer.py's loop body, without accelerate) with the perceptual term
+on: ConvVQModel (LFQ) + VQGANLoss (weight 0.1; PerceptualLoss("resnet50") on logits with the formula ResNet-50 of
+formula_nets at 32x32 images, or LPIPS with the formula weights of perceptual_nets at 16x16 images and a tokenizer of
+32 channels at every level, sizes the ILGPU CPU emulator runs in seconds) + NLayerDiscriminatorv2, AdamW for both, cosine_with_minimum schedules,
+clip_grad_norm_, EMAModel. The output folder's name picks the case. Run from the reference checkout:
 
     cd maskbit && python3 <this file> <output folder>
 
@@ -20,9 +21,13 @@ import torchvision
 import yaml
 
 HERE = Path(__file__).resolve().parent
+CASES = {  # folder name: (perceptual_loss, image resolution, the tokenizer's channel_mult)
+    "tokenizer_training_rn50": ("resnet50", 32, "[1, 1, 2]"),
+    "tokenizer_training_lpips": ("lpips", 16, "[1, 1, 1]"),
+}
 CONFIG = """\
 experiment:
-  name: golden_tokenizer_training_rn50
+  name: golden_{case}
 model:
   vq_model:
     model_class: vqgan+
@@ -35,7 +40,7 @@ model:
     entropy_gamma: 1.0
     num_channels: 3
     hidden_channels: 32
-    channel_mult: [1, 1, 2]
+    channel_mult: {channel_mult}
     num_resolutions: 3
     num_res_blocks: 1
     sample_with_conv: true
@@ -48,7 +53,7 @@ model:
     blur_kernel_size: 4
 losses:
   quantizer_weight: 1.0
-  perceptual_loss: resnet50
+  perceptual_loss: {perceptual}
   perceptual_weight: 0.1
   perceptual_loss_on_logits: true
   reconstruction_loss: l2
@@ -64,7 +69,7 @@ losses:
   entropy_annealing_factor: 2.0
 dataset:
   preprocessing:
-    resolution: 32
+    resolution: {resolution}
 optimizer:
   name: adamw
   params:
@@ -227,7 +232,10 @@ def main(out):
     from modeling.conv_vqgan import ConvVQModel
     from modeling.modules import VQGANLoss
     from modeling.modules import perceptual_loss as perceptual_module
+    from modeling.modules import lpips as lpips_module
 
+    perceptual, resolution, channel_mult = CASES[out.name]
+    config_text = CONFIG.format(case=out.name, perceptual=perceptual, resolution=resolution, channel_mult=channel_mult)
     resnet50_params = HERE.parent / "formula_nets" / "resnet50_params.json"
     resnet50 = torchvision.models.resnet50
 
@@ -237,13 +245,28 @@ def main(out):
         return model
     perceptual_module.models.resnet50 = formula_resnet50
 
-    config = Config(yaml.safe_load(CONFIG))
+    # LPIPS: torchvision's VGG16 built without a download; the formula weights of perceptual_nets replace it and the
+    # linear heads after the reference's constructor has loaded pretrained/vgg_lpips.pth.
+    lpips_params = HERE.parent / "perceptual_nets" / "lpips_params.json"
+    vgg16 = torchvision.models.vgg16
+    lpips_module.models.vgg16 = lambda weights=None: vgg16(weights=None)
+    sys.path.insert(0, str(HERE))
+    from make_perceptual_nets import apply_formula
+
+    def new_loss_module():
+        loss_module = VQGANLoss(config.model.discriminator, config.losses)
+        if perceptual == "lpips":
+            entries = apply_formula(loss_module.perceptual_loss, math.sqrt(2.0), fixed_ok=True)["entries"]
+            assert entries == json.loads(lpips_params.read_text())["entries"], "perceptual_nets' LPIPS layout changed"
+        return loss_module
+
+    config = Config(yaml.safe_load(config_text))
     for seed in range(100):
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(1000 + seed)
         model = ConvVQModel(config.model.vq_model)
         perturb_group_norms(model, g)
-        loss_module = VQGANLoss(config.model.discriminator, config.losses)
+        loss_module = new_loss_module()
         perturb_group_norms(loss_module.discriminator, g)
         with torch.no_grad():   # non-zero on purpose
             loss_module.ema_real_logits_mean.fill_(0.25)
@@ -256,7 +279,7 @@ def main(out):
         # float64: the same weights and images
         model64 = ConvVQModel(config.model.vq_model)
         model64.load_state_dict(model_state)
-        loss64 = VQGANLoss(config.model.discriminator, config.losses)
+        loss64 = new_loss_module()
         loss64.load_state_dict(loss_state, strict=False)
         f64, _, indices64 = train(config, model64, loss64, images, torch.float64)
         same = all(torch.equal(a, b) for a, b in zip(indices, indices64))
@@ -270,7 +293,7 @@ def main(out):
         io[f"step{i}.images"] = images[i]
     torch.save(model_state, out / "model.bin")
     torch.save(loss_state, out / "loss.bin")
-    (out / "config.yaml").write_text(CONFIG)
+    (out / "config.yaml").write_text(config_text)
 
     # float64 check: losses, norms, and the parameter updates (after − before) of each group.
     before = {"after.model." + k: v for k, v in model_state.items()}
@@ -296,19 +319,29 @@ def main(out):
             "elements": int(diff.numel()),
         }
 
-    np.savez(out / "io.npz", **{k: v.detach().numpy().astype(np.float32) for k, v in io.items()})
     inputs = [f"step{i}.images" for i in range(STEPS)]
+    files = {"io": "io.npz", "config": "config.yaml", "model": "model.bin", "loss": "loss.bin"}
+    if perceptual == "lpips":
+        lpips_state = loss_module.perceptual_loss.state_dict()
+        for e in json.loads(lpips_params.read_text())["entries"]:
+            if e["rule"] == "fixed":   # the scaling layer's constants, as perceptual_nets stores them
+                io[f"lpips.fixed.{e['name']}"] = lpips_state[e["name"]]
+                inputs.append(f"lpips.fixed.{e['name']}")
+        files["lpips_params"] = "../perceptual_nets/lpips_params.json"
+    else:
+        files["resnet50_params"] = "../formula_nets/resnet50_params.json"
+    np.savez(out / "io.npz", **{k: v.detach().numpy().astype(np.float32) for k, v in io.items()})
     case = {
         "kind": "tokenizer_training", "case": out.name,
         "description": "two optimisation steps of scripts/train_tokenizer.py's loop body with the perceptual term "
-                       "(formula ResNet-50, weight 0.1): tokenizer, discriminator, both AdamW + schedules, clipping, EMA",
+                       f"({'formula ResNet-50' if perceptual == 'resnet50' else 'LPIPS with formula weights'}, weight 0.1): "
+                       "tokenizer, discriminator, both AdamW + schedules, clipping, EMA",
         "produced_with": f"reference PyTorch implementation (PyTorch {torch.__version__}, torchvision {torchvision.__version__}, CPU)",
-        "files": {"io": "io.npz", "config": "config.yaml", "model": "model.bin", "loss": "loss.bin",
-                  "resnet50_params": "../formula_nets/resnet50_params.json"},
+        "files": files,
         "inputs": inputs, "outputs": [k for k in io if k not in inputs],
         "meta": {"steps": STEPS, "seed": seed, "quantization_margin": margin,
                  "quantization_margin_meaning": "min |z| over the encoder outputs of both steps (LFQ sign test)",
-                 "perceptual": "formula_resnet50",
+                 "perceptual": "formula_resnet50" if perceptual == "resnet50" else "formula_lpips",
                  "ema_real_logits_mean_init": 0.25, "ema_fake_logits_mean_init": -0.15},
         "float64_check": check,
     }
