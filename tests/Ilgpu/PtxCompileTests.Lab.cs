@@ -1,8 +1,12 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
 using MaskBit.Kernels.Lab;
 
 namespace MaskBit.Tests.Ilgpu;
@@ -97,8 +101,18 @@ public sealed partial class PtxCompileTests
         TestContext.Out.WriteLine($"mma.sync in the PTX: TF32 {Count(tf32, Tf32Mma)}, 3×TF32 {Count(tf32x3, Tf32Mma)}, bf16 {Count(bf16, "m16n8k16")}");
     }
 
-    private string CompileToPtx(MethodInfo kernel) =>
-        ((PTXCompiledKernel)_ptx!.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty)).PTXAssembly;
+    // A fresh context per kernel: ILGPU's context caches the IR of every method it compiled, and a generic kernel
+    // compiled after others that share its methods (split-K over a conv product, after the backend's entry points)
+    // came out with local memory that it does not have on its own, so a shared context made the result depend on
+    // test order. A CUDA accelerator compiles the backend's kernels in one context, so that effect is still open
+    // (to check with ptxas on a lent GPU).
+    private static string CompileToPtx(MethodInfo kernel)
+    {
+        var sm90 = CudaArchitecture.SM_90;
+        using var context = Context.Create(b => b.CPU().EnableAlgorithms());
+        using var ptx = new PTXBackend(context, new CudaCapabilityContext(sm90), sm90, CudaInstructionSet.ISA_80, nvvmAPI: null);
+        return ((PTXCompiledKernel)ptx.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty)).PTXAssembly;
+    }
 
     [GeneratedRegex(@"\.local\b")]
     private static partial Regex LocalMemory();
