@@ -13,8 +13,8 @@ namespace MaskBit.Tests.Ilgpu;
 
 /// <summary>What the offline PTX shows of each kernel-lab version's design: shared memory per block within CUDA's
 /// static limit, no local memory (a register-blocked micro-tile that spilled, or was indexed dynamically, would
-/// live there), and 128-bit shared loads where the design stages vectors. Register counts need ptxas (not here):
-/// the virtual registers ILGPU declares are printed for reference only.</summary>
+/// live there), and 128-bit shared loads where the design stages vectors. Register counts come from ptxas
+/// (PtxCompileTests.Ptxas.cs); the virtual registers ILGPU declares are printed for reference only.</summary>
 public sealed partial class PtxCompileTests
 {
     private static IEnumerable<TestCaseData> LabVersions() =>
@@ -36,7 +36,7 @@ public sealed partial class PtxCompileTests
             if (version.CudaOnly)
             {
                 // ILGPU passes each inline-PTX operand wrapper (CudaAsm.EmitRef's Input/Output/Ref) through a 4-byte
-                // local depot that ptxas may or may not promote to a register (unverified without ptxas); anything
+                // local depot, which ptxas 11.8 keeps in local memory (PtxasAssemblesEveryLabVersion); anything
                 // larger would be a spilled or dynamically indexed tile.
                 var depots = LocalDepots().Matches(ptx).Select(m => int.Parse(m.Groups[1].Value)).ToList();
                 TestContext.Out.WriteLine($"  {depots.Count} local depots of the inline-PTX operands, {depots.Sum()} bytes");
@@ -84,8 +84,8 @@ public sealed partial class PtxCompileTests
 
     /// <summary>GEMM v4–v6 reach the tensor cores through inline PTX (ILGPU 1.5.3 passes <c>CudaAsm.EmitRef</c>
     /// with register operands through): TF32 m16n8k8 with cvt.rna rounding, three of them per step for 3×TF32, bf16
-    /// m16n8k16 with cvt.rn.bf16x2 packing. This proves the PTX text, not that ptxas accepts it or that the fragment
-    /// layouts are right: only a GPU run of the lab validates the numbers.</summary>
+    /// m16n8k16 with cvt.rn.bf16x2 packing. This proves the PTX text (ptxas accepts it: PtxasAssemblesEveryLabVersion),
+    /// not that the fragment layouts are right: only a GPU run of the lab validates the numbers.</summary>
     [Test]
     public void TensorCoreVersionsEmitMmaSync()
     {
@@ -102,10 +102,10 @@ public sealed partial class PtxCompileTests
     }
 
     // A fresh context per kernel: ILGPU's context caches the IR of every method it compiled, and a generic kernel
-    // compiled after others that share its methods (split-K over a conv product, after the backend's entry points)
+    // compiled after others that share its methods (split-K over a conv product, after an element-wise kernel)
     // came out with local memory that it does not have on its own, so a shared context made the result depend on
-    // test order. A CUDA accelerator compiles the backend's kernels in one context, so that effect is still open
-    // (to check with ptxas on a lent GPU).
+    // test order. The backend drops that IR before each compile on CUDA (IlgpuBackend.ForgetCompiledMethods,
+    // KernelsCompiledInOneContextComeOutAsAlone).
     private static string CompileToPtx(MethodInfo kernel)
     {
         var sm90 = CudaArchitecture.SM_90;

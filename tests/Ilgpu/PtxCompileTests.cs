@@ -9,8 +9,8 @@ using MaskBit.Tests.Support;
 namespace MaskBit.Tests.Ilgpu;
 
 /// <summary>Every ILGPU kernel compiles to PTX for SM_90 without a GPU (ILGPU's PTX backend works offline).
-/// This proves code generation, not that ptxas accepts the result. The shared test backend's context is used
-/// because ILGPU caches kernel IR per context.</summary>
+/// This proves code generation; where a CUDA toolkit's ptxas is found, PtxCompileTests.Ptxas.cs assembles the
+/// result. The shared test backend's context is used because ILGPU caches kernel IR per context.</summary>
 [NonParallelizable]
 public sealed partial class PtxCompileTests
 {
@@ -31,7 +31,10 @@ public sealed partial class PtxCompileTests
         IlgpuBackend.KernelEntryPoints.Select(m => new TestCaseData(m).SetArgDisplayNames(Describe(m)));
 
     private static string Describe(MethodInfo m) =>
-        m.IsGenericMethod ? $"{m.Name}<{string.Join(", ", m.GetGenericArguments().Select(t => t.Name))}>" : m.Name;
+        m.IsGenericMethod ? $"{m.Name}<{string.Join(", ", m.GetGenericArguments().Select(Describe))}>" : m.Name;
+
+    private static string Describe(Type t) =>
+        t.IsGenericType ? $"{t.Name[..t.Name.IndexOf('`')]}<{string.Join(", ", t.GetGenericArguments().Select(Describe))}>" : t.Name;
 
     [TestCaseSource(nameof(Kernels))]
     public void CompilesToPtxForSm90(MethodInfo kernel)

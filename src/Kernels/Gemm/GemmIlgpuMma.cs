@@ -6,8 +6,10 @@ namespace MaskBit.Kernels.Ilgpu;
 
 // GEMM versions 4–6 of the kernel lab (src/Kernels/Lab/GemmLab.cs): the tensor cores through inline PTX
 // (CudaAsm.EmitRef, mma.sync), which only a CUDA GPU of sm_80 or newer runs. No GPU has run them yet: they compile to
-// PTX offline (PtxCompileTests) and validate only where the lab runs on CUDA (KernelLabTests on a cuda device,
-// `maskbit lab --device cuda`, bench/gpu-check.sh's lab stage).
+// PTX offline and ptxas (CUDA 11.8) accepts them for sm_80 and sm_90 (PtxCompileTests, bench/ptxas-check.sh), and they
+// validate only where the lab runs on CUDA (KernelLabTests on a cuda device, `maskbit lab --device cuda`,
+// bench/gpu-check.sh's lab stage). EmitRef gives each mma operand a 4-byte local slot that ptxas keeps (512–1344 bytes
+// of stack, local loads and stores around every mma); the conversions use CudaAsm.Emit, whose value inputs need none.
 //   A group of 128 threads (4 warps, 2×2) computes a 64×64 tile of C; a warp owns 32×32 of it as 2×4 mma tiles of
 //   16×8 (8 fragments of 4 floats per lane). K advances 16 at a time: A and B slices are staged as [row][k] and
 //   [column][k] (the "row.col" operand layouts), rows padded to 20 floats so that a fragment load (lane = 4·g + t
@@ -110,10 +112,8 @@ public sealed partial class IlgpuBackend
         /// <summary>(low, high) rounded to bf16 (nearest even) in one register, low in bits 0–15.</summary>
         private static uint Bf16Pair(float low, float high)
         {
-            Input<float> hi = high, lo = low;
-            Output<uint> pair = default;
-            CudaAsm.EmitRef("cvt.rn.bf16x2.f32 %0, %1, %2;", ref pair, ref hi, ref lo);
-            return pair.Value;
+            CudaAsm.Emit("cvt.rn.bf16x2.f32 %0, %1, %2;", out uint pair, high, low);
+            return pair;
         }
     }
 
@@ -131,10 +131,8 @@ public sealed partial class IlgpuBackend
     /// <summary>float32 → TF32 bits, rounded to nearest (ties away), as the tensor cores read them.</summary>
     private static uint Tf32(float value)
     {
-        Input<float> x = value;
-        Output<uint> bits = default;
-        CudaAsm.EmitRef("cvt.rna.tf32.f32 %0, %1;", ref bits, ref x);
-        return bits.Value;
+        CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out uint bits, value);
+        return bits;
     }
 
     /// <summary>GEMM v4–v6 (see the top of this file). Groups stride over the 64×64 tiles of all items.</summary>

@@ -294,8 +294,21 @@ public sealed partial class IlgpuBackend : IBackend, IModelOps
     {
         if (_kernels.TryGetValue(entry.Method, out var kernel)) return (TLauncher)kernel;
         // Compiling takes milliseconds to seconds: under the lock, so two threads never compile the same kernel.
-        lock (_kernelLock) return (TLauncher)_kernels.GetOrAdd(entry.Method, _ => load(_accelerator, entry));
+        lock (_kernelLock)
+            return (TLauncher)_kernels.GetOrAdd(entry.Method, _ =>
+            {
+                if (_accelerator.AcceleratorType == AcceleratorType.Cuda) ForgetCompiledMethods(_accelerator.Context);
+                return load(_accelerator, entry);
+            });
     }
+
+    /// <summary>Drops the IR that <paramref name="context"/> keeps of the methods it compiled, so that the next kernel
+    /// compiles to the PTX it gets in a fresh context. ILGPU 1.5.3 reuses that IR across kernels, and the PTX then
+    /// depends on what was compiled before: the split-K GEMM over <see cref="ConvWeightGradProduct"/>, compiled after
+    /// an element-wise kernel, copied its 80-byte product 19 times through local memory (1.5 KB of stack per thread,
+    /// 400 local loads and stores; ptxas -v), and not at all on its own (PtxCompileTests). Run before each compile on
+    /// CUDA (under the kernel lock: ClearCache is not thread-safe); the CPU accelerator runs the .NET code, not PTX.</summary>
+    internal static void ForgetCompiledMethods(Context context) => context.ClearCache(ClearCacheMode.Default);
 
     // One overload per arity (as ILGPU's loaders): the launcher's type follows from the entry's.
     private Action<KernelConfig, T1, T2> Kernel<T1, T2>(Action<T1, T2> entry)
