@@ -24,6 +24,16 @@ public static class CheckpointFile
         _ => LoadNpz(path),
     };
 
+    /// <summary>The state dict of any weights file with its tensors' bytes read when used, where the format allows
+    /// (torch zip, safetensors): a loader that copies tensor by tensor (<see cref="ModuleCheckpoint"/>)
+    /// holds one tensor's bytes at a time instead of the whole file's. Legacy torch and npz files load whole.</summary>
+    public static StateDict Open(string path) => Detect(path) switch
+    {
+        CheckpointKind.TorchZip => TorchCheckpoint.OpenZip(path),
+        CheckpointKind.SafeTensors => SafeTensors.Open(path),
+        _ => Load(path),
+    };
+
     /// <summary>The tensors (names, dtypes, shapes) and metadata of any weights file, without reading the tensors'
     /// values where the format allows (torch zip, safetensors, npz); a legacy torch file is loaded whole.</summary>
     public static CheckpointListing List(string path) => Detect(path) switch

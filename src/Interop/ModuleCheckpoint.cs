@@ -6,21 +6,23 @@ namespace MaskBit.Models.Interop;
 /// <summary>Loads checkpoint files (any supported format) into modules.</summary>
 public static class ModuleCheckpoint
 {
-    /// <summary>Copies a state dict into the module. Strict by default: every missing key, unexpected key and
+    /// <summary>Copies a state dict into the module, tensor by tensor, each converted straight into its parameter's type
+    /// (<see cref="TensorRecord.CopyTo"/>; with <see cref="CheckpointFile.Open"/> one tensor's bytes are held at a
+    /// time). Strict by default: every missing key, unexpected key and
     /// shape mismatch is listed in one error naming the file; non-strict returns them as warnings.
     /// <paramref name="renames"/> maps checkpoint key prefixes to model prefixes (e.g. official generator
     /// checkpoints' "token_emb." → "input_proj.").</summary>
     public static IReadOnlyList<string> LoadInto(Module module, StateDict stateDict, bool strict = true,
         IReadOnlyDictionary<string, string>? renames = null)
     {
-        var tensors = new Dictionary<string, Tensor>();
+        var tensors = new Dictionary<string, TensorRecord>();
         foreach (var record in stateDict)
         {
             string name = record.Name;
             if (renames != null)
                 foreach (var (from, to) in renames)
                     if (name.StartsWith(from, StringComparison.Ordinal)) { name = to + name[from.Length..]; break; }
-            tensors[name] = record.ToTensor();
+            tensors[name] = record;
         }
         try { return module.LoadStateDict(tensors, strict); }
         catch (InvalidDataException e) { throw new InvalidDataException($"{stateDict.Source}: {e.Message}", e); }
@@ -38,5 +40,5 @@ public static class ModuleCheckpoint
 
     public static IReadOnlyList<string> LoadInto(Module module, string path, bool strict = true,
         IReadOnlyDictionary<string, string>? renames = null) =>
-        LoadInto(module, CheckpointFile.Load(path), strict, renames);
+        LoadInto(module, CheckpointFile.Open(path), strict, renames);
 }

@@ -50,6 +50,19 @@ public static class SafeTensors
         return new StateDict(path, "safetensors", records, metadata);
     });
 
+    /// <summary>The file's state dict with each tensor's bytes read from the file when used (<see cref="TensorRecord.Data"/>):
+    /// a loader that copies tensor by tensor holds one tensor's bytes at a time, not the file's.</summary>
+    public static StateDict Open(string path) => Read(path, (_, entries, metadata, _, _) =>
+        new StateDict(path, "safetensors", entries.Select(e => new TensorRecord(e.Name, e.DType, e.Shape,
+            () => Read(path, (fs, _, _, start, _) =>
+            {
+                LoadBudget.Start().Take(e.End - e.Begin, $"tensor '{e.Name}'");
+                var bytes = new byte[e.End - e.Begin];
+                fs.Position = start + e.Begin;
+                fs.ReadExactly(bytes);
+                return bytes;
+            }))), metadata));
+
     /// <summary>The tensors (names, dtypes, shapes) and metadata from the header alone; no tensor bytes are read.</summary>
     public static CheckpointListing List(string path) => Read(path, (_, entries, metadata, _, _) =>
         new CheckpointListing(path, "safetensors", entries.Select(e => new TensorListing(e.Name, e.DType, e.Shape)).ToList(), metadata));

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Runtime.InteropServices;
 using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
 using MaskBit.Kernels;
 using MaskBit.Kernels.Cpu;
 
@@ -31,19 +32,37 @@ public static class TensorDTypes
 public sealed record StorageOrigin(string StorageKey, long StorageOffset, long[] Stride, long StorageNumel, bool IsParameter);
 
 /// <summary>One named tensor of a checkpoint: its on-disk dtype, shape and the contiguous (C order)
-/// little-endian bytes of its values.</summary>
-public sealed class TensorRecord
+/// little-endian bytes of its values. As a state-dict value (<see cref="IStateValue"/>) it converts straight into
+/// a module's tensor of any floating-point type.</summary>
+public sealed class TensorRecord : IStateValue
 {
     public string Name { get; }
     public TensorDType DType { get; }
     public int[] Shape { get; }
     public long Count { get; }
-    /// <summary>Contiguous little-endian values, <see cref="Count"/> × element size bytes. Do not modify.</summary>
-    public byte[] Data { get; }
+    private readonly byte[]? _data;
+    private readonly Func<byte[]>? _read;
+    /// <summary>Contiguous little-endian values, <see cref="Count"/> × element size bytes. Do not modify. A record of
+    /// an opened file (<see cref="CheckpointFile.Open"/>) reads them from the file at each access and keeps nothing:
+    /// read them once and let them go.</summary>
+    public byte[] Data => _data ?? Checked(_read!());
     /// <summary>Storage provenance for torch checkpoints; null for safetensors and npz.</summary>
     public StorageOrigin? Origin { get; }
 
     public TensorRecord(string name, TensorDType dtype, int[] shape, byte[] data, StorageOrigin? origin = null)
+        : this(name, dtype, shape, origin)
+    {
+        _data = Checked(data);
+    }
+
+    /// <summary>A record whose bytes <paramref name="read"/> gives when they are used (a tensor of an opened file).</summary>
+    internal TensorRecord(string name, TensorDType dtype, int[] shape, Func<byte[]> read, StorageOrigin? origin = null)
+        : this(name, dtype, shape, origin)
+    {
+        _read = read;
+    }
+
+    private TensorRecord(string name, TensorDType dtype, int[] shape, StorageOrigin? origin)
     {
         long count = 1;
         foreach (int d in shape)
@@ -51,12 +70,13 @@ public sealed class TensorRecord
             if (d < 0) throw new ArgumentException($"tensor '{name}': negative dimension in shape [{string.Join(", ", shape)}]");
             count = checked(count * d);
         }
-        if (data.LongLength != count * dtype.Size())
-            throw new ArgumentException($"tensor '{name}': {data.LongLength} bytes do not hold {count} {dtype.Name()} values");
-        Name = name; DType = dtype; Shape = shape; Data = data; Count = count; Origin = origin;
+        Name = name; DType = dtype; Shape = shape; Count = count; Origin = origin;
     }
 
-    public long ByteCount => Data.LongLength;
+    private byte[] Checked(byte[] data) => data.LongLength == Count * DType.Size() ? data
+        : throw new ArgumentException($"tensor '{Name}': {data.LongLength} bytes do not hold {Count} {DType.Name()} values");
+
+    public long ByteCount => Count * DType.Size();
 
     public override string ToString() => $"{Name}: {DType.Name()} [{string.Join(", ", Shape)}]";
 
@@ -80,20 +100,57 @@ public sealed class TensorRecord
         if (dtype is not (TensorDType.Float32 or TensorDType.Float16 or TensorDType.BFloat16))
             throw new ArgumentException($"tensor '{Name}': cannot store as {dtype.Name()} (float32, float16 or bfloat16)");
         if (!DType.IsFloatingPoint() || DType == dtype) return this;
-        var values = ToFloat32();
-        if (dtype == TensorDType.Float32) return new TensorRecord(Name, dtype, Shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
-        var bits = new ushort[values.Length];
-        HalfConversion.Narrow(values, bits, dtype == TensorDType.BFloat16 ? Kernels.DType.BFloat16 : Kernels.DType.Float16);
+        var data = Data;
+        if (dtype == TensorDType.Float32) return new TensorRecord(Name, dtype, Shape, MemoryMarshal.AsBytes(Floats(data).AsSpan()).ToArray());
+        var bits = new ushort[Count];
+        NarrowInto(data, bits, dtype == TensorDType.BFloat16 ? Kernels.DType.BFloat16 : Kernels.DType.Float16);
         return new TensorRecord(Name, dtype, Shape, MemoryMarshal.AsBytes(bits.AsSpan()).ToArray());
+    }
+
+    /// <summary>Rounds floating-point <paramref name="data"/> of this record's type to 16 bits: float32 straight from
+    /// the bytes, the other types through float32.</summary>
+    private void NarrowInto(byte[] data, Span<ushort> bits, DType dtype)
+    {
+        if (DType == TensorDType.Float32) HalfConversion.Narrow(MemoryMarshal.Cast<byte, float>(data.AsSpan()), bits, dtype);
+        else HalfConversion.Narrow(Floats(data), bits, dtype);
+    }
+
+    bool IStateValue.IsInteger => !DType.IsFloatingPoint();
+
+    /// <summary>Writes the values into <paramref name="target"/> in its type, reading this record's bytes once and
+    /// holding no float32 copy where none is needed: 16-bit values go into a tensor of their type as they are,
+    /// float32 values into a 16-bit tensor round once, float32 into float32 is a plain copy.</summary>
+    public void CopyTo(Tensor target)
+    {
+        if (!Shape.AsSpan().SequenceEqual(target.Shape))
+            throw new ArgumentException($"tensor '{Name}' {ShapeUtil.Format(Shape)} does not fit {ShapeUtil.Format(target.Shape)}");
+        if (!DType.IsFloatingPoint() || target.DType == Kernels.DType.Int32) { target.CopyFrom_(ToTensor(target.Device)); return; }
+        var data = Data;
+        if (target.DType.Is16Bit())
+        {
+            if (DType == (target.DType == Kernels.DType.BFloat16 ? TensorDType.BFloat16 : TensorDType.Float16))
+            {
+                target.CopyFromHalfBits_(MemoryMarshal.Cast<byte, ushort>(data.AsSpan()));
+                return;
+            }
+            var bits = new ushort[Count];
+            NarrowInto(data, bits, target.DType);
+            target.CopyFromHalfBits_(bits);
+            return;
+        }
+        if (DType == TensorDType.Float32) target.CopyFrom_(MemoryMarshal.Cast<byte, float>(data.AsSpan()));
+        else target.CopyFrom_(Floats(data));
     }
 
     public static TensorRecord FromInt64(string name, long[] values, params int[] shape) =>
         new(name, TensorDType.Int64, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 
     /// <summary>Values as float32: float16 and bfloat16 widen exactly, float64 rounds to nearest, integers convert.</summary>
-    public float[] ToFloat32()
+    public float[] ToFloat32() => Floats(Data);
+
+    private float[] Floats(byte[] data)
     {
-        var src = Data.AsSpan();
+        var src = data.AsSpan();
         var result = new float[Count];
         switch (DType)
         {
@@ -105,7 +162,7 @@ public sealed class TensorRecord
                 for (int i = 0; i < result.Length; i++) result[i] = (float)doubles[i];
                 break;
             default:
-                var ints = ToInt64();
+                var ints = Int64s(data);
                 for (int i = 0; i < result.Length; i++) result[i] = ints[i];
                 break;
         }
@@ -113,9 +170,11 @@ public sealed class TensorRecord
     }
 
     /// <summary>Values of an integer or bool tensor as int64.</summary>
-    public long[] ToInt64()
+    public long[] ToInt64() => Int64s(Data);
+
+    private long[] Int64s(byte[] data)
     {
-        var src = Data.AsSpan();
+        var src = data.AsSpan();
         var result = new long[Count];
         switch (DType)
         {

@@ -58,9 +58,19 @@ public static partial class TorchCheckpoint
     public static StateDict LoadZip(string path) => ReadZip(path, checkpoint =>
     {
         var bytesByKey = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        byte[] StorageBytes(StorageRef s) => bytesByKey.TryGetValue(s.Key, out var b) ? b
-            : bytesByKey[s.Key] = ZipEntries.ReadAll(checkpoint.StorageEntry(s), checkpoint.FileLength, checkpoint.Budget, $"storage '{s.Key}'");
+        byte[] StorageBytes(StorageRef s) => bytesByKey.TryGetValue(s.Key, out var b) ? b : bytesByKey[s.Key] = checkpoint.ReadStorage(s);
         return Build(path, checkpoint.Format, checkpoint.Root, StorageBytes, checkpoint.Budget);
+    });
+
+    /// <summary>A zip checkpoint's state dict with each tensor's bytes read from the archive when used
+    /// (<see cref="TensorRecord.Data"/>): the pickle, the views and the storages' sizes are checked now, a tensor's
+    /// storage is read (and the archive checked again) at each use, so a loader that copies tensor by tensor holds
+    /// one storage at a time. Tensors that view one storage each read it.</summary>
+    public static StateDict OpenZip(string path) => ReadZip(path, checkpoint =>
+    {
+        var (records, metadata) = Walk(checkpoint.Root, (name, view) => new TensorRecord(name, view.Storage.DType, ViewShape(name, view).Shape,
+            () => ReadZip(path, again => Materialize(name, view, again.ReadStorage(view.Storage), again.Budget).Data), Origin(view)));
+        return new StateDict(path, checkpoint.Format, records, metadata);
     });
 
     /// <summary>The tensors (names, dtypes, shapes) and metadata of a zip checkpoint, from its pickle alone: the
@@ -72,7 +82,10 @@ public static partial class TorchCheckpoint
     });
 
     /// <summary>A zip checkpoint's unpickled root, its storages' entries (sizes already checked) and the load's budget.</summary>
-    private sealed record ZipCheckpoint(object? Root, string Format, Func<StorageRef, ZipArchiveEntry> StorageEntry, long FileLength, LoadBudget Budget);
+    private sealed record ZipCheckpoint(object? Root, string Format, Func<StorageRef, ZipArchiveEntry> StorageEntry, long FileLength, LoadBudget Budget)
+    {
+        public byte[] ReadStorage(StorageRef s) => ZipEntries.ReadAll(StorageEntry(s), FileLength, Budget, $"storage '{s.Key}'");
+    }
 
     private static T ReadZip<T>(string path, Func<ZipCheckpoint, T> read)
     {
@@ -267,7 +280,7 @@ public static partial class TorchCheckpoint
         if (storage.LongLength != s.Numel * elem)
             throw new FormatProblem($"tensor '{name}': storage '{s.Key}' holds {storage.LongLength} bytes, not {s.Numel} {s.DType.Name()} values");
         var (shape, count) = ViewShape(name, view);
-        var origin = new StorageOrigin(s.Key, view.Offset, view.Stride, s.Numel, view.IsParameter);
+        var origin = Origin(view);
         // The usual case, a tensor that is its whole storage in C order, keeps the storage's bytes (no copy).
         if (view.Offset == 0 && count == s.Numel && IsContiguous(shape, view.Stride))
             return new TensorRecord(name, s.DType, shape, storage, origin);
@@ -276,6 +289,9 @@ public static partial class TorchCheckpoint
         if (count > 0) CopyStrided(storage, elem, view.Offset, shape, view.Stride, data);
         return new TensorRecord(name, s.DType, shape, data, origin);
     }
+
+    private static StorageOrigin Origin(TensorView view) =>
+        new(view.Storage.Key, view.Offset, view.Stride, view.Storage.Numel, view.IsParameter);
 
     /// <summary>The shape and element count of a view, after checking that every element it reaches lies inside
     /// its storage.</summary>

@@ -97,7 +97,7 @@ public static class TrainingCheckpoint
     /// the schedules at step 0 (the reference's dont_resume_optimizer and resume_lr_scheduler=False).</summary>
     public static void Restore(string path, TrainingState s, bool optimizers = true, bool schedules = true)
     {
-        var sd = SafeTensors.Load(path);
+        var sd = SafeTensors.Open(path);
         var meta = Metadata(sd);
         string Meta(string key) => meta.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"{path}: checkpoint metadata has no '{key}'");
         if (Meta("format") != Format) throw new InvalidDataException($"{path}: not a MaskBit training checkpoint (format '{Meta("format")}')");
@@ -152,29 +152,29 @@ public static class TrainingCheckpoint
 
     /// <summary>Whether the file is a training checkpoint (a safetensors file of this format), not plain weights.</summary>
     public static bool IsTrainingCheckpoint(string path) =>
-        path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) && IsTrainingCheckpoint(SafeTensors.Load(path));
+        path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) && SafeTensors.List(path).Metadata.Any(kv => kv.Key == "format" && kv.Value as string == Format);
 
     /// <summary>The parts (module names) a training checkpoint holds.</summary>
     public static IReadOnlyList<string> Parts(StateDict stateDict) =>
         stateDict.Names.Where(n => n.StartsWith("module.", StringComparison.Ordinal)).Select(n => n.Split('.')[1]).Distinct().ToList();
 
     /// <summary>The state dict of one part, keyed as the module's own state dict.</summary>
-    public static Dictionary<string, Tensor> ModuleTensors(StateDict stateDict, string part)
+    public static Dictionary<string, TensorRecord> ModuleTensors(StateDict stateDict, string part)
     {
         string prefix = $"module.{part}.";
-        return stateDict.Where(r => r.Name.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(r => r.Name[prefix.Length..], r => r.ToTensor());
+        return stateDict.Where(r => r.Name.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(r => r.Name[prefix.Length..]);
     }
 
     /// <summary>The EMA weights of a part in the order of <paramref name="parameterNames"/> (the module's parameters),
     /// or null when the checkpoint keeps none; a parameter it lacks is null. Index-keyed EMAs (first revision) are
     /// read by position.</summary>
-    public static IReadOnlyList<Tensor?>? EmaTensors(StateDict stateDict, string part, IReadOnlyList<string> parameterNames)
+    public static IReadOnlyList<TensorRecord?>? EmaTensors(StateDict stateDict, string part, IReadOnlyList<string> parameterNames)
     {
         string prefix = $"ema.{part}.";
         if (!stateDict.Names.Any(n => n.StartsWith(prefix, StringComparison.Ordinal))) return null;
         bool byIndex = stateDict.TryGet(prefix + "0", out _) && !parameterNames.Contains("0");
         return parameterNames.Select((name, i) =>
-            stateDict.TryGet(prefix + (byIndex ? Text(i) : name), out var r) ? r.ToTensor() : null).ToList();
+            stateDict.TryGet(prefix + (byIndex ? Text(i) : name), out var r) ? r : null).ToList();
     }
 
     private static IReadOnlyList<string> ParameterNames(TrainingState s, string part) =>
@@ -186,12 +186,12 @@ public static class TrainingCheckpoint
     private static Tensor Get(StateDict sd, string name, string path) =>
         sd.TryGet(name, out var r) ? r.ToTensor() : throw new InvalidDataException($"{path}: missing tensor '{name}'");
 
-    private static void Copy(Tensor target, Tensor? value, string path)
+    private static void Copy(Tensor target, TensorRecord? value, string path)
     {
         if (value == null) throw new InvalidDataException($"{path}: the EMA weights lack a parameter of shape {ShapeUtil.Format(target.Shape)}");
         if (!value.Shape.AsSpan().SequenceEqual(target.Shape))
             throw new InvalidDataException($"{path}: shape {ShapeUtil.Format(value.Shape)} does not match {ShapeUtil.Format(target.Shape)}");
-        target.CopyFrom_(value);
+        value.CopyTo(target);
     }
 
     private static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);

@@ -27,7 +27,10 @@ public sealed record LoadedWeights(string Path, WeightsSource Source, string For
 /// <summary>
 /// The one weights loader of every command and both stages: official `.bin`/`.pth`/`.ckpt` (zip or legacy pickle),
 /// safetensors and npz state dicts, and MaskBit training checkpoints (the EMA weights when kept, unless
-/// <c>preferEma</c> is off; the key layout is <see cref="TrainingCheckpoint"/>'s). Strict unless <c>warn</c> is
+/// <c>preferEma</c> is off; the key layout is <see cref="TrainingCheckpoint"/>'s). Tensors are read one at a time
+/// (<see cref="CheckpointFile.Open"/>) and converted straight into each parameter's type: a bf16/fp16 file loads into
+/// a 16-bit model (<see cref="Module.StoreWeightsIn"/>) as its bits, a float32 file rounds once, and no float32 copy
+/// of the model or the file is held. Strict unless <c>warn</c> is
 /// given: then missing/unexpected keys and shape mismatches are reported through it and skipped (and EMA weights
 /// that do not fit leave the raw ones).
 /// </summary>
@@ -36,7 +39,7 @@ public static class WeightsLoader
     public static LoadedWeights Load(Module module, string path, WeightsLayout layout, bool preferEma = true, Action<string>? warn = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {path}", path);
-        var stateDict = CheckpointFile.Load(path);
+        var stateDict = CheckpointFile.Open(path);
         bool strict = warn == null;
         if (!TrainingCheckpoint.IsTrainingCheckpoint(stateDict))
         {
@@ -61,13 +64,13 @@ public static class WeightsLoader
         if (shadow == null) return new LoadedWeights(path, WeightsSource.TrainingRaw, stateDict.Format, part);
         for (int i = 0; i < named.Count; i++)
         {
-            if (shadow[i] is { } t && t.Shape.AsSpan().SequenceEqual(named[i].Tensor.Shape)) continue;
+            if (shadow[i] is { } r && r.Shape.AsSpan().SequenceEqual(named[i].Tensor.Shape) && r.DType.IsFloatingPoint()) continue;
             string problem = $"the EMA weights of '{part}' do not match the model's parameter '{named[i].Name}' {ShapeUtil.Format(named[i].Tensor.Shape)}";
             if (strict) throw new InvalidDataException($"{path}: {problem}");
             warn!($"{problem}; using the raw weights");
             return new LoadedWeights(path, WeightsSource.TrainingRaw, stateDict.Format, part);
         }
-        for (int i = 0; i < named.Count; i++) named[i].Tensor.CopyFrom_(shadow[i]!);
+        for (int i = 0; i < named.Count; i++) shadow[i]!.CopyTo(named[i].Tensor);
         return new LoadedWeights(path, WeightsSource.TrainingEma, stateDict.Format, part);
     }
 }

@@ -10,7 +10,7 @@ namespace MaskBit.Autograd;
 /// (<see cref="Autocast"/>) read and checkpoints store. Ops that involve a tensor with <see cref="RequiresGrad"/> record a node on the tape (see
 /// <see cref="Tape"/>).
 /// </summary>
-public sealed partial class Tensor
+public sealed partial class Tensor : Nn.IStateValue
 {
     public Storage Storage { get; }
     public long Offset { get; }
@@ -231,10 +231,21 @@ public sealed partial class Tensor
         Device.Convert(src.Buf, Buf, Numel);
     }
 
+    bool Nn.IStateValue.IsInteger => DType == DType.Int32;
+    void Nn.IStateValue.CopyTo(Tensor target) => target.CopyFrom_(this);
+
     public void CopyFrom_(ReadOnlySpan<float> values)
     {
         if (values.Length != Numel) throw new ArgumentException($"{values.Length} values for a tensor of {Numel}");
         Device.Upload(values, Buf);
+    }
+
+    /// <summary>Overwrites the values of a bfloat16 or float16 tensor with raw 16-bit patterns of its type.</summary>
+    public void CopyFromHalfBits_(ReadOnlySpan<ushort> bits)
+    {
+        if (!DType.Is16Bit()) throw new InvalidOperationException($"expected a bfloat16 or float16 tensor, got {this}");
+        if (bits.Length != Numel) throw new ArgumentException($"{bits.Length} values for a tensor of {Numel}");
+        Device.Upload(bits, Buf);
     }
 
     public void CopyFromInts_(ReadOnlySpan<int> values)

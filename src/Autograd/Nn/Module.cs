@@ -120,7 +120,7 @@ public abstract class Module
 
     /// <summary>Copies values into the registered tensors (in place, so references stay valid). Strict mode
     /// lists every missing key, unexpected key and shape mismatch in one error; otherwise those are returned.</summary>
-    public IReadOnlyList<string> LoadStateDict(IReadOnlyDictionary<string, Tensor> values, bool strict = true)
+    public IReadOnlyList<string> LoadStateDict<T>(IReadOnlyDictionary<string, T> values, bool strict = true) where T : IStateValue
     {
         var own = StateDict().ToList();
         var problems = new List<string>();
@@ -130,9 +130,9 @@ public abstract class Module
             if (!values.TryGetValue(name, out var src)) { problems.Add($"missing key '{name}' {ShapeUtil.Format(target.Shape)}"); continue; }
             if (!src.Shape.AsSpan().SequenceEqual(target.Shape))
             { problems.Add($"shape mismatch for '{name}': checkpoint {ShapeUtil.Format(src.Shape)}, model {ShapeUtil.Format(target.Shape)}"); continue; }
-            if (src.DType != target.DType && (src.DType == DType.Int32 || target.DType == DType.Int32))
-            { problems.Add($"dtype mismatch for '{name}': checkpoint {src.DType}, model {target.DType}"); continue; }
-            target.CopyFrom_(src);
+            if (src.IsInteger != (target.DType == DType.Int32))
+            { problems.Add($"dtype mismatch for '{name}': checkpoint {(src.IsInteger ? "integer" : "floating-point")}, model {target.DType}"); continue; }
+            src.CopyTo(target);
         }
         foreach (var key in values.Keys) if (!ownNames.Contains(key)) problems.Add($"unexpected key '{key}'");
         if (strict && problems.Count > 0)

@@ -127,6 +127,19 @@ internal static class CommandSupport
     public static Option<bool> NonStrictOption() =>
         new("--non-strict") { Description = "Load a weights file even if keys are missing or unexpected or shapes differ; list them as warnings." };
 
+    /// <summary>--precision of the commands that run models without training them (generate, eval): the autocast
+    /// type of their forwards, no (float32), bf16 or fp16; <see cref="MaskBit.Autograd.Autocast.Parse"/> reads it.</summary>
+    public static Option<string> PrecisionOption(string forwards)
+    {
+        var option = new Option<string>("--precision")
+        {
+            Description = $"Autocast of {forwards}: no (float32), bf16 or fp16 (matmul, conv and attention in 16 bits with float32 accumulation, their weights stored in 16 bits).",
+            DefaultValueFactory = _ => "no",
+        };
+        option.AcceptOnlyFromAmong("no", "bf16", "fp16");
+        return option;
+    }
+
     public static ImageTokenizer LoadTokenizer(MaskBitConfig config, string weights, bool preferEma, TextWriter stdout, bool nonStrict = false) =>
         PretrainedModels.Tokenizer(config, weights, preferEma, line => stdout.WriteLine($"loaded {line}"),
             nonStrict ? problem => stdout.WriteLine($"warning: {weights}: {problem}") : null);

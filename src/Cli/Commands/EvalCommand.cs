@@ -1,4 +1,6 @@
 using System.CommandLine;
+using MaskBit.Autograd;
+using MaskBit.Autograd.Nn;
 using MaskBit.Distributed;
 using MaskBit.Models.Config;
 using MaskBit.Models.Data;
@@ -38,6 +40,7 @@ internal static class EvalCommand
         var inception = new InceptionFlags();
         var device = CommandSupport.DeviceOption();
         var strict = SkipReport.StrictOption();
+        var precision = CommandSupport.PrecisionOption("the evaluation's forwards (the tokenizer's, and Inception's and LPIPS's when given)");
         var classifier = EvalGeneratorCommand.ClassifierOption("reconstructions of the first test images (the ceiling of this tokenizer's generators)", "tokenizer");
         var command = new Command("tokenizer", CommandSupport.Describe(
             "Reconstruction metrics of a tokenizer (PSNR, SSIM, MAE, MSE, codebook usage and entropy; " +
@@ -45,7 +48,7 @@ internal static class EvalCommand
             "maskbit eval tokenizer --config configs/fashion_mnist_tokenizer.yaml --checkpoint runs/tokenizer/checkpoint-600.safetensors --max-images 1000",
             "maskbit eval tokenizer --config configs/tokenizer/maskbit_tokenizer_12bit.yaml experiment.vqgan_checkpoint=maskbit_tokenizer_12bit.bin --inception-weights pt_inception-2015-12-05-6726825d.pth"))
         {
-            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device, strict, classifier,
+            config, overrides, weights, data, maxImages, batchSize, output, noEma, nonStrict, lpipsWeights, device, strict, classifier, precision,
         };
         inception.AddTo(command);
         command.SetAction(parse => CommandSupport.Guard(stderr, parse.GetValue(device), () =>
@@ -66,7 +69,11 @@ internal static class EvalCommand
             string weightsPath = parse.GetValue(weights) is { } given ? CommandSupport.RequireFile(given, "--checkpoint", remedy)
                 : run.TokenizerCheckpoint is { } configured ? CommandSupport.RequireFile(configured, $"{cfg.File}: experiment.vqgan_checkpoint", remedy + " (--checkpoint)")
                 : throw new UsageException($"--checkpoint is missing: {remedy}, or set experiment.vqgan_checkpoint");
-            var model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), log, parse.GetValue(nonStrict));
+            var autocast = Autocast.Parse(parse.GetValue(precision), "--precision");
+            ImageTokenizer model;
+            // As generate: 16-bit forwards keep the GEMM and conv weights in that type (half the model's memory).
+            using (Module.StoreWeightsIn(autocast)) model = CommandSupport.LoadTokenizer(cfg, weightsPath, !parse.GetValue(noEma), log, parse.GetValue(nonStrict));
+            using var forwards = Autocast.Enable(autocast);
             int channels = TrainingData.Channels(cfg);
             bool withInception = parse.GetValue(inception.Weights) != null;
             if ((withInception || parse.GetValue(lpipsWeights) != null) && channels != 3)

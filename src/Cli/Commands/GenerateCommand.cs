@@ -28,18 +28,7 @@ internal sealed class SamplingFlags
     public Option<long> Seed { get; } = new("--seed") { Description = "Seed of the sampling draws; the same seed gives the same images.", DefaultValueFactory = _ => 0 };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images sampled per forward batch.", DefaultValueFactory = _ => 32 };
     public Option<bool> NonStrict { get; } = CommandSupport.NonStrictOption();
-    public Option<string> Precision { get; } = PrecisionOption();
-
-    private static Option<string> PrecisionOption()
-    {
-        var option = new Option<string>("--precision")
-        {
-            Description = "Autocast of the sampling forwards: no (float32), bf16 or fp16 (matmul, conv and attention in 16 bits, float32 accumulation).",
-            DefaultValueFactory = _ => "no",
-        };
-        option.AcceptOnlyFromAmong("no", "bf16", "fp16");
-        return option;
-    }
+    public Option<string> Precision { get; } = CommandSupport.PrecisionOption("the sampling forwards");
 
     public void AddTo(Command command)
     {
