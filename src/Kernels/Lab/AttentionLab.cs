@@ -30,7 +30,8 @@ public sealed class AttentionLab : LabFamily
     ];
 
     /// <summary>One row; query blocks and key tiles cut short (v2's 64, v1's 32); two heads with a dim off the float4
-    /// multiple; dropout; a full 64-dim head. Small: the CPU accelerator emulates v1's warp per row slowly.</summary>
+    /// multiple; dropout; a full 64-dim head; more blocks than groups launched on the CPU accelerator (a group takes
+    /// several items). Small: the CPU accelerator emulates v1's warp per row slowly.</summary>
     public override IReadOnlyList<LabCase> ValidationCases { get; } =
     [
         Case("one", 1, 1, 8),
@@ -38,6 +39,7 @@ public sealed class AttentionLab : LabFamily
         Case("seq33_dim20_2heads", 2, 33, 20),
         Case("seq40_dim32_dropout", 1, 40, 32, dropout: 0.25f),
         Case("seq65_dim64", 1, 65, 64),
+        Case("seq5_dim8_9heads", 9, 5, 8),
     ];
 
     /// <summary>The generator's attention (bench/: attention_b2, 2 × 16 heads of 257 tokens, head dim 64) and a longer
@@ -126,7 +128,7 @@ public sealed class AttentionBackwardLab : LabFamily
     ];
 
     /// <summary>The forward's cases: one row; blocks and tiles cut short; two heads with a dim off the float4 multiple;
-    /// dropout; a full 64-dim head.</summary>
+    /// dropout; a full 64-dim head; more blocks than groups launched on the CPU accelerator.</summary>
     public override IReadOnlyList<LabCase> ValidationCases { get; } =
     [
         Case("one", 1, 1, 8),
@@ -134,6 +136,7 @@ public sealed class AttentionBackwardLab : LabFamily
         Case("seq33_dim20_2heads", 2, 33, 20),
         Case("seq40_dim32_dropout", 1, 40, 32, dropout: 0.25f),
         Case("seq65_dim64", 1, 65, 64),
+        Case("seq5_dim8_9heads", 9, 5, 8),
     ];
 
     /// <summary>The generator's attention (bench/: attention_b2_fb) and a longer sequence.</summary>
