@@ -25,6 +25,27 @@ public sealed class AttentionDeviceTests : DeviceTestBase
     [Test]
     public void TwoWarpGroups() => Check(TwoWarpBackend.Instance, (1, 37, 16), 0.3f, "attention with two-warp groups");
 
+    /// <summary>The backward has one owner per gradient element (no float atomics): two runs agree bit for bit.</summary>
+    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.IlgpuNames))]
+    public void BackwardRepeatsBitForBit(string device)
+    {
+        const int bh = 1, seq = 66, dim = 8, n = bh * seq * dim;
+        var dev = TestDevices.Get(device);
+        float scale = 1f / MathF.Sqrt(dim);
+        Buf q = Put(dev, RandomValues(n, 1, -2f, 2f)), k = Put(dev, RandomValues(n, 2, -2f, 2f)), v = Put(dev, RandomValues(n, 3));
+        Buf o = Put(dev, Unset(n)), lse = Put(dev, Unset(bh * seq)), dOut = Put(dev, RandomValues(n, 4));
+        dev.AttentionForward(bh, seq, dim, scale, 0.2f, 9, q, k, v, o, lse);
+        float[][] Gradients()
+        {
+            Buf dq = Put(dev, Unset(n)), dk = Put(dev, Unset(n)), dv = Put(dev, Unset(n));
+            dev.AttentionBackward(bh, seq, dim, scale, 0.2f, 9, q, k, v, o, lse, dOut, dq, dk, dv);
+            return [Read(dev, dq, n), Read(dev, dk, n), Read(dev, dv, n)];
+        }
+        var first = Gradients();
+        var second = Gradients();
+        for (int i = 0; i < first.Length; i++) Assert.That(second[i], Is.EqualTo(first[i]), $"gradient {i} on {device}");
+    }
+
     /// <summary>Multi-head self-attention with dropout through autograd: the mask seed drawn from the same
     /// generator gives the same output and gradients on the device as on the CPU.</summary>
     [TestCaseSource(typeof(TestDevices), nameof(TestDevices.IlgpuNames))]

@@ -82,6 +82,23 @@ public sealed partial class PtxCompileTests
         Assert.That(ptx, Does.Contain("shfl.sync.bfly"), "the row maxima are combined by xor shuffles");
     }
 
+    [Test]
+    public void FlashAttentionBackwardPassesStageThreeTilesWithoutAtomics()
+    {
+        // Each pass keeps one 64×64 tile resident (K, or Q̃) and restages two (48 KB); every dK, dV and dQ element has
+        // one owner, so no atomics (deterministic), and the micro-tiles stay in registers.
+        var passes = KernelLab.Family("attention_backward").Version(2).Entries.Where(e => e.Name.StartsWith("Flash", StringComparison.Ordinal)).ToList();
+        Assert.That(passes, Has.Count.EqualTo(2));
+        foreach (var kernel in passes)
+        {
+            string ptx = CompileToPtx(kernel);
+            Assert.That(StaticSharedBytes(ptx), Is.EqualTo(3 * 64 * 64 * sizeof(float)), kernel.Name);
+            Assert.That(LocalMemory().IsMatch(ptx), Is.False, kernel.Name);
+            Assert.That(ptx, Does.Contain("ld.shared.v4.f32"), kernel.Name);
+            Assert.That(ptx, Does.Not.Contain("atom."), kernel.Name);
+        }
+    }
+
     /// <summary>GEMM v4–v6 reach the tensor cores through inline PTX (ILGPU 1.5.3 passes <c>CudaAsm.EmitRef</c>
     /// with register operands through): TF32 m16n8k8 with cvt.rna rounding, three of them per step for 3×TF32, bf16
     /// m16n8k16 with cvt.rn.bf16x2 packing. This proves the PTX text (ptxas accepts it: PtxasAssemblesEveryLabVersion),

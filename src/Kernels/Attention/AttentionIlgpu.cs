@@ -5,8 +5,9 @@ using ILGPU.Runtime;
 namespace MaskBit.Kernels.Ilgpu;
 
 // Fused scaled-dot-product attention on an ILGPU accelerator, flash-attention style: no seq×seq matrix ever
-// reaches global memory. The forward's version 2 (FlashAttention-2 block tiles, Attention/AttentionIlgpuV2.cs) runs
-// where the head dim is at most 64; this file holds version 1 and the backward. A group of W warps works on W rows of one (batch, head), one row per warp, and streams
+// reaches global memory. Version 2 of the forward and of the backward (FlashAttention-2 block tiles,
+// Attention/AttentionIlgpuV2.cs, Attention/AttentionBackwardIlgpuV2.cs) runs where the head dim is at most 64; this
+// file holds version 1 of both. A group of W warps works on W rows of one (batch, head), one row per warp, and streams
 // the other side of the product through shared memory in tiles of one key (or query) per lane:
 // - forward: a warp per query row; lane j scores key j of the tile, the warp keeps an online softmax (running max,
 //   per-lane partial sums rescaled when the max grows) and accumulates the weighted V rows;
@@ -29,9 +30,9 @@ public sealed partial class IlgpuBackend
     }
 
     internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionForwardEntry = AttentionForwardKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> RowDotEntry = RowDotKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionQueryGradEntry = AttentionQueryGradKernel;
-    private static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionKeyValueGradEntry = AttentionKeyValueGradKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> RowDotEntry = RowDotKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionQueryGradEntry = AttentionQueryGradKernel;
+    internal static readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionKeyValueGradEntry = AttentionKeyValueGradKernel;
 
     /// <summary>Shared memory a launch may request without opting in to more (the CUDA default limit).</summary>
     private const int AttentionSharedBytes = 48 * 1024;
@@ -55,18 +56,36 @@ public sealed partial class IlgpuBackend
             launch, F(q, n), F(k, n), F(v, n), F(output, n), F(lse, (long)batchHeads * seq), args);
     }
 
+    /// <summary>Runs the lab's backward version this backend uses (<see cref="IlgpuLaunchSizes.AttentionBackwardVersion"/>)
+    /// where it fits the head dim, else version 1.</summary>
     public void AttentionBackward(int batchHeads, int seq, int headDim, float scale, float dropout, ulong seed,
+        Buf q, Buf k, Buf v, Buf output, Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv) =>
+        AttentionBackwardVersion(Sizes.AttentionBackwardVersion == 2 && FlashBackwardFits(headDim) ? 2 : 1,
+            batchHeads, seq, headDim, scale, dropout, seed, q, k, v, output, lse, dOutput, dq, dk, dv);
+
+    /// <summary>The attention backward of the lab's version <paramref name="version"/> (src/Kernels/Lab/AttentionLab.cs).</summary>
+    internal void AttentionBackwardVersion(int version, int batchHeads, int seq, int headDim, float scale, float dropout, ulong seed,
         Buf q, Buf k, Buf v, Buf output, Buf lse, Buf dOutput, Buf dq, Buf dk, Buf dv)
     {
         if (batchHeads == 0 || seq == 0) return;
+        if (version is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(version), version, "attention backward versions are 1 and 2");
         var args = Attention(batchHeads, seq, headDim, scale, dropout, seed, out long n);
-        int rows = batchHeads * seq, warp = _accelerator.WarpSize, tile = TileFloats(args);
-        var (qv, kv, vv, dov, lsev) = (F(q, n), F(k, n), F(v, n), F(dOutput, n), F(lse, rows));
+        int rows = batchHeads * seq;
         // rowDot = rowsum(dO ∘ O), which equals rowsum(P̃ ∘ dO·Vᵀ) with or without dropout.
         using var rowDotStorage = Allocate(rows, zero: false);
         var rowDot = F(new Buf(rowDotStorage, 0), rows);
         Kernel(RowDotEntry)(
-            GridStride(rows, Sizes.ElementGroup), dov, F(output, n), rowDot, rows, headDim);
+            GridStride(rows, Sizes.ElementGroup), F(dOutput, n), F(output, n), rowDot, rows, headDim);
+        if (version == 2) AttentionBackwardV2(args, n, q, k, v, lse, dOutput, rowDot, dq, dk, dv);
+        else AttentionBackwardV1(args, n, q, k, v, lse, dOutput, rowDot, dq, dk, dv);
+    }
+
+    /// <summary>Attention backward v1: a warp per query row for dQ, a warp per key row for dK and dV (see the top of
+    /// this file).</summary>
+    private void AttentionBackwardV1(AttentionArgs args, long n, Buf q, Buf k, Buf v, Buf lse, Buf dOutput, ArrayView<float> rowDot, Buf dq, Buf dk, Buf dv)
+    {
+        int warp = _accelerator.WarpSize, tile = TileFloats(args);
+        var (qv, kv, vv, dov, lsev) = (F(q, n), F(k, n), F(v, n), F(dOutput, n), F(lse, (long)args.BatchHeads * args.Seq));
         // Group: K and V tiles; per warp: the scaled query row, the dO row, the dQ accumulator, the tile's dS.
         Kernel(AttentionQueryGradEntry)(
             AttentionLaunch(args, tile, 3 * args.Dim + warp), qv, kv, vv, dov, lsev, rowDot, F(dq, n), args);

@@ -80,7 +80,7 @@ public sealed partial class IlgpuBackend
             for (int key0 = 0; key0 < a.Seq; key0 += FlashTile.Size)
             {
                 StageTransposed(k, head, key0, a, 1f, kpWords, tid);
-                StageRows(v, head, key0, a, vWords, tid);
+                StageRows(v, head, key0, a, 1f, vWords, tid);
                 Group.Barrier();
 
                 var s = default(Block8x8);
@@ -217,14 +217,14 @@ public sealed partial class IlgpuBackend
             tile[d * FlashTile.Size + tid] = inside && d < a.Dim ? scale * src[start + d] : 0f;
     }
 
-    /// <summary>tile[r][d] = src[head + (row0 + r)·D + d], zero past the sequence and the head dim (consecutive
+    /// <summary>tile[r][d] = scale·src[head + (row0 + r)·D + d], zero past the sequence and the head dim (consecutive
     /// threads read and write consecutive d).</summary>
-    private static void StageRows(ArrayView<float> src, long head, int row0, AttentionArgs a, ArrayView<float> tile, int tid)
+    private static void StageRows(ArrayView<float> src, long head, int row0, AttentionArgs a, float scale, ArrayView<float> tile, int tid)
     {
         for (int e = tid; e < FlashTile.Size * FlashTile.Size; e += FlashTile.Threads)
         {
             int r = e / FlashTile.Size, d = e - r * FlashTile.Size;
-            tile[e] = row0 + r < a.Seq && d < a.Dim ? src[head + (long)(row0 + r) * a.Dim + d] : 0f;
+            tile[e] = row0 + r < a.Seq && d < a.Dim ? scale * src[head + (long)(row0 + r) * a.Dim + d] : 0f;
         }
     }
 

@@ -22,8 +22,10 @@ namespace MaskBit.Kernels.Ilgpu;
 /// <param name="AttentionVersion">The attention forward version of the lab (src/Kernels/Lab/AttentionLab.cs), run where
 /// the head dim and warp size allow it (else version 1). Every accelerator runs version 2, FlashAttention-2 tiling: the
 /// CPU accelerator too, which emulates it ~4× faster than version 1 on the lab's cases.</param>
+/// <param name="AttentionBackwardVersion">The attention backward version of the lab (family attention_backward), run
+/// where the head dim allows it (else version 1).</param>
 public readonly record struct IlgpuLaunchSizes(int ElementGroup, int MaxElementGroups, int ReduceGroup, bool LargeGemmTile, int GemmVersion = 1,
-    int AttentionVersion = Lab.AttentionLab.BackendVersion)
+    int AttentionVersion = Lab.AttentionLab.BackendVersion, int AttentionBackwardVersion = Lab.AttentionBackwardLab.BackendVersion)
 {
     public static IlgpuLaunchSizes For(Accelerator accelerator) => accelerator.AcceleratorType == AcceleratorType.CPU
         ? new(ElementGroup: accelerator.WarpSize, MaxElementGroups: 4, ReduceGroup: accelerator.WarpSize, LargeGemmTile: false)

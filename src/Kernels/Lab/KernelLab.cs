@@ -66,7 +66,7 @@ public readonly record struct LabCheck(double MaxError, double Scale, double Tol
 /// <summary>The kernel lab: every family, validation of a version against the CPU reference, and timing.</summary>
 public static class KernelLab
 {
-    public static IReadOnlyList<LabFamily> Families { get; } = [new GemmLab(), new ConvLab(), new ConvBackwardLab(weights: false), new ConvBackwardLab(weights: true), new LfqBackwardLab(), new ReduceLab(), new GroupNormLab(), new GroupNormBackwardLab(), new AttentionLab()];
+    public static IReadOnlyList<LabFamily> Families { get; } = [new GemmLab(), new ConvLab(), new ConvBackwardLab(weights: false), new ConvBackwardLab(weights: true), new LfqBackwardLab(), new ReduceLab(), new GroupNormLab(), new GroupNormBackwardLab(), new AttentionLab(), new AttentionBackwardLab()];
 
     public static LabFamily Family(string name) => Families.FirstOrDefault(f => f.Name == name)
         ?? throw new ArgumentException($"no kernel family '{name}' in the lab (it has {string.Join(", ", Families.Select(f => f.Name))})");
