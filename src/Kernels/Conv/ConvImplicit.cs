@@ -59,11 +59,13 @@ public sealed partial class CpuBackend
         // A few output channels (ConvFewOutputs.cs) make a small product: one pass, whatever the map. Not on AVX-512,
         // whose 6×32 GEMM tile stays ahead of the 8-wide direct kernel there (bench/RESULTS.md, "few outputs").
         bool fewOutputs = coutG <= FewOutputs && CpuIsa.Current != Isa.Avx512;
-        bool banded = !fewOutputs && full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
-        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cout * full.Plane), d.N);
+        // The AVX2 tile (ConvDirect.cs) writes straight to y, also in one pass.
+        bool direct = !fewOutputs && UsesDirectTile(coutG, full.Columns(d.OH, d.OW));
+        bool banded = !fewOutputs && !direct && full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
+        int perPass = ImagesPerPass(full.Floats + (banded || direct ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
         using var windows = Scratch(most.Floats);
-        using var product = banded ? null : Scratch((long)d.Cout * perPass * most.Plane);
+        using var product = banded || direct ? null : Scratch((long)d.Cout * perPass * most.Plane);
         using var wideWeights = fewOutputs && typeof(TW) != typeof(float) ? Scratch((long)d.Cout * k) : null;
         if (wideWeights != null)
             for (int i = 0; i < d.Cout * k; i++) wideWeights.Floats[i] = OperandElements.ToFloat(pw + i);
@@ -77,10 +79,11 @@ public sealed partial class CpuBackend
                 l.Fill(x, n0, d.H, d.W, windows.Floats);
                 for (int g = 0; g < d.Groups; g++)
                     TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
-                if (banded)
+                if (banded || direct)
                 {
-                    BandedGemm(l, d.Groups, coutG, k, pw, windows.Floats, rows,
-                        new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0));
+                    var target = new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0);
+                    if (direct) DirectProduct(l, d.Groups, coutG, k, pw, windows.Floats, rows, target);
+                    else BandedGemm(l, d.Groups, coutG, k, pw, windows.Floats, rows, target);
                     continue;
                 }
                 int width = l.Columns(d.OH, d.OW);
@@ -140,17 +143,18 @@ public sealed partial class CpuBackend
                         for (int g = 0; g < groups; g++)
                             Sgemm.Run(isa, mG, columns, k, new MatrixView<TA>((TA*)aAddr + (long)g * mG * k, k, false),
                                 new MatrixView<float>(pp, 0, false, pr + (long)g * k).At(0, c0), pc + (long)g * mG * columns, columns, 1f, 0f, pa, pb);
-                        CopyBand(l, t, pc, columns, c0, c1);
+                        CopyBand(l, t, pc, columns, c0, c1, 0, t.Channels);
                     }
             }
             finally { pool.Return(packA); pool.Return(packB); pool.Return(product); }
         }, costPerItem: 2.0 * t.Channels * k * bandWidth);
     }
 
-    /// <summary>The valid outputs among product columns [c0, c1) (row stride `columns`) to the target.</summary>
-    private static unsafe void CopyBand(ConvWindows l, ProductTarget t, float* product, int columns, int c0, int c1)
+    /// <summary>The valid outputs among product columns [c0, c1) of channels [channel0, channel0 + channels) to the
+    /// target (channel channel0 + i's row at product + i·ld).</summary>
+    private static unsafe void CopyBand(ConvWindows l, ProductTarget t, float* product, int ld, int c0, int c1, int channel0, int channels)
     {
-        for (int c = 0; c < t.Channels; c++)
+        for (int c = channel0; c < channel0 + channels; c++)
         {
             float add = t.Bias == null ? 0f : t.Bias[t.BiasOffset + c];
             for (int row = c0 / l.Wq; row * l.Wq < c1; row++)
@@ -158,7 +162,7 @@ public sealed partial class CpuBackend
                 int img = row / l.Hq, r = row % l.Hq, rowStart = row * l.Wq;
                 int lo = Math.Max(c0, rowStart), hi = Math.Min(c1, rowStart + t.Cols);
                 if (r >= t.Rows || lo >= hi) continue;
-                var src = new ReadOnlySpan<float>(product + (long)c * columns + (lo - c0), hi - lo);
+                var src = new ReadOnlySpan<float>(product + (long)(c - channel0) * ld + (lo - c0), hi - lo);
                 int start = t.Offset + (((t.Image0 + img) * t.Channels + c) * t.H + t.Row0 + r * t.RowStep) * t.W + t.Col0 + (lo - rowStart) * t.ColStep;
                 if (t.ColStep == 1)
                 {
@@ -265,14 +269,16 @@ public sealed partial class CpuBackend
             wq = SharedPadSpan(d.OW, padLeft, d.W, d.KW);
         }
         var full = new ConvWindows(d.Cout, 1, 1, 1, padTop, padLeft, hq, wq);
-        // In bands (see ImplicitForward) when every phase has enough columns.
-        bool banded = phases.All(p => full.Columns(p.Rows, p.Cols) >= 2 * CpuParallel.Workers * BandColumns);
-        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cin * full.Plane), d.N);
         int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;
+        // The AVX2 tile (ConvDirect.cs) when every phase has a whole tile of columns in one image, else in bands (see
+        // ImplicitForward) when every phase has enough columns.
+        bool direct = phases.All(p => UsesDirectTile(cinG, full.Columns(p.Rows, p.Cols)));
+        bool banded = !direct && phases.All(p => full.Columns(p.Rows, p.Cols) >= 2 * CpuParallel.Workers * BandColumns);
+        int perPass = ImagesPerPass(full.Floats + (banded || direct ? 0 : (long)d.Cin * full.Plane), d.N);
         using var weights = Scratch((long)d.Cin * coutG * d.KH * d.KW);
         FlipWeights(d, phases, w, weights.Floats);
         using var windows = Scratch((full with { Images = perPass }).Floats);
-        using var product = banded ? null : Scratch((long)d.Cin * perPass * full.Plane);
+        using var product = banded || direct ? null : Scratch((long)d.Cin * perPass * full.Plane);
         var rows = BufferPool<long>.Shared.Rent(d.Groups * coutG * d.KH * d.KW);
         try
         {
@@ -289,10 +295,11 @@ public sealed partial class CpuBackend
                         TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows.AsSpan(g * k), (i, j) => (i + dr, j + dc));
                     var target = new ProductTarget(DX, Off(dx), n0, d.Cin, d.H, d.W, ph.Rows, ph.Cols,
                         ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW, null, 0);
-                    if (banded)
+                    if (banded || direct)
                     {
                         fixed (float* pw = weights.Floats)
-                            BandedGemm(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
+                            if (direct) DirectProduct(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
+                            else BandedGemm(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
                         continue;
                     }
                     float[] P = product!.Floats;
