@@ -19,12 +19,15 @@ public sealed partial class CpuBackend
     /// one broadcast.</summary>
     internal const int DirectRows = 4, DirectColumns = 24;
 
-    /// <summary>Whether a product with rowsPerGroup output rows per group over `columns` window columns runs the direct
-    /// tile: on AVX2 (AVX-512 keeps the GEMM's 6×32 tile), with more than FewOutputs rows (fewer have their own
-    /// kernels) and at least one whole tile of columns (the last tile is shifted left to end at the last column, so
-    /// it never reads past the windows the GEMM reads).</summary>
-    private static bool UsesDirectTile(int rowsPerGroup, int columns) =>
-        CpuIsa.Current == Isa.Avx2 && rowsPerGroup > FewOutputs && columns >= DirectColumns;
+    /// <summary>Whether a product with rowsPerGroup output rows per group over `columns` window columns of one image,
+    /// with `weights` weights in all, runs the direct tile: on AVX2 (AVX-512 keeps the GEMM's 6×32 tile), with more
+    /// than FewOutputs rows (fewer have their own kernels), at least one whole tile of columns (the last tile is
+    /// shifted left to end at the last column, so it never reads past the windows the GEMM reads), and weights that
+    /// fit in L2: every tile streams all of them (measured on Zen 5, 1 MiB L2, one thread: 128→128 channels, 0.6 MB,
+    /// 1.0–1.14× the GEMM; 256→256, 2.4 MB, 0.91–0.99×; 512→512, 9.4 MB, 0.75×: the GEMM's K blocks keep a block of
+    /// weights in L2).</summary>
+    private static bool UsesDirectTile(int rowsPerGroup, int columns, long weights) =>
+        CpuIsa.Current == Isa.Avx2 && rowsPerGroup > FewOutputs && columns >= DirectColumns && weights * sizeof(float) <= CpuCaches.Current.L2;
 
     /// <summary>Floats of the packed weights of <see cref="PackDirectWeights"/>.</summary>
     internal static int DirectPackedLength(int groups, int mG, int k) => checked(groups * DirectBlocks(mG) * k * DirectRows);
@@ -52,40 +55,87 @@ public sealed partial class CpuBackend
                 }
     }
 
-    /// <summary>The product A_g · windows_g of every group over one pass of images, to the target: A_g is (mG × k) at
-    /// a + g·mG·k; rows holds each group's k tap offsets, group after group.</summary>
-    private static unsafe void DirectProduct<TA>(ConvWindows l, int groups, int mG, int k, TA* a, float[] windows, long[] rows,
+    /// <summary>The product A_g · windows_g of every group over one pass of images, to the target: the windows hold
+    /// one layout l (of one image) per image, l.Floats apart (a tile's channels then lie a plane apart, not a batch of
+    /// planes: fewer pages per tile); A_g is (mG × k) at a + g·mG·k; rows holds each group's k tap offsets into a
+    /// layout, group after group.</summary>
+    private static unsafe void DirectProduct<TA>(ConvWindows l, int images, int groups, int mG, int k, TA* a, float[] windows, long[] rows,
         ProductTarget t) where TA : unmanaged
     {
         int blocks = DirectBlocks(mG), panel = k * DirectRows;
-        int width = l.Columns(t.Rows, t.Cols), tiles = (width + DirectColumns - 1) / DirectColumns;
+        int width = l.Columns(t.Rows, t.Cols), tilesPerImage = (width + DirectColumns - 1) / DirectColumns;
+        long imageFloats = l.Floats;
         int length = DirectPackedLength(groups, mG, k);
         float[] packed = BufferPool<float>.Shared.Rent(length);
         try
         {
             PackDirectWeights(groups, mG, k, a, packed.AsSpan(0, length));
-            fixed (float* pa = packed, pw = windows)
+            fixed (float* pa = packed, pw = windows, py = t.Dst)
             fixed (long* pr = rows)
             {
-                nint aAddr = (nint)pa, wAddr = (nint)pw, rAddr = (nint)pr;
-                CpuParallel.For(tiles, (i0, i1) =>
+                nint aAddr = (nint)pa, wAddr = (nint)pw, rAddr = (nint)pr, yAddr = (nint)py;
+                CpuParallel.For(images * tilesPerImage, (i0, i1) =>
                 {
                     float* tile = stackalloc float[DirectRows * DirectColumns];
+                    Span<OutputRun> runs = stackalloc OutputRun[DirectColumns];
                     for (int i = i0; i < i1; i++)
                     {
-                        int c0 = Math.Min(i * DirectColumns, width - DirectColumns);
+                        int img = i / tilesPerImage, c0 = Math.Min(i % tilesPerImage * DirectColumns, width - DirectColumns);
+                        int count = OutputRuns(l, t with { Image0 = t.Image0 + img }, c0, runs);
+                        float* columns = (float*)wAddr + img * imageFloats + c0;
                         for (int g = 0; g < groups; g++)
                             for (int b = 0; b < blocks; b++)
                             {
-                                DirectTile(k, (float*)aAddr + (long)(g * blocks + b) * panel, (float*)wAddr + c0, (long*)rAddr + (long)g * k, tile);
+                                DirectTile(k, (float*)aAddr + (long)(g * blocks + b) * panel, columns, (long*)rAddr + (long)g * k, tile);
                                 int row0 = b * DirectRows;
-                                CopyBand(l, t, tile, DirectColumns, c0, c0 + DirectColumns, g * mG + row0, Math.Min(DirectRows, mG - row0));
+                                StoreTile(t, (float*)yAddr, tile, runs[..count], g * mG + row0, Math.Min(DirectRows, mG - row0));
                             }
                     }
                 }, costPerItem: 2.0 * groups * blocks * DirectRows * k * DirectColumns);
             }
         }
         finally { BufferPool<float>.Shared.Return(packed); }
+    }
+
+    /// <summary>Columns [Column, Column + Length) of a tile are outputs of one row, the first at Target + channel·H·W of
+    /// the target tensor (then ColStep apart).</summary>
+    private readonly record struct OutputRun(int Column, int Length, int Target);
+
+    /// <summary>The runs of valid outputs among the tile's columns [c0, c0 + DirectColumns) (at most one per column);
+    /// returns their count. Computed once per tile for all its channel blocks.</summary>
+    private static int OutputRuns(ConvWindows l, ProductTarget t, int c0, Span<OutputRun> runs)
+    {
+        int count = 0, c1 = c0 + DirectColumns;
+        for (int row = c0 / l.Wq; row * l.Wq < c1; row++)
+        {
+            int img = row / l.Hq, r = row % l.Hq, rowStart = row * l.Wq;
+            int lo = Math.Max(c0, rowStart), hi = Math.Min(c1, rowStart + t.Cols);
+            if (r >= t.Rows || lo >= hi) continue;
+            int target = t.Offset + ((t.Image0 + img) * t.Channels * t.H + t.Row0 + r * t.RowStep) * t.W + t.Col0 + (lo - rowStart) * t.ColStep;
+            runs[count++] = new OutputRun(lo - c0, hi - lo, target);
+        }
+        return count;
+    }
+
+    /// <summary>Rows [0, rows) of the tile (output channels channel0…) to their runs in the target, plus the bias.</summary>
+    private static unsafe void StoreTile(ProductTarget t, float* y, float* tile, ReadOnlySpan<OutputRun> runs, int channel0, int rows)
+    {
+        int plane = t.H * t.W;
+        for (int i = 0; i < rows; i++)
+        {
+            int c = channel0 + i;
+            float add = t.Bias == null ? 0f : t.Bias[t.BiasOffset + c];
+            var vadd = Vector256.Create(add);
+            float* src0 = tile + i * DirectColumns;
+            foreach (var run in runs)
+            {
+                float* src = src0 + run.Column, dst = y + run.Target + (long)c * plane;
+                int j = 0;
+                if (t.ColStep == 1)
+                    for (; j + 8 <= run.Length; j += 8) Avx.Store(dst + j, Avx.Add(Avx.LoadVector256(src + j), vadd));
+                for (; j < run.Length; j++) dst[(long)j * t.ColStep] = src[j] + add;
+            }
+        }
     }
 
     /// <summary>tile[r·DirectColumns + j] = Σ_p a[p·DirectRows + r]·windows[rows[p] + j].</summary>

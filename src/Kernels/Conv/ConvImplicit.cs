@@ -60,11 +60,11 @@ public sealed partial class CpuBackend
         // whose 6×32 GEMM tile stays ahead of the 8-wide direct kernel there (bench/RESULTS.md, "few outputs").
         bool fewOutputs = coutG <= FewOutputs && CpuIsa.Current != Isa.Avx512;
         // The AVX2 tile (ConvDirect.cs) writes straight to y, also in one pass.
-        bool direct = !fewOutputs && UsesDirectTile(coutG, full.Columns(d.OH, d.OW));
+        bool direct = !fewOutputs && UsesDirectTile(coutG, full.Columns(d.OH, d.OW), (long)d.Cout * k);
         bool banded = !fewOutputs && !direct && full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
         int perPass = ImagesPerPass(full.Floats + (banded || direct ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
-        using var windows = Scratch(most.Floats);
+        using var windows = Scratch(direct ? perPass * full.Floats : most.Floats);
         using var product = banded || direct ? null : Scratch((long)d.Cout * perPass * most.Plane);
         using var wideWeights = fewOutputs && typeof(TW) != typeof(float) ? Scratch((long)d.Cout * k) : null;
         if (wideWeights != null)
@@ -76,13 +76,14 @@ public sealed partial class CpuBackend
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
-                l.Fill(x, n0, d.H, d.W, windows.Floats);
+                if (direct) full.Fill(x, n0, l.Images, d.H, d.W, windows.Floats);   // a layout per image
+                else l.Fill(x, n0, d.H, d.W, windows.Floats);
                 for (int g = 0; g < d.Groups; g++)
-                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
+                    TapRows(direct ? full : l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
                 if (banded || direct)
                 {
                     var target = new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0);
-                    if (direct) DirectProduct(l, d.Groups, coutG, k, pw, windows.Floats, rows, target);
+                    if (direct) DirectProduct(full, l.Images, d.Groups, coutG, k, pw, windows.Floats, rows, target);
                     else BandedGemm(l, d.Groups, coutG, k, pw, windows.Floats, rows, target);
                     continue;
                 }
@@ -143,18 +144,17 @@ public sealed partial class CpuBackend
                         for (int g = 0; g < groups; g++)
                             Sgemm.Run(isa, mG, columns, k, new MatrixView<TA>((TA*)aAddr + (long)g * mG * k, k, false),
                                 new MatrixView<float>(pp, 0, false, pr + (long)g * k).At(0, c0), pc + (long)g * mG * columns, columns, 1f, 0f, pa, pb);
-                        CopyBand(l, t, pc, columns, c0, c1, 0, t.Channels);
+                        CopyBand(l, t, pc, columns, c0, c1);
                     }
             }
             finally { pool.Return(packA); pool.Return(packB); pool.Return(product); }
         }, costPerItem: 2.0 * t.Channels * k * bandWidth);
     }
 
-    /// <summary>The valid outputs among product columns [c0, c1) of channels [channel0, channel0 + channels) to the
-    /// target (channel channel0 + i's row at product + i·ld).</summary>
-    private static unsafe void CopyBand(ConvWindows l, ProductTarget t, float* product, int ld, int c0, int c1, int channel0, int channels)
+    /// <summary>The valid outputs among product columns [c0, c1) (row stride `columns`) to the target.</summary>
+    private static unsafe void CopyBand(ConvWindows l, ProductTarget t, float* product, int columns, int c0, int c1)
     {
-        for (int c = channel0; c < channel0 + channels; c++)
+        for (int c = 0; c < t.Channels; c++)
         {
             float add = t.Bias == null ? 0f : t.Bias[t.BiasOffset + c];
             for (int row = c0 / l.Wq; row * l.Wq < c1; row++)
@@ -162,7 +162,7 @@ public sealed partial class CpuBackend
                 int img = row / l.Hq, r = row % l.Hq, rowStart = row * l.Wq;
                 int lo = Math.Max(c0, rowStart), hi = Math.Min(c1, rowStart + t.Cols);
                 if (r >= t.Rows || lo >= hi) continue;
-                var src = new ReadOnlySpan<float>(product + (long)(c - channel0) * ld + (lo - c0), hi - lo);
+                var src = new ReadOnlySpan<float>(product + (long)c * columns + (lo - c0), hi - lo);
                 int start = t.Offset + (((t.Image0 + img) * t.Channels + c) * t.H + t.Row0 + r * t.RowStep) * t.W + t.Col0 + (lo - rowStart) * t.ColStep;
                 if (t.ColStep == 1)
                 {
@@ -272,12 +272,13 @@ public sealed partial class CpuBackend
         int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;
         // The AVX2 tile (ConvDirect.cs) when every phase has a whole tile of columns in one image, else in bands (see
         // ImplicitForward) when every phase has enough columns.
-        bool direct = phases.All(p => UsesDirectTile(cinG, full.Columns(p.Rows, p.Cols)));
+        long phaseWeights = (long)d.Cin * coutG;
+        bool direct = phases.All(p => UsesDirectTile(cinG, full.Columns(p.Rows, p.Cols), phaseWeights * p.Taps));
         bool banded = !direct && phases.All(p => full.Columns(p.Rows, p.Cols) >= 2 * CpuParallel.Workers * BandColumns);
         int perPass = ImagesPerPass(full.Floats + (banded || direct ? 0 : (long)d.Cin * full.Plane), d.N);
         using var weights = Scratch((long)d.Cin * coutG * d.KH * d.KW);
         FlipWeights(d, phases, w, weights.Floats);
-        using var windows = Scratch((full with { Images = perPass }).Floats);
+        using var windows = Scratch(direct ? perPass * full.Floats : (full with { Images = perPass }).Floats);
         using var product = banded || direct ? null : Scratch((long)d.Cin * perPass * full.Plane);
         var rows = BufferPool<long>.Shared.Rent(d.Groups * coutG * d.KH * d.KW);
         try
@@ -286,19 +287,20 @@ public sealed partial class CpuBackend
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
-                l.Fill(dy, n0, d.OH, d.OW, windows.Floats);
+                if (direct) full.Fill(dy, n0, l.Images, d.OH, d.OW, windows.Floats);   // a layout per image
+                else l.Fill(dy, n0, d.OH, d.OW, windows.Floats);
                 foreach (var ph in phases)
                 {
                     int width = l.Columns(ph.Rows, ph.Cols), k = coutG * ph.Taps;
                     int dr = padTop - ph.RowShift, dc = padLeft - ph.ColShift;
                     for (int g = 0; g < d.Groups; g++)
-                        TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows.AsSpan(g * k), (i, j) => (i + dr, j + dc));
+                        TapRows(direct ? full : l, g * coutG, coutG, ph.Th, ph.Tw, rows.AsSpan(g * k), (i, j) => (i + dr, j + dc));
                     var target = new ProductTarget(DX, Off(dx), n0, d.Cin, d.H, d.W, ph.Rows, ph.Cols,
                         ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW, null, 0);
                     if (banded || direct)
                     {
                         fixed (float* pw = weights.Floats)
-                            if (direct) DirectProduct(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
+                            if (direct) DirectProduct(full, l.Images, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
                             else BandedGemm(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
                         continue;
                     }
