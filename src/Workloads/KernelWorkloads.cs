@@ -34,6 +34,17 @@ public static class KernelWorkloads
                 [[$"{peer}_fb"]], be => ConvForwardBackward(be, d));
         }
 
+        // ---- the same at batch 32 on the small tokenizer's maps (configs/fashion_mnist_tokenizer.yaml: 32 channels at
+        // 32², 64 at 16² and 8²), where most of its step's conv time goes. The peer has no batched conv rows.
+        foreach (var (c, hw) in new[] { (32, 32), (64, 16), (64, 8) })
+        {
+            const int batch = 32;
+            var d = new Conv2dDesc(batch, c, hw, hw, c, 3, 3, 1, 1, 1, 1, hw, hw);
+            string name = $"conv3x3_{c}x{hw}_b{batch}";
+            yield return new Workload($"{name}_fwd", "conv", $"x[{batch},{c},{hw},{hw}] k3 s1 p1", d.Flops, 0, [], be => ConvForward(be, d));
+            yield return new Workload($"{name}_fb", "conv", $"x[{batch},{c},{hw},{hw}] k3 s1 p1", 3 * d.Flops, 0, [], be => ConvForwardBackward(be, d));
+        }
+
         // ---- attention core (no projections): 2 × 16 heads, seq 257, head dim 64. The peer has no fused op in
         // torch 1.13; its two bmm's (no softmax) are the closest forward bar.
         double attnFlops = 2.0 * 2 * bh * seq * seq * hd;

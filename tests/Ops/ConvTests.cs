@@ -184,7 +184,7 @@ public class ConvTests
                                 }
     }
 
-    private static double[] ReferenceForward(Case c, double[] x, double[] w, double[]? b)
+    internal static double[] ReferenceForward(Case c, double[] x, double[] w, double[]? b)
     {
         var y = new double[c.N * c.Cout * c.OH * c.OW];
         int plane = c.OH * c.OW;
@@ -209,6 +209,6 @@ public class ConvTests
         Assert.That(err, Is.LessThanOrEqualTo(1e-5), $"{what}: scaled error {err:E2}");
     }
 
-    private static int Numel(int[] shape) => shape.Aggregate(1, (a, s) => a * s);
+    internal static int Numel(int[] shape) => shape.Aggregate(1, (a, s) => a * s);
     private static float[] ToFloat(double[] v) => v.Select(e => (float)e).ToArray();
 }

@@ -59,11 +59,13 @@ public sealed partial class CpuBackend
         // A few output channels (ConvFewOutputs.cs) make a small product: one pass, whatever the map. Not on AVX-512,
         // whose 6×32 GEMM tile stays ahead of the 8-wide direct kernel there (bench/RESULTS.md, "few outputs").
         bool fewOutputs = coutG <= FewOutputs && CpuIsa.Current != Isa.Avx512;
-        bool banded = !fewOutputs && full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
-        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cout * full.Plane), d.N);
+        // The AVX2 tile (ConvDirect.cs) writes straight to y, also in one pass.
+        bool direct = !fewOutputs && UsesDirectTile(coutG, full.Columns(d.OH, d.OW), (long)d.Cout * k);
+        bool banded = !fewOutputs && !direct && full.Columns(d.OH, d.OW) >= 2 * CpuParallel.Workers * BandColumns;
+        int perPass = ImagesPerPass(full.Floats + (banded || direct ? 0 : (long)d.Cout * full.Plane), d.N);
         var most = full with { Images = perPass };
-        using var windows = Scratch(most.Floats);
-        using var product = banded ? null : Scratch((long)d.Cout * perPass * most.Plane);
+        using var windows = Scratch(direct ? perPass * full.Floats : most.Floats);
+        using var product = banded || direct ? null : Scratch((long)d.Cout * perPass * most.Plane);
         using var wideWeights = fewOutputs && typeof(TW) != typeof(float) ? Scratch((long)d.Cout * k) : null;
         if (wideWeights != null)
             for (int i = 0; i < d.Cout * k; i++) wideWeights.Floats[i] = OperandElements.ToFloat(pw + i);
@@ -74,13 +76,15 @@ public sealed partial class CpuBackend
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
-                l.Fill(x, n0, d.H, d.W, windows.Floats);
+                if (direct) full.Fill(x, n0, l.Images, d.H, d.W, windows.Floats);   // a layout per image
+                else l.Fill(x, n0, d.H, d.W, windows.Floats);
                 for (int g = 0; g < d.Groups; g++)
-                    TapRows(l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
-                if (banded)
+                    TapRows(direct ? full : l, g * d.CinPerGroup, d.CinPerGroup, d.KH, d.KW, rows.AsSpan(g * k), (kh, kw) => (kh, kw));
+                if (banded || direct)
                 {
-                    BandedGemm(l, d.Groups, coutG, k, pw, windows.Floats, rows,
-                        new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0));
+                    var target = new ProductTarget(Y, Off(y), n0, d.Cout, d.OH, d.OW, d.OH, d.OW, 0, 1, 0, 1, bias is Buf b0 ? Arr(b0) : null, bias is Buf b1 ? Off(b1) : 0);
+                    if (direct) DirectProduct(full, l.Images, d.Groups, coutG, k, pw, windows.Floats, rows, target);
+                    else BandedGemm(l, d.Groups, coutG, k, pw, windows.Floats, rows, target);
                     continue;
                 }
                 int width = l.Columns(d.OH, d.OW);
@@ -265,14 +269,17 @@ public sealed partial class CpuBackend
             wq = SharedPadSpan(d.OW, padLeft, d.W, d.KW);
         }
         var full = new ConvWindows(d.Cout, 1, 1, 1, padTop, padLeft, hq, wq);
-        // In bands (see ImplicitForward) when every phase has enough columns.
-        bool banded = phases.All(p => full.Columns(p.Rows, p.Cols) >= 2 * CpuParallel.Workers * BandColumns);
-        int perPass = ImagesPerPass(full.Floats + (banded ? 0 : (long)d.Cin * full.Plane), d.N);
         int cinG = d.CinPerGroup, coutG = d.CoutPerGroup;
+        // The AVX2 tile (ConvDirect.cs) when every phase has a whole tile of columns in one image, else in bands (see
+        // ImplicitForward) when every phase has enough columns.
+        long phaseWeights = (long)d.Cin * coutG;
+        bool direct = phases.All(p => UsesDirectTile(cinG, full.Columns(p.Rows, p.Cols), phaseWeights * p.Taps));
+        bool banded = !direct && phases.All(p => full.Columns(p.Rows, p.Cols) >= 2 * CpuParallel.Workers * BandColumns);
+        int perPass = ImagesPerPass(full.Floats + (banded || direct ? 0 : (long)d.Cin * full.Plane), d.N);
         using var weights = Scratch((long)d.Cin * coutG * d.KH * d.KW);
         FlipWeights(d, phases, w, weights.Floats);
-        using var windows = Scratch((full with { Images = perPass }).Floats);
-        using var product = banded ? null : Scratch((long)d.Cin * perPass * full.Plane);
+        using var windows = Scratch(direct ? perPass * full.Floats : (full with { Images = perPass }).Floats);
+        using var product = banded || direct ? null : Scratch((long)d.Cin * perPass * full.Plane);
         var rows = BufferPool<long>.Shared.Rent(d.Groups * coutG * d.KH * d.KW);
         try
         {
@@ -280,19 +287,21 @@ public sealed partial class CpuBackend
             for (int n0 = 0; n0 < d.N; n0 += perPass)
             {
                 var l = full with { Images = Math.Min(perPass, d.N - n0) };
-                l.Fill(dy, n0, d.OH, d.OW, windows.Floats);
+                if (direct) full.Fill(dy, n0, l.Images, d.OH, d.OW, windows.Floats);   // a layout per image
+                else l.Fill(dy, n0, d.OH, d.OW, windows.Floats);
                 foreach (var ph in phases)
                 {
                     int width = l.Columns(ph.Rows, ph.Cols), k = coutG * ph.Taps;
                     int dr = padTop - ph.RowShift, dc = padLeft - ph.ColShift;
                     for (int g = 0; g < d.Groups; g++)
-                        TapRows(l, g * coutG, coutG, ph.Th, ph.Tw, rows.AsSpan(g * k), (i, j) => (i + dr, j + dc));
+                        TapRows(direct ? full : l, g * coutG, coutG, ph.Th, ph.Tw, rows.AsSpan(g * k), (i, j) => (i + dr, j + dc));
                     var target = new ProductTarget(DX, Off(dx), n0, d.Cin, d.H, d.W, ph.Rows, ph.Cols,
                         ph.U0 * d.StrideH + ph.A - d.PadTop, d.StrideH, ph.V0 * d.StrideW + ph.B - d.PadLeft, d.StrideW, null, 0);
-                    if (banded)
+                    if (banded || direct)
                     {
                         fixed (float* pw = weights.Floats)
-                            BandedGemm(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
+                            if (direct) DirectProduct(full, l.Images, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
+                            else BandedGemm(l, d.Groups, cinG, k, pw + ph.WeightOffset, windows.Floats, rows, target);
                         continue;
                     }
                     float[] P = product!.Floats;

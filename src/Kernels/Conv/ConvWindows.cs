@@ -33,18 +33,24 @@ internal readonly record struct ConvWindows(int Channels, int Images, int Stride
 
     /// <summary>Lays out images [image0, image0 + Images) of the NCHW tensor at src (Channels × h × w each) into dst.
     /// A bfloat16/float16 source is widened row by row as it is laid out: the layout is the convolution's packing.</summary>
-    public void Fill(Buf src, int image0, int h, int w, float[] dst)
+    public void Fill(Buf src, int image0, int h, int w, float[] dst) => Fill(src, image0, 1, h, w, dst);
+
+    /// <summary><see cref="Fill"/> of `layouts` groups of Images images each, group i at dst[i·Floats…] (with Images
+    /// = 1, one layout per image: its channels Plane apart instead of a batch of planes apart).</summary>
+    public void Fill(Buf src, int image0, int layouts, int h, int w, float[] dst)
     {
         var l = this;
         var rows = new SourceRows((CpuStorage)src.Storage, CpuBackend.Off(src), CpuIsa.Current);
-        dst.AsSpan(Channels * ChannelStride, Slack).Clear();
-        CpuParallel.For(Channels * StrideH * StrideW * Images, (p0, p1) =>
+        int planes = Channels * StrideH * StrideW * Images;
+        for (int i = 0; i < layouts; i++) dst.AsSpan((int)(i * Floats) + Channels * ChannelStride, Slack).Clear();
+        CpuParallel.For(planes * layouts, (q0, q1) =>
         {
-            for (int p = p0; p < p1; p++)
+            for (int q = q0; q < q1; q++)
             {
+                int layout = q / planes, p = q % planes;
                 int img = p % l.Images, rest = p / l.Images, b = rest % l.StrideW, a = rest / l.StrideW % l.StrideH, c = rest / l.StrideW / l.StrideH;
-                var plane = dst.AsSpan(p * l.Plane, l.Plane);
-                int source = ((image0 + img) * l.Channels + c) * h * w;
+                var plane = dst.AsSpan((int)(layout * l.Floats) + p * l.Plane, l.Plane);
+                int source = ((image0 + layout * l.Images + img) * l.Channels + c) * h * w;
                 var (rowLo, rowHi) = CpuBackend.ValidTaps(a, l.PadTop, l.StrideH, h, l.Hq);
                 var (colLo, colHi) = CpuBackend.ValidTaps(b, l.PadLeft, l.StrideW, w, l.Wq);
                 if (colLo == colHi || rowLo == rowHi) { plane.Clear(); continue; }
