@@ -75,7 +75,6 @@ public sealed class MlmStep
     public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
     {
         Settings = settings;
-        settings.ApplyMemoryMode();
         Precision = new MixedPrecision(settings.MixedPrecision);
         Generator = new MaskedGenerator(generator, settings.Seed);
         Rng = new Rng((ulong)settings.Seed);
@@ -118,6 +117,7 @@ public sealed class MlmStep
     /// <exception cref="TrainingDivergedException">The loss or the norm is NaN or ±Inf; nothing was applied.</exception>
     public Dictionary<string, double> Run(Func<TokenBatch> nextBatch, long stepsDone)
     {
+        using var memoryMode = Settings.MemoryMode();
         int micro = Settings.AccumulationSteps;
         double learningRate = Optimizer.LearningRate;
         var logged = new List<Tensor>();

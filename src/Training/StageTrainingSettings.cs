@@ -27,14 +27,13 @@ public abstract record StageTrainingSettings
     /// <summary>What the CPU backend's buffer pools keep idle at most under training.activation_checkpointing.</summary>
     public const long CheckpointingIdlePoolBytes = 128L << 20;
 
-    /// <summary>Run by both steps when they are built. training.activation_checkpointing is the memory-saving mode, so
-    /// it also lowers the CPU pools' mark (<see cref="Kernels.Cpu.BufferPool.LimitIdleBytes"/>): their exact-length
-    /// buffers of every activation size otherwise stay idle beside the live ones (the 12-bit tokenizer's bf16 step
-    /// peaked at 3,054 MB with the default mark, 2,670 MB with 128 MB), and arrays beyond the mark are collected.</summary>
-    internal void ApplyMemoryMode()
-    {
-        if (ActivationCheckpointing) Kernels.Cpu.BufferPool.LimitIdleBytes(CheckpointingIdlePoolBytes);
-    }
+    /// <summary>Opened by both steps around each <c>Run</c>. training.activation_checkpointing is the memory-saving mode,
+    /// so for the step it also lowers the CPU pools' mark (<see cref="Kernels.Cpu.BufferPool.LimitIdleBytes"/>): their
+    /// exact-length buffers of every activation size otherwise stay idle beside the live ones (the 12-bit tokenizer's
+    /// bf16 step peaked at 3,054 MB with the default mark, 2,670 MB with 128 MB), and arrays beyond the mark are
+    /// collected. Disposing restores the marks, so what runs after the step (evaluation, other steps) is unaffected.</summary>
+    internal IDisposable? MemoryMode() =>
+        ActivationCheckpointing ? Kernels.Cpu.BufferPool.LimitIdleBytes(CheckpointingIdlePoolBytes) : null;
 
     /// <summary><paramref name="settings"/> with the fields both stages read from <paramref name="run"/> unchanged.</summary>
     protected static T WithRunSettings<T>(T settings, RunSettings run) where T : StageTrainingSettings =>

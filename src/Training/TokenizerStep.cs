@@ -43,7 +43,6 @@ public sealed class TokenizerStep
     public TokenizerStep(TokenizerConfig tokenizer, DiscriminatorConfig discriminator, VqganLossConfig loss, TokenizerTrainingSettings settings)
     {
         Settings = settings;
-        settings.ApplyMemoryMode();
         Precision = new MixedPrecision(settings.MixedPrecision);
         Model = new ConvVQModel(tokenizer, seed: settings.Seed) { ActivationCheckpointing = settings.ActivationCheckpointing, FinetuneDecoder = settings.FinetuneDecoder };
         Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);
@@ -85,6 +84,7 @@ public sealed class TokenizerStep
     /// <exception cref="TrainingDivergedException">A term or norm is NaN or ±Inf; nothing was applied.</exception>
     public Dictionary<string, double> Run(Func<Tensor> nextImages, long stepsDone)
     {
+        using var memoryMode = Settings.MemoryMode();
         int micro = Settings.AccumulationSteps;
         float share = 1f / micro;
         bool trainDiscriminator = Loss.ShouldDiscriminatorBeTrained(stepsDone);
