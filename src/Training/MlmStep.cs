@@ -85,7 +85,7 @@ public sealed class MlmStep
         _loss = new MlmLoss(settings.LabelSmoothing, settings.SumSplits);
         _parameters = Generator.Parameters().ToList();
         var o = settings.Optimizer;
-        Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
+        Optimizer = o.Create(_parameters);
         Schedule = settings.Schedule.Create(o.LearningRate, settings.MaxTrainSteps);
         Schedule.SetStep(0, Optimizer);
         if (settings.UseEma) Ema = new Ema(_parameters, GeneratorTrainingSettings.EmaDecay);
@@ -134,6 +134,7 @@ public sealed class MlmStep
             statistics.Add(batchStatistics);
         }
         Gradients.Wait();
+        Settings.ReleaseIdleMemory();
         var overflowProbe = Precision.Unscale(_parameters);
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
         if (norm != null) logged.Add(norm);

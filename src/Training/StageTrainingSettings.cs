@@ -35,6 +35,15 @@ public abstract record StageTrainingSettings
     internal IDisposable? MemoryMode() =>
         ActivationCheckpointing ? Kernels.Cpu.BufferPool.LimitIdleBytes(CheckpointingIdlePoolBytes) : null;
 
+    /// <summary>Called by both steps between phases (after a backward, before the optimizer allocates or updates its
+    /// state): under training.activation_checkpointing the pools are emptied and the heap compacted
+    /// (<see cref="Kernels.Cpu.BufferPool.Trim"/>), so the next phase's buffers and AdamW's first moments take the
+    /// memory the last phase's activations left instead of landing on top of it. Numerics are untouched.</summary>
+    internal void ReleaseIdleMemory()
+    {
+        if (ActivationCheckpointing) Kernels.Cpu.BufferPool.Trim();
+    }
+
     /// <summary><paramref name="settings"/> with the fields both stages read from <paramref name="run"/> unchanged.</summary>
     protected static T WithRunSettings<T>(T settings, RunSettings run) where T : StageTrainingSettings =>
         (T)((StageTrainingSettings)settings with

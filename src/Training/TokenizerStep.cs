@@ -48,8 +48,8 @@ public sealed class TokenizerStep
         Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);
         _parameters = Model.Parameters().ToList();
         var o = settings.Optimizer;
-        Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
-        DiscriminatorOptimizer = new AdamW(Loss.Parameters(), settings.DiscriminatorLearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
+        Optimizer = o.Create(_parameters);
+        DiscriminatorOptimizer = o.Create(Loss.Parameters(), settings.DiscriminatorLearningRate);
         // The discriminator's schedule spans the steps it trains.
         Schedule = settings.Schedule.Create(o.LearningRate, settings.MaxTrainSteps);
         DiscriminatorSchedule = settings.Schedule.Create(settings.DiscriminatorLearningRate, settings.MaxTrainSteps - loss.DiscriminatorStart);
@@ -110,6 +110,7 @@ public sealed class TokenizerStep
             bool last = m == micro - 1;
             using (last ? Gradients.AverageDuring(_parameters) : null)
                 Precision.Backward(micro == 1 ? loss : loss * share);
+            Settings.ReleaseIdleMemory();
             if (!trainDiscriminator) continue;
             Tensor discriminatorLoss;
             Dictionary<string, Tensor> discriminatorTerms;
@@ -119,6 +120,7 @@ public sealed class TokenizerStep
                 Precision.Backward(micro == 1 ? discriminatorLoss : discriminatorLoss * share);
         }
         Gradients.Wait();
+        Settings.ReleaseIdleMemory();
         var overflowProbe = Precision.Unscale(trainDiscriminator ? [.. _parameters, .. DiscriminatorOptimizer.Parameters] : _parameters);
         var norms = new Dictionary<string, Tensor>();
         if (Settings.MaxGradNorm is { } maxNorm)
