@@ -81,7 +81,7 @@ public sealed class ClassifierTrainer : ITrainingStage, IDisposable
         Model.Train();
         _parameters = Model.Parameters().ToList();
         var o = Settings.Optimizer;
-        Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
+        Optimizer = o.Create(_parameters);
         Schedule = Settings.Schedule.Create(o.LearningRate, Settings.MaxTrainSteps);
         Schedule.SetStep(0, Optimizer);
         if (Settings.UseEma) Ema = new Ema(_parameters, ClassifierTrainingSettings.EmaDecay);

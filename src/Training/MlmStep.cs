@@ -75,7 +75,6 @@ public sealed class MlmStep
     public MlmStep(GeneratorConfig generator, GeneratorTrainingSettings settings)
     {
         Settings = settings;
-        settings.ApplyMemoryMode();
         Precision = new MixedPrecision(settings.MixedPrecision);
         Generator = new MaskedGenerator(generator, settings.Seed);
         Rng = new Rng((ulong)settings.Seed);
@@ -86,7 +85,7 @@ public sealed class MlmStep
         _loss = new MlmLoss(settings.LabelSmoothing, settings.SumSplits);
         _parameters = Generator.Parameters().ToList();
         var o = settings.Optimizer;
-        Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
+        Optimizer = o.Create(_parameters);
         Schedule = settings.Schedule.Create(o.LearningRate, settings.MaxTrainSteps);
         Schedule.SetStep(0, Optimizer);
         if (settings.UseEma) Ema = new Ema(_parameters, GeneratorTrainingSettings.EmaDecay);
@@ -118,6 +117,7 @@ public sealed class MlmStep
     /// <exception cref="TrainingDivergedException">The loss or the norm is NaN or ±Inf; nothing was applied.</exception>
     public Dictionary<string, double> Run(Func<TokenBatch> nextBatch, long stepsDone)
     {
+        using var memoryMode = Settings.MemoryMode();
         int micro = Settings.AccumulationSteps;
         double learningRate = Optimizer.LearningRate;
         var logged = new List<Tensor>();
@@ -134,6 +134,7 @@ public sealed class MlmStep
             statistics.Add(batchStatistics);
         }
         Gradients.Wait();
+        Settings.ReleaseIdleMemory();
         var overflowProbe = Precision.Unscale(_parameters);
         var norm = GradClip.ClipGradNormOnDevice(_parameters, (float)(Settings.MaxGradNorm ?? double.PositiveInfinity));
         if (norm != null) logged.Add(norm);

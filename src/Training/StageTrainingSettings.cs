@@ -27,13 +27,21 @@ public abstract record StageTrainingSettings
     /// <summary>What the CPU backend's buffer pools keep idle at most under training.activation_checkpointing.</summary>
     public const long CheckpointingIdlePoolBytes = 128L << 20;
 
-    /// <summary>Run by both steps when they are built. training.activation_checkpointing is the memory-saving mode, so
-    /// it also lowers the CPU pools' mark (<see cref="Kernels.Cpu.BufferPool.LimitIdleBytes"/>): their exact-length
-    /// buffers of every activation size otherwise stay idle beside the live ones (the 12-bit tokenizer's bf16 step
-    /// peaked at 3,054 MB with the default mark, 2,670 MB with 128 MB), and arrays beyond the mark are collected.</summary>
-    internal void ApplyMemoryMode()
+    /// <summary>Opened by both steps around each <c>Run</c>. training.activation_checkpointing is the memory-saving mode,
+    /// so for the step it also lowers the CPU pools' mark (<see cref="Kernels.Cpu.BufferPool.LimitIdleBytes"/>): their
+    /// exact-length buffers of every activation size otherwise stay idle beside the live ones (the 12-bit tokenizer's
+    /// bf16 step peaked at 3,054 MB with the default mark, 2,670 MB with 128 MB), and arrays beyond the mark are
+    /// collected. Disposing restores the marks, so what runs after the step (evaluation, other steps) is unaffected.</summary>
+    internal IDisposable? MemoryMode() =>
+        ActivationCheckpointing ? Kernels.Cpu.BufferPool.LimitIdleBytes(CheckpointingIdlePoolBytes) : null;
+
+    /// <summary>Called by both steps between phases (after a backward, before the optimizer allocates or updates its
+    /// state): under training.activation_checkpointing the pools are emptied and the heap compacted
+    /// (<see cref="Kernels.Cpu.BufferPool.Trim"/>), so the next phase's buffers and AdamW's first moments take the
+    /// memory the last phase's activations left instead of landing on top of it. Numerics are untouched.</summary>
+    internal void ReleaseIdleMemory()
     {
-        if (ActivationCheckpointing) Kernels.Cpu.BufferPool.LimitIdleBytes(CheckpointingIdlePoolBytes);
+        if (ActivationCheckpointing) Kernels.Cpu.BufferPool.Trim();
     }
 
     /// <summary><paramref name="settings"/> with the fields both stages read from <paramref name="run"/> unchanged.</summary>

@@ -43,14 +43,13 @@ public sealed class TokenizerStep
     public TokenizerStep(TokenizerConfig tokenizer, DiscriminatorConfig discriminator, VqganLossConfig loss, TokenizerTrainingSettings settings)
     {
         Settings = settings;
-        settings.ApplyMemoryMode();
         Precision = new MixedPrecision(settings.MixedPrecision);
         Model = new ConvVQModel(tokenizer, seed: settings.Seed) { ActivationCheckpointing = settings.ActivationCheckpointing, FinetuneDecoder = settings.FinetuneDecoder };
         Loss = new VqganLoss(discriminator, loss, PretrainedModels.PerceptualLoss(loss, settings.PerceptualWeights), seed: settings.Seed + 1);
         _parameters = Model.Parameters().ToList();
         var o = settings.Optimizer;
-        Optimizer = new AdamW(_parameters, o.LearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
-        DiscriminatorOptimizer = new AdamW(Loss.Parameters(), settings.DiscriminatorLearningRate, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay);
+        Optimizer = o.Create(_parameters);
+        DiscriminatorOptimizer = o.Create(Loss.Parameters(), settings.DiscriminatorLearningRate);
         // The discriminator's schedule spans the steps it trains.
         Schedule = settings.Schedule.Create(o.LearningRate, settings.MaxTrainSteps);
         DiscriminatorSchedule = settings.Schedule.Create(settings.DiscriminatorLearningRate, settings.MaxTrainSteps - loss.DiscriminatorStart);
@@ -85,6 +84,7 @@ public sealed class TokenizerStep
     /// <exception cref="TrainingDivergedException">A term or norm is NaN or ±Inf; nothing was applied.</exception>
     public Dictionary<string, double> Run(Func<Tensor> nextImages, long stepsDone)
     {
+        using var memoryMode = Settings.MemoryMode();
         int micro = Settings.AccumulationSteps;
         float share = 1f / micro;
         bool trainDiscriminator = Loss.ShouldDiscriminatorBeTrained(stepsDone);
@@ -110,6 +110,7 @@ public sealed class TokenizerStep
             bool last = m == micro - 1;
             using (last ? Gradients.AverageDuring(_parameters) : null)
                 Precision.Backward(micro == 1 ? loss : loss * share);
+            Settings.ReleaseIdleMemory();
             if (!trainDiscriminator) continue;
             Tensor discriminatorLoss;
             Dictionary<string, Tensor> discriminatorTerms;
@@ -119,6 +120,7 @@ public sealed class TokenizerStep
                 Precision.Backward(micro == 1 ? discriminatorLoss : discriminatorLoss * share);
         }
         Gradients.Wait();
+        Settings.ReleaseIdleMemory();
         var overflowProbe = Precision.Unscale(trainDiscriminator ? [.. _parameters, .. DiscriminatorOptimizer.Parameters] : _parameters);
         var norms = new Dictionary<string, Tensor>();
         if (Settings.MaxGradNorm is { } maxNorm)

@@ -20,6 +20,13 @@ public sealed record OptimizerSettings
     /// <summary>Tokenizer (and classifier) 0.01 (train_tokenizer.py's configs), generator 0.045 (train_maskbit.py's configs).</summary>
     public double WeightDecay { get; init; }
     public double Epsilon { get; init; } = 1e-8;
+    /// <summary>optimizer.params.moments_dtype: float32 (default, as the reference) or bf16, which halves AdamW's state
+    /// (<see cref="AdamW.MomentDType"/>; the 12-bit generator's moments are 2.4 GB in float32).</summary>
+    public DType MomentDType { get; init; } = DType.Float32;
+
+    /// <summary>An <see cref="AdamW"/> over <paramref name="parameters"/> with these settings.</summary>
+    public AdamW Create(IEnumerable<Tensor> parameters, double? learningRate = null) =>
+        new(parameters, learningRate ?? LearningRate, Beta1, Beta2, Epsilon, WeightDecay) { MomentDType = MomentDType };
 
     public static OptimizerSettings From(MaskBitConfig c, TrainingStage stage)
     {
@@ -33,6 +40,18 @@ public sealed record OptimizerSettings
             Beta2 = c.GetDouble(o + "beta2", stage == TrainingStage.Generator ? 0.96 : 0.999),
             WeightDecay = c.GetDouble(o + "weight_decay", stage == TrainingStage.Generator ? 0.045 : 0.01),
             Epsilon = c.GetDouble(o + "epsilon", 1e-8),
+            MomentDType = MomentsType(c, o + "moments_dtype"),
+        };
+    }
+
+    private static DType MomentsType(MaskBitConfig c, string key)
+    {
+        string value = c.GetString(key, "float32");
+        return value.Trim().ToLowerInvariant() switch
+        {
+            "float32" or "fp32" => DType.Float32,
+            "bf16" or "bfloat16" => DType.BFloat16,
+            _ => throw new ConfigException($"{c.File}: {key}: '{value}' is not a moments type (expected float32 or bf16)"),
         };
     }
 }

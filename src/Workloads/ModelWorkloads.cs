@@ -55,6 +55,12 @@ public static class ModelWorkloads
                     peer: [[$"tokenizer12_train_step_b{tokenizerTrainBatch}"]]);
             }
 
+        // The generator's memory setting with AdamW's moments in bf16 as well (optimizer.params.moments_dtype).
+        string[] memorySetting = ["training.activation_checkpointing=true", "training.mixed_precision=\"bf16\"", "optimizer.params.moments_dtype=bf16"];
+        yield return Model($"generator12_train_step_b{generatorTrainBatch}_bf16_ckpt_bf16moments", $"maskbit_generator_12bit: batch {generatorTrainBatch} × 257 tokens, {string.Join(", ", memorySetting)}",
+            () => new MlmStepWorkload(Load(Generator12Config, memorySetting), generatorTrainBatch), images: generatorTrainBatch,
+            peer: [[$"generator12_train_step_b{generatorTrainBatch}"]]);
+
         // The LFQ quantizer module with autograd, the same work as the peer's lfq rows (the lfq kernel rows time
         // the kernels alone); FLOPs as the peer counts them (its einsum).
         foreach (int bits in new[] { 12, 18 })

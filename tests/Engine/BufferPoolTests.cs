@@ -93,4 +93,35 @@ public class BufferPoolTests
         BufferPool.Trim();
         Assert.That(BufferPool<float>.Shared.Rent(odd), Is.Not.SameAs(array));
     }
+
+    [Test]
+    public void AnIdleLimitHoldsWhileItsScopeIsOpenAndOverlappingScopesRestoreTheMark()
+    {
+        var pool = new BufferPool<float>(highWaterBytes: 8 * ArrayBytes);
+        Assert.That(BufferPool.IdleLimitBytes, Is.EqualTo(long.MaxValue), "no limit is open outside a scope");
+        var outer = BufferPool.LimitIdleBytes(4 * ArrayBytes);
+        var inner = BufferPool.LimitIdleBytes(2 * ArrayBytes);
+        Assert.That(pool.EffectiveHighWaterBytes, Is.EqualTo(2 * ArrayBytes), "the lowest open limit");
+        pool.Return(pool.Rent(3 * Floats));
+        Assert.That(pool.PooledBytes, Is.Zero, "an array beyond the limit is dropped");
+
+        outer.Dispose();   // closed out of order: the inner limit still holds
+        Assert.That(pool.EffectiveHighWaterBytes, Is.EqualTo(2 * ArrayBytes));
+        inner.Dispose();
+        inner.Dispose();
+        Assert.That(pool.EffectiveHighWaterBytes, Is.EqualTo(8 * ArrayBytes), "the pool's own mark again");
+        Assert.That(BufferPool.IdleLimitBytes, Is.EqualTo(long.MaxValue));
+        pool.Return(pool.Rent(3 * Floats));
+        Assert.That(pool.PooledBytes, Is.EqualTo(3 * ArrayBytes));
+    }
+
+    [Test]
+    public void OpeningAnIdleLimitDropsWhatTheSharedPoolsHoldBeyondIt()
+    {
+        const int odd = 64 * 1019;   // a size no other test uses
+        BufferPool<float>.Shared.Return(BufferPool<float>.Shared.Rent(odd));
+        Assert.That(BufferPool<float>.Shared.PooledBytes, Is.GreaterThanOrEqualTo(odd * sizeof(float)));
+        using (BufferPool.LimitIdleBytes(0))
+            Assert.That(BufferPool<float>.Shared.PooledBytes, Is.Zero);
+    }
 }

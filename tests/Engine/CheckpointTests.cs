@@ -1,5 +1,6 @@
 using MaskBit.Autograd;
 using MaskBit.Autograd.Nn;
+using MaskBit.Kernels.Cpu;
 using MaskBit.Models.Benchmarks;
 using MaskBit.Models.Config;
 using MaskBit.Models.Training;
@@ -118,6 +119,34 @@ public class CheckpointTests
         Assert.That(MlmStep.From(Tiny(false)).Generator.Transformer.ActivationCheckpointing, Is.False);
         var tokenizer = MaskBitConfig.Load(RepositoryFiles.Find("configs/fashion_mnist_tokenizer.yaml"), ["training.activation_checkpointing=true"]);
         Assert.That(TokenizerStep.From(tokenizer).Model.ActivationCheckpointing, Is.True);
+    }
+
+    /// <summary>training.activation_checkpointing lowers the CPU pools' idle mark for each step it runs, and the mark is
+    /// back when the step returns: what the process runs after it (evaluation, other steps, later tests) is unaffected.</summary>
+    [Test]
+    public void CheckpointingLimitsThePoolsIdleMemoryDuringEachStepOnly()
+    {
+        var generator = MlmStep.From(Tiny(true));
+        var batch = new TokenBatch(new int[2 * generator.Generator.Config.SeqLen], [0, 1], 0, 0);
+        long during = 0;
+        using (TensorScope.Begin())
+            generator.Run(() => { during = BufferPool.IdleLimitBytes; return batch; }, 0);
+        Assert.That(during, Is.EqualTo(StageTrainingSettings.CheckpointingIdlePoolBytes));
+        Assert.That(BufferPool.IdleLimitBytes, Is.EqualTo(long.MaxValue), "restored after the generator's step");
+
+        var tokenizerConfig = MaskBitConfig.Load(RepositoryFiles.Find(ModelWorkloads.SmallTokenizerConfig), ["training.activation_checkpointing=true"]);
+        var tokenizer = TokenizerStep.From(tokenizerConfig, batchSize: 1);
+        int resolution = TrainingData.Transform(tokenizerConfig).Resolution;
+        var images = Tensor.Zeros(1, tokenizer.Model.Config.NumChannels, resolution, resolution);
+        using (TensorScope.Begin())
+            tokenizer.Run(() => { during = BufferPool.IdleLimitBytes; return images; }, 0);
+        Assert.That(during, Is.EqualTo(StageTrainingSettings.CheckpointingIdlePoolBytes));
+        Assert.That(BufferPool.IdleLimitBytes, Is.EqualTo(long.MaxValue), "restored after the tokenizer's step");
+
+        long withoutCheckpointing = 0;
+        using (TensorScope.Begin())
+            MlmStep.From(Tiny(false)).Run(() => { withoutCheckpointing = BufferPool.IdleLimitBytes; return batch; }, 0);
+        Assert.That(withoutCheckpointing, Is.EqualTo(long.MaxValue), "no limit without checkpointing");
     }
 
     /// <summary>Three training steps of each stage (the generator with dropout, the tokenizer with its discriminator

@@ -13,6 +13,16 @@ public sealed class AdamW
     public double Beta2 { get; }
     public double Eps { get; }
     public double WeightDecay { get; }
+    /// <summary>The moments' storage type: float32 (torch's), or bfloat16 to halve the optimizer's memory (not the
+    /// reference's). Each step then widens a parameter's moments into float32 temporaries, updates them with the same
+    /// kernel, and rounds them back to nearest, one parameter at a time; the parameter's update itself is float32's.</summary>
+    public DType MomentDType
+    {
+        get => _momentDType;
+        init => _momentDType = value is DType.Float32 or DType.BFloat16 ? value
+            : throw new ArgumentOutOfRangeException(nameof(MomentDType), $"AdamW's moments are float32 or bfloat16, not {value}");
+    }
+    private readonly DType _momentDType = DType.Float32;
     /// <summary>Steps taken (torch keeps one counter per parameter; they are equal here as every parameter is
     /// stepped each time, parameters without a gradient excepted — see <see cref="StepOf"/>).</summary>
     private readonly Dictionary<Tensor, (Tensor ExpAvg, Tensor ExpAvgSq, long Step)> _state = new(ReferenceEqualityComparer.Instance);
@@ -37,7 +47,7 @@ public sealed class AdamW
         {
             if (p.Grad == null) continue;
             if (!_state.TryGetValue(p, out var st))
-                using (TensorScope.Outside()) st = (Tensor.Zeros(p.Shape, p.Device), Tensor.Zeros(p.Shape, p.Device), 0);
+                using (TensorScope.Outside()) st = (Tensor.Zeros(p.Shape, p.Device, MomentDType), Tensor.Zeros(p.Shape, p.Device, MomentDType), 0);
             long step = st.Step + 1;
             _state[p] = (st.ExpAvg, st.ExpAvgSq, step);
             double bc1 = 1 - Math.Pow(Beta1, step), bc2 = 1 - Math.Pow(Beta2, step);
@@ -46,17 +56,29 @@ public sealed class AdamW
                 Beta1: (float)Beta1, OneMinusBeta1: (float)(1 - Beta1),
                 Beta2: (float)Beta2, OneMinusBeta2: (float)(1 - Beta2),
                 StepSize: (float)(LearningRate / bc1), Bc2Sqrt: (float)Math.Sqrt(bc2), Eps: (float)Eps);
-            p.Device.AdamWUpdate(p.Buf, p.Grad.Buf, st.ExpAvg.Buf, st.ExpAvgSq.Buf, p.Numel, scalars);
+            if (MomentDType == DType.Float32)
+            {
+                p.Device.AdamWUpdate(p.Buf, p.Grad.Buf, st.ExpAvg.Buf, st.ExpAvgSq.Buf, p.Numel, scalars);
+                continue;
+            }
+            using (TensorScope.Begin())
+            {
+                Tensor expAvg = st.ExpAvg.To(DType.Float32), expAvgSq = st.ExpAvgSq.To(DType.Float32);
+                p.Device.AdamWUpdate(p.Buf, p.Grad.Buf, expAvg.Buf, expAvgSq.Buf, p.Numel, scalars);
+                st.ExpAvg.CopyFrom_(expAvg);
+                st.ExpAvgSq.CopyFrom_(expAvgSq);
+            }
         }
     }
 
     public void ZeroGrad() { foreach (var p in Parameters) p.ZeroGrad(); }
 
-    /// <summary>Restores moment buffers and step counts (checkpoint resume).</summary>
+    /// <summary>Restores moment buffers (converted to <see cref="MomentDType"/>) and step counts (checkpoint resume).</summary>
     public void LoadState(Tensor p, Tensor expAvg, Tensor expAvgSq, long step)
     {
         using var _ = TensorScope.Outside();
-        _state[p] = (expAvg.CloneNoGrad(), expAvgSq.CloneNoGrad(), step);
+        Tensor Moment(Tensor saved) => saved.DType == MomentDType ? saved.CloneNoGrad() : saved.To(MomentDType);
+        _state[p] = (Moment(expAvg), Moment(expAvgSq), step);
     }
 }
 

@@ -78,8 +78,13 @@ public sealed class BufferPool<T> where T : unmanaged
     public BufferPool(long highWaterBytes) => HighWaterBytes = highWaterBytes;
 
     /// <summary>The most bytes the pool keeps; settable (lower it to keep a small process small, raise it when a
-    /// training step's transient tensors exceed it and its steps should still find every buffer pooled).</summary>
+    /// training step's transient tensors exceed it and its steps should still find every buffer pooled). A scope of
+    /// <see cref="BufferPool.LimitIdleBytes"/> lowers it while it lasts (<see cref="EffectiveHighWaterBytes"/>).</summary>
     public long HighWaterBytes { get; set; }
+
+    /// <summary>The mark in force: <see cref="HighWaterBytes"/>, or the lowest open <see cref="BufferPool.LimitIdleBytes"/>
+    /// limit when that is lower.</summary>
+    public long EffectiveHighWaterBytes => Math.Min(HighWaterBytes, BufferPool.IdleLimitBytes);
 
     /// <summary>Bytes held by the pool (not rented out).</summary>
     public long PooledBytes => Interlocked.Read(ref _pooledBytes);
@@ -104,15 +109,15 @@ public sealed class BufferPool<T> where T : unmanaged
     public void Return(T[] array)
     {
         if (array.Length == 0) return;
-        long bytes = (long)array.Length * ElementSize;
-        if (bytes > HighWaterBytes)
+        long bytes = (long)array.Length * ElementSize, mark = EffectiveHighWaterBytes;
+        if (bytes > mark)
         {
             Interlocked.Add(ref _droppedBytes, bytes);
             return;
         }
         _bins.GetOrAdd(array.Length, _ => new Bin()).Arrays.Add(array);
         // Evicting down to 7/8 of the mark leaves room, so a pool at its mark does not sort its bins on every return.
-        if (Interlocked.Add(ref _pooledBytes, bytes) > HighWaterBytes) Trim(HighWaterBytes / 8 * 7);
+        if (Interlocked.Add(ref _pooledBytes, bytes) > mark) Trim(mark / 8 * 7);
     }
 
     /// <summary>Drops pooled arrays, least recently rented sizes first, until at most <paramref name="keepBytes"/>
@@ -144,7 +149,7 @@ public sealed class BufferPool<T> where T : unmanaged
     /// last one (one caller runs it; not from <see cref="Return"/>, which finalizers call).</summary>
     private void CollectDropped()
     {
-        long threshold = HighWaterBytes / 2;
+        long threshold = EffectiveHighWaterBytes / 2;
         if (Interlocked.Read(ref _droppedBytes) < threshold || Interlocked.Exchange(ref _droppedBytes, 0) < threshold) return;
         Interlocked.Increment(ref _collections);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
@@ -155,7 +160,6 @@ public sealed class BufferPool<T> where T : unmanaged
 public static class BufferPool
 {
     private static readonly List<Action<long>> Pools = new();
-    private static readonly List<Action<long>> Marks = new();
 
     /// <summary>The high-water mark each pool starts with: an eighth of the memory available to the process
     /// (at least 512 MB) — above what a training step of the shipped configs keeps in flight, far below a laptop's RAM.</summary>
@@ -163,20 +167,43 @@ public static class BufferPool
 
     internal static BufferPool<T> Register<T>(BufferPool<T> pool) where T : unmanaged
     {
-        lock (Pools)
-        {
-            Pools.Add(keep => pool.Trim(keep));
-            Marks.Add(mark => pool.HighWaterBytes = Math.Min(pool.HighWaterBytes, mark));
-        }
+        lock (Pools) Pools.Add(keep => pool.Trim(keep));
         return pool;
     }
 
-    /// <summary>Lowers every shared pool's <see cref="BufferPool{T}.HighWaterBytes"/> to at most
-    /// <paramref name="bytes"/> (never raises it): for a process that would rather collect than keep idle arrays of
-    /// many sizes (the 12-bit tokenizer step's convolutions leave about 2 GB of them at the default mark).</summary>
-    public static void LimitIdleBytes(long bytes)
+    /// <summary>The open <see cref="LimitIdleBytes"/> scopes' limits (several may overlap, and close in any order).</summary>
+    private static readonly List<IdleLimit> OpenLimits = new();
+    private static long _idleLimitBytes = long.MaxValue;
+
+    /// <summary>The lowest open <see cref="LimitIdleBytes"/> limit; <see cref="long.MaxValue"/> when none is open.</summary>
+    public static long IdleLimitBytes => Interlocked.Read(ref _idleLimitBytes);
+
+    /// <summary>Until the returned scope is disposed, every pool keeps at most <paramref name="bytes"/> idle
+    /// (its own <see cref="BufferPool{T}.HighWaterBytes"/> where that is lower), and what the shared pools hold beyond it
+    /// now is dropped: for a step that would rather collect than keep idle arrays of many sizes (the 12-bit tokenizer step's
+    /// convolutions leave about 2 GB of them at the default mark). Disposing restores the marks as they were.</summary>
+    public static IDisposable LimitIdleBytes(long bytes)
     {
-        lock (Pools) foreach (var lower in Marks) lower(bytes);
+        var limit = new IdleLimit(bytes);
+        lock (OpenLimits)
+        {
+            OpenLimits.Add(limit);
+            Interlocked.Exchange(ref _idleLimitBytes, OpenLimits.Min(l => l.Bytes));
+        }
+        lock (Pools) foreach (var trim in Pools) trim(bytes);
+        return limit;
+    }
+
+    private sealed class IdleLimit(long bytes) : IDisposable
+    {
+        public long Bytes { get; } = bytes;
+
+        public void Dispose()
+        {
+            lock (OpenLimits)
+                if (OpenLimits.Remove(this))
+                    Interlocked.Exchange(ref _idleLimitBytes, OpenLimits.Count == 0 ? long.MaxValue : OpenLimits.Min(l => l.Bytes));
+        }
     }
 
     /// <summary>Gives the CPU backend's idle memory back to the operating system: storages of tensors nobody

@@ -139,7 +139,7 @@ public static class ConfigSchema
             ("name", ConfigType.String), ("params.learning_rate", Float(0, minExclusive: true)),
             ("params.discriminator_learning_rate", Float(0, minExclusive: true)), ("params.scale_lr", ConfigType.Bool),
             ("params.beta1", Float(0, 1, maxExclusive: true)), ("params.beta2", Float(0, 1, maxExclusive: true)), ("params.weight_decay", Float(0)),
-            ("params.epsilon", Float(0, minExclusive: true)),
+            ("params.epsilon", Float(0, minExclusive: true)), ("params.moments_dtype", ConfigType.String),
         }),
         ("lr_scheduler", new (string, KeySpec)[]
         {
