@@ -11,7 +11,7 @@ using MaskBit.Tests.Tokenizer;
 namespace MaskBit.Tests.Perceptual;
 
 /// <summary>Golden `perceptual_small` (tests/Fixtures/golden/perceptual_small/README.md): every layer of the three
-/// perceptual networks and VqganLoss's ResNet-50 path at sizes the ILGPU CPU emulator runs in seconds — the 224×224
+/// perceptual networks and VqganLoss's ResNet-50 path at small sizes, for the test devices — the 224×224
 /// cases (`formula_nets`, `perceptual_nets`, `vqgan_loss`'s rn50 run, `tokenizer_training_rn50`) take minutes there and
 /// run on the CPU only. PerceptualLoss resizes to meta.resize (32: the last stage of ResNet-50 and ConvNeXt-Small
 /// works on a 1×1 map) instead of 224, in the reference run as here. Tolerances as `formula_nets` and `vqgan_loss`.

@@ -1,6 +1,5 @@
 """Makes the golden case `perceptual_small`: the three perceptual networks of the reference and VQGANLoss's ResNet-50
-path at input sizes the ILGPU CPU emulator runs in seconds (the other perceptual cases work at 224x224 and stay on
-the CPU). The reference's PerceptualLoss resizes to a fixed 224; here that one call is redirected to RESIZE x RESIZE
+path at small input sizes, for test devices (the other perceptual cases work at 224x224 and run on the CPU only). The reference's PerceptualLoss resizes to a fixed 224; here that one call is redirected to RESIZE x RESIZE
 (torch.nn.functional.interpolate with size=224 is wrapped), which keeps every layer of ResNet-50 and ConvNeXt-Small
 (their last stage works on a 1x1 map). Formula weights as formula_nets / perceptual_nets. Run from the reference
 checkout:
