@@ -84,6 +84,13 @@ public static class GoldenDevice
     /// <summary>True on the CPU backend; on a test device (an ILGPU emulator in CI) runners leave out their
     /// slowest runs, which the CPU run covers.</summary>
     public static bool IsCpu => Device.Default is Kernels.Cpu.CpuBackend;
+
+    /// <summary>False on ILGPU's CPU accelerator unless MASKBIT_TEST_SLOW_EMULATOR=1: it emulates each GPU thread with
+    /// an OS thread, so a run costs about one barrier round per 32×32 weight tile, and full ImageNet networks
+    /// (ResNet-50, ConvNeXt-Small) take minutes there at any image size. Runners of such cases ignore themselves
+    /// on the emulator; CUDA (bench/gpu-check.sh) runs them.</summary>
+    public static bool RunsNetworkSizedCases =>
+        Device.Default.Name != "ilgpu-cpu" || Environment.GetEnvironmentVariable("MASKBIT_TEST_SLOW_EMULATOR") == "1";
 }
 
 /// <summary>Marks a static method <c>void Run(GoldenCase c)</c> as the parity runner of a case kind. The runner

@@ -13,7 +13,7 @@ namespace MaskBit.Tests.Tokenizer;
 /// <summary>Golden `vqgan_loss`: VQGANLoss in generator and discriminator mode over the runs of meta.runs, each on a
 /// freshly loaded module (config overrides per run). Reconstructions come from a stand-in last layer
 /// (Conv2dSame(features)), whose weight is the adaptive weight's `last_layer`. On a test device: one run per mode
-/// past discriminator_start, no perceptual network.</summary>
+/// past discriminator_start, no perceptual network (`perceptual_small` runs the ResNet-50 run there at 32×32).</summary>
 public static class VqganLossGolden
 {
     private const double LossTol = 1e-5;
@@ -30,7 +30,7 @@ public static class VqganLossGolden
             IPerceptualLoss? perceptual = null;
             if (run.TryGetProperty("perceptual", out var kind))
             {
-                if (!GoldenDevice.IsCpu) continue;   // a ResNet-50 on the emulator takes many minutes
+                if (!GoldenDevice.IsCpu) continue;   // a ResNet-50 at 224×224 takes minutes on the emulator
                 perceptual = PerceptualFor(c, kind.GetString()!);
                 if (perceptual == null)
                 {
@@ -64,13 +64,13 @@ public static class VqganLossGolden
 
     private static string Yaml(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
 
-    private static void CheckLoss(GoldenCase c, List<string> failures, string name, Tensor t)
+    internal static void CheckLoss(GoldenCase c, List<string> failures, string name, Tensor t)
     {
         double e = Compare.ScaledError(t.ToArray(), c.Array(name).ToFloat32());
         if (!(e <= LossTol)) failures.Add($"{name}: relative error {e:E2} > {LossTol:E0}");
     }
 
-    private static void RunGenerator(GoldenCase c, string run, VqganLoss module, long step, List<string> failures, GradTolerance grads)
+    internal static void RunGenerator(GoldenCase c, string run, VqganLoss module, long step, List<string> failures, GradTolerance grads)
     {
         var weight = c.Tensor("last_layer.weight", requiresGrad: true);
         var bias = c.Tensor("last_layer.bias", requiresGrad: true);
