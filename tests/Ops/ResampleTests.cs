@@ -63,6 +63,69 @@ public class ResampleTests
         Assert.That(x.Grad!.ToArray(), Is.EqualTo(new float[] { 0, 1, 0, 0, 0, 0 }));
     }
 
+    /// <summary>The CPU window max (adaptive and strided) on every ISA against the plain row-major scan, bit for bit in
+    /// values and argmax: ties (the first maximum wins), NaNs (the last one wins), −∞ windows, and rows wide enough for
+    /// the 8-output vector blocks and their tails.</summary>
+    [Test]
+    public void WindowMaxMatchesTheRowMajorScanOnEveryIsa()
+    {
+        var be = MaskBit.Kernels.Cpu.CpuBackend.Instance;
+        const int planes = 3;
+        (int H, int W, int OH, int OW, int K, int S, int P)[] cases =
+        [
+            (13, 21, 7, 19, 0, 0, 0),   // adaptive, overlapping bins of varying width
+            (8, 8, 16, 16, 0, 0, 0),    // adaptive upsampling (the discriminator's 8² → 16²)
+            (17, 35, 9, 18, 3, 2, 1),   // strided 3×3, padded
+            (6, 40, 3, 20, 2, 2, 0),    // strided 2×2
+        ];
+        foreach (var (h, w, oh, ow, k, s, p) in cases)
+        {
+            var rng = new Random(h * w);
+            // Few distinct values (many ties), some NaN and −∞, one all-−∞ plane.
+            var x = Enumerable.Range(0, planes * h * w).Select(i => i >= 2 * h * w ? float.NegativeInfinity : rng.Next(12) switch
+            {
+                0 => float.NaN,
+                1 => float.NegativeInfinity,
+                var v => (float)(v % 4),
+            }).ToArray();
+            (int, int) Bin(int i, int size, int outSize) => k == 0
+                ? ((int)((long)i * size / outSize), (int)(((long)(i + 1) * size + outSize - 1) / outSize))
+                : (Math.Max(i * s - p, 0), Math.Min(i * s - p + k, size));
+            var expected = new float[planes * oh * ow];
+            var expectedArg = new int[planes * oh * ow];
+            for (int pl = 0; pl < planes; pl++)
+                for (int i = 0; i < oh; i++)
+                    for (int j = 0; j < ow; j++)
+                    {
+                        var (r0, r1) = Bin(i, h, oh);
+                        var (c0, c1) = Bin(j, w, ow);
+                        float max = float.NegativeInfinity;
+                        int best = r0 * w + c0;
+                        for (int r = r0; r < r1; r++)
+                            for (int c = c0; c < c1; c++)
+                            {
+                                float v = x[(pl * h + r) * w + c];
+                                if (v > max || float.IsNaN(v)) { max = v; best = r * w + c; }
+                            }
+                        expected[(pl * oh + i) * ow + j] = max;
+                        expectedArg[(pl * oh + i) * ow + j] = best;
+                    }
+            TestIsas.Each(() =>
+            {
+                using var xs = be.Allocate(x.Length);
+                using var ys = be.Allocate(expected.Length);
+                using var args = be.Allocate(expected.Length, MaskBit.Kernels.DType.Int32);
+                be.Upload(x, new MaskBit.Kernels.Buf(xs, 0));
+                if (k == 0) be.AdaptiveMaxPoolForward(planes, h, w, oh, ow, new(xs, 0), new(ys, 0), new(args, 0));
+                else be.MaxPool2dForward(planes, h, w, k, s, p, oh, ow, new(xs, 0), new(ys, 0), new(args, 0));
+                string what = $"{h}×{w} → {oh}×{ow} (k {k}) on {MaskBit.Kernels.Cpu.CpuIsa.Name(MaskBit.Kernels.Cpu.CpuIsa.Current)}";
+                Assert.That(MaskBit.Kernels.Cpu.CpuBackend.Arr(new(ys, 0))[..expected.Length].Select(BitConverter.SingleToInt32Bits),
+                    Is.EqualTo(expected.Select(BitConverter.SingleToInt32Bits)), what);
+                Assert.That(MaskBit.Kernels.Cpu.CpuBackend.IntArr(new(args, 0))[..expected.Length], Is.EqualTo(expectedArg), what);
+            });
+        }
+    }
+
     [TestCase(2, 3, 5, 6)]
     [TestCase(1, 1, 1, 7)]
     public void UpsampleNearest2x(int n, int c, int h, int w)

@@ -97,9 +97,16 @@ public static class GradClip
         var grads = parameters.Select(p => p.Grad).Where(g => g != null).Cast<Tensor>().ToList();
         if (grads.Count == 0) return null;
         using var _ = Tape.NoGrad();
-        // As torch: the norm of the per-tensor norms.
-        var norms = grads.Select(g => g.Square().Sum().Sqrt().Reshape(1)).ToList();
-        var total = Tensor.Cat(norms, 0).Square().Sum().Sqrt();
+        // torch takes the norm of the per-tensor norms; the sum of all squares, gradient after gradient into one
+        // accumulator, is the same to float32 rounding and reads each gradient once without a squared copy.
+        var device = grads[0].Device;
+        var sumOfSquares = Tensor.Scalar(0f, device);
+        foreach (var g in grads)
+        {
+            if (g.Device != device) throw new ArgumentException($"gradients on {device} and {g.Device}: clip_grad_norm_ needs one device");
+            device.SumOfSquares(g.Buf, g.Numel, sumOfSquares.Buf, accumulate: true);
+        }
+        var total = sumOfSquares.Sqrt();
         var coef = Tensor.Scalar(maxNorm, total.Device).Div(total.AddScalar(1e-6f)).ClampMax(1f);
         foreach (var g in grads)
             g.Device.Binary(BinaryOp.Mul, g.Buf, ShapeUtil.ContiguousStrides(g.Shape), coef.Buf, new int[g.Rank], g.Buf, g.Shape);

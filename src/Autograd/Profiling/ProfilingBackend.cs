@@ -228,6 +228,11 @@ public sealed class ProfilingBackend(IBackend inner, Profiler profiler) : IBacke
     }
 
     // ---- optimizer updates and lookup-free quantization ---------------------------------------------------------
+    public void SumOfSquares(Buf x, long n, Buf y, bool accumulate)
+    {
+        using (K("SumOfSquares", $"n={n}")) Inner.SumOfSquares(U(x), n, U(y), accumulate);
+    }
+
     public void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s)
     {
         using (K("AdamWUpdate", $"n={n}")) Inner.AdamWUpdate(U(param), U(grad), U(expAvg), U(expAvgSq), n, s);

@@ -135,6 +135,17 @@ public interface IBackend : IDisposable
     // ---- optimizer updates (Optim/) ------------------------------------------------------------------------
     /// <summary>One AdamW step in place, in torch's single-tensor order (see <see cref="AdamWScalars"/>).</summary>
     void AdamWUpdate(Buf param, Buf grad, Buf expAvg, Buf expAvgSq, long n, in AdamWScalars s);
+    /// <summary>y[0] = Σ x[i]² over n float32 values (plus y[0] when accumulating): the gradient clipping's squared
+    /// norm, summed in an order that does not depend on the number of threads. Backends without a fused kernel square
+    /// into a temporary and reduce it.</summary>
+    void SumOfSquares(Buf x, long n, Buf y, bool accumulate)
+    {
+        using var squares = Allocate(n);
+        var strides = new[] { 1 };
+        var shape = new[] { checked((int)n) };
+        Binary(BinaryOp.Mul, x, strides, x, strides, new Buf(squares, 0), shape);
+        ReduceSum(new Buf(squares, 0), y, 1, checked((int)n), 1, 1f, accumulate);
+    }
     /// <summary>shadow −= oneMinusDecay·(shadow − param), the EMA rule of the reference.</summary>
     void EmaUpdate(Buf shadow, Buf param, long n, float oneMinusDecay);
 
