@@ -1,14 +1,11 @@
-using MaskBit.Autograd;
 using MaskBit.Kernels;
-using MaskBit.Models.Generator;
-using MaskBit.Models.Tokenizer;
 using MaskBit.Tests.Support;
 
 namespace MaskBit.Tests.Ilgpu;
 
 /// <summary>
 /// A NaN in the input comes out where the CPU backend puts it, on every device: element-wise ops (clamp, max/min,
-/// ReLU...), both reduction shapes, softmax, the cross-entropy loss and every training loss built on them. A device that dropped a NaN (as PTX
+/// ReLU...), both reduction shapes, softmax and the cross-entropy loss. A device that dropped a NaN (as PTX
 /// max.f32 does) could turn a NaN loss into a finite one and slip past the training loop's NaN stop; the PTX side
 /// of this is checked offline in <see cref="PtxCompileTests"/>.
 /// </summary>
@@ -98,41 +95,5 @@ public sealed class NanPropagationDeviceTests : DeviceTestBase
             lse.Dispose();
         });
         AssertSameNaNs(deviceLoss, loss, $"cross-entropy on {device}");
-    }
-
-    /// <summary>Every loss term of both training stages is NaN on every device when one of its inputs is: the GAN
-    /// terms (hinge, vanilla, non-saturating, LeCam), the L1/L2 reconstruction, the LFQ commitment and entropy terms
-    /// and the generator's MLM loss. The training loop's NaN stop reads these values.</summary>
-    [TestCaseSource(typeof(TestDevices), nameof(TestDevices.Names))]
-    public void EveryTrainingLossIsNaNWhenAnInputIs(string device)
-    {
-        var dev = TestDevices.Get(device);
-        Tensor On(float[] data, params int[] shape) => Tensor.FromArray(data, shape, dev);
-        var withNaN = On(WithNaN(8, 1, 3), 8);
-        var finite = On(RandomValues(8, 2), 8);
-        var zero = Tensor.Scalar(0f, dev);
-        var quantizer = new LookupFreeQuantizer(tokenBits: 4);
-        quantizer.Train();
-        var (_, lfq) = quantizer.Forward(On(WithNaN(2 * 4 * 2 * 2, 3, 5), 2, 4, 2, 2));
-        var targets = Tensor.FromInts(new[] { 1, 0, 3, 2 }, [2, 2, 1], dev);
-        var mask = Tensor.FromInts(new[] { 1, 1, 0, 1 }, [2, 2, 1], dev);
-        var (mlm, _) = new MlmLoss().Forward(On(WithNaN(2 * 2 * 4, 4, 6), 2, 2, 1, 4), targets, mask);
-        var losses = new (string Name, Tensor Value)[]
-        {
-            ("hinge_d_loss (real)", GanLosses.HingeDLoss(withNaN, finite)),
-            ("hinge_d_loss (fake)", GanLosses.HingeDLoss(finite, withNaN)),
-            ("vanilla_d_loss", GanLosses.VanillaDLoss(withNaN, finite)),
-            ("non_saturating_d_loss", GanLosses.NonSaturatingDLoss(finite, withNaN)),
-            ("hinge_g_loss", GanLosses.HingeGLoss(withNaN)),
-            ("non_saturating_g_loss", GanLosses.NonSaturatingGLoss(withNaN)),
-            ("lecam_loss", GanLosses.LecamLoss(withNaN.Mean(), finite.Mean(), zero, zero)),
-            ("l1 reconstruction", F.L1Loss(withNaN, finite)),
-            ("l2 reconstruction", F.MseLoss(finite, withNaN)),
-            ("lfq commitment", lfq.CommitmentLoss),
-            ("lfq entropy", lfq.EntropyLoss),
-            ("mlm", mlm),
-        };
-        foreach (var (name, value) in losses)
-            Assert.That(float.IsNaN(value.ToArray()[0]), $"{name} on {device}: {value.ToArray()[0]}");
     }
 }
